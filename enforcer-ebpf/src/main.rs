@@ -1,0 +1,30 @@
+//! The enforcer's kernel programs, one object.
+//!
+//! # Layout
+//! - `maps`: every map, named as `enforcer_common::maps` says.
+//! - `verdict`: the one place that turns an address into a verdict and rule.
+//! - `report`: counters and ring-buffer events.
+//! - `sock_addr`: cgroup connect4/6 and sendmsg4/6 (EPERM at the syscall).
+//! - `sock`: cgroup sock_create, recording each socket's owner.
+//! - `skb`: cgroup_skb egress (drops what reaches the wire anyway).
+//! - `xdp`: XDP filter on source and destination.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod report;
+mod skb;
+mod sock;
+mod sock_addr;
+mod verdict;
+mod xdp;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,37 @@
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use enforcer_common::{
+    CONFIG_LEN, EVENTS_BYTES, MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_EXACT_V4, MAX_EXACT_V6,
+    MAX_RANGES_V4, MAX_RANGES_V6, MAX_SOCK_OWNERS, RateState, STATS_LEN, SockOwner,
+};
+
+// Exact addresses live in hash maps: at 1M entries a trie lookup costs about
+// three times a hash lookup here, so only real ranges go into the tries.
+#[map]
+pub static DENY_V4: HashMap<u32, u32> = HashMap::with_max_entries(MAX_EXACT_V4, BPF_F_NO_PREALLOC);
+#[map]
+pub static DENY_V6: HashMap<[u32; 4], u32> =
+    HashMap::with_max_entries(MAX_EXACT_V6, BPF_F_NO_PREALLOC);
+#[map]
+pub static DENY_LPM_V4: LpmTrie<u32, u32> = LpmTrie::with_max_entries(MAX_RANGES_V4, 0);
+#[map]
+pub static DENY_LPM_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(MAX_RANGES_V6, 0);
+#[map]
+pub static ALLOW_LPM_V4: LpmTrie<u32, u32> = LpmTrie::with_max_entries(MAX_ALLOW_V4, 0);
+#[map]
+pub static ALLOW_LPM_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(MAX_ALLOW_V6, 0);
+
+#[map]
+pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_LEN, 0);
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+#[map]
+pub static SOCK_OWNERS: LruHashMap<u64, SockOwner> =
+    LruHashMap::with_max_entries(MAX_SOCK_OWNERS, 0);
+#[map]
+pub static XDP_RATE: PerCpuArray<RateState> = PerCpuArray::with_max_entries(1, 0);

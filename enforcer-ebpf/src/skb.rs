@@ -1,0 +1,146 @@
+//! cgroup_skb egress: defense in depth. Catches packets to banned addresses
+//! that passed the syscall hooks, e.g. a connection opened before its
+//! destination was banned. Returning 0 drops the packet; a local sender
+//! sees EPERM.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_get_socket_cookie, bpf_skb_cgroup_id},
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use enforcer_common::{
+    AF_INET, AF_INET6, EVENT_F_OWNER_FROM_COOKIE, EVENT_F_OWNER_UNKNOWN, HOOK_SKB_EGRESS,
+    STAT_OWNER_UNKNOWN, SockOwner, VERDICT_ALLOWED, VERDICT_PASS,
+};
+
+use crate::{
+    maps::SOCK_OWNERS,
+    report::{Flow, bump, count, emit},
+    verdict::{ERROR, Match, check_v4, check_v6, passes},
+};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+const PASS: i32 = 1;
+const DROP: i32 = 0;
+
+#[cgroup_skb(egress)]
+pub fn skb_egress(ctx: SkBuffContext) -> i32 {
+    let proto = u16::from_be(ctx.skb.protocol() as u16);
+    let parsed = match proto {
+        ETH_P_IP => parse_v4(&ctx),
+        ETH_P_IPV6 => parse_v6(&ctx),
+        // Not IP: nothing of ours to judge.
+        _ => return PASS,
+    };
+    let (found, family, addr, port, protocol) = match parsed {
+        Ok(p) => p,
+        Err(()) => (Some(ERROR), 0, [0; 4], 0, 0),
+    };
+    let Some(Match { verdict, rule_id }) = found else {
+        count(HOOK_SKB_EGRESS, VERDICT_PASS);
+        return PASS;
+    };
+    count(HOOK_SKB_EGRESS, verdict);
+    if verdict != VERDICT_ALLOWED {
+        report(&ctx, verdict, rule_id, family, addr, port, protocol);
+    }
+    if passes(verdict) { PASS } else { DROP }
+}
+
+type Parsed = (Option<Match>, u32, [u32; 4], u32, u32);
+
+#[inline(always)]
+fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
+    let vihl: u8 = ctx.load(0).map_err(|_| ())?;
+    let frag: u16 = ctx.load(6).map_err(|_| ())?;
+    let protocol: u8 = ctx.load(9).map_err(|_| ())?;
+    let daddr: u32 = ctx.load(16).map_err(|_| ())?;
+    let found = check_v4(daddr);
+    if found.is_none() {
+        return Ok((None, AF_INET, [0; 4], 0, 0));
+    }
+    // The port is only in the first fragment.
+    let first_fragment = u16::from_be(frag) & 0x1fff == 0;
+    let l4 = ((vihl & 0x0f) as usize) * 4;
+    let port = if first_fragment {
+        dest_port(ctx, protocol, l4)
+    } else {
+        0
+    };
+    Ok((found, AF_INET, [daddr, 0, 0, 0], port, protocol as u32))
+}
+
+#[inline(always)]
+fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
+    let next: u8 = ctx.load(6).map_err(|_| ())?;
+    let daddr: [u32; 4] = ctx.load(24).map_err(|_| ())?;
+    let found = check_v6(daddr);
+    if found.is_none() {
+        return Ok((None, AF_INET6, [0; 4], 0, 0));
+    }
+    // Extension headers are not walked: the port is then reported as 0.
+    Ok((found, AF_INET6, daddr, dest_port(ctx, next, 40), next as u32))
+}
+
+#[inline(always)]
+fn dest_port(ctx: &SkBuffContext, protocol: u8, l4: usize) -> u32 {
+    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
+        return 0;
+    }
+    match ctx.load::<u16>(l4 + 2) {
+        Ok(port) => u16::from_be(port) as u32,
+        Err(_) => 0,
+    }
+}
+
+#[inline(always)]
+fn report(
+    ctx: &SkBuffContext,
+    verdict: u32,
+    rule_id: u32,
+    family: u32,
+    addr: [u32; 4],
+    port: u32,
+    protocol: u32,
+) {
+    let skb = ctx.skb.skb;
+    // SAFETY: the skb context is a valid argument for these helpers here.
+    let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
+    let mut flags = EVENT_F_OWNER_FROM_COOKIE;
+    let owner = match SOCK_OWNERS.get_ptr(cookie) {
+        // SAFETY: LRU values are read whole; a concurrent eviction can at
+        // worst give a stale owner, never an invalid read.
+        Some(owner) => unsafe { *owner },
+        None => {
+            bump(STAT_OWNER_UNKNOWN);
+            flags = EVENT_F_OWNER_UNKNOWN;
+            SockOwner {
+                // SAFETY: as above.
+                cgroup_id: unsafe { bpf_skb_cgroup_id(skb) },
+                pid: 0,
+                tgid: 0,
+                uid: ctx.get_socket_uid(),
+                gid: 0,
+                comm: [0; 16],
+            }
+        }
+    };
+    emit(
+        &Flow {
+            hook: HOOK_SKB_EGRESS,
+            verdict,
+            rule_id,
+            family,
+            addr,
+            port,
+            protocol,
+            flags,
+            cookie,
+        },
+        &owner,
+    );
+}

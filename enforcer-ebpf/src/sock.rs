@@ -1,0 +1,21 @@
+//! sock_create: remembers which task created each inet socket, so that the
+//! skb hook, which runs without reliable task context (retransmits, softirq),
+//! can still name the process behind a dropped packet.
+
+use aya_ebpf::{helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock, programs::SockContext};
+use enforcer_common::{AF_INET, AF_INET6};
+
+use crate::{maps::SOCK_OWNERS, report::current_owner};
+
+#[cgroup_sock(sock_create)]
+pub fn sock_create(ctx: SockContext) -> i32 {
+    // SAFETY: the context pointer is valid for the program's run.
+    let family = unsafe { (*ctx.sock).family };
+    if family == AF_INET || family == AF_INET6 {
+        // SAFETY: a bpf_sock is a valid argument for this helper here.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+        let _ = SOCK_OWNERS.insert(cookie, current_owner(), 0);
+    }
+    // Never refuse socket creation: verdicts belong to connect/send.
+    1
+}

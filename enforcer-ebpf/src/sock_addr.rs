@@ -1,0 +1,119 @@
+//! connect4/6 and sendmsg4/6: the verdict at the syscall. Returning 0 makes
+//! the kernel fail connect()/sendmsg() with EPERM.
+
+use aya_ebpf::{
+    bindings::bpf_sock_addr,
+    helpers::generated::bpf_get_socket_cookie,
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+};
+use enforcer_common::{
+    AF_INET, AF_INET6, EVENT_F_V4_MAPPED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4,
+    HOOK_SENDMSG6, VERDICT_ALLOWED, VERDICT_PASS,
+};
+
+use crate::{
+    maps::SOCK_OWNERS,
+    report::{Flow, count, current_owner, emit},
+    verdict::{Match, check_v4, check_v6, passes, v4_mapped},
+};
+
+const ALLOW: i32 = 1;
+const DENY: i32 = 0;
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    try_v4(&ctx, HOOK_CONNECT4)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    try_v4(&ctx, HOOK_SENDMSG4)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    try_v6(&ctx, HOOK_CONNECT6)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    try_v6(&ctx, HOOK_SENDMSG6)
+}
+
+#[inline(always)]
+fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: the context pointer is valid for the program's run; the
+    // verifier checks each field access.
+    let addr = unsafe { (*sa).user_ip4 };
+    let found = check_v4(addr);
+    judge(ctx, hook, found, AF_INET, [addr, 0, 0, 0], 0)
+}
+
+#[inline(always)]
+fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
+    let sa = ctx.sock_addr;
+    // The verifier only accepts user_ip6 word by word.
+    // SAFETY: as in `try_v4`.
+    let addr = unsafe {
+        [
+            core::ptr::read_volatile(&(*sa).user_ip6[0]),
+            core::ptr::read_volatile(&(*sa).user_ip6[1]),
+            core::ptr::read_volatile(&(*sa).user_ip6[2]),
+            core::ptr::read_volatile(&(*sa).user_ip6[3]),
+        ]
+    };
+    // An AF_INET6 socket reaches IPv4 hosts through ::ffff:a.b.c.d, so those
+    // are judged against the v4 maps.
+    match v4_mapped(addr) {
+        Some(v4) => judge(ctx, hook, check_v4(v4), AF_INET, [v4, 0, 0, 0], EVENT_F_V4_MAPPED),
+        None => judge(ctx, hook, check_v6(addr), AF_INET6, addr, 0),
+    }
+}
+
+#[inline(always)]
+fn judge(
+    ctx: &SockAddrContext,
+    hook: u32,
+    found: Option<Match>,
+    family: u32,
+    addr: [u32; 4],
+    flags: u32,
+) -> i32 {
+    let sa: *mut bpf_sock_addr = ctx.sock_addr;
+    // SAFETY: the context is a valid argument for this helper in sock_addr programs.
+    let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
+    let owner = current_owner();
+    // connect() says who uses the socket now; sendmsg() only fills a gap
+    // (sockets created before the programs were attached) to keep the
+    // per-datagram cost to a lookup.
+    let is_connect = hook == HOOK_CONNECT4 || hook == HOOK_CONNECT6;
+    if is_connect || SOCK_OWNERS.get_ptr(cookie).is_none() {
+        let _ = SOCK_OWNERS.insert(cookie, owner, 0);
+    }
+    let Some(Match { verdict, rule_id }) = found else {
+        count(hook, VERDICT_PASS);
+        return ALLOW;
+    };
+    count(hook, verdict);
+    if verdict != VERDICT_ALLOWED {
+        // SAFETY: as in `try_v4`.
+        let (port, protocol) = unsafe { ((*sa).user_port, (*sa).protocol) };
+        emit(
+            &Flow {
+                hook,
+                verdict,
+                rule_id,
+                family,
+                addr,
+                port: u16::from_be(port as u16) as u32,
+                protocol,
+                flags,
+                cookie,
+            },
+            &owner,
+        );
+    }
+    if passes(verdict) { ALLOW } else { DENY }
+}

@@ -1,0 +1,177 @@
+//! XDP: drops frames whose source or destination is banned, at line rate,
+//! on ingress of a workstation and on the forwarding path of a gateway.
+//! There is no task here; events carry no owner and are rate-limited.
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use enforcer_common::{
+    AF_INET, AF_INET6, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, HOOK_XDP, SockOwner,
+    VERDICT_ALLOWED, VERDICT_PASS,
+};
+
+use crate::{
+    report::{Flow, count, emit, xdp_event_allowed},
+    verdict::{ERROR, Match, check_v4, check_v6, passes},
+};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+#[xdp]
+pub fn xdp_filter(ctx: XdpContext) -> u32 {
+    let (found, flow) = match classify(&ctx) {
+        Ok(Some(hit)) => hit,
+        Ok(None) => {
+            count(HOOK_XDP, VERDICT_PASS);
+            return xdp_action::XDP_PASS;
+        }
+        Err(()) => (ERROR, blank_flow()),
+    };
+    let Match { verdict, rule_id } = found;
+    count(HOOK_XDP, verdict);
+    if verdict != VERDICT_ALLOWED && xdp_event_allowed() {
+        emit(
+            &Flow {
+                verdict,
+                rule_id,
+                ..flow
+            },
+            &NO_OWNER,
+        );
+    }
+    if passes(verdict) {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+const NO_OWNER: SockOwner = SockOwner {
+    cgroup_id: 0,
+    pid: 0,
+    tgid: 0,
+    uid: 0,
+    gid: 0,
+    comm: [0; 16],
+};
+
+const fn blank_flow() -> Flow {
+    Flow {
+        hook: HOOK_XDP,
+        verdict: 0,
+        rule_id: 0,
+        family: 0,
+        addr: [0; 4],
+        port: 0,
+        protocol: 0,
+        flags: EVENT_F_OWNER_UNKNOWN,
+        cookie: 0,
+    }
+}
+
+/// A pointer to a `T` at `offset`, if the frame is long enough.
+#[inline(always)]
+fn at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() > end {
+        return Err(());
+    }
+    Ok((start + offset) as *const T)
+}
+
+#[inline(always)]
+fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, ()> {
+    // SAFETY: `at` checked the bounds; the read may be unaligned.
+    Ok(unsafe { core::ptr::read_unaligned(at::<T>(ctx, offset)?) })
+}
+
+/// `Ok(None)`: not IP, or no ban covers either address.
+#[inline(always)]
+fn classify(ctx: &XdpContext) -> Result<Option<(Match, Flow)>, ()> {
+    let mut proto = u16::from_be(read::<u16>(ctx, 12)?);
+    let mut l3 = ETH_HLEN;
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        proto = u16::from_be(read::<u16>(ctx, 16)?);
+        l3 += 4;
+    }
+    match proto {
+        ETH_P_IP => classify_v4(ctx, l3),
+        ETH_P_IPV6 => classify_v6(ctx, l3),
+        _ => Ok(None),
+    }
+}
+
+#[inline(always)]
+fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<Option<(Match, Flow)>, ()> {
+    let saddr: u32 = read(ctx, l3 + 12)?;
+    let daddr: u32 = read(ctx, l3 + 16)?;
+    let (found, addr, flags) = if let Some(m) = check_v4(daddr) {
+        (m, daddr, 0)
+    } else if let Some(m) = check_v4(saddr) {
+        (m, saddr, EVENT_F_SOURCE)
+    } else {
+        return Ok(None);
+    };
+    let vihl: u8 = read(ctx, l3)?;
+    let frag: u16 = read(ctx, l3 + 6)?;
+    let protocol: u8 = read(ctx, l3 + 9)?;
+    let port = if u16::from_be(frag) & 0x1fff == 0 {
+        port_of(ctx, protocol, l3 + ((vihl & 0x0f) as usize) * 4, flags)
+    } else {
+        0
+    };
+    Ok(Some((
+        found,
+        Flow {
+            family: AF_INET,
+            addr: [addr, 0, 0, 0],
+            port,
+            protocol: protocol as u32,
+            flags: flags | EVENT_F_OWNER_UNKNOWN,
+            ..blank_flow()
+        },
+    )))
+}
+
+#[inline(always)]
+fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<Option<(Match, Flow)>, ()> {
+    let saddr: [u32; 4] = read(ctx, l3 + 8)?;
+    let daddr: [u32; 4] = read(ctx, l3 + 24)?;
+    let (found, addr, flags) = if let Some(m) = check_v6(daddr) {
+        (m, daddr, 0)
+    } else if let Some(m) = check_v6(saddr) {
+        (m, saddr, EVENT_F_SOURCE)
+    } else {
+        return Ok(None);
+    };
+    let next: u8 = read(ctx, l3 + 6)?;
+    Ok(Some((
+        found,
+        Flow {
+            family: AF_INET6,
+            addr,
+            port: port_of(ctx, next, l3 + 40, flags),
+            protocol: next as u32,
+            flags: flags | EVENT_F_OWNER_UNKNOWN,
+            ..blank_flow()
+        },
+    )))
+}
+
+/// The port on the banned side: the source port when the source matched.
+#[inline(always)]
+fn port_of(ctx: &XdpContext, protocol: u8, l4: usize, flags: u32) -> u32 {
+    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
+        return 0;
+    }
+    let offset = if flags & EVENT_F_SOURCE != 0 { l4 } else { l4 + 2 };
+    match read::<u16>(ctx, offset) {
+        Ok(port) => u16::from_be(port) as u32,
+        Err(()) => 0,
+    }
+}
