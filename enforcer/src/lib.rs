@@ -1,1 +1,3 @@
-pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/enforcer"));
+pub mod desired;
+pub mod mapdiff;
+pub mod policy;
