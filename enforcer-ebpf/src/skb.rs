@@ -38,12 +38,13 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
     };
     let (found, family, addr, port, protocol) = match parsed {
         Ok(p) => p,
-        Err(()) => (Some(ERROR), 0, [0; 4], 0, 0),
+        Err(()) => (ERROR, 0, [0; 4], 0, 0),
     };
-    let Some(Match { verdict, rule_id }) = found else {
+    let Match { verdict, rule_id } = found;
+    if verdict == VERDICT_PASS {
         count(HOOK_SKB_EGRESS, VERDICT_PASS);
         return PASS;
-    };
+    }
     count(HOOK_SKB_EGRESS, verdict);
     if verdict != VERDICT_ALLOWED {
         report(&ctx, verdict, rule_id, family, addr, port, protocol);
@@ -51,7 +52,7 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
     if passes(verdict) { PASS } else { DROP }
 }
 
-type Parsed = (Option<Match>, u32, [u32; 4], u32, u32);
+type Parsed = (Match, u32, [u32; 4], u32, u32);
 
 #[inline(always)]
 fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
@@ -60,8 +61,8 @@ fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     let protocol: u8 = ctx.load(9).map_err(|_| ())?;
     let daddr: u32 = ctx.load(16).map_err(|_| ())?;
     let found = check_v4(daddr);
-    if found.is_none() {
-        return Ok((None, AF_INET, [0; 4], 0, 0));
+    if found.verdict == VERDICT_PASS {
+        return Ok((found, AF_INET, [0; 4], 0, 0));
     }
     // The port is only in the first fragment.
     let first_fragment = u16::from_be(frag) & 0x1fff == 0;
@@ -79,8 +80,8 @@ fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     let next: u8 = ctx.load(6).map_err(|_| ())?;
     let daddr: [u32; 4] = ctx.load(24).map_err(|_| ())?;
     let found = check_v6(daddr);
-    if found.is_none() {
-        return Ok((None, AF_INET6, [0; 4], 0, 0));
+    if found.verdict == VERDICT_PASS {
+        return Ok((found, AF_INET6, [0; 4], 0, 0));
     }
     // Extension headers are not walked: the port is then reported as 0.
     Ok((found, AF_INET6, daddr, dest_port(ctx, next, 40), next as u32))

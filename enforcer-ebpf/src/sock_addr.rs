@@ -76,7 +76,7 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
 fn judge(
     ctx: &SockAddrContext,
     hook: u32,
-    found: Option<Match>,
+    found: Match,
     family: u32,
     addr: [u32; 4],
     flags: u32,
@@ -92,10 +92,11 @@ fn judge(
     if is_connect || SOCK_OWNERS.get_ptr(cookie).is_none() {
         let _ = SOCK_OWNERS.insert(cookie, owner, 0);
     }
-    let Some(Match { verdict, rule_id }) = found else {
+    let Match { verdict, rule_id } = found;
+    if verdict == VERDICT_PASS {
         count(hook, VERDICT_PASS);
         return ALLOW;
-    };
+    }
     count(hook, verdict);
     if verdict != VERDICT_ALLOWED {
         // SAFETY: as in `try_v4`.

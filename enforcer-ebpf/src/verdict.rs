@@ -1,13 +1,17 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
     CONFIG_MODE, MODE_AUDIT, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR,
+    VERDICT_PASS,
 };
 
 use crate::maps::{
     ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6,
 };
 
-/// A ban matched `addr`: which rule, and whether an exception lets it pass.
+/// The verdict for an address and the rule behind it. A plain struct, not an
+/// `Option`: the verifier rejects the uninitialised payload LLVM leaves in
+/// the `None` case.
+#[derive(Clone, Copy)]
 pub struct Match {
     pub verdict: u32,
     pub rule_id: u32,
@@ -44,34 +48,45 @@ pub fn error_denies() -> bool {
     !audit_mode()
 }
 
+pub const NO_MATCH: Match = Match {
+    verdict: VERDICT_PASS,
+    rule_id: 0,
+};
+
 pub const ERROR: Match = Match {
     verdict: VERDICT_ERROR,
     rule_id: 0,
 };
 
-/// `None` when no ban covers the address: the common, cheap path does one
-/// hash and one trie lookup and never touches the allow trie.
+/// `NO_MATCH` when no ban covers the address: the common, cheap path does
+/// one hash and one trie lookup and never touches the allow trie.
 #[inline(always)]
-pub fn check_v4(addr: u32) -> Option<Match> {
+pub fn check_v4(addr: u32) -> Match {
     let key = Key::new(32, addr);
     let rule_id = match DENY_V4.get_ptr(addr) {
         // SAFETY: the map is BPF_F_NO_PREALLOC, so a value is never reused
         // under us; a u32 read cannot tear.
         Some(rule) => unsafe { *rule },
-        None => *DENY_LPM_V4.get(&key)?,
+        None => match DENY_LPM_V4.get(&key) {
+            Some(rule) => *rule,
+            None => return NO_MATCH,
+        },
     };
-    Some(finish(rule_id, ALLOW_LPM_V4.get(&key)))
+    finish(rule_id, ALLOW_LPM_V4.get(&key))
 }
 
 #[inline(always)]
-pub fn check_v6(addr: [u32; 4]) -> Option<Match> {
+pub fn check_v6(addr: [u32; 4]) -> Match {
     let key = Key::new(128, addr);
     let rule_id = match DENY_V6.get_ptr(addr) {
         // SAFETY: as in `check_v4`.
         Some(rule) => unsafe { *rule },
-        None => *DENY_LPM_V6.get(&key)?,
+        None => match DENY_LPM_V6.get(&key) {
+            Some(rule) => *rule,
+            None => return NO_MATCH,
+        },
     };
-    Some(finish(rule_id, ALLOW_LPM_V6.get(&key)))
+    finish(rule_id, ALLOW_LPM_V6.get(&key))
 }
 
 /// `::ffff:a.b.c.d` → `a.b.c.d` (as the v4 key).

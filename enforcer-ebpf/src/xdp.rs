@@ -10,7 +10,7 @@ use enforcer_common::{
 
 use crate::{
     report::{Flow, count, emit, xdp_event_allowed},
-    verdict::{ERROR, Match, check_v4, check_v6, passes},
+    verdict::{ERROR, Match, NO_MATCH, check_v4, check_v6, passes},
 };
 
 const ETH_HLEN: usize = 14;
@@ -24,14 +24,14 @@ const IPPROTO_UDP: u8 = 17;
 #[xdp]
 pub fn xdp_filter(ctx: XdpContext) -> u32 {
     let (found, flow) = match classify(&ctx) {
-        Ok(Some(hit)) => hit,
-        Ok(None) => {
-            count(HOOK_XDP, VERDICT_PASS);
-            return xdp_action::XDP_PASS;
-        }
+        Ok(hit) => hit,
         Err(()) => (ERROR, blank_flow()),
     };
     let Match { verdict, rule_id } = found;
+    if verdict == VERDICT_PASS {
+        count(HOOK_XDP, VERDICT_PASS);
+        return xdp_action::XDP_PASS;
+    }
     count(HOOK_XDP, verdict);
     if verdict != VERDICT_ALLOWED && xdp_event_allowed() {
         emit(
@@ -90,9 +90,9 @@ fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, ()> {
     Ok(unsafe { core::ptr::read_unaligned(at::<T>(ctx, offset)?) })
 }
 
-/// `Ok(None)`: not IP, or no ban covers either address.
+/// `NO_MATCH`: not IP, or no ban covers either address.
 #[inline(always)]
-fn classify(ctx: &XdpContext) -> Result<Option<(Match, Flow)>, ()> {
+fn classify(ctx: &XdpContext) -> Result<(Match, Flow), ()> {
     let mut proto = u16::from_be(read::<u16>(ctx, 12)?);
     let mut l3 = ETH_HLEN;
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
@@ -102,20 +102,23 @@ fn classify(ctx: &XdpContext) -> Result<Option<(Match, Flow)>, ()> {
     match proto {
         ETH_P_IP => classify_v4(ctx, l3),
         ETH_P_IPV6 => classify_v6(ctx, l3),
-        _ => Ok(None),
+        _ => Ok((NO_MATCH, blank_flow())),
     }
 }
 
 #[inline(always)]
-fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<Option<(Match, Flow)>, ()> {
+fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
     let saddr: u32 = read(ctx, l3 + 12)?;
     let daddr: u32 = read(ctx, l3 + 16)?;
-    let (found, addr, flags) = if let Some(m) = check_v4(daddr) {
-        (m, daddr, 0)
-    } else if let Some(m) = check_v4(saddr) {
-        (m, saddr, EVENT_F_SOURCE)
+    let dst = check_v4(daddr);
+    let (found, addr, flags) = if dst.verdict != VERDICT_PASS {
+        (dst, daddr, 0)
     } else {
-        return Ok(None);
+        let src = check_v4(saddr);
+        if src.verdict == VERDICT_PASS {
+            return Ok((NO_MATCH, blank_flow()));
+        }
+        (src, saddr, EVENT_F_SOURCE)
     };
     let vihl: u8 = read(ctx, l3)?;
     let frag: u16 = read(ctx, l3 + 6)?;
@@ -125,7 +128,7 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<Option<(Match, Flow)>, ()>
     } else {
         0
     };
-    Ok(Some((
+    Ok((
         found,
         Flow {
             family: AF_INET,
@@ -135,22 +138,25 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<Option<(Match, Flow)>, ()>
             flags: flags | EVENT_F_OWNER_UNKNOWN,
             ..blank_flow()
         },
-    )))
+    ))
 }
 
 #[inline(always)]
-fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<Option<(Match, Flow)>, ()> {
+fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
     let saddr: [u32; 4] = read(ctx, l3 + 8)?;
     let daddr: [u32; 4] = read(ctx, l3 + 24)?;
-    let (found, addr, flags) = if let Some(m) = check_v6(daddr) {
-        (m, daddr, 0)
-    } else if let Some(m) = check_v6(saddr) {
-        (m, saddr, EVENT_F_SOURCE)
+    let dst = check_v6(daddr);
+    let (found, addr, flags) = if dst.verdict != VERDICT_PASS {
+        (dst, daddr, 0)
     } else {
-        return Ok(None);
+        let src = check_v6(saddr);
+        if src.verdict == VERDICT_PASS {
+            return Ok((NO_MATCH, blank_flow()));
+        }
+        (src, saddr, EVENT_F_SOURCE)
     };
     let next: u8 = read(ctx, l3 + 6)?;
-    Ok(Some((
+    Ok((
         found,
         Flow {
             family: AF_INET6,
@@ -160,7 +166,7 @@ fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<Option<(Match, Flow)>, ()>
             flags: flags | EVENT_F_OWNER_UNKNOWN,
             ..blank_flow()
         },
-    )))
+    ))
 }
 
 /// The port on the banned side: the source port when the source matched.

@@ -1,3 +1,20 @@
+//! enforcer: keeps cloud AI model APIs and coding agents out of reach of a
+//! workstation, in the kernel.
+//!
+//! # Layout
+//! - [`policy`]: the JSON policy, parsed and validated (pure).
+//! - [`desired`]: policy → the contents of every verdict map (pure).
+//! - [`mapdiff`]: current → desired map contents as a diff (pure).
+//! - [`bpf`]: the privileged layer: load, attach, pin, write maps, read
+//!   counters and events, detach.
+//! - [`sys`]: the host: cgroup2 mount, bpffs.
+//! - [`daemon`]: the long-running controller, `run(config, shutdown)`.
+//! - [`cli`]: the command line of the `enforcer` binary.
+
+pub mod bpf;
+pub mod cli;
+pub mod daemon;
 pub mod desired;
 pub mod mapdiff;
 pub mod policy;
+pub mod sys;

@@ -1,1 +1,3 @@
-fn main() { println!("{}", enforcer::OBJECT.len()); }
+fn main() -> std::process::ExitCode {
+    enforcer::cli::main()
+}

@@ -1,0 +1,385 @@
+//! Loading the object, attaching its programs, pinning, and detaching.
+//!
+//! Fail closed: maps and links are pinned, so the programs keep enforcing
+//! when the daemon exits or dies. A restart adopts the pinned maps (their
+//! contents stay in force) and replaces each link without a gap: the new
+//! link is attached and pinned beside the old one, then renamed over it,
+//! which releases the old link. For a moment both run; both deny alike.
+
+use std::{
+    fs::File,
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
+        Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        xdp::XdpLink,
+    },
+};
+use enforcer_common::{maps, programs};
+use tracing::{info, warn};
+
+use super::{object::object, pins::Pins};
+use crate::sys::bpffs::{self, BpffsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error(
+        "this binary carries no eBPF object (it was built with AYA_BUILD_SKIP); \
+         build it with `cargo build` after `cargo xtask setup`"
+    )]
+    NoObject,
+    #[error(transparent)]
+    Bpffs(#[from] BpffsError),
+    #[error("loading the eBPF object (maps pinned under {pins}): {source}")]
+    Load {
+        pins: PathBuf,
+        #[source]
+        source: EbpfError,
+    },
+    #[error("program {program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("program {program}: link: {source}")]
+    Link {
+        program: &'static str,
+        #[source]
+        source: LinkError,
+    },
+    #[error("{path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("XDP on {iface}: native mode failed ({native}); generic (skb) mode failed too: {source}")]
+    Xdp {
+        iface: String,
+        native: ProgramError,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// The cgroup programs, in attach order. `sock_create` goes first so that
+/// owners are recorded for sockets made while the rest attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupHook {
+    SockCreate,
+    Connect4,
+    Connect6,
+    Sendmsg4,
+    Sendmsg6,
+    SkbEgress,
+}
+
+impl CgroupHook {
+    pub const ALL: [CgroupHook; 6] = [
+        CgroupHook::SockCreate,
+        CgroupHook::Connect4,
+        CgroupHook::Connect6,
+        CgroupHook::Sendmsg4,
+        CgroupHook::Sendmsg6,
+        CgroupHook::SkbEgress,
+    ];
+
+    pub const fn program(self) -> &'static str {
+        match self {
+            CgroupHook::SockCreate => programs::SOCK_CREATE,
+            CgroupHook::Connect4 => programs::CONNECT4,
+            CgroupHook::Connect6 => programs::CONNECT6,
+            CgroupHook::Sendmsg4 => programs::SENDMSG4,
+            CgroupHook::Sendmsg6 => programs::SENDMSG6,
+            CgroupHook::SkbEgress => programs::SKB_EGRESS,
+        }
+    }
+}
+
+/// A loaded object whose maps live in the pins.
+pub struct Datapath {
+    ebpf: Ebpf,
+    pins: Pins,
+    adopted: bool,
+    /// Link pins made or kept by this instance; `prune` removes the others.
+    attached: Vec<PathBuf>,
+}
+
+impl Datapath {
+    /// Loads the object, reusing maps already pinned under `pins` (their
+    /// contents stay enforced) or creating and pinning new ones, and loads
+    /// every program so verifier errors surface before anything attaches.
+    pub fn load(pins: &Pins) -> Result<Datapath, DatapathError> {
+        let object = object().ok_or(DatapathError::NoObject)?;
+        if bpffs::ensure_pin_dir(pins.root())? {
+            info!("mounted bpffs at {}", bpffs::SYSTEM_BPFFS);
+        }
+        for dir in [pins.maps_dir(), pins.links_dir()] {
+            std::fs::create_dir_all(&dir).map_err(|source| DatapathError::Pin {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let adopted = pins.has_maps();
+        let mut loader = EbpfLoader::new();
+        for name in maps::ALL {
+            loader.map_pin_path(name, pins.map(name));
+        }
+        let mut ebpf = loader.load(object).map_err(|source| DatapathError::Load {
+            pins: pins.maps_dir(),
+            source,
+        })?;
+        for (name, program) in ebpf.programs_mut() {
+            let program_name = static_name(name);
+            let loaded = match program {
+                aya::programs::Program::CgroupSockAddr(p) => p.load(),
+                aya::programs::Program::CgroupSkb(p) => p.load(),
+                aya::programs::Program::CgroupSock(p) => p.load(),
+                aya::programs::Program::Xdp(p) => p.load(),
+                _ => Ok(()),
+            };
+            loaded.map_err(|source| DatapathError::Program {
+                program: program_name,
+                source,
+            })?;
+        }
+        Ok(Datapath {
+            ebpf,
+            pins: pins.clone(),
+            adopted,
+            attached: Vec::new(),
+        })
+    }
+
+    /// Whether the maps were adopted from a previous instance.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Attaches `hooks` to the cgroup at `path` and pins their links,
+    /// replacing (gap-free) any link a previous instance pinned.
+    pub fn attach_cgroup(&mut self, path: &Path, hooks: &[CgroupHook]) -> Result<(), DatapathError> {
+        let cgroup = File::open(path).map_err(|source| DatapathError::Cgroup {
+            path: path.to_owned(),
+            source,
+        })?;
+        // Through bpf_link (all kernels this targets) the kernel requires
+        // flags 0 and treats the link as multi-attach: it coexists with
+        // other programs and with the previous instance's link.
+        let mode = CgroupAttachMode::Single;
+        for &hook in hooks {
+            let name = hook.program();
+            let prog_err = |source| DatapathError::Program {
+                program: name,
+                source,
+            };
+            let link_err = |source| DatapathError::Link {
+                program: name,
+                source,
+            };
+            let program = self.ebpf.program_mut(name).ok_or(DatapathError::Program {
+                program: name,
+                source: ProgramError::NotLoaded,
+            })?;
+            let link: FdLink = match hook {
+                CgroupHook::SkbEgress => {
+                    let p: &mut CgroupSkb = program.try_into().map_err(prog_err)?;
+                    let id = p
+                        .attach(&cgroup, CgroupSkbAttachType::Egress, mode)
+                        .map_err(prog_err)?;
+                    p.take_link(id).map_err(prog_err)?.try_into().map_err(link_err)?
+                }
+                CgroupHook::SockCreate => {
+                    let p: &mut CgroupSock = program.try_into().map_err(prog_err)?;
+                    let id = p.attach(&cgroup, mode).map_err(prog_err)?;
+                    p.take_link(id).map_err(prog_err)?.try_into().map_err(link_err)?
+                }
+                _ => {
+                    let p: &mut CgroupSockAddr = program.try_into().map_err(prog_err)?;
+                    let id = p.attach(&cgroup, mode).map_err(prog_err)?;
+                    p.take_link(id).map_err(prog_err)?.try_into().map_err(link_err)?
+                }
+            };
+            let pin = self.pins.cgroup_link(name);
+            replace_pin(link, &pin)?;
+            self.attached.push(pin);
+        }
+        info!(cgroup = %path.display(), hooks = hooks.len(), "cgroup programs attached");
+        Ok(())
+    }
+
+    /// Attaches the XDP filter to `iface`: native mode, else generic mode
+    /// with a warning. A link pinned by a previous instance is updated in
+    /// place (atomic program replacement). Returns the mode used.
+    pub fn attach_xdp(&mut self, iface: &str) -> Result<&'static str, DatapathError> {
+        let name = programs::XDP;
+        let prog_err = |source| DatapathError::Program {
+            program: name,
+            source,
+        };
+        let link_err = |source| DatapathError::Link {
+            program: name,
+            source,
+        };
+        let pin = self.pins.xdp_link(iface);
+        let program = self.ebpf.program_mut(name).ok_or(DatapathError::Program {
+            program: name,
+            source: ProgramError::NotLoaded,
+        })?;
+        let xdp: &mut Xdp = program.try_into().map_err(prog_err)?;
+        let mode = if pin.exists() {
+            let old: FdLink = PinnedLink::from_pin(&pin).map_err(link_err)?.into();
+            let old = XdpLink::try_from(old).map_err(link_err)?;
+            let id = xdp.attach_to_link(old).map_err(prog_err)?;
+            // Still pinned: closing our fd leaves it attached.
+            drop(xdp.take_link(id).map_err(prog_err)?);
+            "replaced in place"
+        } else {
+            let (id, mode) = match xdp.attach(iface, XdpMode::Driver) {
+                Ok(id) => (id, "native"),
+                Err(native) => {
+                    warn!(
+                        iface,
+                        error = %native,
+                        "native XDP is not available; falling back to generic (skb) mode, \
+                         which drops later in the stack and costs more per frame"
+                    );
+                    let id = xdp.attach(iface, XdpMode::Skb).map_err(|source| DatapathError::Xdp {
+                        iface: iface.to_owned(),
+                        native,
+                        source,
+                    })?;
+                    (id, "generic")
+                }
+            };
+            let link: FdLink = xdp
+                .take_link(id)
+                .map_err(prog_err)?
+                .try_into()
+                .map_err(link_err)?;
+            link.pin(&pin).map_err(|e| DatapathError::Pin {
+                path: pin.clone(),
+                source: io::Error::other(e),
+            })?;
+            mode
+        };
+        info!(iface, mode, "XDP filter attached");
+        self.attached.push(pin);
+        Ok(mode)
+    }
+
+    /// Removes link pins this instance did not make or keep (hooks or
+    /// interfaces a previous run had and this one does not), detaching them.
+    /// Call after every attach, so nothing is dropped before its successor is in.
+    pub fn prune(&self) -> Result<Vec<PathBuf>, DatapathError> {
+        let dir = self.pins.links_dir();
+        let mut removed = Vec::new();
+        let entries = std::fs::read_dir(&dir).map_err(|source| DatapathError::Pin {
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !self.attached.contains(&path) {
+                std::fs::remove_file(&path).map_err(|source| DatapathError::Pin {
+                    path: path.clone(),
+                    source,
+                })?;
+                info!(pin = %path.display(), "removed a link this instance does not use");
+                removed.push(path);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn static_name(name: &str) -> &'static str {
+    [
+        programs::CONNECT4,
+        programs::CONNECT6,
+        programs::SENDMSG4,
+        programs::SENDMSG6,
+        programs::SKB_EGRESS,
+        programs::SOCK_CREATE,
+        programs::XDP,
+    ]
+    .into_iter()
+    .find(|p| *p == name)
+    .unwrap_or("<unknown program>")
+}
+
+/// Pins `link` at `path`, atomically taking the place of any link pinned
+/// there before (which is then released and detaches).
+fn replace_pin(link: FdLink, path: &Path) -> Result<(), DatapathError> {
+    // bpffs refuses names with a '.', hence no "x.new".
+    let mut staging = path.as_os_str().to_owned();
+    staging.push("-staging");
+    let staging = PathBuf::from(staging);
+    let _ = std::fs::remove_file(&staging);
+    let pinned = link.pin(&staging).map_err(|e| DatapathError::Pin {
+        path: staging.clone(),
+        source: io::Error::other(e),
+    })?;
+    std::fs::rename(&staging, path).map_err(|source| DatapathError::Pin {
+        path: path.to_owned(),
+        source,
+    })?;
+    drop(pinned);
+    Ok(())
+}
+
+/// What `detach` removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DetachReport {
+    pub links: usize,
+    pub maps: usize,
+}
+
+/// Removes the enforcement of the instance pinned under `pins`: every link
+/// (the programs detach), then every map, then the directories.
+pub fn detach(pins: &Pins) -> Result<DetachReport, DatapathError> {
+    let mut report = DetachReport::default();
+    for (dir, count) in [
+        (pins.links_dir(), &mut report.links),
+        (pins.maps_dir(), &mut report.maps),
+    ] {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(DatapathError::Pin { path: dir, source }),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|source| DatapathError::Pin {
+                path: path.clone(),
+                source,
+            })?;
+            *count += 1;
+        }
+        std::fs::remove_dir(&dir).map_err(|source| DatapathError::Pin { path: dir, source })?;
+    }
+    match std::fs::remove_dir(pins.root()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(DatapathError::Pin {
+                path: pins.root().to_owned(),
+                source,
+            });
+        }
+    }
+    Ok(report)
+}

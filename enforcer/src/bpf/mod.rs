@@ -1,0 +1,14 @@
+//! Kernel state: the only privileged layer. Loading and attaching
+//! (`datapath`), writing the verdict maps (`writer`), reading counters
+//! (`stats`) and events (`events`). Everything is reached through pins, so
+//! a restarted daemon, a test, or `detach` find the same objects.
+
+pub mod datapath;
+pub mod events;
+pub mod object;
+pub mod pins;
+pub mod stats;
+pub mod writer;
+
+pub use datapath::{CgroupHook, Datapath, DatapathError, DetachReport, detach};
+pub use pins::Pins;

@@ -1,0 +1,73 @@
+//! The per-CPU counters, summed.
+
+use aya::maps::{Array, Map, MapData, PerCpuArray};
+use enforcer_common::{
+    CONFIG_MODE, HOOK_COUNT, STAT_OWNER_UNKNOWN, STAT_RINGBUF_FULL, STAT_XDP_EVENTS_SUPPRESSED,
+    STATS_LEN, VERDICT_COUNT, maps as names, stat_index,
+};
+
+use super::{pins::Pins, writer::WriteError};
+use crate::policy::Mode;
+
+/// A snapshot of the `STATS` array, summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    counters: Vec<u64>,
+}
+
+impl Stats {
+    pub fn read(pins: &Pins) -> Result<Stats, WriteError> {
+        let path = pins.map(names::STATS);
+        let open_err = |source| WriteError::Open {
+            path: path.clone(),
+            source,
+        };
+        let map = Map::from_map_data(MapData::from_pin(&path).map_err(open_err)?)
+            .map_err(open_err)?;
+        let array: PerCpuArray<MapData, u64> = PerCpuArray::try_from(map).map_err(open_err)?;
+        let mut counters = Vec::with_capacity(STATS_LEN as usize);
+        for index in 0..STATS_LEN {
+            let per_cpu = array.get(&index, 0).map_err(|source| WriteError::Read {
+                map: names::STATS,
+                source,
+            })?;
+            counters.push(per_cpu.iter().sum());
+        }
+        Ok(Stats { counters })
+    }
+
+    pub fn get(&self, hook: u32, verdict: u32) -> u64 {
+        debug_assert!(hook < HOOK_COUNT && verdict < VERDICT_COUNT);
+        self.counters[stat_index(hook, verdict) as usize]
+    }
+
+    pub fn ringbuf_full(&self) -> u64 {
+        self.counters[STAT_RINGBUF_FULL as usize]
+    }
+
+    pub fn xdp_events_suppressed(&self) -> u64 {
+        self.counters[STAT_XDP_EVENTS_SUPPRESSED as usize]
+    }
+
+    pub fn owner_unknown(&self) -> u64 {
+        self.counters[STAT_OWNER_UNKNOWN as usize]
+    }
+}
+
+/// Sets the enforcement mode the programs read from `CONFIG`.
+pub fn set_mode(pins: &Pins, mode: Mode) -> Result<(), WriteError> {
+    let path = pins.map(names::CONFIG);
+    let open_err = |source| WriteError::Open {
+        path: path.clone(),
+        source,
+    };
+    let map =
+        Map::from_map_data(MapData::from_pin(&path).map_err(open_err)?).map_err(open_err)?;
+    let mut config: Array<MapData, u32> = Array::try_from(map).map_err(open_err)?;
+    config
+        .set(CONFIG_MODE, mode.as_config(), 0)
+        .map_err(|source| WriteError::Write {
+            map: names::CONFIG,
+            source,
+        })
+}

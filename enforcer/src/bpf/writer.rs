@@ -1,0 +1,256 @@
+//! Writes the verdict maps: takes the desired contents, applies the diff
+//! against what the kernel holds. Adds go in before removes, tightening
+//! before loosening, and capacity is checked before the first write, so a
+//! change either fits or leaves the maps exactly as they were.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use aya::maps::{HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
+use enforcer_common::maps as names;
+
+use super::pins::Pins;
+use crate::{
+    desired::{Desired, Prefix, V4, V6},
+    mapdiff::{MapDiff, diff},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("opening pinned map {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: MapError,
+    },
+    #[error("{path}: cannot watch the ring buffer for events: {source}")]
+    Poll {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading map {map}: {source}")]
+    Read {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error(
+        "map {map} would need {needed} entries while this change is applied \
+         ({current} now, {adds} to add before removing), but holds at most {capacity}; \
+         nothing was changed"
+    )]
+    Capacity {
+        map: &'static str,
+        current: usize,
+        adds: usize,
+        needed: usize,
+        capacity: u32,
+    },
+    #[error("writing map {map}: {source} (entries written before this one stay in force)")]
+    Write {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+/// What one `apply` changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub upserts: usize,
+    pub removes: usize,
+}
+
+/// One verdict map, seen as `key → rule id`.
+trait Table<K> {
+    fn put(&mut self, key: &K, rule: u32) -> Result<(), MapError>;
+    fn delete(&mut self, key: &K) -> Result<(), MapError>;
+    fn read_all(&self) -> Result<BTreeMap<K, u32>, MapError>;
+}
+
+struct Exact<K: aya::Pod>(HashMap<MapData, K, u32>);
+
+impl<K: aya::Pod + Ord> Table<K> for Exact<K> {
+    fn put(&mut self, key: &K, rule: u32) -> Result<(), MapError> {
+        self.0.insert(key, rule, 0)
+    }
+    fn delete(&mut self, key: &K) -> Result<(), MapError> {
+        self.0.remove(key)
+    }
+    fn read_all(&self) -> Result<BTreeMap<K, u32>, MapError> {
+        self.0.iter().collect()
+    }
+}
+
+struct Trie<A: aya::Pod>(LpmTrie<MapData, A, u32>);
+
+impl<A: aya::Pod + Ord> Table<Prefix<A>> for Trie<A> {
+    fn put(&mut self, key: &Prefix<A>, rule: u32) -> Result<(), MapError> {
+        self.0.insert(&Key::new(key.len, key.addr), rule, 0)
+    }
+    fn delete(&mut self, key: &Prefix<A>) -> Result<(), MapError> {
+        self.0.remove(&Key::new(key.len, key.addr))
+    }
+    fn read_all(&self) -> Result<BTreeMap<Prefix<A>, u32>, MapError> {
+        self.0
+            .iter()
+            .map(|kv| {
+                kv.map(|(k, v)| {
+                    (
+                        Prefix {
+                            len: k.prefix_len(),
+                            addr: k.data(),
+                        },
+                        v,
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// A table with its name, capacity and the writer's copy of its contents.
+struct Slot<K, T> {
+    name: &'static str,
+    capacity: u32,
+    table: T,
+    current: BTreeMap<K, u32>,
+}
+
+impl<K: Ord + Copy, T: Table<K>> Slot<K, T> {
+    fn open(
+        pins: &Pins,
+        name: &'static str,
+        wrap: impl FnOnce(Map) -> Result<T, MapError>,
+    ) -> Result<Self, WriteError> {
+        let path = pins.map(name);
+        let open_err = |source| WriteError::Open {
+            path: path.clone(),
+            source,
+        };
+        let data = MapData::from_pin(&path).map_err(open_err)?;
+        let capacity = data.info().map_err(open_err)?.max_entries();
+        let map = Map::from_map_data(data).map_err(open_err)?;
+        let table = wrap(map).map_err(open_err)?;
+        let current = table
+            .read_all()
+            .map_err(|source| WriteError::Read { map: name, source })?;
+        Ok(Slot {
+            name,
+            capacity,
+            table,
+            current,
+        })
+    }
+
+    fn plan(&self, desired: &BTreeMap<K, u32>) -> Result<MapDiff<K>, WriteError> {
+        let d = diff(&self.current, desired);
+        let needed = d.peak(self.current.len());
+        if needed > self.capacity as usize {
+            return Err(WriteError::Capacity {
+                map: self.name,
+                current: self.current.len(),
+                adds: d.new_keys,
+                needed,
+                capacity: self.capacity,
+            });
+        }
+        Ok(d)
+    }
+
+    fn upsert(&mut self, d: &MapDiff<K>) -> Result<usize, WriteError> {
+        for (key, rule) in &d.upserts {
+            self.table.put(key, *rule).map_err(|source| WriteError::Write {
+                map: self.name,
+                source,
+            })?;
+            self.current.insert(*key, *rule);
+        }
+        Ok(d.upserts.len())
+    }
+
+    fn remove(&mut self, d: &MapDiff<K>) -> Result<usize, WriteError> {
+        for key in &d.removes {
+            match self.table.delete(key) {
+                Ok(()) => {}
+                // Already gone (someone else removed it): the goal is met.
+                Err(MapError::KeyNotFound) => {}
+                Err(source) => {
+                    return Err(WriteError::Write {
+                        map: self.name,
+                        source,
+                    });
+                }
+            }
+            self.current.remove(key);
+        }
+        Ok(d.removes.len())
+    }
+}
+
+/// The writer of one instance's verdict maps, opened from its pins.
+pub struct MapWriter {
+    deny_v4: Slot<V4, Exact<V4>>,
+    deny_v6: Slot<V6, Exact<V6>>,
+    deny_lpm_v4: Slot<Prefix<V4>, Trie<V4>>,
+    deny_lpm_v6: Slot<Prefix<V6>, Trie<V6>>,
+    allow_lpm_v4: Slot<Prefix<V4>, Trie<V4>>,
+    allow_lpm_v6: Slot<Prefix<V6>, Trie<V6>>,
+}
+
+impl MapWriter {
+    /// Opens the pinned maps and reads what they hold now.
+    pub fn open(pins: &Pins) -> Result<MapWriter, WriteError> {
+        Ok(MapWriter {
+            deny_v4: Slot::open(pins, names::DENY_V4, |m| HashMap::try_from(m).map(Exact))?,
+            deny_v6: Slot::open(pins, names::DENY_V6, |m| HashMap::try_from(m).map(Exact))?,
+            deny_lpm_v4: Slot::open(pins, names::DENY_LPM_V4, |m| LpmTrie::try_from(m).map(Trie))?,
+            deny_lpm_v6: Slot::open(pins, names::DENY_LPM_V6, |m| LpmTrie::try_from(m).map(Trie))?,
+            allow_lpm_v4: Slot::open(pins, names::ALLOW_LPM_V4, |m| {
+                LpmTrie::try_from(m).map(Trie)
+            })?,
+            allow_lpm_v6: Slot::open(pins, names::ALLOW_LPM_V6, |m| {
+                LpmTrie::try_from(m).map(Trie)
+            })?,
+        })
+    }
+
+    /// What the maps hold, as last read or written.
+    pub fn current(&self) -> Desired {
+        Desired {
+            deny_v4: self.deny_v4.current.clone(),
+            deny_v6: self.deny_v6.current.clone(),
+            deny_lpm_v4: self.deny_lpm_v4.current.clone(),
+            deny_lpm_v6: self.deny_lpm_v6.current.clone(),
+            allow_lpm_v4: self.allow_lpm_v4.current.clone(),
+            allow_lpm_v6: self.allow_lpm_v6.current.clone(),
+        }
+    }
+
+    /// Makes the maps hold exactly `desired`.
+    ///
+    /// Order: bans in, exceptions out, exceptions in, bans out. At no point
+    /// does an address banned both before and after pass.
+    pub fn apply(&mut self, desired: &Desired) -> Result<Applied, WriteError> {
+        let d4 = self.deny_v4.plan(&desired.deny_v4)?;
+        let d6 = self.deny_v6.plan(&desired.deny_v6)?;
+        let l4 = self.deny_lpm_v4.plan(&desired.deny_lpm_v4)?;
+        let l6 = self.deny_lpm_v6.plan(&desired.deny_lpm_v6)?;
+        let a4 = self.allow_lpm_v4.plan(&desired.allow_lpm_v4)?;
+        let a6 = self.allow_lpm_v6.plan(&desired.allow_lpm_v6)?;
+        let mut done = Applied::default();
+        done.upserts += self.deny_v4.upsert(&d4)?;
+        done.upserts += self.deny_v6.upsert(&d6)?;
+        done.upserts += self.deny_lpm_v4.upsert(&l4)?;
+        done.upserts += self.deny_lpm_v6.upsert(&l6)?;
+        done.removes += self.allow_lpm_v4.remove(&a4)?;
+        done.removes += self.allow_lpm_v6.remove(&a6)?;
+        done.upserts += self.allow_lpm_v4.upsert(&a4)?;
+        done.upserts += self.allow_lpm_v6.upsert(&a6)?;
+        done.removes += self.deny_v4.remove(&d4)?;
+        done.removes += self.deny_v6.remove(&d6)?;
+        done.removes += self.deny_lpm_v4.remove(&l4)?;
+        done.removes += self.deny_lpm_v6.remove(&l6)?;
+        Ok(done)
+    }
+}

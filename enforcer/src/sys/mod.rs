@@ -1,0 +1,4 @@
+//! Small pieces of the host: where cgroup2 is mounted, bpffs.
+
+pub mod bpffs;
+pub mod cgroup;
