@@ -34,9 +34,12 @@ pub mod maps {
     pub const SOCK_OWNERS: &str = "SOCK_OWNERS";
     /// Per-CPU XDP event rate limiter state ([`super::RateState`]).
     pub const XDP_RATE: &str = "XDP_RATE";
+    /// Socket cookie → when it was last reported (ns), so that the skb hook
+    /// reports a flow once per interval instead of once per packet.
+    pub const REPORTED: &str = "REPORTED";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -48,6 +51,7 @@ pub mod maps {
         EVENTS,
         SOCK_OWNERS,
         XDP_RATE,
+        REPORTED,
     ];
 }
 
@@ -71,6 +75,10 @@ pub const MAX_RANGES_V6: u32 = 1 << 18;
 pub const MAX_ALLOW_V4: u32 = 1 << 16;
 pub const MAX_ALLOW_V6: u32 = 1 << 16;
 pub const MAX_SOCK_OWNERS: u32 = 1 << 16;
+pub const MAX_REPORTED: u32 = 1 << 14;
+/// The skb hook reports a socket at most once per this interval (the
+/// syscall hooks report every attempt: each is a decision of the process).
+pub const SKB_REPORT_INTERVAL_NS: u64 = 10_000_000_000;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 1 << 22;
 
@@ -126,7 +134,10 @@ pub const STAT_RINGBUF_FULL: u32 = HOOK_COUNT * VERDICT_COUNT;
 pub const STAT_XDP_EVENTS_SUPPRESSED: u32 = STAT_RINGBUF_FULL + 1;
 /// An skb verdict found no owner recorded for the socket cookie.
 pub const STAT_OWNER_UNKNOWN: u32 = STAT_RINGBUF_FULL + 2;
-pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 3;
+/// An skb event was not emitted: the socket was reported within
+/// [`SKB_REPORT_INTERVAL_NS`] (the verdict itself is counted as usual).
+pub const STAT_SKB_EVENTS_COALESCED: u32 = STAT_RINGBUF_FULL + 3;
+pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 4;
 
 /// `Event::flags`: the banned address was the packet's source (XDP).
 pub const EVENT_F_SOURCE: u32 = 1;

@@ -5,7 +5,7 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     CONFIG_LEN, EVENTS_BYTES, MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_EXACT_V4, MAX_EXACT_V6,
-    MAX_RANGES_V4, MAX_RANGES_V6, MAX_SOCK_OWNERS, RateState, STATS_LEN, SockOwner,
+    MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS, RateState, STATS_LEN, SockOwner,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -35,3 +35,5 @@ pub static SOCK_OWNERS: LruHashMap<u64, SockOwner> =
     LruHashMap::with_max_entries(MAX_SOCK_OWNERS, 0);
 #[map]
 pub static XDP_RATE: PerCpuArray<RateState> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static REPORTED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_REPORTED, 0);

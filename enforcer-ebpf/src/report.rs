@@ -3,11 +3,12 @@ use aya_ebpf::helpers::{
     bpf_get_current_uid_gid, bpf_ktime_get_ns,
 };
 use enforcer_common::{
-    CONFIG_XDP_EVENTS_PER_SEC, Event, STAT_RINGBUF_FULL, STAT_XDP_EVENTS_SUPPRESSED, STATS_LEN,
-    SockOwner, XDP_EVENTS_PER_SEC_DEFAULT, stat_index,
+    CONFIG_XDP_EVENTS_PER_SEC, Event, SKB_REPORT_INTERVAL_NS, STAT_RINGBUF_FULL,
+    STAT_SKB_EVENTS_COALESCED, STAT_XDP_EVENTS_SUPPRESSED, STATS_LEN, SockOwner,
+    XDP_EVENTS_PER_SEC_DEFAULT, stat_index,
 };
 
-use crate::maps::{CONFIG, EVENTS, STATS, XDP_RATE};
+use crate::maps::{CONFIG, EVENTS, REPORTED, STATS, XDP_RATE};
 
 #[inline(always)]
 pub fn bump(index: u32) {
@@ -109,5 +110,31 @@ pub fn xdp_event_allowed() -> bool {
         return false;
     }
     state.count += 1;
+    true
+}
+
+/// Remembers that the socket `cookie` was just reported.
+#[inline(always)]
+pub fn mark_reported(cookie: u64) {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = REPORTED.insert(cookie, now, 0);
+}
+
+/// Whether the skb hook should report `cookie` now: not if it was reported
+/// (by any hook) within the interval. A flow of packets to a banned address
+/// then costs one event per interval, not one per packet.
+#[inline(always)]
+pub fn skb_report_due(cookie: u64) -> bool {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(last) = REPORTED.get_ptr(cookie) {
+        // SAFETY: an LRU value read whole.
+        if now.wrapping_sub(unsafe { *last }) < SKB_REPORT_INTERVAL_NS {
+            bump(STAT_SKB_EVENTS_COALESCED);
+            return false;
+        }
+    }
+    let _ = REPORTED.insert(cookie, now, 0);
     true
 }

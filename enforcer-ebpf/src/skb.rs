@@ -15,7 +15,7 @@ use enforcer_common::{
 
 use crate::{
     maps::SOCK_OWNERS,
-    report::{Flow, bump, count, emit},
+    report::{Flow, bump, count, emit, skb_report_due},
     verdict::{ERROR, Match, check_v4, check_v6, passes},
 };
 
@@ -84,7 +84,13 @@ fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
         return Ok((found, AF_INET6, [0; 4], 0, 0));
     }
     // Extension headers are not walked: the port is then reported as 0.
-    Ok((found, AF_INET6, daddr, dest_port(ctx, next, 40), next as u32))
+    Ok((
+        found,
+        AF_INET6,
+        daddr,
+        dest_port(ctx, next, 40),
+        next as u32,
+    ))
 }
 
 #[inline(always)]
@@ -111,6 +117,9 @@ fn report(
     let skb = ctx.skb.skb;
     // SAFETY: the skb context is a valid argument for these helpers here.
     let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
+    if !skb_report_due(cookie) {
+        return;
+    }
     let mut flags = EVENT_F_OWNER_FROM_COOKIE;
     let owner = match SOCK_OWNERS.get_ptr(cookie) {
         // SAFETY: LRU values are read whole; a concurrent eviction can at

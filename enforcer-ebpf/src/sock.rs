@@ -2,7 +2,9 @@
 //! skb hook, which runs without reliable task context (retransmits, softirq),
 //! can still name the process behind a dropped packet.
 
-use aya_ebpf::{helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock, programs::SockContext};
+use aya_ebpf::{
+    helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock, programs::SockContext,
+};
 use enforcer_common::{AF_INET, AF_INET6};
 
 use crate::{maps::SOCK_OWNERS, report::current_owner};

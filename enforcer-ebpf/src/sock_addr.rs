@@ -2,9 +2,7 @@
 //! the kernel fail connect()/sendmsg() with EPERM.
 
 use aya_ebpf::{
-    bindings::bpf_sock_addr,
-    helpers::generated::bpf_get_socket_cookie,
-    macros::cgroup_sock_addr,
+    bindings::bpf_sock_addr, helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use enforcer_common::{
@@ -14,7 +12,7 @@ use enforcer_common::{
 
 use crate::{
     maps::SOCK_OWNERS,
-    report::{Flow, count, current_owner, emit},
+    report::{Flow, count, current_owner, emit, mark_reported},
     verdict::{Match, check_v4, check_v6, passes, v4_mapped},
 };
 
@@ -67,7 +65,14 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     // An AF_INET6 socket reaches IPv4 hosts through ::ffff:a.b.c.d, so those
     // are judged against the v4 maps.
     match v4_mapped(addr) {
-        Some(v4) => judge(ctx, hook, check_v4(v4), AF_INET, [v4, 0, 0, 0], EVENT_F_V4_MAPPED),
+        Some(v4) => judge(
+            ctx,
+            hook,
+            check_v4(v4),
+            AF_INET,
+            [v4, 0, 0, 0],
+            EVENT_F_V4_MAPPED,
+        ),
         None => judge(ctx, hook, check_v6(addr), AF_INET6, addr, 0),
     }
 }
@@ -115,6 +120,7 @@ fn judge(
             },
             &owner,
         );
+        mark_reported(cookie);
     }
     if passes(verdict) { ALLOW } else { DENY }
 }

@@ -4,9 +4,7 @@ use enforcer_common::{
     VERDICT_PASS,
 };
 
-use crate::maps::{
-    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6,
-};
+use crate::maps::{ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6};
 
 /// The verdict for an address and the rule behind it. A plain struct, not an
 /// `Option`: the verifier rejects the uninitialised payload LLVM leaves in

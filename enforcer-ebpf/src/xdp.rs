@@ -4,8 +4,8 @@
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use enforcer_common::{
-    AF_INET, AF_INET6, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, HOOK_XDP, SockOwner,
-    VERDICT_ALLOWED, VERDICT_PASS,
+    AF_INET, AF_INET6, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, HOOK_XDP, SockOwner, VERDICT_ALLOWED,
+    VERDICT_PASS,
 };
 
 use crate::{
@@ -175,7 +175,11 @@ fn port_of(ctx: &XdpContext, protocol: u8, l4: usize, flags: u32) -> u32 {
     if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
         return 0;
     }
-    let offset = if flags & EVENT_F_SOURCE != 0 { l4 } else { l4 + 2 };
+    let offset = if flags & EVENT_F_SOURCE != 0 {
+        l4
+    } else {
+        l4 + 2
+    };
     match read::<u16>(ctx, offset) {
         Ok(port) => u16::from_be(port) as u32,
         Err(()) => 0,

@@ -15,7 +15,11 @@ pub const DEFAULT_SOCKET: &str = "/run/enforcer/control.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/enforcer";
 
 #[derive(Debug, Parser)]
-#[command(name = "enforcer", version, about = "Host egress enforcer: bans AI model APIs at the kernel")]
+#[command(
+    name = "enforcer",
+    version,
+    about = "Host egress enforcer: bans AI model APIs at the kernel"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -103,7 +107,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => {
             if !is_root() {
-                bail!("the daemon loads eBPF programs and needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)");
+                bail!(
+                    "the daemon loads eBPF programs and needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+                );
             }
             let config = daemon::Config {
                 policy: args.policy,
@@ -120,10 +126,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?;
             runtime.block_on(async {
                 let shutdown = async {
-                    let mut term = tokio::signal::unix::signal(
-                        tokio::signal::unix::SignalKind::terminate(),
-                    )
-                    .expect("SIGTERM handler");
+                    let mut term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                            .expect("SIGTERM handler");
                     tokio::select! {
                         _ = term.recv() => {}
                         _ = tokio::signal::ctrl_c() => {}
@@ -173,7 +178,11 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
-                Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+                Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
             }
         },
     }

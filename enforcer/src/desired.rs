@@ -127,11 +127,17 @@ pub fn compile(policy: &Policy) -> (Desired, RuleTable) {
                 desired.deny_v6.entry(v6_key(a.octets())).or_insert(id);
             }
             (IpAddr::V4(a), len) => {
-                let key = Prefix { len: len.into(), addr: v4_key(a.octets()) };
+                let key = Prefix {
+                    len: len.into(),
+                    addr: v4_key(a.octets()),
+                };
                 desired.deny_lpm_v4.entry(key).or_insert(id);
             }
             (IpAddr::V6(a), len) => {
-                let key = Prefix { len: len.into(), addr: v6_key(a.octets()) };
+                let key = Prefix {
+                    len: len.into(),
+                    addr: v6_key(a.octets()),
+                };
                 desired.deny_lpm_v6.entry(key).or_insert(id);
             }
         }
@@ -141,11 +147,17 @@ pub fn compile(policy: &Policy) -> (Desired, RuleTable) {
         let len = u32::from(net.prefix_len());
         match net.addr() {
             IpAddr::V4(a) => {
-                let key = Prefix { len, addr: v4_key(a.octets()) };
+                let key = Prefix {
+                    len,
+                    addr: v4_key(a.octets()),
+                };
                 desired.allow_lpm_v4.entry(key).or_insert(id);
             }
             IpAddr::V6(a) => {
-                let key = Prefix { len, addr: v6_key(a.octets()) };
+                let key = Prefix {
+                    len,
+                    addr: v6_key(a.octets()),
+                };
                 desired.allow_lpm_v6.entry(key).or_insert(id);
             }
         }
@@ -173,7 +185,10 @@ pub fn lookup(desired: &Desired, addr: IpAddr) -> Option<(u32, Option<u32>)> {
     match addr {
         IpAddr::V4(a) => {
             let covers = |k: &Prefix<V4>| {
-                let net = IpNet::new(IpAddr::V4(enforcer_common::v4_octets(k.addr).into()), k.len as u8);
+                let net = IpNet::new(
+                    IpAddr::V4(enforcer_common::v4_octets(k.addr).into()),
+                    k.len as u8,
+                );
                 net.is_ok_and(|n| n.contains(&IpAddr::V4(a)))
             };
             let ban = desired
@@ -185,7 +200,10 @@ pub fn lookup(desired: &Desired, addr: IpAddr) -> Option<(u32, Option<u32>)> {
         }
         IpAddr::V6(a) => {
             let covers = |k: &Prefix<V6>| {
-                let net = IpNet::new(IpAddr::V6(enforcer_common::v6_octets(k.addr).into()), k.len as u8);
+                let net = IpNet::new(
+                    IpAddr::V6(enforcer_common::v6_octets(k.addr).into()),
+                    k.len as u8,
+                );
                 net.is_ok_and(|n| n.contains(&IpAddr::V6(a)))
             };
             let ban = desired
@@ -215,7 +233,10 @@ mod tests {
         let (d, rules) = compile(&p);
         assert_eq!(d.deny_v4.get(&v4_key([1, 2, 3, 4])), Some(&1));
         assert_eq!(
-            d.deny_lpm_v4.get(&Prefix { len: 8, addr: v4_key([10, 0, 0, 0]) }),
+            d.deny_lpm_v4.get(&Prefix {
+                len: 8,
+                addr: v4_key([10, 0, 0, 0])
+            }),
             Some(&2)
         );
         assert_eq!(d.deny_v6.len(), 1);
@@ -249,7 +270,10 @@ mod tests {
         assert_eq!(lookup(&d, "10.1.5.5".parse().unwrap()), Some((2, None)));
         assert_eq!(lookup(&d, "10.9.9.9".parse().unwrap()), Some((3, None)));
         assert_eq!(lookup(&d, "10.1.2.3".parse().unwrap()), Some((2, Some(4))));
-        assert_eq!(lookup(&d, "::ffff:10.5.5.5".parse().unwrap()), Some((1, None)));
+        assert_eq!(
+            lookup(&d, "::ffff:10.5.5.5".parse().unwrap()),
+            Some((1, None))
+        );
         assert_eq!(lookup(&d, "11.0.0.1".parse().unwrap()), None);
     }
 }

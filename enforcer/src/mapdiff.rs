@@ -61,7 +61,10 @@ mod tests {
 
     #[test]
     fn adds_changes_and_removes() {
-        let d = diff(&map(&[(1, 1), (2, 2), (3, 3)]), &map(&[(2, 2), (3, 9), (4, 4)]));
+        let d = diff(
+            &map(&[(1, 1), (2, 2), (3, 3)]),
+            &map(&[(2, 2), (3, 9), (4, 4)]),
+        );
         assert_eq!(d.upserts, vec![(3, 9), (4, 4)]);
         assert_eq!(d.removes, vec![1]);
         assert_eq!(d.new_keys, 1);

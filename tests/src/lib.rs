@@ -1,1 +1,31 @@
+//! Shared fixtures of the privileged integration tests.
+//!
+//! # Layout
+//! - guards that create and always remove what a test needs: a cgroup
+//!   under the cgroup2 mount, a network namespace, a private bpffs mount
+//!   (unmounting it releases every pin, so every program detaches);
+//! - `Probe`: runs `probe` (src/bin/probe.rs) inside them;
+//! - `Harness`: the real object loaded through the library, for tests that
+//!   look at events and counters without a daemon consuming them.
+//!
+//! Everything here attaches only to cgroups and interfaces the test made.
 
+pub mod guards;
+pub mod harness;
+pub mod probe;
+
+pub use guards::{BpffsGuard, CgroupGuard, NetnsGuard, require_root};
+pub use harness::Harness;
+pub use probe::{Probe, ProbeResult};
+
+/// A name unique to this test process and call, short enough for
+/// interface names.
+pub fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

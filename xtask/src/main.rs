@@ -1,1 +1,160 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | run | test`.
+//!
+//! # Layout
+//! - `setup`: installs what building and testing need, idempotently.
+//! - `main` (here): the commands, built on `setup` and cargo.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain pieces, bpf-linker and Debian packages the build and tests need.
+    Setup,
+    /// Set up, build release, and run the daemon in the foreground
+    /// (arguments after `--` go to `enforcer daemon`).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then fmt check, clippy, unit tests and the privileged integration tests.
+    Test,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command.execute() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Task {
+    fn execute(self) -> Result<()> {
+        let root = workspace_root();
+        match self {
+            Task::Setup => setup::run(),
+            Task::Run { args } => {
+                setup::run()?;
+                cargo(&root, &["build", "--release", "--package", "enforcer"], &[])?;
+                let bin = root.join("target/release/enforcer");
+                step(&format!("{} daemon {}", bin.display(), args.join(" ")));
+                let status = Command::new(&bin)
+                    .arg("daemon")
+                    .args(&args)
+                    .status()
+                    .with_context(|| format!("running {}", bin.display()))?;
+                if !status.success() {
+                    bail!("the daemon exited with {status}");
+                }
+                Ok(())
+            }
+            Task::Test => test(&root),
+        }
+    }
+}
+
+fn test(root: &Path) -> Result<()> {
+    setup::run()?;
+    cargo(root, &["fmt", "--all", "--", "--check"], &[])?;
+    // As aya-template does: the eBPF crate is linted apart, with the
+    // nightly and panic=abort, since feature unification would mix it with
+    // the userspace crates otherwise.
+    cargo(
+        root,
+        &[
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "enforcer-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    cargo(
+        root,
+        &[
+            "+nightly",
+            "clippy",
+            "--package",
+            "enforcer-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+            "-C",
+            "panic=abort",
+            "-Zpanic_abort_tests",
+        ],
+        &[],
+    )?;
+    // Unit tests: the default members (no root needed).
+    cargo(root, &["test"], &[])?;
+    // The integration tests start the real binary.
+    cargo(root, &["build", "--package", "enforcer"], &[])?;
+    let bin = root.join("target/debug/enforcer");
+    let bin = bin.to_str().context("non-UTF-8 target path")?;
+    // One at a time: the tests move processes between cgroups and attach
+    // programs; parallel runs would see each other's state.
+    cargo(
+        root,
+        &[
+            "test",
+            "--package",
+            "enforcer-tests",
+            "--",
+            "--test-threads=1",
+        ],
+        &[("ENFORCER_BIN", bin)],
+    )
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+pub fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
+fn cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    step(&format!("cargo {}", args.join(" ")));
+    // A toolchain override (`+nightly`) only works through rustup's proxy.
+    let program = if args.first().is_some_and(|a| a.starts_with('+')) {
+        "cargo".to_owned()
+    } else {
+        std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+    };
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .envs(env.iter().copied())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

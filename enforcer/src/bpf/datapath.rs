@@ -66,7 +66,9 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
-    #[error("XDP on {iface}: native mode failed ({native}); generic (skb) mode failed too: {source}")]
+    #[error(
+        "XDP on {iface}: native mode failed ({native}); generic (skb) mode failed too: {source}"
+    )]
     Xdp {
         iface: String,
         native: ProgramError,
@@ -171,7 +173,11 @@ impl Datapath {
 
     /// Attaches `hooks` to the cgroup at `path` and pins their links,
     /// replacing (gap-free) any link a previous instance pinned.
-    pub fn attach_cgroup(&mut self, path: &Path, hooks: &[CgroupHook]) -> Result<(), DatapathError> {
+    pub fn attach_cgroup(
+        &mut self,
+        path: &Path,
+        hooks: &[CgroupHook],
+    ) -> Result<(), DatapathError> {
         let cgroup = File::open(path).map_err(|source| DatapathError::Cgroup {
             path: path.to_owned(),
             source,
@@ -200,17 +206,26 @@ impl Datapath {
                     let id = p
                         .attach(&cgroup, CgroupSkbAttachType::Egress, mode)
                         .map_err(prog_err)?;
-                    p.take_link(id).map_err(prog_err)?.try_into().map_err(link_err)?
+                    p.take_link(id)
+                        .map_err(prog_err)?
+                        .try_into()
+                        .map_err(link_err)?
                 }
                 CgroupHook::SockCreate => {
                     let p: &mut CgroupSock = program.try_into().map_err(prog_err)?;
                     let id = p.attach(&cgroup, mode).map_err(prog_err)?;
-                    p.take_link(id).map_err(prog_err)?.try_into().map_err(link_err)?
+                    p.take_link(id)
+                        .map_err(prog_err)?
+                        .try_into()
+                        .map_err(link_err)?
                 }
                 _ => {
                     let p: &mut CgroupSockAddr = program.try_into().map_err(prog_err)?;
                     let id = p.attach(&cgroup, mode).map_err(prog_err)?;
-                    p.take_link(id).map_err(prog_err)?.try_into().map_err(link_err)?
+                    p.take_link(id)
+                        .map_err(prog_err)?
+                        .try_into()
+                        .map_err(link_err)?
                 }
             };
             let pin = self.pins.cgroup_link(name);
@@ -257,11 +272,13 @@ impl Datapath {
                         "native XDP is not available; falling back to generic (skb) mode, \
                          which drops later in the stack and costs more per frame"
                     );
-                    let id = xdp.attach(iface, XdpMode::Skb).map_err(|source| DatapathError::Xdp {
-                        iface: iface.to_owned(),
-                        native,
-                        source,
-                    })?;
+                    let id =
+                        xdp.attach(iface, XdpMode::Skb)
+                            .map_err(|source| DatapathError::Xdp {
+                                iface: iface.to_owned(),
+                                native,
+                                source,
+                            })?;
                     (id, "generic")
                 }
             };

@@ -8,10 +8,10 @@ use std::{
 
 use aya::maps::{Map, MapData, RingBuf};
 use enforcer_common::{
-    AF_INET, AF_INET6, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, EVENT_F_V4_MAPPED, Event, HOOK_CONNECT4,
-    HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, HOOK_SKB_EGRESS, HOOK_XDP, VERDICT_ALLOWED,
-    VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, maps as names, v4_octets,
-    v6_octets,
+    AF_INET, AF_INET6, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, EVENT_F_V4_MAPPED, Event,
+    HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, HOOK_SKB_EGRESS, HOOK_XDP,
+    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, maps as names,
+    v4_octets, v6_octets,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -150,7 +150,11 @@ impl BlockEvent {
             AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(v6_octets(raw.addr)))),
             _ => None,
         };
-        let comm_len = raw.comm.iter().position(|&b| b == 0).unwrap_or(raw.comm.len());
+        let comm_len = raw
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw.comm.len());
         Ok(BlockEvent {
             ts_ns: raw.ts_ns,
             hook,
@@ -185,8 +189,8 @@ impl EventReader {
             path: path.clone(),
             source,
         };
-        let map = Map::from_map_data(MapData::from_pin(&path).map_err(open_err)?)
-            .map_err(open_err)?;
+        let map =
+            Map::from_map_data(MapData::from_pin(&path).map_err(open_err)?).map_err(open_err)?;
         let ring = RingBuf::try_from(map).map_err(open_err)?;
         // SAFETY: the RingBuf owns its map fd and returns that same fd from
         // as_raw_fd until it is dropped, which happens with the AsyncFd.

@@ -39,8 +39,10 @@ impl Pins {
     /// The XDP link on one interface. bpffs refuses '.' in names, which
     /// interface names may hold (`eth0.100`), so it is written `%2e`.
     pub fn xdp_link(&self, iface: &str) -> PathBuf {
-        self.links_dir()
-            .join(format!("xdp@{}", iface.replace('%', "%25").replace('.', "%2e")))
+        self.links_dir().join(format!(
+            "xdp@{}",
+            iface.replace('%', "%25").replace('.', "%2e")
+        ))
     }
 
     /// Whether a previous instance left pinned maps here.

@@ -2,8 +2,8 @@
 
 use aya::maps::{Array, Map, MapData, PerCpuArray};
 use enforcer_common::{
-    CONFIG_MODE, HOOK_COUNT, STAT_OWNER_UNKNOWN, STAT_RINGBUF_FULL, STAT_XDP_EVENTS_SUPPRESSED,
-    STATS_LEN, VERDICT_COUNT, maps as names, stat_index,
+    CONFIG_MODE, HOOK_COUNT, STAT_OWNER_UNKNOWN, STAT_RINGBUF_FULL, STAT_SKB_EVENTS_COALESCED,
+    STAT_XDP_EVENTS_SUPPRESSED, STATS_LEN, VERDICT_COUNT, maps as names, stat_index,
 };
 
 use super::{pins::Pins, writer::WriteError};
@@ -22,8 +22,8 @@ impl Stats {
             path: path.clone(),
             source,
         };
-        let map = Map::from_map_data(MapData::from_pin(&path).map_err(open_err)?)
-            .map_err(open_err)?;
+        let map =
+            Map::from_map_data(MapData::from_pin(&path).map_err(open_err)?).map_err(open_err)?;
         let array: PerCpuArray<MapData, u64> = PerCpuArray::try_from(map).map_err(open_err)?;
         let mut counters = Vec::with_capacity(STATS_LEN as usize);
         for index in 0..STATS_LEN {
@@ -49,6 +49,10 @@ impl Stats {
         self.counters[STAT_XDP_EVENTS_SUPPRESSED as usize]
     }
 
+    pub fn skb_events_coalesced(&self) -> u64 {
+        self.counters[STAT_SKB_EVENTS_COALESCED as usize]
+    }
+
     pub fn owner_unknown(&self) -> u64 {
         self.counters[STAT_OWNER_UNKNOWN as usize]
     }
@@ -61,8 +65,7 @@ pub fn set_mode(pins: &Pins, mode: Mode) -> Result<(), WriteError> {
         path: path.clone(),
         source,
     };
-    let map =
-        Map::from_map_data(MapData::from_pin(&path).map_err(open_err)?).map_err(open_err)?;
+    let map = Map::from_map_data(MapData::from_pin(&path).map_err(open_err)?).map_err(open_err)?;
     let mut config: Array<MapData, u32> = Array::try_from(map).map_err(open_err)?;
     config
         .set(CONFIG_MODE, mode.as_config(), 0)

@@ -160,10 +160,12 @@ impl<K: Ord + Copy, T: Table<K>> Slot<K, T> {
 
     fn upsert(&mut self, d: &MapDiff<K>) -> Result<usize, WriteError> {
         for (key, rule) in &d.upserts {
-            self.table.put(key, *rule).map_err(|source| WriteError::Write {
-                map: self.name,
-                source,
-            })?;
+            self.table
+                .put(key, *rule)
+                .map_err(|source| WriteError::Write {
+                    map: self.name,
+                    source,
+                })?;
             self.current.insert(*key, *rule);
         }
         Ok(d.upserts.len())

@@ -59,7 +59,9 @@ fn check_name(name: &str) -> Result<(), &'static str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err("only letters, digits, '-' and '_' are allowed in labels (use punycode for IDNs)");
+            return Err(
+                "only letters, digits, '-' and '_' are allowed in labels (use punycode for IDNs)",
+            );
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err("a label starts or ends with '-'");
@@ -102,7 +104,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in ["", "a..b", "api.*.com", "*", "*.com", "-a.com", "a b.com", "*.*.x.com"] {
+        for bad in [
+            "",
+            "a..b",
+            "api.*.com",
+            "*",
+            "*.com",
+            "-a.com",
+            "a b.com",
+            "*.*.x.com",
+        ] {
             assert!(bad.parse::<DomainPattern>().is_err(), "{bad:?} accepted");
         }
     }

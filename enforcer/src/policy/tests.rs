@@ -23,7 +23,10 @@ fn embedded_default_has_anthropic_ranges() {
     let p = Policy::embedded();
     assert_eq!(p.mode, Mode::Enforce);
     for net in ["160.79.104.0/23", "2607:6bc0::/48"] {
-        assert!(p.deny.cidrs.contains(&net.parse().unwrap()), "{net} missing");
+        assert!(
+            p.deny.cidrs.contains(&net.parse().unwrap()),
+            "{net} missing"
+        );
     }
     assert!(
         p.deny
@@ -41,7 +44,10 @@ fn issue_example_parses() {
     )
     .unwrap();
     assert_eq!(p.deny.cidrs.len(), 2);
-    assert_eq!(p.allow.cidrs, vec!["10.20.0.0/16".parse::<IpNet>().unwrap()]);
+    assert_eq!(
+        p.allow.cidrs,
+        vec!["10.20.0.0/16".parse::<IpNet>().unwrap()]
+    );
     assert_eq!(
         p.deny.domains[1],
         DomainPattern::Wildcard("openai.com".into())
@@ -72,13 +78,15 @@ fn bad_cidr_names_its_index() {
     );
     assert_eq!(line, 3);
     assert_eq!(field, "deny.cidrs[1]");
-    assert!(message.contains("invalid CIDR \"300.1.1.0/24\""), "{message}");
+    assert!(
+        message.contains("invalid CIDR \"300.1.1.0/24\""),
+        "{message}"
+    );
 }
 
 #[test]
 fn host_bits_are_rejected_with_a_suggestion() {
-    let (_, _, field, message) =
-        rejection(r#"{"version":1,"allow":{"cidrs":["10.20.1.1/16"]}}"#);
+    let (_, _, field, message) = rejection(r#"{"version":1,"allow":{"cidrs":["10.20.1.1/16"]}}"#);
     assert_eq!(field, "allow.cidrs[0]");
     assert!(message.contains("did you mean 10.20.0.0/16"), "{message}");
 }
@@ -89,7 +97,10 @@ fn bad_mode_lists_the_valid_ones() {
     assert_eq!((line, field.as_str()), (2, "mode"));
     assert!(column > 0);
     assert!(message.contains("unknown variant `block`"), "{message}");
-    assert!(message.contains("enforce") && message.contains("audit"), "{message}");
+    assert!(
+        message.contains("enforce") && message.contains("audit"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -101,7 +112,10 @@ fn bad_domain_and_version_and_syntax() {
 
     let (_, _, field, message) = rejection(r#"{"version":2}"#);
     assert_eq!(field, "version");
-    assert!(message.contains("unsupported policy version 2"), "{message}");
+    assert!(
+        message.contains("unsupported policy version 2"),
+        "{message}"
+    );
 
     let (_, _, _, message) = rejection(r#"{"deny":{}}"#);
     assert!(message.contains("missing field `version`"), "{message}");

@@ -47,7 +47,10 @@ pub fn is_bpffs(path: &Path) -> Result<bool, BpffsError> {
             source: std::io::Error::last_os_error(),
         });
     }
-    #[allow(clippy::unnecessary_cast, reason = "f_type's type differs between libcs")]
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "f_type's type differs between libcs"
+    )]
     Ok(st.f_type as i64 == BPF_FS_MAGIC)
 }
 

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 pub enum CgroupError {
     #[error("cannot read /proc/self/mountinfo: {0}")]
     MountInfo(#[source] std::io::Error),
-    #[error("no cgroup2 file system is mounted (see /proc/self/mountinfo); enforcer needs cgroup v2")]
+    #[error(
+        "no cgroup2 file system is mounted (see /proc/self/mountinfo); enforcer needs cgroup v2"
+    )]
     NotMounted,
     #[error("{path}: not a directory inside the cgroup2 mount {mount}")]
     NotInCgroup2 { path: PathBuf, mount: PathBuf },
@@ -42,9 +44,12 @@ fn unescape(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
-            let value = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            let value =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(value);
             i += 4;
         } else {
@@ -98,6 +103,9 @@ mod tests {
     fn unescapes_and_reports_absence() {
         let text = "50 1 0:40 / /mnt/my\\040cg rw - cgroup2 none rw\n";
         assert_eq!(cgroup2_mount_in(text), Some(PathBuf::from("/mnt/my cg")));
-        assert_eq!(cgroup2_mount_in("31 23 0:28 / /sys rw - sysfs sysfs rw\n"), None);
+        assert_eq!(
+            cgroup2_mount_in("31 23 0:28 / /sys rw - sysfs sysfs rw\n"),
+            None
+        );
     }
 }

@@ -1,0 +1,189 @@
+//! A process for the tests to run inside a cgroup (and network namespace):
+//! it joins them, optionally drops to another uid, makes one kind of
+//! network attempt, and prints one JSON line with its pid and the result.
+//!
+//! probe --cgroup DIR [--netns NAME | --unshare-net] [--uid N] OP ADDR
+//! OP: tcp | udp-sendto | udp-connect-send | udp-connect-wait-send | tcp-loop:N
+//! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
+//! that port" (so that an allowed attempt really succeeds).
+
+use std::{
+    io::{self, BufRead as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut cgroup = None;
+    let mut netns = None;
+    let mut unshare = false;
+    let mut uid = None;
+    let mut rest = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--cgroup" => cgroup = args.next(),
+            "--netns" => netns = args.next(),
+            "--unshare-net" => unshare = true,
+            "--uid" => uid = args.next().map(|u| u.parse::<u32>().expect("uid")),
+            _ => rest.push(arg),
+        }
+    }
+    let [op, addr] = <[String; 2]>::try_from(rest).expect("usage: probe [opts] OP ADDR");
+    if let Some(dir) = cgroup {
+        std::fs::write(format!("{dir}/cgroup.procs"), "0").expect("join cgroup");
+    }
+    if let Some(name) = netns {
+        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: a valid netns fd; this process is single-threaded.
+        assert_eq!(
+            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns"
+        );
+    }
+    if unshare {
+        // SAFETY: single-threaded; a fresh, empty network namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+    }
+    let target: SocketAddr = addr.parse().expect("address");
+    // Listen before dropping privileges (binding needs none, but keep the
+    // order simple): an allowed attempt must then fully succeed.
+    let local_target = local_twin(target);
+    let tcp_listener = if target.port() == 0 && op.starts_with("tcp") {
+        Some(TcpListener::bind(local_target).expect("listen"))
+    } else {
+        None
+    };
+    let udp_receiver = if target.port() == 0 && op.starts_with("udp") {
+        let s = UdpSocket::bind(local_target).expect("bind receiver");
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        Some(s)
+    } else {
+        None
+    };
+    let mut target = target;
+    if let Some(l) = &tcp_listener {
+        target.set_port(l.local_addr().unwrap().port());
+    }
+    if let Some(r) = &udp_receiver {
+        target.set_port(r.local_addr().unwrap().port());
+    }
+    if let Some(uid) = uid {
+        // SAFETY: plain syscalls.
+        unsafe {
+            assert_eq!(libc::setgid(uid), 0, "setgid");
+            assert_eq!(libc::setuid(uid), 0, "setuid");
+        }
+    }
+    let result = match op.as_str() {
+        "tcp" => tcp(target),
+        "udp-sendto" => udp_sendto(target, udp_receiver.as_ref()),
+        "udp-connect-send" => udp_connect_send(target, udp_receiver.as_ref(), false),
+        "udp-connect-wait-send" => udp_connect_send(target, udp_receiver.as_ref(), true),
+        loop_op if loop_op.starts_with("tcp-loop:") => {
+            let n: usize = loop_op["tcp-loop:".len()..].parse().expect("count");
+            tcp_loop(target, n)
+        }
+        other => panic!("unknown op {other}"),
+    };
+    println!(
+        "{{\"pid\":{},\"port\":{},\"result\":{}}}",
+        std::process::id(),
+        target.port(),
+        serde_json::to_string(&result).unwrap()
+    );
+}
+
+/// For a v4-mapped v6 target, the v4 address to listen on.
+fn local_twin(target: SocketAddr) -> SocketAddr {
+    match target {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => target,
+        },
+        v4 => v4,
+    }
+}
+
+fn name(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => "EPERM".into(),
+        Some(libc::ECONNREFUSED) => "ECONNREFUSED".into(),
+        Some(libc::ENETUNREACH) => "ENETUNREACH".into(),
+        Some(libc::EHOSTUNREACH) => "EHOSTUNREACH".into(),
+        Some(libc::EACCES) => "EACCES".into(),
+        Some(libc::ETIMEDOUT) => "ETIMEDOUT".into(),
+        Some(libc::EADDRNOTAVAIL) => "EADDRNOTAVAIL".into(),
+        Some(n) => format!("errno {n}"),
+        None => e.to_string(),
+    }
+}
+
+fn tcp(target: SocketAddr) -> String {
+    match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+        Ok(_) => "ok".into(),
+        Err(e) => name(&e),
+    }
+}
+
+fn tcp_loop(target: SocketAddr, n: usize) -> String {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..n {
+        *counts.entry(tcp(target)).or_default() += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn unbound_for(target: SocketAddr) -> UdpSocket {
+    let any: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    UdpSocket::bind(any).expect("bind sender")
+}
+
+fn received(receiver: Option<&UdpSocket>) -> String {
+    match receiver {
+        None => "ok".into(),
+        Some(r) => {
+            let mut buf = [0u8; 16];
+            match r.recv(&mut buf) {
+                Ok(_) => "ok".into(),
+                Err(_) => "sent-not-received".into(),
+            }
+        }
+    }
+}
+
+fn udp_sendto(target: SocketAddr, receiver: Option<&UdpSocket>) -> String {
+    let s = unbound_for(target);
+    match s.send_to(b"probe", target) {
+        Ok(_) => received(receiver),
+        Err(e) => name(&e),
+    }
+}
+
+fn udp_connect_send(target: SocketAddr, receiver: Option<&UdpSocket>, wait: bool) -> String {
+    let s = unbound_for(target);
+    if let Err(e) = s.connect(target) {
+        return format!("connect:{}", name(&e));
+    }
+    if wait {
+        println!("connected");
+        io::stdout().flush().unwrap();
+        let mut line = String::new();
+        io::stdin().lock().read_line(&mut line).unwrap();
+    }
+    match s.send(b"probe") {
+        Ok(_) => received(receiver),
+        Err(e) => name(&e),
+    }
+}

@@ -1,0 +1,99 @@
+//! The real object, loaded and attached through the library into a test's
+//! own cgroup and private bpffs, so a test can read the events and counters
+//! itself.
+
+use std::path::Path;
+
+use enforcer::{
+    bpf::{
+        CgroupHook, Datapath, Pins,
+        events::{BlockEvent, EventReader},
+        stats::{Stats, set_mode},
+        writer::MapWriter,
+    },
+    desired::{RuleTable, compile},
+    policy::{Mode, Policy, Source},
+};
+
+use crate::{BpffsGuard, CgroupGuard};
+
+pub struct Harness {
+    pub pins: Pins,
+    pub datapath: Datapath,
+    pub writer: MapWriter,
+    pub rules: RuleTable,
+    runtime: tokio::runtime::Runtime,
+    // Dropped last: unmounting releases the links.
+    pub bpffs: BpffsGuard,
+}
+
+pub fn policy(json: &str) -> Policy {
+    Policy::parse(json, Source::File("test-policy.json".into())).expect("test policy")
+}
+
+impl Harness {
+    /// Loads the object with `policy_json` in the maps and attaches `hooks`
+    /// to `cgroup`.
+    pub fn new(
+        tag: &str,
+        cgroup: &CgroupGuard,
+        policy_json: &str,
+        hooks: &[CgroupHook],
+    ) -> Harness {
+        let bpffs = BpffsGuard::new(tag);
+        let pins = Pins::new(bpffs.pins_dir());
+        let mut datapath = Datapath::load(&pins).expect("load the eBPF object");
+        let mut writer = MapWriter::open(&pins).expect("open maps");
+        let p = policy(policy_json);
+        let (desired, rules) = compile(&p);
+        writer.apply(&desired).expect("apply policy");
+        set_mode(&pins, p.mode).expect("set mode");
+        if !hooks.is_empty() {
+            datapath
+                .attach_cgroup(cgroup.path(), hooks)
+                .expect("attach cgroup programs");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Harness {
+            pins,
+            datapath,
+            writer,
+            rules,
+            runtime,
+            bpffs,
+        }
+    }
+
+    /// Replaces the policy in the maps.
+    pub fn apply(&mut self, policy_json: &str) {
+        let p = policy(policy_json);
+        let (desired, rules) = compile(&p);
+        self.writer.apply(&desired).expect("apply policy");
+        set_mode(&self.pins, p.mode).expect("set mode");
+        self.rules = rules;
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        set_mode(&self.pins, mode).expect("set mode");
+    }
+
+    /// Every event emitted so far (each call returns only new ones).
+    pub fn events(&self) -> Vec<BlockEvent> {
+        let _ctx = self.runtime.enter();
+        let mut reader = EventReader::open(&self.pins).expect("open ring buffer");
+        let mut events = Vec::new();
+        reader.drain(|ev| events.push(ev.expect("decodable event")));
+        events
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats::read(&self.pins).expect("read stats")
+    }
+
+    pub fn pins_dir(&self) -> &Path {
+        self.pins.root()
+    }
+}
