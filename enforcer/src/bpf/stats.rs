@@ -2,7 +2,7 @@
 
 use aya::maps::{Array, Map, MapData, PerCpuArray};
 use enforcer_common::{
-    CONFIG_MODE, HOOK_COUNT, STAT_OWNER_UNKNOWN, STAT_RINGBUF_FULL, STAT_SKB_EVENTS_COALESCED,
+    CONFIG_MODE, CONFIG_XDP_EVENTS_PER_SEC, HOOK_COUNT, STAT_OWNER_UNKNOWN, STAT_RINGBUF_FULL, STAT_SKB_EVENTS_COALESCED,
     STAT_XDP_EVENTS_SUPPRESSED, STATS_LEN, VERDICT_COUNT, maps as names, stat_index,
 };
 
@@ -60,6 +60,15 @@ impl Stats {
 
 /// Sets the enforcement mode the programs read from `CONFIG`.
 pub fn set_mode(pins: &Pins, mode: Mode) -> Result<(), WriteError> {
+    set_config(pins, CONFIG_MODE, mode.as_config())
+}
+
+/// Sets the XDP event budget per second and CPU (0: the built-in default).
+pub fn set_xdp_events_per_sec(pins: &Pins, per_sec: u32) -> Result<(), WriteError> {
+    set_config(pins, CONFIG_XDP_EVENTS_PER_SEC, per_sec)
+}
+
+fn set_config(pins: &Pins, index: u32, value: u32) -> Result<(), WriteError> {
     let path = pins.map(names::CONFIG);
     let open_err = |source| WriteError::Open {
         path: path.clone(),
@@ -68,7 +77,7 @@ pub fn set_mode(pins: &Pins, mode: Mode) -> Result<(), WriteError> {
     let map = Map::from_map_data(MapData::from_pin(&path).map_err(open_err)?).map_err(open_err)?;
     let mut config: Array<MapData, u32> = Array::try_from(map).map_err(open_err)?;
     config
-        .set(CONFIG_MODE, mode.as_config(), 0)
+        .set(index, value, 0)
         .map_err(|source| WriteError::Write {
             map: names::CONFIG,
             source,

@@ -1,0 +1,96 @@
+//! cgroup_skb egress: the layer behind the syscall hooks.
+
+use enforcer::bpf::{
+    CgroupHook,
+    events::{Hook, Verdict},
+};
+use enforcer_common::{HOOK_SKB_EGRESS, VERDICT_DENIED};
+use enforcer_tests::{CgroupGuard, Harness, NetnsGuard, Probe};
+
+const BANNED: &str = r#"{"version":1,"deny":{"cidrs":["10.77.0.2","fd77::2"]}}"#;
+const NOTHING: &str = r#"{"version":1}"#;
+
+fn netns(tag: &str) -> NetnsGuard {
+    let ns = NetnsGuard::new(tag);
+    for a in ["10.77.0.1/32", "10.77.0.2/32", "fd77::2/128"] {
+        ns.add_lo_addr(a);
+    }
+    ns
+}
+
+#[test]
+fn skb_layer_alone_drops_and_attributes_through_the_socket_cookie() {
+    let cg = CgroupGuard::new("sk");
+    let ns = netns("sk");
+    // No syscall hooks: only socket creation (for attribution) and skb.
+    let h = Harness::new("sk", &cg, BANNED, &[CgroupHook::SockCreate, CgroupHook::SkbEgress]);
+    let probe = Probe::new().cgroup(cg.path()).netns(ns.name()).uid(4242);
+    assert_eq!(probe.run("udp-sendto", "10.77.0.1:0").result, "ok");
+    let v4 = probe.run("udp-sendto", "10.77.0.2:0");
+    // The kernel turns an egress drop into EPERM for the sender.
+    assert_eq!(v4.result, "EPERM");
+    let v6 = probe.run("udp-sendto", "[fd77::2]:0");
+    assert_eq!(v6.result, "EPERM");
+    let events = h.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for (ev, probe, addr) in [(&events[0], &v4, "10.77.0.2"), (&events[1], &v6, "fd77::2")] {
+        assert_eq!(ev.hook, Hook::SkbEgress, "{ev:?}");
+        assert_eq!(ev.verdict, Verdict::Denied);
+        assert_eq!(ev.rule_id, if addr.contains(':') { 2 } else { 1 });
+        assert_eq!(ev.addr, Some(addr.parse().unwrap()));
+        assert_eq!(ev.port, probe.port);
+        assert_eq!(ev.protocol, 17);
+        // The owner was recorded by sock_create, in the process's context:
+        // after the setuid, before the send.
+        assert_eq!((ev.tgid, ev.uid, ev.comm.as_str()), (probe.pid, 4242, "probe"), "{ev:?}");
+        assert_eq!(ev.cgroup_id, cg.id());
+        assert!(!ev.owner_unknown);
+    }
+    assert_eq!(h.stats().get(HOOK_SKB_EGRESS, VERDICT_DENIED), 2);
+}
+
+#[test]
+fn a_connection_made_before_the_ban_is_cut_on_the_wire() {
+    let cg = CgroupGuard::new("sc");
+    let ns = netns("sc");
+    let mut h = Harness::new("sc", &cg, NOTHING, &CgroupHook::ALL);
+    let probe = Probe::new().cgroup(cg.path()).netns(ns.name());
+    // Connected while allowed: connect4 let it through.
+    let connected = probe.start_connected_udp("10.77.0.2:0");
+    let pid = connected.pid();
+    // Banned now. A send on a connected socket gives no address to
+    // sendmsg4, so only the skb layer can stop it.
+    h.apply(BANNED);
+    let sent = connected.finish();
+    assert_eq!(sent.result, "EPERM");
+    let events = h.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let ev = &events[0];
+    assert_eq!((ev.hook, ev.verdict, ev.rule_id), (Hook::SkbEgress, Verdict::Denied, 1));
+    assert_eq!((ev.tgid, ev.comm.as_str()), (pid, "probe"));
+    assert_eq!(ev.port, sent.port);
+}
+
+#[test]
+fn a_socket_older_than_the_programs_is_dropped_and_reported_as_unattributed() {
+    let cg = CgroupGuard::new("su");
+    let ns = netns("su");
+    let mut h = Harness::new("su", &cg, NOTHING, &[]);
+    let connected = Probe::new()
+        .cgroup(cg.path())
+        .netns(ns.name())
+        .start_connected_udp("10.77.0.2:0");
+    // Programs arrive after the socket was made and connected: no owner
+    // record exists for its cookie.
+    h.datapath
+        .attach_cgroup(cg.path(), &[CgroupHook::SkbEgress])
+        .expect("attach");
+    h.apply(BANNED);
+    assert_eq!(connected.finish().result, "EPERM");
+    let events = h.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].owner_unknown, "{:?}", events[0]);
+    assert_eq!(events[0].tgid, 0);
+    assert_eq!(events[0].cgroup_id, cg.id(), "the socket's cgroup is still known");
+    assert_eq!(h.stats().owner_unknown(), 1);
+}
