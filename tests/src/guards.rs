@@ -178,3 +178,33 @@ impl Drop for BpffsGuard {
         let _ = std::fs::remove_dir(&self.mount);
     }
 }
+
+/// A scratch directory, removed with everything in it.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("enforcer-test-{}", unique(tag)));
+        std::fs::create_dir_all(&path).expect("mkdir temp dir");
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `text` to `name` inside, returning its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, text).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

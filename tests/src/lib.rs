@@ -10,11 +10,12 @@
 //!
 //! Everything here attaches only to cgroups and interfaces the test made.
 
+pub mod daemon;
 pub mod guards;
 pub mod harness;
 pub mod probe;
 
-pub use guards::{BpffsGuard, CgroupGuard, NetnsGuard, require_root};
+pub use guards::{BpffsGuard, CgroupGuard, NetnsGuard, TempDir, require_root};
 pub use harness::Harness;
 pub use probe::{Probe, ProbeResult};
 

@@ -23,7 +23,12 @@ fn skb_layer_alone_drops_and_attributes_through_the_socket_cookie() {
     let cg = CgroupGuard::new("sk");
     let ns = netns("sk");
     // No syscall hooks: only socket creation (for attribution) and skb.
-    let h = Harness::new("sk", &cg, BANNED, &[CgroupHook::SockCreate, CgroupHook::SkbEgress]);
+    let h = Harness::new(
+        "sk",
+        &cg,
+        BANNED,
+        &[CgroupHook::SockCreate, CgroupHook::SkbEgress],
+    );
     let probe = Probe::new().cgroup(cg.path()).netns(ns.name()).uid(4242);
     assert_eq!(probe.run("udp-sendto", "10.77.0.1:0").result, "ok");
     let v4 = probe.run("udp-sendto", "10.77.0.2:0");
@@ -42,7 +47,11 @@ fn skb_layer_alone_drops_and_attributes_through_the_socket_cookie() {
         assert_eq!(ev.protocol, 17);
         // The owner was recorded by sock_create, in the process's context:
         // after the setuid, before the send.
-        assert_eq!((ev.tgid, ev.uid, ev.comm.as_str()), (probe.pid, 4242, "probe"), "{ev:?}");
+        assert_eq!(
+            (ev.tgid, ev.uid, ev.comm.as_str()),
+            (probe.pid, 4242, "probe"),
+            "{ev:?}"
+        );
         assert_eq!(ev.cgroup_id, cg.id());
         assert!(!ev.owner_unknown);
     }
@@ -66,7 +75,10 @@ fn a_connection_made_before_the_ban_is_cut_on_the_wire() {
     let events = h.events();
     assert_eq!(events.len(), 1, "{events:?}");
     let ev = &events[0];
-    assert_eq!((ev.hook, ev.verdict, ev.rule_id), (Hook::SkbEgress, Verdict::Denied, 1));
+    assert_eq!(
+        (ev.hook, ev.verdict, ev.rule_id),
+        (Hook::SkbEgress, Verdict::Denied, 1)
+    );
     assert_eq!((ev.tgid, ev.comm.as_str()), (pid, "probe"));
     assert_eq!(ev.port, sent.port);
 }
@@ -91,6 +103,10 @@ fn a_socket_older_than_the_programs_is_dropped_and_reported_as_unattributed() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(events[0].owner_unknown, "{:?}", events[0]);
     assert_eq!(events[0].tgid, 0);
-    assert_eq!(events[0].cgroup_id, cg.id(), "the socket's cgroup is still known");
+    assert_eq!(
+        events[0].cgroup_id,
+        cg.id(),
+        "the socket's cgroup is still known"
+    );
     assert_eq!(h.stats().owner_unknown(), 1);
 }

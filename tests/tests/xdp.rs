@@ -12,8 +12,7 @@ use enforcer::bpf::{
 use enforcer_common::{HOOK_XDP, VERDICT_DENIED, VERDICT_PASS};
 use enforcer_tests::{CgroupGuard, Harness, NetnsGuard};
 
-const POLICY: &str =
-    r#"{"version":1,"deny":{"cidrs":["10.79.0.3","10.79.0.4","fd79::3"]}}"#;
+const POLICY: &str = r#"{"version":1,"deny":{"cidrs":["10.79.0.3","10.79.0.4","fd79::3"]}}"#;
 const FRAMES: usize = 50;
 
 struct Pair {
@@ -25,10 +24,29 @@ struct Pair {
 fn pair(tag: &str) -> Pair {
     let a = NetnsGuard::new(&format!("{tag}a"));
     let b = NetnsGuard::new(&format!("{tag}b"));
-    a.ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b.name()]);
+    a.ip(&[
+        "link",
+        "add",
+        "va",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vb",
+        "netns",
+        b.name(),
+    ]);
     for (ns, dev, addrs) in [
-        (&a, "va", ["10.79.0.1/24", "10.79.0.3/24", "fd79::1/64", "fd79::3/64"]),
-        (&b, "vb", ["10.79.0.2/24", "10.79.0.4/24", "fd79::2/64", "fd79::4/64"]),
+        (
+            &a,
+            "va",
+            ["10.79.0.1/24", "10.79.0.3/24", "fd79::1/64", "fd79::3/64"],
+        ),
+        (
+            &b,
+            "vb",
+            ["10.79.0.2/24", "10.79.0.4/24", "fd79::2/64", "fd79::4/64"],
+        ),
     ] {
         for addr in addrs {
             let mut args = vec!["addr", "add", addr, "dev", dev];
@@ -47,8 +65,11 @@ fn pair(tag: &str) -> Pair {
 /// how many a receiver bound to `dst` in B got (bounded in time).
 fn deliver(p: &Pair, src: &str, dst: &str, n: usize) -> usize {
     let dst: SocketAddr = dst.parse().unwrap();
-    let receiver = p.b.enter(|| UdpSocket::bind(dst).expect("bind receiver in B"));
-    receiver.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let receiver =
+        p.b.enter(|| UdpSocket::bind(dst).expect("bind receiver in B"));
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let dst = receiver.local_addr().unwrap();
     let src: SocketAddr = src.parse().unwrap();
     p.a.enter(|| {
@@ -71,7 +92,8 @@ fn deliver(p: &Pair, src: &str, dst: &str, n: usize) -> usize {
 fn harness(tag: &str, p: &Pair) -> (Harness, CgroupGuard) {
     let cg = CgroupGuard::new(tag);
     let mut h = Harness::new(tag, &cg, POLICY, &[]);
-    let mode = p.b.enter(|| h.datapath.attach_xdp("vb").expect("attach XDP in B"));
+    let mode =
+        p.b.enter(|| h.datapath.attach_xdp("vb").expect("attach XDP in B"));
     assert_eq!(mode, "native", "veth supports native XDP on this kernel");
     (h, cg)
 }
@@ -94,9 +116,16 @@ fn xdp_drops_frames_from_a_banned_source_and_passes_others() {
     );
     assert!(before.get(HOOK_XDP, VERDICT_PASS) >= 2 * FRAMES as u64);
     let events = h.events();
-    assert_eq!(events.len(), 2 * FRAMES, "under the rate limit every drop is reported");
+    assert_eq!(
+        events.len(),
+        2 * FRAMES,
+        "under the rate limit every drop is reported"
+    );
     let ev = &events[0];
-    assert_eq!((ev.hook, ev.verdict, ev.rule_id), (Hook::Xdp, Verdict::Denied, 1));
+    assert_eq!(
+        (ev.hook, ev.verdict, ev.rule_id),
+        (Hook::Xdp, Verdict::Denied, 1)
+    );
     assert_eq!(ev.addr, Some("10.79.0.3".parse().unwrap()));
     assert!(ev.source_matched && ev.owner_unknown);
     assert_eq!(ev.protocol, 17);

@@ -1,0 +1,165 @@
+//! The real `enforcer` binary, run as a daemon against a test's cgroup,
+//! private bpffs and state dir, with sd_notify readiness.
+
+use std::{
+    os::unix::net::UnixDatagram,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The binary under test: `ENFORCER_BIN` (set by `cargo xtask test`), else
+/// `target/debug/enforcer` beside the test executables.
+pub fn enforcer_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ENFORCER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("enforcer");
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (cargo build -p enforcer) or run cargo xtask test",
+        bin.display()
+    );
+    bin
+}
+
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+pub struct DaemonArgs {
+    pub policy: PathBuf,
+    pub cgroup: PathBuf,
+    pub bpffs: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon and waits (bounded) for READY=1.
+    pub fn start(args: &DaemonArgs) -> Daemon {
+        let notify_path = args.state.join("notify.sock");
+        let _ = std::fs::remove_file(&notify_path);
+        std::fs::create_dir_all(&args.state).unwrap();
+        let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let log = unique_log(args.state.join("daemon.log"));
+        let child = Command::new(enforcer_bin())
+            .arg("daemon")
+            .arg("--policy")
+            .arg(&args.policy)
+            .arg("--cgroup")
+            .arg(&args.cgroup)
+            .arg("--bpffs")
+            .arg(&args.bpffs)
+            .arg("--state-dir")
+            .arg(&args.state)
+            .arg("--socket")
+            .arg(args.state.join("control.sock"))
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn enforcer daemon");
+        let mut daemon = Daemon { child, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 512];
+        loop {
+            if let Ok(n) = notify.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+                {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!(
+                    "daemon exited ({status}) before READY: {}",
+                    daemon.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon not ready in 30 s: {}",
+                daemon.log_text()
+            );
+        }
+        let _ = std::fs::remove_file(&notify_path);
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL our daemon");
+        self.child.wait().unwrap();
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: our own child's pid, still unreaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "daemon ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// daemon.log, daemon.1.log, ...: one per start, so a restart's log is its own.
+fn unique_log(path: PathBuf) -> PathBuf {
+    let mut p = path.clone();
+    let mut n = 0;
+    while p.exists() {
+        n += 1;
+        p = path.with_extension(format!("{n}.log"));
+    }
+    p
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Only our own child, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary with `args` to completion: (exit code, stdout, stderr).
+pub fn enforcer(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(enforcer_bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run enforcer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
