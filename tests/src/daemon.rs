@@ -74,13 +74,12 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 512];
         loop {
-            if let Ok(n) = notify.recv(&mut buf) {
-                if String::from_utf8_lossy(&buf[..n])
+            if let Ok(n) = notify.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n])
                     .lines()
                     .any(|l| l == "READY=1")
-                {
-                    break;
-                }
+            {
+                break;
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!(

@@ -107,15 +107,16 @@ fn test(root: &Path) -> Result<()> {
         ],
         &[],
     )?;
+    let mut tally = Tally::default();
     // Unit tests: the default members (no root needed).
-    cargo(root, &["test"], &[])?;
+    cargo_test(root, &["test"], &[], &mut tally)?;
     // The integration tests start the real binary.
     cargo(root, &["build", "--package", "enforcer"], &[])?;
     let bin = root.join("target/debug/enforcer");
     let bin = bin.to_str().context("non-UTF-8 target path")?;
     // One at a time: the tests move processes between cgroups and attach
     // programs; parallel runs would see each other's state.
-    cargo(
+    let result = cargo_test(
         root,
         &[
             "test",
@@ -125,7 +126,68 @@ fn test(root: &Path) -> Result<()> {
             "--test-threads=1",
         ],
         &[("ENFORCER_BIN", bin)],
-    )
+        &mut tally,
+    );
+    // One closing line for the whole suite, whatever cargo printed last.
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
+    result
+}
+
+/// Test counts summed over every `test result:` line cargo prints.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Tally {
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `cargo test ...`, its output passed through and tallied.
+fn cargo_test(root: &Path, args: &[&str], env: &[(&str, &str)], tally: &mut Tally) -> Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    step(&format!("cargo {}", args.join(" ")));
+    let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        tally.add(&line);
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {

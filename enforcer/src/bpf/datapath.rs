@@ -40,13 +40,13 @@ pub enum DatapathError {
     Load {
         pins: PathBuf,
         #[source]
-        source: EbpfError,
+        source: Box<EbpfError>,
     },
     #[error("program {program}: {source}")]
     Program {
         program: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("program {program}: link: {source}")]
     Link {
@@ -71,9 +71,9 @@ pub enum DatapathError {
     )]
     Xdp {
         iface: String,
-        native: ProgramError,
+        native: Box<ProgramError>,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
 }
 
@@ -142,7 +142,7 @@ impl Datapath {
         }
         let mut ebpf = loader.load(object).map_err(|source| DatapathError::Load {
             pins: pins.maps_dir(),
-            source,
+            source: Box::new(source),
         })?;
         for (name, program) in ebpf.programs_mut() {
             let program_name = static_name(name);
@@ -155,7 +155,7 @@ impl Datapath {
             };
             loaded.map_err(|source| DatapathError::Program {
                 program: program_name,
-                source,
+                source: Box::new(source),
             })?;
         }
         Ok(Datapath {
@@ -190,7 +190,7 @@ impl Datapath {
             let name = hook.program();
             let prog_err = |source| DatapathError::Program {
                 program: name,
-                source,
+                source: Box::new(source),
             };
             let link_err = |source| DatapathError::Link {
                 program: name,
@@ -198,7 +198,7 @@ impl Datapath {
             };
             let program = self.ebpf.program_mut(name).ok_or(DatapathError::Program {
                 program: name,
-                source: ProgramError::NotLoaded,
+                source: Box::new(ProgramError::NotLoaded),
             })?;
             let link: FdLink = match hook {
                 CgroupHook::SkbEgress => {
@@ -243,7 +243,7 @@ impl Datapath {
         let name = programs::XDP;
         let prog_err = |source| DatapathError::Program {
             program: name,
-            source,
+            source: Box::new(source),
         };
         let link_err = |source| DatapathError::Link {
             program: name,
@@ -252,7 +252,7 @@ impl Datapath {
         let pin = self.pins.xdp_link(iface);
         let program = self.ebpf.program_mut(name).ok_or(DatapathError::Program {
             program: name,
-            source: ProgramError::NotLoaded,
+            source: Box::new(ProgramError::NotLoaded),
         })?;
         let xdp: &mut Xdp = program.try_into().map_err(prog_err)?;
         let mode = if pin.exists() {
@@ -276,8 +276,8 @@ impl Datapath {
                         xdp.attach(iface, XdpMode::Skb)
                             .map_err(|source| DatapathError::Xdp {
                                 iface: iface.to_owned(),
-                                native,
-                                source,
+                                native: Box::new(native),
+                                source: Box::new(source),
                             })?;
                     (id, "generic")
                 }
