@@ -40,9 +40,21 @@ impl Harness {
         policy_json: &str,
         hooks: &[CgroupHook],
     ) -> Harness {
+        Harness::with_capacity(tag, cgroup, policy_json, hooks, &[])
+    }
+
+    /// As `new`, with some maps made smaller (or larger) than the defaults.
+    pub fn with_capacity(
+        tag: &str,
+        cgroup: &CgroupGuard,
+        policy_json: &str,
+        hooks: &[CgroupHook],
+        capacity: &[(&'static str, u32)],
+    ) -> Harness {
         let bpffs = BpffsGuard::new(tag);
         let pins = Pins::new(bpffs.pins_dir());
-        let mut datapath = Datapath::load(&pins).expect("load the eBPF object");
+        let mut datapath =
+            Datapath::load_with_capacity(&pins, capacity).expect("load the eBPF object");
         let mut writer = MapWriter::open(&pins).expect("open maps");
         let p = policy(policy_json);
         let (desired, rules) = compile(&p);

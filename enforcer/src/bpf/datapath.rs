@@ -125,6 +125,16 @@ impl Datapath {
     /// contents stay enforced) or creating and pinning new ones, and loads
     /// every program so verifier errors surface before anything attaches.
     pub fn load(pins: &Pins) -> Result<Datapath, DatapathError> {
+        Datapath::load_with_capacity(pins, &[])
+    }
+
+    /// As [`Datapath::load`], with the capacity of some maps changed from
+    /// the defaults in `enforcer_common` (applies to maps created now; an
+    /// adopted map keeps its size).
+    pub fn load_with_capacity(
+        pins: &Pins,
+        capacity: &[(&'static str, u32)],
+    ) -> Result<Datapath, DatapathError> {
         let object = object().ok_or(DatapathError::NoObject)?;
         if bpffs::ensure_pin_dir(pins.root())? {
             info!("mounted bpffs at {}", bpffs::SYSTEM_BPFFS);
@@ -139,6 +149,9 @@ impl Datapath {
         let mut loader = EbpfLoader::new();
         for name in maps::ALL {
             loader.map_pin_path(name, pins.map(name));
+        }
+        for &(name, max_entries) in capacity {
+            loader.map_max_entries(name, max_entries);
         }
         let mut ebpf = loader.load(object).map_err(|source| DatapathError::Load {
             pins: pins.maps_dir(),
@@ -164,6 +177,12 @@ impl Datapath {
             adopted,
             attached: Vec::new(),
         })
+    }
+
+    /// The loaded object, for what this type does not wrap (test runs,
+    /// benchmarks).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     /// Whether the maps were adopted from a previous instance.

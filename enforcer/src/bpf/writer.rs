@@ -35,14 +35,11 @@ pub enum WriteError {
         source: MapError,
     },
     #[error(
-        "map {map} would need {needed} entries while this change is applied \
-         ({current} now, {adds} to add before removing), but holds at most {capacity}; \
+        "map {map} holds at most {capacity} entries but the policy needs {needed}; \
          nothing was changed"
     )]
     Capacity {
         map: &'static str,
-        current: usize,
-        adds: usize,
         needed: usize,
         capacity: u32,
     },
@@ -143,19 +140,17 @@ impl<K: Ord + Copy, T: Table<K>> Slot<K, T> {
         })
     }
 
-    fn plan(&self, desired: &BTreeMap<K, u32>) -> Result<MapDiff<K>, WriteError> {
-        let d = diff(&self.current, desired);
-        let needed = d.peak(self.current.len());
-        if needed > self.capacity as usize {
+    fn plan(&self, desired: &BTreeMap<K, u32>) -> Result<Plan<K>, WriteError> {
+        if desired.len() > self.capacity as usize {
             return Err(WriteError::Capacity {
                 map: self.name,
-                current: self.current.len(),
-                adds: d.new_keys,
-                needed,
+                needed: desired.len(),
                 capacity: self.capacity,
             });
         }
-        Ok(d)
+        let diff = diff(&self.current, desired);
+        let tight = diff.peak(self.current.len()) > self.capacity as usize;
+        Ok(Plan { diff, tight })
     }
 
     fn upsert(&mut self, d: &MapDiff<K>) -> Result<usize, WriteError> {
@@ -169,6 +164,21 @@ impl<K: Ord + Copy, T: Table<K>> Slot<K, T> {
             self.current.insert(*key, *rule);
         }
         Ok(d.upserts.len())
+    }
+
+    fn upsert_roomy(&mut self, p: &Plan<K>) -> Result<usize, WriteError> {
+        if p.tight { Ok(0) } else { self.upsert(&p.diff) }
+    }
+
+    fn remove_roomy(&mut self, p: &Plan<K>) -> Result<usize, WriteError> {
+        if p.tight { Ok(0) } else { self.remove(&p.diff) }
+    }
+
+    fn make_room_and_upsert(&mut self, p: &Plan<K>) -> Result<(usize, usize), WriteError> {
+        if !p.tight {
+            return Ok((0, 0));
+        }
+        Ok((self.remove(&p.diff)?, self.upsert(&p.diff)?))
     }
 
     fn remove(&mut self, d: &MapDiff<K>) -> Result<usize, WriteError> {
@@ -188,6 +198,12 @@ impl<K: Ord + Copy, T: Table<K>> Slot<K, T> {
         }
         Ok(d.removes.len())
     }
+}
+
+/// A map's diff, and whether adding before removing would overflow it.
+struct Plan<K> {
+    diff: MapDiff<K>,
+    tight: bool,
 }
 
 /// The writer of one instance's verdict maps, opened from its pins.
@@ -232,7 +248,11 @@ impl MapWriter {
     /// Makes the maps hold exactly `desired`.
     ///
     /// Order: bans in, exceptions out, exceptions in, bans out. At no point
-    /// does an address banned both before and after pass.
+    /// does an address banned both before and after pass. A ban map too
+    /// full to take its adds before its removes (it fits only at the end)
+    /// drops its stale entries first, after every other map's adds are in:
+    /// those entries are not banned by the new policy, so nothing banned
+    /// before and after opens.
     pub fn apply(&mut self, desired: &Desired) -> Result<Applied, WriteError> {
         let d4 = self.deny_v4.plan(&desired.deny_v4)?;
         let d6 = self.deny_v6.plan(&desired.deny_v6)?;
@@ -241,18 +261,31 @@ impl MapWriter {
         let a4 = self.allow_lpm_v4.plan(&desired.allow_lpm_v4)?;
         let a6 = self.allow_lpm_v6.plan(&desired.allow_lpm_v6)?;
         let mut done = Applied::default();
-        done.upserts += self.deny_v4.upsert(&d4)?;
-        done.upserts += self.deny_v6.upsert(&d6)?;
-        done.upserts += self.deny_lpm_v4.upsert(&l4)?;
-        done.upserts += self.deny_lpm_v6.upsert(&l6)?;
-        done.removes += self.allow_lpm_v4.remove(&a4)?;
-        done.removes += self.allow_lpm_v6.remove(&a6)?;
-        done.upserts += self.allow_lpm_v4.upsert(&a4)?;
-        done.upserts += self.allow_lpm_v6.upsert(&a6)?;
-        done.removes += self.deny_v4.remove(&d4)?;
-        done.removes += self.deny_v6.remove(&d6)?;
-        done.removes += self.deny_lpm_v4.remove(&l4)?;
-        done.removes += self.deny_lpm_v6.remove(&l6)?;
+        // Bans in, where there is room.
+        done.upserts += self.deny_v4.upsert_roomy(&d4)?;
+        done.upserts += self.deny_v6.upsert_roomy(&d6)?;
+        done.upserts += self.deny_lpm_v4.upsert_roomy(&l4)?;
+        done.upserts += self.deny_lpm_v6.upsert_roomy(&l6)?;
+        // Bans in, where room must be made first.
+        for (removes, upserts) in [
+            self.deny_v4.make_room_and_upsert(&d4)?,
+            self.deny_v6.make_room_and_upsert(&d6)?,
+            self.deny_lpm_v4.make_room_and_upsert(&l4)?,
+            self.deny_lpm_v6.make_room_and_upsert(&l6)?,
+        ] {
+            done.removes += removes;
+            done.upserts += upserts;
+        }
+        // Exceptions: out (tightening) before in.
+        done.removes += self.allow_lpm_v4.remove(&a4.diff)?;
+        done.removes += self.allow_lpm_v6.remove(&a6.diff)?;
+        done.upserts += self.allow_lpm_v4.upsert(&a4.diff)?;
+        done.upserts += self.allow_lpm_v6.upsert(&a6.diff)?;
+        // Bans out.
+        done.removes += self.deny_v4.remove_roomy(&d4)?;
+        done.removes += self.deny_v6.remove_roomy(&d6)?;
+        done.removes += self.deny_lpm_v4.remove_roomy(&l4)?;
+        done.removes += self.deny_lpm_v6.remove_roomy(&l6)?;
         Ok(done)
     }
 }

@@ -1,0 +1,80 @@
+//! The map writer against real maps: capacity, diffs, and what the kernel
+//! holds afterwards.
+
+use enforcer::{
+    bpf::{
+        CgroupHook,
+        writer::{MapWriter, WriteError},
+    },
+    desired::compile,
+};
+use enforcer_common::maps::{ALLOW_LPM_V4, DENY_V4};
+use enforcer_tests::{CgroupGuard, Harness, NetnsGuard, Probe, harness::policy};
+
+fn bans(addrs: &[&str]) -> String {
+    let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(r#"{{"version":1,"deny":{{"cidrs":[{}]}}}}"#, list.join(","))
+}
+
+#[test]
+fn over_capacity_fails_whole_and_leaves_the_maps_as_they_were() {
+    let cg = CgroupGuard::new("cap");
+    let ns = NetnsGuard::new("cap");
+    ns.add_lo_addr("10.77.0.2/32");
+    let four = bans(&["10.77.0.2", "10.9.0.2", "10.9.0.3", "10.9.0.4"]);
+    let mut h = Harness::with_capacity("cap", &cg, &four, &CgroupHook::ALL, &[(DENY_V4, 4)]);
+    let before = MapWriter::open(&h.pins).unwrap().current();
+    assert_eq!(before.deny_v4.len(), 4);
+
+    let five = bans(&["10.77.0.2", "10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5"]);
+    let err = h.writer.apply(&compile(&policy(&five)).0).unwrap_err();
+    assert!(
+        matches!(err, WriteError::Capacity { map: "DENY_V4", needed: 5, capacity: 4 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    // The kernel holds exactly what it held (read back through a new handle).
+    assert_eq!(MapWriter::open(&h.pins).unwrap().current(), before);
+    let probe = Probe::new().cgroup(cg.path()).netns(ns.name());
+    assert_eq!(probe.run("tcp", "10.77.0.2:0").result, "EPERM");
+
+    // A full map can still be changed: the stale entries make room first.
+    let swapped = bans(&["10.77.0.2", "10.9.0.2", "10.9.0.8", "10.9.0.9"]);
+    let (desired, _) = compile(&policy(&swapped));
+    let applied = h.writer.apply(&desired).unwrap();
+    assert_eq!((applied.upserts, applied.removes), (2, 2));
+    assert_eq!(MapWriter::open(&h.pins).unwrap().current(), desired);
+    assert_eq!(probe.run("tcp", "10.77.0.2:0").result, "EPERM");
+}
+
+#[test]
+fn the_kernel_holds_exactly_the_desired_state_after_each_change() {
+    let cg = CgroupGuard::new("eq");
+    let mut h = Harness::new("eq", &cg, r#"{"version":1}"#, &[]);
+    let steps = [
+        r#"{"version":1,"deny":{"cidrs":["1.2.3.4","10.0.0.0/8","::5","2607:6bc0::/48"]},"allow":{"cidrs":["10.20.0.0/16","2607:6bc0:1::/64"]}}"#,
+        r#"{"version":1,"deny":{"cidrs":["1.2.3.4","10.0.0.0/9","::6"]},"allow":{"cidrs":["10.20.0.0/16"]}}"#,
+        r#"{"version":1,"deny":{"cidrs":["10.0.0.0/9","1.2.3.4"]}}"#,
+        r#"{"version":1}"#,
+    ];
+    for step in steps {
+        let (desired, _) = compile(&policy(step));
+        h.writer.apply(&desired).unwrap();
+        assert_eq!(MapWriter::open(&h.pins).unwrap().current(), desired, "after {step}");
+    }
+}
+
+#[test]
+fn allow_exception_capacity_is_checked_too() {
+    let cg = CgroupGuard::new("ca");
+    let mut h =
+        Harness::with_capacity("ca", &cg, r#"{"version":1}"#, &[], &[(ALLOW_LPM_V4, 1)]);
+    let two = r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8"]},"allow":{"cidrs":["10.1.0.0/16","10.2.0.0/16"]}}"#;
+    let err = h.writer.apply(&compile(&policy(two)).0).unwrap_err();
+    assert!(
+        matches!(err, WriteError::Capacity { map: "ALLOW_LPM_V4", needed: 2, capacity: 1 }),
+        "{err}"
+    );
+    // Checked before any write: not even the ban went in.
+    assert!(MapWriter::open(&h.pins).unwrap().current().is_empty());
+}
