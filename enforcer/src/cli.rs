@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     bpf::{CgroupHook, Pins, detach, pins::DEFAULT_BPFFS_DIR},
@@ -125,16 +126,19 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(async {
-                let shutdown = async {
-                    let mut term =
-                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                            .expect("SIGTERM handler");
+                // Registered before anything else: a SIGTERM that arrives
+                // while the daemon starts must stop it cleanly, not kill it.
+                let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+                let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+                let shutdown = async move {
                     tokio::select! {
                         _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
+                        _ = int.recv() => {}
                     }
                 };
-                daemon::run(config, shutdown).await
+                daemon::run(config, shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
             })?;
             Ok(ExitCode::SUCCESS)
         }

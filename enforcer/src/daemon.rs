@@ -61,6 +61,8 @@ pub enum DaemonError {
 /// Brings the enforcement up and keeps it current until `shutdown`
 /// resolves. On return the enforcement stays in the kernel (fail closed).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    // Before READY: a reload requested right after start must not kill us.
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let policy = Policy::resolve(config.policy.as_deref())?;
     info!(source = %policy.source, mode = %policy.mode, "policy loaded");
     let cgroup = match &config.cgroup {
@@ -109,7 +111,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let (rules_tx, rules_rx) = watch::channel(Arc::new(rules));
     let mut events = EventReader::open(&pins)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut loss_check = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut losses = Stats::read(&pins)?.ringbuf_full();
     let mut state = Reloadable {

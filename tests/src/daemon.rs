@@ -38,6 +38,9 @@ pub struct DaemonArgs {
     pub cgroup: PathBuf,
     pub bpffs: PathBuf,
     pub state: PathBuf,
+    /// Run the daemon inside this network namespace (by name).
+    pub netns: Option<String>,
+    pub xdp_ifaces: Vec<String>,
 }
 
 impl Daemon {
@@ -51,8 +54,33 @@ impl Daemon {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let log = unique_log(args.state.join("daemon.log"));
-        let child = Command::new(enforcer_bin())
-            .arg("daemon")
+        let mut cmd = Command::new(enforcer_bin());
+        cmd.arg("daemon");
+        for iface in &args.xdp_ifaces {
+            cmd.args(["--xdp-iface", iface]);
+        }
+        // Entered with setns in the child rather than `ip netns exec`,
+        // which would remount /sys and hide the cgroup2 and bpffs mounts.
+        let netns = args
+            .netns
+            .as_ref()
+            .map(|name| std::fs::File::open(format!("/run/netns/{name}")).expect("open netns"));
+        if let Some(ns) = &netns {
+            use std::os::{fd::AsRawFd as _, unix::process::CommandExt as _};
+            let fd = ns.as_raw_fd();
+            // SAFETY: setns is async-signal-safe; the fd stays open in the
+            // parent until spawn returns.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd
             .arg("--policy")
             .arg(&args.policy)
             .arg("--cgroup")
@@ -116,13 +144,18 @@ impl Daemon {
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
     }
 
-    /// SIGTERM and wait: a clean stop.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    /// SIGTERM and wait for a clean exit (panics with the log otherwise).
+    pub fn stop(mut self) {
         self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+                assert!(
+                    status.success(),
+                    "daemon exited with {status}: {}",
+                    self.log_text()
+                );
+                return;
             }
             assert!(Instant::now() < deadline, "daemon ignored SIGTERM");
             std::thread::sleep(Duration::from_millis(20));

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod guards;
 pub mod harness;
 pub mod probe;
+pub mod veth;
 
 pub use guards::{BpffsGuard, CgroupGuard, NetnsGuard, TempDir, require_root};
 pub use harness::Harness;

@@ -7,6 +7,7 @@ use enforcer::bpf::{Pins, writer::MapWriter};
 use enforcer_tests::{
     BpffsGuard, CgroupGuard, NetnsGuard, Probe, TempDir,
     daemon::{Daemon, DaemonArgs, enforcer},
+    veth::{deliver, pair},
 };
 
 const BAN_2: &str = r#"{"version":1,"deny":{"cidrs":["10.77.0.2"]}}"#;
@@ -49,6 +50,8 @@ impl World {
             cgroup: self.cg.path().to_owned(),
             bpffs: self.bpffs.pins_dir(),
             state: self.tmp.path().to_owned(),
+            netns: None,
+            xdp_ifaces: Vec::new(),
         }
     }
 
@@ -117,7 +120,7 @@ fn kill9_keeps_enforcing_a_restart_adopts_without_a_gap_and_detach_removes() {
     assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
 
     // A clean stop also leaves the enforcement in place.
-    assert!(daemon.stop().success());
+    daemon.stop();
     assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
 
     let (code, out, err) = enforcer(&["detach", "--bpffs", w.bpffs.pins_dir().to_str().unwrap()]);
@@ -230,4 +233,49 @@ fn a_malformed_policy_is_rejected_with_file_line_and_field() {
     ]);
     assert_eq!(code, 1);
     assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
+}
+
+#[test]
+fn xdp_through_the_daemon_survives_a_restart_and_is_pruned_when_dropped() {
+    let w = world("dx");
+    let p = pair("dx");
+    let policy = w.tmp.write(
+        "policy.json",
+        r#"{"version":1,"deny":{"cidrs":["10.79.0.3"]}}"#,
+    );
+    let mut args = w.args(&policy);
+    args.netns = Some(p.b.name().to_owned());
+    args.xdp_ifaces = vec!["vb".to_owned()];
+    let daemon = Daemon::start(&args);
+    assert!(
+        daemon.log_text().contains("XDP filter attached"),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(deliver(&p, "10.79.0.1:0", "10.79.0.2:0", 10), 10);
+    assert_eq!(deliver(&p, "10.79.0.3:0", "10.79.0.2:0", 10), 0);
+    let xdp_pin = w.pins().xdp_link("vb");
+    assert!(xdp_pin.exists());
+
+    daemon.kill9();
+    assert_eq!(
+        deliver(&p, "10.79.0.3:0", "10.79.0.2:0", 10),
+        0,
+        "XDP survives kill -9"
+    );
+    let daemon = Daemon::start(&args);
+    assert!(
+        daemon.log_text().contains("replaced in place"),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(deliver(&p, "10.79.0.3:0", "10.79.0.2:0", 10), 0);
+    daemon.kill9();
+
+    // Restarted without the interface: its XDP link is removed.
+    args.xdp_ifaces.clear();
+    let daemon = Daemon::start(&args);
+    assert!(!xdp_pin.exists());
+    assert_eq!(deliver(&p, "10.79.0.3:0", "10.79.0.2:0", 10), 10);
+    daemon.stop();
 }

@@ -29,7 +29,14 @@ fn over_capacity_fails_whole_and_leaves_the_maps_as_they_were() {
     let five = bans(&["10.77.0.2", "10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5"]);
     let err = h.writer.apply(&compile(&policy(&five)).0).unwrap_err();
     assert!(
-        matches!(err, WriteError::Capacity { map: "DENY_V4", needed: 5, capacity: 4 }),
+        matches!(
+            err,
+            WriteError::Capacity {
+                map: "DENY_V4",
+                needed: 5,
+                capacity: 4
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("nothing was changed"), "{err}");
@@ -60,19 +67,29 @@ fn the_kernel_holds_exactly_the_desired_state_after_each_change() {
     for step in steps {
         let (desired, _) = compile(&policy(step));
         h.writer.apply(&desired).unwrap();
-        assert_eq!(MapWriter::open(&h.pins).unwrap().current(), desired, "after {step}");
+        assert_eq!(
+            MapWriter::open(&h.pins).unwrap().current(),
+            desired,
+            "after {step}"
+        );
     }
 }
 
 #[test]
 fn allow_exception_capacity_is_checked_too() {
     let cg = CgroupGuard::new("ca");
-    let mut h =
-        Harness::with_capacity("ca", &cg, r#"{"version":1}"#, &[], &[(ALLOW_LPM_V4, 1)]);
+    let mut h = Harness::with_capacity("ca", &cg, r#"{"version":1}"#, &[], &[(ALLOW_LPM_V4, 1)]);
     let two = r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8"]},"allow":{"cidrs":["10.1.0.0/16","10.2.0.0/16"]}}"#;
     let err = h.writer.apply(&compile(&policy(two)).0).unwrap_err();
     assert!(
-        matches!(err, WriteError::Capacity { map: "ALLOW_LPM_V4", needed: 2, capacity: 1 }),
+        matches!(
+            err,
+            WriteError::Capacity {
+                map: "ALLOW_LPM_V4",
+                needed: 2,
+                capacity: 1
+            }
+        ),
         "{err}"
     );
     // Checked before any write: not even the ban went in.

@@ -1,93 +1,17 @@
 //! XDP on a veth pair between two namespaces the test makes.
 
-use std::{
-    net::{SocketAddr, UdpSocket},
-    time::{Duration, Instant},
-};
-
 use enforcer::bpf::{
     events::{Hook, Verdict},
     stats::set_xdp_events_per_sec,
 };
 use enforcer_common::{HOOK_XDP, VERDICT_DENIED, VERDICT_PASS};
-use enforcer_tests::{CgroupGuard, Harness, NetnsGuard};
+use enforcer_tests::{
+    CgroupGuard, Harness, NetnsGuard,
+    veth::{Pair, deliver, pair},
+};
 
 const POLICY: &str = r#"{"version":1,"deny":{"cidrs":["10.79.0.3","10.79.0.4","fd79::3"]}}"#;
 const FRAMES: usize = 50;
-
-struct Pair {
-    a: NetnsGuard,
-    b: NetnsGuard,
-}
-
-/// A (10.79.0.1 and .3, fd79::1 and ::3) ⇄ B (10.79.0.2 and .4, fd79::2).
-fn pair(tag: &str) -> Pair {
-    let a = NetnsGuard::new(&format!("{tag}a"));
-    let b = NetnsGuard::new(&format!("{tag}b"));
-    a.ip(&[
-        "link",
-        "add",
-        "va",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "vb",
-        "netns",
-        b.name(),
-    ]);
-    for (ns, dev, addrs) in [
-        (
-            &a,
-            "va",
-            ["10.79.0.1/24", "10.79.0.3/24", "fd79::1/64", "fd79::3/64"],
-        ),
-        (
-            &b,
-            "vb",
-            ["10.79.0.2/24", "10.79.0.4/24", "fd79::2/64", "fd79::4/64"],
-        ),
-    ] {
-        for addr in addrs {
-            let mut args = vec!["addr", "add", addr, "dev", dev];
-            if addr.contains(':') {
-                args.insert(0, "-6");
-                args.push("nodad");
-            }
-            ns.ip(&args);
-        }
-        ns.ip(&["link", "set", dev, "up"]);
-    }
-    Pair { a, b }
-}
-
-/// Sends `n` datagrams from `src` to `dst` inside namespace A and returns
-/// how many a receiver bound to `dst` in B got (bounded in time).
-fn deliver(p: &Pair, src: &str, dst: &str, n: usize) -> usize {
-    let dst: SocketAddr = dst.parse().unwrap();
-    let receiver =
-        p.b.enter(|| UdpSocket::bind(dst).expect("bind receiver in B"));
-    receiver
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let dst = receiver.local_addr().unwrap();
-    let src: SocketAddr = src.parse().unwrap();
-    p.a.enter(|| {
-        let s = UdpSocket::bind(src).expect("bind sender in A");
-        for _ in 0..n {
-            s.send_to(b"frame", dst).expect("send");
-        }
-    });
-    let mut got = 0;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut buf = [0u8; 16];
-    while got < n && Instant::now() < deadline {
-        if receiver.recv(&mut buf).is_ok() {
-            got += 1;
-        }
-    }
-    got
-}
 
 fn harness(tag: &str, p: &Pair) -> (Harness, CgroupGuard) {
     let cg = CgroupGuard::new(tag);
@@ -162,4 +86,104 @@ fn xdp_events_are_rate_limited_and_the_rest_counted() {
         FRAMES as u64,
         "every drop is either reported or counted as suppressed"
     );
+}
+
+#[test]
+fn without_native_support_xdp_falls_back_to_generic_mode() {
+    let ns = NetnsGuard::new("xg");
+    // A bridge has no driver XDP (and this kernel has no dummy module).
+    ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    ns.ip(&["link", "set", "br0", "up"]);
+    let cg = CgroupGuard::new("xg");
+    let mut h = Harness::new("xg", &cg, POLICY, &[]);
+    let mode = ns.enter(|| {
+        h.datapath
+            .attach_xdp("br0")
+            .expect("generic XDP on a bridge")
+    });
+    assert_eq!(mode, "generic");
+    assert!(h.pins.xdp_link("br0").exists());
+}
+
+/// The XDP program run by the kernel on frames the test builds
+/// (BPF_PROG_TEST_RUN), for what a real link cannot easily carry.
+mod test_run {
+    use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+    use enforcer::{bpf::events::Verdict, policy::Mode};
+    use enforcer_common::{HOOK_XDP, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS};
+    use enforcer_tests::{CgroupGuard, Harness};
+
+    const XDP_DROP: u32 = 1;
+    const XDP_PASS: u32 = 2;
+
+    fn run(h: &mut Harness, frame: &[u8]) -> u32 {
+        let program = h
+            .datapath
+            .ebpf_mut()
+            .program_mut(enforcer_common::programs::XDP)
+            .unwrap();
+        let xdp: &mut Xdp = program.try_into().unwrap();
+        let mut opts = TestRunOptions::default();
+        opts.data_in = Some(frame);
+        xdp.test_run(opts).expect("BPF_PROG_TEST_RUN").return_value
+    }
+
+    fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn ipv4_udp(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        ip.extend_from_slice(&[0x1f, 0x90, 0x01, 0xbb, 0, 8, 0, 0]);
+        ethernet(0x0800, &ip)
+    }
+
+    #[test]
+    fn a_truncated_ip_header_is_an_error_verdict_that_fails_closed() {
+        let cg = CgroupGuard::new("xt");
+        let mut h = Harness::new("xt", &cg, super::POLICY, &[]);
+        let truncated = ethernet(0x0800, &[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17]);
+        assert_eq!(run(&mut h, &truncated), XDP_DROP);
+        let stats = h.stats();
+        assert_eq!(stats.get(HOOK_XDP, VERDICT_ERROR), 1);
+        let events = h.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].verdict, Verdict::Error);
+        // Audit mode never blocks, not even on an error.
+        h.set_mode(Mode::Audit);
+        assert_eq!(run(&mut h, &truncated), XDP_PASS);
+    }
+
+    #[test]
+    fn non_ip_passes_and_a_crafted_banned_source_drops() {
+        let cg = CgroupGuard::new("xc");
+        let mut h = Harness::new("xc", &cg, super::POLICY, &[]);
+        assert_eq!(run(&mut h, &ethernet(0x0806, &[0; 28])), XDP_PASS);
+        assert_eq!(
+            run(&mut h, &ipv4_udp([10, 79, 0, 1], [10, 79, 0, 2])),
+            XDP_PASS
+        );
+        assert_eq!(
+            run(&mut h, &ipv4_udp([10, 79, 0, 3], [10, 79, 0, 2])),
+            XDP_DROP
+        );
+        let stats = h.stats();
+        assert_eq!(
+            stats.get(HOOK_XDP, VERDICT_PASS),
+            2,
+            "the ARP and the allowed frame"
+        );
+        assert_eq!(stats.get(HOOK_XDP, VERDICT_DENIED), 1);
+        let ev = &h.events()[0];
+        assert_eq!(
+            (ev.port, ev.protocol),
+            (8080, 17),
+            "the banned source's port"
+        );
+    }
 }
