@@ -123,8 +123,10 @@ mod test_run {
             .program_mut(enforcer_common::programs::XDP)
             .unwrap();
         let xdp: &mut Xdp = program.try_into().unwrap();
-        let mut opts = TestRunOptions::default();
-        opts.data_in = Some(frame);
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..Default::default()
+        };
         xdp.test_run(opts).expect("BPF_PROG_TEST_RUN").return_value
     }
 
