@@ -64,7 +64,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Before READY: a reload requested right after start must not kill us.
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let policy = Policy::resolve(config.policy.as_deref())?;
-    info!(source = %policy.source, mode = %policy.mode, "policy loaded");
+    info!(source = %policy.source(), mode = %policy.mode, "policy loaded");
     let cgroup = match &config.cgroup {
         Some(path) => cgroup::check_cgroup_dir(path)?,
         None => cgroup::cgroup2_mount()?,
@@ -80,7 +80,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         info!(pins = %pins.root().display(), "adopting the maps of a previous instance; they stay in force");
     }
     let mut writer = MapWriter::open(&pins)?;
-    let (desired, rules) = compile(&policy);
+    let (desired, rules) = compile(&policy, &crate::desired::ResolvedAddrs::new());
     // Maps first, links second: on a first start the programs see a full
     // policy from their first run; on a restart the diff is adds-first.
     let applied = writer.apply(&desired)?;
@@ -156,11 +156,11 @@ impl Reloadable {
         let policy = match Policy::resolve(config.policy.as_deref()) {
             Ok(policy) => policy,
             Err(e) => {
-                error!(error = %e, kept = %self.policy.source, "reload rejected; the policy in force stays");
+                error!(error = %e, kept = %self.policy.source(), "reload rejected; the policy in force stays");
                 return;
             }
         };
-        let (desired, rules) = compile(&policy);
+        let (desired, rules) = compile(&policy, &crate::desired::ResolvedAddrs::new());
         match self.writer.apply(&desired) {
             Ok(applied) => {
                 if let Err(e) = set_mode(pins, policy.mode) {
@@ -168,7 +168,7 @@ impl Reloadable {
                     return;
                 }
                 info!(
-                    source = %policy.source,
+                    source = %policy.source(),
                     mode = %policy.mode,
                     added_or_changed = applied.upserts,
                     removed = applied.removes,

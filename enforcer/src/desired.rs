@@ -2,12 +2,20 @@
 //! verdict map, each entry carrying the id of the rule that put it there.
 //! No root, no kernel: unit-tested as is.
 
-use std::{collections::BTreeMap, fmt, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::IpAddr,
+};
 
 use enforcer_common::{v4_key, v6_key};
 use ipnet::IpNet;
 
-use crate::policy::{Policy, Source};
+use crate::policy::{DomainPattern, Policy};
+
+/// The addresses each resolved name currently stands for (including those
+/// kept for their grace period): the resolver's part of the desired state.
+pub type ResolvedAddrs = BTreeMap<String, BTreeSet<IpAddr>>;
 
 /// A trie key: prefix length and the address in map byte order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,12 +59,28 @@ pub enum Action {
     Allow,
 }
 
+/// What a rule names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Cidr(IpNet),
+    Domain(DomainPattern),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Cidr(net) => net.fmt(f),
+            Target::Domain(d) => d.fmt(f),
+        }
+    }
+}
+
 /// One policy entry, as events and `check` name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub id: u32,
     pub action: Action,
-    pub net: IpNet,
+    pub target: Target,
     /// Where it was written: `<file>: deny.cidrs[3]`.
     pub origin: String,
 }
@@ -67,7 +91,7 @@ impl fmt::Display for Rule {
             Action::Deny => "deny",
             Action::Allow => "allow",
         };
-        write!(f, "#{} {verb} {} ({})", self.id, self.net, self.origin)
+        write!(f, "#{} {verb} {} ({})", self.id, self.target, self.origin)
     }
 }
 
@@ -95,55 +119,90 @@ impl RuleTable {
         self.rules.is_empty()
     }
 
-    fn push(&mut self, action: Action, net: IpNet, origin: String) -> u32 {
+    fn push(&mut self, action: Action, target: Target, origin: &str) -> u32 {
         let id = u32::try_from(self.rules.len() + 1).expect("fewer than 2^32 rules");
         self.rules.push(Rule {
             id,
             action,
-            net,
-            origin,
+            target,
+            origin: origin.to_owned(),
         });
         id
     }
 }
 
-/// Compiles the CIDR rules of a policy. Host routes (/32, /128) of bans go
-/// to the exact hash maps, the rest to the tries. When two rules cover the
-/// same key, the first one written keeps it.
-pub fn compile(policy: &Policy) -> (Desired, RuleTable) {
-    let mut desired = Desired::default();
+/// Compiles a policy and the current answers for its names. Rule ids:
+/// deny CIDRs, deny domains, allow CIDRs, allow domains, in policy order.
+/// Host routes (/32, /128) of bans and every resolved address go to the
+/// exact hash maps, the rest to the tries; resolved addresses of allowed
+/// names become host-route exceptions. When two rules cover the same key,
+/// the first one keeps it.
+pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable) {
+    let mut d = Desired::default();
     let mut rules = RuleTable::default();
-    let file = match &policy.source {
-        Source::File(path) => path.display().to_string(),
-        Source::Embedded => "embedded".to_owned(),
-    };
-    for (i, net) in policy.deny.cidrs.iter().enumerate() {
-        let id = rules.push(Action::Deny, *net, format!("{file}: deny.cidrs[{i}]"));
+    for entry in &policy.deny.cidrs {
+        let id = rules.push(Action::Deny, Target::Cidr(entry.value), &entry.origin);
+        d.deny_net(entry.value, id);
+    }
+    for entry in &policy.deny.domains {
+        let id = rules.push(Action::Deny, Target::Domain(entry.value.clone()), &entry.origin);
+        for addr in resolved.get(entry.value.resolvable()).into_iter().flatten() {
+            d.deny_net(IpNet::from(addr.to_canonical()), id);
+        }
+    }
+    for entry in &policy.allow.cidrs {
+        let id = rules.push(Action::Allow, Target::Cidr(entry.value), &entry.origin);
+        d.allow_net(entry.value, id);
+    }
+    for entry in &policy.allow.domains {
+        let id = rules.push(Action::Allow, Target::Domain(entry.value.clone()), &entry.origin);
+        for addr in resolved.get(entry.value.resolvable()).into_iter().flatten() {
+            d.allow_net(IpNet::from(addr.to_canonical()), id);
+        }
+    }
+    (d, rules)
+}
+
+/// The names whose addresses the policy needs, in order: for each domain
+/// rule (deny first) the name itself, or a wildcard's apex.
+pub fn names_to_resolve(policy: &Policy) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for d in policy.deny.domain_values().chain(policy.allow.domain_values()) {
+        let name = d.resolvable().to_owned();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+impl Desired {
+    fn deny_net(&mut self, net: IpNet, id: u32) {
         match (net.addr(), net.prefix_len()) {
             (IpAddr::V4(a), 32) => {
-                desired.deny_v4.entry(v4_key(a.octets())).or_insert(id);
+                self.deny_v4.entry(v4_key(a.octets())).or_insert(id);
             }
             (IpAddr::V6(a), 128) => {
-                desired.deny_v6.entry(v6_key(a.octets())).or_insert(id);
+                self.deny_v6.entry(v6_key(a.octets())).or_insert(id);
             }
             (IpAddr::V4(a), len) => {
                 let key = Prefix {
                     len: len.into(),
                     addr: v4_key(a.octets()),
                 };
-                desired.deny_lpm_v4.entry(key).or_insert(id);
+                self.deny_lpm_v4.entry(key).or_insert(id);
             }
             (IpAddr::V6(a), len) => {
                 let key = Prefix {
                     len: len.into(),
                     addr: v6_key(a.octets()),
                 };
-                desired.deny_lpm_v6.entry(key).or_insert(id);
+                self.deny_lpm_v6.entry(key).or_insert(id);
             }
         }
     }
-    for (i, net) in policy.allow.cidrs.iter().enumerate() {
-        let id = rules.push(Action::Allow, *net, format!("{file}: allow.cidrs[{i}]"));
+
+    fn allow_net(&mut self, net: IpNet, id: u32) {
         let len = u32::from(net.prefix_len());
         match net.addr() {
             IpAddr::V4(a) => {
@@ -151,18 +210,17 @@ pub fn compile(policy: &Policy) -> (Desired, RuleTable) {
                     len,
                     addr: v4_key(a.octets()),
                 };
-                desired.allow_lpm_v4.entry(key).or_insert(id);
+                self.allow_lpm_v4.entry(key).or_insert(id);
             }
             IpAddr::V6(a) => {
                 let key = Prefix {
                     len,
                     addr: v6_key(a.octets()),
                 };
-                desired.allow_lpm_v6.entry(key).or_insert(id);
+                self.allow_lpm_v6.entry(key).or_insert(id);
             }
         }
     }
-    (desired, rules)
 }
 
 /// What a verdict would be for `addr` under `desired`, computed the way the
@@ -220,8 +278,51 @@ pub fn lookup(desired: &Desired, addr: IpAddr) -> Option<(u32, Option<u32>)> {
 mod tests {
     use super::*;
 
+    use crate::policy::Source;
+
     fn policy(json: &str) -> Policy {
         Policy::parse(json, Source::File("t.json".into())).unwrap()
+    }
+
+    fn compile(p: &Policy) -> (Desired, RuleTable) {
+        super::compile(p, &ResolvedAddrs::new())
+    }
+
+    fn answers(list: &[(&str, &[&str])]) -> ResolvedAddrs {
+        list.iter()
+            .map(|(name, addrs)| {
+                (
+                    (*name).to_owned(),
+                    addrs.iter().map(|a| a.parse().unwrap()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resolved_names_become_exact_entries_with_their_rule() {
+        let p = policy(
+            r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8"],"domains":["api.x.test","*.y.test"]},
+                "allow":{"domains":["llm.corp.test"]}}"#,
+        );
+        let resolved = answers(&[
+            ("api.x.test", &["1.2.3.4", "2001:db8::1", "::ffff:5.6.7.8"]),
+            ("y.test", &["9.9.9.9"]),
+            ("llm.corp.test", &["10.1.2.3"]),
+        ]);
+        let (d, rules) = super::compile(&p, &resolved);
+        assert_eq!(d.deny_v4.get(&v4_key([1, 2, 3, 4])), Some(&2));
+        assert_eq!(d.deny_v4.get(&v4_key([5, 6, 7, 8])), Some(&2), "v4-mapped answers are v4");
+        assert_eq!(d.deny_v4.get(&v4_key([9, 9, 9, 9])), Some(&3), "the wildcard's apex");
+        assert_eq!(d.deny_v6.len(), 1);
+        assert_eq!(
+            d.allow_lpm_v4.get(&Prefix { len: 32, addr: v4_key([10, 1, 2, 3]) }),
+            Some(&4)
+        );
+        assert_eq!(rules.get(2).unwrap().to_string(), "#2 deny api.x.test (t.json: deny.domains[0])");
+        // Inside the banned /8, the internal model endpoint is excepted.
+        assert_eq!(lookup(&d, "10.1.2.3".parse().unwrap()), Some((1, Some(4))));
+        assert_eq!(names_to_resolve(&p), ["api.x.test", "y.test", "llm.corp.test"]);
     }
 
     #[test]
@@ -252,11 +353,13 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_keep_the_first_rule() {
-        let p = policy(r#"{"version":1,"deny":{"cidrs":["1.2.3.4","1.2.3.4/32"]}}"#);
-        let (d, rules) = compile(&p);
-        assert_eq!(d.deny_v4.values().copied().collect::<Vec<_>>(), vec![1]);
-        assert_eq!(rules.len(), 2);
+    fn duplicates_are_one_rule_and_overlaps_keep_the_first() {
+        let p = policy(r#"{"version":1,"deny":{"cidrs":["1.2.3.4","1.2.3.4/32"],"domains":["a.test"]}}"#);
+        let resolved = answers(&[("a.test", &["1.2.3.4", "1.2.3.5"])]);
+        let (d, rules) = super::compile(&p, &resolved);
+        assert_eq!(rules.len(), 2, "the same network twice is one rule");
+        assert_eq!(d.deny_v4.get(&v4_key([1, 2, 3, 4])), Some(&1), "the CIDR came first");
+        assert_eq!(d.deny_v4.get(&v4_key([1, 2, 3, 5])), Some(&2));
     }
 
     #[test]

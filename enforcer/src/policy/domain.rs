@@ -41,6 +41,40 @@ impl FromStr for DomainPattern {
     }
 }
 
+impl DomainPattern {
+    /// Whether `name` (lower-case, no trailing dot) matches this pattern.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            DomainPattern::Exact(exact) => exact == name,
+            DomainPattern::Wildcard(suffix) => name
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        }
+    }
+
+    /// Whether every name `other` matches is also matched by this pattern.
+    pub fn covers(&self, other: &DomainPattern) -> bool {
+        match other {
+            DomainPattern::Exact(name) => self.matches(name),
+            DomainPattern::Wildcard(suffix) => match self {
+                DomainPattern::Exact(_) => false,
+                DomainPattern::Wildcard(mine) => {
+                    suffix == mine || DomainPattern::Wildcard(mine.clone()).matches(suffix)
+                }
+            },
+        }
+    }
+
+    /// The name to resolve for this rule: the name itself, or for a
+    /// wildcard its apex (subdomains cannot be enumerated; the apex is the
+    /// best available stand-in until names are read off the wire).
+    pub fn resolvable(&self) -> &str {
+        match self {
+            DomainPattern::Exact(name) | DomainPattern::Wildcard(name) => name,
+        }
+    }
+}
+
 fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("empty name");
@@ -103,6 +137,19 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_match_below_the_suffix_not_the_apex() {
+        let w: DomainPattern = "*.openai.com".parse().unwrap();
+        assert!(w.matches("api.openai.com"));
+        assert!(w.matches("a.b.openai.com"));
+        assert!(!w.matches("openai.com"));
+        assert!(!w.matches("notopenai.com"));
+        assert!(w.covers(&"x.openai.com".parse().unwrap()));
+        assert!(w.covers(&"*.eu.openai.com".parse().unwrap()));
+        assert!(!w.covers(&"openai.com".parse().unwrap()));
+        assert_eq!(w.resolvable(), "openai.com");
+    }
+
+    #[test]
     fn rejects_bad_names() {
         for bad in [
             "",
@@ -116,5 +163,18 @@ mod tests {
         ] {
             assert!(bad.parse::<DomainPattern>().is_err(), "{bad:?} accepted");
         }
+    }
+}
+
+impl schemars::JsonSchema for DomainPattern {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DomainPattern".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An exact DNS name, or *.suffix: any name below the suffix at any depth, not the suffix itself.",
+            "pattern": "^(\\*\\.)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?$"
+        })
     }
 }

@@ -8,6 +8,7 @@ mod raw;
 
 use std::{
     fmt,
+    net::SocketAddr,
     path::{Path, PathBuf},
 };
 
@@ -23,7 +24,7 @@ pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.json");
 pub const DEFAULT_POLICY_PATH: &str = "/etc/enforcer/policy.json";
 
 /// What the kernel programs do with a banned destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Deny: EPERM at the syscall, drop on the wire.
@@ -67,19 +68,84 @@ impl fmt::Display for Source {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rules {
-    pub domains: Vec<DomainPattern>,
-    pub cidrs: Vec<IpNet>,
+/// One policy entry with where it was written (`<file>: deny.cidrs[3]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<T> {
+    pub value: T,
+    pub origin: String,
 }
 
-/// A validated policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub domains: Vec<Entry<DomainPattern>>,
+    pub cidrs: Vec<Entry<IpNet>>,
+}
+
+impl Rules {
+    fn extend(&mut self, source: &Source, section: &str, raw: raw::RawRules) {
+        for (i, d) in raw.domains.into_iter().enumerate() {
+            if !self.domains.iter().any(|e| e.value == d) {
+                self.domains.push(Entry {
+                    value: d,
+                    origin: format!("{source}: {section}.domains[{i}]"),
+                });
+            }
+        }
+        for (i, c) in raw.cidrs.into_iter().enumerate() {
+            if !self.cidrs.iter().any(|e| e.value == c.0) {
+                self.cidrs.push(Entry {
+                    value: c.0,
+                    origin: format!("{source}: {section}.cidrs[{i}]"),
+                });
+            }
+        }
+    }
+
+    pub fn domain_values(&self) -> impl Iterator<Item = &DomainPattern> {
+        self.domains.iter().map(|e| &e.value)
+    }
+
+    pub fn cidr_values(&self) -> impl Iterator<Item = &IpNet> {
+        self.cidrs.iter().map(|e| &e.value)
+    }
+}
+
+/// How names are resolved, with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverSettings {
+    /// `None`: the nameservers of /etc/resolv.conf, read when resolving.
+    pub upstreams: Option<Vec<SocketAddr>>,
+    pub min_ttl_s: u32,
+    pub max_ttl_s: u32,
+    pub grace_s: u32,
+    pub concurrency: u32,
+}
+
+impl Default for ResolverSettings {
+    fn default() -> Self {
+        ResolverSettings {
+            upstreams: None,
+            min_ttl_s: 30,
+            max_ttl_s: 3600,
+            grace_s: 300,
+            concurrency: 16,
+        }
+    }
+}
+
+/// A validated policy: the main file (or the embedded default) with its
+/// drop-ins merged in lexical order. Lists are unioned (first occurrence
+/// kept); scalars from later files win.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    pub source: Source,
+    /// The main source first, then each drop-in read.
+    pub sources: Vec<Source>,
     pub mode: Mode,
     pub deny: Rules,
     pub allow: Rules,
+    pub resolver: ResolverSettings,
+    /// Not errors, but probably mistakes (an exception that overlaps no ban).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,66 +165,221 @@ pub enum PolicyError {
         field: String,
         message: String,
     },
+    #[error("{origin}: {field}: {message}")]
+    Merged {
+        /// The file whose value made the merged policy invalid.
+        origin: Source,
+        field: String,
+        message: String,
+    },
+}
+
+/// One parsed file, before merging.
+struct Layer {
+    source: Source,
+    raw: raw::RawPolicy,
+}
+
+fn parse_layer(text: &str, source: Source) -> Result<Layer, PolicyError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let parsed: Result<raw::RawPolicy, _> = serde_path_to_error::deserialize(&mut *de);
+    let raw = match parsed {
+        Ok(raw) => raw,
+        Err(err) => {
+            let field = match err.path().to_string() {
+                p if p == "." => "(top level)".to_owned(),
+                p => p,
+            };
+            let inner = err.into_inner();
+            return Err(invalid(source, &inner, field));
+        }
+    };
+    de.end()
+        .map_err(|e| invalid(source.clone(), &e, "(after the policy)".into()))?;
+    Ok(Layer { source, raw })
+}
+
+fn read(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 impl Policy {
-    /// Parses and validates a policy text; `source` only names it in errors.
+    /// Parses and validates one policy text, without drop-ins; `source`
+    /// only names it in errors.
     pub fn parse(text: &str, source: Source) -> Result<Policy, PolicyError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let parsed: Result<raw::RawPolicy, _> = serde_path_to_error::deserialize(&mut *de);
-        let raw = match parsed {
-            Ok(raw) => raw,
-            Err(err) => {
-                let field = match err.path().to_string() {
-                    p if p == "." => "(top level)".to_owned(),
-                    p => p,
-                };
-                let inner = err.into_inner();
-                return Err(invalid(source, &inner, field));
-            }
-        };
-        de.end()
-            .map_err(|e| invalid(source.clone(), &e, "(after the policy)".into()))?;
-        Ok(Policy {
-            source,
-            mode: raw.mode.unwrap_or_default(),
-            deny: Rules {
-                domains: raw.deny.domains,
-                cidrs: raw.deny.cidrs.into_iter().map(|c| c.0).collect(),
-            },
-            allow: Rules {
-                domains: raw.allow.domains,
-                cidrs: raw.allow.cidrs.into_iter().map(|c| c.0).collect(),
-            },
-        })
+        let layer = parse_layer(text, source)?;
+        Policy::merge(vec![layer])
     }
 
-    /// Reads and validates a policy file.
+    /// Reads and validates one policy file, without drop-ins.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Policy::parse(&text, Source::File(path.to_owned()))
+        Policy::parse(&read(path)?, Source::File(path.to_owned()))
     }
 
-    /// The embedded default policy.
+    /// The embedded default policy, without drop-ins.
     pub fn embedded() -> Policy {
         Policy::parse(DEFAULT_POLICY, Source::Embedded)
             .expect("the embedded default policy is valid (unit-tested)")
     }
 
-    /// `--policy PATH` if given; else the system policy if it exists; else
-    /// the embedded default.
+    /// The policy the daemon enforces: `--policy PATH` if given, else the
+    /// system policy if it exists, else the embedded default; then the
+    /// drop-ins of its drop-in directory, in lexical order. Any invalid
+    /// file rejects the whole.
     pub fn resolve(explicit: Option<&Path>) -> Result<Policy, PolicyError> {
-        match explicit {
-            Some(path) => Policy::load(path),
-            None if Path::new(DEFAULT_POLICY_PATH).exists() => {
-                Policy::load(Path::new(DEFAULT_POLICY_PATH))
+        let main = Policy::main_path(explicit);
+        let layer = match &main {
+            Some(path) => parse_layer(&read(path)?, Source::File(path.clone()))?,
+            None => parse_layer(DEFAULT_POLICY, Source::Embedded)?,
+        };
+        let dir = Policy::drop_in_dir(main.as_deref(), layer.raw.drop_in_dir.as_deref());
+        let mut layers = vec![layer];
+        for path in drop_ins(&dir)? {
+            let layer = parse_layer(&read(&path)?, Source::File(path.clone()))?;
+            if layer.raw.drop_in_dir.is_some() {
+                return Err(PolicyError::Merged {
+                    origin: layer.source,
+                    field: "drop_in_dir".into(),
+                    message: "only the main policy file may set drop_in_dir".into(),
+                });
             }
-            None => Ok(Policy::embedded()),
+            layers.push(layer);
+        }
+        Policy::merge(layers)
+    }
+
+    /// The main policy file `resolve` reads, if any (`None`: embedded).
+    pub fn main_path(explicit: Option<&Path>) -> Option<PathBuf> {
+        match explicit {
+            Some(path) => Some(path.to_owned()),
+            None if Path::new(DEFAULT_POLICY_PATH).exists() => Some(DEFAULT_POLICY_PATH.into()),
+            None => None,
         }
     }
+
+    /// Where drop-ins are read from: `drop_in_dir` of the main file (relative
+    /// to it), else `policy.d` beside it, else /etc/enforcer/policy.d.
+    pub fn drop_in_dir(main: Option<&Path>, configured: Option<&Path>) -> PathBuf {
+        let base = main.and_then(Path::parent).unwrap_or(Path::new("/etc/enforcer"));
+        match configured {
+            Some(dir) => base.join(dir),
+            None => base.join("policy.d"),
+        }
+    }
+
+    fn merge(layers: Vec<Layer>) -> Result<Policy, PolicyError> {
+        let mut policy = Policy {
+            sources: Vec::new(),
+            mode: Mode::default(),
+            deny: Rules::default(),
+            allow: Rules::default(),
+            resolver: ResolverSettings::default(),
+            warnings: Vec::new(),
+        };
+        // The file that last set each TTL bound, for a merged-range error.
+        let mut ttl_origin = None;
+        for Layer { source, raw } in layers {
+            if let Some(mode) = raw.mode {
+                policy.mode = mode;
+            }
+            policy.deny.extend(&source, "deny", raw.deny);
+            policy.allow.extend(&source, "allow", raw.allow);
+            if let Some(r) = raw.resolver {
+                let s = &mut policy.resolver;
+                if let Some(ups) = r.upstreams {
+                    let list = s.upstreams.get_or_insert_with(Vec::new);
+                    for u in ups {
+                        if !list.contains(&u.0) {
+                            list.push(u.0);
+                        }
+                    }
+                }
+                if r.min_ttl_s.is_some() || r.max_ttl_s.is_some() {
+                    ttl_origin = Some(source.clone());
+                }
+                s.min_ttl_s = r.min_ttl_s.unwrap_or(s.min_ttl_s);
+                s.max_ttl_s = r.max_ttl_s.unwrap_or(s.max_ttl_s);
+                s.grace_s = r.grace_s.unwrap_or(s.grace_s);
+                s.concurrency = r.concurrency.unwrap_or(s.concurrency);
+            }
+            policy.sources.push(source);
+        }
+        if policy.resolver.min_ttl_s > policy.resolver.max_ttl_s {
+            return Err(PolicyError::Merged {
+                origin: ttl_origin.unwrap_or(Source::Embedded),
+                field: "resolver".into(),
+                message: format!(
+                    "after merging, min_ttl_s ({}) is greater than max_ttl_s ({})",
+                    policy.resolver.min_ttl_s, policy.resolver.max_ttl_s
+                ),
+            });
+        }
+        policy.warnings = shadow_warnings(&policy);
+        Ok(policy)
+    }
+
+    /// The main source (the first one read).
+    pub fn source(&self) -> &Source {
+        &self.sources[0]
+    }
+}
+
+/// The drop-in files of `dir` in lexical order (`*.json` only); a missing
+/// directory has none.
+fn drop_ins(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(PolicyError::Read {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// An exception that overlaps no ban changes nothing: probably a typo.
+/// Domain exceptions are checked against domain bans by name; the
+/// addresses they resolve to may still fall in a banned range, so they are
+/// only warned about when no CIDR ban exists at all.
+fn shadow_warnings(policy: &Policy) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for allow in &policy.allow.cidrs {
+        let overlaps = policy.deny.cidrs.iter().any(|deny| {
+            deny.value.contains(&allow.value.network()) || allow.value.contains(&deny.value.network())
+        });
+        if !overlaps {
+            warnings.push(format!(
+                "{}: allow {} overlaps no banned network; it has no effect",
+                allow.origin, allow.value
+            ));
+        }
+    }
+    for allow in &policy.allow.domains {
+        let shadows = policy
+            .deny
+            .domains
+            .iter()
+            .any(|deny| deny.value.covers(&allow.value));
+        if !shadows && policy.deny.cidrs.is_empty() {
+            warnings.push(format!(
+                "{}: allow {} matches no banned name and no banned network exists; it has no effect",
+                allow.origin, allow.value
+            ));
+        }
+    }
+    warnings
 }
 
 fn invalid(source: Source, err: &serde_json::Error, field: String) -> PolicyError {
@@ -175,6 +396,12 @@ fn invalid(source: Source, err: &serde_json::Error, field: String) -> PolicyErro
         field,
         message,
     }
+}
+
+/// The JSON Schema of the policy format, generated from the serde types.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(raw::RawPolicy);
+    serde_json::to_string_pretty(&schema).expect("a schema serialises") + "\n"
 }
 
 #[cfg(test)]

@@ -1,34 +1,123 @@
 //! The policy file as written: serde types that reject anything unknown.
 //! Each value type checks itself while it is parsed, so every error still
-//! has the line and column serde_json knows.
+//! has the line and column serde_json knows. The JSON Schema of the format
+//! (docs/policy.schema.json) is generated from these types.
 
-use std::{fmt, str::FromStr};
+use std::{borrow::Cow, fmt, net::SocketAddr, path::PathBuf, str::FromStr};
 
 use ipnet::IpNet;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, de};
 
 use super::{DomainPattern, Mode};
 
-#[derive(Debug, Deserialize)]
+/// An enforcer policy file: the main file or a drop-in.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "enforcer policy")]
 pub struct RawPolicy {
+    /// Format version: 1.
     #[expect(dead_code, reason = "its check happens while parsing")]
     pub version: Version,
+    /// `enforce` (default) denies banned destinations; `audit` only reports them.
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// What to ban.
     #[serde(default)]
     pub deny: RawRules,
+    /// Exceptions: they win over any ban they overlap.
     #[serde(default)]
     pub allow: RawRules,
+    /// How banned names are resolved into addresses.
+    #[serde(default)]
+    pub resolver: Option<RawResolver>,
+    /// Main file only: where drop-ins are read from (default: `policy.d`
+    /// beside the main file, or /etc/enforcer/policy.d for the embedded policy).
+    #[serde(default)]
+    pub drop_in_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRules {
+    /// Exact names (`api.example.com`) or `*.suffix` wildcards, which match
+    /// any name below the suffix at any depth, but not the suffix itself.
     #[serde(default)]
     pub domains: Vec<DomainPattern>,
+    /// Networks (`10.0.0.0/8`, `2607:6bc0::/48`) or single addresses.
     #[serde(default)]
     pub cidrs: Vec<Cidr>,
+}
+
+/// Resolver settings; every field is optional and falls back to a default.
+#[derive(Debug, Default, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawResolver {
+    /// DNS servers as `ip:port` (or `ip`, port 53). Default: the
+    /// nameservers of /etc/resolv.conf.
+    pub upstreams: Option<Vec<Upstream>>,
+    /// Shortest refresh interval in seconds, whatever the TTL says (default 30).
+    #[schemars(range(min = 1, max = 86400))]
+    pub min_ttl_s: Option<u32>,
+    /// Longest refresh interval in seconds (default 3600).
+    #[schemars(range(min = 1, max = 604800))]
+    pub max_ttl_s: Option<u32>,
+    /// How long an address that stopped appearing stays banned, in seconds
+    /// (clients cache answers; default 300).
+    #[schemars(range(max = 604800))]
+    pub grace_s: Option<u32>,
+    /// Resolutions in flight at once (default 16).
+    #[schemars(range(min = 1, max = 1024))]
+    pub concurrency: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for RawResolver {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            upstreams: Option<Vec<Upstream>>,
+            #[serde(default)]
+            min_ttl_s: Option<u32>,
+            #[serde(default)]
+            max_ttl_s: Option<u32>,
+            #[serde(default)]
+            grace_s: Option<u32>,
+            #[serde(default)]
+            concurrency: Option<u32>,
+        }
+        let f = Fields::deserialize(d)?;
+        let check = |name: &str, v: Option<u32>, min: u32, max: u32| match v {
+            Some(v) if v < min || v > max => Err(de::Error::custom(format_args!(
+                "{name} is {v}, outside {min}..={max}"
+            ))),
+            _ => Ok(()),
+        };
+        check("min_ttl_s", f.min_ttl_s, 1, 86_400)?;
+        check("max_ttl_s", f.max_ttl_s, 1, 604_800)?;
+        check("grace_s", f.grace_s, 0, 604_800)?;
+        check("concurrency", f.concurrency, 1, 1024)?;
+        if let (Some(min), Some(max)) = (f.min_ttl_s, f.max_ttl_s)
+            && min > max
+        {
+            return Err(de::Error::custom(format_args!(
+                "min_ttl_s ({min}) is greater than max_ttl_s ({max})"
+            )));
+        }
+        if f.upstreams.as_ref().is_some_and(Vec::is_empty) {
+            return Err(de::Error::custom(
+                "upstreams is empty: leave it out to use /etc/resolv.conf",
+            ));
+        }
+        Ok(RawResolver {
+            upstreams: f.upstreams,
+            min_ttl_s: f.min_ttl_s,
+            max_ttl_s: f.max_ttl_s,
+            grace_s: f.grace_s,
+            concurrency: f.concurrency,
+        })
+    }
 }
 
 /// The only policy format version this build reads.
@@ -47,6 +136,46 @@ impl<'de> Deserialize<'de> for Version {
                 "unsupported policy version {v}: this enforcer reads version {VERSION}"
             )))
         }
+    }
+}
+
+impl JsonSchema for Version {
+    fn schema_name() -> Cow<'static, str> {
+        "Version".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "const": VERSION })
+    }
+}
+
+/// A DNS server address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upstream(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Upstream(addr));
+        }
+        match s.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(Upstream(SocketAddr::new(ip, 53))),
+            Err(_) => Err(de::Error::custom(format_args!(
+                "invalid upstream {s:?}: expected ip:port, like 127.0.0.1:53 or [::1]:53"
+            ))),
+        }
+    }
+}
+
+impl JsonSchema for Upstream {
+    fn schema_name() -> Cow<'static, str> {
+        "Upstream".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A DNS server: ip:port, [ipv6]:port, or a bare address (port 53)."
+        })
     }
 }
 
@@ -84,6 +213,18 @@ impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(de::Error::custom)
+    }
+}
+
+impl JsonSchema for Cidr {
+    fn schema_name() -> Cow<'static, str> {
+        "Cidr".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "An IPv4 or IPv6 network with zero host bits (10.0.0.0/8), or a single address."
+        })
     }
 }
 

@@ -23,16 +23,12 @@ fn embedded_default_has_anthropic_ranges() {
     let p = Policy::embedded();
     assert_eq!(p.mode, Mode::Enforce);
     for net in ["160.79.104.0/23", "2607:6bc0::/48"] {
-        assert!(
-            p.deny.cidrs.contains(&net.parse().unwrap()),
-            "{net} missing"
-        );
+        let net: IpNet = net.parse().unwrap();
+        assert!(p.deny.cidr_values().any(|c| *c == net), "{net} missing");
     }
-    assert!(
-        p.deny
-            .domains
-            .contains(&DomainPattern::Exact("api.anthropic.com".into()))
-    );
+    let name = DomainPattern::Exact("api.anthropic.com".into());
+    assert!(p.deny.domain_values().any(|d| *d == name));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
 #[test]
@@ -45,21 +41,25 @@ fn issue_example_parses() {
     .unwrap();
     assert_eq!(p.deny.cidrs.len(), 2);
     assert_eq!(
-        p.allow.cidrs,
+        p.allow.cidr_values().copied().collect::<Vec<_>>(),
         vec!["10.20.0.0/16".parse::<IpNet>().unwrap()]
     );
     assert_eq!(
-        p.deny.domains[1],
+        p.deny.domains[1].value,
         DomainPattern::Wildcard("openai.com".into())
     );
+    assert_eq!(p.deny.domains[1].origin, "p.json: deny.domains[1]");
+    // The exception overlaps no ban in this example.
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(p.warnings[0].contains("allow 10.20.0.0/16 overlaps no banned network"));
 }
 
 #[test]
 fn bare_addresses_are_host_routes_and_mode_defaults_to_enforce() {
     let p = parse(r#"{"version":1,"deny":{"cidrs":["1.2.3.4","::1"]}}"#).unwrap();
     assert_eq!(p.mode, Mode::Enforce);
-    assert_eq!(p.deny.cidrs[0], "1.2.3.4/32".parse::<IpNet>().unwrap());
-    assert_eq!(p.deny.cidrs[1], "::1/128".parse::<IpNet>().unwrap());
+    assert_eq!(p.deny.cidrs[0].value, "1.2.3.4/32".parse::<IpNet>().unwrap());
+    assert_eq!(p.deny.cidrs[1].value, "::1/128".parse::<IpNet>().unwrap());
 }
 
 #[test]
@@ -134,4 +134,132 @@ fn error_display_is_file_line_column_field() {
     let text = err.to_string();
     assert!(text.starts_with("p.json:2:"), "{text}");
     assert!(text.contains(": mode: unknown variant"), "{text}");
+}
+
+#[test]
+fn resolver_defaults_and_settings() {
+    let p = parse(r#"{"version":1}"#).unwrap();
+    assert_eq!(p.resolver, ResolverSettings::default());
+    let p = parse(
+        r#"{"version":1,"resolver":{"upstreams":["127.0.0.1:5353","::1"],"min_ttl_s":1,"max_ttl_s":60,"grace_s":0,"concurrency":4}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        p.resolver.upstreams,
+        Some(vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()])
+    );
+    assert_eq!((p.resolver.min_ttl_s, p.resolver.max_ttl_s), (1, 60));
+    assert_eq!((p.resolver.grace_s, p.resolver.concurrency), (0, 4));
+}
+
+#[test]
+fn resolver_errors_name_the_section() {
+    let (line, _, field, message) =
+        rejection("{\"version\":1,\n\"resolver\":{\"min_ttl_s\":90,\n \"max_ttl_s\":60}}");
+    assert_eq!((line, field.as_str()), (3, "resolver"));
+    assert!(message.contains("min_ttl_s (90) is greater than max_ttl_s (60)"), "{message}");
+    let (_, _, field, message) =
+        rejection(r#"{"version":1,"resolver":{"upstreams":["dns.example:53"]}}"#);
+    assert_eq!(field, "resolver.upstreams[0]");
+    assert!(message.contains("invalid upstream"), "{message}");
+    let (_, _, _, message) = rejection(r#"{"version":1,"resolver":{"concurrency":0}}"#);
+    assert!(message.contains("concurrency is 0"), "{message}");
+    let (_, _, field, _) = rejection(r#"{"version":1,"resolver":{"ttl":5}}"#);
+    assert_eq!(field, "resolver.ttl");
+}
+
+#[test]
+fn allow_domains_shadowing_nothing_warn() {
+    let p = parse(r#"{"version":1,"deny":{"domains":["*.corp.example"]},"allow":{"domains":["llm.corp.example","other.example"]}}"#).unwrap();
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(p.warnings[0].contains("other.example"));
+}
+
+/// A directory with a main policy and drop-ins, removed on drop.
+struct Dir(std::path::PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("enforcer-unit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("policy.d")).unwrap();
+        Dir(d)
+    }
+    fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn drop_ins_merge_in_lexical_order() {
+    let d = Dir::new("merge");
+    let main = d.write(
+        "policy.json",
+        r#"{"version":1,"mode":"enforce","deny":{"cidrs":["1.1.1.0/24"],"domains":["a.example"]},"resolver":{"grace_s":10}}"#,
+    );
+    d.write("policy.d/20-late.json", r#"{"version":1,"mode":"enforce","resolver":{"grace_s":30},"deny":{"domains":["c.example","a.example"]}}"#);
+    d.write("policy.d/10-early.json", r#"{"version":1,"mode":"audit","resolver":{"grace_s":20},"deny":{"domains":["b.example"]}}"#);
+    d.write("policy.d/README", "not json, not read");
+    let p = Policy::resolve(Some(&main)).unwrap();
+    let names: Vec<String> = p.deny.domain_values().map(ToString::to_string).collect();
+    assert_eq!(names, ["a.example", "b.example", "c.example"], "union, first kept");
+    assert_eq!(p.mode, Mode::Enforce, "the later file wins");
+    assert_eq!(p.resolver.grace_s, 30);
+    assert_eq!(p.sources.len(), 3);
+    assert!(p.deny.domains[1].origin.contains("10-early.json: deny.domains[0]"));
+}
+
+#[test]
+fn a_bad_drop_in_rejects_the_whole_policy_and_names_itself() {
+    let d = Dir::new("bad");
+    let main = d.write("policy.json", r#"{"version":1}"#);
+    d.write("policy.d/10-ok.json", r#"{"version":1,"deny":{"cidrs":["1.1.1.0/24"]}}"#);
+    d.write("policy.d/20-bad.json", "{\"version\":1,\n\"deny\":{\"cidrs\":[\"1.1.1.1/24\"]}}");
+    let err = Policy::resolve(Some(&main)).unwrap_err().to_string();
+    assert!(err.contains("20-bad.json:2:"), "{err}");
+    assert!(err.contains("deny.cidrs[0]: CIDR \"1.1.1.1/24\" has host bits set"), "{err}");
+
+    d.write("policy.d/20-bad.json", r#"{"version":1,"drop_in_dir":"x"}"#);
+    let err = Policy::resolve(Some(&main)).unwrap_err().to_string();
+    assert!(err.contains("only the main policy file may set drop_in_dir"), "{err}");
+
+    d.write("policy.d/20-bad.json", r#"{"version":1,"resolver":{"min_ttl_s":7200}}"#);
+    let err = Policy::resolve(Some(&main)).unwrap_err().to_string();
+    assert!(err.contains("20-bad.json: resolver: after merging, min_ttl_s (7200)"), "{err}");
+}
+
+#[test]
+fn drop_in_dir_is_relative_to_the_main_file() {
+    assert_eq!(
+        Policy::drop_in_dir(Some(Path::new("/etc/enforcer/policy.json")), None),
+        Path::new("/etc/enforcer/policy.d")
+    );
+    assert_eq!(
+        Policy::drop_in_dir(Some(Path::new("/srv/p/main.json")), Some(Path::new("extra"))),
+        Path::new("/srv/p/extra")
+    );
+    assert_eq!(Policy::drop_in_dir(None, None), Path::new("/etc/enforcer/policy.d"));
+}
+
+#[test]
+fn checked_in_schema_matches_the_types() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policy.schema.json");
+    let generated = json_schema();
+    if std::env::var_os("ENFORCER_WRITE_SCHEMA").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "docs/policy.schema.json is out of date: regenerate it with \
+         ENFORCER_WRITE_SCHEMA=1 cargo test -p enforcer checked_in_schema"
+    );
 }
