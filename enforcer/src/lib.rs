@@ -17,4 +17,6 @@ pub mod daemon;
 pub mod desired;
 pub mod mapdiff;
 pub mod policy;
+pub mod resolve;
+pub mod snapshot;
 pub mod sys;

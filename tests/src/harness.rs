@@ -57,7 +57,7 @@ impl Harness {
             Datapath::load_with_capacity(&pins, capacity).expect("load the eBPF object");
         let mut writer = MapWriter::open(&pins).expect("open maps");
         let p = policy(policy_json);
-        let (desired, rules) = compile(&p);
+        let (desired, rules) = compile(&p, &Default::default());
         writer.apply(&desired).expect("apply policy");
         set_mode(&pins, p.mode).expect("set mode");
         if !hooks.is_empty() {
@@ -82,7 +82,7 @@ impl Harness {
     /// Replaces the policy in the maps.
     pub fn apply(&mut self, policy_json: &str) {
         let p = policy(policy_json);
-        let (desired, rules) = compile(&p);
+        let (desired, rules) = compile(&p, &Default::default());
         self.writer.apply(&desired).expect("apply policy");
         set_mode(&self.pins, p.mode).expect("set mode");
         self.rules = rules;

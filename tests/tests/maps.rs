@@ -27,7 +27,7 @@ fn over_capacity_fails_whole_and_leaves_the_maps_as_they_were() {
     assert_eq!(before.deny_v4.len(), 4);
 
     let five = bans(&["10.77.0.2", "10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5"]);
-    let err = h.writer.apply(&compile(&policy(&five)).0).unwrap_err();
+    let err = h.writer.apply(&compile(&policy(&five), &Default::default()).0).unwrap_err();
     assert!(
         matches!(
             err,
@@ -47,7 +47,7 @@ fn over_capacity_fails_whole_and_leaves_the_maps_as_they_were() {
 
     // A full map can still be changed: the stale entries make room first.
     let swapped = bans(&["10.77.0.2", "10.9.0.2", "10.9.0.8", "10.9.0.9"]);
-    let (desired, _) = compile(&policy(&swapped));
+    let (desired, _) = compile(&policy(&swapped), &Default::default());
     let applied = h.writer.apply(&desired).unwrap();
     assert_eq!((applied.upserts, applied.removes), (2, 2));
     assert_eq!(MapWriter::open(&h.pins).unwrap().current(), desired);
@@ -65,7 +65,7 @@ fn the_kernel_holds_exactly_the_desired_state_after_each_change() {
         r#"{"version":1}"#,
     ];
     for step in steps {
-        let (desired, _) = compile(&policy(step));
+        let (desired, _) = compile(&policy(step), &Default::default());
         h.writer.apply(&desired).unwrap();
         assert_eq!(
             MapWriter::open(&h.pins).unwrap().current(),
@@ -80,7 +80,7 @@ fn allow_exception_capacity_is_checked_too() {
     let cg = CgroupGuard::new("ca");
     let mut h = Harness::with_capacity("ca", &cg, r#"{"version":1}"#, &[], &[(ALLOW_LPM_V4, 1)]);
     let two = r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8"]},"allow":{"cidrs":["10.1.0.0/16","10.2.0.0/16"]}}"#;
-    let err = h.writer.apply(&compile(&policy(two)).0).unwrap_err();
+    let err = h.writer.apply(&compile(&policy(two), &Default::default()).0).unwrap_err();
     assert!(
         matches!(
             err,

@@ -3,11 +3,14 @@
 //! Shaped as `run(config, shutdown)` so tests drive it with their own pins,
 //! cgroup and shutdown future.
 
-use std::{future::Future, path::PathBuf, sync::Arc};
+mod controller;
+mod watch;
+
+use std::{future::Future, path::PathBuf};
 
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::watch,
+    sync::mpsc,
 };
 use tracing::{error, info, warn};
 
@@ -15,13 +18,16 @@ use crate::{
     bpf::{
         CgroupHook, Datapath, DatapathError, Pins,
         events::{BlockEvent, DecodeError, EventReader},
-        stats::{Stats, set_mode},
+        stats::Stats,
         writer::{MapWriter, WriteError},
     },
-    desired::{RuleTable, compile},
+    desired::RuleTable,
     policy::{Policy, PolicyError},
+    resolve,
     sys::cgroup::{self, CgroupError},
 };
+
+pub use controller::Controller;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -64,7 +70,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Before READY: a reload requested right after start must not kill us.
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let policy = Policy::resolve(config.policy.as_deref())?;
-    info!(source = %policy.source(), mode = %policy.mode, "policy loaded");
+    info!(source = %policy.source(), drop_ins = policy.sources.len() - 1, mode = %policy.mode, "policy loaded");
+    for w in &policy.warnings {
+        warn!("{w}");
+    }
     let cgroup = match &config.cgroup {
         Some(path) => cgroup::check_cgroup_dir(path)?,
         None => cgroup::cgroup2_mount()?,
@@ -79,17 +88,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if datapath.adopted() {
         info!(pins = %pins.root().display(), "adopting the maps of a previous instance; they stay in force");
     }
-    let mut writer = MapWriter::open(&pins)?;
-    let (desired, rules) = compile(&policy, &crate::desired::ResolvedAddrs::new());
-    // Maps first, links second: on a first start the programs see a full
-    // policy from their first run; on a restart the diff is adds-first.
-    let applied = writer.apply(&desired)?;
-    set_mode(&pins, policy.mode)?;
+    let writer = MapWriter::open(&pins)?;
+    let mut controller = Controller::new(policy, writer, pins.clone(), config.state_dir.clone());
+    // Static rules (and, on a restart, everything already enforced) go in
+    // before the programs attach and before the first name resolves:
+    // start closed, then widen to exactly the policy.
+    let applied = controller.reconcile()?;
     info!(
-        entries = desired.len(),
         added_or_changed = applied.upserts,
         removed = applied.removes,
-        "verdict maps reconciled"
+        "verdict maps reconciled (static rules)"
     );
     datapath.attach_cgroup(&cgroup, &config.hooks)?;
     for iface in &config.xdp_ifaces {
@@ -98,31 +106,58 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     datapath.prune()?;
     // The links and maps are pinned; the loader's handles are not needed.
     drop(datapath);
+    info!(cgroup = %cgroup.display(), "enforcing");
+    if controller.settled() {
+        notify_ready(&controller.status());
+    }
 
-    let status = format!(
-        "enforcing {} rules ({} map entries) in {} mode on {}",
-        rules.len(),
-        desired.len(),
-        policy.mode,
-        cgroup.display()
+    let (outcome_tx, mut outcomes) = mpsc::channel(1024);
+    let resolver = resolve::spawn(controller.plan.subscribe(), outcome_tx);
+    let (change_tx, mut changes) = mpsc::channel(1);
+    let main_path = Policy::main_path(config.policy.as_deref());
+    let _watch = watch::watch(
+        main_path.as_deref(),
+        &Policy::drop_in_dir(main_path.as_deref(), None),
+        change_tx,
     );
-    notify_ready(&status);
-    info!("{status}");
-
-    let (rules_tx, rules_rx) = watch::channel(Arc::new(rules));
+    let rules_rx = controller.rules.subscribe();
     let mut events = EventReader::open(&pins)?;
     let mut loss_check = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut losses = Stats::read(&pins)?.ringbuf_full();
-    let mut state = Reloadable {
-        policy,
-        writer,
-        rules: rules_tx,
-    };
     tokio::pin!(shutdown);
     loop {
+        let next_expiry = controller.answers.next_expiry_ms();
         tokio::select! {
             () = &mut shutdown => break,
-            _ = hup.recv() => state.reload(&config, &pins),
+            _ = hup.recv() => reload(&mut controller, &config),
+            Some(()) = changes.recv() => {
+                // Debounce: editors and config management write in steps.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                while changes.try_recv().is_ok() {}
+                reload(&mut controller, &config);
+            }
+            Some(first) = outcomes.recv() => {
+                let mut ready = controller.on_outcome(&first.name, first.resolution);
+                while let Ok(more) = outcomes.try_recv() {
+                    ready |= controller.on_outcome(&more.name, more.resolution);
+                }
+                controller.expire();
+                match controller.reconcile() {
+                    Ok(_) if ready => {
+                        info!("first resolution of every name is in the maps");
+                        notify_ready(&controller.status());
+                    }
+                    Ok(_) => notify_status(&controller.status()),
+                    Err(e) => error!(error = %e, "applying resolved addresses failed; the maps keep what they had"),
+                }
+            }
+            () = sleep_until_ms(next_expiry) => {
+                if controller.expire()
+                    && let Err(e) = controller.reconcile()
+                {
+                    error!(error = %e, "removing expired addresses failed");
+                }
+            }
             read = events.next_batch(|ev| log_event(ev, &rules_rx.borrow())) => {
                 read.map_err(DaemonError::Events)?;
             }
@@ -135,6 +170,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         }
     }
+    resolver.abort();
     events.drain(|ev| log_event(ev, &rules_rx.borrow()));
     info!(
         pins = %pins.root().display(),
@@ -143,42 +179,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-struct Reloadable {
-    policy: Policy,
-    writer: MapWriter,
-    rules: watch::Sender<Arc<RuleTable>>,
+/// Re-reads the policy. A bad policy is rejected whole and the one in
+/// force stays.
+fn reload(controller: &mut Controller, config: &Config) {
+    match Policy::resolve(config.policy.as_deref()) {
+        Ok(policy) => controller.reload(policy),
+        Err(e) => error!(
+            error = %e,
+            kept = %controller.policy.source(),
+            "reload rejected; the policy in force stays"
+        ),
+    }
 }
 
-impl Reloadable {
-    /// Re-reads the policy. A bad policy is rejected whole and the one in
-    /// force stays; a capacity problem changes nothing.
-    fn reload(&mut self, config: &Config, pins: &Pins) {
-        let policy = match Policy::resolve(config.policy.as_deref()) {
-            Ok(policy) => policy,
-            Err(e) => {
-                error!(error = %e, kept = %self.policy.source(), "reload rejected; the policy in force stays");
-                return;
-            }
-        };
-        let (desired, rules) = compile(&policy, &crate::desired::ResolvedAddrs::new());
-        match self.writer.apply(&desired) {
-            Ok(applied) => {
-                if let Err(e) = set_mode(pins, policy.mode) {
-                    error!(error = %e, "setting the mode failed");
-                    return;
-                }
-                info!(
-                    source = %policy.source(),
-                    mode = %policy.mode,
-                    added_or_changed = applied.upserts,
-                    removed = applied.removes,
-                    "policy reloaded"
-                );
-                self.policy = policy;
-                self.rules.send_replace(Arc::new(rules));
-            }
-            Err(e) => error!(error = %e, "reload failed; see the error for what stays in force"),
+async fn sleep_until_ms(when_ms: Option<u64>) {
+    match when_ms {
+        Some(t) => {
+            let wait = t.saturating_sub(resolve::now_ms());
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         }
+        None => std::future::pending().await,
     }
 }
 
@@ -209,16 +229,21 @@ fn log_event(event: Result<BlockEvent, DecodeError>, rules: &RuleTable) {
 }
 
 fn notify_ready(status: &str) {
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
+}
+
+fn notify_status(status: &str) {
+    notify(&[sd_notify::NotifyState::Status(status)]);
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
-    if let Err(e) = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(status),
-        ],
-    ) {
+    if let Err(e) = sd_notify::notify(false, states) {
         warn!(error = %e, "sd_notify failed");
     }
 }

@@ -1,0 +1,280 @@
+//! What is known about each name, and the rules that keep enforcement
+//! from opening by accident:
+//! - an address that stops appearing stays for `grace` (clients cache);
+//! - a failed resolution (timeout, SERVFAIL, server down) removes nothing:
+//!   the grace of that name's addresses cannot end before it resolves again;
+//! - NXDOMAIN is an answer: the name has no addresses now (grace applies).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::ResolvedAddrs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameStatus {
+    /// Not resolved yet.
+    Pending,
+    /// The last resolution succeeded.
+    Fresh,
+    /// The last resolution failed; the addresses last known stay enforced.
+    Stale,
+    /// The last answer was NXDOMAIN.
+    Nxdomain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddrState {
+    /// When an answer last contained it (ms since the epoch).
+    pub last_seen_ms: u64,
+    /// Set once an answer no longer contains it: it is removed then.
+    pub expires_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameState {
+    pub status: NameStatus,
+    pub addrs: BTreeMap<IpAddr, AddrState>,
+    /// The CNAME chain of the last answer, in order.
+    pub cnames: Vec<String>,
+    /// TTL of the last answer (before clamping), seconds.
+    pub ttl_s: Option<u32>,
+    pub last_success_ms: Option<u64>,
+    pub last_attempt_ms: Option<u64>,
+    pub last_error: Option<String>,
+    /// Failures in a row.
+    pub failures: u32,
+}
+
+impl NameState {
+    fn new() -> NameState {
+        NameState {
+            status: NameStatus::Pending,
+            addrs: BTreeMap::new(),
+            cnames: Vec::new(),
+            ttl_s: None,
+            last_success_ms: None,
+            last_attempt_ms: None,
+            last_error: None,
+            failures: 0,
+        }
+    }
+}
+
+/// Every name the policy needs, with its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answers {
+    pub names: BTreeMap<String, NameState>,
+}
+
+/// What one resolution of a name gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The addresses (possibly none: NODATA), the CNAME chain and the TTL.
+    Addresses {
+        addrs: BTreeSet<IpAddr>,
+        cnames: Vec<String>,
+        ttl_s: u32,
+    },
+    NxDomain,
+    /// No usable answer: keep what is known.
+    Failed(String),
+}
+
+impl Answers {
+    /// Makes the set of names exactly `names`: new ones start pending;
+    /// names no rule needs any more are dropped with their addresses.
+    pub fn set_names(&mut self, names: &[String]) {
+        self.names.retain(|n, _| names.contains(n));
+        for n in names {
+            self.names.entry(n.clone()).or_insert_with(NameState::new);
+        }
+    }
+
+    /// Records a resolution. Returns whether the enforced addresses changed.
+    pub fn record(&mut self, name: &str, now_ms: u64, grace_s: u32, result: Resolution) -> bool {
+        let Some(state) = self.names.get_mut(name) else {
+            return false;
+        };
+        state.last_attempt_ms = Some(now_ms);
+        let (seen, status) = match result {
+            Resolution::Failed(error) => {
+                state.status = NameStatus::Stale;
+                state.last_error = Some(error);
+                state.failures = state.failures.saturating_add(1);
+                return false;
+            }
+            Resolution::NxDomain => {
+                state.cnames.clear();
+                state.ttl_s = None;
+                (BTreeSet::new(), NameStatus::Nxdomain)
+            }
+            Resolution::Addresses {
+                addrs,
+                cnames,
+                ttl_s,
+            } => {
+                state.cnames = cnames;
+                state.ttl_s = Some(ttl_s);
+                (addrs, NameStatus::Fresh)
+            }
+        };
+        state.status = status;
+        state.last_error = None;
+        state.failures = 0;
+        state.last_success_ms = Some(now_ms);
+        let mut changed = false;
+        for addr in &seen {
+            match state.addrs.get_mut(addr) {
+                Some(a) => {
+                    a.last_seen_ms = now_ms;
+                    a.expires_ms = None;
+                }
+                None => {
+                    state.addrs.insert(
+                        *addr,
+                        AddrState {
+                            last_seen_ms: now_ms,
+                            expires_ms: None,
+                        },
+                    );
+                    changed = true;
+                }
+            }
+        }
+        let grace_ms = u64::from(grace_s) * 1000;
+        for (addr, a) in state.addrs.iter_mut() {
+            if !seen.contains(addr) && a.expires_ms.is_none() {
+                a.expires_ms = Some(now_ms + grace_ms);
+            }
+        }
+        // A zero grace removes at once.
+        changed | Self::expire_name(state, now_ms)
+    }
+
+    fn expire_name(state: &mut NameState, now_ms: u64) -> bool {
+        if state.status == NameStatus::Stale {
+            return false;
+        }
+        let before = state.addrs.len();
+        state
+            .addrs
+            .retain(|_, a| a.expires_ms.is_none_or(|t| t > now_ms));
+        state.addrs.len() != before
+    }
+
+    /// Removes addresses whose grace is over. Returns whether any went.
+    pub fn expire(&mut self, now_ms: u64) -> bool {
+        let mut changed = false;
+        for state in self.names.values_mut() {
+            changed |= Self::expire_name(state, now_ms);
+        }
+        changed
+    }
+
+    /// When the next grace period ends, if any is running.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.names
+            .values()
+            .filter(|s| s.status != NameStatus::Stale)
+            .flat_map(|s| s.addrs.values().filter_map(|a| a.expires_ms))
+            .min()
+    }
+
+    /// Whether every name has had at least one attempt.
+    pub fn all_attempted(&self) -> bool {
+        self.names.values().all(|s| s.last_attempt_ms.is_some())
+    }
+
+    /// The addresses to enforce, per name.
+    pub fn addrs(&self) -> ResolvedAddrs {
+        self.names
+            .iter()
+            .map(|(n, s)| (n.clone(), s.addrs.keys().copied().collect()))
+            .collect()
+    }
+
+    pub fn count(&self, status: NameStatus) -> usize {
+        self.names.values().filter(|s| s.status == status).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> BTreeSet<IpAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    fn answer(list: &[&str]) -> Resolution {
+        Resolution::Addresses {
+            addrs: addrs(list),
+            cnames: vec![],
+            ttl_s: 60,
+        }
+    }
+
+    fn enforced(a: &Answers, name: &str) -> BTreeSet<IpAddr> {
+        a.addrs().remove(name).unwrap_or_default()
+    }
+
+    fn with(names: &[&str]) -> Answers {
+        let mut a = Answers::default();
+        a.set_names(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+        a
+    }
+
+    #[test]
+    fn a_vanished_address_stays_for_the_grace_period() {
+        let mut a = with(&["x.test"]);
+        assert!(a.record("x.test", 0, 10, answer(&["1.1.1.1", "2.2.2.2"])));
+        assert!(a.record("x.test", 1_000, 10, answer(&["2.2.2.2", "3.3.3.3"])), "3.3.3.3 is new");
+        assert_eq!(enforced(&a, "x.test"), addrs(&["1.1.1.1", "2.2.2.2", "3.3.3.3"]));
+        assert_eq!(a.next_expiry_ms(), Some(11_000));
+        assert!(!a.expire(10_999));
+        assert!(a.expire(11_000));
+        assert_eq!(enforced(&a, "x.test"), addrs(&["2.2.2.2", "3.3.3.3"]));
+        // Seen again within grace: the clock stops.
+        a.record("x.test", 12_000, 10, answer(&["3.3.3.3"]));
+        a.record("x.test", 13_000, 10, answer(&["2.2.2.2", "3.3.3.3"]));
+        assert!(!a.expire(30_000));
+        assert_eq!(enforced(&a, "x.test"), addrs(&["2.2.2.2", "3.3.3.3"]));
+    }
+
+    #[test]
+    fn a_failure_removes_nothing_and_freezes_grace() {
+        let mut a = with(&["x.test"]);
+        a.record("x.test", 0, 5, answer(&["1.1.1.1"]));
+        a.record("x.test", 1_000, 5, answer(&[]));
+        assert!(!a.record("x.test", 2_000, 5, Resolution::Failed("timed out".into())));
+        assert_eq!(a.names["x.test"].status, NameStatus::Stale);
+        assert_eq!(a.names["x.test"].failures, 1);
+        assert!(!a.expire(60_000), "no removal while the name is stale");
+        assert_eq!(enforced(&a, "x.test"), addrs(&["1.1.1.1"]));
+        assert_eq!(a.next_expiry_ms(), None);
+        // Resolves again, still without it: its grace ran out during the
+        // outage, so it goes now, not before.
+        assert!(a.record("x.test", 61_000, 5, answer(&[])));
+        assert!(enforced(&a, "x.test").is_empty());
+    }
+
+    #[test]
+    fn nxdomain_is_an_answer_and_names_are_dropped_with_their_rules() {
+        let mut a = with(&["x.test", "y.test"]);
+        a.record("x.test", 0, 0, answer(&["1.1.1.1"]));
+        assert!(!a.all_attempted());
+        assert!(!a.record("y.test", 0, 0, Resolution::NxDomain), "nothing was enforced for it");
+        assert!(a.all_attempted());
+        assert_eq!(a.names["y.test"].status, NameStatus::Nxdomain);
+        assert!(a.record("x.test", 1, 0, Resolution::NxDomain), "zero grace removes at once");
+        assert!(enforced(&a, "x.test").is_empty());
+        a.set_names(&["y.test".into()]);
+        assert!(!a.names.contains_key("x.test"));
+        assert_eq!(a.count(NameStatus::Nxdomain), 1);
+    }
+}

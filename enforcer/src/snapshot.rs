@@ -1,0 +1,91 @@
+//! The controller's view, written to the state directory after every
+//! change so that `policy show --resolved` and `check` can answer offline.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    desired::{Action, RuleTable, Target},
+    resolve::Answers,
+};
+
+pub const FILE_NAME: &str = "resolved.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleView {
+    pub id: u32,
+    pub action: String,
+    pub kind: String,
+    pub target: String,
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub updated_ms: u64,
+    pub sources: Vec<String>,
+    pub mode: String,
+    pub rules: Vec<RuleView>,
+    pub answers: Answers,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a snapshot of this enforcer version: {source}")]
+    Format {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+pub fn rule_views(rules: &RuleTable) -> Vec<RuleView> {
+    rules
+        .iter()
+        .map(|r| RuleView {
+            id: r.id,
+            action: match r.action {
+                Action::Deny => "deny".into(),
+                Action::Allow => "allow".into(),
+            },
+            kind: match r.target {
+                Target::Cidr(_) => "cidr".into(),
+                Target::Domain(_) => "domain".into(),
+            },
+            target: r.target.to_string(),
+            origin: r.origin.clone(),
+        })
+        .collect()
+}
+
+impl Snapshot {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(FILE_NAME)
+    }
+
+    /// Written to a temporary file and renamed, so readers never see half.
+    pub fn write(&self, state_dir: &Path) -> Result<(), SnapshotError> {
+        let path = Snapshot::path(state_dir);
+        let tmp = state_dir.join(format!(".{FILE_NAME}.tmp"));
+        let text = serde_json::to_string_pretty(self).expect("a snapshot serialises");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| SnapshotError::Io { path, source })
+    }
+
+    pub fn read(state_dir: &Path) -> Result<Snapshot, SnapshotError> {
+        let path = Snapshot::path(state_dir);
+        let text = std::fs::read_to_string(&path).map_err(|source| SnapshotError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| SnapshotError::Format { path, source })
+    }
+}
