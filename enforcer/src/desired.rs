@@ -145,7 +145,11 @@ pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable
         d.deny_net(entry.value, id);
     }
     for entry in &policy.deny.domains {
-        let id = rules.push(Action::Deny, Target::Domain(entry.value.clone()), &entry.origin);
+        let id = rules.push(
+            Action::Deny,
+            Target::Domain(entry.value.clone()),
+            &entry.origin,
+        );
         for addr in resolved.get(entry.value.resolvable()).into_iter().flatten() {
             d.deny_net(IpNet::from(addr.to_canonical()), id);
         }
@@ -155,7 +159,11 @@ pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable
         d.allow_net(entry.value, id);
     }
     for entry in &policy.allow.domains {
-        let id = rules.push(Action::Allow, Target::Domain(entry.value.clone()), &entry.origin);
+        let id = rules.push(
+            Action::Allow,
+            Target::Domain(entry.value.clone()),
+            &entry.origin,
+        );
         for addr in resolved.get(entry.value.resolvable()).into_iter().flatten() {
             d.allow_net(IpNet::from(addr.to_canonical()), id);
         }
@@ -167,7 +175,11 @@ pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable
 /// rule (deny first) the name itself, or a wildcard's apex.
 pub fn names_to_resolve(policy: &Policy) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for d in policy.deny.domain_values().chain(policy.allow.domain_values()) {
+    for d in policy
+        .deny
+        .domain_values()
+        .chain(policy.allow.domain_values())
+    {
         let name = d.resolvable().to_owned();
         if !names.contains(&name) {
             names.push(name);
@@ -312,17 +324,34 @@ mod tests {
         ]);
         let (d, rules) = super::compile(&p, &resolved);
         assert_eq!(d.deny_v4.get(&v4_key([1, 2, 3, 4])), Some(&2));
-        assert_eq!(d.deny_v4.get(&v4_key([5, 6, 7, 8])), Some(&2), "v4-mapped answers are v4");
-        assert_eq!(d.deny_v4.get(&v4_key([9, 9, 9, 9])), Some(&3), "the wildcard's apex");
+        assert_eq!(
+            d.deny_v4.get(&v4_key([5, 6, 7, 8])),
+            Some(&2),
+            "v4-mapped answers are v4"
+        );
+        assert_eq!(
+            d.deny_v4.get(&v4_key([9, 9, 9, 9])),
+            Some(&3),
+            "the wildcard's apex"
+        );
         assert_eq!(d.deny_v6.len(), 1);
         assert_eq!(
-            d.allow_lpm_v4.get(&Prefix { len: 32, addr: v4_key([10, 1, 2, 3]) }),
+            d.allow_lpm_v4.get(&Prefix {
+                len: 32,
+                addr: v4_key([10, 1, 2, 3])
+            }),
             Some(&4)
         );
-        assert_eq!(rules.get(2).unwrap().to_string(), "#2 deny api.x.test (t.json: deny.domains[0])");
+        assert_eq!(
+            rules.get(2).unwrap().to_string(),
+            "#2 deny api.x.test (t.json: deny.domains[0])"
+        );
         // Inside the banned /8, the internal model endpoint is excepted.
         assert_eq!(lookup(&d, "10.1.2.3".parse().unwrap()), Some((1, Some(4))));
-        assert_eq!(names_to_resolve(&p), ["api.x.test", "y.test", "llm.corp.test"]);
+        assert_eq!(
+            names_to_resolve(&p),
+            ["api.x.test", "y.test", "llm.corp.test"]
+        );
     }
 
     #[test]
@@ -354,11 +383,17 @@ mod tests {
 
     #[test]
     fn duplicates_are_one_rule_and_overlaps_keep_the_first() {
-        let p = policy(r#"{"version":1,"deny":{"cidrs":["1.2.3.4","1.2.3.4/32"],"domains":["a.test"]}}"#);
+        let p = policy(
+            r#"{"version":1,"deny":{"cidrs":["1.2.3.4","1.2.3.4/32"],"domains":["a.test"]}}"#,
+        );
         let resolved = answers(&[("a.test", &["1.2.3.4", "1.2.3.5"])]);
         let (d, rules) = super::compile(&p, &resolved);
         assert_eq!(rules.len(), 2, "the same network twice is one rule");
-        assert_eq!(d.deny_v4.get(&v4_key([1, 2, 3, 4])), Some(&1), "the CIDR came first");
+        assert_eq!(
+            d.deny_v4.get(&v4_key([1, 2, 3, 4])),
+            Some(&1),
+            "the CIDR came first"
+        );
         assert_eq!(d.deny_v4.get(&v4_key([1, 2, 3, 5])), Some(&2));
     }
 

@@ -11,6 +11,7 @@
 //! Everything here attaches only to cgroups and interfaces the test made.
 
 pub mod daemon;
+pub mod dns;
 pub mod guards;
 pub mod harness;
 pub mod probe;

@@ -27,7 +27,10 @@ fn over_capacity_fails_whole_and_leaves_the_maps_as_they_were() {
     assert_eq!(before.deny_v4.len(), 4);
 
     let five = bans(&["10.77.0.2", "10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5"]);
-    let err = h.writer.apply(&compile(&policy(&five), &Default::default()).0).unwrap_err();
+    let err = h
+        .writer
+        .apply(&compile(&policy(&five), &Default::default()).0)
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -80,7 +83,10 @@ fn allow_exception_capacity_is_checked_too() {
     let cg = CgroupGuard::new("ca");
     let mut h = Harness::with_capacity("ca", &cg, r#"{"version":1}"#, &[], &[(ALLOW_LPM_V4, 1)]);
     let two = r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8"]},"allow":{"cidrs":["10.1.0.0/16","10.2.0.0/16"]}}"#;
-    let err = h.writer.apply(&compile(&policy(two), &Default::default()).0).unwrap_err();
+    let err = h
+        .writer
+        .apply(&compile(&policy(two), &Default::default()).0)
+        .unwrap_err();
     assert!(
         matches!(
             err,

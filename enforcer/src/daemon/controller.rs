@@ -62,12 +62,7 @@ fn union(current: &Desired, desired: &Desired) -> Desired {
 }
 
 impl Controller {
-    pub fn new(
-        policy: Policy,
-        writer: MapWriter,
-        pins: Pins,
-        state_dir: PathBuf,
-    ) -> Controller {
+    pub fn new(policy: Policy, writer: MapWriter, pins: Pins, state_dir: PathBuf) -> Controller {
         let mut answers = Answers::default();
         let plan = plan_of(&policy);
         answers.set_names(&plan.names);
@@ -166,7 +161,12 @@ impl Controller {
     fn write_snapshot(&self) {
         let snapshot = Snapshot {
             updated_ms: now_ms(),
-            sources: self.policy.sources.iter().map(ToString::to_string).collect(),
+            sources: self
+                .policy
+                .sources
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             mode: self.policy.mode.to_string(),
             rules: rule_views(&self.rules.borrow()),
             answers: self.answers.clone(),

@@ -24,20 +24,21 @@ pub fn watch(main: Option<&Path>, drop_in_dir: &Path, tx: mpsc::Sender<()>) -> O
             || (p.parent() == Some(dir_owned.as_path())
                 && p.extension().is_some_and(|e| e == "json"))
     };
-    let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && event.paths.iter().any(|p| relevant(p))
-        {
-            // Full channel: a reload is already pending, which covers this.
-            let _ = tx.try_send(());
-        }
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            warn!(error = %e, "cannot watch the policy files; reload with SIGHUP");
-            return None;
-        }
-    };
+    let mut watcher =
+        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event
+                && event.paths.iter().any(|p| relevant(p))
+            {
+                // Full channel: a reload is already pending, which covers this.
+                let _ = tx.try_send(());
+            }
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "cannot watch the policy files; reload with SIGHUP");
+                return None;
+            }
+        };
     let mut dirs: Vec<&Path> = Vec::new();
     if let Some(parent) = main.and_then(Path::parent) {
         dirs.push(parent);

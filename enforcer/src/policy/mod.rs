@@ -3,6 +3,7 @@
 //! Every error names the file, line, column and field, so that an admin who
 //! pushed a bad file through config management can fix it from the log line.
 
+pub mod catalog;
 mod domain;
 mod raw;
 
@@ -263,7 +264,9 @@ impl Policy {
     /// Where drop-ins are read from: `drop_in_dir` of the main file (relative
     /// to it), else `policy.d` beside it, else /etc/enforcer/policy.d.
     pub fn drop_in_dir(main: Option<&Path>, configured: Option<&Path>) -> PathBuf {
-        let base = main.and_then(Path::parent).unwrap_or(Path::new("/etc/enforcer"));
+        let base = main
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/etc/enforcer"));
         match configured {
             Some(dir) => base.join(dir),
             None => base.join("policy.d"),
@@ -357,7 +360,8 @@ fn shadow_warnings(policy: &Policy) -> Vec<String> {
     let mut warnings = Vec::new();
     for allow in &policy.allow.cidrs {
         let overlaps = policy.deny.cidrs.iter().any(|deny| {
-            deny.value.contains(&allow.value.network()) || allow.value.contains(&deny.value.network())
+            deny.value.contains(&allow.value.network())
+                || allow.value.contains(&deny.value.network())
         });
         if !overlaps {
             warnings.push(format!(

@@ -58,7 +58,10 @@ fn issue_example_parses() {
 fn bare_addresses_are_host_routes_and_mode_defaults_to_enforce() {
     let p = parse(r#"{"version":1,"deny":{"cidrs":["1.2.3.4","::1"]}}"#).unwrap();
     assert_eq!(p.mode, Mode::Enforce);
-    assert_eq!(p.deny.cidrs[0].value, "1.2.3.4/32".parse::<IpNet>().unwrap());
+    assert_eq!(
+        p.deny.cidrs[0].value,
+        "1.2.3.4/32".parse::<IpNet>().unwrap()
+    );
     assert_eq!(p.deny.cidrs[1].value, "::1/128".parse::<IpNet>().unwrap());
 }
 
@@ -146,7 +149,10 @@ fn resolver_defaults_and_settings() {
     .unwrap();
     assert_eq!(
         p.resolver.upstreams,
-        Some(vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()])
+        Some(vec![
+            "127.0.0.1:5353".parse().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ])
     );
     assert_eq!((p.resolver.min_ttl_s, p.resolver.max_ttl_s), (1, 60));
     assert_eq!((p.resolver.grace_s, p.resolver.concurrency), (0, 4));
@@ -157,7 +163,10 @@ fn resolver_errors_name_the_section() {
     let (line, _, field, message) =
         rejection("{\"version\":1,\n\"resolver\":{\"min_ttl_s\":90,\n \"max_ttl_s\":60}}");
     assert_eq!((line, field.as_str()), (3, "resolver"));
-    assert!(message.contains("min_ttl_s (90) is greater than max_ttl_s (60)"), "{message}");
+    assert!(
+        message.contains("min_ttl_s (90) is greater than max_ttl_s (60)"),
+        "{message}"
+    );
     let (_, _, field, message) =
         rejection(r#"{"version":1,"resolver":{"upstreams":["dns.example:53"]}}"#);
     assert_eq!(field, "resolver.upstreams[0]");
@@ -210,30 +219,56 @@ fn drop_ins_merge_in_lexical_order() {
     d.write("policy.d/README", "not json, not read");
     let p = Policy::resolve(Some(&main)).unwrap();
     let names: Vec<String> = p.deny.domain_values().map(ToString::to_string).collect();
-    assert_eq!(names, ["a.example", "b.example", "c.example"], "union, first kept");
+    assert_eq!(
+        names,
+        ["a.example", "b.example", "c.example"],
+        "union, first kept"
+    );
     assert_eq!(p.mode, Mode::Enforce, "the later file wins");
     assert_eq!(p.resolver.grace_s, 30);
     assert_eq!(p.sources.len(), 3);
-    assert!(p.deny.domains[1].origin.contains("10-early.json: deny.domains[0]"));
+    assert!(
+        p.deny.domains[1]
+            .origin
+            .contains("10-early.json: deny.domains[0]")
+    );
 }
 
 #[test]
 fn a_bad_drop_in_rejects_the_whole_policy_and_names_itself() {
     let d = Dir::new("bad");
     let main = d.write("policy.json", r#"{"version":1}"#);
-    d.write("policy.d/10-ok.json", r#"{"version":1,"deny":{"cidrs":["1.1.1.0/24"]}}"#);
-    d.write("policy.d/20-bad.json", "{\"version\":1,\n\"deny\":{\"cidrs\":[\"1.1.1.1/24\"]}}");
+    d.write(
+        "policy.d/10-ok.json",
+        r#"{"version":1,"deny":{"cidrs":["1.1.1.0/24"]}}"#,
+    );
+    d.write(
+        "policy.d/20-bad.json",
+        "{\"version\":1,\n\"deny\":{\"cidrs\":[\"1.1.1.1/24\"]}}",
+    );
     let err = Policy::resolve(Some(&main)).unwrap_err().to_string();
     assert!(err.contains("20-bad.json:2:"), "{err}");
-    assert!(err.contains("deny.cidrs[0]: CIDR \"1.1.1.1/24\" has host bits set"), "{err}");
+    assert!(
+        err.contains("deny.cidrs[0]: CIDR \"1.1.1.1/24\" has host bits set"),
+        "{err}"
+    );
 
     d.write("policy.d/20-bad.json", r#"{"version":1,"drop_in_dir":"x"}"#);
     let err = Policy::resolve(Some(&main)).unwrap_err().to_string();
-    assert!(err.contains("only the main policy file may set drop_in_dir"), "{err}");
+    assert!(
+        err.contains("only the main policy file may set drop_in_dir"),
+        "{err}"
+    );
 
-    d.write("policy.d/20-bad.json", r#"{"version":1,"resolver":{"min_ttl_s":7200}}"#);
+    d.write(
+        "policy.d/20-bad.json",
+        r#"{"version":1,"resolver":{"min_ttl_s":7200}}"#,
+    );
     let err = Policy::resolve(Some(&main)).unwrap_err().to_string();
-    assert!(err.contains("20-bad.json: resolver: after merging, min_ttl_s (7200)"), "{err}");
+    assert!(
+        err.contains("20-bad.json: resolver: after merging, min_ttl_s (7200)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -243,10 +278,16 @@ fn drop_in_dir_is_relative_to_the_main_file() {
         Path::new("/etc/enforcer/policy.d")
     );
     assert_eq!(
-        Policy::drop_in_dir(Some(Path::new("/srv/p/main.json")), Some(Path::new("extra"))),
+        Policy::drop_in_dir(
+            Some(Path::new("/srv/p/main.json")),
+            Some(Path::new("extra"))
+        ),
         Path::new("/srv/p/extra")
     );
-    assert_eq!(Policy::drop_in_dir(None, None), Path::new("/etc/enforcer/policy.d"));
+    assert_eq!(
+        Policy::drop_in_dir(None, None),
+        Path::new("/etc/enforcer/policy.d")
+    );
 }
 
 #[test]

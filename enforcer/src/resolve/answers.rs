@@ -233,8 +233,14 @@ mod tests {
     fn a_vanished_address_stays_for_the_grace_period() {
         let mut a = with(&["x.test"]);
         assert!(a.record("x.test", 0, 10, answer(&["1.1.1.1", "2.2.2.2"])));
-        assert!(a.record("x.test", 1_000, 10, answer(&["2.2.2.2", "3.3.3.3"])), "3.3.3.3 is new");
-        assert_eq!(enforced(&a, "x.test"), addrs(&["1.1.1.1", "2.2.2.2", "3.3.3.3"]));
+        assert!(
+            a.record("x.test", 1_000, 10, answer(&["2.2.2.2", "3.3.3.3"])),
+            "3.3.3.3 is new"
+        );
+        assert_eq!(
+            enforced(&a, "x.test"),
+            addrs(&["1.1.1.1", "2.2.2.2", "3.3.3.3"])
+        );
         assert_eq!(a.next_expiry_ms(), Some(11_000));
         assert!(!a.expire(10_999));
         assert!(a.expire(11_000));
@@ -268,10 +274,16 @@ mod tests {
         let mut a = with(&["x.test", "y.test"]);
         a.record("x.test", 0, 0, answer(&["1.1.1.1"]));
         assert!(!a.all_attempted());
-        assert!(!a.record("y.test", 0, 0, Resolution::NxDomain), "nothing was enforced for it");
+        assert!(
+            !a.record("y.test", 0, 0, Resolution::NxDomain),
+            "nothing was enforced for it"
+        );
         assert!(a.all_attempted());
         assert_eq!(a.names["y.test"].status, NameStatus::Nxdomain);
-        assert!(a.record("x.test", 1, 0, Resolution::NxDomain), "zero grace removes at once");
+        assert!(
+            a.record("x.test", 1, 0, Resolution::NxDomain),
+            "zero grace removes at once"
+        );
         assert!(enforced(&a, "x.test").is_empty());
         a.set_names(&["y.test".into()]);
         assert!(!a.names.contains_key("x.test"));

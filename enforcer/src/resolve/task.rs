@@ -5,12 +5,7 @@
 //! NXDOMAIN: again after min_ttl_s. Failure: again after a backoff of 1 s,
 //! 2 s, 4 s ... capped at max_ttl_s; the controller keeps the last answer.
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
     sync::{Semaphore, mpsc, watch},
@@ -40,7 +35,10 @@ pub struct Outcome {
 
 /// Starts the task. It stops when the plan sender or the outcome
 /// receiver is dropped.
-pub fn spawn(plan: watch::Receiver<Arc<Plan>>, out: mpsc::Sender<Outcome>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    plan: watch::Receiver<Arc<Plan>>,
+    out: mpsc::Sender<Outcome>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(run(plan, out))
 }
 

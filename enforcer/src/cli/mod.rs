@@ -1,5 +1,7 @@
 //! The command line of the `enforcer` binary.
 
+mod show;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context as _, bail};
@@ -42,6 +44,28 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Would NAME or IP be blocked, and by which rule? Answers offline from
+    /// the policy and the daemon's last resolved state. Exit 0: not blocked;
+    /// 1: blocked; 2: error.
+    Check {
+        /// A DNS name or an IP address.
+        target: String,
+        #[command(flatten)]
+        at: PolicyAt,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which policy and state a command reads.
+#[derive(Debug, clap::Args)]
+pub struct PolicyAt {
+    /// Policy file [default: /etc/enforcer/policy.json if it exists, else the embedded default], with its drop-ins.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The daemon's state directory (its last resolved state).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,26 +92,58 @@ pub struct DaemonArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate policy files; exit 1 if any is invalid.
+    /// Validate policy files, each on its own; exit 1 if any is invalid.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Show the merged policy (main file and drop-ins); with --resolved,
+    /// every name with its addresses, TTL and state.
+    Show {
+        #[command(flatten)]
+        at: PolicyAt,
+        #[arg(long)]
+        resolved: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the embedded default policy.
     Default,
+    /// Print the JSON Schema of the policy format.
+    Schema,
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // `check` reserves 1 for "blocked"; its errors are 2.
+    let error_code = if matches!(cli.command, Command::Check { .. }) {
+        2
+    } else {
+        1
+    };
     match execute(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("enforcer: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("enforcer: {}", chain(&e));
+            ExitCode::from(error_code)
         }
     }
+}
+
+/// The error and its causes, skipping a cause whose text the message
+/// before it already carries.
+fn chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 fn init_logging() {
@@ -159,23 +215,41 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check { target, at, json } => {
+            let policy = Policy::resolve(at.policy.as_deref())?;
+            show::check(&policy, &at.state_dir, &target, json)
+        }
         Command::Policy { command } => match command {
             PolicyCommand::Default => {
                 print!("{DEFAULT_POLICY}");
                 Ok(ExitCode::SUCCESS)
             }
+            PolicyCommand::Schema => {
+                print!("{}", crate::policy::json_schema());
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCommand::Show { at, resolved, json } => {
+                let policy = Policy::resolve(at.policy.as_deref())?;
+                show::show(&policy, &at.state_dir, resolved, json)
+            }
             PolicyCommand::Validate { files } => {
                 let mut ok = true;
                 for file in files {
                     match Policy::load(&file) {
-                        Ok(p) => println!(
-                            "{}: ok ({} mode, {} deny and {} allow CIDRs, {} deny domains)",
-                            file.display(),
-                            p.mode,
-                            p.deny.cidrs.len(),
-                            p.allow.cidrs.len(),
-                            p.deny.domains.len()
-                        ),
+                        Ok(p) => {
+                            println!(
+                                "{}: ok ({} mode, {} deny and {} allow CIDRs, {} deny and {} allow domains)",
+                                file.display(),
+                                p.mode,
+                                p.deny.cidrs.len(),
+                                p.allow.cidrs.len(),
+                                p.deny.domains.len(),
+                                p.allow.domains.len()
+                            );
+                            for w in &p.warnings {
+                                println!("warning: {w}");
+                            }
+                        }
                         Err(e) => {
                             eprintln!("{e}");
                             ok = false;
