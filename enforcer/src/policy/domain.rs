@@ -120,6 +120,19 @@ impl fmt::Display for DomainPattern {
     }
 }
 
+impl schemars::JsonSchema for DomainPattern {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DomainPattern".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An exact DNS name, or *.suffix: any name below the suffix at any depth, not the suffix itself.",
+            "pattern": "^(\\*\\.)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?$"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,18 +176,5 @@ mod tests {
         ] {
             assert!(bad.parse::<DomainPattern>().is_err(), "{bad:?} accepted");
         }
-    }
-}
-
-impl schemars::JsonSchema for DomainPattern {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "DomainPattern".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "An exact DNS name, or *.suffix: any name below the suffix at any depth, not the suffix itself.",
-            "pattern": "^(\\*\\.)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?$"
-        })
     }
 }

@@ -189,6 +189,8 @@ fn parse_layer(text: &str, source: Source) -> Result<Layer, PolicyError> {
         Err(err) => {
             let field = match err.path().to_string() {
                 p if p == "." => "(top level)".to_owned(),
+                // Not inside any value: the JSON itself is broken.
+                p if p == "?" => "(syntax)".to_owned(),
                 p => p,
             };
             let inner = err.into_inner();
