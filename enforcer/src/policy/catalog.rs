@@ -34,6 +34,34 @@ pub fn lookup(entry: &str) -> Option<CatalogEntry> {
     catalog().into_iter().find(|c| c.entry == entry)
 }
 
+/// docs/DEFAULT_POLICY.md, generated from the catalog.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# The embedded default policy\n\n\
+         Generated from `enforcer/policy/catalog.json` (a unit test keeps this file in step; \
+         regenerate with `ENFORCER_WRITE_DOCS=1 cargo test -p enforcer`). \
+         `enforcer policy default` prints the policy itself.\n\n\
+         *dedicated*: the provider's own addresses. *shared*: served from a shared CDN or \
+         front end, so blocking its addresses may also block unrelated sites; until \
+         name-level enforcement exists these are still IP-blocked, and \
+         `enforcer policy show --resolved` warns about them.\n\n\
+         | entry | provider | kind | source |\n|---|---|---|---|\n",
+    );
+    for c in catalog() {
+        let kind = match c.kind {
+            Kind::Dedicated => "dedicated",
+            Kind::Shared => "shared",
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {kind} | {} |\n",
+            c.entry,
+            c.provider,
+            c.source.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +82,19 @@ mod tests {
         assert_eq!(in_policy, in_catalog);
         assert_eq!(lookup("160.79.104.0/23").unwrap().kind, Kind::Dedicated);
         assert_eq!(lookup("*.openai.com").unwrap().kind, Kind::Shared);
+    }
+
+    #[test]
+    fn checked_in_doc_matches_the_catalog() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/DEFAULT_POLICY.md");
+        if std::env::var_os("ENFORCER_WRITE_DOCS").is_some() {
+            std::fs::write(path, markdown()).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            checked_in == markdown(),
+            "docs/DEFAULT_POLICY.md is out of date: regenerate it with \
+             ENFORCER_WRITE_DOCS=1 cargo test -p enforcer"
+        );
     }
 }

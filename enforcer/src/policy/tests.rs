@@ -294,13 +294,13 @@ fn drop_in_dir_is_relative_to_the_main_file() {
 fn checked_in_schema_matches_the_types() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policy.schema.json");
     let generated = json_schema();
-    if std::env::var_os("ENFORCER_WRITE_SCHEMA").is_some() {
+    if std::env::var_os("ENFORCER_WRITE_DOCS").is_some() {
         std::fs::write(path, &generated).unwrap();
     }
     let checked_in = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         checked_in == generated,
         "docs/policy.schema.json is out of date: regenerate it with \
-         ENFORCER_WRITE_SCHEMA=1 cargo test -p enforcer checked_in_schema"
+         ENFORCER_WRITE_DOCS=1 cargo test -p enforcer checked_in_schema"
     );
 }

@@ -156,3 +156,29 @@ async fn sleep_until(when: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            names: vec![],
+            upstreams: None,
+            min_ttl_s: 30,
+            max_ttl_s: 3600,
+            concurrency: 4,
+        }
+    }
+
+    #[test]
+    fn refresh_is_the_ttl_clamped_and_failures_back_off_to_the_cap() {
+        let p = plan();
+        assert_eq!(clamp(5, &p), Duration::from_secs(30));
+        assert_eq!(clamp(300, &p), Duration::from_secs(300));
+        assert_eq!(clamp(86_400, &p), Duration::from_secs(3600));
+        let waits: Vec<u64> = (0..5).map(|f| backoff(f, &p).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16]);
+        assert_eq!(backoff(40, &p), Duration::from_secs(3600));
+    }
+}
