@@ -37,9 +37,15 @@ pub mod maps {
     /// Socket cookie → when it was last reported (ns), so that the skb hook
     /// reports a flow once per interval instead of once per packet.
     pub const REPORTED: &str = "REPORTED";
+    /// Thread id → the argv it passed to execve (until the exec completes).
+    pub const EXEC_ARGS: &str = "EXEC_ARGS";
+    /// Per-CPU scratch space for building an [`super::ExecArgs`].
+    pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
+    /// Ring buffer of [`super::ExecEvent`]: every successful exec.
+    pub const PROC_EVENTS: &str = "PROC_EVENTS";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -52,6 +58,9 @@ pub mod maps {
         SOCK_OWNERS,
         XDP_RATE,
         REPORTED,
+        EXEC_ARGS,
+        EXEC_SCRATCH,
+        PROC_EVENTS,
     ];
 }
 
@@ -64,6 +73,10 @@ pub mod programs {
     pub const SKB_EGRESS: &str = "skb_egress";
     pub const SOCK_CREATE: &str = "sock_create";
     pub const XDP: &str = "xdp_filter";
+    /// tracepoint syscalls/sys_enter_execve: captures argv.
+    pub const EXEC_ARGV: &str = "execve_args";
+    /// tracepoint sched/sched_process_exec: reports the exec.
+    pub const PROCESS_EXEC: &str = "process_exec";
 }
 
 /// Capacities of the maps. Hash maps are created with `BPF_F_NO_PREALLOC`,
@@ -81,6 +94,14 @@ pub const MAX_REPORTED: u32 = 1 << 14;
 pub const SKB_REPORT_INTERVAL_NS: u64 = 10_000_000_000;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 1 << 22;
+pub const PROC_EVENTS_BYTES: u32 = 1 << 21;
+/// Threads between execve() entry and the exec completing.
+pub const MAX_EXEC_ARGS: u32 = 1024;
+/// Bytes of argv kept per exec (NUL-separated, truncated beyond).
+pub const ARGS_BYTES: usize = 1024;
+/// argv entries read per exec.
+pub const MAX_ARGV: usize = 32;
+pub const FILENAME_BYTES: usize = 256;
 
 /// Index into the `CONFIG` array: the enforcement mode, `MODE_*`.
 pub const CONFIG_MODE: u32 = 0;
@@ -137,7 +158,9 @@ pub const STAT_OWNER_UNKNOWN: u32 = STAT_RINGBUF_FULL + 2;
 /// An skb event was not emitted: the socket was reported within
 /// [`SKB_REPORT_INTERVAL_NS`] (the verdict itself is counted as usual).
 pub const STAT_SKB_EVENTS_COALESCED: u32 = STAT_RINGBUF_FULL + 3;
-pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 4;
+/// An exec record was not emitted because PROC_EVENTS was full.
+pub const STAT_PROC_RINGBUF_FULL: u32 = STAT_RINGBUF_FULL + 4;
+pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 5;
 
 /// `Event::flags`: the banned address was the packet's source (XDP).
 pub const EVENT_F_SOURCE: u32 = 1;
@@ -199,6 +222,48 @@ pub struct SockOwner {
     pub comm: [u8; 16],
 }
 
+/// argv of one execve(), NUL-separated, in the first `len` (at most
+/// [`ARGS_BYTES`]) bytes. Twice that long so that each argument can be read
+/// with a constant size at any offset below [`ARGS_BYTES`]: the verifier
+/// cannot follow a size computed from the offset.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecArgs {
+    pub len: u32,
+    /// 1 if argv did not fit.
+    pub truncated: u32,
+    pub args: [u8; 2 * ARGS_BYTES],
+}
+
+/// `ExecEvent::flags`: argv was captured.
+pub const EXEC_F_ARGS: u32 = 1;
+/// `ExecEvent::flags`: argv was truncated.
+pub const EXEC_F_TRUNCATED: u32 = 1 << 1;
+
+/// A completed exec, reported from the kernel at the moment it happens, so
+/// that a process that dies right after being refused can still be named.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub ts_ns: u64,
+    /// Thread group id (the process id).
+    pub pid: u32,
+    pub tid: u32,
+    /// The thread that called execve (differs from `tid` when a
+    /// non-leader thread exec'd).
+    pub old_tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub args_len: u32,
+    /// `EXEC_F_*`.
+    pub flags: u32,
+    pub _reserved: u32,
+    pub comm: [u8; 16],
+    /// The executable as passed to exec, NUL-terminated.
+    pub filename: [u8; FILENAME_BYTES],
+    pub args: [u8; ARGS_BYTES],
+}
+
 /// Per-CPU XDP event budget: the window start and the events in it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -211,6 +276,8 @@ pub struct RateState {
 const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::size_of::<SockOwner>() == 40);
 const _: () = assert!(core::mem::size_of::<RateState>() == 16);
+const _: () = assert!(core::mem::size_of::<ExecArgs>() == 8 + 2 * ARGS_BYTES);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 56 + FILENAME_BYTES + ARGS_BYTES);
 
 /// An IPv4 address as the maps key it: the octets in memory order.
 #[inline(always)]
@@ -256,4 +323,6 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::SockOwner {}
     unsafe impl aya::Pod for super::RateState {}
+    unsafe impl aya::Pod for super::ExecArgs {}
+    unsafe impl aya::Pod for super::ExecEvent {}
 }

@@ -8,9 +8,11 @@
 //! - `sock`: cgroup sock_create, recording each socket's owner.
 //! - `skb`: cgroup_skb egress (drops what reaches the wire anyway).
 //! - `xdp`: XDP filter on source and destination.
+//! - `exec`: exec tracking (argv and executable) for attribution.
 #![no_std]
 #![no_main]
 
+mod exec;
 mod maps;
 mod report;
 mod skb;

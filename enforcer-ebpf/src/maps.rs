@@ -4,8 +4,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use enforcer_common::{
-    CONFIG_LEN, EVENTS_BYTES, MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_EXACT_V4, MAX_EXACT_V6,
-    MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS, RateState, STATS_LEN, SockOwner,
+    CONFIG_LEN, EVENTS_BYTES, ExecArgs, MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_EXACT_V4, MAX_EXACT_V6,
+    MAX_EXEC_ARGS, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS, PROC_EVENTS_BYTES,
+    RateState, STATS_LEN, SockOwner,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -37,3 +38,9 @@ pub static SOCK_OWNERS: LruHashMap<u64, SockOwner> =
 pub static XDP_RATE: PerCpuArray<RateState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static REPORTED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_REPORTED, 0);
+#[map]
+pub static EXEC_ARGS: LruHashMap<u32, ExecArgs> = LruHashMap::with_max_entries(MAX_EXEC_ARGS, 0);
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(PROC_EVENTS_BYTES, 0);

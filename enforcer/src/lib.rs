@@ -11,10 +11,12 @@
 //! - [`daemon`]: the long-running controller, `run(config, shutdown)`.
 //! - [`cli`]: the command line of the `enforcer` binary.
 
+pub mod attrib;
 pub mod bpf;
 pub mod cli;
 pub mod daemon;
 pub mod desired;
+pub mod flows;
 pub mod mapdiff;
 pub mod policy;
 pub mod resolve;

@@ -125,8 +125,9 @@ fn kill9_keeps_enforcing_a_restart_adopts_without_a_gap_and_detach_removes() {
 
     let (code, out, err) = enforcer(&["detach", "--bpffs", w.bpffs.pins_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    // Six cgroup programs (no XDP here) and every map.
-    assert!(out.contains("removed 6 links and 12 maps"), "{out}");
+    // Six cgroup programs and two exec tracepoints (no XDP here), and
+    // every map.
+    assert!(out.contains("removed 8 links and 15 maps"), "{out}");
     assert_eq!(
         w.probe("10.77.0.2:0"),
         "ok",

@@ -16,7 +16,7 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
-        Xdp, XdpMode,
+        TracePoint, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
         xdp::XdpLink,
     },
@@ -36,6 +36,8 @@ pub enum DatapathError {
     NoObject,
     #[error(transparent)]
     Bpffs(#[from] BpffsError),
+    #[error(transparent)]
+    Tracefs(#[from] crate::sys::tracefs::TracefsError),
     #[error("loading the eBPF object (maps pinned under {pins}): {source}")]
     Load {
         pins: PathBuf,
@@ -164,6 +166,9 @@ impl Datapath {
                 aya::programs::Program::CgroupSkb(p) => p.load(),
                 aya::programs::Program::CgroupSock(p) => p.load(),
                 aya::programs::Program::Xdp(p) => p.load(),
+                // Loaded by attach_exec_tracking: attribution is optional,
+                // enforcement must not depend on it.
+                aya::programs::Program::TracePoint(_) => Ok(()),
                 _ => Ok(()),
             };
             loaded.map_err(|source| DatapathError::Program {
@@ -252,6 +257,44 @@ impl Datapath {
             self.attached.push(pin);
         }
         info!(cgroup = %path.display(), hooks = hooks.len(), "cgroup programs attached");
+        Ok(())
+    }
+
+    /// Attaches the exec-tracking tracepoints (global: they observe every
+    /// exec on the host and judge nothing) and pins their links, replacing
+    /// a previous instance's gap-free.
+    pub fn attach_exec_tracking(&mut self) -> Result<(), DatapathError> {
+        if crate::sys::tracefs::ensure()? {
+            info!("mounted tracefs at {}", crate::sys::tracefs::TRACEFS);
+        }
+        for (name, category, event) in [
+            (programs::EXEC_ARGV, "syscalls", "sys_enter_execve"),
+            (programs::PROCESS_EXEC, "sched", "sched_process_exec"),
+        ] {
+            let prog_err = |source| DatapathError::Program {
+                program: name,
+                source: Box::new(source),
+            };
+            let link_err = |source| DatapathError::Link {
+                program: name,
+                source,
+            };
+            let program = self.ebpf.program_mut(name).ok_or(DatapathError::Program {
+                program: name,
+                source: Box::new(ProgramError::NotLoaded),
+            })?;
+            let tp: &mut TracePoint = program.try_into().map_err(prog_err)?;
+            tp.load().map_err(prog_err)?;
+            let id = tp.attach(category, event).map_err(prog_err)?;
+            let link: FdLink = tp
+                .take_link(id)
+                .map_err(prog_err)?
+                .try_into()
+                .map_err(link_err)?;
+            let pin = self.pins.cgroup_link(name);
+            replace_pin(link, &pin)?;
+            self.attached.push(pin);
+        }
         Ok(())
     }
 
@@ -351,6 +394,8 @@ fn static_name(name: &str) -> &'static str {
         programs::SKB_EGRESS,
         programs::SOCK_CREATE,
         programs::XDP,
+        programs::EXEC_ARGV,
+        programs::PROCESS_EXEC,
     ]
     .into_iter()
     .find(|p| *p == name)

@@ -124,7 +124,7 @@ pub struct BlockEvent {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("event of {0} bytes, expected {expected}", expected = std::mem::size_of::<Event>())]
+    #[error("ring buffer record of {0} bytes, not the size this build expects")]
     Size(usize),
     #[error("event with unknown hook {0}")]
     Hook(u32),
@@ -177,14 +177,15 @@ impl BlockEvent {
     }
 }
 
-/// Reads the ring buffer of one instance as it fills.
-pub struct EventReader {
+/// A ring buffer of one instance, read as it fills.
+pub struct RingReader {
     ring: AsyncFd<RingBuf<MapData>>,
 }
 
-impl EventReader {
-    pub fn open(pins: &Pins) -> Result<EventReader, WriteError> {
-        let path = pins.map(names::EVENTS);
+impl RingReader {
+    /// Opens the pinned ring buffer `map` (must run inside a tokio runtime).
+    pub fn open(pins: &Pins, map: &'static str) -> Result<RingReader, WriteError> {
+        let path = pins.map(map);
         let open_err = |source| WriteError::Open {
             path: path.clone(),
             source,
@@ -199,36 +200,62 @@ impl EventReader {
                 path: path.clone(),
                 source: e.into(),
             })?;
-        Ok(EventReader { ring })
+        Ok(RingReader { ring })
     }
 
-    /// Waits for events, then hands every available one to `sink` (decode
-    /// errors included, so nothing is dropped silently).
-    pub async fn next_batch(
-        &mut self,
-        mut sink: impl FnMut(Result<BlockEvent, DecodeError>),
-    ) -> std::io::Result<usize> {
+    /// Waits for records, then hands every available one to `sink`.
+    pub async fn next_batch(&mut self, mut sink: impl FnMut(&[u8])) -> std::io::Result<usize> {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         let mut n = 0;
         while let Some(item) = ring.next() {
-            sink(BlockEvent::decode(&item));
+            sink(&item);
             n += 1;
         }
         guard.clear_ready();
         Ok(n)
     }
 
-    /// Drains what is there now without waiting.
-    pub fn drain(&mut self, mut sink: impl FnMut(Result<BlockEvent, DecodeError>)) -> usize {
+    /// Hands over what is there now without waiting.
+    pub fn drain(&mut self, mut sink: impl FnMut(&[u8])) -> usize {
         let ring = self.ring.get_mut();
         let mut n = 0;
         while let Some(item) = ring.next() {
-            sink(BlockEvent::decode(&item));
+            sink(&item);
             n += 1;
         }
         n
     }
+}
+
+/// Reads the verdict events of one instance (`EVENTS`), decoded; decode
+/// errors are handed on too, so nothing is dropped silently.
+pub struct EventReader(RingReader);
+
+impl EventReader {
+    pub fn open(pins: &Pins) -> Result<EventReader, WriteError> {
+        RingReader::open(pins, names::EVENTS).map(EventReader)
+    }
+
+    pub async fn next_batch(
+        &mut self,
+        mut sink: impl FnMut(Result<BlockEvent, DecodeError>),
+    ) -> std::io::Result<usize> {
+        self.0.next_batch(|b| sink(BlockEvent::decode(b))).await
+    }
+
+    pub fn drain(&mut self, mut sink: impl FnMut(Result<BlockEvent, DecodeError>)) -> usize {
+        self.0.drain(|b| sink(BlockEvent::decode(b)))
+    }
+}
+
+/// Decodes an exec record of `PROC_EVENTS`.
+pub fn decode_exec(bytes: &[u8]) -> Result<enforcer_common::ExecEvent, DecodeError> {
+    if bytes.len() != std::mem::size_of::<enforcer_common::ExecEvent>() {
+        return Err(DecodeError::Size(bytes.len()));
+    }
+    // SAFETY: the length matches and ExecEvent is valid for any bytes.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
 }
 
 #[cfg(test)]

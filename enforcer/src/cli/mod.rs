@@ -1,5 +1,6 @@
 //! The command line of the `enforcer` binary.
 
+mod flows;
 mod show;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -43,6 +44,31 @@ pub enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The blocked flows, most recent first, from the daemon's store.
+    Flows {
+        /// Only flows seen within this long (10m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Executable path, exactly.
+        #[arg(long)]
+        exe: Option<String>,
+        /// User name or uid.
+        #[arg(long)]
+        user: Option<String>,
+        /// A banned name the destination resolved from.
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's state directory.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Would NAME or IP be blocked, and by which rule? Answers offline from
     /// the policy and the daemon's last resolved state. Exit 0: not blocked;
@@ -146,13 +172,30 @@ fn chain(e: &anyhow::Error) -> String {
     text
 }
 
+/// Logs for who reads them: journald fields under systemd, readable text
+/// on a terminal, JSON lines otherwise (log shippers).
 fn init_logging() {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journald.with_syslog_identifier("enforcer".into()))
+            .init();
+        return;
+    }
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
 }
 
 fn is_root() -> bool {
@@ -214,6 +257,32 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 bpffs.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Flows {
+            since,
+            pid,
+            exe,
+            user,
+            domain,
+            limit,
+            json,
+            state_dir,
+        } => {
+            let since_ms = match since {
+                Some(s) => {
+                    Some(crate::resolve::now_ms().saturating_sub(flows::parse_duration(&s)?))
+                }
+                None => None,
+            };
+            let q = crate::flows::Query {
+                since_ms,
+                pid,
+                exe,
+                user,
+                domain,
+                limit,
+            };
+            flows::run(&state_dir, q, json)
         }
         Command::Check { target, at, json } => {
             let policy = Policy::resolve(at.policy.as_deref())?;

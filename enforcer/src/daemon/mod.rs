@@ -4,6 +4,7 @@
 //! cgroup and shutdown future.
 
 mod controller;
+mod record;
 mod watch;
 
 use std::{future::Future, path::PathBuf};
@@ -17,11 +18,10 @@ use tracing::{error, info, warn};
 use crate::{
     bpf::{
         CgroupHook, Datapath, DatapathError, Pins,
-        events::{BlockEvent, DecodeError, EventReader},
+        events::{EventReader, RingReader},
         stats::Stats,
         writer::{MapWriter, WriteError},
     },
-    desired::RuleTable,
     policy::{Policy, PolicyError},
     resolve,
     sys::cgroup::{self, CgroupError},
@@ -62,6 +62,8 @@ pub enum DaemonError {
     Signal(#[source] std::io::Error),
     #[error("reading events: {0}")]
     Events(#[source] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::flows::StoreError),
 }
 
 /// Brings the enforcement up and keeps it current until `shutdown`
@@ -84,6 +86,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         source,
     })?;
 
+    // The flow store exists (with its schema) before READY, so that readers
+    // never see it half-made.
+    let mut recorder = record::Recorder::new(&config.state_dir, &cgroup::cgroup2_mount()?)?;
     let mut datapath = Datapath::load(&pins)?;
     if datapath.adopted() {
         info!(pins = %pins.root().display(), "adopting the maps of a previous instance; they stay in force");
@@ -102,6 +107,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     datapath.attach_cgroup(&cgroup, &config.hooks)?;
     for iface in &config.xdp_ifaces {
         datapath.attach_xdp(iface)?;
+    }
+    if let Err(e) = datapath.attach_exec_tracking() {
+        // Enforcement does not depend on it; attribution falls back to /proc.
+        warn!(error = %e, "exec tracking unavailable: short-lived processes may be reported without their executable");
     }
     datapath.prune()?;
     // The links and maps are pinned; the loader's handles are not needed.
@@ -122,6 +131,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     let rules_rx = controller.rules.subscribe();
     let mut events = EventReader::open(&pins)?;
+    let mut execs = RingReader::open(&pins, enforcer_common::maps::PROC_EVENTS)?;
+    let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut exec_buf: Vec<Vec<u8>> = Vec::new();
+    let mut event_buf = Vec::new();
+    let mut retention = tokio::time::interval(std::time::Duration::from_secs(60));
     let mut loss_check = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut losses = Stats::read(&pins)?.ringbuf_full();
     tokio::pin!(shutdown);
@@ -158,9 +172,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     error!(error = %e, "removing expired addresses failed");
                 }
             }
-            read = events.next_batch(|ev| log_event(ev, &rules_rx.borrow())) => {
+            read = execs.next_batch(|b| exec_buf.push(b.to_vec())) => {
                 read.map_err(DaemonError::Events)?;
+                for b in exec_buf.drain(..) {
+                    recorder.on_exec(&b);
+                }
             }
+            read = events.next_batch(|ev| event_buf.push(ev)) => {
+                read.map_err(DaemonError::Events)?;
+                // Exec records first: a process may exec and be refused
+                // between two wake-ups.
+                execs.drain(|b| recorder.on_exec(b));
+                for ev in event_buf.drain(..) {
+                    if recorder.on_block(ev, &rules_rx.borrow(), &controller.answers) {
+                        recorder.flush();
+                    }
+                }
+            }
+            _ = flush.tick() => recorder.flush(),
+            _ = retention.tick() => recorder.retain(),
             _ = loss_check.tick() => {
                 let now = Stats::read(&pins)?.ringbuf_full();
                 if now > losses {
@@ -171,7 +201,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     resolver.abort();
-    events.drain(|ev| log_event(ev, &rules_rx.borrow()));
+    execs.drain(|b| recorder.on_exec(b));
+    events.drain(|ev| {
+        recorder.on_block(ev, &rules_rx.borrow(), &controller.answers);
+    });
+    recorder.flush();
     info!(
         pins = %pins.root().display(),
         "stopping; the enforcement stays in the kernel (`enforcer detach` removes it)"
@@ -199,32 +233,6 @@ async fn sleep_until_ms(when_ms: Option<u64>) {
             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         }
         None => std::future::pending().await,
-    }
-}
-
-fn log_event(event: Result<BlockEvent, DecodeError>, rules: &RuleTable) {
-    match event {
-        Ok(ev) => {
-            let rule = rules
-                .get(ev.rule_id)
-                .map_or_else(|| format!("#{}", ev.rule_id), ToString::to_string);
-            let addr = ev.addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
-            warn!(
-                hook = %ev.hook,
-                verdict = %ev.verdict,
-                rule,
-                dst = %addr,
-                port = ev.port,
-                protocol = ev.protocol,
-                pid = ev.tgid,
-                tid = ev.pid,
-                uid = ev.uid,
-                comm = %ev.comm,
-                cgroup_id = ev.cgroup_id,
-                "blocked attempt"
-            );
-        }
-        Err(e) => error!(error = %e, "undecodable event (object and daemon out of step?)"),
     }
 }
 

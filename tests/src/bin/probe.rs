@@ -2,7 +2,7 @@
 //! it joins them, optionally drops to another uid, makes one kind of
 //! network attempt, and prints one JSON line with its pid and the result.
 //!
-//! probe --cgroup DIR [--netns NAME | --unshare-net] [--uid N] OP ADDR
+//! probe --cgroup DIR [--netns NAME | --unshare-net] [--uid N] [--linger-ms N] OP ADDR
 //! OP: tcp | udp-sendto | udp-connect-send | udp-connect-wait-send | tcp-loop:N
 //! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
 //! that port" (so that an allowed attempt really succeeds).
@@ -19,6 +19,7 @@ fn main() {
     let mut netns = None;
     let mut unshare = false;
     let mut uid = None;
+    let mut linger_ms = 0u64;
     let mut rest = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -26,6 +27,7 @@ fn main() {
             "--netns" => netns = args.next(),
             "--unshare-net" => unshare = true,
             "--uid" => uid = args.next().map(|u| u.parse::<u32>().expect("uid")),
+            "--linger-ms" => linger_ms = args.next().map_or(0, |m| m.parse().expect("ms")),
             _ => rest.push(arg),
         }
     }
@@ -88,6 +90,8 @@ fn main() {
         }
         other => panic!("unknown op {other}"),
     };
+    // Lets the daemon read /proc (ppid) before this process is gone.
+    std::thread::sleep(Duration::from_millis(linger_ms));
     println!(
         "{{\"pid\":{},\"port\":{},\"result\":{}}}",
         std::process::id(),

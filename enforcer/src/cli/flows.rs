@@ -1,0 +1,106 @@
+//! `enforcer flows`: the blocked flows from the store.
+
+use std::{path::Path, process::ExitCode};
+
+use anyhow::{Context as _, bail};
+
+use crate::{
+    flows::{Query, Store},
+    resolve::now_ms,
+};
+
+/// `10m`, `2h`, `30s`, `7d` → milliseconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid duration {s:?}: expected like 10m, 2h, 7d"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("invalid duration {s:?}: the unit must be s, m, h or d"),
+    };
+    Ok(n.saturating_mul(ms))
+}
+
+fn ago(ms: u64) -> String {
+    let s = now_ms().saturating_sub(ms) / 1000;
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
+    if !Store::path(state_dir).exists() {
+        bail!(
+            "no flow store at {}: is the daemon running with --state-dir {}?",
+            Store::path(state_dir).display(),
+            state_dir.display()
+        );
+    }
+    let store = Store::open_read_only(state_dir)?;
+    let flows = store.query(&q)?;
+    if json {
+        for f in &flows {
+            println!("{}", serde_json::to_string(f)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} RULE / HOOKS",
+        "LAST", "COUNT", "PID", "USER", "EXE", "DESTINATION", "DOMAINS"
+    );
+    for f in &flows {
+        let user = f.user.clone().unwrap_or_else(|| f.uid.to_string());
+        let proto = match f.protocol {
+            6 => "tcp",
+            17 => "udp",
+            _ => "ip",
+        };
+        println!(
+            "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} #{} {} [{}]",
+            ago(f.last_seen_ms),
+            f.count,
+            f.pid,
+            user,
+            f.exe,
+            format!("{}:{}/{proto}", f.dst, f.port),
+            if f.domains.is_empty() {
+                "-"
+            } else {
+                &f.domains
+            },
+            f.rule_id,
+            f.verdict,
+            f.hooks
+        );
+    }
+    if flows.is_empty() {
+        println!(
+            "(no blocked flows{})",
+            q.since_ms
+                .map_or(String::new(), |_| " in that window".into())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap(), 600_000);
+        assert_eq!(parse_duration("2h").unwrap(), 7_200_000);
+        assert_eq!(parse_duration("45").unwrap(), 45_000);
+        assert!(parse_duration("10 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

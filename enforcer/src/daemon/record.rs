@@ -1,0 +1,178 @@
+//! Turns verdict events into attributed flows: the process (from the exec
+//! cache), its cgroup and unit, the user, the banned names behind the
+//! address; aggregates them and writes them to the store.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    path::Path,
+};
+
+use tracing::{debug, warn};
+
+use crate::{
+    attrib::{CgroupIndex, ProcCache, ProcInfo, unit_of, user_names},
+    bpf::events::{BlockEvent, DecodeError, decode_exec},
+    desired::RuleTable,
+    flows::{Flow, FlowKey, Pending, Store, StoreError},
+    resolve::{Answers, now_ms},
+};
+
+/// Processes remembered for attribution.
+const PROC_CACHE: usize = 16_384;
+/// New flows remembered for "log once"; forgotten wholesale beyond.
+const LOGGED: usize = 50_000;
+/// Retention of the flow store.
+pub const RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
+pub const MAX_ROWS: u64 = 1_000_000;
+
+pub struct Recorder {
+    procs: ProcCache,
+    cgroups: CgroupIndex,
+    users: HashMap<u32, String>,
+    store: Store,
+    pending: Pending,
+    logged: HashSet<FlowKey>,
+}
+
+impl Recorder {
+    pub fn new(state_dir: &Path, cgroup_root: &Path) -> Result<Recorder, StoreError> {
+        let mut procs = ProcCache::new(PROC_CACHE);
+        procs.seed_from_proc();
+        Ok(Recorder {
+            procs,
+            cgroups: CgroupIndex::new(cgroup_root.to_owned()),
+            users: user_names(&std::fs::read_to_string("/etc/passwd").unwrap_or_default()),
+            store: Store::open(state_dir)?,
+            pending: Pending::default(),
+            logged: HashSet::new(),
+        })
+    }
+
+    /// An exec record from the kernel.
+    pub fn on_exec(&mut self, bytes: &[u8]) {
+        match decode_exec(bytes) {
+            Ok(ev) => {
+                let info = ProcInfo::from_exec(&ev);
+                debug!(pid = info.pid, exe = %info.exe, "exec");
+                self.procs.insert(info);
+            }
+            Err(e) => warn!(error = %e, "undecodable exec record"),
+        }
+    }
+
+    /// A verdict event. Returns whether the pending set should be flushed now.
+    pub fn on_block(
+        &mut self,
+        event: Result<BlockEvent, DecodeError>,
+        rules: &RuleTable,
+        answers: &Answers,
+    ) -> bool {
+        let ev = match event {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!(error = %e, "undecodable event (object and daemon out of step?)");
+                return false;
+            }
+        };
+        let proc = if ev.owner_unknown || ev.tgid == 0 {
+            None
+        } else {
+            self.procs.lookup(ev.tgid)
+        };
+        let cgroup = self.cgroups.path(ev.cgroup_id);
+        let dst = ev.addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
+        let domains = ev.addr.map(|a| names_for(answers, a)).unwrap_or_default();
+        let rule = rules
+            .get(ev.rule_id)
+            .map_or_else(|| format!("#{}", ev.rule_id), ToString::to_string);
+        let now = now_ms();
+        let flow = Flow {
+            pid: ev.tgid,
+            ppid: proc.as_ref().and_then(|p| p.ppid),
+            exe: proc.as_ref().map_or_else(
+                || {
+                    if ev.comm.is_empty() {
+                        "?".to_owned()
+                    } else {
+                        format!("?({})", ev.comm)
+                    }
+                },
+                |p| p.exe.clone(),
+            ),
+            cmdline: proc
+                .as_ref()
+                .map(|p| p.cmdline.join(" "))
+                .unwrap_or_default(),
+            comm: ev.comm.clone(),
+            uid: ev.uid,
+            user: self.users.get(&ev.uid).cloned(),
+            unit: cgroup.as_deref().and_then(unit_of),
+            cgroup,
+            dst,
+            port: ev.port,
+            protocol: ev.protocol,
+            rule_id: ev.rule_id,
+            rule,
+            domains,
+            verdict: ev.verdict.as_str().to_owned(),
+            hooks: ev.hook.as_str().to_owned(),
+            count: 1,
+            first_seen_ms: now,
+            last_seen_ms: now,
+        };
+        let key = flow.key();
+        if self.pending.add(flow.clone()) && !self.logged.contains(&key) {
+            if self.logged.len() >= LOGGED {
+                self.logged.clear();
+            }
+            self.logged.insert(key);
+            warn!(
+                verdict = %flow.verdict,
+                hook = %flow.hooks,
+                pid = flow.pid,
+                ppid = flow.ppid,
+                exe = %flow.exe,
+                cmdline = %flow.cmdline,
+                uid = flow.uid,
+                user = flow.user.as_deref().unwrap_or(""),
+                cgroup = flow.cgroup.as_deref().unwrap_or(""),
+                unit = flow.unit.as_deref().unwrap_or(""),
+                dst = %flow.dst,
+                port = flow.port,
+                protocol = flow.protocol,
+                domains = %flow.domains,
+                rule = %flow.rule,
+                "new blocked flow"
+            );
+        }
+        self.pending.full()
+    }
+
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.flush(&mut self.pending) {
+            warn!(error = %e, "writing flows failed; they are lost");
+        }
+    }
+
+    pub fn retain(&mut self) {
+        if let Err(e) = self.store.retain(now_ms(), RETENTION_MS, MAX_ROWS) {
+            warn!(error = %e, "flow retention failed");
+        }
+    }
+}
+
+/// The policy names whose answers hold `addr`, comma-separated.
+fn names_for(answers: &Answers, addr: IpAddr) -> String {
+    let addr = addr.to_canonical();
+    answers
+        .names
+        .iter()
+        .filter(|(_, s)| s.addrs.keys().any(|a| a.to_canonical() == addr))
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,415 @@
+//! Blocked attempts aggregated into flows and kept in SQLite under the
+//! state directory (WAL, batched writes, retention by age and rows).
+//!
+//! A flow is keyed by (pid, executable, destination, port, protocol, rule).
+//! Pending counts live in memory until the next flush (every second, or
+//! sooner when 10 000 distinct flows are pending), so memory stays bounded
+//! whatever the event rate; a crash loses at most the last second.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use rusqlite::{Connection, OpenFlags, params};
+use serde::Serialize;
+
+pub const DB_FILE: &str = "flows.db";
+/// Flush early when this many distinct flows are pending.
+pub const MAX_PENDING: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub pid: u32,
+    pub exe: String,
+    pub dst: String,
+    pub port: u16,
+    pub protocol: u8,
+    pub rule_id: u32,
+}
+
+/// One flow as stored and as `enforcer flows` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flow {
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub exe: String,
+    pub cmdline: String,
+    pub comm: String,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub cgroup: Option<String>,
+    pub unit: Option<String>,
+    pub dst: String,
+    pub port: u16,
+    pub protocol: u8,
+    pub rule_id: u32,
+    pub rule: String,
+    /// Banned names that resolve to `dst`, comma-separated.
+    pub domains: String,
+    pub verdict: String,
+    /// Hooks that fired, comma-separated.
+    pub hooks: String,
+    pub count: u64,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+}
+
+impl Flow {
+    pub fn key(&self) -> FlowKey {
+        FlowKey {
+            pid: self.pid,
+            exe: self.exe.clone(),
+            dst: self.dst.clone(),
+            port: self.port,
+            protocol: self.protocol,
+            rule_id: self.rule_id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("flow store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// In-memory aggregation between flushes.
+#[derive(Debug, Default)]
+pub struct Pending {
+    flows: HashMap<FlowKey, Flow>,
+}
+
+impl Pending {
+    /// Adds one attempt; returns true the first time this flow is pending.
+    pub fn add(&mut self, flow: Flow) -> bool {
+        match self.flows.get_mut(&flow.key()) {
+            Some(f) => {
+                f.count += flow.count;
+                f.last_seen_ms = f.last_seen_ms.max(flow.last_seen_ms);
+                for h in flow.hooks.split(',') {
+                    if !f.hooks.split(',').any(|x| x == h) {
+                        f.hooks.push(',');
+                        f.hooks.push_str(h);
+                    }
+                }
+                false
+            }
+            None => {
+                self.flows.insert(flow.key(), flow);
+                true
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    pub fn full(&self) -> bool {
+        self.flows.len() >= MAX_PENDING
+    }
+
+    fn take(&mut self) -> Vec<Flow> {
+        self.flows.drain().map(|(_, f)| f).collect()
+    }
+}
+
+/// The SQLite store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS flows (
+  pid INTEGER NOT NULL, ppid INTEGER, exe TEXT NOT NULL, cmdline TEXT NOT NULL,
+  comm TEXT NOT NULL, uid INTEGER NOT NULL, user TEXT, cgroup TEXT, unit TEXT,
+  dst TEXT NOT NULL, port INTEGER NOT NULL, protocol INTEGER NOT NULL,
+  rule_id INTEGER NOT NULL, rule TEXT NOT NULL, domains TEXT NOT NULL,
+  verdict TEXT NOT NULL, hooks TEXT NOT NULL, count INTEGER NOT NULL,
+  first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+  UNIQUE (pid, exe, dst, port, protocol, rule_id)
+);
+CREATE INDEX IF NOT EXISTS flows_last_seen ON flows (last_seen_ms);
+";
+
+/// Filters of `enforcer flows`.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub since_ms: Option<u64>,
+    pub pid: Option<u32>,
+    pub exe: Option<String>,
+    pub user: Option<String>,
+    pub domain: Option<String>,
+    pub limit: usize,
+}
+
+impl Store {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(DB_FILE)
+    }
+
+    /// Opens (creating) the store for writing.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = Store::path(state_dir);
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store { conn, path })
+    }
+
+    /// Opens an existing store read-only (the CLI, beside a running daemon).
+    pub fn open_read_only(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = Store::path(state_dir);
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+        Ok(Store { conn, path })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Writes the pending flows in one transaction.
+    pub fn flush(&mut self, pending: &mut Pending) -> Result<usize, StoreError> {
+        let flows = pending.take();
+        if flows.is_empty() {
+            return Ok(0);
+        }
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO flows (pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit,
+                       dst, port, protocol, rule_id, rule, domains, verdict, hooks, count,
+                       first_seen_ms, last_seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+                     ON CONFLICT (pid, exe, dst, port, protocol, rule_id) DO UPDATE SET
+                       count = count + excluded.count,
+                       last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
+                       hooks = CASE WHEN instr(',' || hooks || ',', ',' || excluded.hooks || ',') > 0
+                               THEN hooks ELSE hooks || ',' || excluded.hooks END,
+                       domains = excluded.domains,
+                       ppid = coalesce(ppid, excluded.ppid)",
+                )
+                .map_err(err)?;
+            for f in &flows {
+                stmt.execute(params![
+                    f.pid,
+                    f.ppid,
+                    f.exe,
+                    f.cmdline,
+                    f.comm,
+                    f.uid,
+                    f.user,
+                    f.cgroup,
+                    f.unit,
+                    f.dst,
+                    f.port,
+                    f.protocol,
+                    f.rule_id,
+                    f.rule,
+                    f.domains,
+                    f.verdict,
+                    f.hooks,
+                    f.count as i64,
+                    f.first_seen_ms as i64,
+                    f.last_seen_ms as i64,
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(flows.len())
+    }
+
+    /// Drops flows older than `max_age_ms` and beyond the newest `max_rows`.
+    pub fn retain(
+        &mut self,
+        now_ms: u64,
+        max_age_ms: u64,
+        max_rows: u64,
+    ) -> Result<usize, StoreError> {
+        let cutoff = now_ms.saturating_sub(max_age_ms) as i64;
+        let mut n = self
+            .conn
+            .execute("DELETE FROM flows WHERE last_seen_ms < ?1", params![cutoff])
+            .map_err(|e| self.err(e))?;
+        n += self
+            .conn
+            .execute(
+                "DELETE FROM flows WHERE rowid NOT IN
+                   (SELECT rowid FROM flows ORDER BY last_seen_ms DESC LIMIT ?1)",
+                params![max_rows as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// The flows matching `q`, most recent first.
+    pub fn query(&self, q: &Query) -> Result<Vec<Flow>, StoreError> {
+        let mut sql = String::from(
+            "SELECT pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit, dst, port, protocol, rule_id, rule, domains, verdict, hooks, count, first_seen_ms, last_seen_ms FROM flows WHERE 1=1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(s) = q.since_ms {
+            sql.push_str(" AND last_seen_ms >= ?");
+            args.push((s as i64).into());
+        }
+        if let Some(p) = q.pid {
+            sql.push_str(" AND pid = ?");
+            args.push(i64::from(p).into());
+        }
+        if let Some(e) = &q.exe {
+            sql.push_str(" AND exe = ?");
+            args.push(e.clone().into());
+        }
+        if let Some(u) = &q.user {
+            sql.push_str(" AND (user = ? OR CAST(uid AS TEXT) = ?)");
+            args.push(u.clone().into());
+            args.push(u.clone().into());
+        }
+        if let Some(d) = &q.domain {
+            sql.push_str(" AND instr(',' || domains || ',', ',' || ? || ',') > 0");
+            args.push(d.clone().into());
+        }
+        sql.push_str(" ORDER BY last_seen_ms DESC LIMIT ?");
+        args.push((q.limit.max(1) as i64).into());
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok(Flow {
+                    pid: r.get(0)?,
+                    ppid: r.get(1)?,
+                    exe: r.get(2)?,
+                    cmdline: r.get(3)?,
+                    comm: r.get(4)?,
+                    uid: r.get(5)?,
+                    user: r.get(6)?,
+                    cgroup: r.get(7)?,
+                    unit: r.get(8)?,
+                    dst: r.get(9)?,
+                    port: r.get(10)?,
+                    protocol: r.get(11)?,
+                    rule_id: r.get(12)?,
+                    rule: r.get(13)?,
+                    domains: r.get(14)?,
+                    verdict: r.get(15)?,
+                    hooks: r.get(16)?,
+                    count: r.get::<_, i64>(17)? as u64,
+                    first_seen_ms: r.get::<_, i64>(18)? as u64,
+                    last_seen_ms: r.get::<_, i64>(19)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(pid: u32, hook: &str, t: u64) -> Flow {
+        Flow {
+            pid,
+            ppid: None,
+            exe: "/usr/bin/curl".into(),
+            cmdline: "curl https://api.example".into(),
+            comm: "curl".into(),
+            uid: 1000,
+            user: Some("dev".into()),
+            cgroup: None,
+            unit: None,
+            dst: "160.79.104.10".into(),
+            port: 443,
+            protocol: 6,
+            rule_id: 1,
+            rule: "#1 deny 160.79.104.0/23".into(),
+            domains: "api.example".into(),
+            verdict: "denied".into(),
+            hooks: hook.into(),
+            count: 1,
+            first_seen_ms: t,
+            last_seen_ms: t,
+        }
+    }
+
+    #[test]
+    fn flows_aggregate_in_memory_and_in_the_store() {
+        let dir = std::env::temp_dir().join(format!("enforcer-flows-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = Store::open(&dir).unwrap();
+        let mut p = Pending::default();
+        assert!(p.add(flow(7, "connect4", 10)));
+        assert!(!p.add(flow(7, "skb_egress", 20)));
+        assert!(p.add(flow(8, "connect4", 30)));
+        assert_eq!(store.flush(&mut p).unwrap(), 2);
+        assert!(p.is_empty());
+        p.add(flow(7, "connect4", 40));
+        store.flush(&mut p).unwrap();
+        let all = store
+            .query(&Query {
+                limit: 10,
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(all.len(), 2);
+        let seven = all.iter().find(|f| f.pid == 7).unwrap();
+        assert_eq!(
+            (seven.count, seven.first_seen_ms, seven.last_seen_ms),
+            (3, 10, 40)
+        );
+        assert_eq!(seven.hooks, "connect4,skb_egress");
+        let by_domain = store
+            .query(&Query {
+                domain: Some("api.example".into()),
+                pid: Some(8),
+                limit: 10,
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(by_domain.len(), 1);
+        assert_eq!(
+            store.retain(1_000, 965, 10).unwrap(),
+            1,
+            "pid 8 (t=30) is older than 35"
+        );
+        assert_eq!(store.retain(1_000, 1_000, 0).unwrap(), 1, "row limit");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
