@@ -29,7 +29,7 @@ pub struct FlowKey {
 }
 
 /// One flow as stored and as `enforcer flows` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Flow {
     pub pid: u32,
     pub ppid: Option<u32>,

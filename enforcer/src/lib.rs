@@ -14,6 +14,7 @@
 pub mod attrib;
 pub mod bpf;
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod desired;
 pub mod flows;

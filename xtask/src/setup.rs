@@ -22,6 +22,7 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     debian_packages()?;
     bpffs()?;
+    group()?;
     eprintln!("    setup complete");
     Ok(())
 }
@@ -244,4 +245,22 @@ fn bpffs() -> Result<()> {
         return Ok(());
     }
     run_cmd(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}
+
+/// The `enforcer` group may read the control socket (status, flows,
+/// check); the tests check that a member can read and cannot change.
+fn group() -> Result<()> {
+    let known = Command::new("getent")
+        .args(["group", "enforcer"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if known {
+        eprintln!("    group enforcer: present");
+        return Ok(());
+    }
+    if !is_root() {
+        eprintln!("    group enforcer: missing (needs root: groupadd --system enforcer)");
+        return Ok(());
+    }
+    run_cmd(Command::new("groupadd").args(["--system", "enforcer"]))
 }

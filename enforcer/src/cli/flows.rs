@@ -46,8 +46,13 @@ pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
     }
     let store = Store::open_read_only(state_dir)?;
     let flows = store.query(&q)?;
+    print(&flows, json, q.since_ms.is_some())
+}
+
+/// Prints flows as a table, or one JSON object per line.
+pub fn print(flows: &[crate::flows::Flow], json: bool, windowed: bool) -> anyhow::Result<ExitCode> {
     if json {
-        for f in &flows {
+        for f in flows {
             println!("{}", serde_json::to_string(f)?);
         }
         return Ok(ExitCode::SUCCESS);
@@ -56,7 +61,7 @@ pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
         "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} RULE / HOOKS",
         "LAST", "COUNT", "PID", "USER", "EXE", "DESTINATION", "DOMAINS"
     );
-    for f in &flows {
+    for f in flows {
         let user = f.user.clone().unwrap_or_else(|| f.uid.to_string());
         let proto = match f.protocol {
             6 => "tcp",
@@ -84,8 +89,7 @@ pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
     if flows.is_empty() {
         println!(
             "(no blocked flows{})",
-            q.since_ms
-                .map_or(String::new(), |_| " in that window".into())
+            if windowed { " in that window" } else { "" }
         );
     }
     Ok(ExitCode::SUCCESS)

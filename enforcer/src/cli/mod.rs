@@ -1,9 +1,13 @@
 //! The command line of the `enforcer` binary.
 
 mod flows;
-mod show;
+mod remote;
+pub(crate) mod show;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -34,11 +38,32 @@ pub enum Command {
     /// Run the enforcement daemon in the foreground.
     Daemon(DaemonArgs),
     /// Remove the enforcement of an instance: its programs detach and its
-    /// pinned maps are deleted (root only).
+    /// pinned maps are deleted (root only). With --socket (or, given
+    /// neither flag, when the default daemon runs) the daemon does it and
+    /// stops; with --bpffs the pins are removed directly.
     Detach {
-        /// The instance's bpffs pin directory.
-        #[arg(long, default_value = DEFAULT_BPFFS_DIR)]
-        bpffs: PathBuf,
+        /// The instance's bpffs pin directory [default: /sys/fs/bpf/enforcer].
+        #[arg(long, conflicts_with = "socket")]
+        bpffs: Option<PathBuf>,
+        /// The instance's control socket [default: /run/enforcer/control.sock].
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The daemon's state: mode, attachments, policy, maps, names, events.
+    Status {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the daemon to re-read its policy (root only).
+    Reload {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Check or print policies.
     Policy {
@@ -66,7 +91,10 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
-        /// The daemon's state directory.
+        /// The daemon's control socket (asked first).
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// The daemon's state directory (read when the daemon is not running).
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
@@ -78,6 +106,9 @@ pub enum Command {
         target: String,
         #[command(flatten)]
         at: PolicyAt,
+        /// The daemon's control socket (asked first; offline otherwise).
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -153,7 +184,13 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("enforcer: {}", chain(&e));
-            ExitCode::from(error_code)
+            use crate::control::client::ClientError;
+            ExitCode::from(match e.downcast_ref::<ClientError>() {
+                Some(ClientError::NotRunning { .. }) => remote::NOT_RUNNING,
+                Some(ClientError::Denied { .. }) => remote::DENIED,
+                _ if e.to_string().starts_with("permission denied on") => remote::DENIED,
+                _ => error_code,
+            })
         }
     }
 }
@@ -241,7 +278,29 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Detach { bpffs } => {
+        Command::Status { socket, json } => remote::status(&socket, json),
+        Command::Reload { socket, json } => remote::reload(&socket, json),
+        Command::Detach {
+            bpffs,
+            socket,
+            json,
+        } => {
+            let via_daemon = match (&bpffs, &socket) {
+                (_, Some(_)) => true,
+                (Some(_), None) => false,
+                (None, None) => remote::reachable(Path::new(DEFAULT_SOCKET)),
+            };
+            if via_daemon {
+                let socket = socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
+                let r = remote::request(&socket, crate::control::protocol::Command::Detach)?;
+                if json {
+                    println!("{}", serde_json::json!({"ok": true, "message": r}));
+                } else {
+                    println!("{}", r.as_str().unwrap_or("detaching"));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let bpffs = bpffs.unwrap_or_else(|| DEFAULT_BPFFS_DIR.into());
             if !is_root() {
                 bail!("detach removes the enforcement and needs root");
             }
@@ -266,6 +325,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             domain,
             limit,
             json,
+            socket,
             state_dir,
         } => {
             let since_ms = match since {
@@ -282,9 +342,44 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 domain,
                 limit,
             };
+            if remote::reachable(&socket) {
+                let v = remote::request(
+                    &socket,
+                    crate::control::protocol::Command::Flows {
+                        since_ms: q.since_ms,
+                        pid: q.pid,
+                        exe: q.exe,
+                        user: q.user,
+                        domain: q.domain,
+                        limit: q.limit,
+                    },
+                )?;
+                let flows: Vec<crate::flows::Flow> = serde_json::from_value(v)?;
+                return flows::print(&flows, json, q.since_ms.is_some());
+            }
             flows::run(&state_dir, q, json)
         }
-        Command::Check { target, at, json } => {
+        Command::Check {
+            target,
+            at,
+            socket,
+            json,
+        } => {
+            if remote::reachable(&socket) {
+                let v =
+                    remote::request(&socket, crate::control::protocol::Command::Check { target })?;
+                let blocked = v["blocked"].as_bool().unwrap_or(false);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v["detail"])?);
+                } else {
+                    println!("{}", v["text"].as_str().unwrap_or("?"));
+                }
+                return Ok(ExitCode::from(if blocked {
+                    show::BLOCKED
+                } else {
+                    show::NOT_BLOCKED
+                }));
+            }
             let policy = Policy::resolve(at.policy.as_deref())?;
             show::check(&policy, &at.state_dir, &target, json)
         }

@@ -200,10 +200,20 @@ pub fn check(
     }))
 }
 
-struct Verdict {
-    blocked: bool,
-    text: String,
-    json: serde_json::Value,
+pub struct Verdict {
+    pub blocked: bool,
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+/// Would `target` (a name or an address) be blocked under `policy` with
+/// these answers, and by which rule.
+pub fn verdict(policy: &Policy, answers: &Answers, target: &str) -> anyhow::Result<Verdict> {
+    let (desired, rules) = compile(policy, &answers.addrs());
+    match target.parse::<IpAddr>() {
+        Ok(ip) => Ok(check_ip(&desired, &rules, ip)),
+        Err(_) => check_name(policy, &rules, answers, target),
+    }
 }
 
 fn rule_text(rules: &RuleTable, id: u32) -> String {

@@ -28,6 +28,8 @@ pub struct Controller {
     settled: bool,
     pub rules: watch::Sender<Arc<RuleTable>>,
     pub plan: watch::Sender<Arc<Plan>>,
+    /// When the policy in force was loaded (ms since the epoch).
+    pub loaded_ms: u64,
 }
 
 pub fn plan_of(policy: &Policy) -> Plan {
@@ -76,6 +78,7 @@ impl Controller {
             settled,
             rules: watch::channel(Arc::new(RuleTable::default())).0,
             plan: watch::channel(Arc::new(plan)).0,
+            loaded_ms: now_ms(),
         }
     }
 
@@ -118,7 +121,7 @@ impl Controller {
     }
 
     /// Applies a new policy as a whole, or keeps the current one.
-    pub fn reload(&mut self, policy: Policy) {
+    pub fn reload(&mut self, policy: Policy) -> Result<String, String> {
         for w in &policy.warnings {
             warn!("{w}");
         }
@@ -136,13 +139,34 @@ impl Controller {
                     "policy reloaded"
                 );
                 self.plan.send_replace(Arc::new(plan));
+                self.loaded_ms = now_ms();
+                Ok(format!(
+                    "policy reloaded: {} added or changed, {} removed",
+                    applied.upserts, applied.removes
+                ))
             }
             Err(e) => {
                 error!(error = %e, "reload failed; the previous policy stays in force");
                 self.policy = previous;
                 self.answers = previous_answers;
+                Err(format!(
+                    "reload failed, the previous policy stays in force: {e}"
+                ))
             }
         }
+    }
+
+    /// Entries per map, as last written.
+    pub fn map_counts(&self) -> serde_json::Value {
+        let d = self.writer.current();
+        serde_json::json!({
+            "deny_v4": d.deny_v4.len(),
+            "deny_v6": d.deny_v6.len(),
+            "deny_lpm_v4": d.deny_lpm_v4.len(),
+            "deny_lpm_v6": d.deny_lpm_v6.len(),
+            "allow_lpm_v4": d.allow_lpm_v4.len(),
+            "allow_lpm_v6": d.allow_lpm_v6.len(),
+        })
     }
 
     pub fn status(&self) -> String {

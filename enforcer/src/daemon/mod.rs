@@ -64,6 +64,12 @@ pub enum DaemonError {
     Events(#[source] std::io::Error),
     #[error(transparent)]
     Store(#[from] crate::flows::StoreError),
+    #[error("control socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Brings the enforcement up and keeps it current until `shutdown`
@@ -86,6 +92,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         source,
     })?;
 
+    let started_ms = resolve::now_ms();
+    let control = bind_control(&config.socket)?;
     // The flow store exists (with its schema) before READY, so that readers
     // never see it half-made.
     let mut recorder = record::Recorder::new(&config.state_dir, &cgroup::cgroup2_mount()?)?;
@@ -133,6 +141,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut events = EventReader::open(&pins)?;
     let mut execs = RingReader::open(&pins, enforcer_common::maps::PROC_EVENTS)?;
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
+    let (job_tx, mut jobs) = mpsc::channel::<crate::control::Job>(64);
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::control::run(control, job_tx, async move {
+        let _ = server_stopped.await;
+    }));
+    let facts = Facts {
+        config: &config,
+        cgroup: &cgroup,
+        pins: &pins,
+        started_ms,
+    };
+    let mut detach_requested = false;
     let mut exec_buf: Vec<Vec<u8>> = Vec::new();
     let mut event_buf = Vec::new();
     let mut retention = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -143,12 +163,43 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let next_expiry = controller.answers.next_expiry_ms();
         tokio::select! {
             () = &mut shutdown => break,
-            _ = hup.recv() => reload(&mut controller, &config),
+            _ = hup.recv() => {
+                let _ = reload(&mut controller, &config);
+            }
             Some(()) = changes.recv() => {
                 // Debounce: editors and config management write in steps.
                 tokio::time::sleep(std::time::Duration::from_millis(300)).await;
                 while changes.try_recv().is_ok() {}
-                reload(&mut controller, &config);
+                let _ = reload(&mut controller, &config);
+            }
+            Some(job) = jobs.recv() => {
+                use crate::control::{Response, protocol::Command};
+                let response = match job.command {
+                    Command::Status => Response::ok(status_json(&controller, &facts)),
+                    Command::Flows { since_ms, pid, exe, user, domain, limit } => {
+                        let q = crate::flows::Query { since_ms, pid, exe, user, domain, limit };
+                        match recorder.query(&q) {
+                            Ok(flows) => Response::ok(serde_json::to_value(flows).expect("flows serialise")),
+                            Err(e) => Response::error("failed", e.to_string()),
+                        }
+                    }
+                    Command::Check { target } => match crate::cli::show::verdict(&controller.policy, &controller.answers, &target) {
+                        Ok(v) => Response::ok(serde_json::json!({"blocked": v.blocked, "text": v.text, "detail": v.json})),
+                        Err(e) => Response::error("bad_request", format!("{e:#}")),
+                    },
+                    Command::Reload => match reload(&mut controller, &config) {
+                        Ok(msg) => Response::ok(msg.into()),
+                        Err(msg) => Response::error("failed", msg),
+                    },
+                    Command::Detach => {
+                        detach_requested = true;
+                        Response::ok("detaching: the daemon stops and removes the enforcement".into())
+                    }
+                };
+                let _ = job.reply.send(response);
+                if detach_requested {
+                    break;
+                }
             }
             Some(first) = outcomes.recv() => {
                 let mut ready = controller.on_outcome(&first.name, first.resolution);
@@ -206,6 +257,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         recorder.on_block(ev, &rules_rx.borrow(), &controller.answers);
     });
     recorder.flush();
+    let _ = server_stop.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_file(&config.socket);
+    if detach_requested {
+        let report = crate::bpf::detach(&pins)?;
+        info!(
+            links = report.links,
+            maps = report.maps,
+            "detached on request; the enforcement is removed"
+        );
+        return Ok(());
+    }
     info!(
         pins = %pins.root().display(),
         "stopping; the enforcement stays in the kernel (`enforcer detach` removes it)"
@@ -215,15 +278,109 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
 /// Re-reads the policy. A bad policy is rejected whole and the one in
 /// force stays.
-fn reload(controller: &mut Controller, config: &Config) {
+fn reload(controller: &mut Controller, config: &Config) -> Result<String, String> {
     match Policy::resolve(config.policy.as_deref()) {
         Ok(policy) => controller.reload(policy),
-        Err(e) => error!(
-            error = %e,
-            kept = %controller.policy.source(),
-            "reload rejected; the policy in force stays"
-        ),
+        Err(e) => {
+            error!(
+                error = %e,
+                kept = %controller.policy.source(),
+                "reload rejected; the policy in force stays"
+            );
+            Err(format!("reload rejected, the policy in force stays: {e}"))
+        }
     }
+}
+
+/// Binds the control socket: refuses to steal one a live daemon serves,
+/// replaces a stale one, and lets root and the `enforcer` group connect.
+fn bind_control(path: &std::path::Path) -> Result<tokio::net::UnixListener, DaemonError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let err = |source| DaemonError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another enforcer daemon serves this socket; give each instance its own --socket",
+            )));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    let group = crate::control::auth::group_id(
+        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+        crate::control::auth::GROUP,
+    );
+    let mode = if let Some(gid) = group {
+        std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(err)?;
+        0o660
+    } else {
+        0o600
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    Ok(listener)
+}
+
+/// Everything `status` reports that the controller does not hold.
+struct Facts<'a> {
+    config: &'a Config,
+    cgroup: &'a std::path::Path,
+    pins: &'a Pins,
+    started_ms: u64,
+}
+
+fn status_json(controller: &Controller, facts: &Facts<'_>) -> serde_json::Value {
+    use enforcer_common::{HOOK_COUNT, VERDICT_COUNT};
+    let stats = Stats::read(facts.pins).ok();
+    let now = resolve::now_ms();
+    let mut hooks = serde_json::Map::new();
+    if let Some(s) = &stats {
+        for hook in 0..HOOK_COUNT {
+            let name = crate::bpf::events::Hook::from_raw(hook).map_or("?", |h| h.as_str());
+            let mut verdicts = serde_json::Map::new();
+            for verdict in 0..VERDICT_COUNT {
+                let v = crate::bpf::events::Verdict::from_raw(verdict).map_or("?", |v| v.as_str());
+                verdicts.insert(v.into(), s.get(hook, verdict).into());
+            }
+            hooks.insert(name.into(), verdicts.into());
+        }
+    }
+    let a = &controller.answers;
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": controller.policy.mode.to_string(),
+        "cgroup": facts.cgroup.display().to_string(),
+        "xdp_interfaces": facts.config.xdp_ifaces,
+        "pins": facts.pins.root().display().to_string(),
+        "policy": {
+            "sources": controller.policy.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "loaded_ms": controller.loaded_ms,
+            "age_s": now.saturating_sub(controller.loaded_ms) / 1000,
+            "warnings": controller.policy.warnings,
+        },
+        "maps": controller.map_counts(),
+        "names": {
+            "total": a.names.len(),
+            "fresh": a.count(resolve::NameStatus::Fresh),
+            "stale": a.count(resolve::NameStatus::Stale),
+            "nxdomain": a.count(resolve::NameStatus::Nxdomain),
+            "pending": a.count(resolve::NameStatus::Pending),
+        },
+        "events": {
+            "per_hook": hooks,
+            "lost_ringbuf_full": stats.as_ref().map(Stats::ringbuf_full),
+            "xdp_suppressed": stats.as_ref().map(Stats::xdp_events_suppressed),
+            "skb_coalesced": stats.as_ref().map(Stats::skb_events_coalesced),
+            "owner_unknown": stats.as_ref().map(Stats::owner_unknown),
+        },
+        "uptime_s": now.saturating_sub(facts.started_ms) / 1000,
+    })
 }
 
 async fn sleep_until_ms(when_ms: Option<u64>) {

@@ -158,6 +158,12 @@ impl Recorder {
         }
     }
 
+    /// Flows from the store, after writing what is pending.
+    pub fn query(&mut self, q: &crate::flows::Query) -> Result<Vec<Flow>, StoreError> {
+        self.flush();
+        self.store.query(q)
+    }
+
     pub fn retain(&mut self) {
         if let Err(e) = self.store.retain(now_ms(), RETENTION_MS, MAX_ROWS) {
             warn!(error = %e, "flow retention failed");

@@ -84,6 +84,10 @@ fn main() {
         "udp-sendto" => udp_sendto(target, udp_receiver.as_ref()),
         "udp-connect-send" => udp_connect_send(target, udp_receiver.as_ref(), false),
         "udp-connect-wait-send" => udp_connect_send(target, udp_receiver.as_ref(), true),
+        flood if flood.starts_with("tcp-flood:") => {
+            let n: usize = flood["tcp-flood:".len()..].parse().expect("count");
+            tcp_flood(target, n)
+        }
         loop_op if loop_op.starts_with("tcp-loop:") => {
             let n: usize = loop_op["tcp-loop:".len()..].parse().expect("count");
             tcp_loop(target, n)
@@ -137,6 +141,23 @@ fn tcp_loop(target: SocketAddr, n: usize) -> String {
     for _ in 0..n {
         *counts.entry(tcp(target)).or_default() += 1;
         std::thread::sleep(Duration::from_millis(2));
+    }
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// As fast as it goes: `n` connects, counted by result.
+fn tcp_flood(target: SocketAddr, n: usize) -> String {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..n {
+        let r = match TcpStream::connect(target) {
+            Ok(_) => "ok".into(),
+            Err(e) => name(&e),
+        };
+        *counts.entry(r).or_default() += 1;
     }
     counts
         .iter()

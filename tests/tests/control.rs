@@ -1,0 +1,267 @@
+//! The control socket and the CLI commands that use it.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::{net::UnixStream, process::CommandExt as _},
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use enforcer_tests::{
+    BpffsGuard, CgroupGuard, NetnsGuard, Probe, TempDir,
+    daemon::{Daemon, DaemonArgs, enforcer, enforcer_bin},
+};
+use serde_json::Value;
+
+struct World {
+    cg: CgroupGuard,
+    ns: NetnsGuard,
+    bpffs: BpffsGuard,
+    tmp: TempDir,
+}
+
+fn world(tag: &str) -> World {
+    let ns = NetnsGuard::new(tag);
+    for a in ["10.77.0.1/32", "10.77.0.2/32"] {
+        ns.add_lo_addr(a);
+    }
+    World {
+        cg: CgroupGuard::new(tag),
+        ns,
+        bpffs: BpffsGuard::new(tag),
+        tmp: TempDir::new(tag),
+    }
+}
+
+const BAN: &str = r#"{"version":1,"deny":{"cidrs":["10.77.0.2"]}}"#;
+
+impl World {
+    fn args(&self) -> DaemonArgs {
+        DaemonArgs {
+            policy: self.tmp.write("policy.json", BAN),
+            cgroup: self.cg.path().to_owned(),
+            bpffs: self.bpffs.pins_dir(),
+            state: self.tmp.path().to_owned(),
+            netns: None,
+            xdp_ifaces: Vec::new(),
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.tmp.path().join("control.sock")
+    }
+
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let socket = self.socket();
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--socket", socket.to_str().unwrap()]);
+        enforcer(&all)
+    }
+}
+
+fn gid_of(group: &str) -> u32 {
+    let etc = std::fs::read_to_string("/etc/group").unwrap();
+    enforcer::control::auth::group_id(&etc, group)
+        .unwrap_or_else(|| panic!("group {group} missing: cargo xtask setup creates it"))
+}
+
+/// The CLI run as `nobody` with primary group `gid`.
+fn as_nobody(gid: u32, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(enforcer_bin())
+        .args(args)
+        .uid(65534)
+        .gid(gid)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn status_reports_the_instance_and_check_answers_live() {
+    let w = world("cs");
+    let daemon = Daemon::start(&w.args());
+    let (code, out, err) = w.cli(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["mode"], "enforce");
+    assert_eq!(s["cgroup"], w.cg.path().display().to_string());
+    assert_eq!(s["maps"]["deny_v4"], 1);
+    assert_eq!(s["pins"], w.bpffs.pins_dir().display().to_string());
+    assert!(
+        s["policy"]["sources"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("policy.json")
+    );
+    assert_eq!(
+        Probe::new()
+            .cgroup(w.cg.path())
+            .netns(w.ns.name())
+            .run("tcp", "10.77.0.2:0")
+            .result,
+        "EPERM"
+    );
+    let (_, out, _) = w.cli(&["status", "--json"]);
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["events"]["per_hook"]["connect4"]["denied"], 1);
+    let (code, text, _) = w.cli(&["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("enforce mode") && text.contains("connect4"),
+        "{text}"
+    );
+    let (code, out, _) = w.cli(&["check", "10.77.0.2"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("blocked: 10.77.0.2 by #1 deny 10.77.0.2/32"),
+        "{out}"
+    );
+    daemon.stop();
+    // No daemon: a clear message and its own exit code.
+    let (code, _, err) = w.cli(&["status"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("the daemon is not running"), "{err}");
+}
+
+#[test]
+fn the_enforcer_group_reads_but_cannot_change_and_others_cannot_read() {
+    let w = world("cp");
+    let daemon = Daemon::start(&w.args());
+    let socket = w.socket();
+    let socket = socket.to_str().unwrap();
+    let (code, out, err) = as_nobody(
+        gid_of("enforcer"),
+        &["status", "--json", "--socket", socket],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"mode\""));
+    let (code, _, err) = as_nobody(gid_of("enforcer"), &["flows", "--json", "--socket", socket]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = as_nobody(gid_of("enforcer"), &["reload", "--socket", socket]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("need root"), "{err}");
+    let (code, _, err) = as_nobody(gid_of("nogroup"), &["status", "--socket", socket]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    // Root may reload.
+    let (code, out, err) = w.cli(&["reload"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("policy reloaded"), "{out}");
+    daemon.stop();
+}
+
+fn exchange(stream: &mut UnixStream, reader: &mut BufReader<UnixStream>, line: &[u8]) -> Value {
+    stream.write_all(line).unwrap();
+    let mut reply = String::new();
+    reader.read_line(&mut reply).unwrap();
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{reply:?}: {e}"))
+}
+
+#[test]
+fn malformed_requests_get_errors_and_the_connection_keeps_serving() {
+    let w = world("cm");
+    let daemon = Daemon::start(&w.args());
+    let mut stream = UnixStream::connect(w.socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let r = exchange(&mut stream, &mut reader, b"this is not json\n");
+    assert_eq!(
+        (r["ok"].clone(), r["error"]["code"].clone()),
+        (false.into(), "bad_request".into())
+    );
+    let r = exchange(&mut stream, &mut reader, b"{\"v\":9,\"cmd\":\"status\"}\n");
+    assert_eq!(r["error"]["code"], "unsupported_version");
+    let r = exchange(&mut stream, &mut reader, b"{\"v\":1,\"cmd\":\"launch\"}\n");
+    assert_eq!(r["error"]["code"], "bad_request");
+    let mut huge = vec![b'x'; 200 * 1024];
+    huge.push(b'\n');
+    let r = exchange(&mut stream, &mut reader, &huge);
+    assert_eq!(r["error"]["code"], "too_large");
+    let r = exchange(&mut stream, &mut reader, b"{\"v\":1,\"cmd\":\"status\"}\n");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["mode"], "enforce");
+    // A client that connects and says nothing does not hold up others.
+    let _silent = UnixStream::connect(w.socket()).unwrap();
+    let (code, _, err) = w.cli(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    daemon.stop();
+}
+
+#[test]
+fn detach_through_the_daemon_stops_it_and_removes_the_enforcement() {
+    let w = world("cd");
+    let daemon = Daemon::start(&w.args());
+    let probe = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
+    assert_eq!(probe.run("tcp", "10.77.0.2:0").result, "EPERM");
+    let (code, out, err) = w.cli(&["detach"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("detaching"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.bpffs.pins_dir().exists() {
+        assert!(
+            Instant::now() < deadline,
+            "pins still there: {}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(probe.run("tcp", "10.77.0.2:0").result, "ok");
+    daemon.stop();
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_flood_of_100k_attempts_is_counted_exactly_with_bounded_memory() {
+    const N: u64 = 100_000;
+    let w = world("cf");
+    let daemon = Daemon::start(&w.args());
+    let before = rss_kib(daemon.pid());
+    let r = Probe::new()
+        .cgroup(w.cg.path())
+        .netns(w.ns.name())
+        .run(&format!("tcp-flood:{N}"), "10.77.0.2:9");
+    assert_eq!(r.result, format!("EPERM={N}"));
+    // Every attempt is either in the flow's count or counted as lost.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (count, lost) = loop {
+        let (code, out, err) = w.cli(&["flows", "--json", "--pid", &r.pid.to_string()]);
+        assert_eq!(code, 0, "{err}");
+        let count: u64 = out
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["count"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum();
+        let (_, status, _) = w.cli(&["status", "--json"]);
+        let status: Value = serde_json::from_str(&status).unwrap();
+        let lost = status["events"]["lost_ringbuf_full"].as_u64().unwrap();
+        if count + lost >= N || Instant::now() > deadline {
+            break (count, lost);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(count + lost, N, "count {count} + lost {lost}");
+    let after = rss_kib(daemon.pid());
+    eprintln!("daemon RSS {before} KiB before, {after} KiB after {N} events; {lost} lost");
+    assert!(after < 100 * 1024, "daemon RSS {after} KiB after the flood");
+    daemon.stop();
+}
