@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod desired;
 pub mod flows;
 pub mod mapdiff;
+pub mod metrics;
 pub mod policy;
 pub mod resolve;
 pub mod snapshot;

@@ -265,3 +265,105 @@ fn a_flood_of_100k_attempts_is_counted_exactly_with_bounded_memory() {
     assert!(after < 100 * 1024, "daemon RSS {after} KiB after the flood");
     daemon.stop();
 }
+
+#[test]
+fn flows_follow_streams_new_flows_as_they_happen() {
+    use std::process::Stdio;
+    let w = world("cw");
+    let daemon = Daemon::start(&w.args());
+    let socket = w.socket();
+    let mut child = Command::new(enforcer_bin())
+        .args([
+            "flows",
+            "--follow",
+            "--json",
+            "--socket",
+            socket.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The follower subscribes asynchronously: attempt until one shows up.
+    let probe = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut pids = Vec::new();
+    let line = loop {
+        pids.push(u64::from(probe.run("tcp", "10.77.0.2:0").pid));
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no flow followed");
+    };
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["dst"], "10.77.0.2");
+    assert!(
+        pids.contains(&v["pid"].as_u64().unwrap()),
+        "{v} not from {pids:?}"
+    );
+    // Only our own child, by its handle.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    daemon.stop();
+}
+
+#[test]
+fn metrics_are_served_on_loopback_when_asked_for() {
+    use std::io::Read as _;
+    let w = world("cx");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = w.args();
+    args.policy = w.tmp.write(
+        "policy.json",
+        &format!(r#"{{"version":1,"deny":{{"cidrs":["10.77.0.2"]}},"report":{{"metrics_listen":"127.0.0.1:{port}"}}}}"#),
+    );
+    let daemon = Daemon::start(&args);
+    assert_eq!(
+        Probe::new()
+            .cgroup(w.cg.path())
+            .netns(w.ns.name())
+            .run("tcp", "10.77.0.2:0")
+            .result,
+        "EPERM"
+    );
+    let want = "enforcer_verdicts_total{hook=\"connect4\",verdict=\"denied\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        if body.contains(want) {
+            assert!(
+                body.contains("enforcer_map_entries{map=\"deny_v4\"} 1"),
+                "{body}"
+            );
+            assert!(
+                body.contains("enforcer_rule_blocks_total{rule=\"1\",target=\"10.77.0.2/32\"} 1"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed the denial: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.stop();
+}

@@ -33,6 +33,8 @@ enum Task {
     },
     /// Set up, then fmt check, clippy, unit tests and the privileged integration tests.
     Test,
+    /// Generate the man pages and shell completions into docs/.
+    Docs,
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,20 @@ impl Task {
                 Ok(())
             }
             Task::Test => test(&root),
+            Task::Docs => {
+                cargo(&root, &["build", "--package", "enforcer"], &[])?;
+                let bin = root.join("target/debug/enforcer");
+                step("enforcer generate-docs docs/");
+                let status = Command::new(&bin)
+                    .args(["generate-docs"])
+                    .arg(root.join("docs"))
+                    .status()
+                    .with_context(|| format!("running {}", bin.display()))?;
+                if !status.success() {
+                    bail!("generating the docs failed ({status})");
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -46,21 +46,28 @@ pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
     }
     let store = Store::open_read_only(state_dir)?;
     let flows = store.query(&q)?;
-    print(&flows, json, q.since_ms.is_some())
+    print(&flows, json, q.since_ms.is_some(), true)
 }
 
 /// Prints flows as a table, or one JSON object per line.
-pub fn print(flows: &[crate::flows::Flow], json: bool, windowed: bool) -> anyhow::Result<ExitCode> {
+pub fn print(
+    flows: &[crate::flows::Flow],
+    json: bool,
+    windowed: bool,
+    header: bool,
+) -> anyhow::Result<ExitCode> {
     if json {
         for f in flows {
             println!("{}", serde_json::to_string(f)?);
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} RULE / HOOKS",
-        "LAST", "COUNT", "PID", "USER", "EXE", "DESTINATION", "DOMAINS"
-    );
+    if header {
+        println!(
+            "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} RULE / HOOKS",
+            "LAST", "COUNT", "PID", "USER", "EXE", "DESTINATION", "DOMAINS"
+        );
+    }
     for f in flows {
         let user = f.user.clone().unwrap_or_else(|| f.uid.to_string());
         let proto = match f.protocol {
@@ -86,7 +93,7 @@ pub fn print(flows: &[crate::flows::Flow], json: bool, windowed: bool) -> anyhow
             f.hooks
         );
     }
-    if flows.is_empty() {
+    if flows.is_empty() && header {
         println!(
             "(no blocked flows{})",
             if windowed { " in that window" } else { "" }

@@ -91,6 +91,9 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Keep printing new flows as they happen (needs the daemon).
+        #[arg(long)]
+        follow: bool,
         /// The daemon's control socket (asked first).
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
@@ -98,6 +101,9 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Write the man pages and shell completions into DIR (packaging).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
     /// Would NAME or IP be blocked, and by which rule? Answers offline from
     /// the policy and the daemon's last resolved state. Exit 0: not blocked;
     /// 1: blocked; 2: error.
@@ -279,6 +285,10 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { socket, json } => remote::status(&socket, json),
+        Command::GenerateDocs { dir } => {
+            generate_docs(&dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reload { socket, json } => remote::reload(&socket, json),
         Command::Detach {
             bpffs,
@@ -325,9 +335,23 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             domain,
             limit,
             json,
+            follow,
             socket,
             state_dir,
         } => {
+            if follow {
+                crate::control::client::follow(&socket, |v| {
+                    if json {
+                        println!("{v}");
+                    } else if let Ok(f) = serde_json::from_value::<crate::flows::Flow>(v.clone()) {
+                        let _ = flows::print(std::slice::from_ref(&f), false, false, false);
+                    } else {
+                        println!("{v}");
+                    }
+                    true
+                })?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let since_ms = match since {
                 Some(s) => {
                     Some(crate::resolve::now_ms().saturating_sub(flows::parse_duration(&s)?))
@@ -355,7 +379,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                     },
                 )?;
                 let flows: Vec<crate::flows::Flow> = serde_json::from_value(v)?;
-                return flows::print(&flows, json, q.since_ms.is_some());
+                return flows::print(&flows, json, q.since_ms.is_some(), true);
             }
             flows::run(&state_dir, q, json)
         }
@@ -427,5 +451,40 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             }
         },
+    }
+}
+
+/// Man pages (one per subcommand) and bash/zsh/fish completions.
+pub fn generate_docs(dir: &Path) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), &man).context("writing man pages")?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "enforcer", &completions)
+            .with_context(|| format!("writing {shell} completions"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent_and_documents_itself() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+        let dir = std::env::temp_dir().join(format!("enforcer-docs-{}", std::process::id()));
+        super::generate_docs(&dir).unwrap();
+        let page = std::fs::read_to_string(dir.join("man/enforcer-flows.1")).unwrap();
+        assert!(page.contains("follow"));
+        assert!(dir.join("completions/enforcer.bash").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

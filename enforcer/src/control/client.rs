@@ -63,3 +63,54 @@ pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
         source,
     })
 }
+
+/// Follows new flows: calls `each` with every line the daemon streams,
+/// until the connection ends.
+pub fn follow(
+    socket: &Path,
+    mut each: impl FnMut(serde_json::Value) -> bool,
+) -> Result<(), ClientError> {
+    let io = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            ClientError::NotRunning {
+                path: socket.to_owned(),
+            }
+        }
+        std::io::ErrorKind::PermissionDenied => ClientError::Denied {
+            path: socket.to_owned(),
+        },
+        _ => ClientError::Io {
+            path: socket.to_owned(),
+            source,
+        },
+    };
+    let mut stream = UnixStream::connect(socket).map_err(io)?;
+    let mut line = serde_json::to_vec(&Request {
+        v: PROTOCOL_VERSION,
+        command: Command::Follow,
+    })
+    .expect("requests serialise");
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let reader = BufReader::new(&stream);
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(io)?;
+        let value: serde_json::Value =
+            serde_json::from_str(&line).map_err(|source| ClientError::Protocol {
+                path: socket.to_owned(),
+                source,
+            })?;
+        if i == 0 {
+            if value.get("ok") == Some(&serde_json::Value::Bool(false)) {
+                return Err(ClientError::Denied {
+                    path: socket.to_owned(),
+                });
+            }
+            continue;
+        }
+        if !each(value) {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -31,6 +31,8 @@ pub enum Command {
     Check {
         target: String,
     },
+    /// Streams each new flow as a line until the client leaves.
+    Follow,
     Reload,
     Detach,
 }

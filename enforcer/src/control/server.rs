@@ -8,8 +8,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::{
     io::BufReader,
     net::{UnixListener, UnixStream},
-    sync::{Semaphore, mpsc, oneshot},
+    sync::{Semaphore, broadcast, mpsc, oneshot},
 };
+
+use crate::flows::Flow;
 use tracing::{debug, warn};
 
 use super::{
@@ -32,6 +34,7 @@ pub struct Job {
 pub async fn run(
     listener: UnixListener,
     jobs: mpsc::Sender<Job>,
+    follow: broadcast::Sender<Flow>,
     shutdown: impl Future<Output = ()>,
 ) {
     let enforcer_gid = group_id(
@@ -48,8 +51,9 @@ pub async fn run(
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let jobs = jobs.clone();
+                        let follow = follow.clone();
                         tokio::spawn(async move {
-                            serve(stream, jobs, enforcer_gid).await;
+                            serve(stream, jobs, follow, enforcer_gid).await;
                             drop(permit);
                         });
                     }
@@ -78,7 +82,12 @@ fn peer_access(stream: &UnixStream, enforcer_gid: Option<u32>) -> Access {
     access(cred.uid(), cred.gid(), &groups, enforcer_gid)
 }
 
-async fn serve(stream: UnixStream, jobs: mpsc::Sender<Job>, enforcer_gid: Option<u32>) {
+async fn serve(
+    stream: UnixStream,
+    jobs: mpsc::Sender<Job>,
+    follow: broadcast::Sender<Flow>,
+    enforcer_gid: Option<u32>,
+) {
     let access = peer_access(&stream, enforcer_gid);
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
@@ -97,6 +106,10 @@ async fn serve(stream: UnixStream, jobs: mpsc::Sender<Job>, enforcer_gid: Option
                 ),
             ),
             Line::Text(t) if t.trim().is_empty() => continue,
+            Line::Text(t) if access != Access::None && is_follow(&t) => {
+                stream_flows(&mut w, follow.subscribe()).await;
+                return;
+            }
             Line::Text(t) => answer(&t, access, &jobs).await,
         };
         match tokio::time::timeout(WRITE_TIMEOUT, write_message(&mut w, &response)).await {
@@ -143,6 +156,38 @@ async fn answer(line: &str, access: Access, jobs: &mpsc::Sender<Job>) -> Respons
         _ => {
             warn!("a control request got no answer in time");
             Response::error("failed", "no answer from the daemon in time")
+        }
+    }
+}
+
+fn is_follow(line: &str) -> bool {
+    matches!(parse(line), Ok(r) if r.command == Command::Follow)
+}
+
+/// Acknowledges, then writes every new flow as a line until the client
+/// goes away or cannot keep up.
+async fn stream_flows<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    mut rx: broadcast::Receiver<Flow>,
+) {
+    let ack = Response::ok(serde_json::json!("following"));
+    if !matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, write_message(w, &ack)).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    loop {
+        let item = match rx.recv().await {
+            Ok(flow) => serde_json::to_value(flow).expect("flows serialise"),
+            Err(broadcast::error::RecvError::Lagged(n)) => serde_json::json!({ "lagged": n }),
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if !matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, write_message(w, &item)).await,
+            Ok(Ok(()))
+        ) {
+            return;
         }
     }
 }

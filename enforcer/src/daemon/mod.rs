@@ -143,9 +143,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
     let (job_tx, mut jobs) = mpsc::channel::<crate::control::Job>(64);
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::control::run(control, job_tx, async move {
-        let _ = server_stopped.await;
-    }));
+    let server = tokio::spawn(crate::control::run(
+        control,
+        job_tx,
+        recorder.follow.clone(),
+        async move {
+            let _ = server_stopped.await;
+        },
+    ));
+    let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(String::new());
+    let metrics_server = match controller.policy.report.metrics_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                info!(%addr, "serving Prometheus metrics");
+                Some(tokio::spawn(crate::metrics::serve(listener, metrics_rx)))
+            }
+            Err(e) => {
+                warn!(%addr, error = %e, "cannot serve metrics");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut metrics_tick = tokio::time::interval(std::time::Duration::from_secs(2));
     let facts = Facts {
         config: &config,
         cgroup: &cgroup,
@@ -191,6 +211,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         Ok(msg) => Response::ok(msg.into()),
                         Err(msg) => Response::error("failed", msg),
                     },
+                    Command::Follow => Response::error("bad_request", "follow is served by the connection"),
                     Command::Detach => {
                         detach_requested = true;
                         Response::ok("detaching: the daemon stops and removes the enforcement".into())
@@ -241,7 +262,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             }
             _ = flush.tick() => recorder.flush(),
-            _ = retention.tick() => recorder.retain(),
+            _ = metrics_tick.tick(), if metrics_server.is_some() => {
+                metrics_tx.send_replace(render_metrics(&controller, &recorder, &facts));
+            }
+            _ = retention.tick() => recorder.retain(&controller.policy.report),
             _ = loss_check.tick() => {
                 let now = Stats::read(&pins)?.ringbuf_full();
                 if now > losses {
@@ -259,6 +283,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     recorder.flush();
     let _ = server_stop.send(());
     let _ = server.await;
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     let _ = std::fs::remove_file(&config.socket);
     if detach_requested {
         let report = crate::bpf::detach(&pins)?;
@@ -411,4 +438,63 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(false, states) {
         warn!(error = %e, "sd_notify failed");
     }
+}
+
+fn render_metrics(
+    controller: &Controller,
+    recorder: &record::Recorder,
+    facts: &Facts<'_>,
+) -> String {
+    use enforcer_common::{HOOK_COUNT, VERDICT_COUNT};
+    let stats = Stats::read(facts.pins).ok();
+    let mut verdicts = Vec::new();
+    if let Some(s) = &stats {
+        for hook in 0..HOOK_COUNT {
+            for verdict in 0..VERDICT_COUNT {
+                let h = crate::bpf::events::Hook::from_raw(hook).map_or("?", |h| h.as_str());
+                let v = crate::bpf::events::Verdict::from_raw(verdict).map_or("?", |v| v.as_str());
+                verdicts.push((h, v, s.get(hook, verdict)));
+            }
+        }
+    }
+    let counts = controller.map_counts();
+    let maps = counts
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_u64().unwrap_or(0)))
+        .collect();
+    let a = &controller.answers;
+    let names = [
+        ("fresh", resolve::NameStatus::Fresh),
+        ("stale", resolve::NameStatus::Stale),
+        ("nxdomain", resolve::NameStatus::Nxdomain),
+        ("pending", resolve::NameStatus::Pending),
+    ]
+    .into_iter()
+    .map(|(k, st)| (k, a.count(st) as u64))
+    .collect();
+    let rules_table = controller.rules.borrow();
+    let rules = recorder
+        .rule_hits
+        .iter()
+        .map(|(id, n)| {
+            let text = rules_table
+                .get(*id)
+                .map_or_else(|| format!("#{id}"), |r| r.target.to_string());
+            (*id, (text, *n))
+        })
+        .collect();
+    crate::metrics::render(&crate::metrics::Snapshot {
+        verdicts,
+        lost: stats.as_ref().map_or(0, Stats::ringbuf_full),
+        xdp_suppressed: stats.as_ref().map_or(0, Stats::xdp_events_suppressed),
+        skb_coalesced: stats.as_ref().map_or(0, Stats::skb_events_coalesced),
+        owner_unknown: stats.as_ref().map_or(0, Stats::owner_unknown),
+        maps,
+        names,
+        rules,
+        flows: recorder.flows_recorded,
+        uptime_s: resolve::now_ms().saturating_sub(facts.started_ms) / 1000,
+    })
 }

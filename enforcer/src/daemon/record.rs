@@ -22,11 +22,14 @@ use crate::{
 const PROC_CACHE: usize = 16_384;
 /// New flows remembered for "log once"; forgotten wholesale beyond.
 const LOGGED: usize = 50_000;
-/// Retention of the flow store.
-pub const RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
-pub const MAX_ROWS: u64 = 1_000_000;
 
 pub struct Recorder {
+    /// New flows, for `enforcer flows --follow`.
+    pub follow: tokio::sync::broadcast::Sender<Flow>,
+    /// Attempts recorded per rule since start (for metrics).
+    pub rule_hits: HashMap<u32, u64>,
+    /// Distinct flows recorded since start.
+    pub flows_recorded: u64,
     procs: ProcCache,
     cgroups: CgroupIndex,
     users: HashMap<u32, String>,
@@ -40,6 +43,9 @@ impl Recorder {
         let mut procs = ProcCache::new(PROC_CACHE);
         procs.seed_from_proc();
         Ok(Recorder {
+            follow: tokio::sync::broadcast::channel(1024).0,
+            rule_hits: HashMap::new(),
+            flows_recorded: 0,
             procs,
             cgroups: CgroupIndex::new(cgroup_root.to_owned()),
             users: user_names(&std::fs::read_to_string("/etc/passwd").unwrap_or_default()),
@@ -122,11 +128,15 @@ impl Recorder {
             last_seen_ms: now,
         };
         let key = flow.key();
+        *self.rule_hits.entry(flow.rule_id).or_default() += 1;
         if self.pending.add(flow.clone()) && !self.logged.contains(&key) {
             if self.logged.len() >= LOGGED {
                 self.logged.clear();
             }
             self.logged.insert(key);
+            self.flows_recorded += 1;
+            // No follower is fine; a slow one lags and is told so.
+            let _ = self.follow.send(flow.clone());
             warn!(
                 verdict = %flow.verdict,
                 hook = %flow.hooks,
@@ -164,8 +174,9 @@ impl Recorder {
         self.store.query(q)
     }
 
-    pub fn retain(&mut self) {
-        if let Err(e) = self.store.retain(now_ms(), RETENTION_MS, MAX_ROWS) {
+    pub fn retain(&mut self, settings: &crate::policy::ReportSettings) {
+        let max_age_ms = u64::from(settings.retention_days) * 86_400_000;
+        if let Err(e) = self.store.retain(now_ms(), max_age_ms, settings.max_flows) {
             warn!(error = %e, "flow retention failed");
         }
     }

@@ -134,6 +134,24 @@ impl Default for ResolverSettings {
     }
 }
 
+/// Reporting settings with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportSettings {
+    pub retention_days: u32,
+    pub max_flows: u64,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            retention_days: 30,
+            max_flows: 1_000_000,
+            metrics_listen: None,
+        }
+    }
+}
+
 /// A validated policy: the main file (or the embedded default) with its
 /// drop-ins merged in lexical order. Lists are unioned (first occurrence
 /// kept); scalars from later files win.
@@ -145,6 +163,7 @@ pub struct Policy {
     pub deny: Rules,
     pub allow: Rules,
     pub resolver: ResolverSettings,
+    pub report: ReportSettings,
     /// Not errors, but probably mistakes (an exception that overlaps no ban).
     pub warnings: Vec<String>,
 }
@@ -282,6 +301,7 @@ impl Policy {
             deny: Rules::default(),
             allow: Rules::default(),
             resolver: ResolverSettings::default(),
+            report: ReportSettings::default(),
             warnings: Vec::new(),
         };
         // The file that last set each TTL bound, for a merged-range error.
@@ -309,6 +329,14 @@ impl Policy {
                 s.max_ttl_s = r.max_ttl_s.unwrap_or(s.max_ttl_s);
                 s.grace_s = r.grace_s.unwrap_or(s.grace_s);
                 s.concurrency = r.concurrency.unwrap_or(s.concurrency);
+            }
+            if let Some(r) = raw.report {
+                let p = &mut policy.report;
+                p.retention_days = r.retention_days.unwrap_or(p.retention_days);
+                p.max_flows = r.max_flows.unwrap_or(p.max_flows);
+                if let Some(m) = r.metrics_listen {
+                    p.metrics_listen = Some(m.0);
+                }
             }
             policy.sources.push(source);
         }

@@ -31,6 +31,9 @@ pub struct RawPolicy {
     /// How banned names are resolved into addresses.
     #[serde(default)]
     pub resolver: Option<RawResolver>,
+    /// The flow store and the metrics endpoint.
+    #[serde(default)]
+    pub report: Option<RawReport>,
     /// Main file only: where drop-ins are read from (default: `policy.d`
     /// beside the main file, or /etc/enforcer/policy.d for the embedded policy).
     #[serde(default)]
@@ -116,6 +119,57 @@ impl<'de> Deserialize<'de> for RawResolver {
             max_ttl_s: f.max_ttl_s,
             grace_s: f.grace_s,
             concurrency: f.concurrency,
+        })
+    }
+}
+
+/// Reporting settings; every field is optional.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    /// Flows not seen for this many days are deleted (default 30).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 3650))]
+    pub retention_days: Option<u32>,
+    /// At most this many flows are kept, the most recent (default 1000000).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_flows: Option<u64>,
+    /// Serve Prometheus metrics on this loopback address (`127.0.0.1:9464`);
+    /// off unless set.
+    #[serde(default)]
+    pub metrics_listen: Option<MetricsListen>,
+}
+
+/// A loopback `ip:port`: metrics are never served beyond the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsListen(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for MetricsListen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let addr: SocketAddr = s.parse().map_err(|_| {
+            de::Error::custom(format_args!(
+                "invalid metrics address {s:?}: expected ip:port, like 127.0.0.1:9464"
+            ))
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(de::Error::custom(format_args!(
+                "metrics address {s:?} is not a loopback address; metrics are served on the host only"
+            )));
+        }
+        Ok(MetricsListen(addr))
+    }
+}
+
+impl JsonSchema for MetricsListen {
+    fn schema_name() -> Cow<'static, str> {
+        "MetricsListen".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A loopback address and port, like 127.0.0.1:9464 or [::1]:9464."
         })
     }
 }

@@ -304,3 +304,22 @@ fn checked_in_schema_matches_the_types() {
          ENFORCER_WRITE_DOCS=1 cargo test -p enforcer checked_in_schema"
     );
 }
+
+#[test]
+fn report_settings_and_a_metrics_address_off_the_host_is_refused() {
+    let p = parse(r#"{"version":1,"report":{"retention_days":7,"max_flows":500,"metrics_listen":"127.0.0.1:9464"}}"#).unwrap();
+    assert_eq!(p.report.retention_days, 7);
+    assert_eq!(p.report.max_flows, 500);
+    assert_eq!(
+        p.report.metrics_listen,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    assert_eq!(
+        parse(r#"{"version":1}"#).unwrap().report,
+        ReportSettings::default()
+    );
+    let (_, _, field, message) =
+        rejection(r#"{"version":1,"report":{"metrics_listen":"0.0.0.0:9464"}}"#);
+    assert_eq!(field, "report.metrics_listen");
+    assert!(message.contains("not a loopback address"), "{message}");
+}

@@ -1,0 +1,103 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_enforcer_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_enforcer_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_enforcer_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_enforcer_using_subcommand
+    set -l cmd (__fish_enforcer_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c enforcer -n "__fish_enforcer_needs_command" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_needs_command" -s V -l version -d 'Print version'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "daemon" -d 'Run the enforcement daemon in the foreground'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "detach" -d 'Remove the enforcement of an instance: its programs detach and its pinned maps are deleted (root only). With --socket (or, given neither flag, when the default daemon runs) the daemon does it and stops; with --bpffs the pins are removed directly'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "status" -d 'The daemon\'s state: mode, attachments, policy, maps, names, events'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "reload" -d 'Ask the daemon to re-read its policy (root only)'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "policy" -d 'Check or print policies'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "flows" -d 'The blocked flows, most recent first, from the daemon\'s store'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "generate-docs" -d 'Write the man pages and shell completions into DIR (packaging)'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "check" -d 'Would NAME or IP be blocked, and by which rule? Answers offline from the policy and the daemon\'s last resolved state. Exit 0: not blocked; 1: blocked; 2: error'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l policy -d 'Policy file [default: /etc/enforcer/policy.json if it exists, else the embedded default]' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l cgroup -d 'Enforce only in this cgroup (v2) and below [default: the whole host]' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l xdp-iface -d 'Also filter this interface with XDP (repeatable)' -r
+complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l bpffs -d 'bpffs directory for this instance\'s pins' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l socket -d 'Control socket path (the socket is served once the control-socket work lands)' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l state-dir -d 'Directory for persistent state' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand detach" -l bpffs -d 'The instance\'s bpffs pin directory [default: /sys/fs/bpf/enforcer]' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand detach" -l socket -d 'The instance\'s control socket [default: /run/enforcer/control.sock]' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand detach" -l json
+complete -c enforcer -n "__fish_enforcer_using_subcommand detach" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand status" -l socket -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand status" -l json
+complete -c enforcer -n "__fish_enforcer_using_subcommand status" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand reload" -l socket -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand reload" -l json
+complete -c enforcer -n "__fish_enforcer_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "validate" -d 'Validate policy files, each on its own; exit 1 if any is invalid'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "show" -d 'Show the merged policy (main file and drop-ins); with --resolved, every name with its addresses, TTL and state'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "default" -d 'Print the embedded default policy'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "schema" -d 'Print the JSON Schema of the policy format'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -l policy -d 'Policy file [default: /etc/enforcer/policy.json if it exists, else the embedded default], with its drop-ins' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -l state-dir -d 'The daemon\'s state directory (its last resolved state)' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -l resolved
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -l json
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from default" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from schema" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Validate policy files, each on its own; exit 1 if any is invalid'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show the merged policy (main file and drop-ins); with --resolved, every name with its addresses, TTL and state'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "default" -d 'Print the embedded default policy'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "schema" -d 'Print the JSON Schema of the policy format'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l since -d 'Only flows seen within this long (10m, 2h, 7d)' -r
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l pid -r
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l exe -d 'Executable path, exactly' -r
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l user -d 'User name or uid' -r
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l domain -d 'A banned name the destination resolved from' -r
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l limit -r
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l socket -d 'The daemon\'s control socket (asked first)' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l state-dir -d 'The daemon\'s state directory (read when the daemon is not running)' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l json -d 'One JSON object per line'
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l follow -d 'Keep printing new flows as they happen (needs the daemon)'
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand generate-docs" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand check" -l policy -d 'Policy file [default: /etc/enforcer/policy.json if it exists, else the embedded default], with its drop-ins' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand check" -l state-dir -d 'The daemon\'s state directory (its last resolved state)' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand check" -l socket -d 'The daemon\'s control socket (asked first; offline otherwise)' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand check" -l json
+complete -c enforcer -n "__fish_enforcer_using_subcommand check" -s h -l help -d 'Print help'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "daemon" -d 'Run the enforcement daemon in the foreground'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "detach" -d 'Remove the enforcement of an instance: its programs detach and its pinned maps are deleted (root only). With --socket (or, given neither flag, when the default daemon runs) the daemon does it and stops; with --bpffs the pins are removed directly'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "status" -d 'The daemon\'s state: mode, attachments, policy, maps, names, events'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "reload" -d 'Ask the daemon to re-read its policy (root only)'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "policy" -d 'Check or print policies'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "flows" -d 'The blocked flows, most recent first, from the daemon\'s store'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "generate-docs" -d 'Write the man pages and shell completions into DIR (packaging)'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "check" -d 'Would NAME or IP be blocked, and by which rule? Answers offline from the policy and the daemon\'s last resolved state. Exit 0: not blocked; 1: blocked; 2: error'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "validate" -d 'Validate policy files, each on its own; exit 1 if any is invalid'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "show" -d 'Show the merged policy (main file and drop-ins); with --resolved, every name with its addresses, TTL and state'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "default" -d 'Print the embedded default policy'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "schema" -d 'Print the JSON Schema of the policy format'

@@ -1,0 +1,205 @@
+//! Prometheus text exposition, served on an opt-in loopback address
+//! (`report.metrics_listen` in the policy). The daemon renders the text
+//! every few seconds; the HTTP side only hands out the latest rendering, so
+//! a scraper never touches the daemon's state.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpListener,
+    sync::watch,
+};
+
+/// What one rendering needs.
+pub struct Snapshot<'a> {
+    /// (hook, verdict, count)
+    pub verdicts: Vec<(&'a str, &'a str, u64)>,
+    pub lost: u64,
+    pub xdp_suppressed: u64,
+    pub skb_coalesced: u64,
+    pub owner_unknown: u64,
+    /// map name → entries
+    pub maps: BTreeMap<&'a str, u64>,
+    /// name state → names
+    pub names: BTreeMap<&'a str, u64>,
+    /// rule id → (rule text, blocked attempts recorded)
+    pub rules: BTreeMap<u32, (String, u64)>,
+    pub flows: u64,
+    pub uptime_s: u64,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(s: &Snapshot<'_>) -> String {
+    let mut o = String::new();
+    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(
+        &mut o,
+        "enforcer_verdicts_total",
+        "counter",
+        "Verdicts taken by the kernel programs, per hook and verdict.",
+    );
+    for (hook, verdict, n) in &s.verdicts {
+        let _ = writeln!(
+            o,
+            "enforcer_verdicts_total{{hook=\"{hook}\",verdict=\"{verdict}\"}} {n}"
+        );
+    }
+    for (name, help, v) in [
+        (
+            "enforcer_events_lost_total",
+            "Events not reported because the ring buffer was full.",
+            s.lost,
+        ),
+        (
+            "enforcer_xdp_events_suppressed_total",
+            "XDP events over the per-CPU budget (counted, not reported).",
+            s.xdp_suppressed,
+        ),
+        (
+            "enforcer_skb_events_coalesced_total",
+            "skb events for a socket reported within the interval.",
+            s.skb_coalesced,
+        ),
+        (
+            "enforcer_owner_unknown_total",
+            "skb verdicts whose socket had no recorded owner.",
+            s.owner_unknown,
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        let _ = writeln!(o, "{name} {v}");
+    }
+    family(
+        &mut o,
+        "enforcer_rule_blocks_total",
+        "counter",
+        "Blocked (or audited) attempts recorded per rule since the daemon started.",
+    );
+    for (id, (text, n)) in &s.rules {
+        let _ = writeln!(
+            o,
+            "enforcer_rule_blocks_total{{rule=\"{id}\",target=\"{}\"}} {n}",
+            escape(text)
+        );
+    }
+    family(
+        &mut o,
+        "enforcer_map_entries",
+        "gauge",
+        "Entries in each verdict map.",
+    );
+    for (map, n) in &s.maps {
+        let _ = writeln!(o, "enforcer_map_entries{{map=\"{map}\"}} {n}");
+    }
+    family(
+        &mut o,
+        "enforcer_names",
+        "gauge",
+        "Policy names per resolution state.",
+    );
+    for (state, n) in &s.names {
+        let _ = writeln!(o, "enforcer_names{{state=\"{state}\"}} {n}");
+    }
+    family(
+        &mut o,
+        "enforcer_flows_recorded",
+        "gauge",
+        "Distinct flows recorded since the daemon started.",
+    );
+    let _ = writeln!(o, "enforcer_flows_recorded {}", s.flows);
+    family(
+        &mut o,
+        "enforcer_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    let _ = writeln!(o, "enforcer_uptime_seconds {}", s.uptime_s);
+    o
+}
+
+/// Serves the latest rendering to every HTTP request until `latest`'s
+/// sender is dropped. Requests are bounded in size and time.
+pub async fn serve(listener: TcpListener, latest: watch::Receiver<String>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let body = latest.borrow().clone();
+        tokio::spawn(async move {
+            let mut head = vec![0u8; 8192];
+            let mut used = 0;
+            let read = tokio::time::timeout(Duration::from_secs(2), async {
+                while used < head.len() {
+                    let n = stream.read(&mut head[used..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    used += n;
+                    if head[..used].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            if !matches!(read, Ok(Ok(()))) {
+                return;
+            }
+            let first = String::from_utf8_lossy(&head[..used]);
+            let path_ok = first
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with("GET /metrics ") || l.starts_with("GET / "));
+            let (status, body) = if path_ok {
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", "try GET /metrics\n".to_owned())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply.as_bytes()))
+                    .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_exposition_format() {
+        let mut rules = BTreeMap::new();
+        rules.insert(1, ("deny \"x\"".to_owned(), 3));
+        let text = render(&Snapshot {
+            verdicts: vec![("connect4", "denied", 5)],
+            lost: 0,
+            xdp_suppressed: 1,
+            skb_coalesced: 2,
+            owner_unknown: 0,
+            maps: [("deny_v4", 7)].into_iter().collect(),
+            names: [("fresh", 2)].into_iter().collect(),
+            rules,
+            flows: 4,
+            uptime_s: 9,
+        });
+        assert!(text.contains("# TYPE enforcer_verdicts_total counter\n"));
+        assert!(text.contains("enforcer_verdicts_total{hook=\"connect4\",verdict=\"denied\"} 5\n"));
+        assert!(
+            text.contains("enforcer_rule_blocks_total{rule=\"1\",target=\"deny \\\"x\\\"\"} 3\n")
+        );
+        assert!(text.contains("enforcer_map_entries{map=\"deny_v4\"} 7\n"));
+        assert!(text.ends_with("enforcer_uptime_seconds 9\n"));
+    }
+}
