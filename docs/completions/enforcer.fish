@@ -58,6 +58,7 @@ complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "default" -d 'Print the embedded default policy'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "schema" -d 'Print the JSON Schema of the policy format'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from validate" -l json -d 'One JSON object per file'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -l policy -d 'Policy file [default: /etc/enforcer/policy.json if it exists, else the embedded default], with its drop-ins' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -l state-dir -d 'The daemon\'s state directory (its last resolved state)' -r -F

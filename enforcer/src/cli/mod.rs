@@ -159,6 +159,9 @@ pub enum PolicyCommand {
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// One JSON object per file.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the merged policy (main file and drop-ins); with --resolved,
     /// every name with its addresses, TTL and state.
@@ -420,9 +423,22 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 let policy = Policy::resolve(at.policy.as_deref())?;
                 show::show(&policy, &at.state_dir, resolved, json)
             }
-            PolicyCommand::Validate { files } => {
+            PolicyCommand::Validate { files, json } => {
                 let mut ok = true;
                 for file in files {
+                    if json {
+                        let v = match Policy::load(&file) {
+                            Ok(p) => {
+                                serde_json::json!({"file": file, "ok": true, "warnings": p.warnings})
+                            }
+                            Err(e) => {
+                                ok = false;
+                                serde_json::json!({"file": file, "ok": false, "error": e.to_string()})
+                            }
+                        };
+                        println!("{v}");
+                        continue;
+                    }
                     match Policy::load(&file) {
                         Ok(p) => {
                             println!(
