@@ -55,7 +55,7 @@ impl Task {
             Task::Run { args } => {
                 setup::run()?;
                 cargo(&root, &["build", "--release", "--package", "enforcer"], &[])?;
-                let bin = root.join("target/release/enforcer");
+                let bin = target_dir(&root).join("release/enforcer");
                 step(&format!("{} daemon {}", bin.display(), args.join(" ")));
                 let status = Command::new(&bin)
                     .arg("daemon")
@@ -70,7 +70,7 @@ impl Task {
             Task::Test => test(&root),
             Task::Docs => {
                 cargo(&root, &["build", "--package", "enforcer"], &[])?;
-                let bin = root.join("target/debug/enforcer");
+                let bin = target_dir(&root).join("debug/enforcer");
                 step("enforcer generate-docs docs/");
                 let status = Command::new(&bin)
                     .args(["generate-docs"])
@@ -128,7 +128,7 @@ fn test(root: &Path) -> Result<()> {
     cargo_test(root, &["test"], &[], &mut tally)?;
     // The integration tests start the real binary.
     cargo(root, &["build", "--package", "enforcer"], &[])?;
-    let bin = root.join("target/debug/enforcer");
+    let bin = target_dir(root).join("debug/enforcer");
     let bin = bin.to_str().context("non-UTF-8 target path")?;
     // One at a time: the tests move processes between cgroups and attach
     // programs; parallel runs would see each other's state.
@@ -204,6 +204,14 @@ fn cargo_test(root: &Path, args: &[&str], env: &[(&str, &str)], tally: &mut Tall
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// Cargo's target directory: CARGO_TARGET_DIR if set, else `target`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
 }
 
 fn workspace_root() -> PathBuf {
