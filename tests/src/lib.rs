@@ -16,10 +16,12 @@ pub mod guards;
 pub mod harness;
 pub mod probe;
 pub mod veth;
+pub mod world;
 
 pub use guards::{BpffsGuard, CgroupGuard, NetnsGuard, TempDir, require_root};
 pub use harness::Harness;
 pub use probe::{Probe, ProbeResult};
+pub use world::World;
 
 /// A name unique to this test process and call, short enough for
 /// interface names.

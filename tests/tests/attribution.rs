@@ -6,43 +6,36 @@ use std::{
 };
 
 use enforcer_tests::{
-    BpffsGuard, CgroupGuard, NetnsGuard, Probe, TempDir,
+    Probe, World,
     daemon::{Daemon, DaemonArgs, enforcer},
     dns::DnsServer,
     probe::probe_bin,
 };
 use serde_json::Value;
 
-struct World {
-    cg: CgroupGuard,
-    ns: NetnsGuard,
-    bpffs: BpffsGuard,
-    tmp: TempDir,
-}
+/// The shared world, with what these tests ask of it.
+struct Attribution(World);
 
-fn world(tag: &str) -> World {
-    let ns = NetnsGuard::new(tag);
-    for a in ["10.77.0.1/32", "10.77.0.2/32"] {
-        ns.add_lo_addr(a);
-    }
-    World {
-        cg: CgroupGuard::new(tag),
-        ns,
-        bpffs: BpffsGuard::new(tag),
-        tmp: TempDir::new(tag),
+impl std::ops::Deref for Attribution {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.0
     }
 }
 
-impl World {
+impl std::ops::DerefMut for Attribution {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
+}
+
+fn world(tag: &str) -> Attribution {
+    Attribution(World::new(tag, &["10.77.0.1/32", "10.77.0.2/32"]))
+}
+
+impl Attribution {
     fn args(&self, policy_json: &str) -> DaemonArgs {
-        DaemonArgs {
-            policy: self.tmp.write("policy.json", policy_json),
-            cgroup: self.cg.path().to_owned(),
-            bpffs: self.bpffs.pins_dir(),
-            state: self.tmp.path().to_owned(),
-            netns: None,
-            xdp_ifaces: Vec::new(),
-        }
+        self.0.args(&self.tmp.write("policy.json", policy_json))
     }
 
     fn flows(&self, extra: &[&str]) -> Vec<Value> {

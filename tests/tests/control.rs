@@ -3,53 +3,35 @@
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     os::unix::{net::UnixStream, process::CommandExt as _},
-    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
 
 use enforcer_tests::{
-    BpffsGuard, CgroupGuard, NetnsGuard, Probe, TempDir,
+    Probe, World,
     daemon::{Daemon, DaemonArgs, enforcer, enforcer_bin},
 };
 use serde_json::Value;
 
-struct World {
-    cg: CgroupGuard,
-    ns: NetnsGuard,
-    bpffs: BpffsGuard,
-    tmp: TempDir,
+/// The shared world, with what these tests ask of it.
+struct Control(World);
+
+impl std::ops::Deref for Control {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.0
+    }
 }
 
-fn world(tag: &str) -> World {
-    let ns = NetnsGuard::new(tag);
-    for a in ["10.77.0.1/32", "10.77.0.2/32"] {
-        ns.add_lo_addr(a);
-    }
-    World {
-        cg: CgroupGuard::new(tag),
-        ns,
-        bpffs: BpffsGuard::new(tag),
-        tmp: TempDir::new(tag),
-    }
+fn world(tag: &str) -> Control {
+    Control(World::new(tag, &["10.77.0.1/32", "10.77.0.2/32"]))
 }
 
 const BAN: &str = r#"{"version":1,"deny":{"cidrs":["10.77.0.2"]}}"#;
 
-impl World {
+impl Control {
     fn args(&self) -> DaemonArgs {
-        DaemonArgs {
-            policy: self.tmp.write("policy.json", BAN),
-            cgroup: self.cg.path().to_owned(),
-            bpffs: self.bpffs.pins_dir(),
-            state: self.tmp.path().to_owned(),
-            netns: None,
-            xdp_ifaces: Vec::new(),
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.tmp.path().join("control.sock")
+        self.0.args(&self.tmp.write("policy.json", BAN))
     }
 
     fn cli(&self, args: &[&str]) -> (i32, String, String) {

@@ -6,49 +6,46 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer::{
-    bpf::{Pins, writer::MapWriter},
-    resolve::NameStatus,
-    snapshot::Snapshot,
-};
+use enforcer::{bpf::writer::MapWriter, resolve::NameStatus, snapshot::Snapshot};
 use enforcer_tests::{
-    BpffsGuard, CgroupGuard, NetnsGuard, Probe, TempDir,
+    World,
     daemon::{Daemon, DaemonArgs, enforcer},
     dns::DnsServer,
 };
 
-struct World {
-    cg: CgroupGuard,
-    ns: NetnsGuard,
-    bpffs: BpffsGuard,
-    tmp: TempDir,
+/// The shared world plus a DNS server.
+struct Resolving {
+    base: World,
     dns: DnsServer,
 }
 
-fn world(tag: &str) -> World {
-    let ns = NetnsGuard::new(tag);
-    for a in [
-        "10.77.0.1/32",
-        "10.77.0.2/32",
-        "10.77.0.3/32",
-        "10.77.0.4/32",
-        "10.77.0.5/32",
-        "fd77::2/128",
-    ] {
-        ns.add_lo_addr(a);
+impl std::ops::Deref for Resolving {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.base
     }
-    let tmp = TempDir::new(tag);
-    std::fs::create_dir_all(tmp.path().join("policy.d")).unwrap();
-    World {
-        cg: CgroupGuard::new(tag),
-        ns,
-        bpffs: BpffsGuard::new(tag),
-        tmp,
+}
+
+fn world(tag: &str) -> Resolving {
+    let base = World::new(
+        tag,
+        &[
+            "10.77.0.1/32",
+            "10.77.0.2/32",
+            "10.77.0.3/32",
+            "10.77.0.4/32",
+            "10.77.0.5/32",
+            "fd77::2/128",
+        ],
+    );
+    std::fs::create_dir_all(base.tmp.path().join("policy.d")).unwrap();
+    Resolving {
+        base,
         dns: DnsServer::start(),
     }
 }
 
-impl World {
+impl Resolving {
     /// A policy with `rules` (JSON members) and a resolver on the test's
     /// DNS server with short TTL clamps.
     fn policy(&self, rules: &str, grace_s: u32) -> PathBuf {
@@ -61,22 +58,7 @@ impl World {
     }
 
     fn args(&self, policy: PathBuf) -> DaemonArgs {
-        DaemonArgs {
-            policy,
-            cgroup: self.cg.path().to_owned(),
-            bpffs: self.bpffs.pins_dir(),
-            state: self.tmp.path().to_owned(),
-            netns: None,
-            xdp_ifaces: Vec::new(),
-        }
-    }
-
-    fn probe(&self, addr: &str) -> String {
-        Probe::new()
-            .cgroup(self.cg.path())
-            .netns(self.ns.name())
-            .run("tcp", addr)
-            .result
+        self.base.args(&policy)
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -84,9 +66,7 @@ impl World {
     }
 
     fn maps(&self) -> enforcer::desired::Desired {
-        MapWriter::open(&Pins::new(self.bpffs.pins_dir()))
-            .unwrap()
-            .current()
+        MapWriter::open(&self.pins()).unwrap().current()
     }
 }
 

@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use aya_maps::map_id;
-use enforcer::bpf::{Pins, writer::MapWriter};
+use enforcer::bpf::writer::MapWriter;
 use enforcer_tests::{
-    BpffsGuard, CgroupGuard, NetnsGuard, Probe, TempDir,
-    daemon::{Daemon, DaemonArgs, enforcer},
+    Probe, World,
+    daemon::{Daemon, enforcer},
     veth::{deliver, pair},
 };
 
@@ -23,49 +23,8 @@ mod aya_maps {
     }
 }
 
-struct World {
-    cg: CgroupGuard,
-    ns: NetnsGuard,
-    bpffs: BpffsGuard,
-    tmp: TempDir,
-}
-
 fn world(tag: &str) -> World {
-    let ns = NetnsGuard::new(tag);
-    for a in ["10.77.0.1/32", "10.77.0.2/32"] {
-        ns.add_lo_addr(a);
-    }
-    World {
-        cg: CgroupGuard::new(tag),
-        ns,
-        bpffs: BpffsGuard::new(tag),
-        tmp: TempDir::new(tag),
-    }
-}
-
-impl World {
-    fn args(&self, policy: &std::path::Path) -> DaemonArgs {
-        DaemonArgs {
-            policy: policy.to_owned(),
-            cgroup: self.cg.path().to_owned(),
-            bpffs: self.bpffs.pins_dir(),
-            state: self.tmp.path().to_owned(),
-            netns: None,
-            xdp_ifaces: Vec::new(),
-        }
-    }
-
-    fn probe(&self, addr: &str) -> String {
-        Probe::new()
-            .cgroup(self.cg.path())
-            .netns(self.ns.name())
-            .run("tcp", addr)
-            .result
-    }
-
-    fn pins(&self) -> Pins {
-        Pins::new(self.bpffs.pins_dir())
-    }
+    World::new(tag, &["10.77.0.1/32", "10.77.0.2/32"])
 }
 
 #[test]

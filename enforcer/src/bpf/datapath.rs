@@ -212,18 +212,12 @@ impl Datapath {
         let mode = CgroupAttachMode::Single;
         for &hook in hooks {
             let name = hook.program();
-            let prog_err = |source| DatapathError::Program {
-                program: name,
-                source: Box::new(source),
-            };
-            let link_err = |source| DatapathError::Link {
-                program: name,
-                source,
-            };
-            let program = self.ebpf.program_mut(name).ok_or(DatapathError::Program {
-                program: name,
-                source: Box::new(ProgramError::NotLoaded),
-            })?;
+            let prog_err = program_error(name);
+            let link_err = link_error(name);
+            let program = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| prog_err(ProgramError::NotLoaded))?;
             let link: FdLink = match hook {
                 CgroupHook::SkbEgress => {
                     let p: &mut CgroupSkb = program.try_into().map_err(prog_err)?;
@@ -271,18 +265,12 @@ impl Datapath {
             (programs::EXEC_ARGV, "syscalls", "sys_enter_execve"),
             (programs::PROCESS_EXEC, "sched", "sched_process_exec"),
         ] {
-            let prog_err = |source| DatapathError::Program {
-                program: name,
-                source: Box::new(source),
-            };
-            let link_err = |source| DatapathError::Link {
-                program: name,
-                source,
-            };
-            let program = self.ebpf.program_mut(name).ok_or(DatapathError::Program {
-                program: name,
-                source: Box::new(ProgramError::NotLoaded),
-            })?;
+            let prog_err = program_error(name);
+            let link_err = link_error(name);
+            let program = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| prog_err(ProgramError::NotLoaded))?;
             let tp: &mut TracePoint = program.try_into().map_err(prog_err)?;
             tp.load().map_err(prog_err)?;
             let id = tp.attach(category, event).map_err(prog_err)?;
@@ -303,19 +291,13 @@ impl Datapath {
     /// place (atomic program replacement). Returns the mode used.
     pub fn attach_xdp(&mut self, iface: &str) -> Result<&'static str, DatapathError> {
         let name = programs::XDP;
-        let prog_err = |source| DatapathError::Program {
-            program: name,
-            source: Box::new(source),
-        };
-        let link_err = |source| DatapathError::Link {
-            program: name,
-            source,
-        };
+        let prog_err = program_error(name);
+        let link_err = link_error(name);
         let pin = self.pins.xdp_link(iface);
-        let program = self.ebpf.program_mut(name).ok_or(DatapathError::Program {
-            program: name,
-            source: Box::new(ProgramError::NotLoaded),
-        })?;
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| prog_err(ProgramError::NotLoaded))?;
         let xdp: &mut Xdp = program.try_into().map_err(prog_err)?;
         let mode = if pin.exists() {
             let old: FdLink = PinnedLink::from_pin(&pin).map_err(link_err)?.into();
@@ -383,6 +365,17 @@ impl Datapath {
         }
         Ok(removed)
     }
+}
+
+fn program_error(program: &'static str) -> impl Fn(ProgramError) -> DatapathError + Copy {
+    move |source| DatapathError::Program {
+        program,
+        source: Box::new(source),
+    }
+}
+
+fn link_error(program: &'static str) -> impl Fn(LinkError) -> DatapathError + Copy {
+    move |source| DatapathError::Link { program, source }
 }
 
 fn static_name(name: &str) -> &'static str {

@@ -29,9 +29,9 @@ pub enum ClientError {
     },
 }
 
-/// Sends one request and returns the response.
-pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
-    let io = |source: std::io::Error| match source.kind() {
+/// What a socket error means to the user.
+fn io_error(socket: &Path, source: std::io::Error) -> ClientError {
+    match source.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
             ClientError::NotRunning {
                 path: socket.to_owned(),
@@ -44,7 +44,12 @@ pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
             path: socket.to_owned(),
             source,
         },
-    };
+    }
+}
+
+/// Sends one request and returns the response.
+pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
+    let io = |source| io_error(socket, source);
     let mut stream = UnixStream::connect(socket).map_err(io)?;
     stream
         .set_read_timeout(Some(Duration::from_secs(90)))
@@ -70,20 +75,7 @@ pub fn follow(
     socket: &Path,
     mut each: impl FnMut(serde_json::Value) -> bool,
 ) -> Result<(), ClientError> {
-    let io = |source: std::io::Error| match source.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-            ClientError::NotRunning {
-                path: socket.to_owned(),
-            }
-        }
-        std::io::ErrorKind::PermissionDenied => ClientError::Denied {
-            path: socket.to_owned(),
-        },
-        _ => ClientError::Io {
-            path: socket.to_owned(),
-            source,
-        },
-    };
+    let io = |source| io_error(socket, source);
     let mut stream = UnixStream::connect(socket).map_err(io)?;
     let mut line = serde_json::to_vec(&Request {
         v: PROTOCOL_VERSION,
