@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | run | test`.
+//! Project tasks: `cargo xtask setup | run | test | bench`.
 //!
 //! # Layout
 //! - `setup`: installs what building and testing need, idempotently.
@@ -33,6 +33,8 @@ enum Task {
     },
     /// Set up, then fmt check, clippy, unit tests and the privileged integration tests.
     Test,
+    /// Set up, build release, run the benchmark suite and write docs/BENCHMARKS.md.
+    Bench,
     /// Generate the man pages and shell completions into docs/.
     Docs,
 }
@@ -68,6 +70,7 @@ impl Task {
                 Ok(())
             }
             Task::Test => test(&root),
+            Task::Bench => bench(&root),
             Task::Docs => {
                 cargo(&root, &["build", "--package", "enforcer"], &[])?;
                 let bin = target_dir(&root).join("debug/enforcer");
@@ -84,6 +87,36 @@ impl Task {
             }
         }
     }
+}
+
+/// Builds release (the daemon and the bench binary) and runs every
+/// benchmark in one process run; the binary writes docs/BENCHMARKS.md.
+fn bench(root: &Path) -> Result<()> {
+    setup::run()?;
+    cargo(
+        root,
+        &[
+            "build",
+            "--release",
+            "--package",
+            "enforcer",
+            "--package",
+            "enforcer-bench",
+        ],
+        &[],
+    )?;
+    let bin = target_dir(root).join("release/enforcer-bench");
+    let out = root.join("docs/BENCHMARKS.md");
+    step(&format!("{} {}", bin.display(), out.display()));
+    let status = Command::new(&bin)
+        .arg(&out)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !status.success() {
+        bail!("the benchmark suite failed ({status})");
+    }
+    Ok(())
 }
 
 fn test(root: &Path) -> Result<()> {

@@ -14,7 +14,7 @@ use crate::step;
 const NIGHTLY: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use: (command that proves it, package).
-const DEBIAN: &[(&str, &str)] = &[("ip", "iproute2")];
+const DEBIAN: &[(&str, &str)] = &[("ip", "iproute2"), ("nft", "nftables")];
 
 pub fn run() -> Result<()> {
     step("setup");
