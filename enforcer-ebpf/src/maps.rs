@@ -1,5 +1,5 @@
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -31,13 +31,16 @@ pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_LEN, 0);
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+// Per-CPU LRU lists (BPF_F_NO_COMMON_LRU): an update takes no global lock,
+// which the shared list would on every socket creation.
 #[map]
 pub static SOCK_OWNERS: LruHashMap<u64, SockOwner> =
-    LruHashMap::with_max_entries(MAX_SOCK_OWNERS, 0);
+    LruHashMap::with_max_entries(MAX_SOCK_OWNERS, BPF_F_NO_COMMON_LRU);
 #[map]
 pub static XDP_RATE: PerCpuArray<RateState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
-pub static REPORTED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_REPORTED, 0);
+pub static REPORTED: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(MAX_REPORTED, BPF_F_NO_COMMON_LRU);
 #[map]
 pub static EXEC_ARGS: LruHashMap<u32, ExecArgs> = LruHashMap::with_max_entries(MAX_EXEC_ARGS, 0);
 #[map]

@@ -2,7 +2,9 @@
 //! the kernel fail connect()/sendmsg() with EPERM.
 
 use aya_ebpf::{
-    bindings::bpf_sock_addr, helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr,
+    bindings::bpf_sock_addr,
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_socket_cookie},
+    macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use enforcer_common::{
@@ -89,13 +91,21 @@ fn judge(
     let sa: *mut bpf_sock_addr = ctx.sock_addr;
     // SAFETY: the context is a valid argument for this helper in sock_addr programs.
     let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
-    let owner = current_owner();
-    // connect() says who uses the socket now; sendmsg() only fills a gap
-    // (sockets created before the programs were attached) to keep the
-    // per-datagram cost to a lookup.
+    // The owner record is written only when it would change: a lookup
+    // costs far less than an LRU update, and the common case (the process
+    // that created the socket connects it) needs none. connect() says who
+    // uses the socket now; sendmsg() only fills a gap (sockets made before
+    // the programs were attached).
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let is_connect = hook == HOOK_CONNECT4 || hook == HOOK_CONNECT6;
-    if is_connect || SOCK_OWNERS.get_ptr(cookie).is_none() {
-        let _ = SOCK_OWNERS.insert(cookie, owner, 0);
+    let recorded = SOCK_OWNERS.get_ptr(cookie);
+    let stale = match recorded {
+        // SAFETY: an LRU value read whole.
+        Some(o) => is_connect && unsafe { (*o).tgid } != tgid,
+        None => true,
+    };
+    if stale {
+        let _ = SOCK_OWNERS.insert(cookie, current_owner(), 0);
     }
     let Match { verdict, rule_id } = found;
     if verdict == VERDICT_PASS {
@@ -118,7 +128,7 @@ fn judge(
                 flags,
                 cookie,
             },
-            &owner,
+            &current_owner(),
         );
         mark_reported(cookie);
     }
