@@ -540,12 +540,20 @@ pub fn live_drop(r: &mut Report) -> Result<()> {
             nft_cmd(&p.b, &["delete", "table", "netdev", "bench"])?;
             nft.push(ns?);
         }
+        // A hash set cannot hold ranges: that cell is "n/a", not a number.
+        let cell = |v: f64, digits: usize| {
+            if v.is_nan() {
+                "n/a".to_owned()
+            } else {
+                format!("{v:.digits$}")
+            }
+        };
         r.line(format!(
-            "| {label} | {enf_drop:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {enf_pass:.0} | {:+.1} % | {counted} |",
-            nft[0],
-            nft[1],
-            enf_drop / nft[0],
-            enf_drop / nft[1],
+            "| {label} | {enf_drop:.0} | {} | {} | {} | {} | {enf_pass:.0} | {:+.1} % | {counted} |",
+            cell(nft[0], 0),
+            cell(nft[1], 0),
+            cell(enf_drop / nft[0], 2),
+            cell(enf_drop / nft[1], 2),
             100.0 * (enf_pass - base) / base
         ));
         eprintln!("  ({label}: {:.1} s)", secs(t.elapsed()));
