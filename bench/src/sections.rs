@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use aya::programs::{CgroupSkb, TestRun as _, TestRunOptions, Xdp};
+use aya::programs::{CgroupSkb, TestRun, TestRunOptions, TestRunResult, Xdp};
 use enforcer::{
     bpf::{CgroupHook, Datapath, Pins, stats::Stats, writer::MapWriter},
     desired::{Desired, Prefix},
@@ -144,16 +144,7 @@ fn xdp_run(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
         .program_mut(programs::XDP)
         .context("xdp program")?
         .try_into()?;
-    let mut v = Vec::new();
-    for _ in 0..ROUNDS {
-        let r = p.test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat: REPEAT,
-            ..Default::default()
-        })?;
-        v.push(r.duration.as_nanos() as f64);
-    }
-    Ok(median(v))
+    median_of_runs(p, frame)
 }
 
 fn skb_run(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
@@ -162,6 +153,14 @@ fn skb_run(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
         .program_mut(programs::SKB_EGRESS)
         .context("skb program")?
         .try_into()?;
+    median_of_runs(p, frame)
+}
+
+/// The median over ROUNDS of the kernel's ns per run (REPEAT runs each).
+fn median_of_runs<P>(p: &mut P, frame: &[u8]) -> Result<f64>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
     let mut v = Vec::new();
     for _ in 0..ROUNDS {
         let r = p.test_run(TestRunOptions {

@@ -161,17 +161,20 @@ fn a_malformed_policy_is_rejected_with_file_line_and_field() {
 
     // A daemon given it refuses to start, and installs nothing.
     let pins = w.bpffs.pins_dir();
-    let (code, _, err) = enforcer(&[
-        "daemon",
-        "--policy",
-        bad_str,
-        "--cgroup",
-        w.cg.path().to_str().unwrap(),
-        "--bpffs",
-        pins.to_str().unwrap(),
-        "--state-dir",
-        w.tmp.path().to_str().unwrap(),
-    ]);
+    let run_on_bad = || {
+        enforcer(&[
+            "daemon",
+            "--policy",
+            bad_str,
+            "--cgroup",
+            w.cg.path().to_str().unwrap(),
+            "--bpffs",
+            pins.to_str().unwrap(),
+            "--state-dir",
+            w.tmp.path().to_str().unwrap(),
+        ])
+    };
+    let (code, _, err) = run_on_bad();
     assert_eq!(code, 1);
     assert!(err.contains("deny.cidrs[1]"), "{err}");
     assert!(!pins.exists());
@@ -180,17 +183,7 @@ fn a_malformed_policy_is_rejected_with_file_line_and_field() {
     // and the enforcement stays (fail closed).
     let good = w.tmp.write("good.json", BAN_2);
     Daemon::start(&w.args(&good)).kill9();
-    let (code, _, _) = enforcer(&[
-        "daemon",
-        "--policy",
-        bad_str,
-        "--cgroup",
-        w.cg.path().to_str().unwrap(),
-        "--bpffs",
-        pins.to_str().unwrap(),
-        "--state-dir",
-        w.tmp.path().to_str().unwrap(),
-    ]);
+    let (code, _, _) = run_on_bad();
     assert_eq!(code, 1);
     assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
 }
