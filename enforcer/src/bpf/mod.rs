@@ -5,6 +5,7 @@
 
 pub mod datapath;
 pub mod events;
+pub mod judge;
 pub mod object;
 pub mod pins;
 pub mod stats;

@@ -166,6 +166,8 @@ pub struct Policy {
     pub report: ReportSettings,
     /// Not errors, but probably mistakes (an exception that overlaps no ban).
     pub warnings: Vec<String>,
+    /// Where drop-ins were looked for (empty for a single parsed text).
+    pub drop_in_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,7 +272,9 @@ impl Policy {
             }
             layers.push(layer);
         }
-        Policy::merge(layers)
+        let mut policy = Policy::merge(layers)?;
+        policy.drop_in_dir = dir;
+        Ok(policy)
     }
 
     /// The main policy file `resolve` reads, if any (`None`: embedded).
@@ -303,6 +307,7 @@ impl Policy {
             resolver: ResolverSettings::default(),
             report: ReportSettings::default(),
             warnings: Vec::new(),
+            drop_in_dir: PathBuf::new(),
         };
         // The file that last set each TTL bound, for a merged-range error.
         let mut ttl_origin = None;
