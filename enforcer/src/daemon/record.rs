@@ -150,7 +150,8 @@ impl Recorder {
                 cgroup = flow.cgroup.as_deref().unwrap_or(""),
                 unit = flow.unit.as_deref().unwrap_or(""),
                 dst = %flow.dst,
-                via = %flow.via,
+                // Only when a banned IPv4 host was reached over IPv6.
+                via = (!flow.via.is_empty()).then_some(flow.via.as_str()),
                 port = flow.port,
                 protocol = flow.protocol,
                 domains = %flow.domains,
