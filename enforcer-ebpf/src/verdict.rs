@@ -1,8 +1,8 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
-    AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, EVENT_F_NAT64, Embedded, MODE_AUDIT,
-    NOT_EMBEDDED, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS,
-    embedded_v4,
+    AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, EVENT_F_NAT64, EVENT_F_V4_MAPPED,
+    Embedded, MODE_AUDIT, NOT_EMBEDDED, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
+    VERDICT_ERROR, VERDICT_PASS, embedded_v4,
 };
 
 use crate::maps::{
@@ -93,8 +93,9 @@ pub fn check_v6(addr: [u32; 4]) -> Match {
 /// `::ffff:a.b.c.d` → `a.b.c.d` (as the v4 key).
 #[inline(always)]
 pub fn v4_mapped(addr: [u32; 4]) -> Option<u32> {
-    if addr[0] == 0 && addr[1] == 0 && addr[2] == u32::from_be(0x0000_ffff) {
-        Some(addr[3])
+    let e = embedded_v4(addr);
+    if e.via == EVENT_F_V4_MAPPED {
+        Some(e.v4)
     } else {
         None
     }
