@@ -88,6 +88,7 @@ pub fn show(
                 "grace_s": policy.resolver.grace_s,
                 "concurrency": policy.resolver.concurrency,
             },
+            "nat64_prefixes": policy.nat64_prefixes.iter().map(|e| e.value.to_string()).collect::<Vec<_>>(),
             "rules": rules.iter().map(|r| json!({
                 "id": r.id,
                 "action": if r.action == Action::Deny { "deny" } else { "allow" },
@@ -131,6 +132,14 @@ pub fn show(
         "resolver: {ups}; ttl clamp {}..{} s, grace {} s, concurrency {}",
         r.min_ttl_s, r.max_ttl_s, r.grace_s, r.concurrency
     );
+    if !policy.nat64_prefixes.is_empty() {
+        let list: Vec<String> = policy
+            .nat64_prefixes
+            .iter()
+            .map(|e| e.value.to_string())
+            .collect();
+        println!("nat64 prefixes: {} (and 64:ff9b::/96)", list.join(", "));
+    }
     println!("rules:");
     for rule in rules.iter() {
         println!("  {rule}");

@@ -8,6 +8,7 @@ use tracing::{error, info, warn};
 use crate::{
     bpf::{
         Pins,
+        nat64::write_prefixes,
         stats::set_mode,
         writer::{Applied, MapWriter, WriteError},
     },
@@ -163,6 +164,7 @@ impl Controller {
         };
         let applied = self.writer.apply(&target)?;
         set_mode(&self.pins, self.policy.mode)?;
+        write_prefixes(&self.pins, &self.policy)?;
         self.rules.send_replace(Arc::new(rules));
         self.write_snapshot();
         Ok(applied)
