@@ -226,6 +226,8 @@ fn check_reports_what_the_kernel_does() {
         // Not named anywhere, but its address is banned.
         ("unlisted.test", true, Some("10.77.0.5:0")),
         ("10.77.0.5", true, None),
+        // Its NAT64 form is judged by the IPv4 rules, as in the kernel.
+        ("64:ff9b::a4d:5", true, None),
         ("10.77.0.1", false, Some("10.77.0.1:0")),
     ];
     for (target, blocked, addr) in cases {
