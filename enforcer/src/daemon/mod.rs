@@ -77,7 +77,8 @@ pub enum DaemonError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     // Before READY: a reload requested right after start must not kill us.
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
-    let policy = Policy::resolve(config.policy.as_deref())?;
+    let mut policy = Policy::resolve(config.policy.as_deref())?;
+    check_upstreams(&mut policy);
     info!(source = %policy.source(), drop_ins = policy.sources.len() - 1, mode = %policy.mode, "policy loaded");
     for w in &policy.warnings {
         warn!("{w}");
@@ -307,7 +308,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// force stays.
 fn reload(controller: &mut Controller, config: &Config) -> Result<String, String> {
     match Policy::resolve(config.policy.as_deref()) {
-        Ok(policy) => controller.reload(policy),
+        Ok(mut policy) => {
+            check_upstreams(&mut policy);
+            controller.reload(policy)
+        }
         Err(e) => {
             error!(
                 error = %e,
@@ -317,6 +321,14 @@ fn reload(controller: &mut Controller, config: &Config) -> Result<String, String
             Err(format!("reload rejected, the policy in force stays: {e}"))
         }
     }
+}
+
+/// Warns (in `policy.warnings`: logged, and listed by `status`) when a ban
+/// covers a server the resolver asks, the configured upstreams or else
+/// those of /etc/resolv.conf, read now.
+fn check_upstreams(policy: &mut Policy) {
+    let upstreams = resolve::dns::upstreams(policy.resolver.upstreams.as_deref());
+    policy.check_upstreams(&upstreams.unwrap_or_default());
 }
 
 /// Binds the control socket: refuses to steal one a live daemon serves,
