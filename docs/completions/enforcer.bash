@@ -623,7 +623,7 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__policy__subcmd__validate)
-            opts="-h --json --help"
+            opts="-h --json --strict --with-drop-ins --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -333,6 +333,15 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             if !pins.root().exists() {
                 bail!("nothing to detach: {} does not exist", bpffs.display());
             }
+            // Held while detaching: no daemon starts on these pins meanwhile.
+            let _lock = match crate::bpf::InstanceLock::existing(&pins) {
+                Err(crate::bpf::DatapathError::Locked { holder, .. }) => bail!(
+                    "{holder} runs on {}: detach through it (`enforcer detach --socket PATH` \
+                     with its control socket), or stop it and run this again; nothing was removed",
+                    bpffs.display()
+                ),
+                other => other?,
+            };
             let report = detach(&pins).with_context(|| format!("detaching {}", bpffs.display()))?;
             println!(
                 "detached: removed {} links and {} maps from {}",

@@ -88,6 +88,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => cgroup::cgroup2_mount()?,
     };
     let pins = Pins::new(&config.bpffs);
+    // Before anything is created, loaded or attached: a mistyped interface
+    // or a daemon already on these pins stops this one with nothing changed.
+    crate::bpf::check_xdp_ifaces(&config.xdp_ifaces)?;
+    let _instance = crate::bpf::InstanceLock::acquire(&pins)?;
     std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
         path: config.state_dir.clone(),
         source,
