@@ -15,6 +15,7 @@ pub mod dns;
 pub mod guards;
 pub mod harness;
 pub mod probe;
+pub mod resolving;
 pub mod veth;
 pub mod world;
 

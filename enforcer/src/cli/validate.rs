@@ -25,8 +25,10 @@ pub fn run(files: &[PathBuf], json: bool, strict: bool, with_drop_ins: bool) -> 
         let result: Result<Policy, PolicyError> = result.map(|mut p| {
             // The servers the daemon would ask: a ban over them cuts it
             // off DNS. Read here, where the host's resolv.conf is at hand.
-            let upstreams = crate::resolve::dns::upstreams(p.resolver.upstreams.as_deref());
-            p.check_upstreams(&upstreams.unwrap_or_default());
+            let resolv_conf = std::path::Path::new(crate::resolve::dns::RESOLV_CONF);
+            let upstreams =
+                crate::resolve::dns::upstreams(p.resolver.upstreams.as_deref(), resolv_conf);
+            p.check_upstreams(&upstreams.unwrap_or_default(), resolv_conf);
             p
         });
         match result {

@@ -12,7 +12,10 @@
 //!   enforced process lose DNS);
 //! - `mode` set by a drop-in.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::Path,
+};
 
 use ipnet::IpNet;
 
@@ -119,14 +122,14 @@ pub(super) fn drop_in_mode_warning(source: &super::Source, mode: Mode, was: Mode
 impl Policy {
     /// Adds a warning for each of `upstreams` (the servers the daemon
     /// resolves with: `resolver.upstreams`, else the nameservers of
-    /// /etc/resolv.conf, which the caller reads) that a ban covers: the
+    /// `resolv_conf`, which the caller reads) that a ban covers: the
     /// daemon and every enforced process would lose DNS, and every banned
     /// name would go stale. Keeps `parse` pure: the list is passed in.
-    pub fn check_upstreams(&mut self, upstreams: &[SocketAddr]) {
+    pub fn check_upstreams(&mut self, upstreams: &[SocketAddr], resolv_conf: &Path) {
         let from = if self.resolver.upstreams.is_some() {
-            "resolver.upstreams"
+            "resolver.upstreams".to_owned()
         } else {
-            "a nameserver of /etc/resolv.conf"
+            format!("a nameserver of {}", resolv_conf.display())
         };
         let mut found = Vec::new();
         for up in upstreams {

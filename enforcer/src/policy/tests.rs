@@ -416,6 +416,11 @@ fn leading_zero_octets_are_ambiguous_everywhere_an_address_is_read() {
             "report.metrics_listen",
             "000",
         ),
+        (
+            r#"{"version":1,"nat64_prefixes":["64:ff9b:1::0.0.00.0/96"]}"#,
+            "nat64_prefixes[0]",
+            "00",
+        ),
     ] {
         let (_, _, got, message) = rejection(text);
         assert_eq!(got, field, "{text}");
@@ -519,8 +524,9 @@ fn a_ban_over_a_resolver_upstream_warns() {
     .unwrap();
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     let ups = p.resolver.upstreams.clone().unwrap();
-    p.check_upstreams(&ups);
-    p.check_upstreams(&ups);
+    let resolv_conf = Path::new("/etc/resolv.conf");
+    p.check_upstreams(&ups, resolv_conf);
+    p.check_upstreams(&ups, resolv_conf);
     assert_eq!(
         p.warnings.len(),
         1,
@@ -533,7 +539,7 @@ fn a_ban_over_a_resolver_upstream_warns() {
 
     // Without upstreams in the policy, the caller passes resolv.conf's.
     let mut p = parse(r#"{"version":1,"deny":{"cidrs":["192.0.2.0/24"]}}"#).unwrap();
-    p.check_upstreams(&["192.0.2.53:53".parse().unwrap()]);
+    p.check_upstreams(&["192.0.2.53:53".parse().unwrap()], resolv_conf);
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     assert!(
         p.warnings[0].contains("covers the resolver 192.0.2.53 (a nameserver of /etc/resolv.conf)")
@@ -544,7 +550,7 @@ fn a_ban_over_a_resolver_upstream_warns() {
         r#"{"version":1,"deny":{"cidrs":["192.0.2.0/24"]},"allow":{"cidrs":["192.0.2.53"]}}"#,
     )
     .unwrap();
-    p.check_upstreams(&["192.0.2.53:53".parse().unwrap()]);
+    p.check_upstreams(&["192.0.2.53:53".parse().unwrap()], resolv_conf);
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
