@@ -11,7 +11,6 @@ use std::{
     fs::File,
     io,
     os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
-    path::Path,
 };
 
 use super::{DatapathError, Pins};
@@ -62,17 +61,6 @@ impl InstanceLock {
         }
         Ok(InstanceLock { _dir: dir })
     }
-
-    /// Whether a daemon holds the lock of `root` now (false if `root` does
-    /// not exist). For `detach --bpffs`, which must not pull the pins from
-    /// under a live daemon.
-    pub fn held(root: &Path) -> bool {
-        root.exists()
-            && matches!(
-                InstanceLock::existing(&Pins::new(root)),
-                Err(DatapathError::Locked { .. })
-            )
-    }
 }
 
 /// The pid holding an FLOCK on the inode `ino` of device `dev`, from the
@@ -121,9 +109,7 @@ mod tests {
             }
             other => panic!("second lock: {other:?}"),
         }
-        assert!(InstanceLock::held(&dir));
         drop(first);
-        assert!(!InstanceLock::held(&dir));
         let _again = InstanceLock::existing(&pins).unwrap();
         std::fs::remove_dir(&dir).unwrap();
     }
