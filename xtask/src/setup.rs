@@ -14,12 +14,21 @@ use crate::step;
 const NIGHTLY: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use: (command that proves it, package).
-const DEBIAN: &[(&str, &str)] = &[("ip", "iproute2"), ("nft", "nftables")];
+const DEBIAN: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+    ("lintian", "lintian"),
+    ("systemd-analyze", "systemd"),
+    ("setpriv", "util-linux"),
+];
+/// `cargo xtask deb`; 3.8.0 builds with Rust 1.85 and later.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 pub fn run() -> Result<()> {
     step("setup");
     rust_components()?;
     bpf_linker()?;
+    cargo_deb()?;
     debian_packages()?;
     bpffs()?;
     group()?;
@@ -192,6 +201,21 @@ fn linker_state(bin: &Path, libllvm: &Path) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+fn cargo_deb() -> Result<()> {
+    let bin = cargo_bin("cargo-deb");
+    let version = output(Command::new(&bin).arg("--version")).unwrap_or_default();
+    if version.contains(CARGO_DEB_VERSION) {
+        eprintln!("    cargo-deb {CARGO_DEB_VERSION}: present");
+        return Ok(());
+    }
+    run_cmd(Command::new("cargo").args([
+        "install",
+        &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+        "--locked",
+        "--force",
+    ]))
 }
 
 fn is_root() -> bool {
