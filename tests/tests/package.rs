@@ -184,7 +184,10 @@ impl Installed {
 impl Drop for Installed {
     fn drop(&mut self) {
         if installed() {
-            let _ = Command::new("dpkg").args(["-P", "enforcer"]).status();
+            let _ = Command::new("dpkg")
+                .args(["-P", "enforcer"])
+                .stdout(Stdio::null())
+                .status();
         }
     }
 }
@@ -435,4 +438,146 @@ fn the_package_lints_clean_installs_without_systemd_and_purge_leaves_nothing() {
     }
     // Kept on purge (docs/PACKAGING.md): files may still carry its gid.
     gid_of("enforcer");
+}
+
+/// The venv `cargo xtask setup` fills with ansible-core and ansible-lint.
+const ANSIBLE_VENV: &str = "/opt/enforcer-ci/venv/bin";
+
+fn ansible(tool: &str, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let path = format!(
+        "{ANSIBLE_VENV}:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    sh(Command::new(Path::new(ANSIBLE_VENV).join(tool))
+        .args(args)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env(
+            "ANSIBLE_ROLES_PATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/ansible/roles"),
+        ))
+}
+
+/// `changed=N` of the localhost line of the play recap.
+fn changed(out: &str) -> u32 {
+    let recap = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("localhost") && l.contains("changed="))
+        .unwrap_or_else(|| panic!("no play recap: {out}"));
+    recap
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("changed="))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_ansible_role_is_lint_clean_idempotent_and_reloads_a_change_once() {
+    require_root();
+    for path in OURS {
+        assert!(
+            !Path::new(path).exists(),
+            "{path} exists: another enforcer is installed here; refusing to touch it"
+        );
+    }
+    assert!(
+        !installed(),
+        "an enforcer package is installed; refusing to touch it"
+    );
+    let ansible_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/ansible"));
+    let (code, out, err) = ansible("ansible-lint", ansible_dir, &["site.yml", "roles/enforcer"]);
+    assert_eq!(code, 0, "ansible-lint: {out}{err}");
+
+    let deb = deb_path();
+    let w = World::new("ans", &["10.77.0.1/32", "10.77.0.2/32", "10.77.0.3/32"]);
+    // The daemon under test starts on a policy the role will replace.
+    let policy = w.tmp.write(
+        "policy.json",
+        r#"{"version":1,"deny":{"cidrs":["10.77.0.1"]}}"#,
+    );
+    std::fs::create_dir(w.tmp.path().join("policy.d")).unwrap();
+    let daemon = Daemon::start(&w.args(&policy));
+    assert_eq!(w.probe("10.77.0.1:0"), "EPERM");
+    let _pkg = Installed; // purged on every way out, installed by the role
+    let vars = |cidr: &str, mode: &str| {
+        serde_json::json!({
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "enforcer_deb_path": deb,
+            "enforcer_policy_path": policy,
+            "enforcer_dropin_dir": w.tmp.path().join("policy.d"),
+            "enforcer_policy": {"version": 1, "deny": {"cidrs": [cidr]}},
+            "enforcer_dropins": {"50-team": {"version": 1, "allow": {"cidrs": ["10.77.0.1"]}}},
+            "enforcer_mode": mode,
+            "enforcer_manage_service": false,
+            "enforcer_reload_command": format!("/usr/bin/enforcer reload --socket {}", w.socket().display()),
+        })
+        .to_string()
+    };
+    let playbook = w.tmp.write(
+        "play.yml",
+        "- name: Test\n  hosts: all\n  gather_facts: false\n  roles:\n    - enforcer\n",
+    );
+    let play = |vars: &str| {
+        let (code, out, err) = ansible(
+            "ansible-playbook",
+            w.tmp.path(),
+            &[
+                "-c",
+                "local",
+                "-i",
+                "localhost,",
+                "-e",
+                vars,
+                playbook.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "ansible-playbook: {out}{err}");
+        out
+    };
+    let reloads = |out: &str| {
+        out.matches("RUNNING HANDLER [enforcer : Reload enforcer through its socket]")
+            .count()
+    };
+
+    let first = play(&vars("10.77.0.2", "enforce"));
+    assert!(changed(&first) > 0, "{first}");
+    assert_eq!(reloads(&first), 1, "{first}");
+    assert!(installed(), "the role installed the package");
+    assert!(
+        packaged_daemons().is_empty(),
+        "the role started a daemon unmanaged"
+    );
+    assert_eq!(w.probe("10.77.0.2:0"), "EPERM", "{}", daemon.log_text());
+    assert_eq!(w.probe("10.77.0.1:0"), "ok", "the drop-in's exception");
+
+    let second = play(&vars("10.77.0.2", "enforce"));
+    assert_eq!(
+        changed(&second),
+        0,
+        "the second run changes nothing: {second}"
+    );
+    assert_eq!(reloads(&second), 0, "{second}");
+
+    let before = daemon.log_text().matches("policy reloaded").count();
+    let third = play(&vars("10.77.0.3", "enforce"));
+    assert_eq!(changed(&third), 2, "the policy and its reload: {third}");
+    assert_eq!(reloads(&third), 1, "one change, one reload: {third}");
+    assert_eq!(w.probe("10.77.0.3:0"), "EPERM", "{}", daemon.log_text());
+    assert_eq!(w.probe("10.77.0.2:0"), "ok");
+    // The daemon follows its files too: the handler's explicit reload
+    // comes on top (at most one more, applying nothing new).
+    let log = daemon.log_text();
+    let applied = log.matches("policy reloaded").count() - before;
+    assert!((1..=2).contains(&applied), "{log}");
+
+    let audit = play(&vars("10.77.0.3", "audit"));
+    assert_eq!(reloads(&audit), 1, "{audit}");
+    assert_eq!(w.probe("10.77.0.3:0"), "ok", "audit mode lets it through");
+    let back = play(&vars("10.77.0.3", "enforce"));
+    assert_eq!(reloads(&back), 1, "{back}");
+    assert_eq!(w.probe("10.77.0.3:0"), "EPERM", "enforce again");
+    daemon.stop();
 }
