@@ -48,6 +48,12 @@ pub struct DaemonArgs {
 impl Daemon {
     /// Starts the daemon and waits (bounded) for READY=1.
     pub fn start(args: &DaemonArgs) -> Daemon {
+        Daemon::start_under(&[], args)
+    }
+
+    /// Starts the daemon through `wrapper` (a command that execs the rest
+    /// of its arguments, like `setpriv ...`), then as `start`.
+    pub fn start_under(wrapper: &[&str], args: &DaemonArgs) -> Daemon {
         let notify_path = args.state.join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
         std::fs::create_dir_all(&args.state).unwrap();
@@ -56,7 +62,14 @@ impl Daemon {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let log = unique_log(args.state.join("daemon.log"));
-        let mut cmd = Command::new(enforcer_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(enforcer_bin());
+                cmd
+            }
+            None => Command::new(enforcer_bin()),
+        };
         cmd.arg("daemon");
         for iface in &args.xdp_ifaces {
             cmd.args(["--xdp-iface", iface]);

@@ -37,6 +37,9 @@ enum Task {
     Bench,
     /// Generate the man pages and shell completions into docs/.
     Docs,
+    /// Set up, then build the Debian package (release) with cargo-deb;
+    /// prints its path (target/debian/enforcer_*.deb).
+    Deb,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,12 @@ impl Task {
                 Ok(())
             }
             Task::Test => test(&root),
+            Task::Deb => {
+                setup::run()?;
+                let deb = deb(&root)?;
+                println!("{}", deb.display());
+                Ok(())
+            }
             Task::Bench => bench(&root),
             Task::Docs => {
                 cargo(&root, &["build", "--package", "enforcer"], &[])?;
@@ -119,6 +128,23 @@ fn bench(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The .deb of the current tree (cargo-deb builds release incrementally).
+fn deb(root: &Path) -> Result<PathBuf> {
+    let out = target_dir(root).join("debian");
+    let out = out.to_str().context("non-UTF-8 target path")?;
+    cargo(
+        root,
+        &["deb", "--package", "enforcer", "--output", out],
+        &[],
+    )?;
+    let version = env!("CARGO_PKG_VERSION");
+    let deb = Path::new(out).join(format!("enforcer_{version}-1_amd64.deb"));
+    if !deb.exists() {
+        bail!("cargo deb finished but {} is missing", deb.display());
+    }
+    Ok(deb)
+}
+
 fn test(root: &Path) -> Result<()> {
     setup::run()?;
     cargo(root, &["fmt", "--all", "--", "--check"], &[])?;
@@ -163,6 +189,9 @@ fn test(root: &Path) -> Result<()> {
     cargo(root, &["build", "--package", "enforcer"], &[])?;
     let bin = target_dir(root).join("debug/enforcer");
     let bin = bin.to_str().context("non-UTF-8 target path")?;
+    // tests/tests/package.rs installs and purges the package itself.
+    let deb = deb(root)?;
+    let deb = deb.to_str().context("non-UTF-8 target path")?;
     // One at a time: the tests move processes between cgroups and attach
     // programs; parallel runs would see each other's state.
     let result = cargo_test(
@@ -174,7 +203,7 @@ fn test(root: &Path) -> Result<()> {
             "--",
             "--test-threads=1",
         ],
-        &[("ENFORCER_BIN", bin)],
+        &[("ENFORCER_BIN", bin), ("ENFORCER_DEB", deb)],
         &mut tally,
     );
     // One closing line for the whole suite, whatever cargo printed last.

@@ -13,14 +13,33 @@ use crate::step;
 /// The eBPF toolchain aya-build uses (`Toolchain::default()`).
 const NIGHTLY: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages the tests use: (command that proves it, package).
-const DEBIAN: &[(&str, &str)] = &[("ip", "iproute2"), ("nft", "nftables")];
+/// Debian packages the tests use: (command or file that proves it, package).
+const DEBIAN: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+    ("lintian", "lintian"),
+    ("systemd-analyze", "systemd"),
+    ("setpriv", "util-linux"),
+    ("/usr/lib/python3.11/ensurepip/__init__.py", "python3-venv"),
+    (
+        "/usr/lib/python3/dist-packages/apt/__init__.py",
+        "python3-apt",
+    ),
+];
+/// The venv the Ansible role's test uses (tests/tests/package.rs).
+const ANSIBLE_VENV: &str = "/opt/enforcer-ci/venv";
+/// From PyPI: ansible-core 2.17 runs on Debian 12's Python 3.11.
+const ANSIBLE: &[&str] = &["ansible-core==2.17.*", "ansible-lint==24.*"];
+/// `cargo xtask deb`; 3.8.0 builds with Rust 1.85 and later.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 pub fn run() -> Result<()> {
     step("setup");
     rust_components()?;
     bpf_linker()?;
+    cargo_deb()?;
     debian_packages()?;
+    ansible()?;
     bpffs()?;
     group()?;
     eprintln!("    setup complete");
@@ -194,6 +213,40 @@ fn linker_state(bin: &Path, libllvm: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
+fn cargo_deb() -> Result<()> {
+    let bin = cargo_bin("cargo-deb");
+    let version = output(Command::new(&bin).arg("--version")).unwrap_or_default();
+    if version.contains(CARGO_DEB_VERSION) {
+        eprintln!("    cargo-deb {CARGO_DEB_VERSION}: present");
+        return Ok(());
+    }
+    run_cmd(Command::new("cargo").args([
+        "install",
+        &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+        "--locked",
+        "--force",
+    ]))
+}
+
+/// ansible-playbook and ansible-lint in a venv of the system Python (which
+/// has python3-apt for the role's apt tasks); fast when present.
+fn ansible() -> Result<()> {
+    let venv = Path::new(ANSIBLE_VENV);
+    let present = ["ansible-playbook", "ansible-lint"]
+        .iter()
+        .all(|t| venv.join("bin").join(t).exists());
+    if present {
+        eprintln!("    ansible, ansible-lint: present in {ANSIBLE_VENV}");
+        return Ok(());
+    }
+    run_cmd(Command::new("/usr/bin/python3").args(["-m", "venv", ANSIBLE_VENV]))?;
+    run_cmd(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet"])
+            .args(ANSIBLE),
+    )
+}
+
 fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0")
 }
@@ -202,6 +255,10 @@ fn debian_packages() -> Result<()> {
     let missing: Vec<&str> = DEBIAN
         .iter()
         .filter(|(cmd, _)| {
+            // A path proves a package that brings no command (a module).
+            if cmd.starts_with('/') {
+                return !Path::new(cmd).exists();
+            }
             !Command::new("sh")
                 .args(["-c", &format!("command -v {cmd} >/dev/null")])
                 .status()
