@@ -20,8 +20,11 @@ use serde::Serialize;
 pub const DB_FILE: &str = "flows.db";
 /// The store and the files SQLite keeps beside it.
 pub const FILES: [&str; 4] = [DB_FILE, "flows.db-wal", "flows.db-shm", "flows.db-journal"];
-/// After a checkpoint the WAL file is cut back to this.
-const WAL_LIMIT_BYTES: i64 = 4 << 20;
+/// The WAL is copied into the database once it holds this many pages
+/// (1 MiB; SQLite's default is 4)…
+const WAL_CHECKPOINT_PAGES: i64 = 256;
+/// …and cut back to this after a checkpoint.
+const WAL_LIMIT_BYTES: i64 = 1 << 20;
 /// Free pages are given back once they are this share of the file (1/n)…
 const VACUUM_SHARE: i64 = 4;
 /// …and at least this many.
@@ -205,6 +208,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES)
+            .map_err(err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         let mode: i64 = conn
@@ -571,7 +576,11 @@ mod tests {
             distinct(&mut p, round as u32, 300, round * 1000);
             store.flush(&mut p, 500).unwrap();
             assert!(count(&store) <= 500, "round {round}: {}", count(&store));
-            assert_eq!(store.rows(), count(&store) as u64, "the writer's count is exact");
+            assert_eq!(
+                store.rows(),
+                count(&store) as u64,
+                "the writer's count is exact"
+            );
         }
         let newest = store
             .query(&Query {
@@ -608,7 +617,10 @@ mod tests {
         assert!(full > 4 << 20, "{full} bytes for 20 000 rows");
         store.retain(100_000, 1_000_000, 100).unwrap();
         let pruned = db_bytes(&dir);
-        assert!(pruned < full / 10, "{pruned} bytes after pruning to 100 rows (from {full})");
+        assert!(
+            pruned < full / 10,
+            "{pruned} bytes after pruning to 100 rows (from {full})"
+        );
         let wal = std::fs::metadata(dir.join("flows.db-wal")).map_or(0, |m| m.len());
         assert!(wal < 1 << 20, "WAL of {wal} bytes after the checkpoint");
         let _ = std::fs::remove_dir_all(&dir);

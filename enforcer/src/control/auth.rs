@@ -18,7 +18,10 @@ pub const GROUP: &str = "enforcer";
 /// The gid of group `name` from the system's name service. Blocking: the
 /// name service may be a network directory.
 pub fn group_gid(name: &str) -> Option<u32> {
-    Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())
+    Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 /// The gid of the `enforcer` group, if the system has one.

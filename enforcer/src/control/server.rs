@@ -116,7 +116,10 @@ async fn peer_access(peer: &Peer, enforcer_gid: Option<u32>) -> Access {
         Ok(Ok(groups)) if groups.contains(&g) => Access::Read,
         Ok(_) => Access::None,
         Err(_) => {
-            warn!(uid, "the name service did not answer in time; group membership not granted");
+            warn!(
+                uid,
+                "the name service did not answer in time; group membership not granted"
+            );
             Access::None
         }
     }

@@ -81,7 +81,10 @@ impl Slots {
 
     /// Connections held now.
     pub fn in_use(&self) -> usize {
-        self.used.lock().expect("slot accounting never panics").total
+        self.used
+            .lock()
+            .expect("slot accounting never panics")
+            .total
     }
 }
 

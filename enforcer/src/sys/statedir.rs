@@ -6,7 +6,9 @@
 
 use std::{
     io,
-    os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::{
+        DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+    },
     path::Path,
 };
 
@@ -102,7 +104,8 @@ mod tests {
     use super::*;
 
     fn scratch(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("enforcer-statedir-{tag}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("enforcer-statedir-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
     }
@@ -129,14 +132,23 @@ mod tests {
             std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
         }
         std::os::unix::fs::symlink("/etc/hostname", d.join("flows.db-journal")).unwrap();
-        let files = ["flows.db", "flows.db-wal", "flows.db-shm", "flows.db-journal", "resolved.json"];
+        let files = [
+            "flows.db",
+            "flows.db-wal",
+            "flows.db-shm",
+            "flows.db-journal",
+            "resolved.json",
+        ];
         prepare(&d, None, &files).unwrap();
         assert_eq!(mode(&d), DIR_MODE_PRIVATE);
         for f in ["flows.db", "flows.db-wal", "flows.db-shm", "resolved.json"] {
             assert_eq!(mode(&d.join(f)), FILE_MODE, "{f}");
         }
         assert_eq!(std::fs::read_to_string(d.join("flows.db")).unwrap(), "x");
-        assert!(mode(Path::new("/etc/hostname")) & 0o004 != 0, "link target untouched");
+        assert!(
+            mode(Path::new("/etc/hostname")) & 0o004 != 0,
+            "link target untouched"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -146,7 +158,12 @@ mod tests {
         assert!(e.to_string().contains("sticky"), "{e}");
         let f = scratch("file");
         std::fs::write(&f, "").unwrap();
-        assert!(prepare(&f, None, &[]).unwrap_err().to_string().contains("not a directory"));
+        assert!(
+            prepare(&f, None, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
         std::fs::remove_file(&f).unwrap();
     }
 
