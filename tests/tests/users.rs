@@ -233,6 +233,84 @@ fn membership_by_the_supplementary_groups_at_connect_time_counts() {
     daemon.stop();
 }
 
+/// User plus system CPU time of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces): utime is the 12th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Sets the soft limit on descriptors of `pid`; returns the old limits.
+fn set_nofile(pid: u32, soft: u64) -> libc::rlimit {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: our own daemon's pid; the pointer is valid.
+    let r = unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    restore_nofile(
+        pid,
+        libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: old.rlim_max,
+        },
+    );
+    old
+}
+
+fn restore_nofile(pid: u32, limit: libc::rlimit) {
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::prlimit(
+            pid as i32,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn accept_errors_back_off_instead_of_spinning() {
+    let w = world("ue");
+    let daemon = Daemon::start(&args(&w, BAN));
+    let pid = daemon.pid();
+    // Out of descriptors: two more connections fit, the rest wait in the
+    // backlog and every accept fails with EMFILE.
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
+    let old = set_nofile(pid, open + 2);
+    let conns: Vec<UnixStream> = (0..6)
+        .map(|_| UnixStream::connect(w.socket()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(pid) - before;
+    restore_nofile(pid, old);
+    drop(conns);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(
+        spent * 10 < 2 * hz,
+        "the daemon used {spent} ticks ({hz}/s) in 2 s while accept failed"
+    );
+    // Descriptors back: served again.
+    let (code, out, err) = enforcer(&["status", "--socket", w.socket().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        daemon.log_text().contains("accepting failed"),
+        "{}",
+        daemon.log_text()
+    );
+    daemon.stop();
+}
+
 /// The sizes of flows.db and its WAL.
 fn store_bytes(state: &Path) -> (u64, u64) {
     let len = |f: &str| std::fs::metadata(state.join(f)).map_or(0, |m| m.len());
