@@ -8,7 +8,7 @@
 //! address in network order (what `bpf_sock_addr.user_ip4` holds), IPv6
 //! addresses as `[u32; 4]` likewise. LPM trie keys need network order in
 //! memory, so the same value serves as hash key and as trie data.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 /// Map names, as the `#[map]` statics are named in the eBPF object.
 pub mod maps {
@@ -43,9 +43,12 @@ pub mod maps {
     pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
     /// Ring buffer of [`super::ExecEvent`]: every successful exec.
     pub const PROC_EVENTS: &str = "PROC_EVENTS";
+    /// Operator NAT64 /96 prefixes: the first 96 bits (`[u32; 3]`, map
+    /// byte order) → 1. Read only while `CONFIG_NAT64_PREFIXES` is non-zero.
+    pub const NAT64_PREFIXES: &str = "NAT64_PREFIXES";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -61,6 +64,7 @@ pub mod maps {
         EXEC_ARGS,
         EXEC_SCRATCH,
         PROC_EVENTS,
+        NAT64_PREFIXES,
     ];
 }
 
@@ -102,12 +106,18 @@ pub const ARGS_BYTES: usize = 1024;
 /// argv entries read per exec.
 pub const MAX_ARGV: usize = 32;
 pub const FILENAME_BYTES: usize = 256;
+/// Operator NAT64 prefixes the policy may name.
+pub const MAX_NAT64_PREFIXES: u32 = 8;
 
 /// Index into the `CONFIG` array: the enforcement mode, `MODE_*`.
 pub const CONFIG_MODE: u32 = 0;
 /// Index into the `CONFIG` array: XDP events allowed per second per CPU
 /// (0 means [`XDP_EVENTS_PER_SEC_DEFAULT`]).
 pub const CONFIG_XDP_EVENTS_PER_SEC: u32 = 1;
+/// Index into the `CONFIG` array: how many operator NAT64 prefixes
+/// `NAT64_PREFIXES` holds. 0 (the default) spares every IPv6 packet that
+/// lookup.
+pub const CONFIG_NAT64_PREFIXES: u32 = 2;
 pub const CONFIG_LEN: u32 = 4;
 
 /// Deny banned destinations.
@@ -171,6 +181,12 @@ pub const EVENT_F_V4_MAPPED: u32 = 1 << 1;
 pub const EVENT_F_OWNER_FROM_COOKIE: u32 = 1 << 2;
 /// `Event::flags`: no owner is known; pid, uid and comm are zero.
 pub const EVENT_F_OWNER_UNKNOWN: u32 = 1 << 3;
+/// `Event::flags`: the destination was a NAT64 address (`64:ff9b::/96` or
+/// an operator /96 prefix); the event carries the embedded IPv4 address.
+pub const EVENT_F_NAT64: u32 = 1 << 4;
+/// `Event::flags`: the destination was a 6to4 address (`2002::/16`); the
+/// event carries the embedded IPv4 address.
+pub const EVENT_F_6TO4: u32 = 1 << 5;
 
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;
@@ -317,6 +333,51 @@ pub const fn v6_octets(k: [u32; 4]) -> [u8; 16] {
     o
 }
 
+/// An IPv4 address carried inside an IPv6 one, and in which form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Embedded {
+    /// The IPv4 address as the maps key it (see [`v4_key`]).
+    pub v4: u32,
+    /// `EVENT_F_V4_MAPPED`, `EVENT_F_NAT64` or `EVENT_F_6TO4`; 0: the
+    /// address embeds none (then `v4` is 0). A plain struct, not an
+    /// `Option`: the verifier rejects the uninitialised payload of `None`.
+    pub via: u32,
+}
+
+pub const NOT_EMBEDDED: Embedded = Embedded { v4: 0, via: 0 };
+
+/// The IPv4 address that an IPv6 address (map byte order) stands for by a
+/// fixed rule: `::ffff:a.b.c.d` (v4-mapped), `64:ff9b::a.b.c.d` (the NAT64
+/// well-known prefix, RFC 6052) or `2002:aabb:ccdd::/48` (6to4, RFC 3056:
+/// the IPv4 address in bits 16..48). Operator NAT64 prefixes are not known
+/// here; the programs look them up in `NAT64_PREFIXES`.
+#[inline(always)]
+pub const fn embedded_v4(a: [u32; 4]) -> Embedded {
+    const MAPPED_WORD: u32 = v4_key([0, 0, 0xff, 0xff]);
+    const NAT64_WKP: u32 = v4_key([0x00, 0x64, 0xff, 0x9b]);
+    if a[0] == 0 && a[1] == 0 && a[2] == MAPPED_WORD {
+        return Embedded {
+            v4: a[3],
+            via: EVENT_F_V4_MAPPED,
+        };
+    }
+    if a[0] == NAT64_WKP && a[1] == 0 && a[2] == 0 {
+        return Embedded {
+            v4: a[3],
+            via: EVENT_F_NAT64,
+        };
+    }
+    let w0 = a[0].to_ne_bytes();
+    if w0[0] == 0x20 && w0[1] == 0x02 {
+        let w1 = a[1].to_ne_bytes();
+        return Embedded {
+            v4: v4_key([w0[2], w0[3], w1[0], w1[1]]),
+            via: EVENT_F_6TO4,
+        };
+    }
+    NOT_EMBEDDED
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all three are repr(C), padding-free, and valid for any bytes.
@@ -325,4 +386,49 @@ mod pod {
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::ExecArgs {}
     unsafe impl aya::Pod for super::ExecEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    fn embedded(addr: &str) -> (Option<std::net::Ipv4Addr>, u32) {
+        let a: Ipv6Addr = addr.parse().unwrap();
+        let e = embedded_v4(v6_key(a.octets()));
+        let v4 = (e.via != 0).then(|| v4_octets(e.v4).into());
+        (v4, e.via)
+    }
+
+    #[test]
+    fn the_v4_address_of_each_form_is_extracted() {
+        let banned = Some("160.79.104.10".parse().unwrap());
+        assert_eq!(
+            embedded("::ffff:160.79.104.10"),
+            (banned, EVENT_F_V4_MAPPED)
+        );
+        assert_eq!(embedded("64:ff9b::a04f:680a"), (banned, EVENT_F_NAT64));
+        assert_eq!(embedded("64:ff9b::160.79.104.10"), (banned, EVENT_F_NAT64));
+        assert_eq!(embedded("2002:a04f:680a::"), (banned, EVENT_F_6TO4));
+        // 6to4 keeps the v4 address whatever the subnet and host bits say.
+        assert_eq!(embedded("2002:a04f:680a:7:1::9"), (banned, EVENT_F_6TO4));
+    }
+
+    #[test]
+    fn addresses_outside_the_fixed_prefixes_embed_nothing() {
+        for other in [
+            "2001:db8::a04f:680a",
+            // Only 64:ff9b::/96 is the well-known prefix; 64:ff9b:1::/48
+            // (RFC 8215) is local-use and must be configured.
+            "64:ff9b:1::a04f:680a",
+            "64:ff9b:0:0:1::a04f:680a",
+            "::a04f:680a",
+            "::fffe:a04f:680a",
+            "2003:a04f:680a::",
+            "::1",
+            "::",
+        ] {
+            assert_eq!(embedded(other), (None, 0), "{other}");
+        }
+    }
 }

@@ -5,8 +5,8 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     CONFIG_LEN, EVENTS_BYTES, ExecArgs, MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_EXACT_V4, MAX_EXACT_V6,
-    MAX_EXEC_ARGS, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS, PROC_EVENTS_BYTES,
-    RateState, STATS_LEN, SockOwner,
+    MAX_EXEC_ARGS, MAX_NAT64_PREFIXES, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS,
+    PROC_EVENTS_BYTES, RateState, STATS_LEN, SockOwner,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -47,3 +47,8 @@ pub static EXEC_ARGS: LruHashMap<u32, ExecArgs> = LruHashMap::with_max_entries(M
 pub static EXEC_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(PROC_EVENTS_BYTES, 0);
+// Keyed by the first 96 bits: one lookup answers "under which operator
+// prefix", whatever their number.
+#[map]
+pub static NAT64_PREFIXES: HashMap<[u32; 3], u32> =
+    HashMap::with_max_entries(MAX_NAT64_PREFIXES, 0);

@@ -9,14 +9,14 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use enforcer_common::{
-    AF_INET, AF_INET6, EVENT_F_OWNER_FROM_COOKIE, EVENT_F_OWNER_UNKNOWN, HOOK_SKB_EGRESS,
-    STAT_OWNER_UNKNOWN, SockOwner, VERDICT_ALLOWED, VERDICT_PASS,
+    AF_INET, EVENT_F_OWNER_FROM_COOKIE, EVENT_F_OWNER_UNKNOWN, HOOK_SKB_EGRESS, STAT_OWNER_UNKNOWN,
+    SockOwner, VERDICT_ALLOWED, VERDICT_PASS,
 };
 
 use crate::{
     maps::SOCK_OWNERS,
     report::{Flow, bump, count, emit, skb_report_due},
-    verdict::{ERROR, Match, check_v4, check_v6, passes},
+    verdict::{ERROR, Match, check_v4, check_v6_forms, passes},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -36,9 +36,9 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
         // Not IP: nothing of ours to judge.
         _ => return PASS,
     };
-    let (found, family, addr, port, protocol) = match parsed {
+    let (found, flow) = match parsed {
         Ok(p) => p,
-        Err(()) => (ERROR, 0, [0; 4], 0, 0),
+        Err(()) => (ERROR, blank_flow()),
     };
     let Match { verdict, rule_id } = found;
     if verdict == VERDICT_PASS {
@@ -47,12 +47,35 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
     }
     count(HOOK_SKB_EGRESS, verdict);
     if verdict != VERDICT_ALLOWED {
-        report(&ctx, verdict, rule_id, family, addr, port, protocol);
+        report(
+            &ctx,
+            Flow {
+                verdict,
+                rule_id,
+                ..flow
+            },
+        );
     }
     if passes(verdict) { PASS } else { DROP }
 }
 
-type Parsed = (Match, u32, [u32; 4], u32, u32);
+/// The verdict, and what an event would say about the packet (`flags`
+/// holds only the address form; `report` adds the owner's).
+type Parsed = (Match, Flow);
+
+const fn blank_flow() -> Flow {
+    Flow {
+        hook: HOOK_SKB_EGRESS,
+        verdict: 0,
+        rule_id: 0,
+        family: 0,
+        addr: [0; 4],
+        port: 0,
+        protocol: 0,
+        flags: 0,
+        cookie: 0,
+    }
+}
 
 #[inline(always)]
 fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
@@ -62,7 +85,7 @@ fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     let daddr: u32 = ctx.load(16).map_err(|_| ())?;
     let found = check_v4(daddr);
     if found.verdict == VERDICT_PASS {
-        return Ok((found, AF_INET, [0; 4], 0, 0));
+        return Ok((found, blank_flow()));
     }
     // The port is only in the first fragment.
     let first_fragment = u16::from_be(frag) & 0x1fff == 0;
@@ -72,24 +95,38 @@ fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     } else {
         0
     };
-    Ok((found, AF_INET, [daddr, 0, 0, 0], port, protocol as u32))
+    Ok((
+        found,
+        Flow {
+            family: AF_INET,
+            addr: [daddr, 0, 0, 0],
+            port,
+            protocol: protocol as u32,
+            ..blank_flow()
+        },
+    ))
 }
 
 #[inline(always)]
 fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     let next: u8 = ctx.load(6).map_err(|_| ())?;
     let daddr: [u32; 4] = ctx.load(24).map_err(|_| ())?;
-    let found = check_v6(daddr);
-    if found.verdict == VERDICT_PASS {
-        return Ok((found, AF_INET6, [0; 4], 0, 0));
+    // A NAT64 or 6to4 destination is judged by its IPv4 address too.
+    let j = check_v6_forms(daddr);
+    if j.found.verdict == VERDICT_PASS {
+        return Ok((j.found, blank_flow()));
     }
-    // Extension headers are not walked: the port is then reported as 0.
     Ok((
-        found,
-        AF_INET6,
-        daddr,
-        dest_port(ctx, next, 40),
-        next as u32,
+        j.found,
+        Flow {
+            family: j.family,
+            addr: j.addr,
+            // Extension headers are not walked: the port is then reported as 0.
+            port: dest_port(ctx, next, 40),
+            protocol: next as u32,
+            flags: j.via,
+            ..blank_flow()
+        },
     ))
 }
 
@@ -105,15 +142,7 @@ fn dest_port(ctx: &SkBuffContext, protocol: u8, l4: usize) -> u32 {
 }
 
 #[inline(always)]
-fn report(
-    ctx: &SkBuffContext,
-    verdict: u32,
-    rule_id: u32,
-    family: u32,
-    addr: [u32; 4],
-    port: u32,
-    protocol: u32,
-) {
+fn report(ctx: &SkBuffContext, flow: Flow) {
     let skb = ctx.skb.skb;
     // SAFETY: the skb context is a valid argument for these helpers here.
     let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
@@ -141,15 +170,9 @@ fn report(
     };
     emit(
         &Flow {
-            hook: HOOK_SKB_EGRESS,
-            verdict,
-            rule_id,
-            family,
-            addr,
-            port,
-            protocol,
-            flags,
+            flags: flow.flags | flags,
             cookie,
+            ..flow
         },
         &owner,
     );

@@ -8,14 +8,14 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use enforcer_common::{
-    AF_INET, AF_INET6, EVENT_F_V4_MAPPED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4,
-    HOOK_SENDMSG6, VERDICT_ALLOWED, VERDICT_PASS,
+    AF_INET, EVENT_F_V4_MAPPED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6,
+    VERDICT_ALLOWED, VERDICT_PASS,
 };
 
 use crate::{
     maps::SOCK_OWNERS,
     report::{Flow, count, current_owner, emit, mark_reported},
-    verdict::{Match, check_v4, check_v6, passes, v4_mapped},
+    verdict::{Match, check_v4, check_v6_forms, passes, v4_mapped},
 };
 
 const ALLOW: i32 = 1;
@@ -65,7 +65,8 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
         ]
     };
     // An AF_INET6 socket reaches IPv4 hosts through ::ffff:a.b.c.d, so those
-    // are judged against the v4 maps.
+    // are judged against the v4 maps only; NAT64 and 6to4 addresses are
+    // real IPv6 destinations, judged by both (`check_v6_forms`).
     match v4_mapped(addr) {
         Some(v4) => judge(
             ctx,
@@ -75,7 +76,10 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             [v4, 0, 0, 0],
             EVENT_F_V4_MAPPED,
         ),
-        None => judge(ctx, hook, check_v6(addr), AF_INET6, addr, 0),
+        None => {
+            let j = check_v6_forms(addr);
+            judge(ctx, hook, j.found, j.family, j.addr, j.via)
+        }
     }
 }
 

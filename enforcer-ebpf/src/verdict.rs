@@ -1,10 +1,13 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
-    CONFIG_MODE, MODE_AUDIT, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR,
-    VERDICT_PASS,
+    AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, EVENT_F_NAT64, EVENT_F_V4_MAPPED,
+    Embedded, MODE_AUDIT, NOT_EMBEDDED, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
+    VERDICT_ERROR, VERDICT_PASS, embedded_v4,
 };
 
-use crate::maps::{ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6};
+use crate::maps::{
+    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6, NAT64_PREFIXES,
+};
 
 /// The verdict for an address and the rule behind it. A plain struct, not an
 /// `Option`: the verifier rejects the uninitialised payload LLVM leaves in
@@ -90,10 +93,74 @@ pub fn check_v6(addr: [u32; 4]) -> Match {
 /// `::ffff:a.b.c.d` → `a.b.c.d` (as the v4 key).
 #[inline(always)]
 pub fn v4_mapped(addr: [u32; 4]) -> Option<u32> {
-    if addr[0] == 0 && addr[1] == 0 && addr[2] == u32::from_be(0x0000_ffff) {
-        Some(addr[3])
+    let e = embedded_v4(addr);
+    if e.via == EVENT_F_V4_MAPPED {
+        Some(e.v4)
     } else {
         None
+    }
+}
+
+/// The verdict for an IPv6 address and what the event should carry.
+#[derive(Clone, Copy)]
+pub struct Judged {
+    pub found: Match,
+    /// `AF_INET` when the embedded IPv4 address decided, else `AF_INET6`.
+    pub family: u32,
+    pub addr: [u32; 4],
+    /// The `EVENT_F_*` form flag when the embedded IPv4 address decided.
+    pub via: u32,
+}
+
+/// An IPv6 address under one of the policy's NAT64 /96 prefixes. Costs one
+/// array read while the policy names none.
+#[inline(always)]
+fn operator_nat64(addr: [u32; 4]) -> Embedded {
+    match CONFIG.get(CONFIG_NAT64_PREFIXES) {
+        Some(&n) if n != 0 => {}
+        _ => return NOT_EMBEDDED,
+    }
+    match NAT64_PREFIXES.get_ptr([addr[0], addr[1], addr[2]]) {
+        Some(_) => Embedded {
+            v4: addr[3],
+            via: EVENT_F_NAT64,
+        },
+        None => NOT_EMBEDDED,
+    }
+}
+
+/// An IPv6 address: its own rules first. When none bans it and it carries
+/// an IPv4 address (a NAT64 prefix, 6to4, v4-mapped), that address is
+/// judged against the v4 rules, so a banned IPv4 host stays banned when
+/// reached through a translator or a relay. Only an address under such a
+/// prefix pays for the v4 lookups. The operator's prefixes come first: on
+/// that network they are what the translator uses, whatever the address
+/// would mean elsewhere.
+#[inline(always)]
+pub fn check_v6_forms(addr: [u32; 4]) -> Judged {
+    let found = check_v6(addr);
+    if found.verdict == VERDICT_PASS {
+        let mut embedded = operator_nat64(addr);
+        if embedded.via == 0 {
+            embedded = embedded_v4(addr);
+        }
+        if embedded.via != 0 {
+            let v4 = check_v4(embedded.v4);
+            if v4.verdict != VERDICT_PASS {
+                return Judged {
+                    found: v4,
+                    family: AF_INET,
+                    addr: [embedded.v4, 0, 0, 0],
+                    via: embedded.via,
+                };
+            }
+        }
+    }
+    Judged {
+        found,
+        family: AF_INET6,
+        addr,
+        via: 0,
     }
 }
 

@@ -4,13 +4,13 @@
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use enforcer_common::{
-    AF_INET, AF_INET6, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, HOOK_XDP, SockOwner, VERDICT_ALLOWED,
+    AF_INET, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, HOOK_XDP, SockOwner, VERDICT_ALLOWED,
     VERDICT_PASS,
 };
 
 use crate::{
     report::{Flow, count, emit, xdp_event_allowed},
-    verdict::{ERROR, Match, NO_MATCH, check_v4, check_v6, passes},
+    verdict::{ERROR, Match, NO_MATCH, check_v4, check_v6_forms, passes},
 };
 
 const ETH_HLEN: usize = 14;
@@ -145,25 +145,25 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
 fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
     let saddr: [u32; 4] = read(ctx, l3 + 8)?;
     let daddr: [u32; 4] = read(ctx, l3 + 24)?;
-    let dst = check_v6(daddr);
-    let (found, addr, flags) = if dst.verdict != VERDICT_PASS {
-        (dst, daddr, 0)
+    let dst = check_v6_forms(daddr);
+    let (judged, flags) = if dst.found.verdict != VERDICT_PASS {
+        (dst, 0)
     } else {
-        let src = check_v6(saddr);
-        if src.verdict == VERDICT_PASS {
+        let src = check_v6_forms(saddr);
+        if src.found.verdict == VERDICT_PASS {
             return Ok((NO_MATCH, blank_flow()));
         }
-        (src, saddr, EVENT_F_SOURCE)
+        (src, EVENT_F_SOURCE)
     };
     let next: u8 = read(ctx, l3 + 6)?;
     Ok((
-        found,
+        judged.found,
         Flow {
-            family: AF_INET6,
-            addr,
+            family: judged.family,
+            addr: judged.addr,
             port: port_of(ctx, next, l3 + 40, flags),
             protocol: next as u32,
-            flags: flags | EVENT_F_OWNER_UNKNOWN,
+            flags: flags | judged.via | EVENT_F_OWNER_UNKNOWN,
             ..blank_flow()
         },
     ))

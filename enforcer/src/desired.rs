@@ -280,8 +280,20 @@ pub fn lookup(desired: &Desired, addr: IpAddr) -> Option<(u32, Option<u32>)> {
                 .deny_v6
                 .get(&v6_key(a.octets()))
                 .copied()
-                .or_else(|| longest(&desired.deny_lpm_v6, covers))?;
-            Some((ban, longest(&desired.allow_lpm_v6, covers)))
+                .or_else(|| longest(&desired.deny_lpm_v6, covers));
+            match ban {
+                Some(ban) => Some((ban, longest(&desired.allow_lpm_v6, covers))),
+                // As the programs do: no v6 rule, so a NAT64 (64:ff9b::/96)
+                // or 6to4 address is judged by the IPv4 address it carries.
+                // Operator prefixes are not known here.
+                None => {
+                    let e = enforcer_common::embedded_v4(v6_key(a.octets()));
+                    if e.via == 0 {
+                        return None;
+                    }
+                    lookup(desired, IpAddr::from(enforcer_common::v4_octets(e.v4)))
+                }
+            }
         }
     }
 }
@@ -413,5 +425,15 @@ mod tests {
             Some((1, None))
         );
         assert_eq!(lookup(&d, "11.0.0.1".parse().unwrap()), None);
+        // The NAT64 and 6to4 forms of a banned IPv4 address.
+        assert_eq!(
+            lookup(&d, "64:ff9b::a05:505".parse().unwrap()),
+            Some((1, None))
+        );
+        assert_eq!(
+            lookup(&d, "2002:a01:203::1".parse().unwrap()),
+            Some((2, Some(4)))
+        );
+        assert_eq!(lookup(&d, "64:ff9b::b00:1".parse().unwrap()), None);
     }
 }

@@ -64,6 +64,10 @@ pub struct Flow {
     pub verdict: String,
     /// Hooks that fired, comma-separated.
     pub hooks: String,
+    /// The IPv6 forms through which the banned IPv4 `dst` was reached
+    /// (`nat64`, `6to4`, `v4mapped`), comma-separated; empty if directly.
+    #[serde(default)]
+    pub via: String,
     pub count: u64,
     pub first_seen_ms: u64,
     pub last_seen_ms: u64,
@@ -111,12 +115,8 @@ impl Pending {
             Some(f) => {
                 f.count += flow.count;
                 f.last_seen_ms = f.last_seen_ms.max(flow.last_seen_ms);
-                for h in flow.hooks.split(',') {
-                    if !f.hooks.split(',').any(|x| x == h) {
-                        f.hooks.push(',');
-                        f.hooks.push_str(h);
-                    }
-                }
+                add_to_list(&mut f.hooks, &flow.hooks);
+                add_to_list(&mut f.via, &flow.via);
                 false
             }
             None => {
@@ -143,6 +143,18 @@ impl Pending {
     }
 }
 
+/// Adds the items of the comma-separated `items` missing from `list`.
+fn add_to_list(list: &mut String, items: &str) {
+    for item in items.split(',').filter(|i| !i.is_empty()) {
+        if !list.split(',').any(|x| x == item) {
+            if !list.is_empty() {
+                list.push(',');
+            }
+            list.push_str(item);
+        }
+    }
+}
+
 /// The SQLite store.
 pub struct Store {
     conn: Connection,
@@ -160,10 +172,30 @@ CREATE TABLE IF NOT EXISTS flows (
   rule_id INTEGER NOT NULL, rule TEXT NOT NULL, domains TEXT NOT NULL,
   verdict TEXT NOT NULL, hooks TEXT NOT NULL, count INTEGER NOT NULL,
   first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+  via TEXT NOT NULL DEFAULT '',
   UNIQUE (pid, exe, dst, port, protocol, rule_id)
 );
 CREATE INDEX IF NOT EXISTS flows_last_seen ON flows (last_seen_ms);
 ";
+
+/// Whether the flows table has the `via` column (stores written before it
+/// existed lack it until a daemon opens them for writing).
+fn has_via(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('flows') WHERE name = 'via'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// Brings a store written by an older build up to `SCHEMA`.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    if !has_via(conn)? {
+        conn.execute_batch("ALTER TABLE flows ADD COLUMN via TEXT NOT NULL DEFAULT ''")?;
+    }
+    Ok(())
+}
 
 /// Filters of `enforcer flows`.
 #[derive(Debug, Clone, Default)]
@@ -212,6 +244,7 @@ impl Store {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn).map_err(err)?;
         let mode: i64 = conn
             .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
             .map_err(err)?;
@@ -282,13 +315,17 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO flows (pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit,
                        dst, port, protocol, rule_id, rule, domains, verdict, hooks, count,
-                       first_seen_ms, last_seen_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+                       first_seen_ms, last_seen_ms, via)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
                      ON CONFLICT (pid, exe, dst, port, protocol, rule_id) DO UPDATE SET
                        count = count + excluded.count,
                        last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
                        hooks = CASE WHEN instr(',' || hooks || ',', ',' || excluded.hooks || ',') > 0
                                THEN hooks ELSE hooks || ',' || excluded.hooks END,
+                       via = CASE WHEN excluded.via = ''
+                                    OR instr(',' || via || ',', ',' || excluded.via || ',') > 0 THEN via
+                               WHEN via = '' THEN excluded.via
+                               ELSE via || ',' || excluded.via END,
                        domains = excluded.domains,
                        ppid = coalesce(ppid, excluded.ppid)
                      RETURNING count",
@@ -318,6 +355,7 @@ impl Store {
                             f.count as i64,
                             f.first_seen_ms as i64,
                             f.last_seen_ms as i64,
+                            f.via,
                         ],
                         |r| r.get(0),
                     )
@@ -404,8 +442,14 @@ impl Store {
 
     /// The flows matching `q`, most recent first.
     pub fn query(&self, q: &Query) -> Result<Vec<Flow>, StoreError> {
-        let mut sql = String::from(
-            "SELECT pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit, dst, port, protocol, rule_id, rule, domains, verdict, hooks, count, first_seen_ms, last_seen_ms FROM flows WHERE 1=1",
+        // A read-only open cannot migrate: an older store reads as no forms.
+        let via = if has_via(&self.conn).map_err(|e| self.err(e))? {
+            "via"
+        } else {
+            "''"
+        };
+        let mut sql = format!(
+            "SELECT pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit, dst, port, protocol, rule_id, rule, domains, verdict, hooks, count, first_seen_ms, last_seen_ms, {via} FROM flows WHERE 1=1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(s) = q.since_ms {
@@ -455,6 +499,7 @@ impl Store {
                     count: r.get::<_, i64>(17)? as u64,
                     first_seen_ms: r.get::<_, i64>(18)? as u64,
                     last_seen_ms: r.get::<_, i64>(19)? as u64,
+                    via: r.get(20)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -485,6 +530,7 @@ mod tests {
             domains: "api.example".into(),
             verdict: "denied".into(),
             hooks: hook.into(),
+            via: String::new(),
             count: 1,
             first_seen_ms: t,
             last_seen_ms: t,
@@ -644,6 +690,56 @@ mod tests {
         distinct(&mut p, 1, 10, 1);
         store.flush(&mut p, u64::MAX).unwrap();
         assert_eq!(count(&store), 10);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_forms_of_a_flow_are_kept_and_a_store_without_them_is_migrated() {
+        let dir = std::env::temp_dir().join(format!("enforcer-flows-via-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A store as the previous build wrote it: no via column.
+        {
+            let old = Connection::open(Store::path(&dir)).unwrap();
+            old.execute_batch(&SCHEMA.replace("  via TEXT NOT NULL DEFAULT '',\n", ""))
+                .unwrap();
+            old.execute(
+                "INSERT INTO flows VALUES (7, NULL, '/usr/bin/curl', '', 'curl', 0, NULL, NULL,
+                   NULL, '160.79.104.10', 443, 6, 1, '#1', '', 'denied', 'connect4', 1, 5, 5)",
+                [],
+            )
+            .unwrap();
+            assert!(!has_via(&old).unwrap());
+        }
+        let before = Store::open_read_only(&dir)
+            .unwrap()
+            .query(&Query {
+                limit: 10,
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(before[0].via, "", "an unmigrated store still reads");
+        let mut store = Store::open(&dir).unwrap();
+        let mut p = Pending::default();
+        let mut nat64 = flow(7, "connect6", 10);
+        nat64.via = "nat64".into();
+        let mut sixto4 = flow(7, "connect6", 20);
+        sixto4.via = "6to4".into();
+        p.add(nat64.clone());
+        p.add(sixto4);
+        p.add(flow(7, "connect4", 30));
+        store.flush(&mut p, u64::MAX).unwrap();
+        p.add(nat64);
+        store.flush(&mut p, u64::MAX).unwrap();
+        let all = store
+            .query(&Query {
+                limit: 10,
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].via, "nat64,6to4");
+        assert_eq!(all[0].count, 5);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,12 +7,14 @@
 //! - [`mapdiff`]: current → desired map contents as a diff (pure).
 //! - [`bpf`]: the privileged layer: load, attach, pin, write maps, read
 //!   counters and events, detach.
+//! - [`check`]: what the kernel does with a name or address (`check`).
 //! - [`sys`]: the host: cgroup2 mount, bpffs.
 //! - [`daemon`]: the long-running controller, `run(config, shutdown)`.
 //! - [`cli`]: the command line of the `enforcer` binary.
 
 pub mod attrib;
 pub mod bpf;
+pub mod check;
 pub mod cli;
 pub mod control;
 pub mod daemon;

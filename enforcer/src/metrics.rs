@@ -128,9 +128,21 @@ pub fn render(s: &Snapshot<'_>) -> String {
 /// Serves the latest rendering to every HTTP request until `latest`'s
 /// sender is dropped. Requests are bounded in size and time.
 pub async fn serve(listener: TcpListener, latest: watch::Receiver<String>) {
+    // Out of file descriptors (EMFILE) and the like: back off rather than
+    // spin on an accept that fails at once.
+    let mut backoff = Duration::from_millis(10);
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(10);
+                stream
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
         };
         let body = latest.borrow().clone();
         tokio::spawn(async move {

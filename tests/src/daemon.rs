@@ -41,6 +41,8 @@ pub struct DaemonArgs {
     /// Run the daemon inside this network namespace (by name).
     pub netns: Option<String>,
     pub xdp_ifaces: Vec<String>,
+    /// More `enforcer daemon` arguments.
+    pub extra: Vec<String>,
 }
 
 impl Daemon {
@@ -91,6 +93,7 @@ impl Daemon {
             .arg(&args.state)
             .arg("--socket")
             .arg(args.state.join("control.sock"))
+            .args(&args.extra)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

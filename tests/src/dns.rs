@@ -29,6 +29,11 @@ struct Zone {
     /// name (lower-case, no trailing dot) → (records, ttl)
     names: HashMap<String, (Vec<Rec>, u32)>,
     servfail: bool,
+    /// Record types answered with REFUSED (a resolver that fails one type).
+    refused: Vec<RecordType>,
+    /// Extra A records for other names, appended to every answer (a
+    /// hostile upstream).
+    extra: Vec<(String, IpAddr)>,
 }
 
 /// The server; it runs on its own runtime thread until dropped.
@@ -40,13 +45,18 @@ pub struct DnsServer {
 
 impl DnsServer {
     pub fn start() -> DnsServer {
+        DnsServer::start_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// On a given address (resolv.conf names servers on port 53 only).
+    pub fn start_on(bind: SocketAddr) -> DnsServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let socket = runtime
-            .block_on(UdpSocket::bind("127.0.0.1:0"))
+            .block_on(UdpSocket::bind(bind))
             .expect("bind DNS server on loopback");
         let addr = socket.local_addr().unwrap();
         let zone = Arc::new(Mutex::new(Zone::default()));
@@ -99,6 +109,20 @@ impl DnsServer {
         self.zone.lock().unwrap().names.remove(&key(name));
     }
 
+    /// Answers queries of `rtype` with REFUSED.
+    pub fn refuse(&self, rtype: RecordType) {
+        self.zone.lock().unwrap().refused.push(rtype);
+    }
+
+    /// Appends an A/AAAA record for `name` to every answer.
+    pub fn add_extra(&self, name: &str, addr: &str) {
+        self.zone
+            .lock()
+            .unwrap()
+            .extra
+            .push((key(name), addr.parse().unwrap()));
+    }
+
     pub fn set_servfail(&self, on: bool) {
         self.zone.lock().unwrap().servfail = on;
     }
@@ -133,6 +157,18 @@ fn answer(zone: &Mutex<Zone>, query: &[u8]) -> Option<Vec<u8>> {
     if zone.servfail {
         reply.metadata.response_code = ResponseCode::ServFail;
         return reply.to_vec().ok();
+    }
+    if zone.refused.contains(&q.query_type) {
+        reply.metadata.response_code = ResponseCode::Refused;
+        return reply.to_vec().ok();
+    }
+    for (name, addr) in &zone.extra {
+        let owner = Name::from_str(&format!("{name}.")).ok()?;
+        let rdata = match addr {
+            IpAddr::V4(a) => RData::A(A(*a)),
+            IpAddr::V6(a) => RData::AAAA(AAAA(*a)),
+        };
+        reply.add_answer(Record::from_rdata(owner, 60, rdata));
     }
     let mut name = key(&q.name.to_ascii());
     if !zone.names.contains_key(&name) {

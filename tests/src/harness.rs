@@ -8,6 +8,7 @@ use enforcer::{
     bpf::{
         CgroupHook, Datapath, Pins,
         events::{BlockEvent, EventReader},
+        nat64::write_prefixes,
         stats::{Stats, set_mode},
         writer::MapWriter,
     },
@@ -60,6 +61,7 @@ impl Harness {
         let (desired, rules) = compile(&p, &Default::default());
         writer.apply(&desired).expect("apply policy");
         set_mode(&pins, p.mode).expect("set mode");
+        write_prefixes(&pins, &p).expect("write NAT64 prefixes");
         if !hooks.is_empty() {
             datapath
                 .attach_cgroup(cgroup.path(), hooks)
@@ -85,6 +87,7 @@ impl Harness {
         let (desired, rules) = compile(&p, &Default::default());
         self.writer.apply(&desired).expect("apply policy");
         set_mode(&self.pins, p.mode).expect("set mode");
+        write_prefixes(&self.pins, &p).expect("write NAT64 prefixes");
         self.rules = rules;
     }
 

@@ -16,6 +16,7 @@ pub mod dns;
 pub mod guards;
 pub mod harness;
 pub mod probe;
+pub mod resolving;
 pub mod users;
 pub mod veth;
 pub mod world;

@@ -38,6 +38,7 @@ impl World {
             state: self.tmp.path().to_owned(),
             netns: None,
             xdp_ifaces: Vec::new(),
+            extra: Vec::new(),
         }
     }
 

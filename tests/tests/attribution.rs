@@ -210,3 +210,60 @@ fn the_domain_column_names_the_banned_name_behind_the_address() {
     assert!(w.flows(&["--domain", "other.test"]).is_empty());
     daemon.stop();
 }
+
+#[test]
+fn the_policy_nat64_prefix_reaches_the_kernel_and_flows_say_via_which_form() {
+    // 10.77.0.2 under the policy's NAT64 prefix, and in 6to4 form.
+    let (operator, sixto4) = ("2001:db8:64::a4d:2", "2002:a4d:2::");
+    let w = World::new(
+        "nv",
+        &[
+            "10.77.0.2/32",
+            &format!("{operator}/128"),
+            &format!("{sixto4}/128"),
+        ],
+    );
+    let w = Attribution(w);
+    let policy = r#"{"version":1,"deny":{"cidrs":["10.77.0.2"]},
+                     "nat64_prefixes":["2001:db8:64::/96"]}"#;
+    let daemon = Daemon::start(&w.args(policy));
+    let probe = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
+    let nat64 = probe.run("tcp", &format!("[{operator}]:0"));
+    assert_eq!(
+        nat64.result, "EPERM",
+        "the daemon wrote the policy's prefix"
+    );
+    let f = w.flow_of(nat64.pid);
+    assert_eq!(
+        (&f["dst"], &f["via"], &f["hooks"]),
+        (
+            &Value::from("10.77.0.2"),
+            &Value::from("nat64"),
+            &Value::from("connect6")
+        ),
+        "{f}"
+    );
+    let relayed = probe.run("udp-sendto", &format!("[{sixto4}]:0"));
+    assert_eq!(relayed.result, "EPERM");
+    assert_eq!(w.flow_of(relayed.pid)["via"], "6to4");
+    let direct = probe.run("tcp", "10.77.0.2:0");
+    assert_eq!(direct.result, "EPERM");
+    assert_eq!(w.flow_of(direct.pid)["via"], "", "reached directly");
+    // The table and the log say it too.
+    let state = w.tmp.path().to_str().unwrap();
+    let (code, table, err) = enforcer(&["flows", "--state-dir", state]);
+    assert_eq!(code, 0, "{err}");
+    let line = table
+        .lines()
+        .find(|l| l.contains(&format!(" {} ", nat64.pid)))
+        .unwrap_or_else(|| panic!("no row for {}: {table}", nat64.pid));
+    assert!(line.ends_with("[connect6] via: nat64"), "{line}");
+    assert!(
+        daemon
+            .log_text()
+            .contains(r#""dst":"10.77.0.2","via":"nat64""#),
+        "{}",
+        daemon.log_text()
+    );
+    daemon.stop();
+}

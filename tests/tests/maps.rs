@@ -101,3 +101,30 @@ fn allow_exception_capacity_is_checked_too() {
     // Checked before any write: not even the ban went in.
     assert!(MapWriter::open(&h.pins).unwrap().current().is_empty());
 }
+
+#[test]
+fn pins_from_before_the_nat64_map_are_adopted_and_the_new_map_is_pinned_beside_them() {
+    use enforcer::bpf::{Datapath, nat64::write_prefixes};
+    use enforcer_common::maps::NAT64_PREFIXES;
+
+    let cg = CgroupGuard::new("an");
+    let ns = NetnsGuard::new("an");
+    ns.add_lo_addr("2001:db8:64::a4d:2/128");
+    let with_prefix = r#"{"version":1,"deny":{"cidrs":["10.77.0.2"]},
+                          "nat64_prefixes":["2001:db8:64::/96"]}"#;
+    let h = Harness::new("an", &cg, with_prefix, &[]);
+    // The pins as a build without the map left them.
+    std::fs::remove_file(h.pins.map(NAT64_PREFIXES)).unwrap();
+    let mut adopted = Datapath::load(&h.pins).expect("adopt the older pins");
+    assert!(adopted.adopted());
+    assert!(h.pins.map(NAT64_PREFIXES).exists(), "the new map is pinned");
+    assert_eq!(
+        MapWriter::open(&h.pins).unwrap().current().deny_v4.len(),
+        1,
+        "the adopted bans are kept"
+    );
+    write_prefixes(&h.pins, &policy(with_prefix)).unwrap();
+    adopted.attach_cgroup(cg.path(), &CgroupHook::ALL).unwrap();
+    let probe = Probe::new().cgroup(cg.path()).netns(ns.name());
+    assert_eq!(probe.run("tcp", "[2001:db8:64::a4d:2]:0").result, "EPERM");
+}

@@ -2,7 +2,7 @@
 
 use enforcer::bpf::{
     CgroupHook,
-    events::{Hook, Verdict},
+    events::{Hook, Verdict, Via},
 };
 use enforcer_common::{HOOK_SKB_EGRESS, VERDICT_DENIED};
 use enforcer_tests::{CgroupGuard, Harness, NetnsGuard, Probe};
@@ -109,4 +109,54 @@ fn a_socket_older_than_the_programs_is_dropped_and_reported_as_unattributed() {
         "the socket's cgroup is still known"
     );
     assert_eq!(h.stats().owner_unknown(), 1);
+}
+
+#[test]
+fn skb_layer_alone_drops_the_nat64_and_6to4_forms_of_a_banned_v4_address() {
+    let cg = CgroupGuard::new("sn");
+    let ns = netns("sn");
+    // 10.77.0.1 (allowed) and 10.77.0.2 (banned) as NAT64 (well-known and
+    // operator prefix) and 6to4 destinations.
+    let (nat64_ok, nat64, operator, sixto4, sixto4_ok) = (
+        "64:ff9b::a4d:1",
+        "64:ff9b::a4d:2",
+        "2001:db8:64::a4d:2",
+        "2002:a4d:2::",
+        "2002:a4d:1::",
+    );
+    for a in [nat64_ok, nat64, operator, sixto4, sixto4_ok] {
+        ns.add_lo_addr(&format!("{a}/128"));
+    }
+    let policy = r#"{"version":1,"deny":{"cidrs":["10.77.0.2","fd77::2"]},
+                     "nat64_prefixes":["2001:db8:64::/96"]}"#;
+    let h = Harness::new(
+        "sn",
+        &cg,
+        policy,
+        &[CgroupHook::SockCreate, CgroupHook::SkbEgress],
+    );
+    let probe = Probe::new().cgroup(cg.path()).netns(ns.name());
+    for ok in [nat64_ok, sixto4_ok] {
+        assert_eq!(probe.run("udp-sendto", &format!("[{ok}]:0")).result, "ok");
+    }
+    for (addr, via) in [
+        (nat64, Via::Nat64),
+        (operator, Via::Nat64),
+        (sixto4, Via::SixToFour),
+    ] {
+        let r = probe.run("udp-sendto", &format!("[{addr}]:0"));
+        assert_eq!(r.result, "EPERM", "{addr}");
+        let events = h.events();
+        assert_eq!(events.len(), 1, "{addr}: {events:?}");
+        let ev = &events[0];
+        assert_eq!(
+            (ev.hook, ev.verdict, ev.rule_id),
+            (Hook::SkbEgress, Verdict::Denied, 1),
+            "{ev:?}"
+        );
+        assert_eq!(ev.addr, Some("10.77.0.2".parse().unwrap()), "{ev:?}");
+        assert_eq!(ev.via, Some(via), "{ev:?}");
+        assert_eq!((ev.tgid, ev.port, ev.protocol), (r.pid, r.port, 17));
+    }
+    assert_eq!(h.stats().get(HOOK_SKB_EGRESS, VERDICT_DENIED), 3);
 }

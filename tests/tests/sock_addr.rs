@@ -2,7 +2,7 @@
 
 use enforcer::bpf::{
     CgroupHook,
-    events::{BlockEvent, Hook, Verdict},
+    events::{BlockEvent, Hook, Verdict, Via},
 };
 use enforcer::policy::Mode;
 use enforcer_common::{
@@ -27,6 +27,10 @@ struct Fixture {
 }
 
 fn fixture(tag: &str) -> Fixture {
+    fixture_with(tag, POLICY)
+}
+
+fn fixture_with(tag: &str, policy: &str) -> Fixture {
     let cg = CgroupGuard::new(tag);
     let ns = NetnsGuard::new(tag);
     for a in [
@@ -41,7 +45,7 @@ fn fixture(tag: &str) -> Fixture {
     ] {
         ns.add_lo_addr(a);
     }
-    let h = Harness::new(tag, &cg, POLICY, &CgroupHook::ALL);
+    let h = Harness::new(tag, &cg, policy, &CgroupHook::ALL);
     Fixture { h, ns, cg }
 }
 
@@ -179,7 +183,7 @@ fn v4_mapped_v6_is_judged_against_the_v4_maps() {
         denied.pid,
         f.cg.id(),
     );
-    assert!(ev.v4_mapped);
+    assert_eq!(ev.via, Some(Via::V4Mapped));
     // For UDP the kernel itself hands a v4-mapped destination to the v4
     // path (udpv6_sendmsg → udp_sendmsg), so sendmsg4 judges it.
     let range = f.probe().run("udp-sendto", "[::ffff:10.78.1.1]:0");
@@ -194,6 +198,139 @@ fn v4_mapped_v6_is_judged_against_the_v4_maps() {
         range.pid,
         f.cg.id(),
     );
+}
+
+impl Fixture {
+    /// Puts `addrs` on the namespace's loopback, so that an allowed
+    /// attempt really connects and a refusal can only come from a hook.
+    fn with_lo(self, addrs: &[&str]) -> Fixture {
+        for a in addrs {
+            self.ns.add_lo_addr(&format!("{a}/128"));
+        }
+        self
+    }
+
+    /// `op` to `[addr]:0` is refused by `hook` under `rule`, and the event
+    /// names the IPv4 address and the form it was reached through.
+    fn assert_refused(&self, op: &str, addr: &str, hook: Hook, rule: u32, v4: &str, via: Via) {
+        let r = self.probe().run(op, &format!("[{addr}]:0"));
+        assert_eq!(r.result, "EPERM", "{op} {addr}");
+        let ev = self.event_of(r.pid);
+        assert_event(&ev, hook, rule, v4, r.port, r.pid, self.cg.id());
+        assert_eq!(ev.via, Some(via), "{ev:?}");
+    }
+}
+
+// 10.77.0.1 (allowed), 10.77.0.2 (banned), 10.78.1.1 (in the banned
+// range), 10.78.5.5 (excepted) in NAT64 and 6to4 form.
+const NAT64_OK: &str = "64:ff9b::a4d:1";
+const NAT64_BANNED: &str = "64:ff9b::a4d:2";
+const NAT64_RANGE: &str = "64:ff9b::a4e:101";
+const NAT64_EXCEPTED: &str = "64:ff9b::10.78.5.5";
+const SIX_TO_FOUR_OK: &str = "2002:a4d:1::";
+const SIX_TO_FOUR_BANNED: &str = "2002:a4d:2::";
+const SIX_TO_FOUR_RANGE: &str = "2002:a4e:101::7";
+// The same addresses under an operator prefix.
+const OPERATOR_OK: &str = "2001:db8:64::a4d:1";
+const OPERATOR_BANNED: &str = "2001:db8:64::a4d:2";
+
+#[test]
+fn nat64_and_6to4_forms_of_a_banned_v4_address_are_eperm_for_tcp_and_udp() {
+    let f = fixture("n6").with_lo(&[
+        NAT64_OK,
+        NAT64_BANNED,
+        NAT64_RANGE,
+        NAT64_EXCEPTED,
+        SIX_TO_FOUR_OK,
+        SIX_TO_FOUR_BANNED,
+        SIX_TO_FOUR_RANGE,
+        OPERATOR_BANNED,
+    ]);
+    for ok in [NAT64_OK, SIX_TO_FOUR_OK] {
+        assert_eq!(f.probe().run("tcp", &format!("[{ok}]:0")).result, "ok");
+        assert_eq!(
+            f.probe().run("udp-sendto", &format!("[{ok}]:0")).result,
+            "ok"
+        );
+    }
+    let (c6, s6) = (Hook::Connect6, Hook::Sendmsg6);
+    let (exact, range) = ("10.77.0.2", "10.78.1.1");
+    f.assert_refused("tcp", NAT64_BANNED, c6, RULE_V4_EXACT, exact, Via::Nat64);
+    f.assert_refused(
+        "udp-sendto",
+        NAT64_BANNED,
+        s6,
+        RULE_V4_EXACT,
+        exact,
+        Via::Nat64,
+    );
+    f.assert_refused("tcp", NAT64_RANGE, c6, RULE_V4_RANGE, range, Via::Nat64);
+    f.assert_refused(
+        "udp-sendto",
+        NAT64_RANGE,
+        s6,
+        RULE_V4_RANGE,
+        range,
+        Via::Nat64,
+    );
+    let sixto4 = Via::SixToFour;
+    f.assert_refused("tcp", SIX_TO_FOUR_BANNED, c6, RULE_V4_EXACT, exact, sixto4);
+    f.assert_refused(
+        "udp-sendto",
+        SIX_TO_FOUR_BANNED,
+        s6,
+        RULE_V4_EXACT,
+        exact,
+        sixto4,
+    );
+    f.assert_refused("tcp", SIX_TO_FOUR_RANGE, c6, RULE_V4_RANGE, range, sixto4);
+    f.assert_refused(
+        "udp-sendto",
+        SIX_TO_FOUR_RANGE,
+        s6,
+        RULE_V4_RANGE,
+        range,
+        sixto4,
+    );
+    // The v4 allow exception holds in every form.
+    let excepted = f.probe().run("tcp", &format!("[{NAT64_EXCEPTED}]:0"));
+    assert_eq!(excepted.result, "ok");
+    assert!(f.h.events().is_empty());
+    // No operator prefix in this policy: 2001:db8:64::/96 is just IPv6.
+    let unjudged = f.probe().run("tcp", &format!("[{OPERATOR_BANNED}]:0"));
+    assert_eq!(unjudged.result, "ok");
+    let stats = f.h.stats();
+    assert_eq!(stats.get(HOOK_CONNECT6, VERDICT_DENIED), 4);
+    assert_eq!(stats.get(enforcer_common::HOOK_SENDMSG6, VERDICT_DENIED), 4);
+}
+
+#[test]
+fn an_operator_nat64_prefix_from_the_policy_is_judged_until_removed() {
+    let with_prefix = POLICY.replacen(
+        "{\"version\": 1,",
+        r#"{"version": 1, "nat64_prefixes": ["2001:db8:64::/96"],"#,
+        1,
+    );
+    let mut f = fixture_with("op", &with_prefix).with_lo(&[OPERATOR_OK, OPERATOR_BANNED]);
+    assert_eq!(
+        f.probe().run("tcp", &format!("[{OPERATOR_OK}]:0")).result,
+        "ok"
+    );
+    let (c6, s6) = (Hook::Connect6, Hook::Sendmsg6);
+    let exact = "10.77.0.2";
+    f.assert_refused("tcp", OPERATOR_BANNED, c6, RULE_V4_EXACT, exact, Via::Nat64);
+    f.assert_refused(
+        "udp-sendto",
+        OPERATOR_BANNED,
+        s6,
+        RULE_V4_EXACT,
+        exact,
+        Via::Nat64,
+    );
+    // A prefix the policy drops is no longer judged.
+    f.h.apply(POLICY);
+    let after = f.probe().run("tcp", &format!("[{OPERATOR_BANNED}]:0"));
+    assert_eq!(after.result, "ok");
 }
 
 #[test]

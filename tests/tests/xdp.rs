@@ -109,7 +109,10 @@ fn without_native_support_xdp_falls_back_to_generic_mode() {
 /// (BPF_PROG_TEST_RUN), for what a real link cannot easily carry.
 mod test_run {
     use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-    use enforcer::{bpf::events::Verdict, policy::Mode};
+    use enforcer::{
+        bpf::events::{Verdict, Via},
+        policy::Mode,
+    };
     use enforcer_common::{HOOK_XDP, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS};
     use enforcer_tests::{CgroupGuard, Harness};
 
@@ -143,6 +146,92 @@ mod test_run {
         ip.extend_from_slice(&dst);
         ip.extend_from_slice(&[0x1f, 0x90, 0x01, 0xbb, 0, 8, 0, 0]);
         ethernet(0x0800, &ip)
+    }
+
+    fn ipv6_udp(src: &str, dst: &str) -> Vec<u8> {
+        let src: std::net::Ipv6Addr = src.parse().unwrap();
+        let dst: std::net::Ipv6Addr = dst.parse().unwrap();
+        let mut ip = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
+        ip.extend_from_slice(&[0x1f, 0x90, 0x01, 0xbb, 0, 8, 0, 0]);
+        ethernet(0x86dd, &ip)
+    }
+
+    #[test]
+    fn nat64_and_6to4_forms_of_banned_v4_addresses_drop_either_way() {
+        let cg = CgroupGuard::new("x6");
+        let policy = r#"{"version":1,"deny":{"cidrs":["10.79.0.3","10.79.0.4","fd79::3"]},
+                         "nat64_prefixes":["2001:db8:64::/96"]}"#;
+        let mut h = Harness::new("x6", &cg, policy, &[]);
+        // 10.79.0.2 is not banned, 10.79.0.3 (rule 1) and .4 (rule 2) are.
+        for (src, dst) in [
+            ("fd79::1", "64:ff9b::a4f:2"),
+            ("fd79::1", "2002:a4f:2::"),
+            ("fd79::1", "2001:db8:64::a4f:2"),
+            // Not a configured prefix.
+            ("fd79::1", "2001:db8:65::a4f:4"),
+        ] {
+            assert_eq!(run(&mut h, &ipv6_udp(src, dst)), XDP_PASS, "{src} -> {dst}");
+        }
+        assert!(h.events().is_empty());
+        // (src, dst, the banned v4, rule, form, whether the source matched)
+        let cases = [
+            (
+                "fd79::1",
+                "64:ff9b::a4f:4",
+                "10.79.0.4",
+                2,
+                Via::Nat64,
+                false,
+            ),
+            (
+                "fd79::1",
+                "2001:db8:64::a4f:4",
+                "10.79.0.4",
+                2,
+                Via::Nat64,
+                false,
+            ),
+            (
+                "fd79::1",
+                "2002:a4f:4:1::1",
+                "10.79.0.4",
+                2,
+                Via::SixToFour,
+                false,
+            ),
+            (
+                "64:ff9b::a4f:3",
+                "fd79::2",
+                "10.79.0.3",
+                1,
+                Via::Nat64,
+                true,
+            ),
+            (
+                "2002:a4f:3::",
+                "fd79::2",
+                "10.79.0.3",
+                1,
+                Via::SixToFour,
+                true,
+            ),
+        ];
+        for (src, dst, v4, rule, via, source) in cases {
+            assert_eq!(run(&mut h, &ipv6_udp(src, dst)), XDP_DROP, "{src} -> {dst}");
+            let events = h.events();
+            assert_eq!(events.len(), 1, "{src} -> {dst}: {events:?}");
+            let ev = &events[0];
+            assert_eq!((ev.verdict, ev.rule_id), (Verdict::Denied, rule), "{ev:?}");
+            assert_eq!(ev.addr, Some(v4.parse().unwrap()), "{ev:?}");
+            assert_eq!((ev.via, ev.source_matched), (Some(via), source), "{ev:?}");
+            let port = if source { 8080 } else { 443 };
+            assert_eq!((ev.port, ev.protocol), (port, 17), "{ev:?}");
+        }
+        let stats = h.stats();
+        assert_eq!(stats.get(HOOK_XDP, VERDICT_DENIED), cases.len() as u64);
+        assert_eq!(stats.get(HOOK_XDP, VERDICT_PASS), 4);
     }
 
     #[test]

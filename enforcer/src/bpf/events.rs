@@ -8,10 +8,10 @@ use std::{
 
 use aya::maps::{Map, MapData, RingBuf};
 use enforcer_common::{
-    AF_INET, AF_INET6, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, EVENT_F_V4_MAPPED, Event,
-    HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, HOOK_SKB_EGRESS, HOOK_XDP,
-    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, maps as names,
-    v4_octets, v6_octets,
+    AF_INET, AF_INET6, EVENT_F_6TO4, EVENT_F_NAT64, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE,
+    EVENT_F_V4_MAPPED, Event, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6,
+    HOOK_SKB_EGRESS, HOOK_XDP, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR,
+    VERDICT_PASS, maps as names, v4_octets, v6_octets,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -84,6 +84,46 @@ impl Verdict {
     }
 }
 
+/// The IPv6 form through which a banned IPv4 address was reached; the
+/// event then carries the IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// `::ffff:a.b.c.d`
+    V4Mapped,
+    /// `64:ff9b::a.b.c.d` or under an operator NAT64 prefix.
+    Nat64,
+    /// `2002:aabb:ccdd::/48`
+    SixToFour,
+}
+
+impl Via {
+    pub fn from_flags(flags: u32) -> Option<Via> {
+        if flags & EVENT_F_NAT64 != 0 {
+            Some(Via::Nat64)
+        } else if flags & EVENT_F_6TO4 != 0 {
+            Some(Via::SixToFour)
+        } else if flags & EVENT_F_V4_MAPPED != 0 {
+            Some(Via::V4Mapped)
+        } else {
+            None
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Via::V4Mapped => "v4mapped",
+            Via::Nat64 => "nat64",
+            Via::SixToFour => "6to4",
+        }
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Hook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -116,8 +156,8 @@ pub struct BlockEvent {
     pub cookie: u64,
     /// The banned address was the source (XDP).
     pub source_matched: bool,
-    /// The process used an IPv4-mapped IPv6 address.
-    pub v4_mapped: bool,
+    /// The IPv6 form of the banned IPv4 address that was used, if any.
+    pub via: Option<Via>,
     /// No process could be named (XDP, or an skb drop of an unknown socket).
     pub owner_unknown: bool,
 }
@@ -171,7 +211,7 @@ impl BlockEvent {
             cgroup_id: raw.cgroup_id,
             cookie: raw.cookie,
             source_matched: raw.flags & EVENT_F_SOURCE != 0,
-            v4_mapped: raw.flags & EVENT_F_V4_MAPPED != 0,
+            via: Via::from_flags(raw.flags),
             owner_unknown: raw.flags & EVENT_F_OWNER_UNKNOWN != 0,
         })
     }
@@ -295,7 +335,20 @@ mod tests {
         assert_eq!(ev.verdict, Verdict::Denied);
         assert_eq!(ev.addr, Some("160.79.104.10".parse().unwrap()));
         assert_eq!((ev.port, ev.protocol, ev.comm.as_str()), (443, 6, "probe"));
-        assert!(ev.v4_mapped && !ev.source_matched && !ev.owner_unknown);
+        assert_eq!(ev.via, Some(Via::V4Mapped));
+        assert!(!ev.source_matched && !ev.owner_unknown);
         assert_eq!(BlockEvent::decode(&bytes[..50]), Err(DecodeError::Size(50)));
+    }
+
+    #[test]
+    fn each_form_flag_decodes_to_its_name() {
+        for (flags, via) in [
+            (0, None),
+            (EVENT_F_V4_MAPPED, Some("v4mapped")),
+            (EVENT_F_NAT64 | EVENT_F_SOURCE, Some("nat64")),
+            (EVENT_F_6TO4 | EVENT_F_OWNER_UNKNOWN, Some("6to4")),
+        ] {
+            assert_eq!(Via::from_flags(flags).map(Via::as_str), via, "{flags:#x}");
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! Kernel state: the only privileged layer. Loading and attaching
-//! (`datapath`), writing the verdict maps (`writer`), reading counters
-//! (`stats`) and events (`events`). Everything is reached through pins, so
-//! a restarted daemon, a test, or `detach` find the same objects.
+//! (`datapath`), writing the verdict maps (`writer`) and the NAT64
+//! prefixes (`nat64`), reading counters (`stats`) and events (`events`).
+//! Everything is reached through pins, so a restarted daemon, a test, or
+//! `detach` find the same objects.
 
 pub mod datapath;
 pub mod events;
+pub mod judge;
+pub mod nat64;
 pub mod object;
 pub mod pins;
 pub mod stats;

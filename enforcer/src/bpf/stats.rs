@@ -69,7 +69,7 @@ pub fn set_xdp_events_per_sec(pins: &Pins, per_sec: u32) -> Result<(), WriteErro
     set_config(pins, CONFIG_XDP_EVENTS_PER_SEC, per_sec)
 }
 
-fn set_config(pins: &Pins, index: u32, value: u32) -> Result<(), WriteError> {
+pub(super) fn set_config(pins: &Pins, index: u32, value: u32) -> Result<(), WriteError> {
     let path = pins.map(names::CONFIG);
     let open_err = |source| WriteError::Open {
         path: path.clone(),

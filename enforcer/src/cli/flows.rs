@@ -92,8 +92,14 @@ pub fn print(
             17 => "udp",
             _ => "ip",
         };
+        // How a banned IPv4 host was reached over IPv6 (NAT64, 6to4, ...).
+        let via = if f.via.is_empty() {
+            String::new()
+        } else {
+            format!(" via: {}", f.via)
+        };
         println!(
-            "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} #{} {} [{}]",
+            "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} #{} {} [{}]{via}",
             ago(f.last_seen_ms),
             f.count,
             f.pid,

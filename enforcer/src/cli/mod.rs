@@ -104,9 +104,12 @@ pub enum Command {
     /// Write the man pages and shell completions into DIR (packaging).
     #[command(hide = true)]
     GenerateDocs { dir: PathBuf },
-    /// Would NAME or IP be blocked, and by which rule? Answers offline from
-    /// the policy and the daemon's last resolved state. Exit 0: not blocked;
-    /// 1: blocked; 2: error.
+    /// What will the kernel do with NAME or IP? A name is resolved now
+    /// and each of its addresses judged by the enforced maps with the
+    /// programs' own lookups; the rules that matched are named. Asks the
+    /// daemon when it runs, else reads the pinned maps itself. Exit 0: not
+    /// blocked (some address passes, or audit mode); 1: blocked (the kernel
+    /// denies every address); 2: error.
     Check {
         /// A DNS name or an IP address.
         target: String,
@@ -115,6 +118,9 @@ pub enum Command {
         /// The daemon's control socket (asked first; offline otherwise).
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// bpffs directory of the instance to ask when the daemon is not running.
+        #[arg(long, default_value = DEFAULT_BPFFS_DIR)]
+        bpffs: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -145,12 +151,16 @@ pub struct DaemonArgs {
     /// bpffs directory for this instance's pins.
     #[arg(long, default_value = DEFAULT_BPFFS_DIR)]
     pub bpffs: PathBuf,
-    /// Control socket path (the socket is served once the control-socket work lands).
+    /// Control socket path.
     #[arg(long, default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Directory for persistent state.
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// The resolver configuration read for DNS servers when the policy
+    /// names none (followed while running).
+    #[arg(long, default_value = crate::resolve::dns::RESOLV_CONF)]
+    pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +275,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 socket: args.socket,
                 state_dir: args.state_dir,
                 hooks: CgroupHook::ALL.to_vec(),
+                resolv_conf: args.resolv_conf,
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -390,6 +401,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             target,
             at,
             socket,
+            bpffs,
             json,
         } => {
             if remote::reachable(&socket) {
@@ -408,7 +420,26 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 }));
             }
             let policy = Policy::resolve(at.policy.as_deref())?;
-            show::check(&policy, &at.state_dir, &target, json)
+            let _ = at.state_dir;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let v = runtime.block_on(crate::check::live(
+                &policy,
+                &Pins::new(&bpffs),
+                Path::new(crate::resolve::dns::RESOLV_CONF),
+                &target,
+            ))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v.json)?);
+            } else {
+                println!("{}", v.text);
+            }
+            Ok(ExitCode::from(if v.blocked {
+                show::BLOCKED
+            } else {
+                show::NOT_BLOCKED
+            }))
         }
         Command::Policy { command } => match command {
             PolicyCommand::Default => {

@@ -1,13 +1,12 @@
 //! `enforcer policy show` and `enforcer check`: offline answers from the
 //! merged policy and the daemon's last resolved state.
 
-use std::{net::IpAddr, path::Path, process::ExitCode};
+use std::{path::Path, process::ExitCode};
 
-use anyhow::Context as _;
 use serde_json::json;
 
 use crate::{
-    desired::{Action, RuleTable, Target, compile, lookup},
+    desired::{Action, compile},
     policy::{Policy, catalog},
     resolve::{Answers, answers::NameState, now_ms},
     snapshot::Snapshot,
@@ -89,6 +88,7 @@ pub fn show(
                 "grace_s": policy.resolver.grace_s,
                 "concurrency": policy.resolver.concurrency,
             },
+            "nat64_prefixes": policy.nat64_prefixes.iter().map(|e| e.value.to_string()).collect::<Vec<_>>(),
             "rules": rules.iter().map(|r| json!({
                 "id": r.id,
                 "action": if r.action == Action::Deny { "deny" } else { "allow" },
@@ -132,6 +132,14 @@ pub fn show(
         "resolver: {ups}; ttl clamp {}..{} s, grace {} s, concurrency {}",
         r.min_ttl_s, r.max_ttl_s, r.grace_s, r.concurrency
     );
+    if !policy.nat64_prefixes.is_empty() {
+        let list: Vec<String> = policy
+            .nat64_prefixes
+            .iter()
+            .map(|e| e.value.to_string())
+            .collect();
+        println!("nat64 prefixes: {} (and 64:ff9b::/96)", list.join(", "));
+    }
     println!("rules:");
     for rule in rules.iter() {
         println!("  {rule}");
@@ -170,144 +178,3 @@ pub fn show(
 /// Exit codes of `check`.
 pub const NOT_BLOCKED: u8 = 0;
 pub const BLOCKED: u8 = 1;
-
-pub fn check(
-    policy: &Policy,
-    state_dir: &Path,
-    target: &str,
-    as_json: bool,
-) -> anyhow::Result<ExitCode> {
-    let (answers, missing) = answers(state_dir);
-    let (desired, rules) = compile(policy, &answers.addrs());
-    let verdict = match target.parse::<IpAddr>() {
-        Ok(ip) => check_ip(&desired, &rules, ip),
-        Err(_) => check_name(policy, &rules, &answers, target)?,
-    };
-    if as_json {
-        let mut v = verdict.json.clone();
-        v["note"] = missing.clone().into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("{}", verdict.text);
-        if let Some(m) = missing {
-            println!("note: {m}");
-        }
-    }
-    Ok(ExitCode::from(if verdict.blocked {
-        BLOCKED
-    } else {
-        NOT_BLOCKED
-    }))
-}
-
-pub struct Verdict {
-    pub blocked: bool,
-    pub text: String,
-    pub json: serde_json::Value,
-}
-
-/// Would `target` (a name or an address) be blocked under `policy` with
-/// these answers, and by which rule.
-pub fn verdict(policy: &Policy, answers: &Answers, target: &str) -> anyhow::Result<Verdict> {
-    let (desired, rules) = compile(policy, &answers.addrs());
-    match target.parse::<IpAddr>() {
-        Ok(ip) => Ok(check_ip(&desired, &rules, ip)),
-        Err(_) => check_name(policy, &rules, answers, target),
-    }
-}
-
-fn rule_text(rules: &RuleTable, id: u32) -> String {
-    rules
-        .get(id)
-        .map_or_else(|| format!("#{id}"), ToString::to_string)
-}
-
-fn check_ip(desired: &crate::desired::Desired, rules: &RuleTable, ip: IpAddr) -> Verdict {
-    match lookup(desired, ip) {
-        None => Verdict {
-            blocked: false,
-            text: format!("not blocked: no rule covers {ip}"),
-            json: json!({"target": ip.to_string(), "blocked": false}),
-        },
-        Some((ban, Some(exception))) => Verdict {
-            blocked: false,
-            text: format!(
-                "not blocked: {ip} is banned by {} but excepted by {}",
-                rule_text(rules, ban),
-                rule_text(rules, exception)
-            ),
-            json: json!({"target": ip.to_string(), "blocked": false, "rule": ban, "exception": exception}),
-        },
-        Some((ban, None)) => Verdict {
-            blocked: true,
-            text: format!("blocked: {ip} by {}", rule_text(rules, ban)),
-            json: json!({"target": ip.to_string(), "blocked": true, "rule": ban}),
-        },
-    }
-}
-
-fn check_name(
-    policy: &Policy,
-    rules: &RuleTable,
-    answers: &Answers,
-    raw: &str,
-) -> anyhow::Result<Verdict> {
-    let name = raw.trim_end_matches('.').to_ascii_lowercase();
-    // Validates the name with the policy's own rules.
-    let _: crate::policy::DomainPattern = name
-        .parse()
-        .map_err(anyhow::Error::msg)
-        .context("not an IP address or a DNS name")?;
-    let matching = |action: Action| {
-        rules.iter().find(|r| {
-            r.action == action && matches!(&r.target, Target::Domain(d) if d.matches(&name))
-        })
-    };
-    let ban = matching(Action::Deny);
-    let exception = matching(Action::Allow);
-    let addrs_of = |rule: &crate::desired::Rule| -> Vec<String> {
-        let Target::Domain(d) = &rule.target else {
-            return vec![];
-        };
-        answers
-            .names
-            .get(d.resolvable())
-            .map(|s| s.addrs.keys().map(ToString::to_string).collect())
-            .unwrap_or_default()
-    };
-    let _ = policy;
-    Ok(match (ban, exception) {
-        (None, _) => Verdict {
-            blocked: false,
-            text: format!(
-                "not blocked: no domain rule matches {name} (its addresses may still fall in a banned network: check them by IP)"
-            ),
-            json: json!({"target": name, "blocked": false}),
-        },
-        (Some(b), Some(e)) => Verdict {
-            blocked: false,
-            text: format!("not blocked: {name} matches {b} but is excepted by {e}"),
-            json: json!({"target": name, "blocked": false, "rule": b.id, "exception": e.id}),
-        },
-        (Some(b), None) => {
-            let addrs = addrs_of(b);
-            let Target::Domain(d) = &b.target else {
-                unreachable!("domain rules only")
-            };
-            let enforced = if addrs.is_empty() {
-                format!("no addresses resolved for {} yet", d.resolvable())
-            } else {
-                format!(
-                    "enforced on the addresses of {}: {}",
-                    d.resolvable(),
-                    addrs.join(", ")
-                )
-            };
-            Verdict {
-                blocked: true,
-                text: format!("blocked: {name} matches {b}; {enforced}"),
-                json: json!({"target": name, "blocked": true, "rule": b.id, "resolved_name": d.resolvable(), "addresses": addrs}),
-            }
-        }
-    })
-}

@@ -8,13 +8,14 @@ use tracing::{error, info, warn};
 use crate::{
     bpf::{
         Pins,
+        nat64::write_prefixes,
         stats::set_mode,
         writer::{Applied, MapWriter, WriteError},
     },
     desired::{Desired, RuleTable, compile, names_to_resolve},
     policy::Policy,
     resolve::{Answers, NameStatus, Plan, answers::Resolution, now_ms},
-    snapshot::{Snapshot, rule_views},
+    snapshot::{Snapshot, SnapshotError, rule_views},
 };
 
 pub struct Controller {
@@ -23,23 +24,47 @@ pub struct Controller {
     writer: MapWriter,
     pins: Pins,
     state_dir: PathBuf,
-    /// Until every name had its first resolution, nothing is removed from
-    /// the maps: what a previous instance enforced stays (fail closed).
+    /// Until every name has answered (in this run, or seeded from the
+    /// previous one and asked again), nothing is removed from the maps:
+    /// what a previous instance enforced stays (fail closed).
     settled: bool,
+    /// Every name was asked once in this run (time to say READY).
+    first_round: bool,
+    generation: u64,
+    resolv_conf: PathBuf,
     pub rules: watch::Sender<Arc<RuleTable>>,
     pub plan: watch::Sender<Arc<Plan>>,
     /// When the policy in force was loaded (ms since the epoch).
     pub loaded_ms: u64,
 }
 
-pub fn plan_of(policy: &Policy) -> Plan {
+pub fn plan_of(policy: &Policy, generation: u64, resolv_conf: &std::path::Path) -> Plan {
     Plan {
         names: names_to_resolve(policy),
         upstreams: policy.resolver.upstreams.clone(),
         min_ttl_s: policy.resolver.min_ttl_s,
         max_ttl_s: policy.resolver.max_ttl_s,
         concurrency: policy.resolver.concurrency,
+        generation,
+        resolv_conf: resolv_conf.to_owned(),
     }
+}
+
+/// What a resolution outcome changed for the daemon.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Every name has now been asked once in this run: say READY.
+    pub first_round_done: bool,
+    /// Removing what the answers no longer hold became safe.
+    pub settled: bool,
+}
+
+/// Why a reload applied nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Applied(String),
+    /// The files changed on disk but the merged policy did not.
+    Unchanged,
 }
 
 /// `desired` plus whatever `current` holds that `desired` lacks.
@@ -64,11 +89,35 @@ fn union(current: &Desired, desired: &Desired) -> Desired {
 }
 
 impl Controller {
-    pub fn new(policy: Policy, writer: MapWriter, pins: Pins, state_dir: PathBuf) -> Controller {
+    /// A controller for `policy` that starts from what the previous
+    /// instance knew (the state directory's last answers), so that a
+    /// restart without DNS keeps every name-derived ban.
+    pub fn new(
+        policy: Policy,
+        writer: MapWriter,
+        pins: Pins,
+        state_dir: PathBuf,
+        resolv_conf: PathBuf,
+    ) -> Controller {
         let mut answers = Answers::default();
-        let plan = plan_of(&policy);
+        let plan = plan_of(&policy, 0, &resolv_conf);
         answers.set_names(&plan.names);
-        let settled = answers.all_attempted();
+        match Snapshot::read(&state_dir) {
+            Ok(previous) => {
+                answers.seed(&previous.answers);
+                info!(
+                    names = previous.answers.names.len(),
+                    "starting from the previous instance's answers; they stay enforced until the names answer again"
+                );
+            }
+            Err(SnapshotError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(error = %e, "cannot read the previous answers; the pinned maps stay as they are until every name has answered")
+            }
+        }
+        let settled = answers.settled();
+        let first_round = answers.all_attempted();
         Controller {
             policy,
             answers,
@@ -76,6 +125,9 @@ impl Controller {
             pins,
             state_dir,
             settled,
+            first_round,
+            generation: 0,
+            resolv_conf,
             rules: watch::channel(Arc::new(RuleTable::default())).0,
             plan: watch::channel(Arc::new(plan)).0,
             loaded_ms: now_ms(),
@@ -84,6 +136,22 @@ impl Controller {
 
     pub fn settled(&self) -> bool {
         self.settled
+    }
+
+    /// Every name was asked once in this run.
+    pub fn first_round(&self) -> bool {
+        self.first_round
+    }
+
+    /// Asks every name again now (an explicit `reload`), whatever its
+    /// backoff says.
+    pub fn resolve_now(&mut self) {
+        self.generation += 1;
+        self.plan.send_replace(Arc::new(plan_of(
+            &self.policy,
+            self.generation,
+            &self.resolv_conf,
+        )));
     }
 
     /// Applies policy + answers to the maps.
@@ -96,39 +164,68 @@ impl Controller {
         };
         let applied = self.writer.apply(&target)?;
         set_mode(&self.pins, self.policy.mode)?;
+        write_prefixes(&self.pins, &self.policy)?;
         self.rules.send_replace(Arc::new(rules));
         self.write_snapshot();
         Ok(applied)
     }
 
-    /// A resolution arrived. Returns whether the first full round just
-    /// completed (time to say READY).
-    pub fn on_outcome(&mut self, name: &str, resolution: Resolution) -> bool {
-        if let Resolution::Failed(e) = &resolution {
-            warn!(name, error = %e, "resolution failed; the addresses last known stay enforced");
+    /// A resolution arrived.
+    pub fn on_outcome(&mut self, name: &str, resolution: Resolution) -> Progress {
+        match &resolution {
+            Resolution::Failed(e) => {
+                warn!(name, error = %e, "resolution failed; the addresses last known stay enforced")
+            }
+            Resolution::Addresses {
+                partial: Some(e), ..
+            } => {
+                warn!(name, error = %e, "half an answer; its addresses are added, none is released")
+            }
+            _ => {}
+        }
+        if let Resolution::Addresses { ignored, .. } = &resolution {
+            for i in ignored {
+                warn!(name, address = %i.addr, reason = ?i.reason, "address in a DNS answer ignored: never banned");
+            }
         }
         self.answers
             .record(name, now_ms(), self.policy.resolver.grace_s, resolution);
-        let newly_settled = !self.settled && self.answers.all_attempted();
-        if newly_settled {
-            self.settled = true;
+        let mut progress = Progress::default();
+        if !self.first_round && self.answers.all_attempted() {
+            self.first_round = true;
+            progress.first_round_done = true;
         }
-        newly_settled
+        if !self.settled && self.answers.settled() {
+            self.settled = true;
+            progress.settled = true;
+        }
+        progress
     }
 
     pub fn expire(&mut self) -> bool {
         self.answers.expire(now_ms())
     }
 
-    /// Applies a new policy as a whole, or keeps the current one.
-    pub fn reload(&mut self, policy: Policy) -> Result<String, String> {
+    /// Applies a new policy as a whole, or keeps the current one. An
+    /// `explicit` reload (SIGHUP, `enforcer reload`) also asks every name
+    /// again at once; a file change whose merged policy equals the one in
+    /// force changes nothing.
+    pub fn reload(&mut self, policy: Policy, explicit: bool) -> Result<ReloadOutcome, String> {
+        if !explicit && policy == self.policy {
+            return Ok(ReloadOutcome::Unchanged);
+        }
         for w in &policy.warnings {
             warn!("{w}");
         }
         let previous = std::mem::replace(&mut self.policy, policy);
         let previous_answers = self.answers.clone();
-        let plan = plan_of(&self.policy);
+        if explicit {
+            self.generation += 1;
+        }
+        let plan = plan_of(&self.policy, self.generation, &self.resolv_conf);
         self.answers.set_names(&plan.names);
+        // New names are unanswered: nothing is removed until they answer.
+        self.settled = self.answers.settled();
         match self.reconcile() {
             Ok(applied) => {
                 info!(
@@ -140,15 +237,22 @@ impl Controller {
                 );
                 self.plan.send_replace(Arc::new(plan));
                 self.loaded_ms = now_ms();
-                Ok(format!(
-                    "policy reloaded: {} added or changed, {} removed",
-                    applied.upserts, applied.removes
-                ))
+                Ok(ReloadOutcome::Applied(format!(
+                    "policy reloaded: {} added or changed, {} removed{}",
+                    applied.upserts,
+                    applied.removes,
+                    if explicit {
+                        "; every name is being resolved again"
+                    } else {
+                        ""
+                    }
+                )))
             }
             Err(e) => {
                 error!(error = %e, "reload failed; the previous policy stays in force");
                 self.policy = previous;
                 self.answers = previous_answers;
+                self.settled = self.answers.settled();
                 Err(format!(
                     "reload failed, the previous policy stays in force: {e}"
                 ))
@@ -169,17 +273,29 @@ impl Controller {
         })
     }
 
+    /// One line for systemd's STATUS= and the log.
     pub fn status(&self) -> String {
         let a = &self.answers;
-        format!(
-            "{} mode; {} names: {} fresh, {} stale, {} nxdomain, {} pending",
+        let mut line = format!(
+            "{} mode; {} names: {} fresh, {} partial, {} stale, {} nxdomain, {} pending",
             self.policy.mode,
             a.names.len(),
             a.count(NameStatus::Fresh),
+            a.count(NameStatus::Partial),
             a.count(NameStatus::Stale),
             a.count(NameStatus::Nxdomain),
             a.count(NameStatus::Pending),
-        )
+        );
+        let never = a.never_answered();
+        if never > 0 {
+            line.push_str(&format!(
+                "; {never} never answered (DNS unreachable?): only their static rules and what the pinned maps held are enforced"
+            ));
+        }
+        if !self.settled {
+            line.push_str("; nothing is removed until every name has answered");
+        }
+        line
     }
 
     fn write_snapshot(&self) {

@@ -13,7 +13,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     bpf::{
@@ -40,6 +40,8 @@ pub struct Config {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub hooks: Vec<CgroupHook>,
+    /// Read for the DNS servers when the policy names none.
+    pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let started_ms = resolve::now_ms();
     let control = bind_control(&config.socket)?;
+    // From here on, every way out of `run` (errors included) removes the
+    // socket file; the flows are flushed on every way out of the loop.
+    let _socket_file = SocketFile(config.socket.clone());
     // The flow store exists (with its schema) before READY, so that readers
     // never see it half-made.
     let mut recorder =
@@ -103,7 +108,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         info!(pins = %pins.root().display(), "adopting the maps of a previous instance; they stay in force");
     }
     let writer = MapWriter::open(&pins)?;
-    let mut controller = Controller::new(policy, writer, pins.clone(), config.state_dir.clone());
+    let mut controller = Controller::new(
+        policy,
+        writer,
+        pins.clone(),
+        config.state_dir.clone(),
+        config.resolv_conf.clone(),
+    );
     // Static rules (and, on a restart, everything already enforced) go in
     // before the programs attach and before the first name resolves:
     // start closed, then widen to exactly the policy.
@@ -125,7 +136,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // The links and maps are pinned; the loader's handles are not needed.
     drop(datapath);
     info!(cgroup = %cgroup.display(), "enforcing");
-    if controller.settled() {
+    if controller.first_round() {
         notify_ready(&controller.status());
     }
 
@@ -133,11 +144,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let resolver = resolve::spawn(controller.plan.subscribe(), outcome_tx);
     let (change_tx, mut changes) = mpsc::channel(1);
     let main_path = Policy::main_path(config.policy.as_deref());
-    let _watch = watch::watch(
-        main_path.as_deref(),
-        &Policy::drop_in_dir(main_path.as_deref(), None),
-        change_tx,
-    );
+    let mut policy_watch = watch::PolicyWatch::new(main_path.clone(), change_tx);
+    policy_watch.follow(&controller.policy);
+    // A file change reloads once the files have been quiet this long.
+    let mut reload_due: Option<tokio::time::Instant> = None;
     let rules_rx = controller.rules.subscribe();
     let mut events = EventReader::open(&pins)?;
     let mut execs = RingReader::open(&pins, enforcer_common::maps::PROC_EVENTS)?;
@@ -178,20 +188,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut event_buf = Vec::new();
     let mut retention = tokio::time::interval(std::time::Duration::from_secs(60));
     let mut loss_check = tokio::time::interval(std::time::Duration::from_secs(10));
-    let mut losses = Stats::read(&pins)?.ringbuf_full();
+    let mut losses = Stats::read(&pins).map_or(0, |s| s.ringbuf_full());
+    let mut errors = LoopErrors::default();
     tokio::pin!(shutdown);
     loop {
         let next_expiry = controller.answers.next_expiry_ms();
         tokio::select! {
             () = &mut shutdown => break,
             _ = hup.recv() => {
-                let _ = reload(&mut controller, &config);
+                let _ = reload(&mut controller, &config, true);
+                policy_watch.follow(&controller.policy);
             }
             Some(()) = changes.recv() => {
-                // Debounce: editors and config management write in steps.
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                while changes.try_recv().is_ok() {}
-                let _ = reload(&mut controller, &config);
+                // Debounce without holding the loop: editors and config
+                // management write in steps.
+                reload_due = Some(tokio::time::Instant::now() + DEBOUNCE);
+            }
+            () = sleep_until_instant(reload_due) => {
+                reload_due = None;
+                let _ = reload(&mut controller, &config, false);
+                policy_watch.follow(&controller.policy);
             }
             Some(job) = jobs.recv() => {
                 use crate::control::{Response, protocol::Command};
@@ -204,14 +220,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                             Err(e) => Response::error("failed", e.to_string()),
                         }
                     }
-                    Command::Check { target } => match crate::cli::show::verdict(&controller.policy, &controller.answers, &target) {
-                        Ok(v) => Response::ok(serde_json::json!({"blocked": v.blocked, "text": v.text, "detail": v.json})),
-                        Err(e) => Response::error("bad_request", format!("{e:#}")),
-                    },
-                    Command::Reload => match reload(&mut controller, &config) {
-                        Ok(msg) => Response::ok(msg.into()),
-                        Err(msg) => Response::error("failed", msg),
-                    },
+                    Command::Check { target } => {
+                        // Resolving may take seconds: off the loop.
+                        let policy = controller.policy.clone();
+                        let pins = pins.clone();
+                        let resolv_conf = config.resolv_conf.clone();
+                        tokio::spawn(async move {
+                            let response = match crate::check::live(&policy, &pins, &resolv_conf, &target).await {
+                                Ok(v) => Response::ok(serde_json::json!({"blocked": v.blocked, "text": v.text, "detail": v.json})),
+                                Err(e) => Response::error("bad_request", format!("{e:#}")),
+                            };
+                            let _ = job.reply.send(response);
+                        });
+                        continue;
+                    }
+                    Command::Reload => {
+                        let r = reload(&mut controller, &config, true);
+                        policy_watch.follow(&controller.policy);
+                        match r {
+                            Ok(msg) => Response::ok(msg.into()),
+                            Err(msg) => Response::error("failed", msg),
+                        }
+                    }
                     Command::Follow => Response::error("bad_request", "follow is served by the connection"),
                     Command::Detach => {
                         detach_requested = true;
@@ -224,17 +254,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             }
             Some(first) = outcomes.recv() => {
-                let mut ready = controller.on_outcome(&first.name, first.resolution);
+                let mut progress = controller.on_outcome(&first.name, first.resolution);
                 while let Ok(more) = outcomes.try_recv() {
-                    ready |= controller.on_outcome(&more.name, more.resolution);
+                    let p = controller.on_outcome(&more.name, more.resolution);
+                    progress.first_round_done |= p.first_round_done;
+                    progress.settled |= p.settled;
                 }
                 controller.expire();
                 match controller.reconcile() {
-                    Ok(_) if ready => {
-                        info!("first resolution of every name is in the maps");
-                        notify_ready(&controller.status());
+                    Ok(_) => {
+                        if progress.first_round_done {
+                            report_first_round(&controller);
+                            notify_ready(&controller.status());
+                        } else {
+                            notify_status(&controller.status());
+                        }
+                        if progress.settled && !progress.first_round_done {
+                            info!("every name has answered; the maps now hold exactly the policy");
+                        }
                     }
-                    Ok(_) => notify_status(&controller.status()),
                     Err(e) => error!(error = %e, "applying resolved addresses failed; the maps keep what they had"),
                 }
             }
@@ -246,13 +284,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             }
             read = execs.next_batch(|b| exec_buf.push(b.to_vec())) => {
-                read.map_err(DaemonError::Events)?;
+                if let Err(e) = read {
+                    errors.record("reading exec records", &e).await;
+                }
                 for b in exec_buf.drain(..) {
                     recorder.on_exec(&b);
                 }
             }
             read = events.next_batch(|ev| event_buf.push(ev)) => {
-                read.map_err(DaemonError::Events)?;
+                if let Err(e) = read {
+                    errors.record("reading events", &e).await;
+                }
                 // Exec records first: a process may exec and be refused
                 // between two wake-ups.
                 execs.drain(|b| recorder.on_exec(b));
@@ -267,13 +309,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 metrics_tx.send_replace(render_metrics(&controller, &recorder, &facts));
             }
             _ = retention.tick() => recorder.retain(&controller.policy.report),
-            _ = loss_check.tick() => {
-                let now = Stats::read(&pins)?.ringbuf_full();
-                if now > losses {
-                    warn!(lost = now - losses, total = now, "the event ring buffer was full; events were lost (counted, not reported)");
+            _ = loss_check.tick() => match Stats::read(&pins) {
+                Ok(stats) => {
+                    let now = stats.ringbuf_full();
+                    if now > losses {
+                        warn!(lost = now - losses, total = now, "the event ring buffer was full; events were lost (counted, not reported)");
+                    }
+                    losses = now;
                 }
-                losses = now;
-            }
+                Err(e) => errors.record("reading the counters", &e).await,
+            },
         }
     }
     resolver.abort();
@@ -287,7 +332,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(m) = metrics_server {
         m.abort();
     }
-    let _ = std::fs::remove_file(&config.socket);
     if detach_requested {
         let report = crate::bpf::detach(&pins)?;
         info!(
@@ -304,11 +348,69 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
+/// How long the policy files must be quiet before a change is reloaded.
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Errors the loop survives: each is logged (at most once a second per
+/// kind) and counted, and a failing source is paused briefly so that a
+/// persistent error cannot spin the loop.
+#[derive(Default)]
+struct LoopErrors {
+    total: u64,
+    last_logged: Option<std::time::Instant>,
+}
+
+impl LoopErrors {
+    async fn record(&mut self, what: &str, error: &dyn std::fmt::Display) {
+        self.total += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
+        {
+            self.last_logged = Some(now);
+            error!(error = %error, total = self.total, "{what} failed; the daemon goes on (enforcement is in the kernel)");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Says how the first round of resolutions went, loudly when DNS failed.
+fn report_first_round(controller: &Controller) {
+    let a = &controller.answers;
+    let failing = a.count(resolve::NameStatus::Stale) + a.count(resolve::NameStatus::Partial);
+    if failing == 0 {
+        info!("first resolution of every name is in the maps");
+        return;
+    }
+    warn!(
+        names = a.names.len(),
+        failing,
+        never_answered = a.never_answered(),
+        "first resolution round: some names did not answer; their last known addresses stay enforced and they are retried (`enforcer reload` retries now)"
+    );
+}
+
+async fn sleep_until_instant(when: Option<tokio::time::Instant>) {
+    match when {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Re-reads the policy. A bad policy is rejected whole and the one in
-/// force stays.
-fn reload(controller: &mut Controller, config: &Config) -> Result<String, String> {
+/// force stays. `explicit`: asked for (SIGHUP, `enforcer reload`), as
+/// opposed to a file change.
+fn reload(controller: &mut Controller, config: &Config, explicit: bool) -> Result<String, String> {
     match Policy::resolve(config.policy.as_deref()) {
-        Ok(policy) => controller.reload(policy),
+        Ok(policy) => match controller.reload(policy, explicit) {
+            Ok(controller::ReloadOutcome::Applied(msg)) => Ok(msg),
+            Ok(controller::ReloadOutcome::Unchanged) => {
+                debug!("policy files touched; the merged policy is unchanged");
+                Ok("policy unchanged".into())
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => {
             error!(
                 error = %e,
@@ -316,6 +418,22 @@ fn reload(controller: &mut Controller, config: &Config) -> Result<String, String
                 "reload rejected; the policy in force stays"
             );
             Err(format!("reload rejected, the policy in force stays: {e}"))
+        }
+    }
+}
+
+/// Removes the control socket file when the daemon stops, however it stops
+/// (short of `kill -9`, after which the next start replaces it).
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(path = %self.0.display(), error = %e, "cannot remove the control socket")
+            }
         }
     }
 }
@@ -392,6 +510,11 @@ fn status_json(controller: &Controller, facts: &Facts<'_>) -> serde_json::Value 
         "names": {
             "total": a.names.len(),
             "fresh": a.count(resolve::NameStatus::Fresh),
+            "partial": a.count(resolve::NameStatus::Partial),
+            "never_answered": a.never_answered(),
+            "ignored_addresses": a.names.values().map(|s| s.ignored.len()).sum::<usize>(),
+            "settled": controller.settled(),
+            "summary": controller.status(),
             "stale": a.count(resolve::NameStatus::Stale),
             "nxdomain": a.count(resolve::NameStatus::Nxdomain),
             "pending": a.count(resolve::NameStatus::Pending),

@@ -190,6 +190,7 @@ impl Recorder {
             domains,
             verdict: ev.verdict.as_str().to_owned(),
             hooks: ev.hook.as_str().to_owned(),
+            via: ev.via.map_or_else(String::new, |v| v.as_str().to_owned()),
             count: 1,
             first_seen_ms: now,
             last_seen_ms: now,
@@ -272,6 +273,8 @@ fn log_new(flow: &Flow) {
         cgroup = flow.cgroup.as_deref().unwrap_or(""),
         unit = flow.unit.as_deref().unwrap_or(""),
         dst = %flow.dst,
+        // Only when a banned IPv4 host was reached over IPv6.
+        via = (!flow.via.is_empty()).then_some(flow.via.as_str()),
         port = flow.port,
         protocol = flow.protocol,
         domains = %flow.domains,

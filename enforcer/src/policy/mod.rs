@@ -5,6 +5,7 @@
 
 pub mod catalog;
 mod domain;
+mod nat64;
 mod raw;
 
 use std::{
@@ -13,7 +14,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 use serde::Deserialize;
 
 pub use domain::DomainPattern;
@@ -164,8 +165,12 @@ pub struct Policy {
     pub allow: Rules,
     pub resolver: ResolverSettings,
     pub report: ReportSettings,
+    /// Operator NAT64 /96 prefixes, unioned across files (first kept).
+    pub nat64_prefixes: Vec<Entry<Ipv6Net>>,
     /// Not errors, but probably mistakes (an exception that overlaps no ban).
     pub warnings: Vec<String>,
+    /// Where drop-ins were looked for (empty for a single parsed text).
+    pub drop_in_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,7 +275,9 @@ impl Policy {
             }
             layers.push(layer);
         }
-        Policy::merge(layers)
+        let mut policy = Policy::merge(layers)?;
+        policy.drop_in_dir = dir;
+        Ok(policy)
     }
 
     /// The main policy file `resolve` reads, if any (`None`: embedded).
@@ -302,7 +309,9 @@ impl Policy {
             allow: Rules::default(),
             resolver: ResolverSettings::default(),
             report: ReportSettings::default(),
+            nat64_prefixes: Vec::new(),
             warnings: Vec::new(),
+            drop_in_dir: PathBuf::new(),
         };
         // The file that last set each TTL bound, for a merged-range error.
         let mut ttl_origin = None;
@@ -338,6 +347,7 @@ impl Policy {
                     p.metrics_listen = Some(m.0);
                 }
             }
+            nat64::merge(&mut policy.nat64_prefixes, &source, raw.nat64_prefixes)?;
             policy.sources.push(source);
         }
         if policy.resolver.min_ttl_s > policy.resolver.max_ttl_s {

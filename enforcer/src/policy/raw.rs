@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, de};
 
-use super::{DomainPattern, Mode};
+use super::{DomainPattern, Mode, nat64::Nat64Prefix};
 
 /// An enforcer policy file: the main file or a drop-in.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -34,6 +34,12 @@ pub struct RawPolicy {
     /// The flow store and the metrics endpoint.
     #[serde(default)]
     pub report: Option<RawReport>,
+    /// The /96 prefixes of this network's NAT64 translators
+    /// (`2001:db8:64::/96`): an IPv6 destination under one is judged by the
+    /// IPv4 address in its last 32 bits too. 64:ff9b::/96 (RFC 6052) and
+    /// 6to4 (2002::/16) are always judged so; at most 8, across drop-ins.
+    #[serde(default)]
+    pub nat64_prefixes: Vec<Nat64Prefix>,
     /// Main file only: where drop-ins are read from (default: `policy.d`
     /// beside the main file, or /etc/enforcer/policy.d for the embedded policy).
     #[serde(default)]

@@ -3,7 +3,11 @@
 //! - an address that stops appearing stays for `grace` (clients cache);
 //! - a failed resolution (timeout, SERVFAIL, server down) removes nothing:
 //!   the grace of that name's addresses cannot end before it resolves again;
-//! - NXDOMAIN is an answer: the name has no addresses now (grace applies).
+//! - NXDOMAIN is an answer: the name has no addresses now (grace applies);
+//! - a half answer (A answered, AAAA failed) adds what it has and releases
+//!   nothing: the name is `partial` until both types answer;
+//! - a restarted daemon starts from what the previous one knew (`seed`), so
+//!   a machine that boots offline keeps every name it banned before.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,6 +16,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use super::dns::Ignored;
 use crate::desired::ResolvedAddrs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +30,17 @@ pub enum NameStatus {
     Stale,
     /// The last answer was NXDOMAIN.
     Nxdomain,
+    /// The last resolution answered one record type and failed the other:
+    /// its addresses were added, nothing was released.
+    Partial,
+}
+
+impl NameStatus {
+    /// Whether the last resolution failed in whole or in part; such a name
+    /// never releases an address.
+    pub fn failing(self) -> bool {
+        matches!(self, NameStatus::Stale | NameStatus::Partial)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +64,14 @@ pub struct NameState {
     pub last_error: Option<String>,
     /// Failures in a row.
     pub failures: u32,
+    /// Addresses the last answer carried that are never banned (sinkholes,
+    /// the daemon's own resolvers, records for other names).
+    #[serde(default)]
+    pub ignored: Vec<Ignored>,
+    /// Whether this run of the daemon has asked for the name yet (a seeded
+    /// name has not).
+    #[serde(skip)]
+    pub attempted: bool,
 }
 
 impl NameState {
@@ -61,6 +85,8 @@ impl NameState {
             last_attempt_ms: None,
             last_error: None,
             failures: 0,
+            ignored: Vec::new(),
+            attempted: false,
         }
     }
 }
@@ -79,6 +105,11 @@ pub enum Resolution {
         addrs: BTreeSet<IpAddr>,
         cnames: Vec<String>,
         ttl_s: u32,
+        /// Addresses the answer carried that are never banned.
+        ignored: Vec<Ignored>,
+        /// Set when one record type failed (its error): the addresses are
+        /// added, none is released.
+        partial: Option<String>,
     },
     NxDomain,
     /// No usable answer: keep what is known.
@@ -95,13 +126,35 @@ impl Answers {
         }
     }
 
+    /// Starts from what a previous instance knew: for every name the
+    /// policy still needs, its addresses (and their grace) and status.
+    /// Until this run resolves a name again, it counts as failing, so none
+    /// of its addresses can be released by a clock.
+    pub fn seed(&mut self, previous: &Answers) {
+        for (name, state) in &mut self.names {
+            let Some(old) = previous.names.get(name) else {
+                continue;
+            };
+            if state.attempted {
+                continue;
+            }
+            *state = old.clone();
+            state.attempted = false;
+            if state.status == NameStatus::Pending || !state.addrs.is_empty() {
+                state.status = NameStatus::Stale;
+            }
+            state.last_error = Some("not resolved again since the daemon started".into());
+        }
+    }
+
     /// Records a resolution. Returns whether the enforced addresses changed.
     pub fn record(&mut self, name: &str, now_ms: u64, grace_s: u32, result: Resolution) -> bool {
         let Some(state) = self.names.get_mut(name) else {
             return false;
         };
         state.last_attempt_ms = Some(now_ms);
-        let (seen, status) = match result {
+        state.attempted = true;
+        let (seen, status, partial) = match result {
             Resolution::Failed(error) => {
                 state.status = NameStatus::Stale;
                 state.last_error = Some(error);
@@ -111,19 +164,40 @@ impl Answers {
             Resolution::NxDomain => {
                 state.cnames.clear();
                 state.ttl_s = None;
-                (BTreeSet::new(), NameStatus::Nxdomain)
+                state.ignored.clear();
+                (BTreeSet::new(), NameStatus::Nxdomain, None)
             }
             Resolution::Addresses {
                 addrs,
                 cnames,
                 ttl_s,
+                ignored,
+                partial,
             } => {
                 state.cnames = cnames;
                 state.ttl_s = Some(ttl_s);
-                (addrs, NameStatus::Fresh)
+                state.ignored = ignored;
+                match partial {
+                    Some(e) => (addrs, NameStatus::Partial, Some(e)),
+                    None => (addrs, NameStatus::Fresh, None),
+                }
             }
         };
         state.status = status;
+        if let Some(error) = partial {
+            // Union, never shrink: add what answered, keep the rest as is.
+            state.last_error = Some(error);
+            state.failures = state.failures.saturating_add(1);
+            let mut changed = false;
+            for addr in seen {
+                let fresh = AddrState {
+                    last_seen_ms: now_ms,
+                    expires_ms: None,
+                };
+                changed |= state.addrs.insert(addr, fresh).is_none();
+            }
+            return changed;
+        }
         state.last_error = None;
         state.failures = 0;
         state.last_success_ms = Some(now_ms);
@@ -157,7 +231,7 @@ impl Answers {
     }
 
     fn expire_name(state: &mut NameState, now_ms: u64) -> bool {
-        if state.status == NameStatus::Stale {
+        if state.status.failing() {
             return false;
         }
         let before = state.addrs.len();
@@ -180,14 +254,34 @@ impl Answers {
     pub fn next_expiry_ms(&self) -> Option<u64> {
         self.names
             .values()
-            .filter(|s| s.status != NameStatus::Stale)
+            .filter(|s| !s.status.failing())
             .flat_map(|s| s.addrs.values().filter_map(|a| a.expires_ms))
             .min()
     }
 
-    /// Whether every name has had at least one attempt.
+    /// Whether this run has asked for every name at least once.
     pub fn all_attempted(&self) -> bool {
-        self.names.values().all(|s| s.last_attempt_ms.is_some())
+        self.names.values().all(|s| s.attempted)
+    }
+
+    /// Whether removing what the maps hold beyond these answers is safe:
+    /// every name was asked for in this run, and every name has had a
+    /// successful answer, in this run or (seeded) in an earlier one. A
+    /// name that never answered may have enforced addresses only the
+    /// pinned maps remember.
+    pub fn settled(&self) -> bool {
+        self.names
+            .values()
+            .all(|s| s.attempted && s.last_success_ms.is_some())
+    }
+
+    /// Names that have no address to enforce because nothing ever answered
+    /// for them (not NXDOMAIN, not NODATA: failure).
+    pub fn never_answered(&self) -> usize {
+        self.names
+            .values()
+            .filter(|s| s.last_success_ms.is_none() && s.status.failing())
+            .count()
     }
 
     /// The addresses to enforce, per name.
@@ -216,7 +310,68 @@ mod tests {
             addrs: addrs(list),
             cnames: vec![],
             ttl_s: 60,
+            ignored: vec![],
+            partial: None,
         }
+    }
+
+    fn half(list: &[&str]) -> Resolution {
+        Resolution::Addresses {
+            addrs: addrs(list),
+            cnames: vec![],
+            ttl_s: 60,
+            ignored: vec![],
+            partial: Some("AAAA: REFUSED".into()),
+        }
+    }
+
+    #[test]
+    fn a_half_answer_adds_and_releases_nothing() {
+        let mut a = with(&["x.test"]);
+        a.record("x.test", 0, 0, answer(&["1.1.1.1", "2001:db8::1"]));
+        // A answers with a new address, AAAA is refused: union.
+        assert!(a.record("x.test", 1_000, 0, half(&["2.2.2.2"])));
+        assert_eq!(a.names["x.test"].status, NameStatus::Partial);
+        assert!(!a.expire(100_000));
+        assert_eq!(
+            enforced(&a, "x.test"),
+            addrs(&["1.1.1.1", "2.2.2.2", "2001:db8::1"])
+        );
+        // A new name that only ever gets half answers is enforced on them.
+        let mut b = with(&["new.test"]);
+        a.record("x.test", 2_000, 0, answer(&["2.2.2.2"]));
+        b.record("new.test", 0, 0, half(&["3.3.3.3"]));
+        assert_eq!(enforced(&b, "new.test"), addrs(&["3.3.3.3"]));
+        assert!(!b.settled(), "a half answer is not a success");
+        assert_eq!(enforced(&a, "x.test"), addrs(&["2.2.2.2"]));
+    }
+
+    #[test]
+    fn a_seeded_name_keeps_its_addresses_until_it_answers_again() {
+        let mut before = with(&["x.test", "gone.test"]);
+        before.record("x.test", 0, 5, answer(&["1.1.1.1"]));
+        before.record("x.test", 1_000, 5, answer(&["2.2.2.2"]));
+        before.record("gone.test", 0, 5, answer(&["9.9.9.9"]));
+        let mut a = with(&["x.test", "new.test"]);
+        a.seed(&before);
+        assert!(!a.names.contains_key("gone.test"));
+        assert_eq!(enforced(&a, "x.test"), addrs(&["1.1.1.1", "2.2.2.2"]));
+        assert_eq!(a.names["x.test"].status, NameStatus::Stale);
+        assert!(!a.expire(1_000_000), "grace is frozen until it answers");
+        // DNS is down: failures keep everything; not settled while
+        // new.test never answered.
+        a.record("x.test", 2_000, 5, Resolution::Failed("timeout".into()));
+        a.record("new.test", 2_000, 5, Resolution::Failed("timeout".into()));
+        assert!(a.all_attempted());
+        assert!(!a.settled());
+        assert_eq!(a.never_answered(), 1);
+        assert_eq!(enforced(&a, "x.test"), addrs(&["1.1.1.1", "2.2.2.2"]));
+        a.record("new.test", 3_000, 5, Resolution::NxDomain);
+        assert!(a.settled(), "x.test answered in an earlier run");
+        // It answers: the address it no longer has goes after grace.
+        a.record("x.test", 4_000, 5, answer(&["2.2.2.2"]));
+        assert!(a.expire(9_000));
+        assert_eq!(enforced(&a, "x.test"), addrs(&["2.2.2.2"]));
     }
 
     fn enforced(a: &Answers, name: &str) -> BTreeSet<IpAddr> {

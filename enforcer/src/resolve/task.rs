@@ -2,17 +2,24 @@
 //! bounded concurrency, and reports each outcome to the controller.
 //!
 //! Refresh: at the answer's TTL clamped to [min_ttl_s, max_ttl_s].
-//! NXDOMAIN: again after min_ttl_s. Failure: again after a backoff of 1 s,
-//! 2 s, 4 s ... capped at max_ttl_s; the controller keeps the last answer.
+//! NXDOMAIN: again after min_ttl_s. Failure (whole or partial): again after
+//! a backoff of 1 s, 2 s, 4 s ... capped at `MAX_BACKOFF` (a laptop back on
+//! the network must not wait an hour); the controller keeps what it knew.
+//! A new plan generation (`enforcer reload`) makes every name due at once.
+//! Without configured upstreams, /etc/resolv.conf is re-read every
+//! `RESOLV_CONF_POLL` (following its symlink into /run, where network
+//! managers rewrite it); a change rebuilds the resolver and re-asks every
+//! failing name at once.
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
+use hickory_resolver::TokioResolver;
 use tokio::{
     sync::{Semaphore, mpsc, watch},
     task::JoinSet,
     time::Instant,
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{answers::Resolution, dns};
 
@@ -25,7 +32,16 @@ pub struct Plan {
     pub min_ttl_s: u32,
     pub max_ttl_s: u32,
     pub concurrency: u32,
+    /// Bumped by every explicit reload: every name is asked again at once.
+    pub generation: u64,
+    /// Read for the upstreams when `upstreams` is `None`.
+    pub resolv_conf: std::path::PathBuf,
 }
+
+/// The longest wait after a failure.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often /etc/resolv.conf is re-read when it supplies the upstreams.
+pub const RESOLV_CONF_POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -54,13 +70,19 @@ fn clamp(ttl_s: u32, plan: &Plan) -> Duration {
 fn backoff(failures: u32, plan: &Plan) -> Duration {
     let secs = 1u64 << failures.min(20);
     Duration::from_secs(secs.min(u64::from(plan.max_ttl_s)))
+        .min(MAX_BACKOFF)
+        .max(Duration::from_secs(1))
 }
 
 async fn run(mut plan_rx: watch::Receiver<Arc<Plan>>, out: mpsc::Sender<Outcome>) {
     let mut schedule: BTreeMap<String, Schedule> = BTreeMap::new();
     let mut plan = plan_rx.borrow_and_update().clone();
-    let mut resolver = None;
-    let mut upstreams_in_use = None;
+    let mut generation = plan.generation;
+    let mut resolver: Option<Arc<TokioResolver>> = None;
+    // The upstreams the resolver was built for.
+    let mut in_use: Option<Vec<SocketAddr>> = None;
+    let mut poll = tokio::time::interval(RESOLV_CONF_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Follow the plan: new names are due now, dropped names go.
         schedule.retain(|n, _| plan.names.contains(n));
@@ -70,19 +92,41 @@ async fn run(mut plan_rx: watch::Receiver<Arc<Plan>>, out: mpsc::Sender<Outcome>
                 failures: 0,
             });
         }
-        if resolver.is_none() || upstreams_in_use.as_ref() != Some(&plan.upstreams) {
-            match dns::upstreams(plan.upstreams.as_deref()).and_then(|u| dns::build(&u)) {
+        if plan.generation != generation {
+            generation = plan.generation;
+            for s in schedule.values_mut() {
+                s.due = Instant::now();
+                s.failures = 0;
+            }
+        }
+        match dns::upstreams(plan.upstreams.as_deref(), &plan.resolv_conf) {
+            Ok(ups) if in_use.as_ref() == Some(&ups) && resolver.is_some() => {}
+            Ok(ups) => match dns::build(&ups) {
                 Ok(r) => {
+                    if in_use.is_some() {
+                        info!(upstreams = ?ups, "DNS servers changed; asking failing names again");
+                        for s in schedule.values_mut().filter(|s| s.failures > 0) {
+                            s.due = Instant::now();
+                            s.failures = 0;
+                        }
+                    }
                     resolver = Some(Arc::new(r));
-                    upstreams_in_use = Some(plan.upstreams.clone());
+                    in_use = Some(ups);
                 }
                 Err(e) => {
-                    // Every name fails this round (the known answers stay);
-                    // the next round tries to build it again.
                     warn!(error = %e, "no resolver");
                     resolver = None;
-                    upstreams_in_use = None;
+                    in_use = None;
                 }
+            },
+            Err(e) => {
+                // Every name fails this round (the known answers stay); the
+                // next round tries again.
+                if resolver.is_some() || in_use.is_none() {
+                    warn!(error = %e, "no resolver");
+                }
+                resolver = None;
+                in_use = Some(Vec::new());
             }
         }
 
@@ -100,20 +144,23 @@ async fn run(mut plan_rx: watch::Receiver<Arc<Plan>>, out: mpsc::Sender<Outcome>
                     plan = plan_rx.borrow_and_update().clone();
                 }
                 () = sleep_until(next) => {}
+                _ = poll.tick(), if plan.upstreams.is_none() => {}
             }
             continue;
         }
 
         let limit = Arc::new(Semaphore::new(plan.concurrency.max(1) as usize));
+        let upstreams: Arc<[SocketAddr]> = in_use.clone().unwrap_or_default().into();
         let mut batch = JoinSet::new();
         for name in due {
             let resolver = resolver.clone();
             let limit = limit.clone();
+            let upstreams = upstreams.clone();
             let min_ttl = plan.min_ttl_s;
             batch.spawn(async move {
                 let _permit = limit.acquire().await;
                 let resolution = match resolver {
-                    Some(r) => dns::resolve(&r, &name, min_ttl).await,
+                    Some(r) => dns::resolve(&r, &name, min_ttl, &upstreams).await,
                     None => Resolution::Failed("no usable upstream DNS server".into()),
                 };
                 Outcome { name, resolution }
@@ -123,7 +170,11 @@ async fn run(mut plan_rx: watch::Receiver<Arc<Plan>>, out: mpsc::Sender<Outcome>
             let Ok(outcome) = done else { continue };
             if let Some(s) = schedule.get_mut(&outcome.name) {
                 let wait = match &outcome.resolution {
-                    Resolution::Addresses { ttl_s, .. } => {
+                    Resolution::Addresses {
+                        ttl_s,
+                        partial: None,
+                        ..
+                    } => {
                         s.failures = 0;
                         clamp(*ttl_s, &plan)
                     }
@@ -131,7 +182,10 @@ async fn run(mut plan_rx: watch::Receiver<Arc<Plan>>, out: mpsc::Sender<Outcome>
                         s.failures = 0;
                         clamp(plan.min_ttl_s, &plan)
                     }
-                    Resolution::Failed(_) => {
+                    Resolution::Addresses {
+                        partial: Some(_), ..
+                    }
+                    | Resolution::Failed(_) => {
                         let wait = backoff(s.failures, &plan);
                         s.failures = s.failures.saturating_add(1);
                         wait
@@ -168,6 +222,8 @@ mod tests {
             min_ttl_s: 30,
             max_ttl_s: 3600,
             concurrency: 4,
+            generation: 0,
+            resolv_conf: dns::RESOLV_CONF.into(),
         }
     }
 
@@ -179,6 +235,6 @@ mod tests {
         assert_eq!(clamp(86_400, &p), Duration::from_secs(3600));
         let waits: Vec<u64> = (0..5).map(|f| backoff(f, &p).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16]);
-        assert_eq!(backoff(40, &p), Duration::from_secs(3600));
+        assert_eq!(backoff(40, &p), MAX_BACKOFF);
     }
 }

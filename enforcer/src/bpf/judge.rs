@@ -1,0 +1,167 @@
+//! The verdict the kernel programs would give an address, read from the
+//! pinned maps with the same lookups in the same order (`verdict.rs` in the
+//! eBPF crate): an allow range wins, then an exact ban, then a banned
+//! range; IPv4-mapped IPv6 addresses are judged as IPv4, NAT64 and 6to4
+//! forms by the IPv4 rules when no IPv6 rule matches. `check` uses it so
+//! that it reports what the kernel does, not what the policy meant.
+
+use std::net::IpAddr;
+
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
+use enforcer_common::{
+    CONFIG_MODE, CONFIG_NAT64_PREFIXES, MODE_AUDIT, embedded_v4, maps as names, v4_key, v6_key,
+};
+
+use super::{pins::Pins, writer::WriteError};
+
+/// What the maps say about one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelVerdict {
+    /// No ban covers it.
+    Pass,
+    /// Banned by `rule`, but the allow range `exception` wins.
+    Excepted { rule: u32, exception: u32 },
+    /// Banned by `rule` (denied in enforce mode, reported in audit mode).
+    Banned { rule: u32 },
+}
+
+/// The pinned verdict maps of one instance, opened for lookups.
+pub struct Judge {
+    deny_v4: HashMap<MapData, u32, u32>,
+    deny_v6: HashMap<MapData, [u32; 4], u32>,
+    deny_lpm_v4: LpmTrie<MapData, u32, u32>,
+    deny_lpm_v6: LpmTrie<MapData, [u32; 4], u32>,
+    allow_lpm_v4: LpmTrie<MapData, u32, u32>,
+    allow_lpm_v6: LpmTrie<MapData, [u32; 4], u32>,
+    config: Array<MapData, u32>,
+    nat64_prefixes: HashMap<MapData, [u32; 3], u32>,
+}
+
+fn open(pins: &Pins, name: &'static str) -> Result<Map, WriteError> {
+    let path = pins.map(name);
+    let err = |source| WriteError::Open {
+        path: path.clone(),
+        source,
+    };
+    Map::from_map_data(MapData::from_pin(&path).map_err(err)?).map_err(err)
+}
+
+fn wrap<T>(
+    pins: &Pins,
+    name: &'static str,
+    f: impl FnOnce(Map) -> Result<T, MapError>,
+) -> Result<T, WriteError> {
+    f(open(pins, name)?).map_err(|source| WriteError::Open {
+        path: pins.map(name),
+        source,
+    })
+}
+
+/// `Ok(None)` for "no such key", the error otherwise.
+fn found<V>(r: Result<V, MapError>, map: &'static str) -> Result<Option<V>, WriteError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(source) => Err(WriteError::Read { map, source }),
+    }
+}
+
+impl Judge {
+    pub fn open(pins: &Pins) -> Result<Judge, WriteError> {
+        Ok(Judge {
+            deny_v4: wrap(pins, names::DENY_V4, HashMap::try_from)?,
+            deny_v6: wrap(pins, names::DENY_V6, HashMap::try_from)?,
+            deny_lpm_v4: wrap(pins, names::DENY_LPM_V4, LpmTrie::try_from)?,
+            deny_lpm_v6: wrap(pins, names::DENY_LPM_V6, LpmTrie::try_from)?,
+            allow_lpm_v4: wrap(pins, names::ALLOW_LPM_V4, LpmTrie::try_from)?,
+            allow_lpm_v6: wrap(pins, names::ALLOW_LPM_V6, LpmTrie::try_from)?,
+            config: wrap(pins, names::CONFIG, Array::try_from)?,
+            nat64_prefixes: wrap(pins, names::NAT64_PREFIXES, HashMap::try_from)?,
+        })
+    }
+
+    /// Whether the programs only report (audit mode).
+    pub fn audit(&self) -> Result<bool, WriteError> {
+        let mode = found(self.config.get(&CONFIG_MODE, 0), names::CONFIG)?;
+        Ok(mode == Some(MODE_AUDIT))
+    }
+
+    /// The verdict for `addr`. IPv4-mapped addresses are judged as IPv4;
+    /// other IPv6 addresses by the IPv6 rules and, when none matches and
+    /// they embed an IPv4 address (an operator NAT64 prefix, 64:ff9b::/96,
+    /// 6to4), by the IPv4 rules for it, as the programs do.
+    pub fn verdict(&self, addr: IpAddr) -> Result<KernelVerdict, WriteError> {
+        match addr {
+            IpAddr::V4(a) => self.v4(v4_key(a.octets())),
+            IpAddr::V6(v6) => {
+                if let Some(a) = v6.to_ipv4_mapped() {
+                    return self.v4(v4_key(a.octets()));
+                }
+                let k = v6_key(v6.octets());
+                let found = self.v6(k)?;
+                if found != KernelVerdict::Pass {
+                    return Ok(found);
+                }
+                let operator = self.operator_prefix(k)?;
+                let embedded = match operator {
+                    Some(v4) => Some(v4),
+                    None => {
+                        let e = embedded_v4(k);
+                        (e.via != 0).then_some(e.v4)
+                    }
+                };
+                match embedded {
+                    Some(v4) => self.v4(v4),
+                    None => Ok(KernelVerdict::Pass),
+                }
+            }
+        }
+    }
+
+    /// The IPv4 address after an operator NAT64 /96 prefix, if `k` has one.
+    fn operator_prefix(&self, k: [u32; 4]) -> Result<Option<u32>, WriteError> {
+        let count = found(self.config.get(&CONFIG_NAT64_PREFIXES, 0), names::CONFIG)?;
+        if count.unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        let hit = found(
+            self.nat64_prefixes.get(&[k[0], k[1], k[2]], 0),
+            names::NAT64_PREFIXES,
+        )?;
+        Ok(hit.map(|_| k[3]))
+    }
+
+    fn v4(&self, k: u32) -> Result<KernelVerdict, WriteError> {
+        let key = Key::new(32, k);
+        let ban = match found(self.deny_v4.get(&k, 0), names::DENY_V4)? {
+            Some(rule) => Some(rule),
+            None => found(self.deny_lpm_v4.get(&key, 0), names::DENY_LPM_V4)?,
+        };
+        let Some(rule) = ban else {
+            return Ok(KernelVerdict::Pass);
+        };
+        Ok(
+            match found(self.allow_lpm_v4.get(&key, 0), names::ALLOW_LPM_V4)? {
+                Some(exception) => KernelVerdict::Excepted { rule, exception },
+                None => KernelVerdict::Banned { rule },
+            },
+        )
+    }
+
+    fn v6(&self, k: [u32; 4]) -> Result<KernelVerdict, WriteError> {
+        let key = Key::new(128, k);
+        let ban = match found(self.deny_v6.get(&k, 0), names::DENY_V6)? {
+            Some(rule) => Some(rule),
+            None => found(self.deny_lpm_v6.get(&key, 0), names::DENY_LPM_V6)?,
+        };
+        let Some(rule) = ban else {
+            return Ok(KernelVerdict::Pass);
+        };
+        Ok(
+            match found(self.allow_lpm_v6.get(&key, 0), names::ALLOW_LPM_V6)? {
+                Some(exception) => KernelVerdict::Excepted { rule, exception },
+                None => KernelVerdict::Banned { rule },
+            },
+        )
+    }
+}
