@@ -133,7 +133,7 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__check)
-            opts="-h --policy --state-dir --socket --json --help"
+            opts="-h --policy --state-dir --socket --bpffs --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,6 +151,10 @@ _enforcer() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -159,7 +163,7 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__daemon)
-            opts="-h --policy --cgroup --xdp-iface --bpffs --socket --state-dir --help"
+            opts="-h --policy --cgroup --xdp-iface --bpffs --socket --state-dir --resolv-conf --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -186,6 +190,10 @@ _enforcer() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resolv-conf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -623,7 +631,7 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__policy__subcmd__validate)
-            opts="-h --json --help"
+            opts="-h --json --strict --with-drop-ins --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -33,14 +33,15 @@ complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "reload" -d 'Ask t
 complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "policy" -d 'Check or print policies'
 complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "flows" -d 'The blocked flows, most recent first, from the daemon\'s store'
 complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "generate-docs" -d 'Write the man pages and shell completions into DIR (packaging)'
-complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "check" -d 'Would NAME or IP be blocked, and by which rule? Answers offline from the policy and the daemon\'s last resolved state. Exit 0: not blocked; 1: blocked; 2: error'
+complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "check" -d 'What will the kernel do with NAME or IP? A name is resolved now and each of its addresses judged by the enforced maps with the programs\' own lookups; the rules that matched are named. Asks the daemon when it runs, else reads the pinned maps itself. Exit 0: not blocked (some address passes, or audit mode); 1: blocked (the kernel denies every address); 2: error'
 complete -c enforcer -n "__fish_enforcer_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l policy -d 'Policy file [default: /etc/enforcer/policy.json if it exists, else the embedded default]' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l cgroup -d 'Enforce only in this cgroup (v2) and below [default: the whole host]' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l xdp-iface -d 'Also filter this interface with XDP (repeatable)' -r
 complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l bpffs -d 'bpffs directory for this instance\'s pins' -r -F
-complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l socket -d 'Control socket path (the socket is served once the control-socket work lands)' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l socket -d 'Control socket path' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l state-dir -d 'Directory for persistent state' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -l resolv-conf -d 'The resolver configuration read for DNS servers when the policy names none (followed while running)' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand daemon" -s h -l help -d 'Print help'
 complete -c enforcer -n "__fish_enforcer_using_subcommand detach" -l bpffs -d 'The instance\'s bpffs pin directory [default: /sys/fs/bpf/enforcer]' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand detach" -l socket -d 'The instance\'s control socket [default: /run/enforcer/control.sock]' -r -F
@@ -53,12 +54,14 @@ complete -c enforcer -n "__fish_enforcer_using_subcommand reload" -l socket -r -
 complete -c enforcer -n "__fish_enforcer_using_subcommand reload" -l json
 complete -c enforcer -n "__fish_enforcer_using_subcommand reload" -s h -l help -d 'Print help'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -s h -l help -d 'Print help'
-complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "validate" -d 'Validate policy files, each on its own; exit 1 if any is invalid'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "validate" -d 'Validate policy files, each on its own, and print their warnings (dangerous but valid shapes: an allow over a whole address family, a ban over loopback or the resolvers, a mode set by a drop-in). Exit 0: every file is valid (with --strict: and has no warning); 1: a file is invalid; 2: with --strict, a file has warnings'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "show" -d 'Show the merged policy (main file and drop-ins); with --resolved, every name with its addresses, TTL and state'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "default" -d 'Print the embedded default policy'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "schema" -d 'Print the JSON Schema of the policy format'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and not __fish_seen_subcommand_from validate show default schema help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from validate" -l json -d 'One JSON object per file'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from validate" -l strict -d 'Fail (exit 2) on any warning'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from validate" -l with-drop-ins -d 'Read each FILE as the daemon reads a main policy: merged with the drop-ins of its drop-in directory'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -l policy -d 'Policy file [default: /etc/enforcer/policy.json if it exists, else the embedded default], with its drop-ins' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -l state-dir -d 'The daemon\'s state directory (its last resolved state)' -r -F
@@ -67,7 +70,7 @@ complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_see
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from default" -s h -l help -d 'Print help'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from schema" -s h -l help -d 'Print help'
-complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Validate policy files, each on its own; exit 1 if any is invalid'
+complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Validate policy files, each on its own, and print their warnings (dangerous but valid shapes: an allow over a whole address family, a ban over loopback or the resolvers, a mode set by a drop-in). Exit 0: every file is valid (with --strict: and has no warning); 1: a file is invalid; 2: with --strict, a file has warnings'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show the merged policy (main file and drop-ins); with --resolved, every name with its addresses, TTL and state'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "default" -d 'Print the embedded default policy'
 complete -c enforcer -n "__fish_enforcer_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "schema" -d 'Print the JSON Schema of the policy format'
@@ -87,6 +90,7 @@ complete -c enforcer -n "__fish_enforcer_using_subcommand generate-docs" -s h -l
 complete -c enforcer -n "__fish_enforcer_using_subcommand check" -l policy -d 'Policy file [default: /etc/enforcer/policy.json if it exists, else the embedded default], with its drop-ins' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand check" -l state-dir -d 'The daemon\'s state directory (its last resolved state)' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand check" -l socket -d 'The daemon\'s control socket (asked first; offline otherwise)' -r -F
+complete -c enforcer -n "__fish_enforcer_using_subcommand check" -l bpffs -d 'bpffs directory of the instance to ask when the daemon is not running' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand check" -l json
 complete -c enforcer -n "__fish_enforcer_using_subcommand check" -s h -l help -d 'Print help'
 complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "daemon" -d 'Run the enforcement daemon in the foreground'
@@ -96,9 +100,9 @@ complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_s
 complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "policy" -d 'Check or print policies'
 complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "flows" -d 'The blocked flows, most recent first, from the daemon\'s store'
 complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "generate-docs" -d 'Write the man pages and shell completions into DIR (packaging)'
-complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "check" -d 'Would NAME or IP be blocked, and by which rule? Answers offline from the policy and the daemon\'s last resolved state. Exit 0: not blocked; 1: blocked; 2: error'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "check" -d 'What will the kernel do with NAME or IP? A name is resolved now and each of its addresses judged by the enforced maps with the programs\' own lookups; the rules that matched are named. Asks the daemon when it runs, else reads the pinned maps itself. Exit 0: not blocked (some address passes, or audit mode); 1: blocked (the kernel denies every address); 2: error'
 complete -c enforcer -n "__fish_enforcer_using_subcommand help; and not __fish_seen_subcommand_from daemon detach status reload policy flows generate-docs check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c enforcer -n "__fish_enforcer_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "validate" -d 'Validate policy files, each on its own; exit 1 if any is invalid'
+complete -c enforcer -n "__fish_enforcer_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "validate" -d 'Validate policy files, each on its own, and print their warnings (dangerous but valid shapes: an allow over a whole address family, a ban over loopback or the resolvers, a mode set by a drop-in). Exit 0: every file is valid (with --strict: and has no warning); 1: a file is invalid; 2: with --strict, a file has warnings'
 complete -c enforcer -n "__fish_enforcer_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "show" -d 'Show the merged policy (main file and drop-ins); with --resolved, every name with its addresses, TTL and state'
 complete -c enforcer -n "__fish_enforcer_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "default" -d 'Print the embedded default policy'
 complete -c enforcer -n "__fish_enforcer_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "schema" -d 'Print the JSON Schema of the policy format'

@@ -85,7 +85,8 @@ fn status_reports_the_instance_and_check_answers_live() {
     let (code, out, _) = w.cli(&["check", "10.77.0.2"]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("blocked: 10.77.0.2 by #1 deny 10.77.0.2/32"),
+        out.contains("blocked: the kernel denies every address of 10.77.0.2")
+            && out.contains("10.77.0.2: denied (by #1 deny 10.77.0.2/32"),
         "{out}"
     );
     daemon.stop();

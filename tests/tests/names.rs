@@ -336,10 +336,16 @@ fn the_loop_survives_transient_errors_and_every_exit_removes_the_socket() {
     let w = world("te");
     let policy = w.policy(r#""deny": {"cidrs": ["10.77.0.2"]},"#, 60);
     let daemon = Daemon::start(&w.args(policy.clone()));
-    // The pins vanish under a live daemon: reading counters fails.
-    let pins = w.pins().root().to_owned();
-    let _ = enforcer(&["detach", "--bpffs", pins.to_str().unwrap()]);
+    // A pin vanishes under a live daemon (the map lives on in the
+    // programs): every read of the counters fails from now on.
+    let stats = w.pins().map(enforcer_common::maps::STATS);
+    std::fs::remove_file(&stats).unwrap();
     std::thread::sleep(Duration::from_secs(11));
+    assert!(
+        daemon.log_text().contains("reading the counters failed"),
+        "{}",
+        daemon.log_text()
+    );
     let socket = w.socket();
     let (code, _, err) = enforcer(&["status", "--socket", socket.to_str().unwrap()]);
     assert_eq!(

@@ -68,6 +68,43 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
+    #[error("the eBPF object: {0}")]
+    Object(String),
+    #[error("{path}: cannot read the pinned map's layout: {source}")]
+    PinInfo {
+        path: PathBuf,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    #[error(
+        "the maps pinned under {root} were made by another build of enforcer with another \
+         layout, so they are not adopted (nothing was changed; the pinned programs keep \
+         enforcing): {list}. Run `enforcer detach --bpffs {root}` (this removes the \
+         enforcement), then start the daemon again",
+        root = .root.display(),
+        list = super::layout::describe(.mismatches)
+    )]
+    PinLayout {
+        root: PathBuf,
+        mismatches: Vec<super::layout::Mismatch>,
+    },
+    #[error(
+        "{holder} runs on the pins under {root}; a second daemon there would take over \
+         its programs, so this one stops before changing anything. Stop that one first \
+         (`enforcer detach` through its socket removes the enforcement), or give this \
+         instance its own --bpffs",
+        root = .root.display()
+    )]
+    Locked { root: PathBuf, holder: String },
+    #[error(
+        "--xdp-iface {iface}: no such network interface ({source}); nothing was attached \
+         or changed"
+    )]
+    NoSuchInterface {
+        iface: String,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "XDP on {iface}: native mode failed ({native}); generic (skb) mode failed too: {source}"
     )]
@@ -131,8 +168,9 @@ impl Datapath {
     }
 
     /// As [`Datapath::load`], with the capacity of some maps changed from
-    /// the defaults in `enforcer_common` (applies to maps created now; an
-    /// adopted map keeps its size).
+    /// the defaults in `enforcer_common`. A pinned map is adopted only if
+    /// its type, key and value size, flags and capacity are what this call
+    /// would create ([`super::layout`]); otherwise nothing is loaded.
     pub fn load_with_capacity(
         pins: &Pins,
         capacity: &[(&'static str, u32)],
@@ -148,6 +186,9 @@ impl Datapath {
             })?;
         }
         let adopted = pins.has_maps();
+        // Before the loader opens any pin: a pinned map of another layout
+        // is refused, not adopted.
+        super::layout::check(pins, object, capacity)?;
         let mut loader = EbpfLoader::new();
         for name in maps::ALL {
             loader.map_pin_path(name, pins.map(name));
@@ -365,6 +406,25 @@ impl Datapath {
         }
         Ok(removed)
     }
+}
+
+/// Checks that every interface exists (in this network namespace) before
+/// anything is loaded or attached, so a mistyped name fails whole instead
+/// of after the cgroup programs were attached.
+pub fn check_xdp_ifaces(ifaces: &[String]) -> Result<(), DatapathError> {
+    for iface in ifaces {
+        let no_such = |source| DatapathError::NoSuchInterface {
+            iface: iface.clone(),
+            source,
+        };
+        let name = std::ffi::CString::new(iface.as_bytes())
+            .map_err(|_| no_such(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        // SAFETY: a valid C string for the call's duration.
+        if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
+            return Err(no_such(io::Error::last_os_error()));
+        }
+    }
+    Ok(())
 }
 
 fn program_error(program: &'static str) -> impl Fn(ProgramError) -> DatapathError + Copy {

@@ -7,11 +7,14 @@
 pub mod datapath;
 pub mod events;
 pub mod judge;
+pub mod layout;
+pub mod lock;
 pub mod nat64;
 pub mod object;
 pub mod pins;
 pub mod stats;
 pub mod writer;
 
-pub use datapath::{CgroupHook, Datapath, DatapathError, DetachReport, detach};
+pub use datapath::{CgroupHook, Datapath, DatapathError, DetachReport, check_xdp_ifaces, detach};
+pub use lock::InstanceLock;
 pub use pins::Pins;

@@ -3,6 +3,7 @@
 mod flows;
 mod remote;
 pub(crate) mod show;
+mod validate;
 
 use std::{
     path::{Path, PathBuf},
@@ -165,13 +166,24 @@ pub struct DaemonArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate policy files, each on its own; exit 1 if any is invalid.
+    /// Validate policy files, each on its own, and print their warnings
+    /// (dangerous but valid shapes: an allow over a whole address family,
+    /// a ban over loopback or the resolvers, a mode set by a drop-in).
+    /// Exit 0: every file is valid (with --strict: and has no warning);
+    /// 1: a file is invalid; 2: with --strict, a file has warnings.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// One JSON object per file.
         #[arg(long)]
         json: bool,
+        /// Fail (exit 2) on any warning.
+        #[arg(long)]
+        strict: bool,
+        /// Read each FILE as the daemon reads a main policy: merged with
+        /// the drop-ins of its drop-in directory.
+        #[arg(long)]
+        with_drop_ins: bool,
     },
     /// Show the merged policy (main file and drop-ins); with --resolved,
     /// every name with its addresses, TTL and state.
@@ -332,6 +344,15 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             if !pins.root().exists() {
                 bail!("nothing to detach: {} does not exist", bpffs.display());
             }
+            // Held while detaching: no daemon starts on these pins meanwhile.
+            let _lock = match crate::bpf::InstanceLock::existing(&pins) {
+                Err(crate::bpf::DatapathError::Locked { holder, .. }) => bail!(
+                    "{holder} runs on {}: detach through it (`enforcer detach --socket PATH` \
+                     with its control socket), or stop it and run this again; nothing was removed",
+                    bpffs.display()
+                ),
+                other => other?,
+            };
             let report = detach(&pins).with_context(|| format!("detaching {}", bpffs.display()))?;
             println!(
                 "detached: removed {} links and {} maps from {}",
@@ -454,49 +475,12 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 let policy = Policy::resolve(at.policy.as_deref())?;
                 show::show(&policy, &at.state_dir, resolved, json)
             }
-            PolicyCommand::Validate { files, json } => {
-                let mut ok = true;
-                for file in files {
-                    if json {
-                        let v = match Policy::load(&file) {
-                            Ok(p) => {
-                                serde_json::json!({"file": file, "ok": true, "warnings": p.warnings})
-                            }
-                            Err(e) => {
-                                ok = false;
-                                serde_json::json!({"file": file, "ok": false, "error": e.to_string()})
-                            }
-                        };
-                        println!("{v}");
-                        continue;
-                    }
-                    match Policy::load(&file) {
-                        Ok(p) => {
-                            println!(
-                                "{}: ok ({} mode, {} deny and {} allow CIDRs, {} deny and {} allow domains)",
-                                file.display(),
-                                p.mode,
-                                p.deny.cidrs.len(),
-                                p.allow.cidrs.len(),
-                                p.deny.domains.len(),
-                                p.allow.domains.len()
-                            );
-                            for w in &p.warnings {
-                                println!("warning: {w}");
-                            }
-                        }
-                        Err(e) => {
-                            eprintln!("{e}");
-                            ok = false;
-                        }
-                    }
-                }
-                Ok(if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                })
-            }
+            PolicyCommand::Validate {
+                files,
+                json,
+                strict,
+                with_drop_ins,
+            } => Ok(validate::run(&files, json, strict, with_drop_ins)),
         },
     }
 }

@@ -79,7 +79,8 @@ pub enum DaemonError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     // Before READY: a reload requested right after start must not kill us.
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
-    let policy = Policy::resolve(config.policy.as_deref())?;
+    let mut policy = Policy::resolve(config.policy.as_deref())?;
+    check_upstreams(&mut policy, &config);
     info!(source = %policy.source(), drop_ins = policy.sources.len() - 1, mode = %policy.mode, "policy loaded");
     for w in &policy.warnings {
         warn!("{w}");
@@ -89,6 +90,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => cgroup::cgroup2_mount()?,
     };
     let pins = Pins::new(&config.bpffs);
+    // Before anything is created, loaded or attached: a mistyped interface
+    // or a daemon already on these pins stops this one with nothing changed.
+    crate::bpf::check_xdp_ifaces(&config.xdp_ifaces)?;
+    let _instance = crate::bpf::InstanceLock::acquire(&pins)?;
     record::prepare_state_dir(&config.state_dir).map_err(|source| DaemonError::StateDir {
         path: config.state_dir.clone(),
         source,
@@ -403,14 +408,17 @@ async fn sleep_until_instant(when: Option<tokio::time::Instant>) {
 /// opposed to a file change.
 fn reload(controller: &mut Controller, config: &Config, explicit: bool) -> Result<String, String> {
     match Policy::resolve(config.policy.as_deref()) {
-        Ok(policy) => match controller.reload(policy, explicit) {
-            Ok(controller::ReloadOutcome::Applied(msg)) => Ok(msg),
-            Ok(controller::ReloadOutcome::Unchanged) => {
-                debug!("policy files touched; the merged policy is unchanged");
-                Ok("policy unchanged".into())
+        Ok(mut policy) => {
+            check_upstreams(&mut policy, config);
+            match controller.reload(policy, explicit) {
+                Ok(controller::ReloadOutcome::Applied(msg)) => Ok(msg),
+                Ok(controller::ReloadOutcome::Unchanged) => {
+                    debug!("policy files touched; the merged policy is unchanged");
+                    Ok("policy unchanged".into())
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
+        }
         Err(e) => {
             error!(
                 error = %e,
@@ -420,6 +428,15 @@ fn reload(controller: &mut Controller, config: &Config, explicit: bool) -> Resul
             Err(format!("reload rejected, the policy in force stays: {e}"))
         }
     }
+}
+
+/// Warns (in `policy.warnings`: logged, and listed by `status`) when a ban
+/// covers a server the resolver asks, the configured upstreams or else
+/// those of resolv.conf, read now.
+fn check_upstreams(policy: &mut Policy, config: &Config) {
+    let upstreams =
+        resolve::dns::upstreams(policy.resolver.upstreams.as_deref(), &config.resolv_conf);
+    policy.check_upstreams(&upstreams.unwrap_or_default(), &config.resolv_conf);
 }
 
 /// Removes the control socket file when the daemon stops, however it stops

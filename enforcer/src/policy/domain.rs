@@ -101,6 +101,15 @@ fn check_name(name: &str) -> Result<(), &'static str> {
             return Err("a label starts or ends with '-'");
         }
     }
+    // No top-level domain is all digits: `10.0.0.1` here is an address
+    // that was meant for `cidrs`, and would never be matched as a name.
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("it is an IP address, not a name: put addresses in cidrs");
+    }
     Ok(())
 }
 
@@ -173,6 +182,9 @@ mod tests {
             "-a.com",
             "a b.com",
             "*.*.x.com",
+            "10.0.0.1",
+            "127.077.0.1",
+            "*.0.10",
         ] {
             assert!(bad.parse::<DomainPattern>().is_err(), "{bad:?} accepted");
         }

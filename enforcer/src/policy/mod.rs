@@ -4,7 +4,9 @@
 //! pushed a bad file through config management can fix it from the log line.
 
 pub mod catalog;
+mod checks;
 mod domain;
+mod dropins;
 mod nat64;
 mod raw;
 
@@ -18,7 +20,7 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::Deserialize;
 
 pub use domain::DomainPattern;
-pub use raw::Cidr;
+pub use raw::{Cidr, check_octets};
 
 /// The policy compiled into the binary, used when no policy file exists.
 pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.json");
@@ -26,7 +28,7 @@ pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.json");
 pub const DEFAULT_POLICY_PATH: &str = "/etc/enforcer/policy.json";
 
 /// What the kernel programs do with a banned destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Deny: EPERM at the syscall, drop on the wire.
@@ -41,6 +43,19 @@ impl Mode {
         match self {
             Mode::Enforce => enforcer_common::MODE_ENFORCE,
             Mode::Audit => enforcer_common::MODE_AUDIT,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    /// A string only: serde's derived enums also take `{"audit": null}`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const MODES: &[&str] = &["enforce", "audit"];
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "enforce" => Ok(Mode::Enforce),
+            "audit" => Ok(Mode::Audit),
+            other => Err(serde::de::Error::unknown_variant(other, MODES)),
         }
     }
 }
@@ -190,6 +205,9 @@ pub enum PolicyError {
         field: String,
         message: String,
     },
+    /// A drop-in (or the drop-in directory) that is not what it must be.
+    #[error("{path}: {message}")]
+    DropIn { path: PathBuf, message: String },
     #[error("{origin}: {field}: {message}")]
     Merged {
         /// The file whose value made the merged policy invalid.
@@ -207,9 +225,9 @@ struct Layer {
 
 fn parse_layer(text: &str, source: Source) -> Result<Layer, PolicyError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    let parsed: Result<raw::RawPolicy, _> = serde_path_to_error::deserialize(&mut *de);
+    let parsed: Result<raw::File, _> = serde_path_to_error::deserialize(&mut *de);
     let raw = match parsed {
-        Ok(raw) => raw,
+        Ok(raw::File(raw)) => raw,
         Err(err) => {
             let field = match err.path().to_string() {
                 p if p == "." => "(top level)".to_owned(),
@@ -263,9 +281,10 @@ impl Policy {
             None => parse_layer(DEFAULT_POLICY, Source::Embedded)?,
         };
         let dir = Policy::drop_in_dir(main.as_deref(), layer.raw.drop_in_dir.as_deref());
+        let paths = dropins::list(&dir, &layer.source)?;
         let mut layers = vec![layer];
-        for path in drop_ins(&dir)? {
-            let layer = parse_layer(&read(&path)?, Source::File(path.clone()))?;
+        for path in paths {
+            let layer = parse_layer(&dropins::read(&path)?, Source::File(path.clone()))?;
             if layer.raw.drop_in_dir.is_some() {
                 return Err(PolicyError::Merged {
                     origin: layer.source,
@@ -315,8 +334,12 @@ impl Policy {
         };
         // The file that last set each TTL bound, for a merged-range error.
         let mut ttl_origin = None;
-        for Layer { source, raw } in layers {
+        let mut warnings = Vec::new();
+        for (i, Layer { source, raw }) in layers.into_iter().enumerate() {
             if let Some(mode) = raw.mode {
+                if i > 0 {
+                    warnings.push(checks::drop_in_mode_warning(&source, mode, policy.mode));
+                }
                 policy.mode = mode;
             }
             policy.deny.extend(&source, "deny", raw.deny);
@@ -360,7 +383,9 @@ impl Policy {
                 ),
             });
         }
-        policy.warnings = shadow_warnings(&policy);
+        warnings.extend(shadow_warnings(&policy));
+        warnings.extend(checks::rule_warnings(&policy));
+        policy.warnings = warnings;
         Ok(policy)
     }
 
@@ -368,28 +393,6 @@ impl Policy {
     pub fn source(&self) -> &Source {
         &self.sources[0]
     }
-}
-
-/// The drop-in files of `dir` in lexical order (`*.json` only); a missing
-/// directory has none.
-fn drop_ins(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(PolicyError::Read {
-                path: dir.to_owned(),
-                source,
-            });
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json") && p.is_file())
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 /// An exception that overlaps no ban changes nothing: probably a typo.

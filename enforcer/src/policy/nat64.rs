@@ -19,6 +19,7 @@ impl FromStr for Nat64Prefix {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        super::check_octets(s)?;
         let net = match s.parse::<IpNet>() {
             Ok(IpNet::V6(net)) => net,
             Ok(IpNet::V4(_)) => {

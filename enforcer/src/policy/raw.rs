@@ -3,13 +3,56 @@
 //! has the line and column serde_json knows. The JSON Schema of the format
 //! (docs/policy.schema.json) is generated from these types.
 
-use std::{borrow::Cow, fmt, net::SocketAddr, path::PathBuf, str::FromStr};
+use std::{borrow::Cow, fmt, marker::PhantomData, net::SocketAddr, path::PathBuf, str::FromStr};
 
 use ipnet::IpNet;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, de};
 
 use super::{DomainPattern, Mode, nat64::Nat64Prefix};
+
+/// A value that must be a JSON object. serde's derived structs also accept
+/// an array of their fields in order, so `"deny": []` was an empty rule set
+/// that silently lifted every ban, and a top-level `[1]` a valid policy.
+/// Asking for a map refuses everything but an object; the map is then
+/// handed to the derived impl, so serde_path_to_error's field paths and
+/// serde_json's line and column survive.
+pub fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectOnly<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> de::Visitor<'de> for ObjectOnly<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object ({...})")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(ObjectOnly(PhantomData))
+}
+
+/// [`object`] for an optional section: present means an object (`null`
+/// is refused too; leave the field out instead).
+fn some_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    object(d).map(Some)
+}
+
+/// A whole policy file, which must be a JSON object.
+pub struct File(pub RawPolicy);
+
+impl<'de> Deserialize<'de> for File {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        object(d).map(File)
+    }
+}
 
 /// An enforcer policy file: the main file or a drop-in.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -23,16 +66,16 @@ pub struct RawPolicy {
     #[serde(default)]
     pub mode: Option<Mode>,
     /// What to ban.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub deny: RawRules,
     /// Exceptions: they win over any ban they overlap.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub allow: RawRules,
     /// How banned names are resolved into addresses.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some_object")]
     pub resolver: Option<RawResolver>,
     /// The flow store and the metrics endpoint.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some_object")]
     pub report: Option<RawReport>,
     /// The /96 prefixes of this network's NAT64 translators
     /// (`2001:db8:64::/96`): an IPv6 destination under one is judged by the
@@ -96,7 +139,7 @@ impl<'de> Deserialize<'de> for RawResolver {
             #[serde(default)]
             concurrency: Option<u32>,
         }
-        let f = Fields::deserialize(d)?;
+        let f: Fields = object(d)?;
         let check = |name: &str, v: Option<u32>, min: u32, max: u32| match v {
             Some(v) if v < min || v > max => Err(de::Error::custom(format_args!(
                 "{name} is {v}, outside {min}..={max}"
@@ -154,6 +197,7 @@ pub struct MetricsListen(pub SocketAddr);
 impl<'de> Deserialize<'de> for MetricsListen {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
+        check_octets(&s).map_err(de::Error::custom)?;
         let addr: SocketAddr = s.parse().map_err(|_| {
             de::Error::custom(format_args!(
                 "invalid metrics address {s:?}: expected ip:port, like 127.0.0.1:9464"
@@ -215,6 +259,7 @@ pub struct Upstream(pub SocketAddr);
 impl<'de> Deserialize<'de> for Upstream {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
+        check_octets(&s).map_err(de::Error::custom)?;
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Upstream(addr));
         }
@@ -247,6 +292,7 @@ impl FromStr for Cidr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        check_octets(s)?;
         let net = match s.parse::<IpNet>() {
             Ok(net) => net,
             Err(_) => match s.parse::<std::net::IpAddr>() {
@@ -292,4 +338,33 @@ impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// Refuses an IPv4 octet written with a leading zero (`127.077.0.0`):
+/// inet_aton and everything built on it read `077` as octal (63), while
+/// ipnet reads it as decimal (77), so the rule would not name the network
+/// the admin's tools show. Only the dotted parts of `s` are looked at, so
+/// IPv6 groups (`2001:0db8::`) and ports are not affected.
+pub fn check_octets(s: &str) -> Result<(), String> {
+    let dotted = s
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|token| token.contains('.'));
+    for token in dotted {
+        for octet in token.split('.') {
+            if octet.len() > 1 && octet.starts_with('0') {
+                let octal = u32::from_str_radix(octet, 8).map_or_else(
+                    |_| "is not even valid octal".to_owned(),
+                    |v| format!("reads as {v}"),
+                );
+                let decimal = octet.trim_start_matches('0');
+                let decimal = if decimal.is_empty() { "0" } else { decimal };
+                return Err(format!(
+                    "{s:?}: the IPv4 octet {octet:?} has a leading zero, which is ambiguous: \
+                     the system's parser (inet_aton) reads it as octal ({octet} {octal}), \
+                     others as decimal ({decimal}); write it without leading zeros"
+                ));
+            }
+        }
+    }
+    Ok(())
 }

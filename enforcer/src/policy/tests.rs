@@ -323,3 +323,369 @@ fn report_settings_and_a_metrics_address_off_the_host_is_refused() {
     assert_eq!(field, "report.metrics_listen");
     assert!(message.contains("not a loopback address"), "{message}");
 }
+
+#[test]
+fn an_array_or_null_where_an_object_belongs_is_rejected() {
+    // serde's derived structs read `[]` as a struct with every field
+    // defaulted: `"deny": []` was an empty ban list.
+    for (text, field) in [
+        (
+            r#"{"version":1,"deny":{"cidrs":["1.2.3.0/24"]},"allow":[]}"#,
+            "allow",
+        ),
+        (r#"{"version":1,"deny":[]}"#, "deny"),
+        (
+            r#"{"version":1,"deny":[["a.example"],["1.2.3.0/24"]]}"#,
+            "deny",
+        ),
+        (r#"{"version":1,"resolver":[]}"#, "resolver"),
+        (r#"{"version":1,"resolver":null}"#, "resolver"),
+        (r#"{"version":1,"report":[]}"#, "report"),
+        (r#"{"version":1,"deny":"1.2.3.0/24"}"#, "deny"),
+    ] {
+        let (line, column, got, message) = rejection(text);
+        assert_eq!(got, field, "{text}");
+        assert!(
+            message.contains("expected a JSON object"),
+            "{text}: {message}"
+        );
+        assert_eq!(line, 1);
+        assert!(column > 0);
+    }
+    let (line, _, field, message) = rejection("\n[1]");
+    assert_eq!((line, field.as_str()), (2, "(top level)"));
+    assert!(
+        message.contains("invalid type: sequence, expected a JSON object"),
+        "{message}"
+    );
+    let (_, _, _, message) = rejection("[]");
+    assert!(message.contains("expected a JSON object"), "{message}");
+    // Inside an object section, paths still reach the field.
+    let (line, _, field, message) =
+        rejection("{\"version\":1,\n\"resolver\":{\n\"upstreams\":[\"x\"]}}");
+    assert_eq!((line, field.as_str()), (3, "resolver.upstreams[0]"));
+    assert!(message.contains("invalid upstream"), "{message}");
+}
+
+#[test]
+fn mode_is_a_string_only() {
+    for text in [
+        r#"{"version":1,"mode":{"audit":null}}"#,
+        r#"{"version":1,"mode":["audit"]}"#,
+    ] {
+        let (_, _, field, message) = rejection(text);
+        assert_eq!(field, "mode", "{text}");
+        assert!(message.contains("expected a string"), "{text}: {message}");
+    }
+    assert_eq!(
+        parse(r#"{"version":1,"mode":"audit"}"#).unwrap().mode,
+        Mode::Audit
+    );
+}
+
+#[test]
+fn leading_zero_octets_are_ambiguous_everywhere_an_address_is_read() {
+    for (text, field, octet) in [
+        (
+            r#"{"version":1,"deny":{"cidrs":["127.077.0.0/16"]}}"#,
+            "deny.cidrs[0]",
+            "077",
+        ),
+        (
+            r#"{"version":1,"allow":{"cidrs":["010.0.0.1"]}}"#,
+            "allow.cidrs[0]",
+            "010",
+        ),
+        (
+            r#"{"version":1,"deny":{"cidrs":["::ffff:10.01.0.0/120"]}}"#,
+            "deny.cidrs[0]",
+            "01",
+        ),
+        (
+            r#"{"version":1,"resolver":{"upstreams":["10.0.0.02:53"]}}"#,
+            "resolver.upstreams[0]",
+            "02",
+        ),
+        (
+            r#"{"version":1,"resolver":{"upstreams":["010.0.0.2"]}}"#,
+            "resolver.upstreams[0]",
+            "010",
+        ),
+        (
+            r#"{"version":1,"report":{"metrics_listen":"127.000.0.1:9464"}}"#,
+            "report.metrics_listen",
+            "000",
+        ),
+        (
+            r#"{"version":1,"nat64_prefixes":["64:ff9b:1::0.0.00.0/96"]}"#,
+            "nat64_prefixes[0]",
+            "00",
+        ),
+    ] {
+        let (_, _, got, message) = rejection(text);
+        assert_eq!(got, field, "{text}");
+        assert!(
+            message.contains(&format!("octet \"{octet}\" has a leading zero"))
+                && message.contains("octal"),
+            "{text}: {message}"
+        );
+    }
+    let (_, _, _, message) = rejection(r#"{"version":1,"deny":{"cidrs":["127.077.0.0/16"]}}"#);
+    assert!(
+        message.contains("077 reads as 63") && message.contains("(77)"),
+        "{message}"
+    );
+    // Zeros are fine where they are not leading, and in IPv6 groups and ports.
+    parse(r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8","100.64.0.0/10","2001:0db8::/32"]},"resolver":{"upstreams":["[2001:0db8::1]:053","10.0.0.10:53"]}}"#).unwrap();
+    // An address is not a domain.
+    let (_, _, field, message) = rejection(r#"{"version":1,"deny":{"domains":["127.077.0.1"]}}"#);
+    assert_eq!(field, "deny.domains[0]");
+    assert!(message.contains("put addresses in cidrs"), "{message}");
+}
+
+fn warnings_of(text: &str) -> Vec<String> {
+    parse(text).expect("valid policy").warnings
+}
+
+fn assert_one_warning(text: &str, needles: &[&str]) {
+    let warnings = warnings_of(text);
+    let hits: Vec<&String> = warnings
+        .iter()
+        .filter(|w| needles.iter().all(|n| w.contains(n)))
+        .collect();
+    assert_eq!(hits.len(), 1, "{needles:?} in {warnings:#?}");
+}
+
+#[test]
+fn an_allow_over_a_whole_family_warns() {
+    let ban = r#""deny":{"cidrs":["160.79.104.0/23","2607:6bc0::/48"]}"#;
+    for (allow, share) in [
+        ("0.0.0.0/0", "all of IPv4"),
+        ("128.0.0.0/1", "half of IPv4"),
+        ("::/0", "all of IPv6"),
+        ("2000::/3", "1/8 of IPv6"),
+    ] {
+        assert_one_warning(
+            &format!(r#"{{"version":1,{ban},"allow":{{"cidrs":["{allow}"]}}}}"#),
+            &[
+                "p.json: allow.cidrs[0]",
+                &format!("allow {allow} covers {share}"),
+                "no ban in it is enforced",
+            ],
+        );
+    }
+    // /2 and narrower (v4), /4 and narrower (v6) are left alone.
+    let quiet = warnings_of(&format!(
+        r#"{{"version":1,{ban},"allow":{{"cidrs":["128.0.0.0/2","2000::/4"]}}}}"#
+    ));
+    assert!(quiet.iter().all(|w| !w.contains(" covers ")), "{quiet:?}");
+}
+
+#[test]
+fn a_ban_over_loopback_or_a_whole_family_warns() {
+    assert_one_warning(
+        r#"{"version":1,"deny":{"cidrs":["127.0.0.0/8"]}}"#,
+        &[
+            "deny.cidrs[0]",
+            "deny 127.0.0.0/8 covers loopback (127.0.0.0/8)",
+        ],
+    );
+    assert_one_warning(
+        r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8","127.0.0.53"]}}"#,
+        &["deny.cidrs[1]", "covers loopback (127.0.0.53/32)"],
+    );
+    assert_one_warning(
+        r#"{"version":1,"deny":{"cidrs":["::/0"]}}"#,
+        &["deny ::/0 covers loopback (::1/128)"],
+    );
+    let w = warnings_of(r#"{"version":1,"deny":{"cidrs":["0.0.0.0/0"]}}"#);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("deny 0.0.0.0/0 bans every IPv4 destination that no allow excepts")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.contains("covers loopback (127.0.0.0/8)")),
+        "{w:?}"
+    );
+    // Excepted loopback is not banned.
+    let w = warnings_of(
+        r#"{"version":1,"deny":{"cidrs":["0.0.0.0/0"]},"allow":{"cidrs":["127.0.0.0/8"]}}"#,
+    );
+    assert!(w.iter().all(|w| !w.contains("loopback (")), "{w:?}");
+}
+
+#[test]
+fn a_ban_over_a_resolver_upstream_warns() {
+    let mut p = parse(
+        r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8"]},"resolver":{"upstreams":["10.0.0.2:53","192.0.2.53"]}}"#,
+    )
+    .unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let ups = p.resolver.upstreams.clone().unwrap();
+    let resolv_conf = Path::new("/etc/resolv.conf");
+    p.check_upstreams(&ups, resolv_conf);
+    p.check_upstreams(&ups, resolv_conf);
+    assert_eq!(
+        p.warnings.len(),
+        1,
+        "once, however often checked: {:?}",
+        p.warnings
+    );
+    let w = &p.warnings[0];
+    assert!(w.contains("p.json: deny.cidrs[0]: deny 10.0.0.0/8 covers the resolver 10.0.0.2 (resolver.upstreams)"), "{w}");
+    assert!(w.contains("go stale"), "{w}");
+
+    // Without upstreams in the policy, the caller passes resolv.conf's.
+    let mut p = parse(r#"{"version":1,"deny":{"cidrs":["192.0.2.0/24"]}}"#).unwrap();
+    p.check_upstreams(&["192.0.2.53:53".parse().unwrap()], resolv_conf);
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].contains("covers the resolver 192.0.2.53 (a nameserver of /etc/resolv.conf)")
+    );
+
+    // An exception for the resolver keeps it reachable.
+    let mut p = parse(
+        r#"{"version":1,"deny":{"cidrs":["192.0.2.0/24"]},"allow":{"cidrs":["192.0.2.53"]}}"#,
+    )
+    .unwrap();
+    p.check_upstreams(&["192.0.2.53:53".parse().unwrap()], resolv_conf);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn a_mode_set_by_a_drop_in_warns_and_names_the_drop_in() {
+    let d = Dir::new("mode");
+    let main = d.write(
+        "policy.json",
+        r#"{"version":1,"mode":"enforce","deny":{"cidrs":["192.0.2.0/24"]}}"#,
+    );
+    let drop_in = d.write("policy.d/50-audit.json", r#"{"version":1,"mode":"audit"}"#);
+    let p = Policy::resolve(Some(&main)).unwrap();
+    assert_eq!(p.mode, Mode::Audit);
+    let hits: Vec<&String> = p.warnings.iter().filter(|w| w.contains("mode")).collect();
+    assert_eq!(hits.len(), 1, "{:?}", p.warnings);
+    assert!(
+        hits[0].starts_with(&format!(
+            "{}: mode: the drop-in sets mode \"audit\" (it was \"enforce\")",
+            drop_in.display()
+        )),
+        "{}",
+        hits[0]
+    );
+    // The main file alone setting it is the normal case.
+    std::fs::remove_file(&drop_in).unwrap();
+    let p = Policy::resolve(Some(&main)).unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+fn resolve_err(main: &Path) -> String {
+    match Policy::resolve(Some(main)) {
+        Ok(p) => panic!("accepted: {:?}", p.sources),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn drop_ins_that_are_not_regular_files_are_errors_naming_them() {
+    use std::os::unix::fs::symlink;
+    let d = Dir::new("kinds");
+    let main = d.write("policy.json", r#"{"version":1}"#);
+    d.write(
+        "policy.d/10-ok.json",
+        r#"{"version":1,"deny":{"cidrs":["192.0.2.0/24"]}}"#,
+    );
+    // A symlink to a regular file is a drop-in like any other.
+    let target = d.write(
+        "elsewhere.json",
+        r#"{"version":1,"deny":{"cidrs":["198.51.100.0/24"]}}"#,
+    );
+    symlink(&target, d.0.join("policy.d/20-link.json")).unwrap();
+    assert_eq!(Policy::resolve(Some(&main)).unwrap().deny.cidrs.len(), 2);
+
+    let bad = d.0.join("policy.d/30-bad.json");
+    let cases: [(&str, &dyn Fn()); 5] = [
+        ("a directory", &|| std::fs::create_dir(&bad).unwrap()),
+        ("a dangling symlink", &|| {
+            symlink(d.0.join("missing.json"), &bad).unwrap()
+        }),
+        ("a symlink loop", &|| symlink(&bad, &bad).unwrap()),
+        ("a character device", &|| {
+            symlink("/dev/null", &bad).unwrap()
+        }),
+        ("a FIFO", &|| {
+            let c = std::ffi::CString::new(bad.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a valid C string.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        }),
+    ];
+    for (what, make) in cases {
+        make();
+        // Off the test thread: reading a FIFO would block for good.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let m = main.clone();
+        std::thread::spawn(move || tx.send(resolve_err(&m)));
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("resolving with {what} in policy.d blocked"));
+        assert!(
+            err.starts_with(&format!("{}: the drop-in is {what}", bad.display()))
+                && err.contains("not a regular file"),
+            "{what}: {err}"
+        );
+        if bad.is_dir() && !bad.is_symlink() {
+            std::fs::remove_dir(&bad).unwrap();
+        } else {
+            std::fs::remove_file(&bad).unwrap();
+        }
+    }
+    // Anything not named *.json is not a drop-in and stays ignored.
+    symlink(d.0.join("missing"), d.0.join("policy.d/README")).unwrap();
+    Policy::resolve(Some(&main)).unwrap();
+}
+
+#[test]
+fn a_system_directory_or_a_non_directory_is_no_drop_in_dir() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let d = Dir::new("dir");
+    for dir in ["/", "/etc", "../../../../../../../..", "/proc/../etc/"] {
+        let main = d.write(
+            "policy.json",
+            &format!(r#"{{"version":1,"drop_in_dir":"{dir}"}}"#),
+        );
+        let err = resolve_err(&main);
+        assert!(
+            err.starts_with(&format!(
+                "{}: drop_in_dir: the drop-in directory",
+                main.display()
+            )) && err.contains("is the system directory /"),
+            "{dir}: {err}"
+        );
+    }
+    // Through a symlink too.
+    std::os::unix::fs::symlink("/", d.0.join("root")).unwrap();
+    let main = d.write("policy.json", r#"{"version":1,"drop_in_dir":"root"}"#);
+    assert!(resolve_err(&main).contains("is the system directory /"));
+
+    d.write("plain.json", "{}");
+    let main = d.write("policy.json", r#"{"version":1,"drop_in_dir":"plain.json"}"#);
+    let err = resolve_err(&main);
+    assert!(
+        err.starts_with(&format!(
+            "{}: the drop-in directory is a regular file, not a directory",
+            d.0.join("plain.json").display()
+        )),
+        "{err}"
+    );
+
+    let open = d.0.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let main = d.write("policy.json", r#"{"version":1,"drop_in_dir":"open"}"#);
+    assert!(resolve_err(&main).contains("writable by every user"));
+
+    // A missing directory still has no drop-ins.
+    let main = d.write("policy.json", r#"{"version":1,"drop_in_dir":"nowhere"}"#);
+    Policy::resolve(Some(&main)).unwrap();
+}
