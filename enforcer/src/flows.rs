@@ -4,7 +4,10 @@
 //! A flow is keyed by (pid, executable, destination, port, protocol, rule).
 //! Pending counts live in memory until the next flush (every second, or
 //! sooner when 10 000 distinct flows are pending), so memory stays bounded
-//! whatever the event rate; a crash loses at most the last second.
+//! whatever the event rate; a crash loses at most the last second. The
+//! row bound holds after every flush, and freed pages go back to the file
+//! system (incremental vacuum, a bounded WAL), so a flood of distinct
+//! flows cannot fill the disk.
 
 use std::{
     collections::HashMap,
@@ -15,6 +18,17 @@ use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 
 pub const DB_FILE: &str = "flows.db";
+/// The store and the files SQLite keeps beside it.
+pub const FILES: [&str; 4] = [DB_FILE, "flows.db-wal", "flows.db-shm", "flows.db-journal"];
+/// The WAL is copied into the database once it holds this many pages
+/// (1 MiB; SQLite's default is 4)…
+const WAL_CHECKPOINT_PAGES: i64 = 256;
+/// …and cut back to this after a checkpoint.
+const WAL_LIMIT_BYTES: i64 = 1 << 20;
+/// Free pages are given back once they are this share of the file (1/n)…
+const VACUUM_SHARE: i64 = 4;
+/// …and at least this many.
+const VACUUM_MIN_PAGES: i64 = 64;
 /// Flush early when this many distinct flows are pending.
 pub const MAX_PENDING: usize = 10_000;
 
@@ -74,6 +88,12 @@ impl Flow {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("flow store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("flow store {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -139,6 +159,9 @@ fn add_to_list(list: &mut String, items: &str) {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Rows in the table, kept by the writer so that the row bound costs
+    /// nothing while it is not reached.
+    rows: u64,
 }
 
 const SCHEMA: &str = "
@@ -190,23 +213,52 @@ impl Store {
         state_dir.join(DB_FILE)
     }
 
-    /// Opens (creating) the store for writing.
+    /// Opens (creating) the store for writing. A new store is made with
+    /// `statedir::FILE_MODE`; SQLite gives its -wal and -shm files the
+    /// database's mode and owner.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let path = Store::path(state_dir);
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
+        match crate::sys::statedir::create_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Io { path, source: e });
+            }
+            _ => {}
+        }
         let conn = Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        // Only takes effect before the first table: a store made by an
+        // older version is converted once below.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES)
+            .map_err(err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         migrate(&conn).map_err(err)?;
-        Ok(Store { conn, path })
+        let mode: i64 = conn
+            .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+            .map_err(err)?;
+        if mode != 2 {
+            conn.execute_batch("VACUUM").map_err(err)?;
+        }
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))
+            .map_err(err)?;
+        Ok(Store {
+            conn,
+            path,
+            rows: rows as u64,
+        })
     }
 
     /// Opens an existing store read-only (the CLI, beside a running daemon).
@@ -221,7 +273,11 @@ impl Store {
             source,
         })?;
         let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
-        Ok(Store { conn, path })
+        Ok(Store {
+            conn,
+            path,
+            rows: 0,
+        })
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -231,11 +287,19 @@ impl Store {
         }
     }
 
-    /// Writes the pending flows in one transaction.
-    pub fn flush(&mut self, pending: &mut Pending) -> Result<usize, StoreError> {
-        let flows = pending.take();
+    /// Writes the pending flows in one transaction, and keeps only the
+    /// newest `max_rows` by last sighting. Pending flows beyond the
+    /// newest `max_rows` of their own are not written (they would be the
+    /// first to go). Returns how many were written.
+    pub fn flush(&mut self, pending: &mut Pending, max_rows: u64) -> Result<usize, StoreError> {
+        let mut flows = pending.take();
         if flows.is_empty() {
             return Ok(0);
+        }
+        let max_rows = max_rows.min(i64::MAX as u64);
+        if flows.len() as u64 > max_rows {
+            flows.sort_unstable_by_key(|f| std::cmp::Reverse(f.last_seen_ms));
+            flows.truncate(max_rows as usize);
         }
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
@@ -243,7 +307,10 @@ impl Store {
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
+        let mut rows = self.rows;
         {
+            // RETURNING tells a new row (its count is this flush's) from
+            // an updated one (more).
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO flows (pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit,
@@ -260,41 +327,88 @@ impl Store {
                                WHEN via = '' THEN excluded.via
                                ELSE via || ',' || excluded.via END,
                        domains = excluded.domains,
-                       ppid = coalesce(ppid, excluded.ppid)",
+                       ppid = coalesce(ppid, excluded.ppid)
+                     RETURNING count",
                 )
                 .map_err(err)?;
             for f in &flows {
-                stmt.execute(params![
-                    f.pid,
-                    f.ppid,
-                    f.exe,
-                    f.cmdline,
-                    f.comm,
-                    f.uid,
-                    f.user,
-                    f.cgroup,
-                    f.unit,
-                    f.dst,
-                    f.port,
-                    f.protocol,
-                    f.rule_id,
-                    f.rule,
-                    f.domains,
-                    f.verdict,
-                    f.hooks,
-                    f.count as i64,
-                    f.first_seen_ms as i64,
-                    f.last_seen_ms as i64,
-                    f.via,
-                ])
-                .map_err(err)?;
+                let count: i64 = stmt
+                    .query_row(
+                        params![
+                            f.pid,
+                            f.ppid,
+                            f.exe,
+                            f.cmdline,
+                            f.comm,
+                            f.uid,
+                            f.user,
+                            f.cgroup,
+                            f.unit,
+                            f.dst,
+                            f.port,
+                            f.protocol,
+                            f.rule_id,
+                            f.rule,
+                            f.domains,
+                            f.verdict,
+                            f.hooks,
+                            f.count as i64,
+                            f.first_seen_ms as i64,
+                            f.last_seen_ms as i64,
+                            f.via,
+                        ],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                if count == f.count as i64 {
+                    rows += 1;
+                }
             }
         }
+        if rows > max_rows {
+            let n = tx
+                .execute(
+                    "DELETE FROM flows WHERE rowid IN
+                       (SELECT rowid FROM flows ORDER BY last_seen_ms DESC LIMIT -1 OFFSET ?1)",
+                    params![max_rows as i64],
+                )
+                .map_err(err)?;
+            rows = rows.saturating_sub(n as u64);
+        }
         tx.commit().map_err(err)?;
+        self.rows = rows;
+        self.reclaim()?;
         Ok(flows.len())
     }
 
-    /// Drops flows older than `max_age_ms` and beyond the newest `max_rows`.
+    /// Rows in the store (as its writer counts them).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Gives free pages back to the file system once they are a good
+    /// share of the file.
+    fn reclaim(&mut self) -> Result<(), StoreError> {
+        let page = |name: &str| -> Result<i64, StoreError> {
+            self.conn
+                .pragma_query_value(None, name, |r| r.get(0))
+                .map_err(|e| self.err(e))
+        };
+        let free = page("freelist_count")?;
+        if free >= VACUUM_MIN_PAGES && free * VACUUM_SHARE >= page("page_count")? {
+            // The pragma frees one page per step: step it to the end.
+            let mut stmt = self
+                .conn
+                .prepare("PRAGMA incremental_vacuum")
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            while rows.next().map_err(|e| self.err(e))?.is_some() {}
+        }
+        Ok(())
+    }
+
+    /// Drops flows older than `max_age_ms` and beyond the newest
+    /// `max_rows`, gives the space back and empties the WAL.
     pub fn retain(
         &mut self,
         now_ms: u64,
@@ -309,11 +423,20 @@ impl Store {
         n += self
             .conn
             .execute(
-                "DELETE FROM flows WHERE rowid NOT IN
-                   (SELECT rowid FROM flows ORDER BY last_seen_ms DESC LIMIT ?1)",
-                params![max_rows as i64],
+                "DELETE FROM flows WHERE rowid IN
+                   (SELECT rowid FROM flows ORDER BY last_seen_ms DESC LIMIT -1 OFFSET ?1)",
+                params![max_rows.min(i64::MAX as u64) as i64],
             )
             .map_err(|e| self.err(e))?;
+        self.rows = self.rows.saturating_sub(n as u64);
+        self.reclaim()?;
+        // A reader holding the WAL is not waited for (the event loop
+        // runs this): a busy checkpoint is retried next time.
+        let _ = self.conn.busy_timeout(std::time::Duration::ZERO);
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = self.conn.busy_timeout(std::time::Duration::from_secs(5));
         Ok(n)
     }
 
@@ -424,10 +547,10 @@ mod tests {
         assert!(p.add(flow(7, "connect4", 10)));
         assert!(!p.add(flow(7, "skb_egress", 20)));
         assert!(p.add(flow(8, "connect4", 30)));
-        assert_eq!(store.flush(&mut p).unwrap(), 2);
+        assert_eq!(store.flush(&mut p, u64::MAX).unwrap(), 2);
         assert!(p.is_empty());
         p.add(flow(7, "connect4", 40));
-        store.flush(&mut p).unwrap();
+        store.flush(&mut p, u64::MAX).unwrap();
         let all = store
             .query(&Query {
                 limit: 10,
@@ -456,6 +579,117 @@ mod tests {
             "pid 8 (t=30) is older than 35"
         );
         assert_eq!(store.retain(1_000, 1_000, 0).unwrap(), 1, "row limit");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("enforcer-flows-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `n` flows of `pid`, distinct by port, seen at `t`, `t + 1`, ...
+    fn distinct(p: &mut Pending, pid: u32, n: u16, t: u64) {
+        for i in 0..n {
+            let mut f = flow(pid, "connect4", t + u64::from(i));
+            f.port = i;
+            f.cmdline = format!("curl --api-key={} https://api.example", "x".repeat(200));
+            p.add(f);
+        }
+    }
+
+    fn count(store: &Store) -> usize {
+        store
+            .query(&Query {
+                limit: usize::MAX >> 1,
+                ..Query::default()
+            })
+            .unwrap()
+            .len()
+    }
+
+    fn db_bytes(dir: &Path) -> u64 {
+        std::fs::metadata(Store::path(dir)).unwrap().len()
+    }
+
+    #[test]
+    fn the_row_bound_holds_after_every_flush_and_keeps_the_newest() {
+        let dir = scratch("bound");
+        let mut store = Store::open(&dir).unwrap();
+        let mut p = Pending::default();
+        for round in 0..5u64 {
+            distinct(&mut p, round as u32, 300, round * 1000);
+            store.flush(&mut p, 500).unwrap();
+            assert!(count(&store) <= 500, "round {round}: {}", count(&store));
+            assert_eq!(
+                store.rows(),
+                count(&store) as u64,
+                "the writer's count is exact"
+            );
+        }
+        let newest = store
+            .query(&Query {
+                limit: 1,
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(newest[0].last_seen_ms, 4299);
+        // One flush larger than the bound writes only its newest.
+        distinct(&mut p, 10, 2000, 10_000);
+        assert_eq!(store.flush(&mut p, 500).unwrap(), 500);
+        assert_eq!(count(&store), 500);
+        // Updates do not count as new rows.
+        distinct(&mut p, 10, 10, 20_000);
+        store.flush(&mut p, 500).unwrap();
+        assert_eq!(store.rows(), 500);
+        // A store reopened counts what it holds.
+        drop(store);
+        assert_eq!(Store::open(&dir).unwrap().rows(), 500);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pruned_space_goes_back_to_the_file_system() {
+        let dir = scratch("vacuum");
+        let mut store = Store::open(&dir).unwrap();
+        let mut p = Pending::default();
+        for round in 0..4 {
+            distinct(&mut p, round as u32, 5000, round * 10_000);
+            store.flush(&mut p, u64::MAX).unwrap();
+        }
+        store.retain(100_000, 1_000_000, u64::MAX).unwrap();
+        let full = db_bytes(&dir);
+        assert!(full > 4 << 20, "{full} bytes for 20 000 rows");
+        store.retain(100_000, 1_000_000, 100).unwrap();
+        let pruned = db_bytes(&dir);
+        assert!(
+            pruned < full / 10,
+            "{pruned} bytes after pruning to 100 rows (from {full})"
+        );
+        let wal = std::fs::metadata(dir.join("flows.db-wal")).map_or(0, |m| m.len());
+        assert!(wal < 1 << 20, "WAL of {wal} bytes after the checkpoint");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_store_made_without_incremental_vacuum_is_converted_once() {
+        let dir = scratch("convert");
+        {
+            let conn = Connection::open(Store::path(&dir)).unwrap();
+            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+        }
+        let mut store = Store::open(&dir).unwrap();
+        let mode: i64 = store
+            .conn
+            .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2);
+        let mut p = Pending::default();
+        distinct(&mut p, 1, 10, 1);
+        store.flush(&mut p, u64::MAX).unwrap();
+        assert_eq!(count(&store), 10);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -494,9 +728,9 @@ mod tests {
         p.add(nat64.clone());
         p.add(sixto4);
         p.add(flow(7, "connect4", 30));
-        store.flush(&mut p).unwrap();
+        store.flush(&mut p, u64::MAX).unwrap();
         p.add(nat64);
-        store.flush(&mut p).unwrap();
+        store.flush(&mut p, u64::MAX).unwrap();
         let all = store
             .query(&Query {
                 limit: 10,

@@ -11,6 +11,7 @@ use crate::{
 };
 
 pub const FILE_NAME: &str = "resolved.json";
+pub const TMP_FILE_NAME: &str = ".resolved.json.tmp";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleView {
@@ -73,9 +74,9 @@ impl Snapshot {
     /// Written to a temporary file and renamed, so readers never see half.
     pub fn write(&self, state_dir: &Path) -> Result<(), SnapshotError> {
         let path = Snapshot::path(state_dir);
-        let tmp = state_dir.join(format!(".{FILE_NAME}.tmp"));
+        let tmp = state_dir.join(TMP_FILE_NAME);
         let text = serde_json::to_string_pretty(self).expect("a snapshot serialises");
-        std::fs::write(&tmp, text)
+        crate::sys::statedir::write_file(&tmp, text.as_bytes())
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|source| SnapshotError::Io { path, source })
     }

@@ -5,6 +5,7 @@
 //!   under the cgroup2 mount, a network namespace, a private bpffs mount
 //!   (unmounting it releases every pin, so every program detaches);
 //! - `Probe`: runs `probe` (src/bin/probe.rs) inside them;
+//! - `users`: processes run as another uid with chosen groups;
 //! - `Harness`: the real object loaded through the library, for tests that
 //!   look at events and counters without a daemon consuming them.
 //!
@@ -16,6 +17,7 @@ pub mod guards;
 pub mod harness;
 pub mod probe;
 pub mod resolving;
+pub mod users;
 pub mod veth;
 pub mod world;
 

@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
-    os::unix::{net::UnixStream, process::CommandExt as _},
+    os::unix::net::UnixStream,
     process::Command,
     time::{Duration, Instant},
 };
@@ -10,6 +10,7 @@ use std::{
 use enforcer_tests::{
     Probe, World,
     daemon::{Daemon, DaemonArgs, enforcer, enforcer_bin},
+    users::{NOBODY, gid_of, run_as},
 };
 use serde_json::Value;
 
@@ -42,26 +43,9 @@ impl Control {
     }
 }
 
-fn gid_of(group: &str) -> u32 {
-    let etc = std::fs::read_to_string("/etc/group").unwrap();
-    enforcer::control::auth::group_id(&etc, group)
-        .unwrap_or_else(|| panic!("group {group} missing: cargo xtask setup creates it"))
-}
-
 /// The CLI run as `nobody` with primary group `gid`.
 fn as_nobody(gid: u32, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(enforcer_bin())
-        .args(args)
-        .uid(65534)
-        .gid(gid)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_as(enforcer_bin().to_str().unwrap(), args, NOBODY, gid, &[])
 }
 
 #[test]

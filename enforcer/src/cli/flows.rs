@@ -5,6 +5,7 @@ use std::{path::Path, process::ExitCode};
 use anyhow::{Context as _, bail};
 
 use crate::{
+    control::auth::{Access, GROUP, Peer, decide, enforcer_gid, name_service_groups},
     flows::{Query, Store},
     resolve::now_ms,
 };
@@ -36,13 +37,29 @@ fn ago(ms: u64) -> String {
     }
 }
 
+/// Reads the store directly (the daemon is not running): only for whom
+/// the control socket would serve, so that the files' modes are not the
+/// only guard.
 pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
-    if !Store::path(state_dir).exists() {
+    let path = Store::path(state_dir);
+    if decide(&Peer::current(), enforcer_gid(), name_service_groups) == Access::None {
         bail!(
-            "no flow store at {}: is the daemon running with --state-dir {}?",
-            Store::path(state_dir).display(),
-            state_dir.display()
+            "permission denied on {}: the flows are for root and the `{GROUP}` group",
+            path.display()
         );
+    }
+    match std::fs::File::open(&path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "permission denied on {}: {e} (a new member of the `{GROUP}` group must log in again)",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no flow store at {}: is the daemon running with --state-dir {}?",
+            path.display(),
+            state_dir.display()
+        ),
+        Err(e) => bail!("{}: {e}", path.display()),
     }
     let store = Store::open_read_only(state_dir)?;
     let flows = store.query(&q)?;

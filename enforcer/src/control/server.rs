@@ -1,29 +1,39 @@
 //! `run(listener, jobs, shutdown)`: one task per connection; authorised
 //! requests go to the daemon as jobs. A malformed request gets an error and
 //! the connection goes on; a client that does not read its answers within
-//! the write timeout is dropped; nothing a client does blocks the daemon.
+//! the write timeout, or sends nothing for `IDLE_TIMEOUT`, is dropped;
+//! nothing a client does blocks the daemon, and no reader can take the
+//! connections root needs (see `slots`).
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, os::fd::AsFd as _, time::Duration};
 
 use tokio::{
     io::BufReader,
     net::{UnixListener, UnixStream},
-    sync::{Semaphore, broadcast, mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot},
 };
 
 use crate::flows::Flow;
 use tracing::{debug, warn};
 
 use super::{
-    auth::{Access, GROUP, access, group_id, groups_of},
+    auth::{Access, GROUP, Peer, access, enforcer_gid, name_service_groups},
     protocol::{Command, Line, Response, parse, read_line, write_message},
+    slots::{LIMITS, Slot, Slots},
 };
 
-/// Connections served at once; more are told to come back.
-pub const MAX_CONNECTIONS: usize = 64;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Between requests. Every client of the CLI sends its request at once;
+/// `flows --follow` streams are not idle.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
+/// A name service lookup (LDAP, SSSD) that takes longer grants nothing.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Accept errors (EMFILE, ENFILE, ENOBUFS) back off this long, doubling
+/// up to `ACCEPT_BACKOFF_MAX`: they clear when connections close, and
+/// retrying at once would spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// An authorised request for the daemon, and where its answer goes.
 pub struct Job {
@@ -37,64 +47,103 @@ pub async fn run(
     follow: broadcast::Sender<Flow>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let enforcer_gid = group_id(
-        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
-        GROUP,
-    );
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let enforcer_gid = enforcer_gid();
+    let slots = Slots::new(LIMITS);
+    let mut backoff = ACCEPT_BACKOFF;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
+                let stream = match accepted {
+                    Ok((stream, _)) => {
+                        backoff = ACCEPT_BACKOFF;
+                        stream
+                    }
+                    Err(e) => {
+                        if backoff == ACCEPT_BACKOFF {
+                            warn!(error = %e, "control socket: accepting failed; backing off");
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                        continue;
+                    }
+                };
+                let peer = match Peer::of_socket(stream.as_fd()) {
+                    Ok(peer) => peer,
+                    Err(e) => {
+                        debug!(error = %e, "control connection without credentials; closed");
+                        continue;
+                    }
+                };
+                match slots.take(peer.uid) {
+                    Some(slot) => {
                         let jobs = jobs.clone();
                         let follow = follow.clone();
-                        tokio::spawn(async move {
-                            serve(stream, jobs, follow, enforcer_gid).await;
-                            drop(permit);
-                        });
+                        tokio::spawn(serve(stream, peer, slot, jobs, follow, enforcer_gid));
                     }
-                    Err(_) => {
-                        tokio::spawn(async move {
-                            let mut s = stream;
-                            let busy = Response::error("busy", "too many control connections; try again");
-                            let _ = tokio::time::timeout(WRITE_TIMEOUT, write_message(&mut s, &busy)).await;
-                        });
-                    }
+                    None => refuse_busy(&stream, peer.uid),
                 }
             }
         }
     }
 }
 
-fn peer_access(stream: &UnixStream, enforcer_gid: Option<u32>) -> Access {
-    let Ok(cred) = stream.peer_cred() else {
-        return Access::None;
+/// Tells a connection over its uid's share that it is refused, without
+/// waiting: a fresh socket's buffer takes the short line, and a client
+/// that opened too many gets no task and no time from the daemon.
+fn refuse_busy(stream: &UnixStream, uid: u32) {
+    debug!(uid, "control connection refused: too many connections");
+    let mut line = serde_json::to_vec(&Response::error(
+        "busy",
+        "too many control connections; try again",
+    ))
+    .expect("responses serialise");
+    line.push(b'\n');
+    let _ = stream.try_write(&line);
+}
+
+/// The peer's access: its connect-time credentials, then the name
+/// service (on a blocking thread: it may be a network directory).
+async fn peer_access(peer: &Peer, enforcer_gid: Option<u32>) -> Access {
+    let from_creds = access(peer, enforcer_gid);
+    let (Access::None, Some(g)) = (from_creds, enforcer_gid) else {
+        return from_creds;
     };
-    let groups = cred
-        .pid()
-        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .map(|s| groups_of(&s))
-        .unwrap_or_default();
-    access(cred.uid(), cred.gid(), &groups, enforcer_gid)
+    let (uid, gid) = (peer.uid, peer.gid);
+    let lookup = tokio::task::spawn_blocking(move || name_service_groups(uid, gid));
+    match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+        Ok(Ok(groups)) if groups.contains(&g) => Access::Read,
+        Ok(_) => Access::None,
+        Err(_) => {
+            warn!(
+                uid,
+                "the name service did not answer in time; group membership not granted"
+            );
+            Access::None
+        }
+    }
 }
 
 async fn serve(
     stream: UnixStream,
+    peer: Peer,
+    _slot: Slot,
     jobs: mpsc::Sender<Job>,
     follow: broadcast::Sender<Flow>,
     enforcer_gid: Option<u32>,
 ) {
-    let access = peer_access(&stream, enforcer_gid);
+    let access = peer_access(&peer, enforcer_gid).await;
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     loop {
         let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut r)).await {
             Ok(Ok(line)) => line,
-            Ok(Err(_)) | Err(_) => return,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                debug!(uid = peer.uid, "control connection idle; closed");
+                return;
+            }
         };
         let response = match line {
             Line::Eof => return,

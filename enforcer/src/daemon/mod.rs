@@ -54,7 +54,7 @@ pub enum DaemonError {
     Datapath(#[from] DatapathError),
     #[error(transparent)]
     Maps(#[from] WriteError),
-    #[error("{path}: cannot create the state directory: {source}")]
+    #[error("{path}: cannot prepare the state directory: {source}")]
     StateDir {
         path: PathBuf,
         #[source]
@@ -94,7 +94,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // or a daemon already on these pins stops this one with nothing changed.
     crate::bpf::check_xdp_ifaces(&config.xdp_ifaces)?;
     let _instance = crate::bpf::InstanceLock::acquire(&pins)?;
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
+    record::prepare_state_dir(&config.state_dir).map_err(|source| DaemonError::StateDir {
         path: config.state_dir.clone(),
         source,
     })?;
@@ -106,7 +106,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _socket_file = SocketFile(config.socket.clone());
     // The flow store exists (with its schema) before READY, so that readers
     // never see it half-made.
-    let mut recorder = record::Recorder::new(&config.state_dir, &cgroup::cgroup2_mount()?)?;
+    let mut recorder =
+        record::Recorder::new(&config.state_dir, &cgroup::cgroup2_mount()?, &policy.report)?;
     let mut datapath = Datapath::load(&pins)?;
     if datapath.adopted() {
         info!(pins = %pins.root().display(), "adopting the maps of a previous instance; they stay in force");
@@ -475,11 +476,7 @@ fn bind_control(path: &std::path::Path) -> Result<tokio::net::UnixListener, Daem
         std::fs::remove_file(path).map_err(err)?;
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
-    let group = crate::control::auth::group_id(
-        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
-        crate::control::auth::GROUP,
-    );
-    let mode = if let Some(gid) = group {
+    let mode = if let Some(gid) = crate::control::auth::enforcer_gid() {
         std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(err)?;
         0o660
     } else {

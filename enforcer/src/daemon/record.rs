@@ -1,11 +1,15 @@
 //! Turns verdict events into attributed flows: the process (from the exec
 //! cache), its cgroup and unit, the user, the banned names behind the
-//! address; aggregates them and writes them to the store.
+//! address; aggregates them and writes them to the store (within the
+//! policy's row bound at every write). Each new flow is logged, at most
+//! `LOG_PER_SECOND` a second: beyond, they are counted and the count is
+//! logged every `NOT_LOGGED_EVERY`.
 
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
     path::Path,
+    time::{Duration, Instant},
 };
 
 use tracing::{debug, warn};
@@ -22,6 +26,50 @@ use crate::{
 const PROC_CACHE: usize = 16_384;
 /// New flows remembered for "log once"; forgotten wholesale beyond.
 const LOGGED: usize = 50_000;
+/// New-flow log lines a second (and the burst allowed).
+const LOG_PER_SECOND: u32 = 20;
+/// How often the count of new flows not logged is.
+const NOT_LOGGED_EVERY: Duration = Duration::from_secs(10);
+
+/// The files of the state directory, closed to others (see
+/// `sys::statedir`) before the store opens there.
+pub fn prepare_state_dir(dir: &Path) -> std::io::Result<()> {
+    let mut files = crate::flows::FILES.to_vec();
+    files.extend([crate::snapshot::FILE_NAME, crate::snapshot::TMP_FILE_NAME]);
+    crate::sys::statedir::prepare(dir, crate::control::auth::enforcer_gid(), &files)
+}
+
+/// At most `per_second` a second, `per_second` at once.
+#[derive(Debug)]
+pub struct LogBudget {
+    per_second: u32,
+    tokens: u32,
+    refilled: Instant,
+}
+
+impl LogBudget {
+    pub fn new(per_second: u32, now: Instant) -> LogBudget {
+        LogBudget {
+            per_second,
+            tokens: per_second,
+            refilled: now,
+        }
+    }
+
+    /// Whether one more line may be logged at `now`.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let whole_seconds = now.saturating_duration_since(self.refilled).as_secs();
+        if whole_seconds > 0 {
+            self.tokens = self.per_second;
+            self.refilled = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
 
 pub struct Recorder {
     /// New flows, for `enforcer flows --follow`.
@@ -36,12 +84,26 @@ pub struct Recorder {
     store: Store,
     pending: Pending,
     logged: HashSet<FlowKey>,
+    /// The row bound, from the policy (a reload's applies at the next
+    /// `retain`).
+    max_flows: u64,
+    log_budget: LogBudget,
+    /// New flows not logged since start, and since the count was last
+    /// logged (when).
+    pub flows_not_logged: u64,
+    not_logged_unreported: u64,
+    not_logged_reported: Instant,
 }
 
 impl Recorder {
-    pub fn new(state_dir: &Path, cgroup_root: &Path) -> Result<Recorder, StoreError> {
+    pub fn new(
+        state_dir: &Path,
+        cgroup_root: &Path,
+        report: &crate::policy::ReportSettings,
+    ) -> Result<Recorder, StoreError> {
         let mut procs = ProcCache::new(PROC_CACHE);
         procs.seed_from_proc();
+        let now = Instant::now();
         Ok(Recorder {
             follow: tokio::sync::broadcast::channel(1024).0,
             rule_hits: HashMap::new(),
@@ -52,6 +114,11 @@ impl Recorder {
             store: Store::open(state_dir)?,
             pending: Pending::default(),
             logged: HashSet::new(),
+            max_flows: report.max_flows,
+            log_budget: LogBudget::new(LOG_PER_SECOND, now),
+            flows_not_logged: 0,
+            not_logged_unreported: 0,
+            not_logged_reported: now,
         })
     }
 
@@ -138,37 +205,43 @@ impl Recorder {
             self.flows_recorded += 1;
             // No follower is fine; a slow one lags and is told so.
             let _ = self.follow.send(flow.clone());
-            warn!(
-                verdict = %flow.verdict,
-                hook = %flow.hooks,
-                pid = flow.pid,
-                ppid = flow.ppid,
-                exe = %flow.exe,
-                cmdline = %flow.cmdline,
-                uid = flow.uid,
-                user = flow.user.as_deref().unwrap_or(""),
-                cgroup = flow.cgroup.as_deref().unwrap_or(""),
-                unit = flow.unit.as_deref().unwrap_or(""),
-                dst = %flow.dst,
-                // Only when a banned IPv4 host was reached over IPv6.
-                via = (!flow.via.is_empty()).then_some(flow.via.as_str()),
-                port = flow.port,
-                protocol = flow.protocol,
-                domains = %flow.domains,
-                rule = %flow.rule,
-                "new blocked flow"
-            );
+            if self.log_budget.take(Instant::now()) {
+                log_new(&flow);
+            } else {
+                self.flows_not_logged += 1;
+                self.not_logged_unreported += 1;
+            }
         }
         self.pending.full()
     }
 
     pub fn flush(&mut self) {
+        self.report_not_logged();
         if self.pending.is_empty() {
             return;
         }
-        if let Err(e) = self.store.flush(&mut self.pending) {
+        if let Err(e) = self.store.flush(&mut self.pending, self.max_flows) {
             warn!(error = %e, "writing flows failed; they are lost");
         }
+    }
+
+    /// Logs how many new flows went unlogged, at most every
+    /// `NOT_LOGGED_EVERY`.
+    fn report_not_logged(&mut self) {
+        let now = Instant::now();
+        if self.not_logged_unreported == 0
+            || now.saturating_duration_since(self.not_logged_reported) < NOT_LOGGED_EVERY
+        {
+            return;
+        }
+        warn!(
+            not_logged = self.not_logged_unreported,
+            not_logged_total = self.flows_not_logged,
+            per_second = LOG_PER_SECOND,
+            "new blocked flows not logged (rate limit); `enforcer flows` lists them"
+        );
+        self.not_logged_unreported = 0;
+        self.not_logged_reported = now;
     }
 
     /// Flows from the store, after writing what is pending.
@@ -178,11 +251,36 @@ impl Recorder {
     }
 
     pub fn retain(&mut self, settings: &crate::policy::ReportSettings) {
+        self.max_flows = settings.max_flows;
         let max_age_ms = u64::from(settings.retention_days) * 86_400_000;
         if let Err(e) = self.store.retain(now_ms(), max_age_ms, settings.max_flows) {
             warn!(error = %e, "flow retention failed");
         }
     }
+}
+
+/// One line per new flow, for whoever reads the journal.
+fn log_new(flow: &Flow) {
+    warn!(
+        verdict = %flow.verdict,
+        hook = %flow.hooks,
+        pid = flow.pid,
+        ppid = flow.ppid,
+        exe = %flow.exe,
+        cmdline = %flow.cmdline,
+        uid = flow.uid,
+        user = flow.user.as_deref().unwrap_or(""),
+        cgroup = flow.cgroup.as_deref().unwrap_or(""),
+        unit = flow.unit.as_deref().unwrap_or(""),
+        dst = %flow.dst,
+        // Only when a banned IPv4 host was reached over IPv6.
+        via = (!flow.via.is_empty()).then_some(flow.via.as_str()),
+        port = flow.port,
+        protocol = flow.protocol,
+        domains = %flow.domains,
+        rule = %flow.rule,
+        "new blocked flow"
+    );
 }
 
 /// The policy names whose answers hold `addr`, comma-separated.
@@ -195,4 +293,22 @@ fn names_for(answers: &Answers, addr: IpAddr) -> String {
         .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_budget_allows_a_burst_then_refills_each_second() {
+        let t0 = Instant::now();
+        let mut b = LogBudget::new(3, t0);
+        assert_eq!((0..5).filter(|_| b.take(t0)).count(), 3);
+        assert!(!b.take(t0 + Duration::from_millis(999)));
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!((0..5).filter(|_| b.take(t1)).count(), 3);
+        // A long quiet spell does not bank more than one second's worth.
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| b.take(t2)).count(), 3);
+    }
 }

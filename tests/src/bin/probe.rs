@@ -4,6 +4,7 @@
 //!
 //! probe --cgroup DIR [--netns NAME | --unshare-net] [--uid N] [--linger-ms N] OP ADDR
 //! OP: tcp | udp-sendto | udp-connect-send | udp-connect-wait-send | tcp-loop:N
+//!     | tcp-flood:N | tcp-flood-ports:N (N connects to ports 1..=N: N distinct flows)
 //! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
 //! that port" (so that an allowed attempt really succeeds).
 
@@ -88,6 +89,10 @@ fn main() {
             let n: usize = flood["tcp-flood:".len()..].parse().expect("count");
             tcp_flood(target, n)
         }
+        flood if flood.starts_with("tcp-flood-ports:") => {
+            let n: u16 = flood["tcp-flood-ports:".len()..].parse().expect("count");
+            tcp_flood_ports(target, n)
+        }
         loop_op if loop_op.starts_with("tcp-loop:") => {
             let n: usize = loop_op["tcp-loop:".len()..].parse().expect("count");
             tcp_loop(target, n)
@@ -154,6 +159,23 @@ fn tcp_flood(target: SocketAddr, n: usize) -> String {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..n {
         let r = match TcpStream::connect(target) {
+            Ok(_) => "ok".into(),
+            Err(e) => name(&e),
+        };
+        *counts.entry(r).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// As fast as it goes: one connect to each of ports 1..=n.
+fn tcp_flood_ports(target: SocketAddr, n: u16) -> String {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for port in 1..=n {
+        let r = match TcpStream::connect(SocketAddr::new(target.ip(), port)) {
             Ok(_) => "ok".into(),
             Err(e) => name(&e),
         };
