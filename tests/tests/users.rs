@@ -279,12 +279,16 @@ fn accept_errors_back_off_instead_of_spinning() {
     let w = world("ue");
     let daemon = Daemon::start(&args(&w, BAN));
     let pid = daemon.pid();
-    // Out of descriptors: two more connections fit, the rest wait in the
-    // backlog and every accept fails with EMFILE.
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+    // Out of descriptors: the limit is set at the lowest free number, so
+    // no new descriptor fits (numbers above it that are in use stay in
+    // use); connections wait in the backlog and every accept fails with
+    // EMFILE.
+    let fds: std::collections::BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
-        .count() as u64;
-    let old = set_nofile(pid, open + 2);
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let lowest_free = (0..).find(|n| !fds.contains(n)).unwrap();
+    let old = set_nofile(pid, lowest_free);
     let conns: Vec<UnixStream> = (0..6)
         .map(|_| UnixStream::connect(w.socket()).unwrap())
         .collect();
@@ -302,7 +306,7 @@ fn accept_errors_back_off_instead_of_spinning() {
     );
     // Descriptors back: served again.
     let (code, out, err) = enforcer(&["status", "--socket", w.socket().to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(code, 0, "{out}{err}\n{}", daemon.log_text());
     assert!(
         daemon.log_text().contains("accepting failed"),
         "{}",

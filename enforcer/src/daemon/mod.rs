@@ -141,9 +141,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // The links and maps are pinned; the loader's handles are not needed.
     drop(datapath);
     info!(cgroup = %cgroup.display(), "enforcing");
-    if controller.first_round() {
-        notify_ready(&controller.status());
-    }
 
     let (outcome_tx, mut outcomes) = mpsc::channel(1024);
     let resolver = resolve::spawn(controller.plan.subscribe(), outcome_tx);
@@ -195,6 +192,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut loss_check = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut losses = Stats::read(&pins).map_or(0, |s| s.ringbuf_full());
     let mut errors = LoopErrors::default();
+    // READY once everything the loop needs is open (a policy without
+    // names has nothing to wait for).
+    if controller.first_round() {
+        notify_ready(&controller.status());
+    }
     tokio::pin!(shutdown);
     loop {
         let next_expiry = controller.answers.next_expiry_ms();
