@@ -25,6 +25,9 @@ _enforcer() {
             enforcer,detach)
                 cmd="enforcer__subcmd__detach"
                 ;;
+            enforcer,doctor)
+                cmd="enforcer__subcmd__doctor"
+                ;;
             enforcer,flows)
                 cmd="enforcer__subcmd__flows"
                 ;;
@@ -51,6 +54,9 @@ _enforcer() {
                 ;;
             enforcer__subcmd__help,detach)
                 cmd="enforcer__subcmd__help__subcmd__detach"
+                ;;
+            enforcer__subcmd__help,doctor)
+                cmd="enforcer__subcmd__help__subcmd__doctor"
                 ;;
             enforcer__subcmd__help,flows)
                 cmd="enforcer__subcmd__help__subcmd__flows"
@@ -119,7 +125,7 @@ _enforcer() {
 
     case "${cmd}" in
         enforcer)
-            opts="-h -V --help --version daemon detach status reload policy flows generate-docs check help"
+            opts="-h -V --help --version daemon detach status reload policy flows doctor generate-docs check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -226,6 +232,32 @@ _enforcer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        enforcer__subcmd__doctor)
+            opts="-h --bpffs --socket --iface --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         enforcer__subcmd__flows)
             opts="-h --since --pid --exe --user --domain --limit --json --follow --socket --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -287,7 +319,7 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__help)
-            opts="daemon detach status reload policy flows generate-docs check help"
+            opts="daemon detach status reload policy flows doctor generate-docs check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +361,20 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__help__subcmd__detach)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        enforcer__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -38,7 +38,10 @@ pub enum DatapathError {
     Bpffs(#[from] BpffsError),
     #[error(transparent)]
     Tracefs(#[from] crate::sys::tracefs::TracefsError),
-    #[error("loading the eBPF object (maps pinned under {pins}): {source}")]
+    #[error(
+        "loading the eBPF object (maps pinned under {pins}): {source}; `enforcer doctor` \
+         names what this kernel lacks"
+    )]
     Load {
         pins: PathBuf,
         #[source]

@@ -63,6 +63,15 @@ impl InstanceLock {
     }
 }
 
+/// The pid of the daemon holding the instance lock, read from /proc/locks
+/// without taking the lock (a probe that took it, even briefly, could make
+/// a daemon starting at that moment refuse to run).
+pub fn holder(pins: &Pins) -> io::Result<Option<u32>> {
+    let m = std::fs::metadata(pins.root())?;
+    let locks = std::fs::read_to_string("/proc/locks")?;
+    Ok(flock_holder(&locks, m.dev(), m.ino()))
+}
+
 /// The pid holding an FLOCK on the inode `ino` of device `dev`, from the
 /// text of /proc/locks (`1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF`;
 /// waiters are the lines with `->`).

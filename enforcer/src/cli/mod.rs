@@ -1,5 +1,6 @@
 //! The command line of the `enforcer` binary.
 
+mod doctor;
 mod flows;
 mod remote;
 pub(crate) mod show;
@@ -102,6 +103,12 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Check that this host can run the enforcer and that it runs: kernel,
+    /// BTF, cgroup v2, bpffs, the program and map types (loaded, never
+    /// attached), memlock, the pinned instance, DNS visibility, the service.
+    /// Each check says ok, info, warn or FAIL and what to do.
+    /// Exit 0: all ok (info included); 1: a warning; 2: a failure.
+    Doctor(doctor::DoctorArgs),
     /// Write the man pages and shell completions into DIR (packaging).
     #[command(hide = true)]
     GenerateDocs { dir: PathBuf },
@@ -205,8 +212,8 @@ pub enum PolicyCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    // `check` reserves 1 for "blocked"; its errors are 2.
-    let error_code = if matches!(cli.command, Command::Check { .. }) {
+    // `check` reserves 1 for "blocked", `doctor` for warnings; their errors are 2.
+    let error_code = if matches!(cli.command, Command::Check { .. } | Command::Doctor(_)) {
         2
     } else {
         1
@@ -311,6 +318,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { socket, json } => remote::status(&socket, json),
+        Command::Doctor(args) => doctor::run(&args),
         Command::GenerateDocs { dir } => {
             generate_docs(&dir)?;
             Ok(ExitCode::SUCCESS)

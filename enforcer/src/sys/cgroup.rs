@@ -9,7 +9,7 @@ pub enum CgroupError {
     #[error("cannot read /proc/self/mountinfo: {0}")]
     MountInfo(#[source] std::io::Error),
     #[error(
-        "no cgroup2 file system is mounted (see /proc/self/mountinfo); enforcer needs cgroup v2"
+        "no cgroup2 file system is mounted (see /proc/self/mountinfo); enforcer needs cgroup v2: {CGROUP2_FIX}"
     )]
     NotMounted,
     #[error("{path}: not a directory inside the cgroup2 mount {mount}")]
@@ -22,8 +22,20 @@ pub enum CgroupError {
     },
 }
 
+/// What to do when no cgroup2 is mounted (the daemon's error and
+/// `enforcer doctor` say the same).
+pub const CGROUP2_FIX: &str = "mount one (`mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 \
+     cgroup2 /sys/fs/cgroup/unified`) or boot with systemd.unified_cgroup_hierarchy=1";
+
 /// The mount point of the first cgroup2 file system in a mountinfo text.
 pub fn cgroup2_mount_in(mountinfo: &str) -> Option<PathBuf> {
+    cgroup2_entry_in(mountinfo).map(|(mount_point, _)| mount_point)
+}
+
+/// The mount point of the first cgroup2 file system and the directory of
+/// the hierarchy it shows (`/` unless a container or cgroup namespace
+/// shows only a subtree).
+pub fn cgroup2_entry_in(mountinfo: &str) -> Option<(PathBuf, String)> {
     mountinfo.lines().find_map(|line| {
         // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
         let (left, right) = line.split_once(" - ")?;
@@ -31,8 +43,10 @@ pub fn cgroup2_mount_in(mountinfo: &str) -> Option<PathBuf> {
         if fstype != "cgroup2" {
             return None;
         }
-        let mount_point = left.split_whitespace().nth(4)?;
-        Some(PathBuf::from(unescape(mount_point)))
+        let mut fields = left.split_whitespace().skip(3);
+        let root = fields.next()?;
+        let mount_point = fields.next()?;
+        Some((PathBuf::from(unescape(mount_point)), unescape(root)))
     })
 }
 

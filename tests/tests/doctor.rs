@@ -1,0 +1,241 @@
+//! `enforcer doctor` on this host: the kernel probes, a live scoped
+//! daemon's instance, an empty pin directory, native XDP of a veth.
+
+use std::{
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    process::Command,
+};
+
+use enforcer_tests::{
+    BpffsGuard, World,
+    daemon::{Daemon, enforcer, enforcer_bin},
+    veth,
+};
+use serde_json::Value;
+
+/// What the daemon cannot run without: none of these may be anything but ok.
+const ESSENTIAL: [&str; 5] = ["kernel", "btf", "cgroup2", "cgroup2-root", "memlock"];
+
+/// `enforcer doctor --json ARGS`: (exit code, report).
+fn doctor(args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["doctor", "--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = enforcer(&all);
+    let report = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, report)
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {report:#}"))
+}
+
+fn documented_exit_code(worst: &Value) -> i32 {
+    match worst.as_str().unwrap() {
+        "ok" | "info" => 0,
+        "warn" => 1,
+        "fail" => 2,
+        other => panic!("unknown status {other}"),
+    }
+}
+
+#[test]
+fn this_host_passes_every_essential_check_and_lsm_fentry_never_fail() {
+    // A private, empty pin directory: this test does not depend on (or
+    // look at) whatever instance the host may run.
+    let bpffs = BpffsGuard::new("dh");
+    let dir = bpffs.pins_dir();
+    let (code, report) = doctor(&["--bpffs", dir.to_str().unwrap()]);
+    for name in ESSENTIAL.into_iter().chain(["bpffs"]) {
+        assert_eq!(check(&report, name)["status"], "ok", "{report:#}");
+    }
+    let checks = report["checks"].as_array().unwrap();
+    // Every program type, map type and program of the object is probed by
+    // loading, and each is accepted here.
+    for prefix in ["prog:", "map:", "load:"] {
+        let probed: Vec<&Value> = checks
+            .iter()
+            .filter(|c| c["name"].as_str().unwrap().starts_with(prefix))
+            .collect();
+        assert!(!probed.is_empty(), "no {prefix} checks: {report:#}");
+        for c in probed {
+            assert_eq!(c["status"], "ok", "{c:#}");
+        }
+    }
+    for name in [
+        "prog:cgroup_sock_addr",
+        "prog:cgroup_skb",
+        "prog:cgroup_sock",
+        "prog:xdp",
+        "prog:tracepoint",
+        "map:ring_buf",
+        "map:lpm_trie",
+        "load:connect4",
+        "load:skb_egress",
+        "load:sock_create",
+        "load:xdp_filter",
+        "load:process_exec",
+    ] {
+        check(&report, name);
+    }
+    // Future hardening: reported, never a failure. This kernel refuses both.
+    for name in ["bpf-lsm", "fentry"] {
+        let c = check(&report, name);
+        assert!(
+            c["status"] == "info" || c["status"] == "warn",
+            "{name} should be reported unavailable here: {c:#}"
+        );
+        assert!(
+            c["detail"].as_str().unwrap().starts_with("not available"),
+            "{c:#}"
+        );
+    }
+    // Nothing pinned at an empty directory.
+    let instance = check(&report, "instance");
+    assert_eq!(instance["status"], "warn");
+    assert!(instance["detail"].as_str().unwrap().starts_with("absent"));
+    assert!(instance["fix"].is_string());
+    // No failure anywhere, and the exit code is the documented one.
+    assert!(checks.iter().all(|c| c["status"] != "fail"), "{report:#}");
+    assert_eq!(code, documented_exit_code(&report["worst"]), "{report:#}");
+    assert_eq!(code, 1, "the absent instance warns");
+    // The text form exits the same way.
+    let (text_code, text, _) = enforcer(&["doctor", "--bpffs", dir.to_str().unwrap()]);
+    assert_eq!(text_code, code);
+    assert!(text.contains("-> start the service"), "{text}");
+}
+
+#[test]
+fn a_live_daemons_instance_is_healthy_and_locked_and_stays_enforcing_when_it_stops() {
+    let w = World::new("dd", &["10.77.0.2/32"]);
+    let policy = w.tmp.write(
+        "policy.json",
+        r#"{"version":1,"deny":{"cidrs":["10.77.0.2"]}}"#,
+    );
+    let daemon = Daemon::start(&w.args(&policy));
+    let pins = w.pins();
+    let dir = pins.root().to_str().unwrap().to_owned();
+    let socket = w.socket();
+    let args = ["--bpffs", &dir, "--socket", socket.to_str().unwrap()];
+    let (_, report) = doctor(&args);
+    let instance = check(&report, "instance");
+    assert_eq!(instance["status"], "ok", "{report:#}");
+    assert!(
+        instance["detail"].as_str().unwrap().starts_with("healthy"),
+        "{instance:#}"
+    );
+    let links = check(&report, "instance-links");
+    assert_eq!(links["status"], "ok", "{links:#}");
+    assert!(
+        links["detail"]
+            .as_str()
+            .unwrap()
+            .contains("exec tracking: linked")
+    );
+    let lock = check(&report, "instance-daemon");
+    assert_eq!(lock["status"], "ok", "{lock:#}");
+    assert_eq!(
+        lock["detail"],
+        format!("locked: the daemon with pid {} runs on it", daemon.pid())
+    );
+    let answers = check(&report, "daemon");
+    assert_eq!(answers["status"], "ok", "{answers:#}");
+    assert!(
+        answers["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(enforce mode)"),
+        "{answers:#}"
+    );
+    // The daemon keeps running: doctor read the lock, it did not take it.
+    assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
+
+    daemon.stop();
+    let (code, report) = doctor(&args);
+    assert_eq!(check(&report, "instance")["status"], "ok", "{report:#}");
+    assert_eq!(check(&report, "instance-links")["status"], "ok");
+    let lock = check(&report, "instance-daemon");
+    assert_eq!(lock["status"], "warn", "{lock:#}");
+    assert!(lock["detail"].as_str().unwrap().contains("keep enforcing"));
+    assert_eq!(check(&report, "daemon")["status"], "warn");
+    assert_eq!(code, 1);
+    // As doctor says: still enforced with the daemon gone.
+    assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
+}
+
+#[test]
+fn an_empty_pin_directory_is_reported_absent() {
+    let bpffs = BpffsGuard::new("de");
+    let dir = bpffs.pins_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, report) = doctor(&["--bpffs", dir.to_str().unwrap()]);
+    let instance = check(&report, "instance");
+    assert_eq!(instance["status"], "warn");
+    assert_eq!(
+        instance["detail"],
+        format!(
+            "absent: nothing is pinned at {}, so nothing is enforced",
+            dir.display()
+        )
+    );
+    // No lock or link verdicts about an instance that is not there.
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"instance-daemon"), "{names:?}");
+    assert_eq!(code, 1);
+}
+
+/// `enforcer doctor --json ARGS` inside the network namespace `netns`.
+fn doctor_in(netns: &str, args: &[&str]) -> (i32, Value) {
+    let ns = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new(enforcer_bin());
+    cmd.arg("doctor").arg("--json").args(args);
+    // SAFETY: setns is async-signal-safe; `ns` outlives the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+#[test]
+fn native_xdp_is_read_from_the_driver_without_attaching() {
+    let pair = veth::pair("dx");
+    let ns = pair.a.name();
+    let (_, report) = doctor_in(ns, &["--iface", "va", "--iface", "lo"]);
+    let va = check(&report, "xdp:va");
+    assert_eq!(va["status"], "ok", "{va:#}");
+    assert!(va["detail"].as_str().unwrap().contains("basic"), "{va:#}");
+    // Loopback has no native XDP: generic mode, a warning.
+    assert_eq!(check(&report, "xdp:lo")["status"], "warn");
+    // Nothing was attached to find out.
+    let link = Command::new("ip")
+        .args(["-n", ns, "-d", "link", "show", "va"])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(!link.contains("xdp"), "{link}");
+    // A name that is not there is a failure (exit 2).
+    let (code, report) = doctor_in(ns, &["--iface", "nosuch0"]);
+    assert_eq!(check(&report, "xdp:nosuch0")["status"], "fail");
+    assert_eq!(code, 2);
+}
