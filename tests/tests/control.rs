@@ -334,3 +334,90 @@ fn metrics_are_served_on_loopback_when_asked_for() {
     }
     daemon.stop();
 }
+
+/// The body of GET /metrics on 127.0.0.1:`port`.
+fn scrape(port: u16) -> String {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    body.to_owned()
+}
+
+/// promtool from Debian's prometheus package, unpacked by `cargo xtask
+/// setup` (xtask/src/setup.rs, PROMTOOL).
+fn promtool() -> std::path::PathBuf {
+    let path = std::env::var_os("ENFORCER_PROMTOOL").map_or_else(
+        || std::path::PathBuf::from("/opt/enforcer-ci/bin/promtool"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo xtask setup`",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn metrics_pass_promtool_check_metrics() {
+    use std::process::Stdio;
+    let w = world("cm");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = w.args();
+    // Two rules, so that label values with quotes and slashes are served.
+    args.policy = w.tmp.write(
+        "policy.json",
+        &format!(
+            r#"{{"version":1,"deny":{{"cidrs":["10.77.0.2","10.78.0.0/16"]}},"report":{{"metrics_listen":"127.0.0.1:{port}"}}}}"#
+        ),
+    );
+    let daemon = Daemon::start(&args);
+    assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
+    // Every family has samples once the denial is counted.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let body = scrape(port);
+        if body.contains("enforcer_rule_blocks_total{") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no denial in the metrics: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut lint = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = lint.wait_with_output().unwrap();
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && complaints.trim().is_empty(),
+        "promtool check metrics ({}):\n{complaints}\n--- the metrics:\n{body}",
+        out.status
+    );
+    daemon.stop();
+}
