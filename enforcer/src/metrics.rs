@@ -214,4 +214,161 @@ mod tests {
         assert!(text.contains("enforcer_map_entries{map=\"deny_v4\"} 7\n"));
         assert!(text.ends_with("enforcer_uptime_seconds 9\n"));
     }
+
+    /// A rendering with a sample in every family.
+    fn everything() -> String {
+        let mut rules = BTreeMap::new();
+        rules.insert(1, ("10.0.0.0/8".to_owned(), 3));
+        render(&Snapshot {
+            verdicts: vec![("connect4", "denied", 5), ("xdp", "audited", 1)],
+            lost: 1,
+            xdp_suppressed: 1,
+            skb_coalesced: 1,
+            owner_unknown: 1,
+            maps: [("deny_v4", 7)].into_iter().collect(),
+            names: [("stale", 2)].into_iter().collect(),
+            rules,
+            flows: 4,
+            uptime_s: 9,
+        })
+    }
+
+    /// Metric name → the label names its samples carry.
+    fn families(text: &str) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let series = line.split_whitespace().next().unwrap();
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let keys = out.entry(name.to_owned()).or_default();
+            for pair in labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|p| !p.is_empty())
+            {
+                let key = pair.split('=').next().unwrap().to_owned();
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every PromQL text of a Grafana dashboard (targets and variables).
+    fn queries(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("expr" | "query" | "definition", serde_json::Value::String(s)) => {
+                            out.push(s.clone());
+                        }
+                        _ => queries(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| queries(v, out)),
+            _ => {}
+        }
+    }
+
+    /// Each `enforcer_*` name in a query with the label names of its
+    /// selector, and the label names of its `by (...)` clauses.
+    fn used(query: &str) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+        let mut metrics = Vec::new();
+        let mut rest = query;
+        while let Some(at) = rest.find("enforcer_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let mut labels = Vec::new();
+            if let Some(sel) = tail[end..].strip_prefix('{') {
+                let close = sel.find('}').expect("a closed selector");
+                for m in sel[..close].split(',') {
+                    let key = m.split(['=', '!']).next().unwrap().trim();
+                    labels.push(key.to_owned());
+                }
+            }
+            metrics.push((tail[..end].to_owned(), labels));
+            rest = &tail[end..];
+        }
+        let mut by = Vec::new();
+        let mut rest = query;
+        while let Some(at) = rest.find("by (") {
+            let inner = &rest[at + 4..];
+            let close = inner.find(')').expect("a closed by clause");
+            by.extend(inner[..close].split(',').map(|l| l.trim().to_owned()));
+            rest = &inner[close..];
+        }
+        (metrics, by)
+    }
+
+    #[test]
+    fn the_grafana_dashboard_queries_only_what_is_exported_and_shows_all_of_it() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/grafana/enforcer.json"
+        );
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let exported = families(&everything());
+        let mut texts = Vec::new();
+        queries(&dashboard, &mut texts);
+        assert!(texts.len() >= 10, "{texts:?}");
+        let mut shown = Vec::new();
+        check_queries(path, &texts, &exported, &mut shown);
+        for name in exported.keys() {
+            assert!(shown.contains(name), "{path} shows no panel of {name}");
+        }
+    }
+
+    #[test]
+    fn the_alerting_rules_query_only_what_is_exported() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/prometheus/enforcer-rules.yml"
+        );
+        let texts: Vec<String> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr:").map(|e| e.trim().to_owned()))
+            .collect();
+        assert!(texts.len() >= 5, "{texts:?}");
+        check_queries(path, &texts, &families(&everything()), &mut Vec::new());
+    }
+
+    /// Each query's metrics and labels exist in `exported`; the metrics
+    /// used are added to `shown`.
+    fn check_queries(
+        path: &str,
+        texts: &[String],
+        exported: &BTreeMap<String, Vec<String>>,
+        shown: &mut Vec<String>,
+    ) {
+        // Added by the scrape, not by the daemon.
+        let target_labels = ["instance", "job"];
+        for q in texts {
+            let (metrics, by) = used(q);
+            for (name, labels) in &metrics {
+                let have = exported
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{path}: {q}: no metric {name} is exported"));
+                for l in labels {
+                    assert!(
+                        have.contains(l) || target_labels.contains(&l.as_str()),
+                        "{path}: {q}: {name} has no label {l} (it has {have:?})"
+                    );
+                }
+                shown.push(name.clone());
+            }
+            for l in by {
+                assert!(
+                    target_labels.contains(&l.as_str())
+                        || metrics.iter().any(|(n, _)| exported[n].contains(&l)),
+                    "{path}: {q}: grouped by {l}, which none of its metrics has"
+                );
+            }
+        }
+    }
 }

@@ -1,10 +1,12 @@
 //! Project tasks: `cargo xtask setup | run | test | bench`.
 //!
 //! # Layout
-//! - `setup`: installs what building and testing need, idempotently.
+//! - `setup`: installs what building and testing need, idempotently;
+//!   `tools`: the test tools unpacked from Debian packages (not installed).
 //! - `main` (here): the commands, built on `setup` and cargo.
 
 mod setup;
+mod tools;
 
 use std::{
     path::{Path, PathBuf},

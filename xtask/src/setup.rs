@@ -30,11 +30,6 @@ const DEBIAN: &[(&str, &str)] = &[
 const ANSIBLE_VENV: &str = "/opt/enforcer-ci/venv";
 /// From PyPI: ansible-core 2.17 runs on Debian 12's Python 3.11.
 const ANSIBLE: &[&str] = &["ansible-core==2.17.*", "ansible-lint==24.*"];
-/// promtool, taken out of Debian's `prometheus` package (the metrics test
-/// runs `promtool check metrics`). Installing the package would also enable
-/// and start a Prometheus server on developers' machines; only the one
-/// static binary is needed.
-pub const PROMTOOL: &str = "/opt/enforcer-ci/bin/promtool";
 /// `cargo xtask deb`; 3.8.0 builds with Rust 1.85 and later.
 const CARGO_DEB_VERSION: &str = "3.8.0";
 
@@ -45,14 +40,15 @@ pub fn run() -> Result<()> {
     cargo_deb()?;
     debian_packages()?;
     ansible()?;
-    promtool()?;
+    crate::tools::promtool()?;
+    crate::tools::rsyslog()?;
     bpffs()?;
     group()?;
     eprintln!("    setup complete");
     Ok(())
 }
 
-fn output(cmd: &mut Command) -> Result<String> {
+pub fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
@@ -64,7 +60,7 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run_cmd(cmd: &mut Command) -> Result<()> {
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     eprintln!("    running {cmd:?}");
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
@@ -253,53 +249,7 @@ fn ansible() -> Result<()> {
     )
 }
 
-/// promtool from the `prometheus` package, unpacked (not installed: no
-/// service, no dependencies) into /opt/enforcer-ci/bin; fast when present.
-fn promtool() -> Result<()> {
-    let bin = Path::new(PROMTOOL);
-    if let Ok(version) = output(Command::new(bin).arg("--version")) {
-        eprintln!(
-            "    promtool: present ({})",
-            version.lines().next().unwrap_or("?").trim()
-        );
-        return Ok(());
-    }
-    if !is_root() {
-        bail!("promtool is missing: run `cargo xtask setup` as root to unpack it into {PROMTOOL}");
-    }
-    let work = std::env::temp_dir().join(format!("enforcer-promtool-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let result = (|| {
-        let download = || {
-            run_cmd(
-                Command::new("apt-get")
-                    .args(["download", "-q", "prometheus"])
-                    .current_dir(&work),
-            )
-        };
-        // A fresh machine may not have the package lists yet.
-        if download().is_err() {
-            run_cmd(Command::new("apt-get").arg("update").arg("-q"))?;
-            download()?;
-        }
-        let deb = std::fs::read_dir(&work)?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .context("apt-get download left no .deb")?;
-        let tree = work.join("tree");
-        run_cmd(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
-        std::fs::create_dir_all(bin.parent().expect("an absolute path"))?;
-        std::fs::copy(tree.join("usr/bin/promtool"), bin)
-            .with_context(|| format!("installing {PROMTOOL}"))?;
-        output(Command::new(bin).arg("--version")).map(|_| ())
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
-}
-
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0")
 }
 
