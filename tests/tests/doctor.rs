@@ -239,3 +239,41 @@ fn native_xdp_is_read_from_the_driver_without_attaching() {
     assert_eq!(check(&report, "xdp:nosuch0")["status"], "fail");
     assert_eq!(code, 2);
 }
+
+#[test]
+fn another_user_is_told_to_run_it_as_root_not_that_nothing_is_pinned() {
+    use enforcer_tests::users::{NOBODY, run_as};
+    use std::os::unix::fs::PermissionsExt as _;
+    let bpffs = BpffsGuard::new("dn");
+    let dir = bpffs.pins_dir();
+    std::fs::create_dir_all(dir.join("maps")).unwrap();
+    // As the daemon leaves it: root's alone.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (code, out, err) = run_as(
+        enforcer_bin().to_str().unwrap(),
+        &["doctor", "--json", "--bpffs", dir.to_str().unwrap()],
+        NOBODY,
+        NOBODY,
+        &[],
+    );
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let instance = check(&report, "instance");
+    assert_eq!(instance["status"], "warn", "{instance:#}");
+    assert!(
+        instance["detail"]
+            .as_str()
+            .unwrap()
+            .contains("permission denied"),
+        "{instance:#}"
+    );
+    // No kernel probe without CAP_BPF: said, not failed.
+    let bpf = check(&report, "bpf");
+    assert_eq!(bpf["status"], "warn");
+    assert!(
+        bpf["fix"]
+            .as_str()
+            .unwrap()
+            .contains("sudo enforcer doctor")
+    );
+    assert_eq!(code, 1);
+}

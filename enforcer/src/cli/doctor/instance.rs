@@ -39,6 +39,24 @@ impl Listing {
 
 pub fn pins(dir: &Path) -> Vec<Check> {
     let pins = Pins::new(dir);
+    // The pins are root's (mode 0700): for anyone else they would all look
+    // absent, which is a different finding.
+    let denied = [dir.to_owned(), pins.maps_dir()].iter().any(|d| {
+        std::fs::read_dir(d).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    });
+    if denied {
+        return vec![
+            Check::new(
+                "instance",
+                Status::Warn,
+                format!(
+                    "cannot look at {}: permission denied (the pins are root's)",
+                    dir.display()
+                ),
+            )
+            .fix("run `sudo enforcer doctor`"),
+        ];
+    }
     let listing = Listing::read(&pins);
     // Only when something is pinned: an absent instance has no layout.
     let layout = if listing.maps.is_empty() {
