@@ -64,17 +64,7 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
 type Parsed = (Match, Flow);
 
 const fn blank_flow() -> Flow {
-    Flow {
-        hook: HOOK_SKB_EGRESS,
-        verdict: 0,
-        rule_id: 0,
-        family: 0,
-        addr: [0; 4],
-        port: 0,
-        protocol: 0,
-        flags: 0,
-        cookie: 0,
-    }
+    Flow::blank(HOOK_SKB_EGRESS, 0)
 }
 
 #[inline(always)]

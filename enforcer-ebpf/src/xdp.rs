@@ -60,17 +60,7 @@ const NO_OWNER: SockOwner = SockOwner {
 };
 
 const fn blank_flow() -> Flow {
-    Flow {
-        hook: HOOK_XDP,
-        verdict: 0,
-        rule_id: 0,
-        family: 0,
-        addr: [0; 4],
-        port: 0,
-        protocol: 0,
-        flags: EVENT_F_OWNER_UNKNOWN,
-        cookie: 0,
-    }
+    Flow::blank(HOOK_XDP, EVENT_F_OWNER_UNKNOWN)
 }
 
 /// A pointer to a `T` at `offset`, if the frame is long enough.

@@ -26,18 +26,7 @@ fn a_banned_names_a_and_aaaa_are_enforced_before_ready() {
     assert!(name.ttl_s.is_some_and(|t| t <= 60));
 
     // `check` asks the daemon, which judges against the kernel maps.
-    let socket = w.socket();
-    let socket = socket.to_str().unwrap();
-    let policy = w.tmp.path().join("policy.json");
-    let policy = policy.to_str().unwrap();
-    let (code, out, _) = enforcer(&[
-        "check",
-        "banned.test",
-        "--policy",
-        policy,
-        "--socket",
-        socket,
-    ]);
+    let (code, out, _) = w.check("banned.test");
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("blocked: the kernel denies every address of banned.test")
@@ -45,9 +34,9 @@ fn a_banned_names_a_and_aaaa_are_enforced_before_ready() {
             && out.contains("fd77::2: denied"),
         "{out}"
     );
-    let (code, out, _) = enforcer(&["check", "10.77.0.2", "--policy", policy, "--socket", socket]);
+    let (code, out, _) = w.check("10.77.0.2");
     assert_eq!(code, 1, "{out}");
-    let (code, _, _) = enforcer(&["check", "10.77.0.1", "--policy", policy, "--socket", socket]);
+    let (code, _, _) = w.check("10.77.0.1");
     assert_eq!(code, 0);
     daemon.stop();
 }
@@ -147,21 +136,9 @@ fn a_wildcard_rule_enforces_its_apex_addresses() {
     w.dns.set_addrs("deep.sub.wild.test", &["10.77.0.4"], 60);
     let daemon = Daemon::start(&w.args(w.policy(r#""deny": {"domains": ["*.wild.test"]},"#, 60)));
     assert_eq!(w.probe("10.77.0.4:0"), "EPERM");
-    let socket = w.socket();
-    let policy = w.tmp.path().join("policy.json");
-    let args = |name| {
-        enforcer(&[
-            "check",
-            name,
-            "--policy",
-            policy.to_str().unwrap(),
-            "--socket",
-            socket.to_str().unwrap(),
-        ])
-    };
     // A subdomain that shares the apex's address is blocked, and the
     // rule its name matches is named.
-    let (code, out, _) = args("deep.sub.wild.test");
+    let (code, out, _) = w.check("deep.sub.wild.test");
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("*.wild.test") && out.contains("10.77.0.4: denied"),

@@ -141,51 +141,43 @@ fn tcp(target: SocketAddr) -> String {
     }
 }
 
-fn tcp_loop(target: SocketAddr, n: usize) -> String {
+/// Results counted by kind: `EPERM=3,ok=7`.
+fn tally(results: impl Iterator<Item = String>) -> String {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for _ in 0..n {
-        *counts.entry(tcp(target)).or_default() += 1;
-        std::thread::sleep(Duration::from_millis(2));
+    for r in results {
+        *counts.entry(r).or_default() += 1;
     }
     counts
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The result of a connect without a timeout of its own.
+fn connect(target: SocketAddr) -> String {
+    match TcpStream::connect(target) {
+        Ok(_) => "ok".into(),
+        Err(e) => name(&e),
+    }
+}
+
+fn tcp_loop(target: SocketAddr, n: usize) -> String {
+    tally((0..n).map(|_| {
+        let r = tcp(target);
+        std::thread::sleep(Duration::from_millis(2));
+        r
+    }))
 }
 
 /// As fast as it goes: `n` connects, counted by result.
 fn tcp_flood(target: SocketAddr, n: usize) -> String {
-    let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for _ in 0..n {
-        let r = match TcpStream::connect(target) {
-            Ok(_) => "ok".into(),
-            Err(e) => name(&e),
-        };
-        *counts.entry(r).or_default() += 1;
-    }
-    counts
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    tally((0..n).map(|_| connect(target)))
 }
 
 /// As fast as it goes: one connect to each of ports 1..=n.
 fn tcp_flood_ports(target: SocketAddr, n: u16) -> String {
-    let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for port in 1..=n {
-        let r = match TcpStream::connect(SocketAddr::new(target.ip(), port)) {
-            Ok(_) => "ok".into(),
-            Err(e) => name(&e),
-        };
-        *counts.entry(r).or_default() += 1;
-    }
-    counts
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    tally((1..=n).map(|port| connect(SocketAddr::new(target.ip(), port))))
 }
 
 fn unbound_for(target: SocketAddr) -> UdpSocket {
