@@ -100,11 +100,11 @@ fn classify(ctx: &XdpContext) -> Result<(Match, Flow), ()> {
 fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
     let saddr: u32 = read(ctx, l3 + 12)?;
     let daddr: u32 = read(ctx, l3 + 16)?;
-    let dst = check_v4(daddr);
+    let dst = check_v4(daddr, 0);
     let (found, addr, flags) = if dst.verdict != VERDICT_PASS {
         (dst, daddr, 0)
     } else {
-        let src = check_v4(saddr);
+        let src = check_v4(saddr, 0);
         if src.verdict == VERDICT_PASS {
             return Ok((NO_MATCH, blank_flow()));
         }
@@ -135,11 +135,11 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
 fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
     let saddr: [u32; 4] = read(ctx, l3 + 8)?;
     let daddr: [u32; 4] = read(ctx, l3 + 24)?;
-    let dst = check_v6_forms(daddr);
+    let dst = check_v6_forms(daddr, 0);
     let (judged, flags) = if dst.found.verdict != VERDICT_PASS {
         (dst, 0)
     } else {
-        let src = check_v6_forms(saddr);
+        let src = check_v6_forms(saddr, 0);
         if src.found.verdict == VERDICT_PASS {
             return Ok((NO_MATCH, blank_flow()));
         }
