@@ -223,7 +223,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Some(job) = jobs.recv() => {
                 use crate::control::{Response, protocol::Command};
                 let response = match job.command {
-                    Command::Status => Response::ok(status_json(&controller, &facts, &learned)),
+                    Command::Status => {
+                        // Fresh counts (and the expired ones gone) for what status shows.
+                        if let Ok(c) = crate::bpf::dnsnames::purge_expired(&pins) {
+                            learned = c;
+                        }
+                        Response::ok(status_json(&controller, &facts, &learned))
+                    }
                     Command::Flows { since_ms, pid, exe, user, domain, limit } => {
                         let q = crate::flows::Query { since_ms, pid, exe, user, domain, limit };
                         match recorder.query(&q) {
