@@ -58,6 +58,11 @@ impl Stats {
         self.counters[STAT_OWNER_UNKNOWN as usize]
     }
 
+    /// One counter by its `STAT_*` index.
+    pub fn counter(&self, index: u32) -> u64 {
+        self.counters[index as usize]
+    }
+
     /// The DNS program's counters, by name.
     pub fn dns(&self) -> [(&'static str, u64); 7] {
         use enforcer_common::{
