@@ -65,9 +65,7 @@ impl DomainPattern {
         }
     }
 
-    /// The name to resolve for this rule: the name itself, or for a
-    /// wildcard its apex (subdomains cannot be enumerated; the apex is the
-    /// best available stand-in until names are read off the wire).
+    /// The name this rule names: the name itself, or a wildcard's suffix.
     pub fn resolvable(&self) -> &str {
         match self {
             DomainPattern::Exact(name) | DomainPattern::Wildcard(name) => name,
@@ -81,6 +79,9 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     }
     if name.len() > 253 {
         return Err("longer than 253 characters");
+    }
+    if name.split('.').count() > enforcer_common::DNS_MAX_LABELS {
+        return Err("more than 16 labels (the kernel matches names of up to 16)");
     }
     for label in name.split('.') {
         if label.is_empty() {
