@@ -162,7 +162,7 @@ fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
     };
     let origin = Origin {
         // SAFETY: a map lookup of a stack key.
-        system: unsafe { DNS_SERVERS.get(&src) }.is_some(),
+        system: unsafe { DNS_SERVERS.get(src) }.is_some(),
         // SAFETY: the context's skb is valid for the program's run.
         cgroup: unsafe { bpf_skb_cgroup_id(ctx.skb.skb) },
     };
@@ -508,7 +508,7 @@ unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
     let label = w.labels[((count - 1 - j) as usize) & (DNS_MAX_LABELS - 1)];
     w.key = dns_fold(w.key, label);
     // SAFETY: a map lookup of a stack key.
-    let Some(rule) = (unsafe { DNS_NAMES.get(&w.key) }) else {
+    let Some(rule) = (unsafe { DNS_NAMES.get(w.key) }) else {
         return 0;
     };
     let (deny, allow) = if j + 1 == count {
@@ -664,14 +664,14 @@ fn learn_v4(a: [u8; 4], ttl: u32, d: Decision, origin: Origin) {
     let key = u32::from_ne_bytes(a);
     let mapped = [0, 0, u32::from_be(0x0000_ffff), key];
     // SAFETY: map lookups of stack keys.
-    if unsafe { DNS_SERVERS.get(&mapped) }.is_some() {
+    if unsafe { DNS_SERVERS.get(mapped) }.is_some() {
         bump(STAT_DNS_IGNORED);
         return;
     }
-    let Some(value) = merge(unsafe { LEARNED_V4.get(&key) }, entry(ttl, d, origin)) else {
+    let Some(value) = merge(unsafe { LEARNED_V4.get(key) }, entry(ttl, d, origin)) else {
         return;
     };
-    match LEARNED_V4.insert(&key, &value, 0) {
+    match LEARNED_V4.insert(key, value, 0) {
         Ok(()) => bump(STAT_DNS_LEARNED),
         Err(_) => bump(STAT_DNS_LEARN_FAILED),
     }
@@ -696,14 +696,14 @@ fn learn_v6(a: [u8; 16], ttl: u32, d: Decision, origin: Origin) {
         u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
     ];
     // SAFETY: map lookups of stack keys.
-    if unsafe { DNS_SERVERS.get(&key) }.is_some() {
+    if unsafe { DNS_SERVERS.get(key) }.is_some() {
         bump(STAT_DNS_IGNORED);
         return;
     }
-    let Some(value) = merge(unsafe { LEARNED_V6.get(&key) }, entry(ttl, d, origin)) else {
+    let Some(value) = merge(unsafe { LEARNED_V6.get(key) }, entry(ttl, d, origin)) else {
         return;
     };
-    match LEARNED_V6.insert(&key, &value, 0) {
+    match LEARNED_V6.insert(key, value, 0) {
         Ok(()) => bump(STAT_DNS_LEARNED),
         Err(_) => bump(STAT_DNS_LEARN_FAILED),
     }

@@ -101,7 +101,7 @@ pub fn check_v4(addr: u32, cgroup: u64) -> Match {
     let key = Key::new(32, addr);
     // SAFETY: the maps are BPF_F_NO_PREALLOC, so a value is never reused
     // under us; the reads cannot tear in a way that matters (a rule id).
-    let learned = unsafe { LEARNED_V4.get(&addr) };
+    let learned = unsafe { LEARNED_V4.get(addr) };
     let rule_id = match DENY_V4.get_ptr(addr) {
         Some(rule) => unsafe { *rule },
         None => match DENY_LPM_V4.get(&key) {
@@ -123,7 +123,7 @@ pub fn check_v4(addr: u32, cgroup: u64) -> Match {
 pub fn check_v6(addr: [u32; 4], cgroup: u64) -> Match {
     let key = Key::new(128, addr);
     // SAFETY: as in `check_v4`.
-    let learned = unsafe { LEARNED_V6.get(&addr) };
+    let learned = unsafe { LEARNED_V6.get(addr) };
     let rule_id = match DENY_V6.get_ptr(addr) {
         Some(rule) => unsafe { *rule },
         None => match DENY_LPM_V6.get(&key) {
