@@ -46,9 +46,28 @@ pub mod maps {
     /// Operator NAT64 /96 prefixes: the first 96 bits (`[u32; 3]`, map
     /// byte order) → 1. Read only while `CONFIG_NAT64_PREFIXES` is non-zero.
     pub const NAT64_PREFIXES: &str = "NAT64_PREFIXES";
+    /// Name key ([`super::dns_fold`] over the labels from the right) →
+    /// [`super::NameRule`]: the banned and allowed names the DNS program
+    /// matches answers against.
+    pub const DNS_NAMES: &str = "DNS_NAMES";
+    /// IPv4 address (map byte order) → [`super::Learned`]: addresses the
+    /// DNS program saw in answers for a banned or allowed name.
+    pub const LEARNED_V4: &str = "LEARNED_V4";
+    /// IPv6 address → [`super::Learned`].
+    pub const LEARNED_V6: &str = "LEARNED_V6";
+    /// The host's own DNS servers (IPv6 map key; IPv4 as `::ffff:a.b.c.d`)
+    /// → 1: answers from them ban for everyone, and their addresses are
+    /// never banned from an answer.
+    pub const DNS_SERVERS: &str = "DNS_SERVERS";
+    /// Per-CPU copy of the DNS message being parsed.
+    pub const DNS_SCRATCH: &str = "DNS_SCRATCH";
+    /// Per-CPU state of the name being read.
+    pub const DNS_WALK: &str = "DNS_WALK";
+    /// Per-CPU state of the walk over a message's answer records.
+    pub const DNS_RECORDS: &str = "DNS_RECORDS";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 23] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -65,6 +84,13 @@ pub mod maps {
         EXEC_SCRATCH,
         PROC_EVENTS,
         NAT64_PREFIXES,
+        DNS_NAMES,
+        LEARNED_V4,
+        LEARNED_V6,
+        DNS_SERVERS,
+        DNS_SCRATCH,
+        DNS_WALK,
+        DNS_RECORDS,
     ];
 }
 
@@ -81,6 +107,8 @@ pub mod programs {
     pub const EXEC_ARGV: &str = "execve_args";
     /// tracepoint sched/sched_process_exec: reports the exec.
     pub const PROCESS_EXEC: &str = "process_exec";
+    /// cgroup_skb ingress: DNS answers into the enforced cgroup.
+    pub const DNS_INGRESS: &str = "dns_ingress";
 }
 
 /// Capacities of the maps. Hash maps are created with `BPF_F_NO_PREALLOC`,
@@ -118,7 +146,90 @@ pub const CONFIG_XDP_EVENTS_PER_SEC: u32 = 1;
 /// `NAT64_PREFIXES` holds. 0 (the default) spares every IPv6 packet that
 /// lookup.
 pub const CONFIG_NAT64_PREFIXES: u32 = 2;
-pub const CONFIG_LEN: u32 = 4;
+/// Index into the `CONFIG` array: the shortest time (s) an address learned
+/// from a DNS answer stays, whatever the TTL says (`resolver.min_ttl_s`).
+pub const CONFIG_DNS_MIN_TTL_S: u32 = 3;
+/// Index into the `CONFIG` array: the longest (`resolver.max_ttl_s`).
+pub const CONFIG_DNS_MAX_TTL_S: u32 = 4;
+/// Index into the `CONFIG` array: added to every learned TTL (`grace_s`).
+pub const CONFIG_DNS_GRACE_S: u32 = 5;
+pub const CONFIG_LEN: u32 = 8;
+
+/// Names the DNS program matches (exact and wildcard entries together).
+pub const MAX_DNS_NAMES: u32 = 1 << 16;
+/// Addresses learned from DNS answers, per family.
+pub const MAX_LEARNED: u32 = 1 << 16;
+pub const MAX_DNS_SERVERS: u32 = 64;
+/// Bytes of a DNS message the program reads (the rest is not parsed and
+/// the message is counted as truncated).
+pub const DNS_SCRATCH_BYTES: usize = 2048;
+/// Labels of a name the program keeps (the rightmost ones): names in a
+/// policy have at most this many.
+pub const DNS_MAX_LABELS: usize = 16;
+
+/// What one name key stands for: rule ids (0: none) of an exact name and
+/// of a `*.name` wildcard over it, banned and allowed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NameRule {
+    pub deny_exact: u32,
+    pub deny_wild: u32,
+    pub allow_exact: u32,
+    pub allow_wild: u32,
+}
+
+/// `Learned::flags`: an allowed name's address (an exception).
+pub const LEARNED_F_ALLOW: u32 = 1;
+
+/// An address learned from a DNS answer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Learned {
+    /// The rule of the name that matched.
+    pub rule_id: u32,
+    /// `LEARNED_F_*`.
+    pub flags: u32,
+    /// `bpf_ktime_get_boot_ns()` after which the entry no longer counts
+    /// (the answer's TTL, clamped, plus grace; suspend time included).
+    pub expires_ns: u64,
+    /// 0: applies to everyone (answered by one of `DNS_SERVERS`); else
+    /// the cgroup v2 id of the socket that received the answer, the only
+    /// one it applies to.
+    pub cgroup_id: u64,
+}
+
+/// FNV-1a over one label's bytes, ASCII lower-cased (DNS names compare
+/// case-insensitively): the start value, and one byte.
+pub const DNS_LABEL_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+#[inline(always)]
+pub const fn dns_label_byte(h: u64, b: u8) -> u64 {
+    let b = if b >= b'A' && b <= b'Z' { b | 0x20 } else { b };
+    (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// The key of `name` (lower or upper case, no trailing dot) as the DNS
+/// program computes it; for a `*.suffix` wildcard, the key of `suffix`.
+pub fn dns_name_key(name: &str) -> u64 {
+    let mut key = DNS_NAME_SEED;
+    for label in name.rsplit('.') {
+        let mut h = DNS_LABEL_SEED;
+        for &b in label.as_bytes() {
+            h = dns_label_byte(h, b);
+        }
+        key = dns_fold(key, h);
+    }
+    key
+}
+
+/// A name key: label hashes folded from the rightmost label leftwards,
+/// starting at [`DNS_NAME_SEED`], so that every suffix of a name (what a
+/// `*.suffix` wildcard names) is an intermediate value.
+pub const DNS_NAME_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+#[inline(always)]
+pub const fn dns_fold(key: u64, label: u64) -> u64 {
+    let x = (key ^ label).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
 
 /// Deny banned destinations.
 pub const MODE_ENFORCE: u32 = 0;
@@ -170,7 +281,23 @@ pub const STAT_OWNER_UNKNOWN: u32 = STAT_RINGBUF_FULL + 2;
 pub const STAT_SKB_EVENTS_COALESCED: u32 = STAT_RINGBUF_FULL + 3;
 /// An exec record was not emitted because PROC_EVENTS was full.
 pub const STAT_PROC_RINGBUF_FULL: u32 = STAT_RINGBUF_FULL + 4;
-pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 5;
+/// DNS responses (port 53, UDP) parsed by the DNS program.
+pub const STAT_DNS_RESPONSES: u32 = STAT_RINGBUF_FULL + 5;
+/// Addresses learned from answers (bans and exceptions).
+pub const STAT_DNS_LEARNED: u32 = STAT_RINGBUF_FULL + 6;
+/// Responses that could not be parsed (bad lengths, labels, pointers).
+pub const STAT_DNS_MALFORMED: u32 = STAT_RINGBUF_FULL + 7;
+/// Responses longer than the program reads, or with more records than it
+/// walks: the rest was not seen.
+pub const STAT_DNS_TRUNCATED: u32 = STAT_RINGBUF_FULL + 8;
+/// Addresses in matching answers never banned: unspecified, loopback,
+/// link-local, or one of the host's DNS servers.
+pub const STAT_DNS_IGNORED: u32 = STAT_RINGBUF_FULL + 9;
+/// A learned address could not be stored (the map is full).
+pub const STAT_DNS_LEARN_FAILED: u32 = STAT_RINGBUF_FULL + 10;
+/// DNS over TCP or fragments: not parsed.
+pub const STAT_DNS_UNPARSED: u32 = STAT_RINGBUF_FULL + 11;
+pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 12;
 
 /// `Event::flags`: the banned address was the packet's source (XDP).
 pub const EVENT_F_SOURCE: u32 = 1;
@@ -381,6 +508,8 @@ pub const fn embedded_v4(a: [u32; 4]) -> Embedded {
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all three are repr(C), padding-free, and valid for any bytes.
+    unsafe impl aya::Pod for super::NameRule {}
+    unsafe impl aya::Pod for super::Learned {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::SockOwner {}
     unsafe impl aya::Pod for super::RateState {}

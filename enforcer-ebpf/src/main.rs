@@ -8,10 +8,12 @@
 //! - `sock`: cgroup sock_create, recording each socket's owner.
 //! - `skb`: cgroup_skb egress (drops what reaches the wire anyway).
 //! - `xdp`: XDP filter on source and destination.
+//! - `dns`: cgroup_skb ingress, learns addresses from DNS answers.
 //! - `exec`: exec tracking (argv and executable) for attribution.
 #![no_std]
 #![no_main]
 
+mod dns;
 mod exec;
 mod maps;
 mod report;

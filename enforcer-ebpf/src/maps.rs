@@ -4,8 +4,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use enforcer_common::{
-    CONFIG_LEN, EVENTS_BYTES, ExecArgs, MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_EXACT_V4, MAX_EXACT_V6,
-    MAX_EXEC_ARGS, MAX_NAT64_PREFIXES, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS,
+    CONFIG_LEN, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned, MAX_ALLOW_V4, MAX_ALLOW_V6,
+    MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6, MAX_EXEC_ARGS, MAX_LEARNED,
+    MAX_NAT64_PREFIXES, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS, NameRule,
     PROC_EVENTS_BYTES, RateState, STATS_LEN, SockOwner,
 };
 
@@ -52,3 +53,24 @@ pub static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(PROC_EVENTS_BYTES, 0);
 #[map]
 pub static NAT64_PREFIXES: HashMap<[u32; 3], u32> =
     HashMap::with_max_entries(MAX_NAT64_PREFIXES, 0);
+
+// Names the DNS program matches: a name key (`enforcer_common::dns_fold`)
+// → the rules of that exact name and of a wildcard over it.
+#[map]
+pub static DNS_NAMES: HashMap<u64, NameRule> =
+    HashMap::with_max_entries(MAX_DNS_NAMES, BPF_F_NO_PREALLOC);
+// Addresses learned from DNS answers, with their expiry and scope.
+#[map]
+pub static LEARNED_V4: HashMap<u32, Learned> =
+    HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+#[map]
+pub static LEARNED_V6: HashMap<[u32; 4], Learned> =
+    HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+#[map]
+pub static DNS_SERVERS: HashMap<[u32; 4], u32> = HashMap::with_max_entries(MAX_DNS_SERVERS, 0);
+#[map]
+pub static DNS_SCRATCH: PerCpuArray<[u8; DNS_SCRATCH_BYTES]> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static DNS_WALK: PerCpuArray<crate::dns::NameWalk> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static DNS_RECORDS: PerCpuArray<crate::dns::RecordWalk> = PerCpuArray::with_max_entries(1, 0);

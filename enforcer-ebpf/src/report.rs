@@ -55,6 +55,24 @@ pub struct Flow {
     pub cookie: u64,
 }
 
+impl Flow {
+    /// A flow of `hook` with nothing known yet but `flags`; the hooks fill
+    /// in the rest with struct update syntax.
+    pub const fn blank(hook: u32, flags: u32) -> Flow {
+        Flow {
+            hook,
+            verdict: 0,
+            rule_id: 0,
+            family: 0,
+            addr: [0; 4],
+            port: 0,
+            protocol: 0,
+            flags,
+            cookie: 0,
+        }
+    }
+}
+
 /// Writes one event; a full ring buffer is counted, never silent.
 #[inline(always)]
 pub fn emit(flow: &Flow, owner: &SockOwner) {

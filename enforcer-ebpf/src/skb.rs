@@ -64,17 +64,14 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
 type Parsed = (Match, Flow);
 
 const fn blank_flow() -> Flow {
-    Flow {
-        hook: HOOK_SKB_EGRESS,
-        verdict: 0,
-        rule_id: 0,
-        family: 0,
-        addr: [0; 4],
-        port: 0,
-        protocol: 0,
-        flags: 0,
-        cookie: 0,
-    }
+    Flow::blank(HOOK_SKB_EGRESS, 0)
+}
+
+/// The cgroup v2 id of the packet's socket.
+#[inline(always)]
+fn skb_cgroup(ctx: &SkBuffContext) -> u64 {
+    // SAFETY: the context's skb is valid for the program's run.
+    unsafe { bpf_skb_cgroup_id(ctx.skb.skb) }
 }
 
 #[inline(always)]
@@ -83,7 +80,7 @@ fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     let frag: u16 = ctx.load(6).map_err(|_| ())?;
     let protocol: u8 = ctx.load(9).map_err(|_| ())?;
     let daddr: u32 = ctx.load(16).map_err(|_| ())?;
-    let found = check_v4(daddr);
+    let found = check_v4(daddr, skb_cgroup(ctx));
     if found.verdict == VERDICT_PASS {
         return Ok((found, blank_flow()));
     }
@@ -112,7 +109,7 @@ fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     let next: u8 = ctx.load(6).map_err(|_| ())?;
     let daddr: [u32; 4] = ctx.load(24).map_err(|_| ())?;
     // A NAT64 or 6to4 destination is judged by its IPv4 address too.
-    let j = check_v6_forms(daddr);
+    let j = check_v6_forms(daddr, skb_cgroup(ctx));
     if j.found.verdict == VERDICT_PASS {
         return Ok((j.found, blank_flow()));
     }

@@ -41,13 +41,21 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
     try_v6(&ctx, HOOK_SENDMSG6)
 }
 
+/// The cgroup v2 id of the connecting task: addresses learned from a DNS
+/// answer by a non-system resolver apply to that cgroup only.
+#[inline(always)]
+fn current_cgroup() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() }
+}
+
 #[inline(always)]
 fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     let sa = ctx.sock_addr;
     // SAFETY: the context pointer is valid for the program's run; the
     // verifier checks each field access.
     let addr = unsafe { (*sa).user_ip4 };
-    let found = check_v4(addr);
+    let found = check_v4(addr, current_cgroup());
     judge(ctx, hook, found, AF_INET, [addr, 0, 0, 0], 0)
 }
 
@@ -71,13 +79,13 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
         Some(v4) => judge(
             ctx,
             hook,
-            check_v4(v4),
+            check_v4(v4, current_cgroup()),
             AF_INET,
             [v4, 0, 0, 0],
             EVENT_F_V4_MAPPED,
         ),
         None => {
-            let j = check_v6_forms(addr);
+            let j = check_v6_forms(addr, current_cgroup());
             judge(ctx, hook, j.found, j.family, j.addr, j.via)
         }
     }

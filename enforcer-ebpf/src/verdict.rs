@@ -1,13 +1,44 @@
+use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
     AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, EVENT_F_NAT64, EVENT_F_V4_MAPPED,
-    Embedded, MODE_AUDIT, NOT_EMBEDDED, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
-    VERDICT_ERROR, VERDICT_PASS, embedded_v4,
+    Embedded, LEARNED_F_ALLOW, Learned, MODE_AUDIT, NOT_EMBEDDED, VERDICT_ALLOWED, VERDICT_AUDITED,
+    VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, embedded_v4,
 };
 
 use crate::maps::{
-    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6, NAT64_PREFIXES,
+    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6, LEARNED_V4,
+    LEARNED_V6, NAT64_PREFIXES,
 };
+
+/// Whether an address learned from a DNS answer counts for a socket in
+/// `cgroup` (0: not known, as at XDP: only entries for everyone count):
+/// still within its TTL and grace, and either learned for everyone or by
+/// this very cgroup.
+#[inline(always)]
+fn learned_counts(l: &Learned, cgroup: u64) -> bool {
+    (l.cgroup_id == 0 || l.cgroup_id == cgroup)
+        // SAFETY: a helper without arguments.
+        && l.expires_ns > unsafe { bpf_ktime_get_boot_ns() }
+}
+
+/// A learned exception (an allowed name's address) for `learned`, if any.
+#[inline(always)]
+fn learned_allow(learned: Option<&Learned>, cgroup: u64) -> Option<u32> {
+    match learned {
+        Some(l) if l.flags & LEARNED_F_ALLOW != 0 && learned_counts(l, cgroup) => Some(l.rule_id),
+        _ => None,
+    }
+}
+
+/// A learned ban for `learned`, if any.
+#[inline(always)]
+fn learned_ban(learned: Option<&Learned>, cgroup: u64) -> Option<u32> {
+    match learned {
+        Some(l) if l.flags & LEARNED_F_ALLOW == 0 && learned_counts(l, cgroup) => Some(l.rule_id),
+        _ => None,
+    }
+}
 
 /// The verdict for an address and the rule behind it. A plain struct, not an
 /// `Option`: the verifier rejects the uninitialised payload LLVM leaves in
@@ -25,9 +56,9 @@ pub fn audit_mode() -> bool {
 
 /// Turns "a ban matched" into the final verdict for the current mode.
 #[inline(always)]
-fn finish(rule_id: u32, allow: Option<&u32>) -> Match {
+fn finish(rule_id: u32, allow: Option<u32>) -> Match {
     match allow {
-        Some(&allow_rule) => Match {
+        Some(allow_rule) => Match {
             verdict: VERDICT_ALLOWED,
             rule_id: allow_rule,
         },
@@ -60,34 +91,54 @@ pub const ERROR: Match = Match {
 };
 
 /// `NO_MATCH` when no ban covers the address: the common, cheap path does
-/// one hash and one trie lookup and never touches the allow trie.
+/// one hash and one trie lookup, plus one hash lookup of the addresses
+/// learned from DNS answers, and never touches the allow trie. A static
+/// allow range wins over any ban; an address learned for an allowed name
+/// wins over a static ban; a learned ban applies only where no static rule
+/// spoke. `cgroup`: the socket's cgroup v2 id (0 where none is known).
 #[inline(always)]
-pub fn check_v4(addr: u32) -> Match {
+pub fn check_v4(addr: u32, cgroup: u64) -> Match {
     let key = Key::new(32, addr);
+    // SAFETY: the maps are BPF_F_NO_PREALLOC, so a value is never reused
+    // under us; the reads cannot tear in a way that matters (a rule id).
+    let learned = unsafe { LEARNED_V4.get(addr) };
     let rule_id = match DENY_V4.get_ptr(addr) {
-        // SAFETY: the map is BPF_F_NO_PREALLOC, so a value is never reused
-        // under us; a u32 read cannot tear.
         Some(rule) => unsafe { *rule },
         None => match DENY_LPM_V4.get(&key) {
             Some(rule) => *rule,
-            None => return NO_MATCH,
+            None => match learned_ban(learned, cgroup) {
+                Some(rule) => rule,
+                None => return NO_MATCH,
+            },
         },
     };
-    finish(rule_id, ALLOW_LPM_V4.get(&key))
+    let allow = match ALLOW_LPM_V4.get(&key) {
+        Some(rule) => Some(*rule),
+        None => learned_allow(learned, cgroup),
+    };
+    finish(rule_id, allow)
 }
 
 #[inline(always)]
-pub fn check_v6(addr: [u32; 4]) -> Match {
+pub fn check_v6(addr: [u32; 4], cgroup: u64) -> Match {
     let key = Key::new(128, addr);
+    // SAFETY: as in `check_v4`.
+    let learned = unsafe { LEARNED_V6.get(addr) };
     let rule_id = match DENY_V6.get_ptr(addr) {
-        // SAFETY: as in `check_v4`.
         Some(rule) => unsafe { *rule },
         None => match DENY_LPM_V6.get(&key) {
             Some(rule) => *rule,
-            None => return NO_MATCH,
+            None => match learned_ban(learned, cgroup) {
+                Some(rule) => rule,
+                None => return NO_MATCH,
+            },
         },
     };
-    finish(rule_id, ALLOW_LPM_V6.get(&key))
+    let allow = match ALLOW_LPM_V6.get(&key) {
+        Some(rule) => Some(*rule),
+        None => learned_allow(learned, cgroup),
+    };
+    finish(rule_id, allow)
 }
 
 /// `::ffff:a.b.c.d` → `a.b.c.d` (as the v4 key).
@@ -137,15 +188,15 @@ fn operator_nat64(addr: [u32; 4]) -> Embedded {
 /// that network they are what the translator uses, whatever the address
 /// would mean elsewhere.
 #[inline(always)]
-pub fn check_v6_forms(addr: [u32; 4]) -> Judged {
-    let found = check_v6(addr);
+pub fn check_v6_forms(addr: [u32; 4], cgroup: u64) -> Judged {
+    let found = check_v6(addr, cgroup);
     if found.verdict == VERDICT_PASS {
         let mut embedded = operator_nat64(addr);
         if embedded.via == 0 {
             embedded = embedded_v4(addr);
         }
         if embedded.via != 0 {
-            let v4 = check_v4(embedded.v4);
+            let v4 = check_v4(embedded.v4, cgroup);
             if v4.verdict != VERDICT_PASS {
                 return Judged {
                     found: v4,

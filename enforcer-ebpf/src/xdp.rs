@@ -60,17 +60,7 @@ const NO_OWNER: SockOwner = SockOwner {
 };
 
 const fn blank_flow() -> Flow {
-    Flow {
-        hook: HOOK_XDP,
-        verdict: 0,
-        rule_id: 0,
-        family: 0,
-        addr: [0; 4],
-        port: 0,
-        protocol: 0,
-        flags: EVENT_F_OWNER_UNKNOWN,
-        cookie: 0,
-    }
+    Flow::blank(HOOK_XDP, EVENT_F_OWNER_UNKNOWN)
 }
 
 /// A pointer to a `T` at `offset`, if the frame is long enough.
@@ -110,11 +100,11 @@ fn classify(ctx: &XdpContext) -> Result<(Match, Flow), ()> {
 fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
     let saddr: u32 = read(ctx, l3 + 12)?;
     let daddr: u32 = read(ctx, l3 + 16)?;
-    let dst = check_v4(daddr);
+    let dst = check_v4(daddr, 0);
     let (found, addr, flags) = if dst.verdict != VERDICT_PASS {
         (dst, daddr, 0)
     } else {
-        let src = check_v4(saddr);
+        let src = check_v4(saddr, 0);
         if src.verdict == VERDICT_PASS {
             return Ok((NO_MATCH, blank_flow()));
         }
@@ -145,11 +135,11 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
 fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
     let saddr: [u32; 4] = read(ctx, l3 + 8)?;
     let daddr: [u32; 4] = read(ctx, l3 + 24)?;
-    let dst = check_v6_forms(daddr);
+    let dst = check_v6_forms(daddr, 0);
     let (judged, flags) = if dst.found.verdict != VERDICT_PASS {
         (dst, 0)
     } else {
-        let src = check_v6_forms(saddr);
+        let src = check_v6_forms(saddr, 0);
         if src.found.verdict == VERDICT_PASS {
             return Ok((NO_MATCH, blank_flow()));
         }

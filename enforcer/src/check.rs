@@ -2,8 +2,9 @@
 //! resolved now (with the policy's resolver, as an application would get
 //! it) and each of its addresses is judged by the pinned maps with the
 //! programs' own lookups; the policy only explains which rule matched.
-//! A name is reported blocked only when the kernel denies every address it
-//! resolves to.
+//! A name is reported blocked when it is a banned name (not excepted): the
+//! kernel bans the addresses of every DNS answer for it, whatever they are;
+//! otherwise only when the kernel denies every address it resolves to.
 
 use std::{net::IpAddr, path::Path};
 
@@ -127,8 +128,25 @@ fn judge_addrs(
         per_addr.push(json!({"address": addr.to_string(), "verdict": word, "detail": detail}));
     }
     let all_denied = !addrs.is_empty() && denied == addrs.len();
-    let blocked = all_denied && !audit;
+    let is_name = target.parse::<IpAddr>().is_err();
+    let deny_rule = is_name
+        .then(|| name_rule(&rules, target, Action::Deny))
+        .flatten();
+    let allow_rule = is_name
+        .then(|| name_rule(&rules, target, Action::Allow))
+        .flatten();
+    // A banned name (not excepted) is judged on every answer an
+    // application in the enforced cgroup gets: whatever it resolves to is
+    // banned before the application reads it.
+    let by_name = deny_rule.is_some() && allow_rule.is_none();
+    let blocked = (all_denied || by_name) && !audit;
     let head = match (addrs.len(), denied) {
+        _ if by_name && audit => format!(
+            "not blocked (audit mode): {target} is a banned name; the kernel reports but lets it through"
+        ),
+        _ if by_name => format!(
+            "blocked: {target} is a banned name; the kernel bans the addresses of every DNS answer for it before the application reads them"
+        ),
         (0, _) => format!("not blocked: {target} has no address to judge"),
         (n, d) if d == n && audit => {
             format!(
@@ -142,13 +160,14 @@ fn judge_addrs(
         ),
     };
     let mut text = head;
-    if target.parse::<IpAddr>().is_err() {
-        if let Some(r) = name_rule(&rules, target, Action::Deny) {
-            text.push_str(&format!("\n  the name matches {r}"));
-        }
-        if let Some(r) = name_rule(&rules, target, Action::Allow) {
-            text.push_str(&format!("\n  the name matches the exception {r}"));
-        }
+    if let Some(r) = &deny_rule {
+        text.push_str(&format!("\n  the name matches {r}"));
+    }
+    if let Some(r) = &allow_rule {
+        text.push_str(&format!("\n  the name matches the exception {r}"));
+    }
+    if is_name && !lines.is_empty() {
+        text.push_str("\n  its addresses now, as the maps judge them:");
     }
     for l in &lines {
         text.push('\n');

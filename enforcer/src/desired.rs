@@ -150,7 +150,7 @@ pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable
             Target::Domain(entry.value.clone()),
             &entry.origin,
         );
-        for addr in resolved.get(entry.value.resolvable()).into_iter().flatten() {
+        for addr in exact_addrs(&entry.value, resolved) {
             d.deny_net(IpNet::from(addr.to_canonical()), id);
         }
     }
@@ -164,15 +164,28 @@ pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable
             Target::Domain(entry.value.clone()),
             &entry.origin,
         );
-        for addr in resolved.get(entry.value.resolvable()).into_iter().flatten() {
+        for addr in exact_addrs(&entry.value, resolved) {
             d.allow_net(IpNet::from(addr.to_canonical()), id);
         }
     }
     (d, rules)
 }
 
-/// The names whose addresses the policy needs, in order: for each domain
-/// rule (deny first) the name itself, or a wildcard's apex.
+/// The addresses the daemon resolved for an exact name rule; a wildcard has
+/// none here (its subdomains are learned from answers in the kernel).
+fn exact_addrs<'a>(
+    pattern: &DomainPattern,
+    resolved: &'a ResolvedAddrs,
+) -> impl Iterator<Item = &'a IpAddr> {
+    let name = match pattern {
+        DomainPattern::Exact(name) => Some(name.as_str()),
+        DomainPattern::Wildcard(_) => None,
+    };
+    name.and_then(|n| resolved.get(n)).into_iter().flatten()
+}
+
+/// The names whose addresses the policy needs, in order: the name of each
+/// exact domain rule (deny first).
 pub fn names_to_resolve(policy: &Policy) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for d in policy
@@ -180,6 +193,12 @@ pub fn names_to_resolve(policy: &Policy) -> Vec<String> {
         .domain_values()
         .chain(policy.allow.domain_values())
     {
+        // A wildcard is enforced on the answers applications get (the
+        // in-kernel DNS program); its apex is another name and is not
+        // banned in its stead.
+        if matches!(d, DomainPattern::Wildcard(_)) {
+            continue;
+        }
         let name = d.resolvable().to_owned();
         if !names.contains(&name) {
             names.push(name);
@@ -343,8 +362,8 @@ mod tests {
         );
         assert_eq!(
             d.deny_v4.get(&v4_key([9, 9, 9, 9])),
-            Some(&3),
-            "the wildcard's apex"
+            None,
+            "a wildcard's apex is another name"
         );
         assert_eq!(d.deny_v6.len(), 1);
         assert_eq!(
@@ -360,10 +379,7 @@ mod tests {
         );
         // Inside the banned /8, the internal model endpoint is excepted.
         assert_eq!(lookup(&d, "10.1.2.3".parse().unwrap()), Some((1, Some(4))));
-        assert_eq!(
-            names_to_resolve(&p),
-            ["api.x.test", "y.test", "llm.corp.test"]
-        );
+        assert_eq!(names_to_resolve(&p), ["api.x.test", "llm.corp.test"]);
     }
 
     #[test]

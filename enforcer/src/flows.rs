@@ -539,9 +539,7 @@ mod tests {
 
     #[test]
     fn flows_aggregate_in_memory_and_in_the_store() {
-        let dir = std::env::temp_dir().join(format!("enforcer-flows-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("agg");
         let mut store = Store::open(&dir).unwrap();
         let mut p = Pending::default();
         assert!(p.add(flow(7, "connect4", 10)));
@@ -551,12 +549,7 @@ mod tests {
         assert!(p.is_empty());
         p.add(flow(7, "connect4", 40));
         store.flush(&mut p, u64::MAX).unwrap();
-        let all = store
-            .query(&Query {
-                limit: 10,
-                ..Query::default()
-            })
-            .unwrap();
+        let all = first_ten(&store);
         assert_eq!(all.len(), 2);
         let seven = all.iter().find(|f| f.pid == 7).unwrap();
         assert_eq!(
@@ -597,6 +590,16 @@ mod tests {
             f.cmdline = format!("curl --api-key={} https://api.example", "x".repeat(200));
             p.add(f);
         }
+    }
+
+    /// The ten most recent flows.
+    fn first_ten(store: &Store) -> Vec<Flow> {
+        store
+            .query(&Query {
+                limit: 10,
+                ..Query::default()
+            })
+            .unwrap()
     }
 
     fn count(store: &Store) -> usize {
@@ -695,9 +698,7 @@ mod tests {
 
     #[test]
     fn the_forms_of_a_flow_are_kept_and_a_store_without_them_is_migrated() {
-        let dir = std::env::temp_dir().join(format!("enforcer-flows-via-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("via");
         // A store as the previous build wrote it: no via column.
         {
             let old = Connection::open(Store::path(&dir)).unwrap();
@@ -711,13 +712,7 @@ mod tests {
             .unwrap();
             assert!(!has_via(&old).unwrap());
         }
-        let before = Store::open_read_only(&dir)
-            .unwrap()
-            .query(&Query {
-                limit: 10,
-                ..Query::default()
-            })
-            .unwrap();
+        let before = first_ten(&Store::open_read_only(&dir).unwrap());
         assert_eq!(before[0].via, "", "an unmigrated store still reads");
         let mut store = Store::open(&dir).unwrap();
         let mut p = Pending::default();
@@ -731,12 +726,7 @@ mod tests {
         store.flush(&mut p, u64::MAX).unwrap();
         p.add(nat64);
         store.flush(&mut p, u64::MAX).unwrap();
-        let all = store
-            .query(&Query {
-                limit: 10,
-                ..Query::default()
-            })
-            .unwrap();
+        let all = first_ten(&store);
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].via, "nat64,6to4");
         assert_eq!(all[0].count, 5);

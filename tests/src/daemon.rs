@@ -4,7 +4,7 @@
 use std::{
     os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -45,6 +45,57 @@ pub struct DaemonArgs {
     pub extra: Vec<String>,
 }
 
+impl DaemonArgs {
+    /// `enforcer daemon` with these arguments, through `wrapper` (a command
+    /// that execs the rest of its arguments, like `setpriv ...`; empty for
+    /// none), stdout discarded. The caller sets stderr and spawns it.
+    pub fn command(&self, wrapper: &[&str]) -> Command {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(enforcer_bin());
+                cmd
+            }
+            None => Command::new(enforcer_bin()),
+        };
+        cmd.arg("daemon");
+        for iface in &self.xdp_ifaces {
+            cmd.args(["--xdp-iface", iface]);
+        }
+        cmd.arg("--policy")
+            .arg(&self.policy)
+            .arg("--cgroup")
+            .arg(&self.cgroup)
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--socket")
+            .arg(self.state.join("control.sock"))
+            .args(&self.extra)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null());
+        cmd
+    }
+}
+
+/// Waits up to `secs` seconds for `child` to exit. One still running then
+/// is killed (our own child, by its handle) and `None` returned.
+pub fn exit_within(child: &mut Child, secs: u64) -> Option<ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Daemon {
     /// Starts the daemon and waits (bounded) for READY=1.
     pub fn start(args: &DaemonArgs) -> Daemon {
@@ -62,18 +113,7 @@ impl Daemon {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let log = unique_log(args.state.join("daemon.log"));
-        let mut cmd = match wrapper.split_first() {
-            Some((program, rest)) => {
-                let mut cmd = Command::new(program);
-                cmd.args(rest).arg(enforcer_bin());
-                cmd
-            }
-            None => Command::new(enforcer_bin()),
-        };
-        cmd.arg("daemon");
-        for iface in &args.xdp_ifaces {
-            cmd.args(["--xdp-iface", iface]);
-        }
+        let mut cmd = args.command(wrapper);
         // Entered with setns in the child rather than `ip netns exec`,
         // which would remount /sys and hide the cgroup2 and bpffs mounts.
         let netns = args
@@ -96,21 +136,8 @@ impl Daemon {
             }
         }
         let child = cmd
-            .arg("--policy")
-            .arg(&args.policy)
-            .arg("--cgroup")
-            .arg(&args.cgroup)
-            .arg("--bpffs")
-            .arg(&args.bpffs)
-            .arg("--state-dir")
-            .arg(&args.state)
-            .arg("--socket")
-            .arg(args.state.join("control.sock"))
-            .args(&args.extra)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn enforcer daemon");

@@ -18,6 +18,12 @@ use enforcer::{
 
 use crate::{BpffsGuard, CgroupGuard};
 
+/// What the DNS program reads, as the daemon writes it.
+fn write_dns(pins: &Pins, p: &Policy, rules: &RuleTable) {
+    enforcer::bpf::dnsnames::write_names(pins, rules).expect("write DNS names");
+    enforcer::bpf::dnsnames::write_config(pins, p).expect("write DNS config");
+}
+
 pub struct Harness {
     pub pins: Pins,
     pub datapath: Datapath,
@@ -62,6 +68,7 @@ impl Harness {
         writer.apply(&desired).expect("apply policy");
         set_mode(&pins, p.mode).expect("set mode");
         write_prefixes(&pins, &p).expect("write NAT64 prefixes");
+        write_dns(&pins, &p, &rules);
         if !hooks.is_empty() {
             datapath
                 .attach_cgroup(cgroup.path(), hooks)
@@ -88,6 +95,7 @@ impl Harness {
         self.writer.apply(&desired).expect("apply policy");
         set_mode(&self.pins, p.mode).expect("set mode");
         write_prefixes(&self.pins, &p).expect("write NAT64 prefixes");
+        write_dns(&self.pins, &p, &rules);
         self.rules = rules;
     }
 

@@ -2,13 +2,17 @@
 //! and name tests share it.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use enforcer::{bpf::writer::MapWriter, snapshot::Snapshot};
 
-use crate::{World, daemon::DaemonArgs, dns::DnsServer};
+use crate::{
+    World,
+    daemon::{DaemonArgs, enforcer},
+    dns::DnsServer,
+};
 
 /// The shared world plus a DNS server.
 pub struct Resolving {
@@ -56,6 +60,33 @@ impl Resolving {
 
     pub fn args(&self, policy: PathBuf) -> DaemonArgs {
         self.base.args(&policy)
+    }
+
+    /// `enforcer check target` against the policy [`Resolving::policy`]
+    /// wrote, answered by the running daemon: (exit code, stdout, stderr).
+    pub fn check(&self, target: &str) -> (i32, String, String) {
+        self.check_with(target, &self.socket(), &[])
+    }
+
+    /// `check` with no daemon to ask: judged from the pinned maps.
+    pub fn check_offline(&self, target: &str) -> (i32, String, String) {
+        let pins = self.pins().root().to_owned();
+        let bpffs = ["--bpffs", pins.to_str().unwrap()];
+        self.check_with(target, Path::new("/nonexistent/enforcer.sock"), &bpffs)
+    }
+
+    fn check_with(&self, target: &str, socket: &Path, extra: &[&str]) -> (i32, String, String) {
+        let policy = self.tmp.path().join("policy.json");
+        let mut args = vec![
+            "check",
+            target,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        enforcer(&args)
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -84,11 +84,12 @@ fn kill9_keeps_enforcing_a_restart_adopts_without_a_gap_and_detach_removes() {
 
     let (code, out, err) = enforcer(&["detach", "--bpffs", w.bpffs.pins_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    // Six cgroup programs and two exec tracepoints (no XDP here), and
+    // Every cgroup program and two exec tracepoints (no XDP here), and
     // every map.
     let maps = enforcer_common::maps::ALL.len();
+    let links = enforcer::bpf::CgroupHook::ALL.len() + 2;
     assert!(
-        out.contains(&format!("removed 8 links and {maps} maps")),
+        out.contains(&format!("removed {links} links and {maps} maps")),
         "{out}"
     );
     assert_eq!(

@@ -2,19 +2,13 @@
 //! checked before anything is attached, and `policy validate --strict`.
 //! Each refusal is checked to have changed nothing.
 
-use std::{
-    collections::BTreeMap,
-    os::unix::fs::MetadataExt as _,
-    path::Path,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, os::unix::fs::MetadataExt as _, path::Path};
 
 use aya::maps::{Array, MapData, PerCpuArray};
 use enforcer_common::{CONFIG_LEN, maps};
 use enforcer_tests::{
     CgroupGuard, Probe, TempDir, World,
-    daemon::{Daemon, DaemonArgs, enforcer, enforcer_bin},
+    daemon::{Daemon, DaemonArgs, enforcer, exit_within},
 };
 
 const BAN_2: &str = r#"{"version":1,"deny":{"cidrs":["10.77.0.2"]}}"#;
@@ -29,40 +23,14 @@ fn world(tag: &str) -> World {
 fn daemon_refused(args: &DaemonArgs) -> Option<(i32, String)> {
     let log = args.state.join("refused.log");
     std::fs::create_dir_all(&args.state).unwrap();
-    let mut cmd = Command::new(enforcer_bin());
-    cmd.arg("daemon");
-    for iface in &args.xdp_ifaces {
-        cmd.args(["--xdp-iface", iface]);
-    }
-    let mut child = cmd
-        .arg("--policy")
-        .arg(&args.policy)
-        .arg("--cgroup")
-        .arg(&args.cgroup)
-        .arg("--bpffs")
-        .arg(&args.bpffs)
-        .arg("--state-dir")
-        .arg(&args.state)
-        .arg("--socket")
-        .arg(args.state.join("control.sock"))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
+    let mut child = args
+        .command(&[])
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("spawn enforcer daemon");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let err = std::fs::read_to_string(&log).unwrap_or_default();
-            return Some((status.code().unwrap_or(-1), err));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = exit_within(&mut child, 20)?;
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    Some((status.code().unwrap_or(-1), err))
 }
 
 /// Every pin under `dir` with its kernel object: the inode of each pin
@@ -148,10 +116,13 @@ fn a_second_daemon_on_the_same_pins_is_refused_and_changes_nothing() {
     assert_eq!(w.probe("10.77.0.2:0"), "ok");
 }
 
+/// Pins a map of the wrong layout at the path it is given.
+type PinFake = fn(&Path);
+
 /// Replaces the pinned CONFIG map by the map `pin_fake` pins in its place,
 /// starts a daemon on the pins, and expects a refusal naming `mismatch`,
 /// with every other pin and the enforcement as they were.
-fn refused_over(w: &World, policy: &Path, pin_fake: impl FnOnce(&Path), mismatch: &str) {
+fn refused_over(w: &World, policy: &Path, pin_fake: PinFake, mismatch: &str) {
     let pins = w.pins();
     let config = pins.map(maps::CONFIG);
     std::fs::remove_file(&config).unwrap();
@@ -186,36 +157,42 @@ fn pinned_maps_of_another_layout_are_refused_and_left_as_they_were() {
     Daemon::start(&w.args(&policy)).kill9();
     assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
 
-    refused_over(
-        &w,
-        &policy,
-        |at| {
-            let wider = Array::<MapData, u64>::create(CONFIG_LEN, 0).unwrap();
-            wider.pin(at).unwrap();
-        },
-        "CONFIG: value_size is 8 pinned, 4 in this build",
-    );
-    refused_over(
-        &w,
-        &policy,
-        |at| {
-            let longer = Array::<MapData, u32>::create(CONFIG_LEN + 3, 0).unwrap();
-            longer.pin(at).unwrap();
-        },
-        &format!(
-            "CONFIG: max_entries is {} pinned, {CONFIG_LEN} in this build",
-            CONFIG_LEN + 3
+    // CONFIG replaced by a map of another value size, length and type.
+    let fakes: [(PinFake, String); 3] = [
+        (
+            |at| {
+                Array::<MapData, u64>::create(CONFIG_LEN, 0)
+                    .unwrap()
+                    .pin(at)
+                    .unwrap()
+            },
+            "CONFIG: value_size is 8 pinned, 4 in this build".into(),
         ),
-    );
-    refused_over(
-        &w,
-        &policy,
-        |at| {
-            let per_cpu = PerCpuArray::<MapData, u32>::create(CONFIG_LEN, 0).unwrap();
-            per_cpu.pin(at).unwrap();
-        },
-        "CONFIG: map type is PerCpuArray pinned, Array in this build",
-    );
+        (
+            |at| {
+                Array::<MapData, u32>::create(CONFIG_LEN + 3, 0)
+                    .unwrap()
+                    .pin(at)
+                    .unwrap()
+            },
+            format!(
+                "CONFIG: max_entries is {} pinned, {CONFIG_LEN} in this build",
+                CONFIG_LEN + 3
+            ),
+        ),
+        (
+            |at| {
+                PerCpuArray::<MapData, u32>::create(CONFIG_LEN, 0)
+                    .unwrap()
+                    .pin(at)
+                    .unwrap()
+            },
+            "CONFIG: map type is PerCpuArray pinned, Array in this build".into(),
+        ),
+    ];
+    for (pin_fake, mismatch) in fakes {
+        refused_over(&w, &policy, pin_fake, &mismatch);
+    }
 
     // What the error says to do works: detach, then start.
     let pins = w.bpffs.pins_dir();

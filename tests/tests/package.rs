@@ -10,12 +10,11 @@ use std::{
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
 };
 
 use enforcer_tests::{
     World,
-    daemon::{Daemon, enforcer, enforcer_bin},
+    daemon::{Daemon, enforcer, exit_within},
     require_root,
 };
 
@@ -99,36 +98,16 @@ fn the_units_capability_set_enforces_and_each_essential_capability_is_needed() {
     // start (and says why) rather than run without enforcing.
     for missing in ESSENTIAL {
         let fewer: Vec<String> = caps.iter().filter(|c| c != missing).cloned().collect();
-        let args = w.args(&policy);
-        let mut child = Command::new("setpriv")
-            .args(&bounded(&fewer)[1..])
-            .arg(enforcer_bin())
-            .arg("daemon")
-            .arg("--policy")
-            .arg(&args.policy)
-            .arg("--cgroup")
-            .arg(&args.cgroup)
-            .arg("--bpffs")
-            .arg(&args.bpffs)
-            .arg("--state-dir")
-            .arg(&args.state)
-            .arg("--socket")
-            .arg(w.socket())
-            .stdout(Stdio::null())
+        let wrapper = bounded(&fewer);
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let mut child = w
+            .args(&policy)
+            .command(&wrapper)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the daemon");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the daemon ran without CAP_{missing}: the capability is not needed");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let Some(status) = exit_within(&mut child, 20) else {
+            panic!("the daemon ran without CAP_{missing}: the capability is not needed");
         };
         let mut err = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
@@ -252,13 +231,9 @@ fn packaged_daemons() -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn the_package_lints_clean_installs_without_systemd_and_purge_leaves_nothing() {
-    require_root();
-    assert!(
-        !Path::new("/run/systemd/system").exists(),
-        "this test expects a machine where systemd is not PID 1"
-    );
+/// Refuses to go on where another enforcer is installed: the tests install
+/// the package over it and purge it.
+fn refuse_if_installed() {
     for path in OURS {
         assert!(
             !Path::new(path).exists(),
@@ -269,6 +244,16 @@ fn the_package_lints_clean_installs_without_systemd_and_purge_leaves_nothing() {
         !installed(),
         "an enforcer package is installed; refusing to touch it"
     );
+}
+
+#[test]
+fn the_package_lints_clean_installs_without_systemd_and_purge_leaves_nothing() {
+    require_root();
+    assert!(
+        !Path::new("/run/systemd/system").exists(),
+        "this test expects a machine where systemd is not PID 1"
+    );
+    refuse_if_installed();
     let deb = deb_path();
 
     let (code, out, err) = sh(Command::new("lintian")
@@ -409,20 +394,14 @@ fn the_package_lints_clean_installs_without_systemd_and_purge_leaves_nothing() {
         "stopping keeps the enforcement"
     );
 
-    let (code, out, err) = sh(Command::new("dpkg").args(["-r", "enforcer"]));
-    assert_eq!(code, 0, "dpkg -r: {out}{err}");
-    assert_eq!(
-        w.probe("10.77.0.2:0"),
-        "EPERM",
-        "remove keeps the enforcement"
-    );
-    let (code, out, err) = sh(Command::new("dpkg").args(["-P", "enforcer"]));
-    assert_eq!(code, 0, "dpkg -P: {out}{err}");
-    assert_eq!(
-        w.probe("10.77.0.2:0"),
-        "ok",
-        "purge removed the enforcement"
-    );
+    for (op, after, what) in [
+        ("-r", "EPERM", "remove keeps the enforcement"),
+        ("-P", "ok", "purge removed the enforcement"),
+    ] {
+        let (code, out, err) = sh(Command::new("dpkg").args([op, "enforcer"]));
+        assert_eq!(code, 0, "dpkg {op}: {out}{err}");
+        assert_eq!(w.probe("10.77.0.2:0"), after, "{what}");
+    }
     // (A fresh bpffs also holds the kernel's maps.debug/progs.debug.)
     for dir in ["maps", "links"] {
         assert!(
@@ -477,16 +456,7 @@ fn changed(out: &str) -> u32 {
 #[test]
 fn the_ansible_role_is_lint_clean_idempotent_and_reloads_a_change_once() {
     require_root();
-    for path in OURS {
-        assert!(
-            !Path::new(path).exists(),
-            "{path} exists: another enforcer is installed here; refusing to touch it"
-        );
-    }
-    assert!(
-        !installed(),
-        "an enforcer package is installed; refusing to touch it"
-    );
+    refuse_if_installed();
     let ansible_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/ansible"));
     let (code, out, err) = ansible("ansible-lint", ansible_dir, &["site.yml", "roles/enforcer"]);
     assert_eq!(code, 0, "ansible-lint: {out}{err}");

@@ -129,16 +129,20 @@ pub enum CgroupHook {
     Sendmsg4,
     Sendmsg6,
     SkbEgress,
+    /// DNS answers into the cgroup: learns the addresses of banned and
+    /// allowed names before the application reads them.
+    DnsIngress,
 }
 
 impl CgroupHook {
-    pub const ALL: [CgroupHook; 6] = [
+    pub const ALL: [CgroupHook; 7] = [
         CgroupHook::SockCreate,
         CgroupHook::Connect4,
         CgroupHook::Connect6,
         CgroupHook::Sendmsg4,
         CgroupHook::Sendmsg6,
         CgroupHook::SkbEgress,
+        CgroupHook::DnsIngress,
     ];
 
     pub const fn program(self) -> &'static str {
@@ -149,6 +153,7 @@ impl CgroupHook {
             CgroupHook::Sendmsg4 => programs::SENDMSG4,
             CgroupHook::Sendmsg6 => programs::SENDMSG6,
             CgroupHook::SkbEgress => programs::SKB_EGRESS,
+            CgroupHook::DnsIngress => programs::DNS_INGRESS,
         }
     }
 }
@@ -263,11 +268,14 @@ impl Datapath {
                 .program_mut(name)
                 .ok_or_else(|| prog_err(ProgramError::NotLoaded))?;
             let link: FdLink = match hook {
-                CgroupHook::SkbEgress => {
+                CgroupHook::SkbEgress | CgroupHook::DnsIngress => {
                     let p: &mut CgroupSkb = program.try_into().map_err(prog_err)?;
-                    let id = p
-                        .attach(&cgroup, CgroupSkbAttachType::Egress, mode)
-                        .map_err(prog_err)?;
+                    let direction = if hook == CgroupHook::DnsIngress {
+                        CgroupSkbAttachType::Ingress
+                    } else {
+                        CgroupSkbAttachType::Egress
+                    };
+                    let id = p.attach(&cgroup, direction, mode).map_err(prog_err)?;
                     p.take_link(id)
                         .map_err(prog_err)?
                         .try_into()

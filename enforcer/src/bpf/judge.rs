@@ -7,7 +7,10 @@
 
 use std::net::IpAddr;
 
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
+use aya::{
+    Pod,
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
+};
 use enforcer_common::{
     CONFIG_MODE, CONFIG_NAT64_PREFIXES, MODE_AUDIT, embedded_v4, maps as names, v4_key, v6_key,
 };
@@ -27,14 +30,51 @@ pub enum KernelVerdict {
 
 /// The pinned verdict maps of one instance, opened for lookups.
 pub struct Judge {
-    deny_v4: HashMap<MapData, u32, u32>,
-    deny_v6: HashMap<MapData, [u32; 4], u32>,
-    deny_lpm_v4: LpmTrie<MapData, u32, u32>,
-    deny_lpm_v6: LpmTrie<MapData, [u32; 4], u32>,
-    allow_lpm_v4: LpmTrie<MapData, u32, u32>,
-    allow_lpm_v6: LpmTrie<MapData, [u32; 4], u32>,
+    v4: Family<u32>,
+    v6: Family<[u32; 4]>,
     config: Array<MapData, u32>,
     nat64_prefixes: HashMap<MapData, [u32; 3], u32>,
+}
+
+/// One address family's verdict maps, keyed by `K` (`u32` or `[u32; 4]`).
+struct Family<K> {
+    /// Key length of a single address in the tries (32 or 128).
+    bits: u32,
+    deny: HashMap<MapData, K, u32>,
+    deny_lpm: LpmTrie<MapData, K, u32>,
+    allow_lpm: LpmTrie<MapData, K, u32>,
+    /// The pin names of `deny`, `deny_lpm` and `allow_lpm`, for errors.
+    names: [&'static str; 3],
+}
+
+impl<K: Pod> Family<K> {
+    fn open(pins: &Pins, bits: u32, names: [&'static str; 3]) -> Result<Family<K>, WriteError> {
+        let [deny, deny_lpm, allow_lpm] = names;
+        Ok(Family {
+            bits,
+            deny: wrap(pins, deny, HashMap::try_from)?,
+            deny_lpm: wrap(pins, deny_lpm, LpmTrie::try_from)?,
+            allow_lpm: wrap(pins, allow_lpm, LpmTrie::try_from)?,
+            names,
+        })
+    }
+
+    /// An exact ban, else a banned range; then an allow range excepts it.
+    fn verdict(&self, k: K) -> Result<KernelVerdict, WriteError> {
+        let [deny, deny_lpm, allow_lpm] = self.names;
+        let key = Key::new(self.bits, k);
+        let ban = match found(self.deny.get(&k, 0), deny)? {
+            Some(rule) => Some(rule),
+            None => found(self.deny_lpm.get(&key, 0), deny_lpm)?,
+        };
+        let Some(rule) = ban else {
+            return Ok(KernelVerdict::Pass);
+        };
+        Ok(match found(self.allow_lpm.get(&key, 0), allow_lpm)? {
+            Some(exception) => KernelVerdict::Excepted { rule, exception },
+            None => KernelVerdict::Banned { rule },
+        })
+    }
 }
 
 fn open(pins: &Pins, name: &'static str) -> Result<Map, WriteError> {
@@ -69,12 +109,16 @@ fn found<V>(r: Result<V, MapError>, map: &'static str) -> Result<Option<V>, Writ
 impl Judge {
     pub fn open(pins: &Pins) -> Result<Judge, WriteError> {
         Ok(Judge {
-            deny_v4: wrap(pins, names::DENY_V4, HashMap::try_from)?,
-            deny_v6: wrap(pins, names::DENY_V6, HashMap::try_from)?,
-            deny_lpm_v4: wrap(pins, names::DENY_LPM_V4, LpmTrie::try_from)?,
-            deny_lpm_v6: wrap(pins, names::DENY_LPM_V6, LpmTrie::try_from)?,
-            allow_lpm_v4: wrap(pins, names::ALLOW_LPM_V4, LpmTrie::try_from)?,
-            allow_lpm_v6: wrap(pins, names::ALLOW_LPM_V6, LpmTrie::try_from)?,
+            v4: Family::open(
+                pins,
+                32,
+                [names::DENY_V4, names::DENY_LPM_V4, names::ALLOW_LPM_V4],
+            )?,
+            v6: Family::open(
+                pins,
+                128,
+                [names::DENY_V6, names::DENY_LPM_V6, names::ALLOW_LPM_V6],
+            )?,
             config: wrap(pins, names::CONFIG, Array::try_from)?,
             nat64_prefixes: wrap(pins, names::NAT64_PREFIXES, HashMap::try_from)?,
         })
@@ -92,13 +136,13 @@ impl Judge {
     /// 6to4), by the IPv4 rules for it, as the programs do.
     pub fn verdict(&self, addr: IpAddr) -> Result<KernelVerdict, WriteError> {
         match addr {
-            IpAddr::V4(a) => self.v4(v4_key(a.octets())),
+            IpAddr::V4(a) => self.v4.verdict(v4_key(a.octets())),
             IpAddr::V6(v6) => {
                 if let Some(a) = v6.to_ipv4_mapped() {
-                    return self.v4(v4_key(a.octets()));
+                    return self.v4.verdict(v4_key(a.octets()));
                 }
                 let k = v6_key(v6.octets());
-                let found = self.v6(k)?;
+                let found = self.v6.verdict(k)?;
                 if found != KernelVerdict::Pass {
                     return Ok(found);
                 }
@@ -111,7 +155,7 @@ impl Judge {
                     }
                 };
                 match embedded {
-                    Some(v4) => self.v4(v4),
+                    Some(v4) => self.v4.verdict(v4),
                     None => Ok(KernelVerdict::Pass),
                 }
             }
@@ -129,39 +173,5 @@ impl Judge {
             names::NAT64_PREFIXES,
         )?;
         Ok(hit.map(|_| k[3]))
-    }
-
-    fn v4(&self, k: u32) -> Result<KernelVerdict, WriteError> {
-        let key = Key::new(32, k);
-        let ban = match found(self.deny_v4.get(&k, 0), names::DENY_V4)? {
-            Some(rule) => Some(rule),
-            None => found(self.deny_lpm_v4.get(&key, 0), names::DENY_LPM_V4)?,
-        };
-        let Some(rule) = ban else {
-            return Ok(KernelVerdict::Pass);
-        };
-        Ok(
-            match found(self.allow_lpm_v4.get(&key, 0), names::ALLOW_LPM_V4)? {
-                Some(exception) => KernelVerdict::Excepted { rule, exception },
-                None => KernelVerdict::Banned { rule },
-            },
-        )
-    }
-
-    fn v6(&self, k: [u32; 4]) -> Result<KernelVerdict, WriteError> {
-        let key = Key::new(128, k);
-        let ban = match found(self.deny_v6.get(&k, 0), names::DENY_V6)? {
-            Some(rule) => Some(rule),
-            None => found(self.deny_lpm_v6.get(&key, 0), names::DENY_LPM_V6)?,
-        };
-        let Some(rule) = ban else {
-            return Ok(KernelVerdict::Pass);
-        };
-        Ok(
-            match found(self.allow_lpm_v6.get(&key, 0), names::ALLOW_LPM_V6)? {
-                Some(exception) => KernelVerdict::Excepted { rule, exception },
-                None => KernelVerdict::Banned { rule },
-            },
-        )
     }
 }

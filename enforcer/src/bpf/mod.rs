@@ -5,6 +5,7 @@
 //! `detach` find the same objects.
 
 pub mod datapath;
+pub mod dnsnames;
 pub mod events;
 pub mod judge;
 pub mod layout;

@@ -57,6 +57,29 @@ impl Stats {
     pub fn owner_unknown(&self) -> u64 {
         self.counters[STAT_OWNER_UNKNOWN as usize]
     }
+
+    /// One counter by its `STAT_*` index.
+    pub fn counter(&self, index: u32) -> u64 {
+        self.counters[index as usize]
+    }
+
+    /// The DNS program's counters, by name.
+    pub fn dns(&self) -> [(&'static str, u64); 7] {
+        use enforcer_common::{
+            STAT_DNS_IGNORED, STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED, STAT_DNS_MALFORMED,
+            STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED,
+        };
+        [
+            ("responses", STAT_DNS_RESPONSES),
+            ("learned", STAT_DNS_LEARNED),
+            ("ignored", STAT_DNS_IGNORED),
+            ("malformed", STAT_DNS_MALFORMED),
+            ("truncated", STAT_DNS_TRUNCATED),
+            ("not_parsed", STAT_DNS_UNPARSED),
+            ("learn_failed", STAT_DNS_LEARN_FAILED),
+        ]
+        .map(|(k, i)| (k, self.counters[i as usize]))
+    }
 }
 
 /// Sets the enforcement mode the programs read from `CONFIG`.

@@ -7,7 +7,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     bpf::{
-        Pins,
+        Pins, dnsnames,
         nat64::write_prefixes,
         stats::set_mode,
         writer::{Applied, MapWriter, WriteError},
@@ -165,6 +165,15 @@ impl Controller {
         let applied = self.writer.apply(&target)?;
         set_mode(&self.pins, self.policy.mode)?;
         write_prefixes(&self.pins, &self.policy)?;
+        dnsnames::write_names(&self.pins, &rules)?;
+        dnsnames::write_config(&self.pins, &self.policy)?;
+        // The host's DNS servers: their answers ban for everyone.
+        let servers = crate::resolve::dns::upstreams(
+            self.policy.resolver.upstreams.as_deref(),
+            &self.resolv_conf,
+        )
+        .unwrap_or_default();
+        dnsnames::write_servers(&self.pins, &servers)?;
         self.rules.send_replace(Arc::new(rules));
         self.write_snapshot();
         Ok(applied)

@@ -192,6 +192,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut loss_check = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut losses = Stats::read(&pins).map_or(0, |s| s.ringbuf_full());
     let mut errors = LoopErrors::default();
+    // Learned addresses whose time is over are ignored by the programs at
+    // once; this frees their map entries.
+    let mut learned = crate::bpf::dnsnames::LearnedCounts::default();
+    let mut purge = tokio::time::interval(std::time::Duration::from_secs(5));
     // READY once everything the loop needs is open (a policy without
     // names has nothing to wait for).
     if controller.first_round() {
@@ -219,7 +223,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Some(job) = jobs.recv() => {
                 use crate::control::{Response, protocol::Command};
                 let response = match job.command {
-                    Command::Status => Response::ok(status_json(&controller, &facts)),
+                    Command::Status => {
+                        // Fresh counts (and the expired ones gone) for what status shows.
+                        if let Ok(c) = crate::bpf::dnsnames::purge_expired(&pins) {
+                            learned = c;
+                        }
+                        Response::ok(status_json(&controller, &facts, &learned))
+                    }
                     Command::Flows { since_ms, pid, exe, user, domain, limit } => {
                         let q = crate::flows::Query { since_ms, pid, exe, user, domain, limit };
                         match recorder.query(&q) {
@@ -316,6 +326,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 metrics_tx.send_replace(render_metrics(&controller, &recorder, &facts));
             }
             _ = retention.tick() => recorder.retain(&controller.policy.report),
+            _ = purge.tick() => match crate::bpf::dnsnames::purge_expired(&pins) {
+                Ok(c) => learned = c,
+                Err(e) => errors.record("removing expired learned addresses", &e).await,
+            },
             _ = loss_check.tick() => match Stats::read(&pins) {
                 Ok(stats) => {
                     let now = stats.ringbuf_full();
@@ -496,7 +510,11 @@ struct Facts<'a> {
     started_ms: u64,
 }
 
-fn status_json(controller: &Controller, facts: &Facts<'_>) -> serde_json::Value {
+fn status_json(
+    controller: &Controller,
+    facts: &Facts<'_>,
+    learned: &crate::bpf::dnsnames::LearnedCounts,
+) -> serde_json::Value {
     use enforcer_common::{HOOK_COUNT, VERDICT_COUNT};
     let stats = Stats::read(facts.pins).ok();
     let now = resolve::now_ms();
@@ -544,6 +562,11 @@ fn status_json(controller: &Controller, facts: &Facts<'_>) -> serde_json::Value 
             "xdp_suppressed": stats.as_ref().map(Stats::xdp_events_suppressed),
             "skb_coalesced": stats.as_ref().map(Stats::skb_events_coalesced),
             "owner_unknown": stats.as_ref().map(Stats::owner_unknown),
+        },
+        "dns": {
+            "learned_v4": learned.v4,
+            "learned_v6": learned.v6,
+            "counters": stats.as_ref().map(|s| s.dns().into_iter().collect::<std::collections::BTreeMap<_, _>>()),
         },
         "uptime_s": now.saturating_sub(facts.started_ms) / 1000,
     })

@@ -2,7 +2,7 @@
 
 use std::{fmt, str::FromStr};
 
-use serde::{Deserialize, Deserializer, de};
+use super::raw::string_value;
 
 /// An exact name (`api.anthropic.com`) or a wildcard (`*.openai.com`), which
 /// matches any name at any depth below the suffix but not the suffix itself.
@@ -65,9 +65,7 @@ impl DomainPattern {
         }
     }
 
-    /// The name to resolve for this rule: the name itself, or for a
-    /// wildcard its apex (subdomains cannot be enumerated; the apex is the
-    /// best available stand-in until names are read off the wire).
+    /// The name this rule names: the name itself, or a wildcard's suffix.
     pub fn resolvable(&self) -> &str {
         match self {
             DomainPattern::Exact(name) | DomainPattern::Wildcard(name) => name,
@@ -81,6 +79,9 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     }
     if name.len() > 253 {
         return Err("longer than 253 characters");
+    }
+    if name.split('.').count() > enforcer_common::DNS_MAX_LABELS {
+        return Err("more than 16 labels (the kernel matches names of up to 16)");
     }
     for label in name.split('.') {
         if label.is_empty() {
@@ -113,13 +114,6 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-impl<'de> Deserialize<'de> for DomainPattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
-    }
-}
-
 impl fmt::Display for DomainPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -129,18 +123,11 @@ impl fmt::Display for DomainPattern {
     }
 }
 
-impl schemars::JsonSchema for DomainPattern {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "DomainPattern".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "An exact DNS name, or *.suffix: any name below the suffix at any depth, not the suffix itself.",
-            "pattern": "^(\\*\\.)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?$"
-        })
-    }
-}
+string_value!(
+    DomainPattern,
+    "description": "An exact DNS name, or *.suffix: any name below the suffix at any depth, not the suffix itself.",
+    "pattern": "^(\\*\\.)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?$"
+);
 
 #[cfg(test)]
 mod tests {

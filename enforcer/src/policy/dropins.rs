@@ -77,12 +77,11 @@ pub(super) fn list(dir: &Path, main: &Source) -> Result<Vec<PathBuf>, PolicyErro
         return Err(system(&real));
     }
     if !meta.is_dir() {
-        return Err(drop_in(
+        return Err(wrong_kind(
             dir,
-            format!(
-                "the drop-in directory is {}, not a directory",
-                kind(&meta.file_type())
-            ),
+            &meta,
+            "the drop-in directory is",
+            ", not a directory",
         ));
     }
     if meta.permissions().mode() & 0o002 != 0 {
@@ -111,6 +110,11 @@ pub(super) fn list(dir: &Path, main: &Source) -> Result<Vec<PathBuf>, PolicyErro
     }
     files.sort();
     Ok(files)
+}
+
+/// `path` is not the kind of file it must be: "`before` <its kind>`after`".
+fn wrong_kind(path: &Path, meta: &std::fs::Metadata, before: &str, after: &str) -> PolicyError {
+    drop_in(path, format!("{before} {}{after}", kind(&meta.file_type())))
 }
 
 /// What a file type is, in words.
@@ -178,12 +182,11 @@ pub(super) fn read(path: &Path) -> Result<String, PolicyError> {
         .map_err(err)?;
     let meta = file.metadata().map_err(err)?;
     if !meta.is_file() {
-        return Err(drop_in(
+        return Err(wrong_kind(
             path,
-            format!(
-                "the drop-in became {} while it was read, not a regular file",
-                kind(&meta.file_type())
-            ),
+            &meta,
+            "the drop-in became",
+            " while it was read, not a regular file",
         ));
     }
     let mut text = String::new();

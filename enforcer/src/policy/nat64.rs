@@ -1,13 +1,14 @@
 //! `nat64_prefixes`: the operator's NAT64 /96 prefixes, each checked
 //! while parsed and unioned across drop-ins up to what the kernel map holds.
 
-use std::{borrow::Cow, str::FromStr};
+use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv6Net};
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Deserializer, de};
 
-use super::{Entry, PolicyError, Source};
+use super::{
+    Entry, PolicyError, Source,
+    raw::{check_host_bits, string_value},
+};
 
 /// A NAT64 prefix: an IPv6 /96 with zero host bits, the IPv4 address in
 /// the last 32 bits (RFC 6052). Shorter prefixes put the address elsewhere
@@ -40,34 +41,15 @@ impl FromStr for Nat64Prefix {
                 net.prefix_len()
             ));
         }
-        if net.trunc() != net {
-            return Err(format!(
-                "NAT64 prefix {s:?} has host bits set: did you mean {}?",
-                net.trunc()
-            ));
-        }
+        check_host_bits("NAT64 prefix", s, IpNet::V6(net))?;
         Ok(Nat64Prefix(net))
     }
 }
 
-impl<'de> Deserialize<'de> for Nat64Prefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
-    }
-}
-
-impl JsonSchema for Nat64Prefix {
-    fn schema_name() -> Cow<'static, str> {
-        "Nat64Prefix".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "An IPv6 /96 with zero host bits, like 2001:db8:64::/96."
-        })
-    }
-}
+string_value!(
+    Nat64Prefix,
+    "description": "An IPv6 /96 with zero host bits, like 2001:db8:64::/96."
+);
 
 /// Unions `raw` into `into`; more than the kernel map holds is an error
 /// naming the file that went over.

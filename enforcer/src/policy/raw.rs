@@ -11,6 +11,31 @@ use serde::{Deserialize, Deserializer, de};
 
 use super::{DomainPattern, Mode, nat64::Nat64Prefix};
 
+/// `Deserialize` and `JsonSchema` for a policy value written as one JSON
+/// string and parsed by its `FromStr`: the parse error becomes serde's
+/// message (serde_json adds the line and column), and the schema is a
+/// string with the given members (`"description": ...`).
+macro_rules! string_value {
+    ($ty:ident, $($schema:tt)+) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", $($schema)+ })
+            }
+        }
+    };
+}
+pub(super) use string_value;
+
 /// A value that must be a JSON object. serde's derived structs also accept
 /// an array of their fields in order, so `"deny": []` was an empty rule set
 /// that silently lifted every ban, and a top-level `[1]` a valid policy.
@@ -194,35 +219,27 @@ pub struct RawReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricsListen(pub SocketAddr);
 
-impl<'de> Deserialize<'de> for MetricsListen {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        check_octets(&s).map_err(de::Error::custom)?;
+impl FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        check_octets(s)?;
         let addr: SocketAddr = s.parse().map_err(|_| {
-            de::Error::custom(format_args!(
-                "invalid metrics address {s:?}: expected ip:port, like 127.0.0.1:9464"
-            ))
+            format!("invalid metrics address {s:?}: expected ip:port, like 127.0.0.1:9464")
         })?;
         if !addr.ip().is_loopback() {
-            return Err(de::Error::custom(format_args!(
+            return Err(format!(
                 "metrics address {s:?} is not a loopback address; metrics are served on the host only"
-            )));
+            ));
         }
         Ok(MetricsListen(addr))
     }
 }
 
-impl JsonSchema for MetricsListen {
-    fn schema_name() -> Cow<'static, str> {
-        "MetricsListen".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "A loopback address and port, like 127.0.0.1:9464 or [::1]:9464."
-        })
-    }
-}
+string_value!(
+    MetricsListen,
+    "description": "A loopback address and port, like 127.0.0.1:9464 or [::1]:9464."
+);
 
 /// The only policy format version this build reads.
 pub const VERSION: u32 = 1;
@@ -256,33 +273,27 @@ impl JsonSchema for Version {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Upstream(pub SocketAddr);
 
-impl<'de> Deserialize<'de> for Upstream {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        check_octets(&s).map_err(de::Error::custom)?;
+impl FromStr for Upstream {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        check_octets(s)?;
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Upstream(addr));
         }
         match s.parse::<std::net::IpAddr>() {
             Ok(ip) => Ok(Upstream(SocketAddr::new(ip, 53))),
-            Err(_) => Err(de::Error::custom(format_args!(
+            Err(_) => Err(format!(
                 "invalid upstream {s:?}: expected ip:port, like 127.0.0.1:53 or [::1]:53"
-            ))),
+            )),
         }
     }
 }
 
-impl JsonSchema for Upstream {
-    fn schema_name() -> Cow<'static, str> {
-        "Upstream".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "A DNS server: ip:port, [ipv6]:port, or a bare address (port 53)."
-        })
-    }
-}
+string_value!(
+    Upstream,
+    "description": "A DNS server: ip:port, [ipv6]:port, or a bare address (port 53)."
+);
 
 /// A network in CIDR notation, or a bare address (a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,39 +316,33 @@ impl FromStr for Cidr {
                 }
             },
         };
-        if net.trunc() != net {
-            return Err(format!(
-                "CIDR {s:?} has host bits set: did you mean {}?",
-                net.trunc()
-            ));
-        }
+        check_host_bits("CIDR", s, net)?;
         Ok(Cidr(net))
     }
 }
 
-impl<'de> Deserialize<'de> for Cidr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
-    }
-}
-
-impl JsonSchema for Cidr {
-    fn schema_name() -> Cow<'static, str> {
-        "Cidr".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "An IPv4 or IPv6 network with zero host bits (10.0.0.0/8), or a single address."
-        })
-    }
-}
+string_value!(
+    Cidr,
+    "description": "An IPv4 or IPv6 network with zero host bits (10.0.0.0/8), or a single address."
+);
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// Refuses a network written with host bits set (`10.0.0.1/8`): the
+/// kernel would match the network, not what the admin wrote, so the error
+/// names the network meant. `what` names the kind of value.
+pub(super) fn check_host_bits(what: &str, s: &str, net: IpNet) -> Result<(), String> {
+    if net.trunc() != net {
+        return Err(format!(
+            "{what} {s:?} has host bits set: did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses an IPv4 octet written with a leading zero (`127.077.0.0`):

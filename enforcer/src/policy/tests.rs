@@ -201,6 +201,11 @@ impl Dir {
     }
 }
 
+/// A policy file that bans `cidr` and nothing else.
+fn banning(cidr: &str) -> String {
+    format!(r#"{{"version":1,"deny":{{"cidrs":["{cidr}"]}}}}"#)
+}
+
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -238,10 +243,7 @@ fn drop_ins_merge_in_lexical_order() {
 fn a_bad_drop_in_rejects_the_whole_policy_and_names_itself() {
     let d = Dir::new("bad");
     let main = d.write("policy.json", r#"{"version":1}"#);
-    d.write(
-        "policy.d/10-ok.json",
-        r#"{"version":1,"deny":{"cidrs":["1.1.1.0/24"]}}"#,
-    );
+    d.write("policy.d/10-ok.json", &banning("1.1.1.0/24"));
     d.write(
         "policy.d/20-bad.json",
         "{\"version\":1,\n\"deny\":{\"cidrs\":[\"1.1.1.1/24\"]}}",
@@ -592,15 +594,9 @@ fn drop_ins_that_are_not_regular_files_are_errors_naming_them() {
     use std::os::unix::fs::symlink;
     let d = Dir::new("kinds");
     let main = d.write("policy.json", r#"{"version":1}"#);
-    d.write(
-        "policy.d/10-ok.json",
-        r#"{"version":1,"deny":{"cidrs":["192.0.2.0/24"]}}"#,
-    );
+    d.write("policy.d/10-ok.json", &banning("192.0.2.0/24"));
     // A symlink to a regular file is a drop-in like any other.
-    let target = d.write(
-        "elsewhere.json",
-        r#"{"version":1,"deny":{"cidrs":["198.51.100.0/24"]}}"#,
-    );
+    let target = d.write("elsewhere.json", &banning("198.51.100.0/24"));
     symlink(&target, d.0.join("policy.d/20-link.json")).unwrap();
     assert_eq!(Policy::resolve(Some(&main)).unwrap().deny.cidrs.len(), 2);
 

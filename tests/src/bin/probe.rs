@@ -5,6 +5,9 @@
 //! probe --cgroup DIR [--netns NAME | --unshare-net] [--uid N] [--linger-ms N] OP ADDR
 //! OP: tcp | udp-sendto | udp-connect-send | udp-connect-wait-send | tcp-loop:N
 //!     | tcp-flood:N | tcp-flood-ports:N (N connects to ports 1..=N: N distinct flows)
+//!     | dns-tcp:NAME:A|AAAA (ADDR is a DNS server: ask it for NAME with this
+//!       process's own UDP socket, then at once listen on and connect to the
+//!       first address of the answer)
 //! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
 //! that port" (so that an allowed attempt really succeeds).
 
@@ -97,6 +100,12 @@ fn main() {
             let n: usize = loop_op["tcp-loop:".len()..].parse().expect("count");
             tcp_loop(target, n)
         }
+        dns if dns.starts_with("dns-tcp:") => {
+            let (name, rtype) = dns["dns-tcp:".len()..]
+                .split_once(':')
+                .expect("dns-tcp:NAME:A|AAAA");
+            dns_tcp(target, name, rtype)
+        }
         other => panic!("unknown op {other}"),
     };
     // Lets the daemon read /proc (ppid) before this process is gone.
@@ -141,51 +150,43 @@ fn tcp(target: SocketAddr) -> String {
     }
 }
 
-fn tcp_loop(target: SocketAddr, n: usize) -> String {
+/// Results counted by kind: `EPERM=3,ok=7`.
+fn tally(results: impl Iterator<Item = String>) -> String {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for _ in 0..n {
-        *counts.entry(tcp(target)).or_default() += 1;
-        std::thread::sleep(Duration::from_millis(2));
+    for r in results {
+        *counts.entry(r).or_default() += 1;
     }
     counts
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The result of a connect without a timeout of its own.
+fn connect(target: SocketAddr) -> String {
+    match TcpStream::connect(target) {
+        Ok(_) => "ok".into(),
+        Err(e) => name(&e),
+    }
+}
+
+fn tcp_loop(target: SocketAddr, n: usize) -> String {
+    tally((0..n).map(|_| {
+        let r = tcp(target);
+        std::thread::sleep(Duration::from_millis(2));
+        r
+    }))
 }
 
 /// As fast as it goes: `n` connects, counted by result.
 fn tcp_flood(target: SocketAddr, n: usize) -> String {
-    let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for _ in 0..n {
-        let r = match TcpStream::connect(target) {
-            Ok(_) => "ok".into(),
-            Err(e) => name(&e),
-        };
-        *counts.entry(r).or_default() += 1;
-    }
-    counts
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    tally((0..n).map(|_| connect(target)))
 }
 
 /// As fast as it goes: one connect to each of ports 1..=n.
 fn tcp_flood_ports(target: SocketAddr, n: u16) -> String {
-    let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for port in 1..=n {
-        let r = match TcpStream::connect(SocketAddr::new(target.ip(), port)) {
-            Ok(_) => "ok".into(),
-            Err(e) => name(&e),
-        };
-        *counts.entry(r).or_default() += 1;
-    }
-    counts
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    tally((1..=n).map(|port| connect(SocketAddr::new(target.ip(), port))))
 }
 
 fn unbound_for(target: SocketAddr) -> UdpSocket {
@@ -232,5 +233,78 @@ fn udp_connect_send(target: SocketAddr, receiver: Option<&UdpSocket>, wait: bool
     match s.send(b"probe") {
         Ok(_) => received(receiver),
         Err(e) => name(&e),
+    }
+}
+
+/// Resolves `name` with a query of our own to `server` and connects to the
+/// first address the instant the answer is read: what the in-kernel DNS
+/// program must have judged by then.
+fn dns_tcp(server: SocketAddr, name: &str, rtype: &str) -> String {
+    use hickory_proto::{
+        op::{Message, Query},
+        rr::{Name, RData, RecordType},
+    };
+    let rtype = match rtype {
+        "A" => RecordType::A,
+        "AAAA" => RecordType::AAAA,
+        other => panic!("record type {other}"),
+    };
+    let local: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let socket = UdpSocket::bind(local).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut query = Message::query();
+    query.metadata.id = 4242;
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(
+        Name::from_ascii(format!("{name}.")).expect("name"),
+        rtype,
+    ));
+    if let Err(e) = socket.send_to(&query.to_vec().unwrap(), server) {
+        return format!("dns-send: {}", self::name(&e));
+    }
+    let mut buf = [0u8; 4096];
+    let n = match socket.recv(&mut buf) {
+        Ok(n) => n,
+        Err(e) => return format!("dns-recv: {}", self::name(&e)),
+    };
+    let answer = Message::from_vec(&buf[..n]).expect("answer");
+    // The first address on the question's chain, as a stub resolver
+    // takes it (records for other names are not ours).
+    let mut chain = vec![Name::from_ascii(format!("{name}.")).expect("name")];
+    let mut found = None;
+    for r in &answer.answers {
+        if !chain.iter().any(|n| n.eq_case(&r.name) || *n == r.name) {
+            continue;
+        }
+        match &r.data {
+            RData::CNAME(c) => chain.push(c.0.clone()),
+            RData::A(a) => {
+                found = Some(std::net::IpAddr::V4(a.0));
+                break;
+            }
+            RData::AAAA(a) => {
+                found = Some(std::net::IpAddr::V6(a.0));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let Some(ip) = found else {
+        return "no-address".into();
+    };
+    let listener = match TcpListener::bind(SocketAddr::new(ip, 0)) {
+        Ok(l) => l,
+        Err(e) => return format!("listen {ip}: {}", self::name(&e)),
+    };
+    let target = listener.local_addr().unwrap();
+    match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+        Ok(_) => "ok".into(),
+        Err(e) => self::name(&e),
     }
 }

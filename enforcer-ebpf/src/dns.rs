@@ -1,0 +1,710 @@
+//! cgroup_skb ingress: DNS answers on their way into a socket of the
+//! enforced cgroup. When the question name, or a CNAME target on its chain,
+//! is a banned name (exact, or below a `*.suffix` wildcard at any depth),
+//! the answer's addresses enter `LEARNED_V4/V6` before the application can
+//! read the packet, so a `connect()` made the instant it has the answer is
+//! judged with them. An allowed name's addresses become exceptions the same
+//! way. The packet itself always passes: this program only learns.
+//!
+//! Bounds, all counted when hit: the first `DNS_SCRATCH_BYTES` of the
+//! message, `MAX_RECORDS` answer records, names of at most `NAME_STEPS`
+//! bytes and `MAX_JUMPS` compression pointers (a pointer must point
+//! backwards, so loops end), the rightmost `DNS_MAX_LABELS` labels.
+//! Only records whose owner is the question or a CNAME target already on
+//! the chain count (by compression pointer, as servers write them), so an
+//! answer cannot ban addresses for names it was not asked about. UDP only;
+//! TCP answers and fragments are counted as not parsed.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{
+        bpf_ktime_get_boot_ns,
+        generated::{bpf_loop, bpf_skb_cgroup_id, bpf_skb_load_bytes},
+    },
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use enforcer_common::{
+    CONFIG_DNS_GRACE_S, CONFIG_DNS_MAX_TTL_S, CONFIG_DNS_MIN_TTL_S, DNS_LABEL_SEED, DNS_MAX_LABELS,
+    DNS_NAME_SEED, DNS_SCRATCH_BYTES, LEARNED_F_ALLOW, Learned, STAT_DNS_IGNORED,
+    STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED, STAT_DNS_MALFORMED, STAT_DNS_RESPONSES,
+    STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED, dns_fold, dns_label_byte,
+};
+
+use crate::{
+    maps::{
+        CONFIG, DNS_NAMES, DNS_RECORDS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK, LEARNED_V4, LEARNED_V6,
+    },
+    report::bump,
+};
+
+const PASS: i32 = 1;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const DNS_PORT: u16 = 53;
+
+const MASK: usize = DNS_SCRATCH_BYTES - 1;
+/// Answer records walked per message.
+const MAX_RECORDS: u32 = 16;
+/// Bytes (length bytes included) read for one name, pointers followed.
+const NAME_STEPS: u32 = 320;
+const MAX_JUMPS: u32 = 8;
+/// Names on the chain (the question and CNAME targets), by offset.
+const MAX_CHAIN: usize = 8;
+
+const TYPE_A: u16 = 1;
+const TYPE_CNAME: u16 = 5;
+const TYPE_AAAA: u16 = 28;
+
+/// Defaults when the daemon has not written the CONFIG entries (seconds).
+const DEFAULT_MIN_TTL_S: u32 = 30;
+const DEFAULT_MAX_TTL_S: u32 = 3600;
+
+#[cgroup_skb(ingress)]
+pub fn dns_ingress(ctx: SkBuffContext) -> i32 {
+    if try_dns_ingress(&ctx).is_err() {
+        bump(STAT_DNS_MALFORMED);
+    }
+    PASS
+}
+
+/// What the names of a message matched: rule ids, 0 for none.
+#[derive(Clone, Copy)]
+struct Decision {
+    deny: u32,
+    allow: u32,
+}
+
+/// Where the answer came from and who receives it.
+#[derive(Clone, Copy)]
+struct Origin {
+    /// Answered by one of the host's DNS servers: learned for everyone.
+    system: bool,
+    cgroup: u64,
+}
+
+#[inline(always)]
+fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
+    let proto = u16::from_be(ctx.skb.protocol() as u16);
+    let (l4, l4_proto, src) = match proto {
+        ETH_P_IP => {
+            let vihl: u8 = ctx.load(0).map_err(|_| ())?;
+            let frag: u16 = ctx.load(6).map_err(|_| ())?;
+            let p: u8 = ctx.load(9).map_err(|_| ())?;
+            let saddr: u32 = ctx.load(12).map_err(|_| ())?;
+            if u16::from_be(frag) & 0x3fff != 0 {
+                if p == IPPROTO_UDP {
+                    bump(STAT_DNS_UNPARSED);
+                }
+                return Ok(());
+            }
+            let mapped = [0, 0, u32::from_be(0x0000_ffff), saddr];
+            (((vihl & 0x0f) as usize) * 4, p, mapped)
+        }
+        ETH_P_IPV6 => {
+            let next: u8 = ctx.load(6).map_err(|_| ())?;
+            let saddr: [u32; 4] = ctx.load(8).map_err(|_| ())?;
+            (40, next, saddr)
+        }
+        _ => return Ok(()),
+    };
+    if l4_proto != IPPROTO_UDP && l4_proto != IPPROTO_TCP {
+        return Ok(());
+    }
+    let sport = u16::from_be(ctx.load::<u16>(l4).map_err(|_| ())?);
+    if sport != DNS_PORT {
+        return Ok(());
+    }
+    if l4_proto == IPPROTO_TCP {
+        bump(STAT_DNS_UNPARSED);
+        return Ok(());
+    }
+    bump(STAT_DNS_RESPONSES);
+    let udp_len = u16::from_be(ctx.load::<u16>(l4 + 4).map_err(|_| ())?) as usize;
+    let len = udp_len.checked_sub(8).ok_or(())?;
+    let buf = DNS_SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let buf = unsafe { &mut *buf };
+    // At least one byte and at most the buffer: the verifier must see both
+    // bounds on the length passed.
+    let avail = (ctx.skb.len() as usize).saturating_sub(l4 + 8);
+    if avail == 0 {
+        return Err(());
+    }
+    let clamped = if avail > DNS_SCRATCH_BYTES {
+        DNS_SCRATCH_BYTES
+    } else {
+        avail
+    };
+    // In 1..=DNS_SCRATCH_BYTES in a form the verifier follows.
+    let copied = ((clamped - 1) & MASK) + 1;
+    // SAFETY: `buf` holds DNS_SCRATCH_BYTES bytes; the helper checks the
+    // packet bounds.
+    let ret = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            (l4 + 8) as u32,
+            buf.as_mut_ptr() as *mut c_void,
+            copied as u32,
+        )
+    };
+    if ret != 0 {
+        return Err(());
+    }
+    let len = if len > copied {
+        bump(STAT_DNS_TRUNCATED);
+        copied
+    } else {
+        len
+    };
+    let origin = Origin {
+        // SAFETY: a map lookup of a stack key.
+        system: unsafe { DNS_SERVERS.get(src) }.is_some(),
+        // SAFETY: the context's skb is valid for the program's run.
+        cgroup: unsafe { bpf_skb_cgroup_id(ctx.skb.skb) },
+    };
+    parse_message(buf, len, origin)
+}
+
+#[inline(always)]
+fn byte(buf: &[u8; DNS_SCRATCH_BYTES], i: usize) -> u8 {
+    buf[i & MASK]
+}
+
+#[inline(always)]
+fn be16(buf: &[u8; DNS_SCRATCH_BYTES], i: usize) -> u16 {
+    ((byte(buf, i) as u16) << 8) | byte(buf, i + 1) as u16
+}
+
+#[inline(always)]
+fn be32(buf: &[u8; DNS_SCRATCH_BYTES], i: usize) -> u32 {
+    ((be16(buf, i) as u32) << 16) | be16(buf, i + 2) as u32
+}
+
+#[inline(always)]
+fn parse_message(buf: &[u8; DNS_SCRATCH_BYTES], len: usize, origin: Origin) -> Result<(), ()> {
+    // Answers are parsed from the per-CPU copy in `buf`; the callbacks
+    // below look the same copy up themselves.
+    if len < 12 {
+        return Err(());
+    }
+    let flags = be16(buf, 2);
+    // A response (QR), a standard query (opcode 0), NOERROR.
+    if flags & 0x8000 == 0 || (flags >> 11) & 0xf != 0 || flags & 0xf != 0 {
+        return Ok(());
+    }
+    if be16(buf, 4) != 1 {
+        return Ok(());
+    }
+    let answers = be16(buf, 6) as u32;
+    let question = read_name(len, 12)?;
+    if answers > MAX_RECORDS {
+        bump(STAT_DNS_TRUNCATED);
+    }
+    let walk = DNS_RECORDS.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let walk = unsafe { &mut *walk };
+    walk.len = len as u64;
+    walk.off = (question.end + 4) as u64;
+    walk.answers = answers as u64;
+    walk.cgroup = origin.cgroup;
+    walk.system = origin.system as u32;
+    walk.deny = question.decision.deny;
+    walk.allow = question.decision.allow;
+    walk.failed = 0;
+    walk.chained = 1;
+    walk.chain[0] = 12;
+    // bpf_loop wants a stack context; the steps find the walk in the map,
+    // so that the verifier sees the same (unknown) state in every step and
+    // checks the step once.
+    let mut unused = 0u64;
+    // SAFETY: the callback and its context live for the call.
+    unsafe {
+        bpf_loop(
+            answers.min(MAX_RECORDS),
+            record_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    if walk.failed != 0 { Err(()) } else { Ok(()) }
+}
+
+/// The state of the walk over the answer records (`record_step`), in a
+/// per-CPU map (`DNS_RECORDS`).
+#[repr(C)]
+pub struct RecordWalk {
+    len: u64,
+    off: u64,
+    answers: u64,
+    cgroup: u64,
+    system: u32,
+    /// What the chain's names matched so far.
+    deny: u32,
+    allow: u32,
+    failed: u32,
+    chained: u32,
+    _pad: u32,
+    /// Offsets of the names on the chain: the question, CNAME targets.
+    chain: [u16; MAX_CHAIN],
+}
+
+/// One answer record: its owner must be on the chain (a compression
+/// pointer to a name already on it); a CNAME extends the chain and may
+/// match a banned or allowed name; an A or AAAA record of a matching chain
+/// is learned. Returns 1 to stop.
+#[inline(never)]
+unsafe extern "C" fn record_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = DNS_RECORDS.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let w = unsafe { &mut *w };
+    match record(w) {
+        Ok(()) => 0,
+        Err(()) => {
+            w.failed = 1;
+            1
+        }
+    }
+}
+
+#[inline(always)]
+fn record(w: &mut RecordWalk) -> Result<(), ()> {
+    let buf = DNS_SCRATCH.get_ptr(0).ok_or(())?;
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let buf = unsafe { &*buf };
+    let len = w.len as usize;
+    let mut off = w.off as usize;
+    if off + 12 > len {
+        return Err(());
+    }
+    let first = byte(buf, off);
+    let on_chain = if first & 0xc0 == 0xc0 {
+        let ptr = be16(buf, off) & 0x3fff;
+        off += 2;
+        on(&w.chain, w.chained as usize, ptr)
+    } else {
+        off = skip_name(buf, len, off)?;
+        false
+    };
+    if off + 10 > len {
+        return Err(());
+    }
+    let rtype = be16(buf, off);
+    let ttl = be32(buf, off + 4);
+    let rdlen = be16(buf, off + 8) as usize;
+    let rdata = off + 10;
+    if rdata + rdlen > len {
+        return Err(());
+    }
+    w.off = (rdata + rdlen) as u64;
+    if !on_chain {
+        return Ok(());
+    }
+    let decision = Decision {
+        deny: w.deny,
+        allow: w.allow,
+    };
+    let origin = Origin {
+        system: w.system != 0,
+        cgroup: w.cgroup,
+    };
+    match rtype {
+        TYPE_CNAME => {
+            let target = read_name(len, rdata)?;
+            if w.deny == 0 {
+                w.deny = target.decision.deny;
+            }
+            if w.allow == 0 {
+                w.allow = target.decision.allow;
+            }
+            push(w, rdata as u16);
+            // The target written as a pointer: later owners point where it
+            // points.
+            if byte(buf, rdata) & 0xc0 == 0xc0 {
+                push(w, be16(buf, rdata) & 0x3fff);
+            }
+        }
+        TYPE_A if rdlen == 4 && (decision.deny | decision.allow) != 0 => {
+            let a = [
+                byte(buf, rdata),
+                byte(buf, rdata + 1),
+                byte(buf, rdata + 2),
+                byte(buf, rdata + 3),
+            ];
+            learn_v4(a, ttl, decision, origin);
+        }
+        TYPE_AAAA if rdlen == 16 && (decision.deny | decision.allow) != 0 => {
+            let mut a = [0u8; 16];
+            for (j, b) in a.iter_mut().enumerate() {
+                *b = byte(buf, rdata + j);
+            }
+            learn_v6(a, ttl, decision, origin);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn push(w: &mut RecordWalk, offset: u16) {
+    let i = w.chained as usize;
+    if i < MAX_CHAIN {
+        w.chain[i] = offset;
+        w.chained += 1;
+    }
+}
+
+#[inline(always)]
+fn on(chain: &[u16; MAX_CHAIN], chained: usize, ptr: u16) -> bool {
+    let mut i = 0;
+    while i < MAX_CHAIN {
+        if i < chained && chain[i] == ptr {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The offset after a name, without reading its labels' bytes.
+#[inline(never)]
+fn skip_name(buf: &[u8; DNS_SCRATCH_BYTES], len: usize, start: usize) -> Result<usize, ()> {
+    let mut pos = start;
+    for _ in 0..64 {
+        if pos >= len {
+            return Err(());
+        }
+        let c = byte(buf, pos);
+        if c == 0 {
+            return Ok(pos + 1);
+        }
+        if c & 0xc0 == 0xc0 {
+            return Ok(pos + 2);
+        }
+        if c & 0xc0 != 0 {
+            return Err(());
+        }
+        pos += c as usize + 1;
+    }
+    Err(())
+}
+
+struct Name {
+    /// The offset after the name where it starts (not where a pointer led).
+    end: usize,
+    decision: Decision,
+}
+
+/// The state of one name walk, advanced a byte at a time by `name_step`
+/// under `bpf_loop`: the verifier checks the step once, not once per byte.
+/// It lives in a per-CPU map (`DNS_WALK`), not on the stack: zeroing the
+/// label array there would cost a byte loop in every caller.
+#[repr(C)]
+pub struct NameWalk {
+    len: u64,
+    pos: u64,
+    end: u64,
+    hash: u64,
+    count: u64,
+    left: u32,
+    jumps: u32,
+    /// `WALKING`, `DONE` or `FAILED`.
+    state: u32,
+    _pad: u32,
+    labels: [u64; DNS_MAX_LABELS],
+    /// The fold so far (`fold_step`) and what it matched.
+    key: u64,
+    deny: u32,
+    allow: u32,
+}
+
+const WALKING: u32 = 0;
+const DONE: u32 = 1;
+const FAILED: u32 = 2;
+
+/// One byte of a name: a label byte (hashed), a length byte (a new
+/// label), the root (done) or a compression pointer (followed backwards).
+/// Returns 1 to stop the loop.
+#[inline(never)]
+unsafe extern "C" fn name_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = DNS_WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let w = unsafe { &mut *w };
+    let Some(buf) = DNS_SCRATCH.get_ptr(0) else {
+        w.state = FAILED;
+        return 1;
+    };
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let buf = unsafe { &*buf };
+    let pos = w.pos as usize;
+    if pos >= w.len as usize {
+        w.state = FAILED;
+        return 1;
+    }
+    let c = byte(buf, pos);
+    if w.left > 0 {
+        w.hash = dns_label_byte(w.hash, c);
+        w.left -= 1;
+        w.pos += 1;
+        if w.left == 0 {
+            w.labels[(w.count as usize) & (DNS_MAX_LABELS - 1)] = w.hash;
+            w.count += 1;
+        }
+        return 0;
+    }
+    if c == 0 {
+        if w.end == 0 {
+            w.end = w.pos + 1;
+        }
+        w.state = DONE;
+        return 1;
+    }
+    if c & 0xc0 == 0xc0 {
+        let ptr = (be16(buf, pos) & 0x3fff) as u64;
+        if w.end == 0 {
+            w.end = w.pos + 2;
+        }
+        w.jumps += 1;
+        // Backwards only: a pointer loop cannot go on.
+        if w.jumps > MAX_JUMPS || ptr >= w.pos {
+            w.state = FAILED;
+            return 1;
+        }
+        w.pos = ptr;
+        return 0;
+    }
+    if c & 0xc0 != 0 {
+        w.state = FAILED;
+        return 1;
+    }
+    w.left = c as u32;
+    w.hash = DNS_LABEL_SEED;
+    w.pos += 1;
+    0
+}
+
+/// One suffix of the name (label `j` from the right): folds it into the
+/// key and looks the key up; the whole name matches exact entries, a
+/// shorter suffix wildcard entries. The most specific match wins (later,
+/// longer suffixes overwrite).
+#[inline(never)]
+unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = DNS_WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let w = unsafe { &mut *w };
+    let count = w.count;
+    if j >= count {
+        return 1;
+    }
+    let label = w.labels[((count - 1 - j) as usize) & (DNS_MAX_LABELS - 1)];
+    w.key = dns_fold(w.key, label);
+    // SAFETY: a map lookup of a stack key.
+    let Some(rule) = (unsafe { DNS_NAMES.get(w.key) }) else {
+        return 0;
+    };
+    let (deny, allow) = if j + 1 == count {
+        (rule.deny_exact, rule.allow_exact)
+    } else {
+        (rule.deny_wild, rule.allow_wild)
+    };
+    if deny != 0 {
+        w.deny = deny;
+    }
+    if allow != 0 {
+        w.allow = allow;
+    }
+    0
+}
+
+/// Reads the name at `start`: hashes each label as it goes (one pass over
+/// the bytes, pointers followed backwards only), then folds the rightmost
+/// labels from the right, looking each suffix up in `DNS_NAMES`: the whole
+/// name against exact entries, every shorter suffix against wildcards.
+#[inline(never)]
+fn read_name(len: usize, start: usize) -> Result<Name, ()> {
+    let w = DNS_WALK.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: a per-CPU value, ours for the program's run; one walk at a
+    // time (walks are never nested).
+    let w = unsafe { &mut *w };
+    w.len = len as u64;
+    w.pos = start as u64;
+    w.end = 0;
+    w.hash = DNS_LABEL_SEED;
+    w.count = 0;
+    w.left = 0;
+    w.jumps = 0;
+    w.state = WALKING;
+    w.key = DNS_NAME_SEED;
+    w.deny = 0;
+    w.allow = 0;
+    // bpf_loop wants a stack context; the steps find the walk in the map.
+    let mut unused = 0u64;
+    // SAFETY: the callback and its context live for the call.
+    unsafe {
+        bpf_loop(
+            NAME_STEPS,
+            name_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    let count = w.count as usize;
+    if w.state != DONE || count == 0 {
+        return Err(());
+    }
+    // SAFETY: as above.
+    unsafe {
+        bpf_loop(
+            count.min(DNS_MAX_LABELS) as u32,
+            fold_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    let decision = Decision {
+        deny: w.deny,
+        allow: w.allow,
+    };
+    Ok(Name {
+        end: w.end as usize,
+        decision,
+    })
+}
+
+#[inline(always)]
+fn config(index: u32, default: u32) -> u32 {
+    match CONFIG.get(index) {
+        Some(&v) if v != 0 => v,
+        _ => default,
+    }
+}
+
+/// When an address from an answer with `ttl` stops counting.
+#[inline(always)]
+fn expiry(ttl: u32) -> u64 {
+    let min = config(CONFIG_DNS_MIN_TTL_S, DEFAULT_MIN_TTL_S);
+    let max = config(CONFIG_DNS_MAX_TTL_S, DEFAULT_MAX_TTL_S);
+    let grace = match CONFIG.get(CONFIG_DNS_GRACE_S) {
+        Some(&g) => g,
+        None => 0,
+    };
+    let ttl = if ttl < min {
+        min
+    } else if ttl > max {
+        max
+    } else {
+        ttl
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    now + (ttl as u64 + grace as u64) * 1_000_000_000
+}
+
+/// The entry to store, given what is stored: a live exception is never
+/// turned into a ban, a live entry for everyone never narrowed to one
+/// cgroup, and an expiry never shortened.
+#[inline(always)]
+fn merge(old: Option<&Learned>, new: Learned) -> Option<Learned> {
+    let Some(old) = old else {
+        return Some(new);
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if old.expires_ns <= now {
+        return Some(new);
+    }
+    let old_allow = old.flags & LEARNED_F_ALLOW != 0;
+    let new_allow = new.flags & LEARNED_F_ALLOW != 0;
+    if old_allow && !new_allow {
+        return None;
+    }
+    let mut out = new;
+    if old_allow == new_allow {
+        if old.cgroup_id == 0 {
+            out.cgroup_id = 0;
+        }
+        if old.expires_ns > out.expires_ns {
+            out.expires_ns = old.expires_ns;
+        }
+    }
+    Some(out)
+}
+
+#[inline(always)]
+fn entry(ttl: u32, d: Decision, origin: Origin) -> Learned {
+    let (rule_id, flags) = if d.allow != 0 {
+        (d.allow, LEARNED_F_ALLOW)
+    } else {
+        (d.deny, 0)
+    };
+    Learned {
+        rule_id,
+        flags,
+        expires_ns: expiry(ttl),
+        cgroup_id: if origin.system { 0 } else { origin.cgroup },
+    }
+}
+
+#[inline(always)]
+fn learn_v4(a: [u8; 4], ttl: u32, d: Decision, origin: Origin) {
+    // Sinkholes and the host itself: 0.0.0.0/8, loopback, link-local.
+    if a[0] == 0 || a[0] == 127 || (a[0] == 169 && a[1] == 254) {
+        bump(STAT_DNS_IGNORED);
+        return;
+    }
+    let key = u32::from_ne_bytes(a);
+    let mapped = [0, 0, u32::from_be(0x0000_ffff), key];
+    // SAFETY: map lookups of stack keys.
+    if unsafe { DNS_SERVERS.get(mapped) }.is_some() {
+        bump(STAT_DNS_IGNORED);
+        return;
+    }
+    let Some(value) = merge(unsafe { LEARNED_V4.get(key) }, entry(ttl, d, origin)) else {
+        return;
+    };
+    match LEARNED_V4.insert(key, value, 0) {
+        Ok(()) => bump(STAT_DNS_LEARNED),
+        Err(_) => bump(STAT_DNS_LEARN_FAILED),
+    }
+}
+
+#[inline(always)]
+fn learn_v6(a: [u8; 16], ttl: u32, d: Decision, origin: Origin) {
+    let unspecified_or_loopback = a[..15].iter().all(|&b| b == 0) && (a[15] == 0 || a[15] == 1);
+    let link_local = a[0] == 0xfe && a[1] & 0xc0 == 0x80;
+    let mapped_v4 = a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff;
+    if unspecified_or_loopback
+        || link_local
+        || (mapped_v4 && (a[12] == 0 || a[12] == 127 || (a[12] == 169 && a[13] == 254)))
+    {
+        bump(STAT_DNS_IGNORED);
+        return;
+    }
+    let key = [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+    ];
+    // SAFETY: map lookups of stack keys.
+    if unsafe { DNS_SERVERS.get(key) }.is_some() {
+        bump(STAT_DNS_IGNORED);
+        return;
+    }
+    let Some(value) = merge(unsafe { LEARNED_V6.get(key) }, entry(ttl, d, origin)) else {
+        return;
+    };
+    match LEARNED_V6.insert(key, value, 0) {
+        Ok(()) => bump(STAT_DNS_LEARNED),
+        Err(_) => bump(STAT_DNS_LEARN_FAILED),
+    }
+}

@@ -1,0 +1,220 @@
+//! What the DNS program needs from userspace: the names to match
+//! (`DNS_NAMES`, from the policy's domain rules and their ids), the host's
+//! own DNS servers (`DNS_SERVERS`: their answers count for everyone, their
+//! addresses are never banned), the TTL clamp and grace (`CONFIG`); and the
+//! clean-up of learned addresses whose time is over (the programs ignore
+//! them already; removing them frees the map).
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
+
+use aya::maps::{HashMap, Map, MapData, MapError};
+use enforcer_common::{
+    CONFIG_DNS_GRACE_S, CONFIG_DNS_MAX_TTL_S, CONFIG_DNS_MIN_TTL_S, Learned, NameRule,
+    dns_name_key, maps as names, v6_key,
+};
+
+use super::{pins::Pins, stats::set_config, writer::WriteError};
+use crate::{
+    desired::{Action, RuleTable, Target},
+    policy::{DomainPattern, Policy},
+};
+
+fn open<K: aya::Pod, V: aya::Pod>(
+    pins: &Pins,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, V>, WriteError> {
+    let path = pins.map(name);
+    let err = |source| WriteError::Open {
+        path: path.clone(),
+        source,
+    };
+    let map = Map::from_map_data(MapData::from_pin(&path).map_err(err)?).map_err(err)?;
+    HashMap::try_from(map).map_err(err)
+}
+
+/// The `DNS_NAMES` entries for the domain rules of `rules`.
+pub fn name_entries(rules: &RuleTable) -> BTreeMap<u64, NameRule> {
+    let mut out: BTreeMap<u64, NameRule> = BTreeMap::new();
+    for rule in rules.iter() {
+        let Target::Domain(d) = &rule.target else {
+            continue;
+        };
+        let (name, wild) = match d {
+            DomainPattern::Exact(n) => (n.as_str(), false),
+            DomainPattern::Wildcard(suffix) => (suffix.as_str(), true),
+        };
+        let e = out.entry(dns_name_key(name)).or_default();
+        // The first rule for a name keeps it, as in the address maps.
+        let slot = match (rule.action, wild) {
+            (Action::Deny, false) => &mut e.deny_exact,
+            (Action::Deny, true) => &mut e.deny_wild,
+            (Action::Allow, false) => &mut e.allow_exact,
+            (Action::Allow, true) => &mut e.allow_wild,
+        };
+        if *slot == 0 {
+            *slot = rule.id;
+        }
+    }
+    out
+}
+
+/// Makes `DNS_NAMES` exactly the names of `rules`: new and changed entries
+/// first, then the ones no rule names any more.
+pub fn write_names(pins: &Pins, rules: &RuleTable) -> Result<(), WriteError> {
+    let mut map: HashMap<MapData, u64, NameRule> = open(pins, names::DNS_NAMES)?;
+    let want = name_entries(rules);
+    let have: BTreeMap<u64, NameRule> =
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(|source| WriteError::Read {
+                map: names::DNS_NAMES,
+                source,
+            })?;
+    let write_err = |source| WriteError::Write {
+        map: names::DNS_NAMES,
+        source,
+    };
+    for (k, v) in &want {
+        if have.get(k) != Some(v) {
+            map.insert(k, v, 0).map_err(write_err)?;
+        }
+    }
+    for k in have.keys().filter(|k| !want.contains_key(k)) {
+        match map.remove(k) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(source) => return Err(write_err(source)),
+        }
+    }
+    Ok(())
+}
+
+/// The map key of a DNS server's address (IPv4 as `::ffff:a.b.c.d`).
+fn server_key(ip: IpAddr) -> [u32; 4] {
+    let v6 = match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    v6_key(v6.octets())
+}
+
+/// Makes `DNS_SERVERS` exactly `servers`.
+pub fn write_servers(pins: &Pins, servers: &[SocketAddr]) -> Result<(), WriteError> {
+    let mut map: HashMap<MapData, [u32; 4], u32> = open(pins, names::DNS_SERVERS)?;
+    let want: Vec<[u32; 4]> = servers.iter().map(|s| server_key(s.ip())).collect();
+    let have: Vec<[u32; 4]> =
+        map.keys()
+            .collect::<Result<_, _>>()
+            .map_err(|source| WriteError::Read {
+                map: names::DNS_SERVERS,
+                source,
+            })?;
+    let write_err = |source| WriteError::Write {
+        map: names::DNS_SERVERS,
+        source,
+    };
+    for k in want.iter().filter(|k| !have.contains(k)) {
+        map.insert(k, 1, 0).map_err(write_err)?;
+    }
+    for k in have.iter().filter(|k| !want.contains(k)) {
+        match map.remove(k) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(source) => return Err(write_err(source)),
+        }
+    }
+    Ok(())
+}
+
+/// The TTL clamp and grace the DNS program applies to learned addresses.
+pub fn write_config(pins: &Pins, policy: &Policy) -> Result<(), WriteError> {
+    let r = &policy.resolver;
+    set_config(pins, CONFIG_DNS_MIN_TTL_S, r.min_ttl_s)?;
+    set_config(pins, CONFIG_DNS_MAX_TTL_S, r.max_ttl_s)?;
+    set_config(pins, CONFIG_DNS_GRACE_S, r.grace_s)
+}
+
+/// `CLOCK_BOOTTIME` in ns: the clock of `Learned::expires_ns`.
+pub fn boot_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Learned addresses still in force, per family, after removing the ones
+/// whose time is over.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LearnedCounts {
+    pub v4: usize,
+    pub v6: usize,
+    pub removed: usize,
+}
+
+fn purge<K: aya::Pod + Clone>(
+    pins: &Pins,
+    name: &'static str,
+    now: u64,
+) -> Result<(usize, usize), WriteError> {
+    let mut map: HashMap<MapData, K, Learned> = open(pins, name)?;
+    let entries: Vec<(K, Learned)> = map
+        .iter()
+        .collect::<Result<_, _>>()
+        .map_err(|source| WriteError::Read { map: name, source })?;
+    let mut live = 0;
+    let mut removed = 0;
+    for (k, v) in entries {
+        if v.expires_ns > now {
+            live += 1;
+            continue;
+        }
+        // A newer answer may have refreshed it since the read: check again.
+        match map.get(&k, 0) {
+            Ok(cur) if cur.expires_ns > now => live += 1,
+            Ok(_) => match map.remove(&k) {
+                Ok(()) | Err(MapError::KeyNotFound) => removed += 1,
+                Err(source) => return Err(WriteError::Write { map: name, source }),
+            },
+            Err(_) => {}
+        }
+    }
+    Ok((live, removed))
+}
+
+pub fn purge_expired(pins: &Pins) -> Result<LearnedCounts, WriteError> {
+    let now = boot_ns();
+    let (v4, r4) = purge::<u32>(pins, names::LEARNED_V4, now)?;
+    let (v6, r6) = purge::<[u32; 4]>(pins, names::LEARNED_V6, now)?;
+    Ok(LearnedCounts {
+        v4,
+        v6,
+        removed: r4 + r6,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{desired::compile, policy::Source};
+
+    #[test]
+    fn exact_and_wildcard_rules_share_a_key_and_keep_the_first_id() {
+        let p = Policy::parse(
+            r#"{"version": 1, "deny": {"domains": ["api.test", "*.api.test", "API.test"]},
+                "allow": {"domains": ["ok.api.test"]}}"#,
+            Source::Embedded,
+        )
+        .unwrap();
+        let (_, rules) = compile(&p, &Default::default());
+        let e = name_entries(&rules);
+        assert_eq!(e.len(), 2);
+        let api = e[&dns_name_key("api.test")];
+        assert_eq!((api.deny_exact, api.deny_wild), (1, 2));
+        assert_eq!(e[&dns_name_key("ok.api.test")].allow_exact, 3);
+        assert_eq!(dns_name_key("OK.Api.test"), dns_name_key("ok.api.test"));
+    }
+}

@@ -1,0 +1,393 @@
+//! In-kernel DNS answers: an application that resolves a banned name with
+//! its own DNS server and connects the instant it reads the answer gets
+//! EPERM; wildcards at any depth, CNAME chains, learned exceptions, TTL
+//! expiry, scoping of answers from servers that are not the host's, and
+//! hostile or malformed answers. Real daemon, real DNS servers in the test
+//! namespace, real processes in the test cgroup; malformed packets through
+//! BPF_PROG_TEST_RUN on the real program.
+
+use std::time::{Duration, Instant};
+
+use enforcer_tests::{
+    Probe, World,
+    daemon::{Daemon, enforcer},
+    dns::DnsServer,
+};
+
+/// The namespace's loopback addresses: answers point here, and the DNS
+/// servers the applications ask listen here.
+const LO: &[&str] = &[
+    "10.77.0.1/32",
+    "10.77.0.2/32",
+    "10.77.0.3/32",
+    "10.77.0.4/32",
+    "10.77.0.5/32",
+    "10.77.0.9/32",
+    "10.77.0.10/32",
+    "10.77.0.53/32",
+    "10.77.0.54/32",
+    "fd77::2/128",
+    "fd77::53/128",
+];
+
+/// A DNS server on port 53 at `addr` inside the world's namespace.
+fn server_in(w: &World, addr: &str) -> DnsServer {
+    let addr = addr.parse().unwrap();
+    w.ns.enter(|| DnsServer::start_on(addr))
+}
+
+/// `NAME` resolved through `server` by a process in `cgroup`, then at once
+/// a TCP connect to the first address.
+fn resolve_connect(
+    w: &World,
+    cgroup: &std::path::Path,
+    server: &str,
+    name: &str,
+    rtype: &str,
+) -> String {
+    Probe::new()
+        .cgroup(cgroup)
+        .netns(w.ns.name())
+        .run(&format!("dns-tcp:{name}:{rtype}"), server)
+        .result
+}
+
+/// A policy: `rules`, and the daemon's own resolver at `upstream` (which
+/// it cannot reach from the host's namespace: its own resolutions fail,
+/// and what is learned comes from the applications' answers).
+fn policy(w: &World, rules: &str, upstream: &str, grace_s: u32) -> std::path::PathBuf {
+    w.tmp.write(
+        "policy.json",
+        &format!(
+            r#"{{"version": 1, {rules}
+  "resolver": {{"upstreams": ["{upstream}"], "min_ttl_s": 1, "max_ttl_s": 60, "grace_s": {grace_s}}}}}"#
+        ),
+    )
+}
+
+fn status(w: &World) -> serde_json::Value {
+    let (code, out, err) =
+        enforcer(&["status", "--json", "--socket", w.socket().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn a_name_resolved_by_the_application_itself_is_denied_the_instant_it_has_the_answer() {
+    let mut w = World::new("da", LO);
+    let dns = server_in(&w, "10.77.0.53:53");
+    let dns6 = server_in(&w, "[fd77::53]:53");
+    for d in [&dns, &dns6] {
+        d.set_addrs("api.banned.test", &["10.77.0.2", "fd77::2"], 60);
+        d.set_addrs("deep.x.y.wild.test", &["10.77.0.3"], 60);
+        d.set_addrs("wild.test", &["10.77.0.1"], 60);
+        d.set_cname("innocent.test", "cdn.wild.test", 60);
+        d.set_addrs("cdn.wild.test", &["10.77.0.4"], 60);
+        d.set_addrs("llm.corp.test", &["10.77.0.9"], 60);
+        d.set_addrs("sink.test", &["127.0.0.1"], 60);
+        // Every answer also carries a record for another name.
+        d.add_extra("victim.test", "10.77.0.5");
+    }
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["api.banned.test", "*.wild.test", "sink.test"], "cidrs": ["10.77.0.8/30"]},
+           "allow": {"domains": ["llm.corp.test"]},"#,
+        "10.77.0.54:53",
+        60,
+    );
+    let daemon = Daemon::start(&w.args(&p));
+    let other = w.cg.child("other");
+    let cg = w.cg.path().to_owned();
+    let ask = |server: &str, name: &str, rtype: &str| resolve_connect(&w, &cg, server, name, rtype);
+    // The daemon never resolved these: what is banned comes from the
+    // answers the application got.
+    let first = ask("10.77.0.53:53", "api.banned.test", "A");
+    assert_eq!(
+        first,
+        "EPERM",
+        "{}\n{}",
+        status(&w)["dns"],
+        daemon.log_text()
+    );
+    assert_eq!(ask("10.77.0.53:53", "api.banned.test", "AAAA"), "EPERM");
+    assert_eq!(
+        ask("[fd77::53]:53", "api.banned.test", "AAAA"),
+        "EPERM",
+        "AAAA over IPv6"
+    );
+    // A wildcard covers any depth below it, not the apex.
+    assert_eq!(ask("10.77.0.53:53", "deep.x.y.wild.test", "A"), "EPERM");
+    assert_eq!(ask("10.77.0.53:53", "wild.test", "A"), "ok");
+    // An innocent name whose chain ends at a banned one.
+    assert_eq!(ask("10.77.0.53:53", "innocent.test", "A"), "EPERM");
+    // An allowed internal name inside a banned range: its answer excepts it.
+    assert_eq!(
+        w.probe("10.77.0.9:0"),
+        "EPERM",
+        "banned range before the answer"
+    );
+    assert_eq!(ask("10.77.0.53:53", "llm.corp.test", "A"), "ok");
+    assert_eq!(
+        w.probe("10.77.0.10:0"),
+        "EPERM",
+        "the rest of the range stays banned"
+    );
+    // Records for other names and sinkhole answers are never banned.
+    assert_eq!(w.probe("10.77.0.5:0"), "ok");
+    assert_eq!(ask("10.77.0.53:53", "sink.test", "A"), "ok");
+    // Learned from a server that is not the host's: only for the cgroup
+    // whose socket received the answer.
+    let r = Probe::new()
+        .cgroup(&other)
+        .netns(w.ns.name())
+        .run("tcp", "10.77.0.2:0")
+        .result;
+    assert_eq!(
+        r, "ok",
+        "a process in another cgroup is not bound by that answer"
+    );
+    let s = status(&w);
+    let dns_status = &s["dns"];
+    assert!(
+        dns_status["learned_v4"].as_u64().unwrap() >= 3,
+        "{dns_status}"
+    );
+    assert!(
+        dns_status["counters"]["ignored"].as_u64().unwrap() >= 1,
+        "{dns_status}"
+    );
+    assert_eq!(dns_status["counters"]["malformed"], 0, "{dns_status}");
+    daemon.stop();
+}
+
+#[test]
+fn a_learned_address_leaves_after_its_ttl_and_grace_unless_refreshed() {
+    let w = World::new("dt", LO);
+    let dns = server_in(&w, "10.77.0.53:53");
+    dns.set_addrs("short.banned.test", &["10.77.0.3"], 2);
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["*.banned.test"]},"#,
+        "10.77.0.54:53",
+        3,
+    );
+    let daemon = Daemon::start(&w.args(&p));
+    let cg = w.cg.path().to_owned();
+    assert_eq!(
+        resolve_connect(&w, &cg, "10.77.0.53:53", "short.banned.test", "A"),
+        "EPERM"
+    );
+    let learned = Instant::now();
+    // TTL 2 s + grace 3 s: still banned at 4 s ...
+    std::thread::sleep(Duration::from_millis(4000));
+    assert_eq!(w.probe("10.77.0.3:0"), "EPERM");
+    // ... and gone after 5 s.
+    let deadline = learned + Duration::from_secs(8);
+    while w.probe("10.77.0.3:0") == "EPERM" {
+        assert!(
+            Instant::now() < deadline,
+            "still banned 8 s after a 2 s TTL with 3 s grace"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        learned.elapsed() >= Duration::from_millis(4800),
+        "{:?}",
+        learned.elapsed()
+    );
+    // A new answer brings it back, and refreshes it.
+    assert_eq!(
+        resolve_connect(&w, &cg, "10.77.0.53:53", "short.banned.test", "A"),
+        "EPERM"
+    );
+    daemon.stop();
+}
+
+#[test]
+fn a_fake_answer_cannot_ban_an_allowed_range_a_dns_server_or_for_others() {
+    let mut w = World::new("df", LO);
+    // The host's DNS server (the daemon's upstream) and a fake one that a
+    // local process runs.
+    let system = server_in(&w, "10.77.0.54:53");
+    let fake = server_in(&w, "10.77.0.53:53");
+    for d in [&system, &fake] {
+        // An address inside an allowed range, and the host's DNS server.
+        d.set_addrs("api.banned.test", &["10.77.0.9", "10.77.0.54"], 60);
+        d.set_addrs("web.banned.test", &["10.77.0.4"], 60);
+    }
+    fake.set_addrs("x.banned.test", &["10.77.0.2"], 60);
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["*.banned.test"]}, "allow": {"cidrs": ["10.77.0.8/30"]},"#,
+        "10.77.0.54:53",
+        60,
+    );
+    let daemon = Daemon::start(&w.args(&p));
+    let other = w.cg.child("other");
+    let cg = w.cg.path().to_owned();
+    // The allowed range and the DNS server stay reachable, whatever the
+    // answer says.
+    assert_eq!(
+        resolve_connect(&w, &cg, "10.77.0.53:53", "api.banned.test", "A"),
+        "ok"
+    );
+    assert_eq!(w.probe("10.77.0.54:0"), "ok");
+    // A fake answer binds only the cgroup that received it.
+    assert_eq!(
+        resolve_connect(&w, &cg, "10.77.0.53:53", "x.banned.test", "A"),
+        "EPERM"
+    );
+    let elsewhere = |addr: &str| {
+        Probe::new()
+            .cgroup(&other)
+            .netns(w.ns.name())
+            .run("tcp", addr)
+            .result
+    };
+    assert_eq!(elsewhere("10.77.0.2:0"), "ok");
+    // The host's own DNS server's answer binds everyone.
+    assert_eq!(
+        resolve_connect(&w, &cg, "10.77.0.54:53", "web.banned.test", "A"),
+        "EPERM"
+    );
+    assert_eq!(elsewhere("10.77.0.4:0"), "EPERM");
+    let ignored = status(&w)["dns"]["counters"]["ignored"].as_u64().unwrap();
+    assert!(
+        ignored >= 1,
+        "the DNS server's own address was ignored: {ignored}"
+    );
+    daemon.stop();
+}
+
+/// Malformed and hostile answers through the real program
+/// (BPF_PROG_TEST_RUN): none stalls or crashes anything, each is counted.
+mod malformed {
+    use aya::programs::{CgroupSkb, TestRun as _, TestRunOptions};
+    use enforcer::bpf::CgroupHook;
+    use enforcer_common::{STAT_DNS_MALFORMED, STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED};
+    use enforcer_tests::{CgroupGuard, Harness};
+
+    fn run(h: &mut Harness, dns: &[u8]) {
+        let program = h
+            .datapath
+            .ebpf_mut()
+            .program_mut(enforcer_common::programs::DNS_INGRESS)
+            .unwrap();
+        let p: &mut CgroupSkb = program.try_into().unwrap();
+        let frame = frame(dns);
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            ..Default::default()
+        };
+        let out = p.test_run(opts).expect("BPF_PROG_TEST_RUN");
+        assert_eq!(out.return_value, 1, "DNS answers always pass");
+    }
+
+    /// Ethernet + IPv4 + UDP from port 53.
+    fn frame(dns: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = (20 + 8 + dns.len()) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 53, 192, 0, 2, 1]);
+        f.extend_from_slice(&53u16.to_be_bytes());
+        f.extend_from_slice(&40000u16.to_be_bytes());
+        f.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(dns);
+        f
+    }
+
+    /// A response header: NOERROR, one question, `an` answers.
+    fn header(an: u16) -> Vec<u8> {
+        let mut h = vec![0x12, 0x34, 0x81, 0x80, 0, 1];
+        h.extend_from_slice(&an.to_be_bytes());
+        h.extend_from_slice(&[0, 0, 0, 0]);
+        h
+    }
+
+    /// `api.banned.test` A IN
+    fn question() -> Vec<u8> {
+        let mut q = Vec::new();
+        for l in ["api", "banned", "test"] {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        q
+    }
+
+    /// An A record whose owner is a pointer to the question.
+    fn a_record(addr: [u8; 4]) -> Vec<u8> {
+        let mut r = vec![0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4];
+        r.extend_from_slice(&addr);
+        r
+    }
+
+    fn message(an: u16, body: &[u8]) -> Vec<u8> {
+        let mut m = header(an);
+        m.extend_from_slice(&question());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn malformed_answers_are_counted_and_never_stall() {
+        let cg = CgroupGuard::new("dm");
+        let mut h = Harness::new(
+            "dm",
+            &cg,
+            r#"{"version": 1, "deny": {"domains": ["api.banned.test"]}}"#,
+            &[CgroupHook::DnsIngress],
+        );
+        let count = |h: &Harness, i: u32| h.stats().counter(i);
+        // A good one first: parsed, nothing malformed. (Counted as deltas:
+        // the test run may run the program more than once per call.)
+        run(&mut h, &message(1, &a_record([192, 0, 2, 7])));
+        assert!(count(&h, STAT_DNS_RESPONSES) >= 1);
+        assert_eq!(count(&h, STAT_DNS_MALFORMED), 0);
+        let mut label_too_long = header(0);
+        label_too_long.push(64);
+        label_too_long.extend_from_slice(&[b'a'; 64]);
+        label_too_long.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let mut loop_ptr = header(0);
+        loop_ptr.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        let mut forward_ptr = header(0);
+        forward_ptr.extend_from_slice(&[0xc0, 200, 0, 1, 0, 1]);
+        let mut long_name = header(0);
+        for _ in 0..100 {
+            long_name.extend_from_slice(&[3, b'a', b'b', b'c']);
+        }
+        long_name.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let mut past_end = message(1, &a_record([192, 0, 2, 8]));
+        past_end.truncate(past_end.len() - 3);
+        let rdlen_past_end = {
+            let mut r = a_record([192, 0, 2, 9]);
+            r[10] = 0x40;
+            message(1, &r)
+        };
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("label over 63", label_too_long),
+            ("pointer to itself", loop_ptr),
+            ("pointer forward, out of bounds", forward_ptr),
+            ("name over 255 bytes", long_name),
+            ("record cut short", past_end),
+            ("rdata past the end", rdlen_past_end),
+            ("header only", vec![0x12, 0x34, 0x81]),
+        ];
+        for (what, dns) in &cases {
+            let before = count(&h, STAT_DNS_MALFORMED);
+            run(&mut h, dns);
+            assert!(
+                count(&h, STAT_DNS_MALFORMED) > before,
+                "{what} was not counted"
+            );
+        }
+        // 200 answers: the first ones are walked, the rest counted.
+        let malformed = count(&h, STAT_DNS_MALFORMED);
+        let many: Vec<u8> = (0..200u8).flat_map(|i| a_record([192, 0, 2, i])).collect();
+        run(&mut h, &message(200, &many));
+        assert!(count(&h, STAT_DNS_TRUNCATED) >= 1);
+        assert_eq!(count(&h, STAT_DNS_MALFORMED), malformed);
+    }
+}
