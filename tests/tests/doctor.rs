@@ -56,7 +56,7 @@ fn this_host_passes_every_essential_check_and_lsm_fentry_never_fail() {
     let checks = report["checks"].as_array().unwrap();
     // Every program type, map type and program of the object is probed by
     // loading, and each is accepted here.
-    for prefix in ["prog:", "map:", "load:"] {
+    for prefix in ["prog:", "helper:", "map:", "load:"] {
         let probed: Vec<&Value> = checks
             .iter()
             .filter(|c| c["name"].as_str().unwrap().starts_with(prefix))
@@ -79,6 +79,8 @@ fn this_host_passes_every_essential_check_and_lsm_fentry_never_fail() {
         "load:sock_create",
         "load:xdp_filter",
         "load:process_exec",
+        "load:dns_ingress",
+        "helper:bpf_loop",
     ] {
         check(&report, name);
     }

@@ -87,6 +87,12 @@ pub fn program_type(t: ProgramType) -> Result<bool, String> {
     aya::sys::is_program_supported(t).map_err(|e| error_chain(&e))
 }
 
+/// Whether programs of type `t` may call `helper` (aya's probe, which
+/// loads a program calling it).
+pub fn helper(t: ProgramType, helper: aya::sys::BpfHelper) -> Result<bool, String> {
+    aya::sys::is_helper_supported(t, helper).map_err(|e| error_chain(&e))
+}
+
 /// Whether a minimal map of `t` can be created.
 pub fn map_type(t: MapType) -> Result<bool, String> {
     aya::sys::is_map_supported(t).map_err(|e| error_chain(&e))

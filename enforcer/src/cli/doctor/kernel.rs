@@ -9,8 +9,9 @@ use crate::sys::{
     cgroup::{self, CGROUP2_FIX, CgroupError},
 };
 
-/// Ring buffers (5.8) and cgroup bpf links (5.7): the daemon needs both.
-const MIN_KERNEL: (u32, u32) = (5, 8);
+/// bpf_loop (5.17, the DNS answer parser), ring buffers (5.8) and cgroup
+/// bpf links (5.7): the daemon needs all three.
+const MIN_KERNEL: (u32, u32) = (5, 17);
 /// From 5.11 BPF memory is charged to the memory cgroup, not RLIMIT_MEMLOCK.
 const MEMCG_ACCOUNTING: (u32, u32) = (5, 11);
 /// Before 5.15, a v1 net_cls/net_prio hierarchy in use made sockets fall
@@ -82,8 +83,8 @@ pub fn version(release: &str) -> Check {
             "kernel",
             Status::Fail,
             format!(
-                "Linux {release} is older than {}.{}: the daemon needs BPF ring buffers and \
-                 cgroup bpf links",
+                "Linux {release} is older than {}.{}: the daemon needs bpf_loop, BPF ring \
+                 buffers and cgroup bpf links",
                 MIN_KERNEL.0, MIN_KERNEL.1
             ),
         )
@@ -281,10 +282,11 @@ mod tests {
         assert_eq!(parse_release("4.19.0+"), Some((4, 19)));
         assert_eq!(parse_release("6.8rc1"), Some((6, 8)));
         assert_eq!(parse_release("garbage"), None);
-        assert_eq!(version("5.8.0").status, Status::Ok);
-        let old = version("5.4.0-150-generic");
+        assert_eq!(version("5.17.0").status, Status::Ok);
+        assert_eq!(version("6.1.0-18-amd64").status, Status::Ok);
+        let old = version("5.15.0-91-generic");
         assert_eq!(old.status, Status::Fail);
-        assert!(old.fix.unwrap().contains("5.8"));
+        assert!(old.fix.unwrap().contains("5.17"));
         assert_eq!(version("").status, Status::Warn);
     }
 

@@ -18,7 +18,7 @@ const PROGRAM_TYPES: [(ProgramType, &str, &str, Status); 5] = [
     (
         ProgramType::CgroupSkb,
         "prog:cgroup_skb",
-        "skb_egress: packets to banned addresses dropped",
+        "skb_egress (packets to banned addresses dropped) and dns_ingress (DNS answers learned)",
         Status::Fail,
     ),
     (
@@ -57,6 +57,12 @@ pub fn all(root: bool) -> Vec<Check> {
         .iter()
         .map(|&(t, name, what, refused)| program_type(name, what, refused, probe::program_type(t)))
         .collect();
+    checks.push(program_type(
+        "helper:bpf_loop",
+        "dns_ingress, which walks DNS answers with bpf_loop (Linux 5.17+)",
+        Status::Fail,
+        probe::helper(ProgramType::CgroupSkb, aya::sys::BpfHelper::BPF_FUNC_loop),
+    ));
     match probe::object_map_types() {
         Ok(types) => checks.extend(
             types
@@ -76,13 +82,13 @@ pub fn all(root: bool) -> Vec<Check> {
 
 fn program_type(name: &str, what: &str, refused: Status, r: Result<bool, String>) -> Check {
     match r {
-        Ok(true) => Check::ok(name, format!("loads; for {what}")),
+        Ok(true) => Check::ok(name, format!("supported; needed for {what}")),
         Ok(false) => Check::new(
             name,
             refused,
-            format!("this kernel does not load this program type, needed for {what}"),
+            format!("this kernel does not support it, needed for {what}"),
         )
-        .fix("use a kernel with CONFIG_BPF_SYSCALL and CONFIG_CGROUP_BPF (Linux 5.8+)"),
+        .fix("use a kernel with CONFIG_BPF_SYSCALL and CONFIG_CGROUP_BPF (Linux 5.17+)"),
         Err(e) => Check::new(name, refused, format!("probing failed: {e}")),
     }
 }
@@ -108,7 +114,7 @@ fn map_type(t: MapType, example: &str, r: Result<bool, String>) -> Check {
             Status::Fail,
             format!("this kernel cannot create this map type, used by {example}"),
         )
-        .fix("use Linux 5.8 or later"),
+        .fix("use Linux 5.17 or later"),
         Err(e) => Check::new(name, Status::Fail, format!("probing failed: {e}")),
     }
 }
