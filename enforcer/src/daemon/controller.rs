@@ -220,7 +220,17 @@ impl Controller {
     /// again at once; a file change whose merged policy equals the one in
     /// force changes nothing.
     pub fn reload(&mut self, policy: Policy, explicit: bool) -> Result<ReloadOutcome, String> {
-        if !explicit && policy == self.policy {
+        if policy == self.policy {
+            // Already in force (a file change applied it before the
+            // explicit reload came): nothing to write; an explicit reload
+            // still asks every name again.
+            if explicit {
+                self.resolve_now();
+                info!("policy unchanged; every name is being resolved again");
+                return Ok(ReloadOutcome::Applied(
+                    "policy unchanged; every name is being resolved again".into(),
+                ));
+            }
             return Ok(ReloadOutcome::Unchanged);
         }
         for w in &policy.warnings {
