@@ -580,10 +580,10 @@ pub fn connect_child(args: &[String]) -> Result<()> {
     let count: u32 = args.get(1).context("count")?.parse()?;
     let limit = Duration::from_secs(args.get(2).context("secs")?.parse()?);
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    // std listens with a backlog of 128; a deeper queue keeps SYNs from
-    // being dropped (a 1 s retransmit) when the acceptor lags. listen()
-    // again on a listening socket only resizes it.
-    let _ = nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::new(4096)?);
+    // std listens with a backlog of 128; a deeper queue (SOMAXCONN, 4096)
+    // keeps SYNs from being dropped (a 1 s retransmit) when the acceptor
+    // lags. listen() again on a listening socket only resizes it.
+    let _ = nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::MAXCONN);
     let target: SocketAddr = if mode == "refused" {
         SocketAddr::from((BANNED_DST, 80))
     } else {
