@@ -580,13 +580,10 @@ pub fn connect_child(args: &[String]) -> Result<()> {
     let count: u32 = args.get(1).context("count")?.parse()?;
     let limit = Duration::from_secs(args.get(2).context("secs")?.parse()?);
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    {
-        use std::os::fd::AsRawFd as _;
-        // std listens with a backlog of 128; a deeper queue keeps SYNs
-        // from being dropped (a 1 s retransmit) when the acceptor lags.
-        // SAFETY: listen() again on a listening socket only resizes it.
-        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
-    }
+    // std listens with a backlog of 128; a deeper queue (SOMAXCONN, 4096)
+    // keeps SYNs from being dropped (a 1 s retransmit) when the acceptor
+    // lags. listen() again on a listening socket only resizes it.
+    let _ = nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::MAXCONN);
     let target: SocketAddr = if mode == "refused" {
         SocketAddr::from((BANNED_DST, 80))
     } else {
@@ -607,21 +604,11 @@ pub fn connect_child(args: &[String]) -> Result<()> {
         match TcpStream::connect_timeout(&target, Duration::from_millis(200)) {
             Ok(s) => {
                 // No TIME_WAIT: close with RST.
-                use std::os::fd::AsRawFd as _;
-                let l = libc::linger {
+                let rst = libc::linger {
                     l_onoff: 1,
                     l_linger: 0,
                 };
-                // SAFETY: a valid socket and a linger struct of the right size.
-                unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_LINGER,
-                        (&raw const l).cast(),
-                        size_of::<libc::linger>() as u32,
-                    );
-                }
+                let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &rst);
                 if mode == "refused" {
                     errors += 1_000_000; // must not happen
                 }

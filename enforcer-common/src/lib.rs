@@ -121,6 +121,13 @@ pub const MAX_ALLOW_V4: u32 = 1 << 16;
 pub const MAX_ALLOW_V6: u32 = 1 << 16;
 pub const MAX_SOCK_OWNERS: u32 = 1 << 16;
 pub const MAX_REPORTED: u32 = 1 << 14;
+/// Names the DNS program matches (exact and wildcard entries together).
+pub const MAX_DNS_NAMES: u32 = 1 << 16;
+/// Addresses learned from DNS answers, per family.
+pub const MAX_LEARNED: u32 = 1 << 16;
+pub const MAX_DNS_SERVERS: u32 = 64;
+/// Operator NAT64 prefixes the policy may name.
+pub const MAX_NAT64_PREFIXES: u32 = 8;
 /// The skb hook reports a socket at most once per this interval (the
 /// syscall hooks report every attempt: each is a decision of the process).
 pub const SKB_REPORT_INTERVAL_NS: u64 = 10_000_000_000;
@@ -134,8 +141,6 @@ pub const ARGS_BYTES: usize = 1024;
 /// argv entries read per exec.
 pub const MAX_ARGV: usize = 32;
 pub const FILENAME_BYTES: usize = 256;
-/// Operator NAT64 prefixes the policy may name.
-pub const MAX_NAT64_PREFIXES: u32 = 8;
 
 /// Index into the `CONFIG` array: the enforcement mode, `MODE_*`.
 pub const CONFIG_MODE: u32 = 0;
@@ -154,18 +159,6 @@ pub const CONFIG_DNS_MAX_TTL_S: u32 = 4;
 /// Index into the `CONFIG` array: added to every learned TTL (`grace_s`).
 pub const CONFIG_DNS_GRACE_S: u32 = 5;
 pub const CONFIG_LEN: u32 = 8;
-
-/// Names the DNS program matches (exact and wildcard entries together).
-pub const MAX_DNS_NAMES: u32 = 1 << 16;
-/// Addresses learned from DNS answers, per family.
-pub const MAX_LEARNED: u32 = 1 << 16;
-pub const MAX_DNS_SERVERS: u32 = 64;
-/// Bytes of a DNS message the program reads (the rest is not parsed and
-/// the message is counted as truncated).
-pub const DNS_SCRATCH_BYTES: usize = 2048;
-/// Labels of a name the program keeps (the rightmost ones): names in a
-/// policy have at most this many.
-pub const DNS_MAX_LABELS: usize = 16;
 
 /// What one name key stands for: rule ids (0: none) of an exact name and
 /// of a `*.name` wildcard over it, banned and allowed.
@@ -197,6 +190,13 @@ pub struct Learned {
     /// one it applies to.
     pub cgroup_id: u64,
 }
+
+/// Bytes of a DNS message the program reads (the rest is not parsed and
+/// the message is counted as truncated).
+pub const DNS_SCRATCH_BYTES: usize = 2048;
+/// Labels of a name the program keeps (the rightmost ones): names in a
+/// policy have at most this many.
+pub const DNS_MAX_LABELS: usize = 16;
 
 /// FNV-1a over one label's bytes, ASCII lower-cased (DNS names compare
 /// case-insensitively): the start value, and one byte.

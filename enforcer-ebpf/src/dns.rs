@@ -23,6 +23,7 @@ use aya_ebpf::{
         generated::{bpf_loop, bpf_skb_cgroup_id, bpf_skb_load_bytes},
     },
     macros::cgroup_skb,
+    maps::HashMap,
     programs::SkBuffContext,
 };
 use enforcer_common::{
@@ -36,14 +37,13 @@ use crate::{
     maps::{
         CONFIG, DNS_NAMES, DNS_RECORDS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK, LEARNED_V4, LEARNED_V6,
     },
+    net::{
+        ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN, SKB_PASS, ipv4_hlen,
+        skb_ethertype,
+    },
     report::bump,
 };
 
-const PASS: i32 = 1;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 const DNS_PORT: u16 = 53;
 
 const MASK: usize = DNS_SCRATCH_BYTES - 1;
@@ -55,20 +55,12 @@ const MAX_JUMPS: u32 = 8;
 /// Names on the chain (the question and CNAME targets), by offset.
 const MAX_CHAIN: usize = 8;
 
-const TYPE_A: u16 = 1;
-const TYPE_CNAME: u16 = 5;
-const TYPE_AAAA: u16 = 28;
-
-/// Defaults when the daemon has not written the CONFIG entries (seconds).
-const DEFAULT_MIN_TTL_S: u32 = 30;
-const DEFAULT_MAX_TTL_S: u32 = 3600;
-
 #[cgroup_skb(ingress)]
 pub fn dns_ingress(ctx: SkBuffContext) -> i32 {
     if try_dns_ingress(&ctx).is_err() {
         bump(STAT_DNS_MALFORMED);
     }
-    PASS
+    SKB_PASS
 }
 
 /// What the names of a message matched: rule ids, 0 for none.
@@ -88,8 +80,7 @@ struct Origin {
 
 #[inline(always)]
 fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
-    let proto = u16::from_be(ctx.skb.protocol() as u16);
-    let (l4, l4_proto, src) = match proto {
+    let (l4, l4_proto, src) = match skb_ethertype(ctx) {
         ETH_P_IP => {
             let vihl: u8 = ctx.load(0).map_err(|_| ())?;
             let frag: u16 = ctx.load(6).map_err(|_| ())?;
@@ -102,12 +93,12 @@ fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
                 return Ok(());
             }
             let mapped = [0, 0, u32::from_be(0x0000_ffff), saddr];
-            (((vihl & 0x0f) as usize) * 4, p, mapped)
+            (ipv4_hlen(vihl), p, mapped)
         }
         ETH_P_IPV6 => {
             let next: u8 = ctx.load(6).map_err(|_| ())?;
             let saddr: [u32; 4] = ctx.load(8).map_err(|_| ())?;
-            (40, next, saddr)
+            (IPV6_HLEN, next, saddr)
         }
         _ => return Ok(()),
     };
@@ -313,6 +304,10 @@ fn record(w: &mut RecordWalk) -> Result<(), ()> {
         system: w.system != 0,
         cgroup: w.cgroup,
     };
+    // RR TYPE values (RFC 1035, RFC 3596 for AAAA).
+    const TYPE_A: u16 = 1;
+    const TYPE_CNAME: u16 = 5;
+    const TYPE_AAAA: u16 = 28;
     match rtype {
         TYPE_CNAME => {
             let target = read_name(len, rdata)?;
@@ -591,8 +586,9 @@ fn config(index: u32, default: u32) -> u32 {
 /// When an address from an answer with `ttl` stops counting.
 #[inline(always)]
 fn expiry(ttl: u32) -> u64 {
-    let min = config(CONFIG_DNS_MIN_TTL_S, DEFAULT_MIN_TTL_S);
-    let max = config(CONFIG_DNS_MAX_TTL_S, DEFAULT_MAX_TTL_S);
+    // The defaults while the daemon has not written the CONFIG entries.
+    let min = config(CONFIG_DNS_MIN_TTL_S, 30);
+    let max = config(CONFIG_DNS_MAX_TTL_S, 3600);
     let grace = match CONFIG.get(CONFIG_DNS_GRACE_S) {
         Some(&g) => g,
         None => 0,
@@ -654,27 +650,22 @@ fn entry(ttl: u32, d: Decision, origin: Origin) -> Learned {
     }
 }
 
+/// Sinkholes and the host itself, by an IPv4 address's first two bytes:
+/// 0.0.0.0/8, loopback, link-local. Never learned.
+#[inline(always)]
+fn local_v4(a0: u8, a1: u8) -> bool {
+    a0 == 0 || a0 == 127 || (a0 == 169 && a1 == 254)
+}
+
 #[inline(always)]
 fn learn_v4(a: [u8; 4], ttl: u32, d: Decision, origin: Origin) {
-    // Sinkholes and the host itself: 0.0.0.0/8, loopback, link-local.
-    if a[0] == 0 || a[0] == 127 || (a[0] == 169 && a[1] == 254) {
+    if local_v4(a[0], a[1]) {
         bump(STAT_DNS_IGNORED);
         return;
     }
     let key = u32::from_ne_bytes(a);
     let mapped = [0, 0, u32::from_be(0x0000_ffff), key];
-    // SAFETY: map lookups of stack keys.
-    if unsafe { DNS_SERVERS.get(mapped) }.is_some() {
-        bump(STAT_DNS_IGNORED);
-        return;
-    }
-    let Some(value) = merge(unsafe { LEARNED_V4.get(key) }, entry(ttl, d, origin)) else {
-        return;
-    };
-    match LEARNED_V4.insert(key, value, 0) {
-        Ok(()) => bump(STAT_DNS_LEARNED),
-        Err(_) => bump(STAT_DNS_LEARN_FAILED),
-    }
+    learn(&LEARNED_V4, key, mapped, ttl, d, origin);
 }
 
 #[inline(always)]
@@ -682,10 +673,7 @@ fn learn_v6(a: [u8; 16], ttl: u32, d: Decision, origin: Origin) {
     let unspecified_or_loopback = a[..15].iter().all(|&b| b == 0) && (a[15] == 0 || a[15] == 1);
     let link_local = a[0] == 0xfe && a[1] & 0xc0 == 0x80;
     let mapped_v4 = a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff;
-    if unspecified_or_loopback
-        || link_local
-        || (mapped_v4 && (a[12] == 0 || a[12] == 127 || (a[12] == 169 && a[13] == 254)))
-    {
+    if unspecified_or_loopback || link_local || (mapped_v4 && local_v4(a[12], a[13])) {
         bump(STAT_DNS_IGNORED);
         return;
     }
@@ -695,15 +683,30 @@ fn learn_v6(a: [u8; 16], ttl: u32, d: Decision, origin: Origin) {
         u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
         u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
     ];
+    learn(&LEARNED_V6, key, key, ttl, d, origin);
+}
+
+/// Stores what an answer says of `key` in `map` (either family's learned
+/// addresses), merged with what is there, unless the address is one of the
+/// host's DNS servers (`server`: the address as `DNS_SERVERS` keys it).
+#[inline(always)]
+fn learn<K>(
+    map: &HashMap<K, Learned>,
+    key: K,
+    server: [u32; 4],
+    ttl: u32,
+    d: Decision,
+    origin: Origin,
+) {
     // SAFETY: map lookups of stack keys.
-    if unsafe { DNS_SERVERS.get(key) }.is_some() {
+    if unsafe { DNS_SERVERS.get(server) }.is_some() {
         bump(STAT_DNS_IGNORED);
         return;
     }
-    let Some(value) = merge(unsafe { LEARNED_V6.get(key) }, entry(ttl, d, origin)) else {
+    let Some(value) = merge(unsafe { map.get(&key) }, entry(ttl, d, origin)) else {
         return;
     };
-    match LEARNED_V6.insert(key, value, 0) {
+    match map.insert(&key, value, 0) {
         Ok(()) => bump(STAT_DNS_LEARNED),
         Err(_) => bump(STAT_DNS_LEARN_FAILED),
     }

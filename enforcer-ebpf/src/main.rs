@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `maps`: every map, named as `enforcer_common::maps` says.
+//! - `net`: wire constants and header reads the packet programs share.
 //! - `verdict`: the one place that turns an address into a verdict and rule.
 //! - `report`: counters and ring-buffer events.
 //! - `sock_addr`: cgroup connect4/6 and sendmsg4/6 (EPERM at the syscall).
@@ -16,6 +17,7 @@
 mod dns;
 mod exec;
 mod maps;
+mod net;
 mod report;
 mod skb;
 mod sock;

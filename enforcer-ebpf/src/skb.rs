@@ -15,26 +15,21 @@ use enforcer_common::{
 
 use crate::{
     maps::SOCK_OWNERS,
+    net::{
+        ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN, SKB_DROP, SKB_PASS, ipv4_hlen,
+        skb_ethertype,
+    },
     report::{Flow, bump, count, emit, skb_report_due},
     verdict::{ERROR, Match, check_v4, check_v6_forms, passes},
 };
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-
-const PASS: i32 = 1;
-const DROP: i32 = 0;
-
 #[cgroup_skb(egress)]
 pub fn skb_egress(ctx: SkBuffContext) -> i32 {
-    let proto = u16::from_be(ctx.skb.protocol() as u16);
-    let parsed = match proto {
+    let parsed = match skb_ethertype(&ctx) {
         ETH_P_IP => parse_v4(&ctx),
         ETH_P_IPV6 => parse_v6(&ctx),
         // Not IP: nothing of ours to judge.
-        _ => return PASS,
+        _ => return SKB_PASS,
     };
     let (found, flow) = match parsed {
         Ok(p) => p,
@@ -43,7 +38,7 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
     let Match { verdict, rule_id } = found;
     if verdict == VERDICT_PASS {
         count(HOOK_SKB_EGRESS, VERDICT_PASS);
-        return PASS;
+        return SKB_PASS;
     }
     count(HOOK_SKB_EGRESS, verdict);
     if verdict != VERDICT_ALLOWED {
@@ -56,7 +51,7 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
             },
         );
     }
-    if passes(verdict) { PASS } else { DROP }
+    if passes(verdict) { SKB_PASS } else { SKB_DROP }
 }
 
 /// The verdict, and what an event would say about the packet (`flags`
@@ -86,7 +81,7 @@ fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     }
     // The port is only in the first fragment.
     let first_fragment = u16::from_be(frag) & 0x1fff == 0;
-    let l4 = ((vihl & 0x0f) as usize) * 4;
+    let l4 = ipv4_hlen(vihl);
     let port = if first_fragment {
         dest_port(ctx, protocol, l4)
     } else {
@@ -119,7 +114,7 @@ fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
             family: j.family,
             addr: j.addr,
             // Extension headers are not walked: the port is then reported as 0.
-            port: dest_port(ctx, next, 40),
+            port: dest_port(ctx, next, IPV6_HLEN),
             protocol: next as u32,
             flags: j.via,
             ..blank_flow()

@@ -1,5 +1,5 @@
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
-use aya_ebpf::maps::lpm_trie::Key;
+use aya_ebpf::maps::{HashMap, LpmTrie, lpm_trie::Key};
 use enforcer_common::{
     AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, EVENT_F_NAT64, EVENT_F_V4_MAPPED,
     Embedded, LEARNED_F_ALLOW, Learned, MODE_AUDIT, NOT_EMBEDDED, VERDICT_ALLOWED, VERDICT_AUDITED,
@@ -98,35 +98,55 @@ pub const ERROR: Match = Match {
 /// spoke. `cgroup`: the socket's cgroup v2 id (0 where none is known).
 #[inline(always)]
 pub fn check_v4(addr: u32, cgroup: u64) -> Match {
-    let key = Key::new(32, addr);
-    // SAFETY: the maps are BPF_F_NO_PREALLOC, so a value is never reused
-    // under us; the reads cannot tear in a way that matters (a rule id).
-    let learned = unsafe { LEARNED_V4.get(addr) };
-    let rule_id = match DENY_V4.get_ptr(addr) {
-        Some(rule) => unsafe { *rule },
-        None => match DENY_LPM_V4.get(&key) {
-            Some(rule) => *rule,
-            None => match learned_ban(learned, cgroup) {
-                Some(rule) => rule,
-                None => return NO_MATCH,
-            },
+    check(
+        Family {
+            prefix_len: 32,
+            deny: &DENY_V4,
+            deny_lpm: &DENY_LPM_V4,
+            allow_lpm: &ALLOW_LPM_V4,
+            learned: &LEARNED_V4,
         },
-    };
-    let allow = match ALLOW_LPM_V4.get(&key) {
-        Some(rule) => Some(*rule),
-        None => learned_allow(learned, cgroup),
-    };
-    finish(rule_id, allow)
+        addr,
+        cgroup,
+    )
 }
 
 #[inline(always)]
 pub fn check_v6(addr: [u32; 4], cgroup: u64) -> Match {
-    let key = Key::new(128, addr);
-    // SAFETY: as in `check_v4`.
-    let learned = unsafe { LEARNED_V6.get(addr) };
-    let rule_id = match DENY_V6.get_ptr(addr) {
+    check(
+        Family {
+            prefix_len: 128,
+            deny: &DENY_V6,
+            deny_lpm: &DENY_LPM_V6,
+            allow_lpm: &ALLOW_LPM_V6,
+            learned: &LEARNED_V6,
+        },
+        addr,
+        cgroup,
+    )
+}
+
+/// The maps of one address family, keyed by its address type `K`.
+struct Family<'a, K> {
+    /// The address length in bits: the trie key of one whole address.
+    prefix_len: u32,
+    deny: &'a HashMap<K, u32>,
+    deny_lpm: &'a LpmTrie<K, u32>,
+    allow_lpm: &'a LpmTrie<K, u32>,
+    learned: &'a HashMap<K, Learned>,
+}
+
+/// `check_v4` and `check_v6`, over either family's maps (inlined into
+/// each, so every map reference stays a constant the verifier knows).
+#[inline(always)]
+fn check<K: Copy>(maps: Family<'_, K>, addr: K, cgroup: u64) -> Match {
+    let key = Key::new(maps.prefix_len, addr);
+    // SAFETY: the maps are BPF_F_NO_PREALLOC, so a value is never reused
+    // under us; the reads cannot tear in a way that matters (a rule id).
+    let learned = unsafe { maps.learned.get(addr) };
+    let rule_id = match maps.deny.get_ptr(addr) {
         Some(rule) => unsafe { *rule },
-        None => match DENY_LPM_V6.get(&key) {
+        None => match maps.deny_lpm.get(&key) {
             Some(rule) => *rule,
             None => match learned_ban(learned, cgroup) {
                 Some(rule) => rule,
@@ -134,7 +154,7 @@ pub fn check_v6(addr: [u32; 4], cgroup: u64) -> Match {
             },
         },
     };
-    let allow = match ALLOW_LPM_V6.get(&key) {
+    let allow = match maps.allow_lpm.get(&key) {
         Some(rule) => Some(*rule),
         None => learned_allow(learned, cgroup),
     };

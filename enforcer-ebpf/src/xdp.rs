@@ -9,17 +9,13 @@ use enforcer_common::{
 };
 
 use crate::{
+    net::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP,
+        IPV6_HLEN, ipv4_hlen,
+    },
     report::{Flow, count, emit, xdp_event_allowed},
     verdict::{ERROR, Match, NO_MATCH, check_v4, check_v6_forms, passes},
 };
-
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 
 #[xdp]
 pub fn xdp_filter(ctx: XdpContext) -> u32 {
@@ -114,7 +110,7 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
     let frag: u16 = read(ctx, l3 + 6)?;
     let protocol: u8 = read(ctx, l3 + 9)?;
     let port = if u16::from_be(frag) & 0x1fff == 0 {
-        port_of(ctx, protocol, l3 + ((vihl & 0x0f) as usize) * 4, flags)
+        port_of(ctx, protocol, l3 + ipv4_hlen(vihl), flags)
     } else {
         0
     };
@@ -151,7 +147,7 @@ fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
         Flow {
             family: judged.family,
             addr: judged.addr,
-            port: port_of(ctx, next, l3 + 40, flags),
+            port: port_of(ctx, next, l3 + IPV6_HLEN, flags),
             protocol: next as u32,
             flags: flags | judged.via | EVENT_F_OWNER_UNKNOWN,
             ..blank_flow()

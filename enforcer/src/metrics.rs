@@ -192,20 +192,7 @@ mod tests {
 
     #[test]
     fn renders_the_exposition_format() {
-        let mut rules = BTreeMap::new();
-        rules.insert(1, ("deny \"x\"".to_owned(), 3));
-        let text = render(&Snapshot {
-            verdicts: vec![("connect4", "denied", 5)],
-            lost: 0,
-            xdp_suppressed: 1,
-            skb_coalesced: 2,
-            owner_unknown: 0,
-            maps: [("deny_v4", 7)].into_iter().collect(),
-            names: [("fresh", 2)].into_iter().collect(),
-            rules,
-            flows: 4,
-            uptime_s: 9,
-        });
+        let text = everything();
         assert!(text.contains("# TYPE enforcer_verdicts_total counter\n"));
         assert!(text.contains("enforcer_verdicts_total{hook=\"connect4\",verdict=\"denied\"} 5\n"));
         assert!(
@@ -215,10 +202,11 @@ mod tests {
         assert!(text.ends_with("enforcer_uptime_seconds 9\n"));
     }
 
-    /// A rendering with a sample in every family.
+    /// A rendering with a sample in every family (the rule's target has
+    /// quotes, which the label value must escape).
     fn everything() -> String {
         let mut rules = BTreeMap::new();
-        rules.insert(1, ("10.0.0.0/8".to_owned(), 3));
+        rules.insert(1, ("deny \"x\"".to_owned(), 3));
         render(&Snapshot {
             verdicts: vec![("connect4", "denied", 5), ("xdp", "audited", 1)],
             lost: 1,

@@ -114,27 +114,10 @@ impl Daemon {
             .unwrap();
         let log = unique_log(args.state.join("daemon.log"));
         let mut cmd = args.command(wrapper);
-        // Entered with setns in the child rather than `ip netns exec`,
-        // which would remount /sys and hide the cgroup2 and bpffs mounts.
-        let netns = args
+        let _netns = args
             .netns
-            .as_ref()
-            .map(|name| std::fs::File::open(format!("/run/netns/{name}")).expect("open netns"));
-        if let Some(ns) = &netns {
-            use std::os::{fd::AsRawFd as _, unix::process::CommandExt as _};
-            let fd = ns.as_raw_fd();
-            // SAFETY: setns is async-signal-safe; the fd stays open in the
-            // parent until spawn returns.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        }
+            .as_deref()
+            .map(|name| crate::guards::enter_netns_on_spawn(&mut cmd, name));
         let child = cmd
             .env("NOTIFY_SOCKET", &notify_path)
             .env("RUST_LOG", "info")

@@ -97,6 +97,13 @@ impl DnsServer {
             .insert(key(name), (recs, ttl));
     }
 
+    /// `set_addrs` for each (name, addresses), all with `ttl`.
+    pub fn set_all(&self, names: &[(&str, &[&str])], ttl: u32) {
+        for (name, addrs) in names {
+            self.set_addrs(name, addrs, ttl);
+        }
+    }
+
     pub fn set_cname(&self, name: &str, target: &str, ttl: u32) {
         self.zone
             .lock()

@@ -151,6 +151,28 @@ impl Drop for NetnsGuard {
     }
 }
 
+/// Makes `cmd`'s child enter the network namespace `name`, with setns in
+/// the child rather than `ip netns exec`, which would remount /sys and hide
+/// the cgroup2 and bpffs mounts. Keep the returned file until the child is
+/// spawned: the child enters through its descriptor.
+pub fn enter_netns_on_spawn(cmd: &mut Command, name: &str) -> std::fs::File {
+    use std::os::{fd::AsRawFd as _, unix::process::CommandExt as _};
+    let ns = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+    let fd = ns.as_raw_fd();
+    // SAFETY: setns is async-signal-safe; the caller keeps the fd open
+    // until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    ns
+}
+
 /// A private bpffs mount for one test's pins. Unmounting releases every
 /// pinned map and link, so the test's programs detach whatever happened.
 pub struct BpffsGuard {

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use aya::programs::{Program, TestRun as _, TestRunOptions};
 use enforcer::{
     bpf::{
         CgroupHook, Datapath, Pins,
@@ -118,5 +119,25 @@ impl Harness {
 
     pub fn pins_dir(&self) -> &Path {
         self.pins.root()
+    }
+
+    /// The program `name` (XDP or cgroup_skb) run by the kernel on `frame`
+    /// (BPF_PROG_TEST_RUN): its return value.
+    pub fn test_run(&mut self, name: &str, frame: &[u8]) -> u32 {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..Default::default()
+        };
+        let program = self
+            .datapath
+            .ebpf_mut()
+            .program_mut(name)
+            .unwrap_or_else(|| panic!("no program {name} in the object"));
+        let out = match program {
+            Program::Xdp(p) => p.test_run(opts),
+            Program::CgroupSkb(p) => p.test_run(opts),
+            _ => panic!("{name}: not an XDP or cgroup_skb program"),
+        };
+        out.expect("BPF_PROG_TEST_RUN").return_value
     }
 }

@@ -7,12 +7,14 @@
 //! - `Probe`: runs `probe` (src/bin/probe.rs) inside them;
 //! - `users`: processes run as another uid with chosen groups;
 //! - `Harness`: the real object loaded through the library, for tests that
-//!   look at events and counters without a daemon consuming them.
+//!   look at events and counters without a daemon consuming them, and
+//!   run a program on a `frame` (BPF_PROG_TEST_RUN).
 //!
 //! Everything here attaches only to cgroups and interfaces the test made.
 
 pub mod daemon;
 pub mod dns;
+pub mod frame;
 pub mod guards;
 pub mod harness;
 pub mod probe;

@@ -283,10 +283,10 @@ fn flows_follow_streams_new_flows_as_they_happen() {
     daemon.stop();
 }
 
-#[test]
-fn metrics_are_served_on_loopback_when_asked_for() {
-    use std::io::Read as _;
-    let w = world("cx");
+/// The daemon with a policy that bans `cidrs` (JSON strings, comma
+/// separated) and serves metrics on a free loopback port; and that port.
+fn start_serving_metrics(w: &Control, cidrs: &str) -> (Daemon, u16) {
+    // Bound, then released for the daemon to take.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -295,44 +295,30 @@ fn metrics_are_served_on_loopback_when_asked_for() {
     let mut args = w.args();
     args.policy = w.tmp.write(
         "policy.json",
-        &format!(r#"{{"version":1,"deny":{{"cidrs":["10.77.0.2"]}},"report":{{"metrics_listen":"127.0.0.1:{port}"}}}}"#),
+        &format!(
+            r#"{{"version":1,"deny":{{"cidrs":[{cidrs}]}},"report":{{"metrics_listen":"127.0.0.1:{port}"}}}}"#
+        ),
     );
-    let daemon = Daemon::start(&args);
-    assert_eq!(
-        Probe::new()
-            .cgroup(w.cg.path())
-            .netns(w.ns.name())
-            .run("tcp", "10.77.0.2:0")
-            .result,
-        "EPERM"
+    (Daemon::start(&args), port)
+}
+
+#[test]
+fn metrics_are_served_on_loopback_when_asked_for() {
+    let w = world("cx");
+    let (daemon, port) = start_serving_metrics(&w, r#""10.77.0.2""#);
+    assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
+    let body = scrape_until(
+        port,
+        "enforcer_verdicts_total{hook=\"connect4\",verdict=\"denied\"} 1",
     );
-    let want = "enforcer_verdicts_total{hook=\"connect4\",verdict=\"denied\"} 1";
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-        if body.contains(want) {
-            assert!(
-                body.contains("enforcer_map_entries{map=\"deny_v4\"} 1"),
-                "{body}"
-            );
-            assert!(
-                body.contains("enforcer_rule_blocks_total{rule=\"1\",target=\"10.77.0.2/32\"} 1"),
-                "{body}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics never showed the denial: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(
+        body.contains("enforcer_map_entries{map=\"deny_v4\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("enforcer_rule_blocks_total{rule=\"1\",target=\"10.77.0.2/32\"} 1"),
+        "{body}"
+    );
     daemon.stop();
 }
 
@@ -348,6 +334,22 @@ fn scrape(port: u16) -> String {
     let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{reply}");
     body.to_owned()
+}
+
+/// The metrics once they contain `want` (scraped for up to 15 s).
+fn scrape_until(port: u16, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = scrape(port);
+        if body.contains(want) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics never showed {want}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// promtool from Debian's prometheus package, unpacked by `cargo xtask
@@ -369,34 +371,11 @@ fn promtool() -> std::path::PathBuf {
 fn metrics_pass_promtool_check_metrics() {
     use std::process::Stdio;
     let w = world("cm");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut args = w.args();
     // Two rules, so that label values with quotes and slashes are served.
-    args.policy = w.tmp.write(
-        "policy.json",
-        &format!(
-            r#"{{"version":1,"deny":{{"cidrs":["10.77.0.2","10.78.0.0/16"]}},"report":{{"metrics_listen":"127.0.0.1:{port}"}}}}"#
-        ),
-    );
-    let daemon = Daemon::start(&args);
+    let (daemon, port) = start_serving_metrics(&w, r#""10.77.0.2","10.78.0.0/16""#);
     assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
     // Every family has samples once the denial is counted.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let body = loop {
-        let body = scrape(port);
-        if body.contains("enforcer_rule_blocks_total{") {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no denial in the metrics: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let body = scrape_until(port, "enforcer_rule_blocks_total{");
     let mut lint = Command::new(promtool())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -132,8 +132,13 @@ fn when_the_dns_server_fails_the_addresses_stay_and_the_name_is_stale() {
 #[test]
 fn a_wildcard_rule_does_not_ban_its_apex() {
     let w = world("wc");
-    w.dns.set_addrs("wild.test", &["10.77.0.4"], 60);
-    w.dns.set_addrs("deep.sub.wild.test", &["10.77.0.4"], 60);
+    w.dns.set_all(
+        &[
+            ("wild.test", &["10.77.0.4"]),
+            ("deep.sub.wild.test", &["10.77.0.4"]),
+        ],
+        60,
+    );
     let daemon = Daemon::start(&w.args(w.policy(r#""deny": {"domains": ["*.wild.test"]},"#, 60)));
     // `*.wild.test` names what is below wild.test: the apex is another
     // name, reachable (subdomains are banned on the answers applications

@@ -36,6 +36,20 @@ fn server_in(w: &World, addr: &str) -> DnsServer {
     w.ns.enter(|| DnsServer::start_on(addr))
 }
 
+/// DNS servers on port 53 at `addrs` inside the world's namespace, all
+/// answering `names` with TTL 60.
+fn servers_in<const N: usize>(
+    w: &World,
+    addrs: [&str; N],
+    names: &[(&str, &[&str])],
+) -> [DnsServer; N] {
+    addrs.map(|addr| {
+        let d = server_in(w, addr);
+        d.set_all(names, 60);
+        d
+    })
+}
+
 /// `NAME` resolved through `server` by a process in `cgroup`, then at once
 /// a TCP connect to the first address.
 fn resolve_connect(
@@ -75,16 +89,20 @@ fn status(w: &World) -> serde_json::Value {
 #[test]
 fn a_name_resolved_by_the_application_itself_is_denied_the_instant_it_has_the_answer() {
     let mut w = World::new("da", LO);
-    let dns = server_in(&w, "10.77.0.53:53");
-    let dns6 = server_in(&w, "[fd77::53]:53");
+    let [dns, dns6] = servers_in(
+        &w,
+        ["10.77.0.53:53", "[fd77::53]:53"],
+        &[
+            ("api.banned.test", &["10.77.0.2", "fd77::2"]),
+            ("deep.x.y.wild.test", &["10.77.0.3"]),
+            ("wild.test", &["10.77.0.1"]),
+            ("cdn.wild.test", &["10.77.0.4"]),
+            ("llm.corp.test", &["10.77.0.9"]),
+            ("sink.test", &["127.0.0.1"]),
+        ],
+    );
     for d in [&dns, &dns6] {
-        d.set_addrs("api.banned.test", &["10.77.0.2", "fd77::2"], 60);
-        d.set_addrs("deep.x.y.wild.test", &["10.77.0.3"], 60);
-        d.set_addrs("wild.test", &["10.77.0.1"], 60);
         d.set_cname("innocent.test", "cdn.wild.test", 60);
-        d.set_addrs("cdn.wild.test", &["10.77.0.4"], 60);
-        d.set_addrs("llm.corp.test", &["10.77.0.9"], 60);
-        d.set_addrs("sink.test", &["127.0.0.1"], 60);
         // Every answer also carries a record for another name.
         d.add_extra("victim.test", "10.77.0.5");
     }
@@ -208,13 +226,15 @@ fn a_fake_answer_cannot_ban_an_allowed_range_a_dns_server_or_for_others() {
     let mut w = World::new("df", LO);
     // The host's DNS server (the daemon's upstream) and a fake one that a
     // local process runs.
-    let system = server_in(&w, "10.77.0.54:53");
-    let fake = server_in(&w, "10.77.0.53:53");
-    for d in [&system, &fake] {
+    let [_system, fake] = servers_in(
+        &w,
+        ["10.77.0.54:53", "10.77.0.53:53"],
         // An address inside an allowed range, and the host's DNS server.
-        d.set_addrs("api.banned.test", &["10.77.0.9", "10.77.0.54"], 60);
-        d.set_addrs("web.banned.test", &["10.77.0.4"], 60);
-    }
+        &[
+            ("api.banned.test", &["10.77.0.9", "10.77.0.54"]),
+            ("web.banned.test", &["10.77.0.4"]),
+        ],
+    );
     fake.set_addrs("x.banned.test", &["10.77.0.2"], 60);
     let p = policy(
         &w,
@@ -262,40 +282,15 @@ fn a_fake_answer_cannot_ban_an_allowed_range_a_dns_server_or_for_others() {
 /// Malformed and hostile answers through the real program
 /// (BPF_PROG_TEST_RUN): none stalls or crashes anything, each is counted.
 mod malformed {
-    use aya::programs::{CgroupSkb, TestRun as _, TestRunOptions};
     use enforcer::bpf::CgroupHook;
     use enforcer_common::{STAT_DNS_MALFORMED, STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED};
-    use enforcer_tests::{CgroupGuard, Harness};
+    use enforcer_tests::{CgroupGuard, Harness, frame};
 
+    /// `dns` in a UDP datagram from 192.0.2.53:53 to 192.0.2.1:40000.
     fn run(h: &mut Harness, dns: &[u8]) {
-        let program = h
-            .datapath
-            .ebpf_mut()
-            .program_mut(enforcer_common::programs::DNS_INGRESS)
-            .unwrap();
-        let p: &mut CgroupSkb = program.try_into().unwrap();
-        let frame = frame(dns);
-        let opts = TestRunOptions {
-            data_in: Some(&frame),
-            ..Default::default()
-        };
-        let out = p.test_run(opts).expect("BPF_PROG_TEST_RUN");
-        assert_eq!(out.return_value, 1, "DNS answers always pass");
-    }
-
-    /// Ethernet + IPv4 + UDP from port 53.
-    fn frame(dns: &[u8]) -> Vec<u8> {
-        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
-        let total = (20 + 8 + dns.len()) as u16;
-        f.extend_from_slice(&[0x45, 0]);
-        f.extend_from_slice(&total.to_be_bytes());
-        f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 53, 192, 0, 2, 1]);
-        f.extend_from_slice(&53u16.to_be_bytes());
-        f.extend_from_slice(&40000u16.to_be_bytes());
-        f.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
-        f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(dns);
-        f
+        let frame = frame::ipv4_udp([192, 0, 2, 53], [192, 0, 2, 1], 53, 40000, dns);
+        let passed = h.test_run(enforcer_common::programs::DNS_INGRESS, &frame);
+        assert_eq!(passed, 1, "DNS answers always pass");
     }
 
     /// A response header: NOERROR, one question, `an` answers.

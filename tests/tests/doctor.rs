@@ -1,15 +1,12 @@
 //! `enforcer doctor` on this host: the kernel probes, a live scoped
 //! daemon's instance, an empty pin directory, native XDP of a veth.
 
-use std::{
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
-    process::Command,
-};
+use std::process::Command;
 
 use enforcer_tests::{
     BpffsGuard, World,
     daemon::{Daemon, enforcer, enforcer_bin},
-    veth,
+    guards, veth,
 };
 use serde_json::Value;
 
@@ -34,6 +31,17 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name} in {report:#}"))
 }
 
+/// The check `name`, which must have `status`.
+fn expect<'a>(report: &'a Value, name: &str, status: &str) -> &'a Value {
+    let c = check(report, name);
+    assert_eq!(c["status"], status, "{name}: {c:#}");
+    c
+}
+
+fn detail(c: &Value) -> &str {
+    c["detail"].as_str().unwrap()
+}
+
 fn documented_exit_code(worst: &Value) -> i32 {
     match worst.as_str().unwrap() {
         "ok" | "info" => 0,
@@ -51,7 +59,7 @@ fn this_host_passes_every_essential_check_and_lsm_fentry_never_fail() {
     let dir = bpffs.pins_dir();
     let (code, report) = doctor(&["--bpffs", dir.to_str().unwrap()]);
     for name in ESSENTIAL.into_iter().chain(["bpffs"]) {
-        assert_eq!(check(&report, name)["status"], "ok", "{report:#}");
+        expect(&report, name, "ok");
     }
     let checks = report["checks"].as_array().unwrap();
     // Every program type, map type and program of the object is probed by
@@ -91,15 +99,11 @@ fn this_host_passes_every_essential_check_and_lsm_fentry_never_fail() {
             c["status"] == "info" || c["status"] == "warn",
             "{name} should be reported unavailable here: {c:#}"
         );
-        assert!(
-            c["detail"].as_str().unwrap().starts_with("not available"),
-            "{c:#}"
-        );
+        assert!(detail(c).starts_with("not available"), "{c:#}");
     }
     // Nothing pinned at an empty directory.
-    let instance = check(&report, "instance");
-    assert_eq!(instance["status"], "warn");
-    assert!(instance["detail"].as_str().unwrap().starts_with("absent"));
+    let instance = expect(&report, "instance", "warn");
+    assert!(detail(instance).starts_with("absent"));
     assert!(instance["fix"].is_string());
     // No failure anywhere, and the exit code is the documented one.
     assert!(checks.iter().all(|c| c["status"] != "fail"), "{report:#}");
@@ -124,46 +128,27 @@ fn a_live_daemons_instance_is_healthy_and_locked_and_stays_enforcing_when_it_sto
     let socket = w.socket();
     let args = ["--bpffs", &dir, "--socket", socket.to_str().unwrap()];
     let (_, report) = doctor(&args);
-    let instance = check(&report, "instance");
-    assert_eq!(instance["status"], "ok", "{report:#}");
-    assert!(
-        instance["detail"].as_str().unwrap().starts_with("healthy"),
-        "{instance:#}"
-    );
-    let links = check(&report, "instance-links");
-    assert_eq!(links["status"], "ok", "{links:#}");
-    assert!(
-        links["detail"]
-            .as_str()
-            .unwrap()
-            .contains("exec tracking: linked")
-    );
-    let lock = check(&report, "instance-daemon");
-    assert_eq!(lock["status"], "ok", "{lock:#}");
+    let instance = expect(&report, "instance", "ok");
+    assert!(detail(instance).starts_with("healthy"), "{instance:#}");
+    let links = expect(&report, "instance-links", "ok");
+    assert!(detail(links).contains("exec tracking: linked"), "{links:#}");
+    let lock = expect(&report, "instance-daemon", "ok");
     assert_eq!(
-        lock["detail"],
+        detail(lock),
         format!("locked: the daemon with pid {} runs on it", daemon.pid())
     );
-    let answers = check(&report, "daemon");
-    assert_eq!(answers["status"], "ok", "{answers:#}");
-    assert!(
-        answers["detail"]
-            .as_str()
-            .unwrap()
-            .contains("(enforce mode)"),
-        "{answers:#}"
-    );
+    let answers = expect(&report, "daemon", "ok");
+    assert!(detail(answers).contains("(enforce mode)"), "{answers:#}");
     // The daemon keeps running: doctor read the lock, it did not take it.
     assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
 
     daemon.stop();
     let (code, report) = doctor(&args);
-    assert_eq!(check(&report, "instance")["status"], "ok", "{report:#}");
-    assert_eq!(check(&report, "instance-links")["status"], "ok");
-    let lock = check(&report, "instance-daemon");
-    assert_eq!(lock["status"], "warn", "{lock:#}");
-    assert!(lock["detail"].as_str().unwrap().contains("keep enforcing"));
-    assert_eq!(check(&report, "daemon")["status"], "warn");
+    expect(&report, "instance", "ok");
+    expect(&report, "instance-links", "ok");
+    let lock = expect(&report, "instance-daemon", "warn");
+    assert!(detail(lock).contains("keep enforcing"), "{lock:#}");
+    expect(&report, "daemon", "warn");
     assert_eq!(code, 1);
     // As doctor says: still enforced with the daemon gone.
     assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
@@ -175,10 +160,9 @@ fn an_empty_pin_directory_is_reported_absent() {
     let dir = bpffs.pins_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let (code, report) = doctor(&["--bpffs", dir.to_str().unwrap()]);
-    let instance = check(&report, "instance");
-    assert_eq!(instance["status"], "warn");
+    let instance = expect(&report, "instance", "warn");
     assert_eq!(
-        instance["detail"],
+        detail(instance),
         format!(
             "absent: nothing is pinned at {}, so nothing is enforced",
             dir.display()
@@ -197,20 +181,9 @@ fn an_empty_pin_directory_is_reported_absent() {
 
 /// `enforcer doctor --json ARGS` inside the network namespace `netns`.
 fn doctor_in(netns: &str, args: &[&str]) -> (i32, Value) {
-    let ns = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
-    let fd = ns.as_raw_fd();
     let mut cmd = Command::new(enforcer_bin());
     cmd.arg("doctor").arg("--json").args(args);
-    // SAFETY: setns is async-signal-safe; `ns` outlives the spawn.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    let _ns = guards::enter_netns_on_spawn(&mut cmd, netns);
     let out = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     (
@@ -224,11 +197,10 @@ fn native_xdp_is_read_from_the_driver_without_attaching() {
     let pair = veth::pair("dx");
     let ns = pair.a.name();
     let (_, report) = doctor_in(ns, &["--iface", "va", "--iface", "lo"]);
-    let va = check(&report, "xdp:va");
-    assert_eq!(va["status"], "ok", "{va:#}");
-    assert!(va["detail"].as_str().unwrap().contains("basic"), "{va:#}");
+    let va = expect(&report, "xdp:va", "ok");
+    assert!(detail(va).contains("basic"), "{va:#}");
     // Loopback has no native XDP: generic mode, a warning.
-    assert_eq!(check(&report, "xdp:lo")["status"], "warn");
+    expect(&report, "xdp:lo", "warn");
     // Nothing was attached to find out.
     let link = Command::new("ip")
         .args(["-n", ns, "-d", "link", "show", "va"])
@@ -238,7 +210,7 @@ fn native_xdp_is_read_from_the_driver_without_attaching() {
     assert!(!link.contains("xdp"), "{link}");
     // A name that is not there is a failure (exit 2).
     let (code, report) = doctor_in(ns, &["--iface", "nosuch0"]);
-    assert_eq!(check(&report, "xdp:nosuch0")["status"], "fail");
+    expect(&report, "xdp:nosuch0", "fail");
     assert_eq!(code, 2);
 }
 
@@ -259,18 +231,13 @@ fn another_user_is_told_to_run_it_as_root_not_that_nothing_is_pinned() {
         &[],
     );
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
-    let instance = check(&report, "instance");
-    assert_eq!(instance["status"], "warn", "{instance:#}");
+    let instance = expect(&report, "instance", "warn");
     assert!(
-        instance["detail"]
-            .as_str()
-            .unwrap()
-            .contains("permission denied"),
+        detail(instance).contains("permission denied"),
         "{instance:#}"
     );
     // No kernel probe without CAP_BPF: said, not failed.
-    let bpf = check(&report, "bpf");
-    assert_eq!(bpf["status"], "warn");
+    let bpf = expect(&report, "bpf", "warn");
     assert!(
         bpf["fix"]
             .as_str()

@@ -183,10 +183,15 @@ fn with_dns_down_at_start_the_daemon_says_so_and_reload_retries_at_once() {
 #[test]
 fn check_reports_what_the_kernel_does() {
     let w = world("ck");
-    w.dns.set_addrs("wild.test", &["10.77.0.4"], 60);
-    w.dns.set_addrs("deep.sub.wild.test", &["10.77.0.3"], 60);
-    w.dns.set_addrs("banned.test", &["10.77.0.2"], 60);
-    w.dns.set_addrs("unlisted.test", &["10.77.0.5"], 60);
+    w.dns.set_all(
+        &[
+            ("wild.test", &["10.77.0.4"]),
+            ("deep.sub.wild.test", &["10.77.0.3"]),
+            ("banned.test", &["10.77.0.2"]),
+            ("unlisted.test", &["10.77.0.5"]),
+        ],
+        60,
+    );
     let policy = w.policy(
         r#""deny": {"domains": ["*.wild.test", "banned.test", "nothing.test"], "cidrs": ["10.77.0.5"]},"#,
         60,

@@ -108,54 +108,30 @@ fn without_native_support_xdp_falls_back_to_generic_mode() {
 /// The XDP program run by the kernel on frames the test builds
 /// (BPF_PROG_TEST_RUN), for what a real link cannot easily carry.
 mod test_run {
-    use aya::programs::{TestRun as _, TestRunOptions, Xdp};
     use enforcer::{
         bpf::events::{Verdict, Via},
         policy::Mode,
     };
     use enforcer_common::{HOOK_XDP, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS};
-    use enforcer_tests::{CgroupGuard, Harness};
+    use enforcer_tests::{
+        CgroupGuard, Harness,
+        frame::{self, ETH_P_IP, ethernet},
+    };
 
     const XDP_DROP: u32 = 1;
     const XDP_PASS: u32 = 2;
 
     fn run(h: &mut Harness, frame: &[u8]) -> u32 {
-        let program = h
-            .datapath
-            .ebpf_mut()
-            .program_mut(enforcer_common::programs::XDP)
-            .unwrap();
-        let xdp: &mut Xdp = program.try_into().unwrap();
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            ..Default::default()
-        };
-        xdp.test_run(opts).expect("BPF_PROG_TEST_RUN").return_value
+        h.test_run(enforcer_common::programs::XDP, frame)
     }
 
-    fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-        f.extend_from_slice(&ethertype.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
-
+    /// UDP 8080 → 443.
     fn ipv4_udp(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-        let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
-        ip.extend_from_slice(&src);
-        ip.extend_from_slice(&dst);
-        ip.extend_from_slice(&[0x1f, 0x90, 0x01, 0xbb, 0, 8, 0, 0]);
-        ethernet(0x0800, &ip)
+        frame::ipv4_udp(src, dst, 8080, 443, &[])
     }
 
     fn ipv6_udp(src: &str, dst: &str) -> Vec<u8> {
-        let src: std::net::Ipv6Addr = src.parse().unwrap();
-        let dst: std::net::Ipv6Addr = dst.parse().unwrap();
-        let mut ip = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
-        ip.extend_from_slice(&src.octets());
-        ip.extend_from_slice(&dst.octets());
-        ip.extend_from_slice(&[0x1f, 0x90, 0x01, 0xbb, 0, 8, 0, 0]);
-        ethernet(0x86dd, &ip)
+        frame::ipv6_udp(src, dst, 8080, 443, &[])
     }
 
     #[test]
@@ -238,7 +214,7 @@ mod test_run {
     fn a_truncated_ip_header_is_an_error_verdict_that_fails_closed() {
         let cg = CgroupGuard::new("xt");
         let mut h = Harness::new("xt", &cg, super::POLICY, &[]);
-        let truncated = ethernet(0x0800, &[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17]);
+        let truncated = ethernet(ETH_P_IP, &[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17]);
         assert_eq!(run(&mut h, &truncated), XDP_DROP);
         let stats = h.stats();
         assert_eq!(stats.get(HOOK_XDP, VERDICT_ERROR), 1);

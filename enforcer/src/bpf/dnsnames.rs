@@ -10,30 +10,22 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use aya::maps::{HashMap, Map, MapData, MapError};
+use aya::maps::{HashMap, MapData, MapError};
 use enforcer_common::{
     CONFIG_DNS_GRACE_S, CONFIG_DNS_MAX_TTL_S, CONFIG_DNS_MIN_TTL_S, Learned, NameRule,
     dns_name_key, maps as names, v6_key,
 };
 
-use super::{pins::Pins, stats::set_config, writer::WriteError};
+use super::{
+    pinned::{make_exactly, open_hash},
+    pins::Pins,
+    stats::set_config,
+    writer::WriteError,
+};
 use crate::{
     desired::{Action, RuleTable, Target},
     policy::{DomainPattern, Policy},
 };
-
-fn open<K: aya::Pod, V: aya::Pod>(
-    pins: &Pins,
-    name: &'static str,
-) -> Result<HashMap<MapData, K, V>, WriteError> {
-    let path = pins.map(name);
-    let err = |source| WriteError::Open {
-        path: path.clone(),
-        source,
-    };
-    let map = Map::from_map_data(MapData::from_pin(&path).map_err(err)?).map_err(err)?;
-    HashMap::try_from(map).map_err(err)
-}
 
 /// The `DNS_NAMES` entries for the domain rules of `rules`.
 pub fn name_entries(rules: &RuleTable) -> BTreeMap<u64, NameRule> {
@@ -64,31 +56,7 @@ pub fn name_entries(rules: &RuleTable) -> BTreeMap<u64, NameRule> {
 /// Makes `DNS_NAMES` exactly the names of `rules`: new and changed entries
 /// first, then the ones no rule names any more.
 pub fn write_names(pins: &Pins, rules: &RuleTable) -> Result<(), WriteError> {
-    let mut map: HashMap<MapData, u64, NameRule> = open(pins, names::DNS_NAMES)?;
-    let want = name_entries(rules);
-    let have: BTreeMap<u64, NameRule> =
-        map.iter()
-            .collect::<Result<_, _>>()
-            .map_err(|source| WriteError::Read {
-                map: names::DNS_NAMES,
-                source,
-            })?;
-    let write_err = |source| WriteError::Write {
-        map: names::DNS_NAMES,
-        source,
-    };
-    for (k, v) in &want {
-        if have.get(k) != Some(v) {
-            map.insert(k, v, 0).map_err(write_err)?;
-        }
-    }
-    for k in have.keys().filter(|k| !want.contains_key(k)) {
-        match map.remove(k) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(source) => return Err(write_err(source)),
-        }
-    }
-    Ok(())
+    make_exactly(pins, names::DNS_NAMES, &name_entries(rules), || Ok(()))
 }
 
 /// The map key of a DNS server's address (IPv4 as `::ffff:a.b.c.d`).
@@ -102,29 +70,8 @@ fn server_key(ip: IpAddr) -> [u32; 4] {
 
 /// Makes `DNS_SERVERS` exactly `servers`.
 pub fn write_servers(pins: &Pins, servers: &[SocketAddr]) -> Result<(), WriteError> {
-    let mut map: HashMap<MapData, [u32; 4], u32> = open(pins, names::DNS_SERVERS)?;
-    let want: Vec<[u32; 4]> = servers.iter().map(|s| server_key(s.ip())).collect();
-    let have: Vec<[u32; 4]> =
-        map.keys()
-            .collect::<Result<_, _>>()
-            .map_err(|source| WriteError::Read {
-                map: names::DNS_SERVERS,
-                source,
-            })?;
-    let write_err = |source| WriteError::Write {
-        map: names::DNS_SERVERS,
-        source,
-    };
-    for k in want.iter().filter(|k| !have.contains(k)) {
-        map.insert(k, 1, 0).map_err(write_err)?;
-    }
-    for k in have.iter().filter(|k| !want.contains(k)) {
-        match map.remove(k) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(source) => return Err(write_err(source)),
-        }
-    }
-    Ok(())
+    let want: BTreeMap<[u32; 4], u32> = servers.iter().map(|s| (server_key(s.ip()), 1)).collect();
+    make_exactly(pins, names::DNS_SERVERS, &want, || Ok(()))
 }
 
 /// The TTL clamp and grace the DNS program applies to learned addresses.
@@ -160,7 +107,7 @@ fn purge<K: aya::Pod + Clone>(
     name: &'static str,
     now: u64,
 ) -> Result<(usize, usize), WriteError> {
-    let mut map: HashMap<MapData, K, Learned> = open(pins, name)?;
+    let mut map: HashMap<MapData, K, Learned> = open_hash(pins, name)?;
     let entries: Vec<(K, Learned)> = map
         .iter()
         .collect::<Result<_, _>>()

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod lock;
 pub mod nat64;
 pub mod object;
+pub mod pinned;
 pub mod pins;
 pub mod probe;
 pub mod stats;

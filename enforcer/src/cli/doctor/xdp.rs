@@ -4,7 +4,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
 };
 
 use super::{Check, Status};
@@ -106,33 +106,15 @@ struct Genl {
 
 impl Genl {
     fn open() -> io::Result<Genl> {
-        // SAFETY: plain socket call; the descriptor is owned at once.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_GENERIC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by socket.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let timeout = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        // SAFETY: a valid option value of the size given.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
+        use nix::sys::{socket, time::TimeVal};
+        let fd = socket::socket(
+            socket::AddressFamily::Netlink,
+            socket::SockType::Raw,
+            socket::SockFlag::SOCK_CLOEXEC,
+            socket::SockProtocol::NetlinkGeneric,
+        )?;
+        // Bounded: an answer that never comes ends the wait after 2 s.
+        socket::setsockopt(&fd, socket::sockopt::ReceiveTimeout, &TimeVal::new(2, 0))?;
         Ok(Genl {
             fd,
             seq: std::cell::Cell::new(1),
