@@ -12,8 +12,9 @@
 //! backwards, so loops end), the rightmost `DNS_MAX_LABELS` labels.
 //! Only records whose owner is the question or a CNAME target already on
 //! the chain count (by compression pointer, as servers write them), so an
-//! answer cannot ban addresses for names it was not asked about. UDP only;
-//! TCP answers and fragments are counted as not parsed.
+//! answer cannot ban addresses for names it was not asked about. UDP, and
+//! DNS over TCP as far as one segment holds it; IP fragments are counted
+//! as not parsed.
 
 use core::ffi::c_void;
 
@@ -109,19 +110,29 @@ fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
     if sport != DNS_PORT {
         return Ok(());
     }
-    if l4_proto == IPPROTO_TCP {
-        bump(STAT_DNS_UNPARSED);
-        return Ok(());
-    }
+    // Where the DNS message starts, and its length as the transport says.
+    let (start, len) = if l4_proto == IPPROTO_TCP {
+        // DNS over TCP: a 2-byte length, then the message. Only what this
+        // segment holds is parsed (the rest is counted as truncated);
+        // segments without payload (ACKs) are not DNS.
+        let doff: u8 = ctx.load(l4 + 12).map_err(|_| ())?;
+        let payload = l4 + ((doff >> 4) as usize) * 4;
+        if (ctx.skb.len() as usize) < payload + 2 + 12 {
+            return Ok(());
+        }
+        let prefix = u16::from_be(ctx.load::<u16>(payload).map_err(|_| ())?) as usize;
+        (payload + 2, prefix)
+    } else {
+        let udp_len = u16::from_be(ctx.load::<u16>(l4 + 4).map_err(|_| ())?) as usize;
+        (l4 + 8, udp_len.checked_sub(8).ok_or(())?)
+    };
     bump(STAT_DNS_RESPONSES);
-    let udp_len = u16::from_be(ctx.load::<u16>(l4 + 4).map_err(|_| ())?) as usize;
-    let len = udp_len.checked_sub(8).ok_or(())?;
     let buf = DNS_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU value, ours for the program's run.
     let buf = unsafe { &mut *buf };
     // At least one byte and at most the buffer: the verifier must see both
     // bounds on the length passed.
-    let avail = (ctx.skb.len() as usize).saturating_sub(l4 + 8);
+    let avail = (ctx.skb.len() as usize).saturating_sub(start);
     if avail == 0 {
         return Err(());
     }
@@ -137,7 +148,7 @@ fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
     let ret = unsafe {
         bpf_skb_load_bytes(
             ctx.skb.skb as *const c_void,
-            (l4 + 8) as u32,
+            start as u32,
             buf.as_mut_ptr() as *mut c_void,
             copied as u32,
         )

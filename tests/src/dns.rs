@@ -72,6 +72,36 @@ impl DnsServer {
                 }
             }
         });
+        // DNS over TCP on the same address (RFC 7766 framing: a 2-byte
+        // length before each message), one query per connection.
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .expect("bind DNS server (TCP)");
+        let served = zone.clone();
+        runtime.spawn(async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let mut len = [0u8; 2];
+                    if stream.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+                    if stream.read_exact(&mut query).await.is_err() {
+                        return;
+                    }
+                    if let Some(reply) = answer(&served, &query) {
+                        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&reply);
+                        let _ = stream.write_all(&framed).await;
+                    }
+                });
+            }
+        });
         DnsServer {
             addr,
             zone,

@@ -22,6 +22,7 @@ const LO: &[&str] = &[
     "10.77.0.3/32",
     "10.77.0.4/32",
     "10.77.0.5/32",
+    "10.77.0.6/32",
     "10.77.0.9/32",
     "10.77.0.10/32",
     "10.77.0.53/32",
@@ -97,6 +98,7 @@ fn a_name_resolved_by_the_application_itself_is_denied_the_instant_it_has_the_an
             ("deep.x.y.wild.test", &["10.77.0.3"]),
             ("wild.test", &["10.77.0.1"]),
             ("cdn.wild.test", &["10.77.0.4"]),
+            ("tcp.wild.test", &["10.77.0.6"]),
             ("llm.corp.test", &["10.77.0.9"]),
             ("sink.test", &["127.0.0.1"]),
         ],
@@ -133,6 +135,13 @@ fn a_name_resolved_by_the_application_itself_is_denied_the_instant_it_has_the_an
         "EPERM",
         "AAAA over IPv6"
     );
+    // DNS over TCP: the answer in the first segment is parsed the same.
+    let over_tcp = Probe::new()
+        .cgroup(&cg)
+        .netns(w.ns.name())
+        .run("dnstcp-tcp:tcp.wild.test:A", "10.77.0.53:53")
+        .result;
+    assert_eq!(over_tcp, "EPERM", "{}", status(&w)["dns"]);
     // A wildcard covers any depth below it, not the apex.
     assert_eq!(ask("10.77.0.53:53", "deep.x.y.wild.test", "A"), "EPERM");
     assert_eq!(ask("10.77.0.53:53", "wild.test", "A"), "ok");

@@ -7,7 +7,8 @@
 //!     | tcp-flood:N | tcp-flood-ports:N (N connects to ports 1..=N: N distinct flows)
 //!     | dns-tcp:NAME:A|AAAA (ADDR is a DNS server: ask it for NAME with this
 //!       process's own UDP socket, then at once listen on and connect to the
-//!       first address of the answer)
+//!       first address of the answer) | dnstcp-tcp:NAME:A|AAAA (the same,
+//!       asking over TCP)
 //! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
 //! that port" (so that an allowed attempt really succeeds).
 
@@ -104,7 +105,13 @@ fn main() {
             let (name, rtype) = dns["dns-tcp:".len()..]
                 .split_once(':')
                 .expect("dns-tcp:NAME:A|AAAA");
-            dns_tcp(target, name, rtype)
+            dns_tcp(target, name, rtype, false)
+        }
+        dns if dns.starts_with("dnstcp-tcp:") => {
+            let (name, rtype) = dns["dnstcp-tcp:".len()..]
+                .split_once(':')
+                .expect("dnstcp-tcp:NAME:A|AAAA");
+            dns_tcp(target, name, rtype, true)
         }
         other => panic!("unknown op {other}"),
     };
@@ -239,25 +246,17 @@ fn udp_connect_send(target: SocketAddr, receiver: Option<&UdpSocket>, wait: bool
 /// Resolves `name` with a query of our own to `server` and connects to the
 /// first address the instant the answer is read: what the in-kernel DNS
 /// program must have judged by then.
-fn dns_tcp(server: SocketAddr, name: &str, rtype: &str) -> String {
+fn dns_tcp(server: SocketAddr, name: &str, rtype: &str, over_tcp: bool) -> String {
     use hickory_proto::{
         op::{Message, Query},
         rr::{Name, RData, RecordType},
     };
+    use std::io::{Read as _, Write as _};
     let rtype = match rtype {
         "A" => RecordType::A,
         "AAAA" => RecordType::AAAA,
         other => panic!("record type {other}"),
     };
-    let local: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
-    };
-    let socket = UdpSocket::bind(local).expect("bind");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
     let mut query = Message::query();
     query.metadata.id = 4242;
     query.metadata.recursion_desired = true;
@@ -265,13 +264,47 @@ fn dns_tcp(server: SocketAddr, name: &str, rtype: &str) -> String {
         Name::from_ascii(format!("{name}.")).expect("name"),
         rtype,
     ));
-    if let Err(e) = socket.send_to(&query.to_vec().unwrap(), server) {
-        return format!("dns-send: {}", self::name(&e));
-    }
+    let wire = query.to_vec().unwrap();
     let mut buf = [0u8; 4096];
-    let n = match socket.recv(&mut buf) {
-        Ok(n) => n,
-        Err(e) => return format!("dns-recv: {}", self::name(&e)),
+    let n = if over_tcp {
+        let mut stream = match TcpStream::connect_timeout(&server, Duration::from_secs(2)) {
+            Ok(s) => s,
+            Err(e) => return format!("dns-connect: {}", self::name(&e)),
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&wire);
+        if let Err(e) = stream.write_all(&framed) {
+            return format!("dns-send: {}", self::name(&e));
+        }
+        let mut len = [0u8; 2];
+        if let Err(e) = stream.read_exact(&mut len) {
+            return format!("dns-recv: {}", self::name(&e));
+        }
+        let n = u16::from_be_bytes(len) as usize;
+        if let Err(e) = stream.read_exact(&mut buf[..n]) {
+            return format!("dns-recv: {}", self::name(&e));
+        }
+        n
+    } else {
+        let local: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            "[::]:0".parse().unwrap()
+        };
+        let socket = UdpSocket::bind(local).expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        if let Err(e) = socket.send_to(&wire, server) {
+            return format!("dns-send: {}", self::name(&e));
+        }
+        match socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) => return format!("dns-recv: {}", self::name(&e)),
+        }
     };
     let answer = Message::from_vec(&buf[..n]).expect("answer");
     // The first address on the question's chain, as a stub resolver
