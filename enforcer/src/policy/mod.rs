@@ -99,17 +99,24 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// Appends what `raw` adds (the first occurrence of an entry keeps its
+    /// place and origin). Duplicates are found through a set, not a scan:
+    /// a policy may hold a million entries.
     fn extend(&mut self, source: &Source, section: &str, raw: raw::RawRules) {
+        let mut seen: std::collections::HashSet<DomainPattern> =
+            self.domains.iter().map(|e| e.value.clone()).collect();
         for (i, d) in raw.domains.into_iter().enumerate() {
-            if !self.domains.iter().any(|e| e.value == d) {
+            if seen.insert(d.clone()) {
                 self.domains.push(Entry {
                     value: d,
                     origin: format!("{source}: {section}.domains[{i}]"),
                 });
             }
         }
+        let mut seen: std::collections::HashSet<IpNet> =
+            self.cidrs.iter().map(|e| e.value).collect();
         for (i, c) in raw.cidrs.into_iter().enumerate() {
-            if !self.cidrs.iter().any(|e| e.value == c.0) {
+            if seen.insert(c.0) {
                 self.cidrs.push(Entry {
                     value: c.0,
                     origin: format!("{source}: {section}.cidrs[{i}]"),
