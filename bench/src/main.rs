@@ -5,6 +5,7 @@
 //! bpffs this program creates and removes (guards from enforcer-tests);
 //! every loop is bounded in count and time. Needs root.
 
+mod dns;
 mod raw;
 mod sections;
 
@@ -88,7 +89,7 @@ fn main() -> Result<()> {
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
 
     type Section = fn(&mut Report) -> Result<()>;
-    let all: [(&str, Section); 5] = [
+    let all: [(&str, Section); 6] = [
         (
             "1. Per-packet cost (BPF_PROG_TEST_RUN)",
             sections::per_packet,
@@ -97,6 +98,7 @@ fn main() -> Result<()> {
         ("3. connect() path", sections::connect_path),
         ("4. Policy load", sections::policy_load),
         ("5. Daemon footprint", sections::daemon_footprint),
+        ("6. DNS answers in the kernel", dns::dns_answers),
     ];
     for (title, f) in all {
         r.line(format!("## {title}"));

@@ -14,6 +14,7 @@
 
 pub mod daemon;
 pub mod dns;
+pub mod dnswire;
 pub mod frame;
 pub mod guards;
 pub mod harness;

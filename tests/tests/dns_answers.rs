@@ -293,7 +293,12 @@ fn a_fake_answer_cannot_ban_an_allowed_range_a_dns_server_or_for_others() {
 mod malformed {
     use enforcer::bpf::CgroupHook;
     use enforcer_common::{STAT_DNS_MALFORMED, STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED};
-    use enforcer_tests::{CgroupGuard, Harness, frame};
+    use enforcer_tests::dnswire;
+    use enforcer_tests::{
+        CgroupGuard, Harness,
+        dnswire::{a_record, header},
+        frame,
+    };
 
     /// `dns` in a UDP datagram from 192.0.2.53:53 to 192.0.2.1:40000.
     fn run(h: &mut Harness, dns: &[u8]) {
@@ -302,37 +307,8 @@ mod malformed {
         assert_eq!(passed, 1, "DNS answers always pass");
     }
 
-    /// A response header: NOERROR, one question, `an` answers.
-    fn header(an: u16) -> Vec<u8> {
-        let mut h = vec![0x12, 0x34, 0x81, 0x80, 0, 1];
-        h.extend_from_slice(&an.to_be_bytes());
-        h.extend_from_slice(&[0, 0, 0, 0]);
-        h
-    }
-
-    /// `api.banned.test` A IN
-    fn question() -> Vec<u8> {
-        let mut q = Vec::new();
-        for l in ["api", "banned", "test"] {
-            q.push(l.len() as u8);
-            q.extend_from_slice(l.as_bytes());
-        }
-        q.extend_from_slice(&[0, 0, 1, 0, 1]);
-        q
-    }
-
-    /// An A record whose owner is a pointer to the question.
-    fn a_record(addr: [u8; 4]) -> Vec<u8> {
-        let mut r = vec![0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4];
-        r.extend_from_slice(&addr);
-        r
-    }
-
     fn message(an: u16, body: &[u8]) -> Vec<u8> {
-        let mut m = header(an);
-        m.extend_from_slice(&question());
-        m.extend_from_slice(body);
-        m
+        dnswire::message("api.banned.test", an, body)
     }
 
     #[test]
