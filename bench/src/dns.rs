@@ -3,7 +3,7 @@
 //! an answer costs, against a return-only cgroup_skb program.
 
 use anyhow::{Context as _, Result};
-use aya::programs::{CgroupSkb, TestRun as _, TestRunOptions};
+use aya::programs::CgroupSkb;
 use enforcer::{
     bpf::{Datapath, Pins, dnsnames},
     desired::compile,
@@ -12,31 +12,14 @@ use enforcer::{
 use enforcer_common::programs;
 use enforcer_tests::{BpffsGuard, dnswire, frame};
 
-use crate::{Report, median, raw};
-
-const REPEAT: u32 = 100_000;
-const ROUNDS: usize = 3;
-
-fn run(p: &mut CgroupSkb, frame: &[u8]) -> Result<f64> {
-    let mut v = Vec::new();
-    for _ in 0..ROUNDS {
-        let r = p.test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat: REPEAT,
-            ..Default::default()
-        })?;
-        v.push(r.duration.as_nanos() as f64);
-    }
-    Ok(median(v))
-}
+use crate::{
+    Report, raw,
+    sections::{REPEAT, ROUNDS, floor_run, median_of_runs},
+};
 
 fn floor(frame: &[u8]) -> Result<f64> {
     let fd = raw::return_only(raw::PROG_TYPE_CGROUP_SKB, raw::ATTACH_CGROUP_INET_EGRESS, 1)?;
-    let mut v = Vec::new();
-    for _ in 0..ROUNDS {
-        v.push(raw::test_run(&fd, frame, REPEAT, None)?.1 as f64);
-    }
-    Ok(median(v))
+    floor_run(&fd, frame)
 }
 
 /// A policy banning `n` names (`name{i}.banned.test`) and `*.wild.test`.
@@ -115,7 +98,7 @@ pub fn dns_answers(r: &mut Report) -> Result<()> {
             .context("dns program")?
             .try_into()?;
         for (what, frame) in &cases {
-            let ns = run(prog, frame)?;
+            let ns = median_of_runs(prog, frame)?;
             r.line(format!(
                 "| {n} | {what} | {ns:.0} | {floor_ns:.0} | {:.1} |",
                 ns / floor_ns

@@ -21,8 +21,8 @@ use enforcer_tests::{BpffsGuard, CgroupGuard, NetnsGuard, TempDir};
 use crate::{Report, median, raw, secs};
 
 /// Test runs per measurement, and measurements per figure (median).
-const REPEAT: u32 = 100_000;
-const ROUNDS: usize = 3;
+pub(crate) const REPEAT: u32 = 100_000;
+pub(crate) const ROUNDS: usize = 3;
 
 /// Deterministic xorshift64*, so every run bans the same addresses.
 struct Rng(u64);
@@ -157,7 +157,7 @@ fn skb_run(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
 }
 
 /// The median over ROUNDS of the kernel's ns per run (REPEAT runs each).
-fn median_of_runs<P>(p: &mut P, frame: &[u8]) -> Result<f64>
+pub(crate) fn median_of_runs<P>(p: &mut P, frame: &[u8]) -> Result<f64>
 where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
 {
@@ -173,7 +173,7 @@ where
     Ok(median(v))
 }
 
-fn floor_run(fd: &std::os::fd::OwnedFd, frame: &[u8]) -> Result<f64> {
+pub(crate) fn floor_run(fd: &std::os::fd::OwnedFd, frame: &[u8]) -> Result<f64> {
     let mut v = Vec::new();
     for _ in 0..ROUNDS {
         v.push(raw::test_run(fd, frame, REPEAT, None)?.1 as f64);
