@@ -27,16 +27,18 @@ pub struct Verdict {
     pub json: serde_json::Value,
 }
 
-/// Resolves (for a name) and judges against the maps of `pins`.
+/// Resolves (for a name) and judges against the maps of `pins`. `rules`:
+/// the rule table of `policy` (the daemon's own, or [`rules_of`]).
 pub async fn live(
     policy: &Policy,
+    rules: &RuleTable,
     pins: &Pins,
     resolv_conf: &Path,
     target: &str,
 ) -> anyhow::Result<Verdict> {
     if let Ok(ip) = target.parse::<IpAddr>() {
         let judge = open_judge(pins)?;
-        return judge_addrs(policy, &judge, target, &[ip], None);
+        return judge_addrs(rules, &judge, target, &[ip], None);
     }
     let name = target.trim_end_matches('.').to_ascii_lowercase();
     let _: DomainPattern = name
@@ -63,7 +65,13 @@ pub async fn live(
         Resolution::NxDomain => (Vec::new(), Some("NXDOMAIN".to_owned())),
         Resolution::Failed(e) => (Vec::new(), Some(format!("cannot resolve: {e}"))),
     };
-    judge_addrs(policy, &judge, &name, &addrs, note)
+    judge_addrs(rules, &judge, &name, &addrs, note)
+}
+
+/// The rule ids of `policy` as the daemon numbers them (resolved names do
+/// not change the numbering), for a check without a daemon.
+pub fn rules_of(policy: &Policy) -> RuleTable {
+    compile(policy, &Default::default()).1
 }
 
 fn open_judge(pins: &Pins) -> anyhow::Result<Judge> {
@@ -91,15 +99,12 @@ fn name_rule(rules: &RuleTable, name: &str, action: Action) -> Option<String> {
 }
 
 fn judge_addrs(
-    policy: &Policy,
+    rules: &RuleTable,
     judge: &Judge,
     target: &str,
     addrs: &[IpAddr],
     note: Option<String>,
 ) -> anyhow::Result<Verdict> {
-    // Rule ids as the daemon numbers them (the policy's static rules;
-    // resolved names do not change the numbering).
-    let (_, rules) = compile(policy, &Default::default());
     let audit = judge.audit()?;
     let mut lines = Vec::new();
     let mut per_addr = Vec::new();
@@ -112,15 +117,15 @@ fn judge_addrs(
                 "passes",
                 format!(
                     "banned by {} but excepted by {}",
-                    rule_text(&rules, rule),
-                    rule_text(&rules, exception)
+                    rule_text(rules, rule),
+                    rule_text(rules, exception)
                 ),
             ),
             KernelVerdict::Banned { rule } => {
                 denied += 1;
                 (
                     if audit { "audited" } else { "denied" },
-                    format!("by {}", rule_text(&rules, rule)),
+                    format!("by {}", rule_text(rules, rule)),
                 )
             }
         };
@@ -130,10 +135,10 @@ fn judge_addrs(
     let all_denied = !addrs.is_empty() && denied == addrs.len();
     let is_name = target.parse::<IpAddr>().is_err();
     let deny_rule = is_name
-        .then(|| name_rule(&rules, target, Action::Deny))
+        .then(|| name_rule(rules, target, Action::Deny))
         .flatten();
     let allow_rule = is_name
-        .then(|| name_rule(&rules, target, Action::Allow))
+        .then(|| name_rule(rules, target, Action::Allow))
         .flatten();
     // A banned name (not excepted) is judged on every answer an
     // application in the enforced cgroup gets: whatever it resolves to is

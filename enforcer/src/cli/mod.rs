@@ -455,6 +455,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             let v = runtime.block_on(crate::check::live(
                 &policy,
+                &crate::check::rules_of(&policy),
                 &Pins::new(&bpffs),
                 Path::new(crate::resolve::dns::RESOLV_CONF),
                 &target,

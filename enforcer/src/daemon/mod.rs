@@ -62,8 +62,6 @@ pub enum DaemonError {
     },
     #[error("signal handling: {0}")]
     Signal(#[source] std::io::Error),
-    #[error("reading events: {0}")]
-    Events(#[source] std::io::Error),
     #[error(transparent)]
     Store(#[from] crate::flows::StoreError),
     #[error("control socket {path}: {source}")]
@@ -207,18 +205,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::select! {
             () = &mut shutdown => break,
             _ = hup.recv() => {
-                let _ = reload(&mut controller, &config, true);
-                policy_watch.follow(&controller.policy);
+                let _ = reload(&mut controller, &config, &mut policy_watch, true);
             }
             Some(()) = changes.recv() => {
                 // Debounce without holding the loop: editors and config
                 // management write in steps.
                 reload_due = Some(tokio::time::Instant::now() + DEBOUNCE);
             }
-            () = sleep_until_instant(reload_due) => {
+            () = resolve::task::sleep_until(reload_due) => {
                 reload_due = None;
-                let _ = reload(&mut controller, &config, false);
-                policy_watch.follow(&controller.policy);
+                let _ = reload(&mut controller, &config, &mut policy_watch, false);
             }
             Some(job) = jobs.recv() => {
                 use crate::control::{Response, protocol::Command};
@@ -240,10 +236,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     Command::Check { target } => {
                         // Resolving may take seconds: off the loop.
                         let policy = controller.policy.clone();
+                        let rules = controller.rules.borrow().clone();
                         let pins = pins.clone();
                         let resolv_conf = config.resolv_conf.clone();
                         tokio::spawn(async move {
-                            let response = match crate::check::live(&policy, &pins, &resolv_conf, &target).await {
+                            let response = match crate::check::live(&policy, &rules, &pins, &resolv_conf, &target).await {
                                 Ok(v) => Response::ok(serde_json::json!({"blocked": v.blocked, "text": v.text, "detail": v.json})),
                                 Err(e) => Response::error("bad_request", format!("{e:#}")),
                             };
@@ -252,9 +249,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         continue;
                     }
                     Command::Reload => {
-                        let r = reload(&mut controller, &config, true);
-                        policy_watch.follow(&controller.policy);
-                        match r {
+                        match reload(&mut controller, &config, &mut policy_watch, true) {
                             Ok(msg) => Response::ok(msg.into()),
                             Err(msg) => Response::error("failed", msg),
                         }
@@ -412,17 +407,26 @@ fn report_first_round(controller: &Controller) {
     );
 }
 
-async fn sleep_until_instant(when: Option<tokio::time::Instant>) {
-    match when {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Re-reads the policy. A bad policy is rejected whole and the one in
 /// force stays. `explicit`: asked for (SIGHUP, `enforcer reload`), as
-/// opposed to a file change.
-fn reload(controller: &mut Controller, config: &Config, explicit: bool) -> Result<String, String> {
+/// opposed to a file change. Afterwards the watch follows the files of the
+/// policy in force (a drop-in directory may have appeared).
+fn reload(
+    controller: &mut Controller,
+    config: &Config,
+    watch: &mut watch::PolicyWatch,
+    explicit: bool,
+) -> Result<String, String> {
+    let result = read_and_apply(controller, config, explicit);
+    watch.follow(&controller.policy);
+    result
+}
+
+fn read_and_apply(
+    controller: &mut Controller,
+    config: &Config,
+    explicit: bool,
+) -> Result<String, String> {
     match Policy::resolve(config.policy.as_deref()) {
         Ok(mut policy) => {
             check_upstreams(&mut policy, config);

@@ -204,7 +204,9 @@ async fn run(mut plan_rx: watch::Receiver<Arc<Plan>>, out: mpsc::Sender<Outcome>
     }
 }
 
-async fn sleep_until(when: Option<Instant>) {
+/// Sleeps until `when`; forever when there is none (a `select!` arm that
+/// never fires).
+pub(crate) async fn sleep_until(when: Option<Instant>) {
     match when {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
