@@ -32,6 +32,9 @@ pub struct Controller {
     first_round: bool,
     generation: u64,
     resolv_conf: PathBuf,
+    /// The mode, NAT64 prefixes and DNS names in the kernel are not yet
+    /// those of `policy` (set at start and when the policy changes).
+    policy_maps_due: bool,
     pub rules: watch::Sender<Arc<RuleTable>>,
     pub plan: watch::Sender<Arc<Plan>>,
     /// When the policy in force was loaded (ms since the epoch).
@@ -128,6 +131,7 @@ impl Controller {
             first_round,
             generation: 0,
             resolv_conf,
+            policy_maps_due: true,
             rules: watch::channel(Arc::new(RuleTable::default())).0,
             plan: watch::channel(Arc::new(plan)).0,
             loaded_ms: now_ms(),
@@ -163,11 +167,17 @@ impl Controller {
             union(&self.writer.current(), &desired)
         };
         let applied = self.writer.apply(&target)?;
-        set_mode(&self.pins, self.policy.mode)?;
-        write_prefixes(&self.pins, &self.policy)?;
-        dnsnames::write_names(&self.pins, &rules)?;
-        dnsnames::write_config(&self.pins, &self.policy)?;
-        // The host's DNS servers: their answers ban for everyone.
+        // What depends on the policy alone is written when it changed, not
+        // on every DNS answer.
+        if self.policy_maps_due {
+            set_mode(&self.pins, self.policy.mode)?;
+            write_prefixes(&self.pins, &self.policy)?;
+            dnsnames::write_names(&self.pins, &rules)?;
+            dnsnames::write_config(&self.pins, &self.policy)?;
+            self.policy_maps_due = false;
+        }
+        // The host's DNS servers (resolv.conf may change at any time):
+        // their answers ban for everyone.
         let servers = crate::resolve::dns::upstreams(
             self.policy.resolver.upstreams.as_deref(),
             &self.resolv_conf,
@@ -238,6 +248,7 @@ impl Controller {
         }
         let previous = std::mem::replace(&mut self.policy, policy);
         let previous_answers = self.answers.clone();
+        self.policy_maps_due = true;
         if explicit {
             self.generation += 1;
         }
@@ -272,6 +283,8 @@ impl Controller {
                 self.policy = previous;
                 self.answers = previous_answers;
                 self.settled = self.answers.settled();
+                // Some of the new policy's may have been written.
+                self.policy_maps_due = true;
                 Err(format!(
                     "reload failed, the previous policy stays in force: {e}"
                 ))
