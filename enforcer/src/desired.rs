@@ -256,8 +256,11 @@ impl Desired {
 
 /// What a verdict would be for `addr` under `desired`, computed the way the
 /// kernel programs do (exact, then longest prefix; an allow exception wins).
-/// Returns the matching ban's rule id and, if any, the exception's.
-pub fn lookup(desired: &Desired, addr: IpAddr) -> Option<(u32, Option<u32>)> {
+/// Returns the matching ban's rule id and, if any, the exception's. A model
+/// for the tests of `compile`; `check` asks the kernel maps themselves
+/// (`bpf::judge`).
+#[cfg(test)]
+fn lookup(desired: &Desired, addr: IpAddr) -> Option<(u32, Option<u32>)> {
     fn longest<A: Copy>(
         map: &BTreeMap<Prefix<A>, u32>,
         covers: impl Fn(&Prefix<A>) -> bool,
