@@ -65,9 +65,21 @@ pub mod maps {
     pub const DNS_WALK: &str = "DNS_WALK";
     /// Per-CPU state of the walk over a message's answer records.
     pub const DNS_RECORDS: &str = "DNS_RECORDS";
+    /// Per destination port (index): `PORT_GATE_*` bits saying rules with
+    /// that port exist, so that traffic to other ports skips the port tries.
+    pub const PORT_GATE: &str = "PORT_GATE";
+    /// Rules with a port (LPM trie): `Key<[u32; 2]>` = [`super::port_word`]
+    /// then the IPv4 address → [`super::PortRule`].
+    pub const PORT_LPM_V4: &str = "PORT_LPM_V4";
+    /// `Key<[u32; 5]>` = [`super::port_word`] then the IPv6 address →
+    /// [`super::PortRule`].
+    pub const PORT_LPM_V6: &str = "PORT_LPM_V6";
+    /// Rule id of a name rule with a port → [`super::name_port`]: what the
+    /// addresses the DNS program learns for that rule carry.
+    pub const NAME_PORTS: &str = "NAME_PORTS";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 27] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -91,6 +103,10 @@ pub mod maps {
         DNS_SCRATCH,
         DNS_WALK,
         DNS_RECORDS,
+        PORT_GATE,
+        PORT_LPM_V4,
+        PORT_LPM_V6,
+        NAME_PORTS,
     ];
 }
 
@@ -126,6 +142,8 @@ pub const MAX_DNS_NAMES: u32 = 1 << 16;
 /// Addresses learned from DNS answers, per family.
 pub const MAX_LEARNED: u32 = 1 << 16;
 pub const MAX_DNS_SERVERS: u32 = 64;
+/// Rules with a port (address or range with its port and protocol), per family.
+pub const MAX_PORT_RULES: u32 = 1 << 16;
 /// Operator NAT64 prefixes the policy may name.
 pub const MAX_NAT64_PREFIXES: u32 = 8;
 /// The skb hook reports a socket at most once per this interval (the
@@ -158,7 +176,54 @@ pub const CONFIG_DNS_MIN_TTL_S: u32 = 3;
 pub const CONFIG_DNS_MAX_TTL_S: u32 = 4;
 /// Index into the `CONFIG` array: added to every learned TTL (`grace_s`).
 pub const CONFIG_DNS_GRACE_S: u32 = 5;
+/// Index into the `CONFIG` array: non-zero when the policy has rules with
+/// a port. 0 (the default) spares traffic that matched no address rule
+/// the port read and the `PORT_GATE` lookup.
+pub const CONFIG_PORT_RULES: u32 = 6;
 pub const CONFIG_LEN: u32 = 8;
+
+/// `PORT_GATE` bits: rules exist for this port over TCP, over UDP.
+pub const PORT_GATE_TCP: u8 = 1;
+pub const PORT_GATE_UDP: u8 = 2;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// The first word of a port trie key: the port (network order) and the IP
+/// protocol, in memory order. A rule for both protocols is two entries.
+#[inline(always)]
+pub const fn port_word(port: u16, proto: u8) -> u32 {
+    let p = port.to_be_bytes();
+    u32::from_ne_bytes([p[0], p[1], proto, 0])
+}
+/// The bits of [`port_word`] in a trie key's prefix length: a rule for
+/// every address on a port (`*:853`) has exactly this prefix length.
+pub const PORT_WORD_BITS: u32 = 32;
+
+/// `PortRule::flags`: an exception (`allow.cidrs: ["10.1.2.3:853"]`).
+pub const PORT_F_ALLOW: u32 = 1;
+
+/// A rule with a port, as the port tries hold it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRule {
+    pub rule_id: u32,
+    /// `PORT_F_*`.
+    pub flags: u32,
+}
+
+/// The port and protocol a name rule (and the addresses learned for it)
+/// is limited to, packed: port << 8 | protocol (0: both). 0 in all: every port.
+#[inline(always)]
+pub const fn name_port(port: u16, proto: u8) -> u32 {
+    (port as u32) << 8 | proto as u32
+}
+
+/// Whether traffic to `port`/`proto` falls under a [`name_port`] value.
+#[inline(always)]
+pub const fn name_port_covers(packed: u32, port: u16, proto: u8) -> bool {
+    packed == 0
+        || ((packed >> 8) == port as u32 && ((packed & 0xff) == 0 || (packed & 0xff) == proto as u32))
+}
 
 /// What one name key stands for: rule ids (0: none) of an exact name and
 /// of a `*.name` wildcard over it, banned and allowed.
@@ -189,6 +254,9 @@ pub struct Learned {
     /// the cgroup v2 id of the socket that received the answer, the only
     /// one it applies to.
     pub cgroup_id: u64,
+    /// The port and protocol of the name's rule ([`name_port`]); 0: every port.
+    pub port: u32,
+    pub _reserved: u32,
 }
 
 /// Bytes of a DNS message the program reads (the rest is not parsed and
@@ -419,6 +487,8 @@ pub struct RateState {
 const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::size_of::<SockOwner>() == 40);
 const _: () = assert!(core::mem::size_of::<RateState>() == 16);
+const _: () = assert!(core::mem::size_of::<Learned>() == 32);
+const _: () = assert!(core::mem::size_of::<PortRule>() == 8);
 const _: () = assert!(core::mem::size_of::<ExecArgs>() == 8 + 2 * ARGS_BYTES);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 56 + FILENAME_BYTES + ARGS_BYTES);
 
@@ -510,6 +580,7 @@ mod pod {
     // SAFETY: all three are repr(C), padding-free, and valid for any bytes.
     unsafe impl aya::Pod for super::NameRule {}
     unsafe impl aya::Pod for super::Learned {}
+    unsafe impl aya::Pod for super::PortRule {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::SockOwner {}
     unsafe impl aya::Pod for super::RateState {}

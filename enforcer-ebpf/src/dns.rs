@@ -37,6 +37,7 @@ use enforcer_common::{
 use crate::{
     maps::{
         CONFIG, DNS_NAMES, DNS_RECORDS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK, LEARNED_V4, LEARNED_V6,
+        NAME_PORTS,
     },
     net::{
         ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN, SKB_PASS, ipv4_hlen,
@@ -642,8 +643,25 @@ fn merge(old: Option<&Learned>, new: Learned) -> Option<Learned> {
         if old.expires_ns > out.expires_ns {
             out.expires_ns = old.expires_ns;
         }
+        out.port = wider_port(old.port, new.port);
     }
     Some(out)
+}
+
+/// The port scope of an address learned for two rules: every port wins
+/// over one port, both protocols over one. Two different ports cannot be
+/// held by one entry: the newer answer's name keeps it (its application
+/// is about to connect); the daemon's own resolution of names with a port
+/// goes to the port tries, where both stay.
+#[inline(always)]
+fn wider_port(old: u32, new: u32) -> u32 {
+    if old == 0 || new == 0 {
+        0
+    } else if old >> 8 == new >> 8 && old != new {
+        old & !0xff
+    } else {
+        new
+    }
 }
 
 #[inline(always)]
@@ -653,11 +671,18 @@ fn entry(ttl: u32, d: Decision, origin: Origin) -> Learned {
     } else {
         (d.deny, 0)
     };
+    // SAFETY: a map lookup of a stack key.
+    let port = match unsafe { NAME_PORTS.get(rule_id) } {
+        Some(&p) => p,
+        None => 0,
+    };
     Learned {
         rule_id,
         flags,
         expires_ns: expiry(ttl),
         cgroup_id: if origin.system { 0 } else { origin.cgroup },
+        port,
+        _reserved: 0,
     }
 }
 

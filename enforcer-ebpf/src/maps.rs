@@ -6,8 +6,8 @@ use aya_ebpf::{
 use enforcer_common::{
     CONFIG_LEN, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned, MAX_ALLOW_V4, MAX_ALLOW_V6,
     MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6, MAX_EXEC_ARGS, MAX_LEARNED,
-    MAX_NAT64_PREFIXES, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS, NameRule,
-    PROC_EVENTS_BYTES, RateState, STATS_LEN, SockOwner,
+    MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS, NameRule,
+    PROC_EVENTS_BYTES, PortRule, RateState, STATS_LEN, SockOwner,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -74,3 +74,16 @@ pub static DNS_SCRATCH: PerCpuArray<[u8; DNS_SCRATCH_BYTES]> = PerCpuArray::with
 pub static DNS_WALK: PerCpuArray<crate::dns::NameWalk> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static DNS_RECORDS: PerCpuArray<crate::dns::RecordWalk> = PerCpuArray::with_max_entries(1, 0);
+
+// Rules with a port. The gate, indexed by port, is read only for traffic
+// no address rule matched, and only while `CONFIG_PORT_RULES` is set; the
+// tries only where the gate says rules exist for the port and protocol.
+#[map]
+pub static PORT_GATE: Array<u8> = Array::with_max_entries(1 << 16, 0);
+#[map]
+pub static PORT_LPM_V4: LpmTrie<[u32; 2], PortRule> = LpmTrie::with_max_entries(MAX_PORT_RULES, 0);
+#[map]
+pub static PORT_LPM_V6: LpmTrie<[u32; 5], PortRule> = LpmTrie::with_max_entries(MAX_PORT_RULES, 0);
+// Rule id → `enforcer_common::name_port`, for name rules with a port only.
+#[map]
+pub static NAME_PORTS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_DNS_NAMES, BPF_F_NO_PREALLOC);

@@ -20,7 +20,9 @@ use crate::{
         skb_ethertype,
     },
     report::{Flow, bump, count, emit, skb_report_due},
-    verdict::{ERROR, Match, check_v4, check_v6_forms, passes},
+    verdict::{
+        ERROR, Match, check_v4, check_v6_forms, passes, port_rules, port_v4, port_v6_forms,
+    },
 };
 
 #[cgroup_skb(egress)]
@@ -75,8 +77,12 @@ fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     let frag: u16 = ctx.load(6).map_err(|_| ())?;
     let protocol: u8 = ctx.load(9).map_err(|_| ())?;
     let daddr: u32 = ctx.load(16).map_err(|_| ())?;
-    let found = check_v4(daddr, skb_cgroup(ctx));
-    if found.verdict == VERDICT_PASS {
+    let cgroup = skb_cgroup(ctx);
+    let mut found = check_v4(daddr, cgroup);
+    // The port is read for an event, or for the port rules when no address
+    // rule spoke and the policy has some.
+    let by_port = found.verdict == VERDICT_PASS && port_rules();
+    if found.verdict == VERDICT_PASS && !by_port {
         return Ok((found, blank_flow()));
     }
     // The port is only in the first fragment.
@@ -87,6 +93,12 @@ fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     } else {
         0
     };
+    if by_port {
+        found = port_v4(daddr, cgroup, port as u16, protocol);
+        if found.verdict == VERDICT_PASS {
+            return Ok((found, blank_flow()));
+        }
+    }
     Ok((
         found,
         Flow {
@@ -104,17 +116,27 @@ fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     let next: u8 = ctx.load(6).map_err(|_| ())?;
     let daddr: [u32; 4] = ctx.load(24).map_err(|_| ())?;
     // A NAT64 or 6to4 destination is judged by its IPv4 address too.
-    let j = check_v6_forms(daddr, skb_cgroup(ctx));
-    if j.found.verdict == VERDICT_PASS {
+    let cgroup = skb_cgroup(ctx);
+    let mut j = check_v6_forms(daddr, cgroup);
+    let by_port = j.found.verdict == VERDICT_PASS && port_rules();
+    if j.found.verdict == VERDICT_PASS && !by_port {
         return Ok((j.found, blank_flow()));
+    }
+    // Extension headers are not walked: the port is then 0 (reported as
+    // such, and no port rule applies).
+    let port = dest_port(ctx, next, IPV6_HLEN);
+    if by_port {
+        j = port_v6_forms(daddr, cgroup, port as u16, next);
+        if j.found.verdict == VERDICT_PASS {
+            return Ok((j.found, blank_flow()));
+        }
     }
     Ok((
         j.found,
         Flow {
             family: j.family,
             addr: j.addr,
-            // Extension headers are not walked: the port is then reported as 0.
-            port: dest_port(ctx, next, IPV6_HLEN),
+            port,
             protocol: next as u32,
             flags: j.via,
             ..blank_flow()

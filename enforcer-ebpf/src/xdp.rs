@@ -14,7 +14,10 @@ use crate::{
         IPV6_HLEN, ipv4_hlen,
     },
     report::{Flow, count, emit, xdp_event_allowed},
-    verdict::{ERROR, Match, NO_MATCH, check_v4, check_v6_forms, passes},
+    verdict::{
+        ERROR, Judged, Match, NO_MATCH, check_v4, check_v6_forms, passes, port_rules, port_v4,
+        port_v6_forms,
+    },
 };
 
 #[xdp]
@@ -101,10 +104,16 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
         (dst, daddr, 0)
     } else {
         let src = check_v4(saddr, 0);
-        if src.verdict == VERDICT_PASS {
+        if src.verdict != VERDICT_PASS {
+            (src, saddr, EVENT_F_SOURCE)
+        } else if !port_rules() {
             return Ok((NO_MATCH, blank_flow()));
+        } else {
+            match by_port_v4(ctx, l3, daddr, saddr)? {
+                Some(hit) => hit,
+                None => return Ok((NO_MATCH, blank_flow())),
+            }
         }
-        (src, saddr, EVENT_F_SOURCE)
     };
     let vihl: u8 = read(ctx, l3)?;
     let frag: u16 = read(ctx, l3 + 6)?;
@@ -136,10 +145,16 @@ fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
         (dst, 0)
     } else {
         let src = check_v6_forms(saddr, 0);
-        if src.found.verdict == VERDICT_PASS {
+        if src.found.verdict != VERDICT_PASS {
+            (src, EVENT_F_SOURCE)
+        } else if !port_rules() {
             return Ok((NO_MATCH, blank_flow()));
+        } else {
+            match by_port_v6(ctx, l3, daddr, saddr)? {
+                Some(hit) => hit,
+                None => return Ok((NO_MATCH, blank_flow())),
+            }
         }
-        (src, EVENT_F_SOURCE)
     };
     let next: u8 = read(ctx, l3 + 6)?;
     Ok((
@@ -153,6 +168,59 @@ fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
             ..blank_flow()
         },
     ))
+}
+
+/// The rules with a port, for a frame no address rule matched: the
+/// destination on its port, then the source (the remote of an incoming
+/// reply) on its port. `None`: none spoke (or a later fragment, which
+/// carries no port).
+#[inline(always)]
+fn by_port_v4(
+    ctx: &XdpContext,
+    l3: usize,
+    daddr: u32,
+    saddr: u32,
+) -> Result<Option<(Match, u32, u32)>, ()> {
+    let vihl: u8 = read(ctx, l3)?;
+    let frag: u16 = read(ctx, l3 + 6)?;
+    let protocol: u8 = read(ctx, l3 + 9)?;
+    if u16::from_be(frag) & 0x1fff != 0 {
+        return Ok(None);
+    }
+    let l4 = l3 + ipv4_hlen(vihl);
+    let dport = port_of(ctx, protocol, l4, 0) as u16;
+    let dst = port_v4(daddr, 0, dport, protocol);
+    if dst.verdict != VERDICT_PASS {
+        return Ok(Some((dst, daddr, 0)));
+    }
+    let sport = port_of(ctx, protocol, l4, EVENT_F_SOURCE) as u16;
+    let src = port_v4(saddr, 0, sport, protocol);
+    if src.verdict != VERDICT_PASS {
+        return Ok(Some((src, saddr, EVENT_F_SOURCE)));
+    }
+    Ok(None)
+}
+
+#[inline(always)]
+fn by_port_v6(
+    ctx: &XdpContext,
+    l3: usize,
+    daddr: [u32; 4],
+    saddr: [u32; 4],
+) -> Result<Option<(Judged, u32)>, ()> {
+    let next: u8 = read(ctx, l3 + 6)?;
+    let l4 = l3 + IPV6_HLEN;
+    let dport = port_of(ctx, next, l4, 0) as u16;
+    let dst = port_v6_forms(daddr, 0, dport, next);
+    if dst.found.verdict != VERDICT_PASS {
+        return Ok(Some((dst, 0)));
+    }
+    let sport = port_of(ctx, next, l4, EVENT_F_SOURCE) as u16;
+    let src = port_v6_forms(saddr, 0, sport, next);
+    if src.found.verdict != VERDICT_PASS {
+        return Ok(Some((src, EVENT_F_SOURCE)));
+    }
+    Ok(None)
 }
 
 /// The port on the banned side: the source port when the source matched.

@@ -23,6 +23,7 @@ pub mod flows;
 pub mod mapdiff;
 pub mod metrics;
 pub mod policy;
+pub mod portmaps;
 pub mod resolve;
 pub mod snapshot;
 pub mod sys;

@@ -59,6 +59,7 @@ pub fn rule_views(rules: &RuleTable) -> Vec<RuleView> {
             kind: match r.target {
                 Target::Cidr(_) => "cidr".into(),
                 Target::Domain(_) => "domain".into(),
+                Target::Port(_) => "port".into(),
             },
             target: r.target.to_string(),
             origin: r.origin.clone(),

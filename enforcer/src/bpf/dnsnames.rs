@@ -24,15 +24,22 @@ use super::{
 };
 use crate::{
     desired::{Action, RuleTable, Target},
-    policy::{DomainPattern, Policy},
+    policy::{DomainPattern, Policy, PortRule, PortTarget},
 };
 
 /// The `DNS_NAMES` entries for the domain rules of `rules`.
 pub fn name_entries(rules: &RuleTable) -> BTreeMap<u64, NameRule> {
     let mut out: BTreeMap<u64, NameRule> = BTreeMap::new();
     for rule in rules.iter() {
-        let Target::Domain(d) = &rule.target else {
-            continue;
+        // A name with a port matches like any other; the addresses learned
+        // for it carry its port (`NAME_PORTS`, written with the port maps).
+        let d = match &rule.target {
+            Target::Domain(d) => d,
+            Target::Port(PortRule {
+                target: PortTarget::Domain(d),
+                ..
+            }) => d,
+            _ => continue,
         };
         let (name, wild) = match d {
             DomainPattern::Exact(n) => (n.as_str(), false),

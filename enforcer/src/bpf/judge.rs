@@ -2,8 +2,11 @@
 //! pinned maps with the same lookups in the same order (`verdict.rs` in the
 //! eBPF crate): an allow range wins, then an exact ban, then a banned
 //! range; IPv4-mapped IPv6 addresses are judged as IPv4, NAT64 and 6to4
-//! forms by the IPv4 rules when no IPv6 rule matches. `check` uses it so
-//! that it reports what the kernel does, not what the policy meant.
+//! forms by the IPv4 rules when no IPv6 rule matches; with a port, the
+//! rules with a port where no address rule spoke (the gate, then the port
+//! trie, then the address exceptions). `check` uses it so that it reports
+//! what the kernel does, not what the policy meant. Addresses learned from
+//! DNS answers are not consulted (they depend on the asking cgroup).
 
 use std::net::IpAddr;
 
@@ -12,8 +15,11 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
 };
 use enforcer_common::{
-    CONFIG_MODE, CONFIG_NAT64_PREFIXES, MODE_AUDIT, embedded_v4, maps as names, v4_key, v6_key,
+    CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, MODE_AUDIT, PORT_F_ALLOW,
+    PORT_WORD_BITS, PortRule, embedded_v4, maps as names, port_word, v4_key, v6_key,
 };
+
+use crate::{policy::Proto, portmaps::gate_bit};
 
 use super::{pins::Pins, writer::WriteError};
 
@@ -26,6 +32,8 @@ pub enum KernelVerdict {
     Excepted { rule: u32, exception: u32 },
     /// Banned by `rule` (denied in enforce mode, reported in audit mode).
     Banned { rule: u32 },
+    /// A rule with a port excepts it (longer than any port ban covering it).
+    PortExcepted { exception: u32 },
 }
 
 /// The pinned verdict maps of one instance, opened for lookups.
@@ -34,6 +42,9 @@ pub struct Judge {
     v6: Family<[u32; 4]>,
     config: Array<MapData, u32>,
     nat64_prefixes: HashMap<MapData, [u32; 3], u32>,
+    port_v4: LpmTrie<MapData, [u32; 2], PortRule>,
+    port_v6: LpmTrie<MapData, [u32; 5], PortRule>,
+    gate: Array<MapData, u8>,
 }
 
 /// One address family's verdict maps, keyed by `K` (`u32` or `[u32; 4]`).
@@ -86,7 +97,7 @@ fn open(pins: &Pins, name: &'static str) -> Result<Map, WriteError> {
     Map::from_map_data(MapData::from_pin(&path).map_err(err)?).map_err(err)
 }
 
-fn wrap<T>(
+pub(super) fn wrap<T>(
     pins: &Pins,
     name: &'static str,
     f: impl FnOnce(Map) -> Result<T, MapError>,
@@ -121,6 +132,93 @@ impl Judge {
             )?,
             config: wrap(pins, names::CONFIG, Array::try_from)?,
             nat64_prefixes: wrap(pins, names::NAT64_PREFIXES, HashMap::try_from)?,
+            port_v4: wrap(pins, names::PORT_LPM_V4, LpmTrie::try_from)?,
+            port_v6: wrap(pins, names::PORT_LPM_V6, LpmTrie::try_from)?,
+            gate: wrap(pins, names::PORT_GATE, Array::try_from)?,
+        })
+    }
+
+    /// The verdict for traffic to `addr` on `port` over `proto`: the
+    /// address rules, then (where none spoke) the rules with a port, as
+    /// `verdict.rs` does.
+    pub fn verdict_on(
+        &self,
+        addr: IpAddr,
+        port: u16,
+        proto: Proto,
+    ) -> Result<KernelVerdict, WriteError> {
+        let by_addr = self.verdict(addr)?;
+        if by_addr != KernelVerdict::Pass {
+            return Ok(by_addr);
+        }
+        let on = found(self.config.get(&CONFIG_PORT_RULES, 0), names::CONFIG)?;
+        let gate = found(self.gate.get(&u32::from(port), 0), names::PORT_GATE)?;
+        if on.unwrap_or(0) == 0 || gate.unwrap_or(0) & gate_bit(proto) == 0 {
+            return Ok(KernelVerdict::Pass);
+        }
+        let word = port_word(port, proto.number());
+        match addr {
+            IpAddr::V4(a) => self.port_v4(word, v4_key(a.octets())),
+            IpAddr::V6(v6) => {
+                if let Some(a) = v6.to_ipv4_mapped() {
+                    return self.port_v4(word, v4_key(a.octets()));
+                }
+                let k = v6_key(v6.octets());
+                let hit = found(
+                    self.port_v6
+                        .get(&Key::new(PORT_WORD_BITS + 128, [word, k[0], k[1], k[2], k[3]]), 0),
+                    names::PORT_LPM_V6,
+                )?;
+                let found6 = self.port_verdict(hit, &self.v6, k)?;
+                if found6 != KernelVerdict::Pass {
+                    return Ok(found6);
+                }
+                let embedded = match self.operator_prefix(k)? {
+                    Some(v4) => Some(v4),
+                    None => {
+                        let e = embedded_v4(k);
+                        (e.via != 0).then_some(e.v4)
+                    }
+                };
+                match embedded {
+                    Some(v4) => self.port_v4(word, v4),
+                    None => Ok(KernelVerdict::Pass),
+                }
+            }
+        }
+    }
+
+    fn port_v4(&self, word: u32, a: u32) -> Result<KernelVerdict, WriteError> {
+        let hit = found(
+            self.port_v4.get(&Key::new(PORT_WORD_BITS + 32, [word, a]), 0),
+            names::PORT_LPM_V4,
+        )?;
+        self.port_verdict(hit, &self.v4, a)
+    }
+
+    /// A port trie hit: an exception decides; a ban yields to an
+    /// address-only exception.
+    fn port_verdict<K: Pod>(
+        &self,
+        hit: Option<PortRule>,
+        family: &Family<K>,
+        k: K,
+    ) -> Result<KernelVerdict, WriteError> {
+        Ok(match hit {
+            None => KernelVerdict::Pass,
+            Some(r) if r.flags & PORT_F_ALLOW != 0 => KernelVerdict::PortExcepted {
+                exception: r.rule_id,
+            },
+            Some(r) => {
+                let key = Key::new(family.bits, k);
+                match found(family.allow_lpm.get(&key, 0), family.names[2])? {
+                    Some(exception) => KernelVerdict::Excepted {
+                        rule: r.rule_id,
+                        exception,
+                    },
+                    None => KernelVerdict::Banned { rule: r.rule_id },
+                }
+            }
         })
     }
 

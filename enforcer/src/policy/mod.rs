@@ -8,6 +8,7 @@ mod checks;
 mod domain;
 mod dropins;
 mod nat64;
+mod ports;
 mod raw;
 
 use std::{
@@ -20,6 +21,7 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::Deserialize;
 
 pub use domain::DomainPattern;
+pub use ports::{PortRule, PortSpec, PortTarget, Proto};
 pub use raw::{Cidr, check_octets};
 
 /// The policy compiled into the binary, used when no policy file exists.
@@ -96,6 +98,8 @@ pub struct Entry<T> {
 pub struct Rules {
     pub domains: Vec<Entry<DomainPattern>>,
     pub cidrs: Vec<Entry<IpNet>>,
+    /// Entries of either list written with a port (`*:853`, `dns.google:443/tcp`).
+    pub ports: Vec<Entry<PortRule>>,
 }
 
 impl Rules {
@@ -103,9 +107,33 @@ impl Rules {
     /// place and origin). Duplicates are found through a set, not a scan:
     /// a policy may hold a million entries.
     fn extend(&mut self, source: &Source, section: &str, raw: raw::RawRules) {
+        let mut seen_ports: std::collections::HashSet<PortRule> =
+            self.ports.iter().map(|e| e.value.clone()).collect();
+        let mut port = |rule: PortRule, origin: String| {
+            if seen_ports.insert(rule.clone()) {
+                self.ports.push(Entry {
+                    value: rule,
+                    origin,
+                });
+            }
+        };
+        let mut domains = Vec::new();
+        for (i, d) in raw.domains.into_iter().enumerate() {
+            match d {
+                ports::DomainRule::Plain(d) => domains.push((i, d)),
+                ports::DomainRule::Port(p) => port(p, format!("{source}: {section}.domains[{i}]")),
+            }
+        }
+        let mut cidrs = Vec::new();
+        for (i, c) in raw.cidrs.into_iter().enumerate() {
+            match c {
+                ports::CidrRule::Plain(c) => cidrs.push((i, c)),
+                ports::CidrRule::Port(p) => port(p, format!("{source}: {section}.cidrs[{i}]")),
+            }
+        }
         let mut seen: std::collections::HashSet<DomainPattern> =
             self.domains.iter().map(|e| e.value.clone()).collect();
-        for (i, d) in raw.domains.into_iter().enumerate() {
+        for (i, d) in domains {
             if seen.insert(d.clone()) {
                 self.domains.push(Entry {
                     value: d,
@@ -115,7 +143,7 @@ impl Rules {
         }
         let mut seen: std::collections::HashSet<IpNet> =
             self.cidrs.iter().map(|e| e.value).collect();
-        for (i, c) in raw.cidrs.into_iter().enumerate() {
+        for (i, c) in cidrs {
             if seen.insert(c.0) {
                 self.cidrs.push(Entry {
                     value: c.0,
