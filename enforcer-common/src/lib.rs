@@ -222,7 +222,8 @@ pub const fn name_port(port: u16, proto: u8) -> u32 {
 #[inline(always)]
 pub const fn name_port_covers(packed: u32, port: u16, proto: u8) -> bool {
     packed == 0
-        || ((packed >> 8) == port as u32 && ((packed & 0xff) == 0 || (packed & 0xff) == proto as u32))
+        || ((packed >> 8) == port as u32
+            && ((packed & 0xff) == 0 || (packed & 0xff) == proto as u32))
 }
 
 /// What one name key stands for: rule ids (0: none) of an exact name and

@@ -6,8 +6,8 @@ use aya_ebpf::{
 use enforcer_common::{
     CONFIG_LEN, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned, MAX_ALLOW_V4, MAX_ALLOW_V6,
     MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6, MAX_EXEC_ARGS, MAX_LEARNED,
-    MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS, NameRule,
-    PROC_EVENTS_BYTES, PortRule, RateState, STATS_LEN, SockOwner,
+    MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED,
+    MAX_SOCK_OWNERS, NameRule, PROC_EVENTS_BYTES, PortRule, RateState, STATS_LEN, SockOwner,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -86,4 +86,5 @@ pub static PORT_LPM_V4: LpmTrie<[u32; 2], PortRule> = LpmTrie::with_max_entries(
 pub static PORT_LPM_V6: LpmTrie<[u32; 5], PortRule> = LpmTrie::with_max_entries(MAX_PORT_RULES, 0);
 // Rule id → `enforcer_common::name_port`, for name rules with a port only.
 #[map]
-pub static NAME_PORTS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_DNS_NAMES, BPF_F_NO_PREALLOC);
+pub static NAME_PORTS: HashMap<u32, u32> =
+    HashMap::with_max_entries(MAX_DNS_NAMES, BPF_F_NO_PREALLOC);

@@ -20,9 +20,7 @@ use crate::{
         skb_ethertype,
     },
     report::{Flow, bump, count, emit, skb_report_due},
-    verdict::{
-        ERROR, Match, check_v4, check_v6_forms, passes, port_rules, port_v4, port_v6_forms,
-    },
+    verdict::{ERROR, Match, check_v4, check_v6_forms, passes, port_rules, port_v4, port_v6_forms},
 };
 
 #[cgroup_skb(egress)]

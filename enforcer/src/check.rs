@@ -134,7 +134,8 @@ fn name_rule(
                     Target::Domain(d) => d.matches(name),
                     Target::Port(p) => match (&p.target, on) {
                         (PortTarget::Domain(d), Some(on)) => {
-                            d.matches(name) && on.protos().all(|proto| p.spec.covers(on.port, proto))
+                            d.matches(name)
+                                && on.protos().all(|proto| p.spec.covers(on.port, proto))
                         }
                         _ => false,
                     },

@@ -198,11 +198,17 @@ mod tests {
     #[test]
     fn any_port_rule_covers_both_families_and_both_protocols() {
         let (m, rules) = maps(r#"{"version":1,"deny":{"cidrs":["*:853"]}}"#, &[]);
-        assert_eq!(m.gate, BTreeMap::from([(853, PORT_GATE_TCP | PORT_GATE_UDP)]));
+        assert_eq!(
+            m.gate,
+            BTreeMap::from([(853, PORT_GATE_TCP | PORT_GATE_UDP)])
+        );
         assert_eq!(m.v4.len(), 2);
         assert_eq!(m.v6.len(), 2);
         assert_eq!(m.v4[&v4(port_word(853, 6), [0; 4], 0)].rule_id, 1);
-        assert_eq!(rules.get(1).unwrap().to_string(), "#1 deny *:853 (t.json: deny.cidrs[0])");
+        assert_eq!(
+            rules.get(1).unwrap().to_string(),
+            "#1 deny *:853 (t.json: deny.cidrs[0])"
+        );
     }
 
     #[test]
@@ -217,7 +223,10 @@ mod tests {
         assert_eq!((inner.rule_id, inner.flags), (3, PORT_F_ALLOW));
         assert_eq!(m.v4[&v4(tcp, [0; 4], 0)].flags, 0);
         // The exception is for both protocols; no UDP ban exists.
-        assert_eq!(m.v4[&v4(port_word(853, 17), [10, 1, 0, 0], 16)].flags, PORT_F_ALLOW);
+        assert_eq!(
+            m.v4[&v4(port_word(853, 17), [10, 1, 0, 0], 16)].flags,
+            PORT_F_ALLOW
+        );
     }
 
     #[test]

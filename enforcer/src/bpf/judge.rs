@@ -165,8 +165,10 @@ impl Judge {
                 }
                 let k = v6_key(v6.octets());
                 let hit = found(
-                    self.port_v6
-                        .get(&Key::new(PORT_WORD_BITS + 128, [word, k[0], k[1], k[2], k[3]]), 0),
+                    self.port_v6.get(
+                        &Key::new(PORT_WORD_BITS + 128, [word, k[0], k[1], k[2], k[3]]),
+                        0,
+                    ),
                     names::PORT_LPM_V6,
                 )?;
                 let found6 = self.port_verdict(hit, &self.v6, k)?;
@@ -190,7 +192,8 @@ impl Judge {
 
     fn port_v4(&self, word: u32, a: u32) -> Result<KernelVerdict, WriteError> {
         let hit = found(
-            self.port_v4.get(&Key::new(PORT_WORD_BITS + 32, [word, a]), 0),
+            self.port_v4
+                .get(&Key::new(PORT_WORD_BITS + 32, [word, a]), 0),
             names::PORT_LPM_V4,
         )?;
         self.port_verdict(hit, &self.v4, a)

@@ -167,7 +167,10 @@ impl Controller {
             union(&self.writer.current(), &desired)
         };
         let applied = self.writer.apply(&target)?;
-        crate::bpf::ports::write(&self.pins, &crate::portmaps::build(&rules, &self.answers.addrs()))?;
+        crate::bpf::ports::write(
+            &self.pins,
+            &crate::portmaps::build(&rules, &self.answers.addrs()),
+        )?;
         // What depends on the policy alone is written when it changed, not
         // on every DNS answer.
         if self.policy_maps_due {

@@ -83,9 +83,7 @@ impl FromStr for PortSpec {
             Some("tcp") => Some(Proto::Tcp),
             Some("udp") => Some(Proto::Udp),
             Some(other) => {
-                return Err(format!(
-                    "protocol {other:?} is neither \"tcp\" nor \"udp\""
-                ));
+                return Err(format!("protocol {other:?} is neither \"tcp\" nor \"udp\""));
             }
         };
         Ok(PortSpec { port, proto })
@@ -265,24 +263,47 @@ mod tests {
         ] {
             assert_eq!(port(s).to_string(), s);
         }
-        assert_eq!(port("*:853/udp").spec, PortSpec { port: 853, proto: Some(Proto::Udp) });
+        assert_eq!(
+            port("*:853/udp").spec,
+            PortSpec {
+                port: 853,
+                proto: Some(Proto::Udp)
+            }
+        );
         assert!(matches!(cidr("10.0.0.0/8"), Ok(CidrRule::Plain(_))));
         assert!(matches!(cidr("2001:db8::/32"), Ok(CidrRule::Plain(_))));
         let d: DomainRule = "dns.google:443/tcp".parse().unwrap();
         let DomainRule::Port(d) = d else { panic!() };
         assert_eq!(d.to_string(), "dns.google:443/tcp");
         let w: DomainRule = "*.example.test:853".parse().unwrap();
-        assert!(matches!(w, DomainRule::Port(PortRule { target: PortTarget::Domain(DomainPattern::Wildcard(_)), .. })));
+        assert!(matches!(
+            w,
+            DomainRule::Port(PortRule {
+                target: PortTarget::Domain(DomainPattern::Wildcard(_)),
+                ..
+            })
+        ));
     }
 
     #[test]
     fn bad_ports_and_protocols_are_named() {
         let err = |s: &str| cidr(s).unwrap_err();
-        assert!(err("*:0").contains("port 0 is outside 1-65535"), "{}", err("*:0"));
+        assert!(
+            err("*:0").contains("port 0 is outside 1-65535"),
+            "{}",
+            err("*:0")
+        );
         assert!(err("203.0.113.7:65536").contains("port 65536 is outside 1-65535"));
-        assert!(err("*:853/sctp").contains("protocol \"sctp\""), "{}", err("*:853/sctp"));
+        assert!(
+            err("*:853/sctp").contains("protocol \"sctp\""),
+            "{}",
+            err("*:853/sctp")
+        );
         assert!(err("*:https").contains("port \"https\" is not a number"));
-        assert!(err("*:853/sctp").contains("\"*:853/sctp\""), "the entry is named");
+        assert!(
+            err("*:853/sctp").contains("\"*:853/sctp\""),
+            "the entry is named"
+        );
         let d = "dns.google:0".parse::<DomainRule>().unwrap_err();
         assert!(d.contains("port 0") && d.contains("dns.google:0"), "{d}");
         let d = "dns.google:443/icmp".parse::<DomainRule>().unwrap_err();
@@ -319,13 +340,19 @@ mod file_tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("p.json:2:"), "{e}");
-        assert!(e.contains("deny.cidrs[1]") && e.contains("port 65536 is outside 1-65535"), "{e}");
+        assert!(
+            e.contains("deny.cidrs[1]") && e.contains("port 65536 is outside 1-65535"),
+            "{e}"
+        );
         let e = Policy::parse(
             r#"{"version": 1, "allow": {"domains": ["dns.google:443/quic"]}}"#,
             Source::File("p.json".into()),
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("allow.domains[0]") && e.contains("\"quic\""), "{e}");
+        assert!(
+            e.contains("allow.domains[0]") && e.contains("\"quic\""),
+            "{e}"
+        );
     }
 }

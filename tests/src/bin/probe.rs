@@ -104,13 +104,13 @@ fn main() {
         dns if dns.starts_with("dns-tcp:") => {
             let (name, rtype) = dns["dns-tcp:".len()..]
                 .split_once(':')
-                .expect("dns-tcp:NAME:A|AAAA");
+                .expect("dns-tcp:NAME:A|AAAA[:PORT]");
             dns_tcp(target, name, rtype, false)
         }
         dns if dns.starts_with("dnstcp-tcp:") => {
             let (name, rtype) = dns["dnstcp-tcp:".len()..]
                 .split_once(':')
-                .expect("dnstcp-tcp:NAME:A|AAAA");
+                .expect("dnstcp-tcp:NAME:A|AAAA[:PORT]");
             dns_tcp(target, name, rtype, true)
         }
         other => panic!("unknown op {other}"),
@@ -246,7 +246,13 @@ fn udp_connect_send(target: SocketAddr, receiver: Option<&UdpSocket>, wait: bool
 /// Resolves `name` with a query of our own to `server` and connects to the
 /// first address the instant the answer is read: what the in-kernel DNS
 /// program must have judged by then.
+/// `rtype` may end in `:PORT`: the connection then goes to that port
+/// (listened on first), else to an ephemeral one.
 fn dns_tcp(server: SocketAddr, name: &str, rtype: &str, over_tcp: bool) -> String {
+    let (rtype, port) = match rtype.split_once(':') {
+        Some((t, p)) => (t, p.parse::<u16>().expect("port")),
+        None => (rtype, 0),
+    };
     use hickory_proto::{
         op::{Message, Query},
         rr::{Name, RData, RecordType},
@@ -331,7 +337,7 @@ fn dns_tcp(server: SocketAddr, name: &str, rtype: &str, over_tcp: bool) -> Strin
     let Some(ip) = found else {
         return "no-address".into();
     };
-    let listener = match TcpListener::bind(SocketAddr::new(ip, 0)) {
+    let listener = match TcpListener::bind(SocketAddr::new(ip, port)) {
         Ok(l) => l,
         Err(e) => return format!("listen {ip}: {}", self::name(&e)),
     };
