@@ -6,6 +6,7 @@
 //! every loop is bounded in count and time. Needs root.
 
 mod dns;
+mod ports;
 mod raw;
 mod sections;
 
@@ -89,7 +90,7 @@ fn main() -> Result<()> {
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
 
     type Section = fn(&mut Report) -> Result<()>;
-    let all: [(&str, Section); 6] = [
+    let all: [(&str, Section); 7] = [
         (
             "1. Per-packet cost (BPF_PROG_TEST_RUN)",
             sections::per_packet,
@@ -99,8 +100,20 @@ fn main() -> Result<()> {
         ("4. Policy load", sections::policy_load),
         ("5. Daemon footprint", sections::daemon_footprint),
         ("6. DNS answers in the kernel", dns::dns_answers),
+        ("7. Port rules and the address-only path", ports::port_rules),
     ];
+    // ENFORCER_BENCH_ONLY=7 (or 3,7): only those sections, by number.
+    let only: Option<Vec<String>> = std::env::var("ENFORCER_BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
     for (title, f) in all {
+        let number = title.split('.').next().unwrap_or_default();
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| n == number))
+        {
+            continue;
+        }
         r.line(format!("## {title}"));
         r.line("");
         let t = Instant::now();

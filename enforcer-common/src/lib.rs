@@ -182,9 +182,14 @@ pub const CONFIG_DNS_GRACE_S: u32 = 5;
 pub const CONFIG_PORT_RULES: u32 = 6;
 pub const CONFIG_LEN: u32 = 8;
 
-/// `PORT_GATE` bits: rules exist for this port over TCP, over UDP.
+/// `PORT_GATE` bits: the port trie holds rules for this port over TCP,
+/// over UDP; and name rules with this port exist (addresses learned from
+/// DNS answers may carry it) over TCP, over UDP. Each lookup runs only
+/// where its bit says it can find something.
 pub const PORT_GATE_TCP: u8 = 1;
 pub const PORT_GATE_UDP: u8 = 2;
+pub const PORT_GATE_NAMES_TCP: u8 = 4;
+pub const PORT_GATE_NAMES_UDP: u8 = 8;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 

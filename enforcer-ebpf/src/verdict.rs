@@ -3,9 +3,9 @@ use aya_ebpf::maps::{HashMap, LpmTrie, lpm_trie::Key};
 use enforcer_common::{
     AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, EVENT_F_NAT64,
     EVENT_F_V4_MAPPED, Embedded, IPPROTO_TCP, IPPROTO_UDP, LEARNED_F_ALLOW, Learned, MODE_AUDIT,
-    NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_TCP, PORT_GATE_UDP, PORT_WORD_BITS, PortRule,
-    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, embedded_v4,
-    name_port_covers, port_word,
+    NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP,
+    PORT_GATE_UDP, PORT_WORD_BITS, PortRule, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
+    VERDICT_ERROR, VERDICT_PASS, embedded_v4, name_port_covers, port_word,
 };
 
 use crate::maps::{
@@ -184,15 +184,29 @@ pub fn port_rules() -> bool {
     matches!(CONFIG.get(CONFIG_PORT_RULES), Some(&n) if n != 0)
 }
 
-/// Whether rules exist for `port` over `proto` (`PORT_GATE`).
+/// What `PORT_GATE` says of `port` over `proto`: whether the port trie
+/// has rules for it (`trie`), whether name rules with it exist (`names`).
+#[derive(Clone, Copy)]
+struct Gate {
+    trie: bool,
+    names: bool,
+}
+
 #[inline(always)]
-fn gate_open(port: u16, proto: u8) -> bool {
-    let bit = match proto {
-        IPPROTO_TCP => PORT_GATE_TCP,
-        IPPROTO_UDP => PORT_GATE_UDP,
-        _ => return false,
+fn gate(port: u16, proto: u8) -> Gate {
+    let (trie, names) = match proto {
+        IPPROTO_TCP => (PORT_GATE_TCP, PORT_GATE_NAMES_TCP),
+        IPPROTO_UDP => (PORT_GATE_UDP, PORT_GATE_NAMES_UDP),
+        _ => (0, 0),
     };
-    port != 0 && matches!(PORT_GATE.get(port as u32), Some(&g) if g & bit != 0)
+    let bits = match PORT_GATE.get(port as u32) {
+        Some(&g) if port != 0 => g,
+        _ => 0,
+    };
+    Gate {
+        trie: bits & trie != 0,
+        names: bits & names != 0,
+    }
 }
 
 /// The maps of one family's port rules: the port trie keyed by `P` (the
@@ -213,10 +227,12 @@ struct PortFamily<'a, K, P> {
 /// over either ban.
 #[inline(always)]
 pub fn port_v4(addr: u32, cgroup: u64, port: u16, proto: u8) -> Match {
-    if !gate_open(port, proto) {
+    let g = gate(port, proto);
+    if !g.trie && !g.names {
         return NO_MATCH;
     }
     port_check(
+        g,
         PortFamily {
             prefix_len: 32,
             lpm: &PORT_LPM_V4,
@@ -233,10 +249,12 @@ pub fn port_v4(addr: u32, cgroup: u64, port: u16, proto: u8) -> Match {
 
 #[inline(always)]
 pub fn port_v6(addr: [u32; 4], cgroup: u64, port: u16, proto: u8) -> Match {
-    if !gate_open(port, proto) {
+    let g = gate(port, proto);
+    if !g.trie && !g.names {
         return NO_MATCH;
     }
     port_check(
+        g,
         PortFamily {
             prefix_len: 128,
             lpm: &PORT_LPM_V6,
@@ -253,6 +271,7 @@ pub fn port_v6(addr: [u32; 4], cgroup: u64, port: u16, proto: u8) -> Match {
 
 #[inline(always)]
 fn port_check<K: Copy, P>(
+    g: Gate,
     maps: PortFamily<'_, K, P>,
     port_key: P,
     addr: K,
@@ -260,10 +279,13 @@ fn port_check<K: Copy, P>(
     port: u16,
     proto: u8,
 ) -> Match {
-    let key = Key::new(PORT_WORD_BITS + maps.prefix_len, port_key);
-    // SAFETY: as in `check`.
-    let learned = unsafe { maps.learned.get(addr) };
-    let rule_id = match maps.lpm.get(&key) {
+    let hit = if g.trie {
+        maps.lpm
+            .get(&Key::new(PORT_WORD_BITS + maps.prefix_len, port_key))
+    } else {
+        None
+    };
+    let rule_id = match hit {
         Some(r) if r.flags & PORT_F_ALLOW != 0 => {
             return Match {
                 verdict: VERDICT_ALLOWED,
@@ -271,14 +293,20 @@ fn port_check<K: Copy, P>(
             };
         }
         Some(r) => r.rule_id,
-        None => match learned_ban(learned, cgroup, port, proto) {
-            Some(rule) => rule,
-            None => return NO_MATCH,
-        },
+        None if g.names => {
+            // SAFETY: as in `check`.
+            match learned_ban(unsafe { maps.learned.get(addr) }, cgroup, port, proto) {
+                Some(rule) => rule,
+                None => return NO_MATCH,
+            }
+        }
+        None => return NO_MATCH,
     };
+    // A ban: the rare path, where every kind of exception is looked up.
     let allow = match maps.allow_lpm.get(&Key::new(maps.prefix_len, addr)) {
         Some(rule) => Some(*rule),
-        None => learned_allow(learned, cgroup, port, proto),
+        // SAFETY: as in `check`.
+        None => learned_allow(unsafe { maps.learned.get(addr) }, cgroup, port, proto),
     };
     finish(rule_id, allow)
 }

@@ -15,8 +15,8 @@ use std::{
 };
 
 use enforcer_common::{
-    PORT_F_ALLOW, PORT_GATE_TCP, PORT_GATE_UDP, PORT_WORD_BITS, PortRule as Value, name_port,
-    port_word, v4_key, v6_key,
+    PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP, PORT_GATE_UDP,
+    PORT_WORD_BITS, PortRule as Value, name_port, port_word, v4_key, v6_key,
 };
 use ipnet::IpNet;
 
@@ -51,10 +51,19 @@ struct Item {
     value: Value,
 }
 
+/// The gate bit of the port trie's rules for `proto`.
 pub const fn gate_bit(proto: Proto) -> u8 {
     match proto {
         Proto::Tcp => PORT_GATE_TCP,
         Proto::Udp => PORT_GATE_UDP,
+    }
+}
+
+/// The gate bit of name rules (learned addresses) for `proto`.
+pub const fn names_gate_bit(proto: Proto) -> u8 {
+    match proto {
+        Proto::Tcp => PORT_GATE_NAMES_TCP,
+        Proto::Udp => PORT_GATE_NAMES_UDP,
     }
 }
 
@@ -98,7 +107,16 @@ pub fn build(rules: &RuleTable, resolved: &ResolvedAddrs) -> PortMaps {
             Action::Allow => PORT_F_ALLOW,
         };
         for proto in p.spec.protos() {
-            *maps.gate.entry(p.spec.port).or_default() |= gate_bit(proto);
+            let gate = maps.gate.entry(p.spec.port).or_default();
+            // A wildcard has no trie entries, only learned addresses; an
+            // exact name has both (the daemon's resolution, the answers).
+            match &p.target {
+                PortTarget::Domain(DomainPattern::Wildcard(_)) => {}
+                _ => *gate |= gate_bit(proto),
+            }
+            if matches!(p.target, PortTarget::Domain(_)) {
+                *gate |= names_gate_bit(proto);
+            }
             let word = port_word(p.spec.port, proto.number());
             for &net in &nets {
                 items.push(Item {
@@ -237,7 +255,12 @@ mod tests {
         );
         assert_eq!(m.name_ports[&1], name_port(443, 6));
         assert_eq!(m.name_ports[&2], name_port(853, 0));
-        assert_eq!(m.gate[&443], PORT_GATE_TCP);
+        assert_eq!(m.gate[&443], PORT_GATE_TCP | PORT_GATE_NAMES_TCP);
+        assert_eq!(
+            m.gate[&853],
+            PORT_GATE_NAMES_TCP | PORT_GATE_NAMES_UDP,
+            "a wildcard: names only"
+        );
         assert_eq!(m.v4[&v4(port_word(443, 6), [192, 0, 2, 10], 32)].rule_id, 1);
         assert_eq!(m.v6.len(), 1);
         assert!(matches!(rules.get(2).unwrap().target, Target::Port(_)));

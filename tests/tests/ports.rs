@@ -121,11 +121,14 @@ fn a_doh_name_is_denied_on_443_from_the_applications_own_answer_and_its_address_
     dns.set_all(
         &[
             ("doh.test", &["192.0.2.20"]),
-            ("other.test", &["192.0.2.20"]),
+            ("x.y.dot.test", &["192.0.2.11"]),
         ],
         60,
     );
-    let p = policy(&w, r#""deny": {"domains": ["doh.test:443/tcp"]},"#);
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["doh.test:443/tcp", "*.dot.test:853"]},"#,
+    );
     let daemon = Daemon::start(&w.args(&p));
     let cg = w.cg.path().to_owned();
     let ask = |op: &str| {
@@ -147,6 +150,10 @@ fn a_doh_name_is_denied_on_443_from_the_applications_own_answer_and_its_address_
     assert_eq!(ask("dns-tcp:doh.test:A:8443"), "ok");
     // UDP to 443 is not banned by a /tcp rule.
     assert_eq!(run(&w, "udp-sendto", "192.0.2.20:443"), "ok");
+    // A wildcard with a port: a subdomain at any depth, on that port only.
+    assert_eq!(ask("dns-tcp:x.y.dot.test:A:853"), "EPERM");
+    assert_eq!(ask("dns-tcp:x.y.dot.test:A:53"), "ok");
+    assert_eq!(run(&w, "udp-sendto", "192.0.2.11:853"), "EPERM");
     daemon.stop();
 }
 
@@ -321,4 +328,52 @@ fn xdp_judges_the_remote_source_port_and_the_destination_port() {
         "no port rules left"
     );
     assert_eq!(h.test_run(xdp, &v6(443, 40000)), XDP_PASS);
+}
+
+/// An address learned for a name banned on one port and for a name banned
+/// on every port stays banned on every port, whichever answer came first.
+#[test]
+fn an_address_learned_for_a_port_name_and_an_all_ports_name_keeps_the_broader_ban() {
+    let w = World::new("pm", DOC);
+    let dns =
+        w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
+    dns.set_all(
+        &[
+            ("doh.test", &["192.0.2.20"]),
+            ("api.test", &["192.0.2.20"]),
+            ("doh2.test", &["192.0.2.10"]),
+            ("api2.test", &["192.0.2.10"]),
+        ],
+        60,
+    );
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["doh.test:443/tcp", "doh2.test:443/tcp", "api.test", "api2.test"]},"#,
+    );
+    let daemon = Daemon::start(&w.args(&p));
+    let cg = w.cg.path().to_owned();
+    let ask = |op: &str| {
+        Probe::new()
+            .cgroup(&cg)
+            .netns(w.ns.name())
+            .run(op, "10.77.0.53:53")
+            .result
+    };
+    // The port name first, then the all-ports name.
+    assert_eq!(ask("dns-tcp:doh.test:A:53"), "ok", "{}", daemon.log_text());
+    assert_eq!(ask("dns-tcp:api.test:A:53"), "EPERM");
+    assert_eq!(
+        ask("dns-tcp:doh.test:A:53"),
+        "EPERM",
+        "the broader ban stays"
+    );
+    // The all-ports name first, then the port name.
+    assert_eq!(ask("dns-tcp:api2.test:A:53"), "EPERM");
+    assert_eq!(
+        ask("dns-tcp:doh2.test:A:53"),
+        "EPERM",
+        "the broader ban stays"
+    );
+    assert_eq!(ask("dns-tcp:doh2.test:A:443"), "EPERM");
+    daemon.stop();
 }
