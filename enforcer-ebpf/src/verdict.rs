@@ -281,7 +281,7 @@ fn port_check<K: Copy, P>(
 ) -> Match {
     let hit = if g.trie {
         maps.lpm
-            .get(&Key::new(PORT_WORD_BITS + maps.prefix_len, port_key))
+            .get(Key::new(PORT_WORD_BITS + maps.prefix_len, port_key))
     } else {
         None
     };
@@ -303,7 +303,7 @@ fn port_check<K: Copy, P>(
         None => return NO_MATCH,
     };
     // A ban: the rare path, where every kind of exception is looked up.
-    let allow = match maps.allow_lpm.get(&Key::new(maps.prefix_len, addr)) {
+    let allow = match maps.allow_lpm.get(Key::new(maps.prefix_len, addr)) {
         Some(rule) => Some(*rule),
         // SAFETY: as in `check`.
         None => learned_allow(unsafe { maps.learned.get(addr) }, cgroup, port, proto),

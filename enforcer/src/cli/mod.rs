@@ -117,9 +117,11 @@ pub enum Command {
     /// programs' own lookups; the rules that matched are named. Asks the
     /// daemon when it runs, else reads the pinned maps itself. Exit 0: not
     /// blocked (some address passes, or audit mode); 1: blocked (the kernel
-    /// denies every address); 2: error.
+    /// denies every address); 2: error. With a port (`8.8.8.8:853/tcp`,
+    /// `[2001:db8::1]:853`, `dns.google:443`), traffic to that port is
+    /// judged, rules with a port included (both protocols unless one is given).
     Check {
-        /// A DNS name or an IP address.
+        /// A DNS name or an IP address, optionally with :PORT[/tcp|/udp].
         target: String,
         #[command(flatten)]
         at: PolicyAt,
