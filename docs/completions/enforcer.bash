@@ -233,7 +233,7 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__doctor)
-            opts="-h --bpffs --socket --iface --json --help"
+            opts="-h --bpffs --socket --iface --resolv-conf --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -248,6 +248,10 @@ _enforcer() {
                     return 0
                     ;;
                 --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resolv-conf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

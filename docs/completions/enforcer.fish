@@ -90,6 +90,7 @@ complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -s h -l help -d
 complete -c enforcer -n "__fish_enforcer_using_subcommand doctor" -l bpffs -d 'The instance\'s bpffs pin directory' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand doctor" -l socket -d 'The daemon\'s control socket' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand doctor" -l iface -d 'Also check native XDP support of this interface (repeatable)' -r
+complete -c enforcer -n "__fish_enforcer_using_subcommand doctor" -l resolv-conf -d 'The resolver configuration whose DNS visibility is judged' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand doctor" -l json -d '{"checks":[{"name","status","detail","fix"}],"worst"}'
 complete -c enforcer -n "__fish_enforcer_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c enforcer -n "__fish_enforcer_using_subcommand generate-docs" -s h -l help -d 'Print help'
