@@ -10,6 +10,8 @@ use crate::{
     resolve::now_ms,
 };
 
+use super::remote::Denied;
+
 /// `10m`, `2h`, `30s`, `7d` → milliseconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -43,17 +45,22 @@ fn ago(ms: u64) -> String {
 pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
     let path = Store::path(state_dir);
     if decide(&Peer::current(), enforcer_gid(), name_service_groups) == Access::None {
-        bail!(
+        return Err(Denied(format!(
             "permission denied on {}: the flows are for root and the `{GROUP}` group",
             path.display()
-        );
+        ))
+        .into());
     }
     match std::fs::File::open(&path) {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
-            "permission denied on {}: {e} (a new member of the `{GROUP}` group must log in again)",
-            path.display()
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Denied(format!(
+                "permission denied on {}: {e} (a new member of the `{GROUP}` group must log in \
+                 again)",
+                path.display()
+            ))
+            .into());
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "no flow store at {}: is the daemon running with --state-dir {}?",
             path.display(),

@@ -211,6 +211,16 @@ pub enum PolicyCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon(_)) {
+        // Rust ignores SIGPIPE, so `enforcer status | head` would panic on
+        // the closed pipe (exit 101); a command's output ends quietly
+        // instead, as for any Unix filter. The daemon keeps ignoring it: a
+        // client going away must never kill it.
+        // SAFETY: setting a signal's disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging();
     // `check` reserves 1 for "blocked", `doctor` for warnings; their errors are 2.
     let error_code = if matches!(cli.command, Command::Check { .. } | Command::Doctor(_)) {
@@ -226,7 +236,7 @@ pub fn main() -> ExitCode {
             ExitCode::from(match e.downcast_ref::<ClientError>() {
                 Some(ClientError::NotRunning { .. }) => remote::NOT_RUNNING,
                 Some(ClientError::Denied { .. }) => remote::DENIED,
-                _ if e.to_string().starts_with("permission denied on") => remote::DENIED,
+                _ if e.downcast_ref::<remote::Denied>().is_some() => remote::DENIED,
                 _ => error_code,
             })
         }
@@ -282,9 +292,12 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => {
             if !is_root() {
-                bail!(
-                    "the daemon loads eBPF programs and needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)"
-                );
+                return Err(remote::Denied(
+                    "the daemon loads eBPF programs and needs root (or CAP_BPF, CAP_NET_ADMIN \
+                     and CAP_SYS_ADMIN)"
+                        .into(),
+                )
+                .into());
             }
             let config = daemon::Config {
                 policy: args.policy,
@@ -346,7 +359,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let bpffs = bpffs.unwrap_or_else(|| DEFAULT_BPFFS_DIR.into());
             if !is_root() {
-                bail!("detach removes the enforcement and needs root");
+                return Err(
+                    remote::Denied("detach removes the enforcement and needs root".into()).into(),
+                );
             }
             let pins = Pins::new(&bpffs);
             if !pins.root().exists() {
