@@ -1,5 +1,6 @@
 //! The command line of the `enforcer` binary.
 
+mod docs;
 mod doctor;
 mod flows;
 mod remote;
@@ -333,7 +334,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { socket, json } => remote::status(&socket, json),
         Command::Doctor(args) => doctor::run(&args),
         Command::GenerateDocs { dir } => {
-            generate_docs(&dir)?;
+            docs::generate(&dir)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Reload { socket, json } => remote::reload(&socket, json),
@@ -509,26 +510,6 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Man pages (one per subcommand) and bash/zsh/fish completions.
-pub fn generate_docs(dir: &Path) -> anyhow::Result<()> {
-    use clap::CommandFactory as _;
-    let man = dir.join("man");
-    let completions = dir.join("completions");
-    std::fs::create_dir_all(&man)?;
-    std::fs::create_dir_all(&completions)?;
-    let cmd = Cli::command();
-    clap_mangen::generate_to(cmd.clone(), &man).context("writing man pages")?;
-    for shell in [
-        clap_complete::Shell::Bash,
-        clap_complete::Shell::Zsh,
-        clap_complete::Shell::Fish,
-    ] {
-        clap_complete::generate_to(shell, &mut cmd.clone(), "enforcer", &completions)
-            .with_context(|| format!("writing {shell} completions"))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -536,10 +517,20 @@ mod tests {
         use clap::CommandFactory as _;
         super::Cli::command().debug_assert();
         let dir = std::env::temp_dir().join(format!("enforcer-docs-{}", std::process::id()));
-        super::generate_docs(&dir).unwrap();
+        super::docs::generate(&dir).unwrap();
         let page = std::fs::read_to_string(dir.join("man/enforcer-flows.1")).unwrap();
         assert!(page.contains("follow"));
-        assert!(dir.join("completions/enforcer.bash").exists());
+        for section in ["EXIT STATUS", "FILES", "EXAMPLES"] {
+            assert!(page.contains(section), "{section}:\n{page}");
+        }
+        for shell in ["enforcer.bash", "_enforcer", "enforcer.fish"] {
+            let text = std::fs::read_to_string(dir.join("completions").join(shell)).unwrap();
+            assert!(text.contains("doctor"), "{shell}");
+            assert!(
+                !text.contains("generate-docs"),
+                "{shell} offers a hidden command"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
