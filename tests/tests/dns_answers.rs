@@ -341,6 +341,78 @@ fn a_first_label_wildcard_bans_the_names_whose_first_label_ends_with_it() {
     daemon.stop();
 }
 
+/// `enforcer flows --json` through the daemon, with `extra` filters.
+fn flows(w: &World, extra: &[&str]) -> Vec<serde_json::Value> {
+    let socket = w.socket();
+    let mut args = vec!["flows", "--json", "--socket", socket.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (code, out, err) = enforcer(&args);
+    assert_eq!(code, 0, "{err}");
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn flows_name_the_asked_name_and_the_cname_chain_an_address_came_from() {
+    let mut lo = LO.to_vec();
+    lo.push("192.0.2.7/32");
+    let w = World::new("dn", &lo);
+    let dns = server_in(&w, "10.77.0.53:53");
+    dns.set_addrs("real.banned.test", &["192.0.2.7"], 60);
+    dns.set_cname("innocent.test", "real.banned.test", 60);
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["real.banned.test"]},"#,
+        "10.77.0.54:53",
+        60,
+    );
+    let daemon = Daemon::start(&w.args(&p));
+    let cg = w.cg.path().to_owned();
+    assert_eq!(
+        resolve_connect(&w, &cg, "10.77.0.53:53", "innocent.test", "A"),
+        "EPERM"
+    );
+    // Another hook, another process: a datagram to the same address.
+    let sent = Probe::new()
+        .cgroup(&cg)
+        .netns(w.ns.name())
+        .run("udp-sendto", "192.0.2.7:9")
+        .result;
+    assert_eq!(sent, "EPERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let named = loop {
+        let f = flows(&w, &["--name", "innocent.test"]);
+        if f.len() >= 2 || Instant::now() > deadline {
+            break f;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let all = flows(&w, &[]);
+    assert_eq!(named.len(), 2, "{all:#?}\n{}", daemon.log_text());
+    let mut hooks: Vec<&str> = named.iter().map(|f| f["hooks"].as_str().unwrap()).collect();
+    hooks.sort_unstable();
+    assert_eq!(hooks, ["connect4", "sendmsg4"]);
+    for f in &named {
+        assert_eq!(f["dst"], "192.0.2.7", "{f}");
+        assert_eq!(f["name"], "innocent.test", "{f}");
+        assert_eq!(f["chain"], "innocent.test -> real.banned.test", "{f}");
+    }
+    // A name on the chain finds them too; another name does not.
+    assert_eq!(flows(&w, &["--name", "real.banned.test"]).len(), 2);
+    assert!(flows(&w, &["--name", "banned.test"]).is_empty());
+    // The table says it.
+    let socket = w.socket();
+    let (code, table, err) = enforcer(&["flows", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("name: innocent.test -> real.banned.test"),
+        "{table}"
+    );
+    let counters = &status(&w)["dns"]["counters"];
+    assert!(counters["reported"].as_u64().unwrap() >= 1, "{counters}");
+    assert_eq!(counters["report_lost"], 0, "{counters}");
+    daemon.stop();
+}
+
 /// Malformed and hostile answers through the real program
 /// (BPF_PROG_TEST_RUN): none stalls or crashes anything, each is counted.
 mod malformed {
