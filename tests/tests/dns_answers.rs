@@ -348,7 +348,9 @@ fn flows(w: &World, extra: &[&str]) -> Vec<serde_json::Value> {
     args.extend_from_slice(extra);
     let (code, out, err) = enforcer(&args);
     assert_eq!(code, 0, "{err}");
-    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]

@@ -222,7 +222,12 @@ mod tests {
         assert!(!t.covers(&"*.googleapis.com".parse().unwrap()));
         let w: DomainPattern = "*.googleapis.com".parse().unwrap();
         assert!(w.covers(&t));
-        assert!(!"*.aiplatform.googleapis.com".parse::<DomainPattern>().unwrap().covers(&t));
+        assert!(
+            !"*.aiplatform.googleapis.com"
+                .parse::<DomainPattern>()
+                .unwrap()
+                .covers(&t)
+        );
         assert_eq!(t.resolvable(), "googleapis.com");
         for bad in [
             "*-a-b-c-d-e.test",
