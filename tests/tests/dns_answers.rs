@@ -409,9 +409,13 @@ fn flows_name_the_asked_name_and_the_cname_chain_an_address_came_from() {
         table.contains("name: innocent.test -> real.banned.test"),
         "{table}"
     );
-    let counters = &status(&w)["dns"]["counters"];
+    let dns_status = &status(&w)["dns"];
+    let counters = &dns_status["counters"];
     assert!(counters["reported"].as_u64().unwrap() >= 1, "{counters}");
     assert_eq!(counters["report_lost"], 0, "{counters}");
+    let reports = &dns_status["reports"];
+    assert!(reports["received"].as_u64().unwrap() >= 1, "{reports}");
+    assert_eq!(reports["unparsed"], 0, "{reports}");
     daemon.stop();
 }
 

@@ -225,7 +225,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         if let Ok(c) = crate::bpf::dnsnames::purge_expired(&pins) {
                             learned = c;
                         }
-                        Response::ok(status_json(&controller, &facts, &learned))
+                        let mut s = status_json(&controller, &facts, &learned);
+                        s["dns"]["reports"] = serde_json::json!({"received": recorder.dns_reports, "unparsed": recorder.dns_reports_unparsed});
+                        Response::ok(s)
                     }
                     Command::Flows { since_ms, pid, exe, user, domain, name, limit } => {
                         let q = crate::flows::Query { since_ms, pid, exe, user, domain, name, limit };
