@@ -197,7 +197,7 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__flows)
-            opts="-h --since --pid --exe --user --domain --limit --json --follow --socket --state-dir --help"
+            opts="-h --since --pid --exe --user --domain --name --limit --json --follow --socket --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -220,6 +220,10 @@ _enforcer() {
                     return 0
                     ;;
                 --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

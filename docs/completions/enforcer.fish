@@ -73,6 +73,7 @@ complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l pid -r
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l exe -d 'Executable path, exactly' -r
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l user -d 'User name or uid' -r
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l domain -d 'A banned name the destination resolved from' -r
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l name -d 'The name an application asked for (or one on its CNAME chain) whose DNS answer gave the destination' -r
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l limit -r
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l socket -d 'The daemon\'s control socket (asked first)' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l state-dir -d 'The daemon\'s state directory (read when the daemon is not running)' -r -F

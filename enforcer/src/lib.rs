@@ -19,6 +19,7 @@
 //! - [`daemon`]: the long-running controller, `run(config, shutdown)`.
 //! - [`cli`]: the command line of the `enforcer` binary.
 
+pub mod answer_names;
 pub mod attrib;
 pub mod bpf;
 pub mod check;

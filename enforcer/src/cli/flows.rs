@@ -105,8 +105,15 @@ pub fn print(
         } else {
             format!(" via: {}", f.via)
         };
+        // The name an application's DNS answer gave the destination, and
+        // the CNAME chain that led there.
+        let asked = match (f.name.is_empty(), f.chain.is_empty()) {
+            (true, _) => String::new(),
+            (false, true) => format!(" name: {}", f.name),
+            (false, false) => format!(" name: {}", f.chain),
+        };
         println!(
-            "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} #{} {} [{}]{via}",
+            "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} #{} {} [{}]{via}{asked}",
             ago(f.last_seen_ms),
             f.count,
             f.pid,

@@ -89,6 +89,10 @@ pub enum Command {
         /// A banned name the destination resolved from.
         #[arg(long)]
         domain: Option<String>,
+        /// The name an application asked for (or one on its CNAME chain)
+        /// whose DNS answer gave the destination.
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// One JSON object per line.
@@ -392,6 +396,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             exe,
             user,
             domain,
+            name,
             limit,
             json,
             follow,
@@ -423,6 +428,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 exe,
                 user,
                 domain,
+                name,
                 limit,
             };
             if remote::reachable(&socket) {
@@ -434,6 +440,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                         exe: q.exe,
                         user: q.user,
                         domain: q.domain,
+                        name: q.name,
                         limit: q.limit,
                     },
                 )?;
