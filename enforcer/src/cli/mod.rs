@@ -5,6 +5,7 @@ mod doctor;
 mod flows;
 mod remote;
 pub(crate) mod show;
+mod table;
 mod validate;
 
 use std::{
