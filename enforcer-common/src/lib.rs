@@ -65,6 +65,9 @@ pub mod maps {
     pub const DNS_WALK: &str = "DNS_WALK";
     /// Per-CPU state of the walk over a message's answer records.
     pub const DNS_RECORDS: &str = "DNS_RECORDS";
+    /// Ring buffer of [`super::DnsReport`]: each DNS answer that taught
+    /// the kernel addresses, for the names in flows.
+    pub const DNS_REPORTS: &str = "DNS_REPORTS";
     /// Per destination port (index): `PORT_GATE_*` bits saying rules with
     /// that port exist, so that traffic to other ports skips the port tries.
     pub const PORT_GATE: &str = "PORT_GATE";
@@ -79,7 +82,7 @@ pub mod maps {
     pub const NAME_PORTS: &str = "NAME_PORTS";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 28] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -103,6 +106,7 @@ pub mod maps {
         DNS_SCRATCH,
         DNS_WALK,
         DNS_RECORDS,
+        DNS_REPORTS,
         PORT_GATE,
         PORT_LPM_V4,
         PORT_LPM_V6,
@@ -152,6 +156,8 @@ pub const SKB_REPORT_INTERVAL_NS: u64 = 10_000_000_000;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 1 << 22;
 pub const PROC_EVENTS_BYTES: u32 = 1 << 21;
+/// About 2000 reports of [`DnsReport`].
+pub const DNS_REPORTS_BYTES: u32 = 1 << 20;
 /// Threads between execve() entry and the exec completing.
 pub const MAX_EXEC_ARGS: u32 = 1024;
 /// Bytes of argv kept per exec (NUL-separated, truncated beyond).
@@ -281,18 +287,47 @@ pub const fn dns_label_byte(h: u64, b: u8) -> u64 {
     (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
 }
 
+/// The hash of one label (or of the tail of one), as the DNS program
+/// computes it byte by byte.
+pub fn dns_label_hash(label: &str) -> u64 {
+    let mut h = DNS_LABEL_SEED;
+    for &b in label.as_bytes() {
+        h = dns_label_byte(h, b);
+    }
+    h
+}
+
 /// The key of `name` (lower or upper case, no trailing dot) as the DNS
 /// program computes it; for a `*.suffix` wildcard, the key of `suffix`.
 pub fn dns_name_key(name: &str) -> u64 {
     let mut key = DNS_NAME_SEED;
     for label in name.rsplit('.') {
-        let mut h = DNS_LABEL_SEED;
-        for &b in label.as_bytes() {
-            h = dns_label_byte(h, b);
-        }
-        key = dns_fold(key, h);
+        key = dns_fold(key, dns_label_hash(label));
     }
     key
+}
+
+/// Hyphens of a name's first label whose tails the DNS program keeps (the
+/// last ones): a `*-tail.rest` rule may have at most this many hyphens in
+/// its tail label, the leading one included.
+pub const DNS_SUFFIX_SLOTS: usize = 4;
+/// Mixed into a tail's hash before it is folded, so that `*-tail` keys
+/// live apart from the keys of whole names.
+pub const DNS_SUFFIX_TWEAK: u64 = 0x2d2d_2d2d_5aff_1c5e;
+
+/// The key of a `*-tail.rest` rule, given `-tail.rest`: the tail of the
+/// first label (from its hyphen on) folded over the key of `rest`. The DNS
+/// program computes the same for every tail of a name's first label that
+/// starts at one of its last [`DNS_SUFFIX_SLOTS`] hyphens (not the label's
+/// first byte).
+pub fn dns_suffix_key(tail_rest: &str) -> u64 {
+    let (tail, rest) = tail_rest.split_once('.').unwrap_or((tail_rest, ""));
+    let parent = if rest.is_empty() {
+        DNS_NAME_SEED
+    } else {
+        dns_name_key(rest)
+    };
+    dns_fold(parent, dns_label_hash(tail) ^ DNS_SUFFIX_TWEAK)
 }
 
 /// A name key: label hashes folded from the rightmost label leftwards,
@@ -371,7 +406,13 @@ pub const STAT_DNS_IGNORED: u32 = STAT_RINGBUF_FULL + 9;
 pub const STAT_DNS_LEARN_FAILED: u32 = STAT_RINGBUF_FULL + 10;
 /// DNS over TCP or fragments: not parsed.
 pub const STAT_DNS_UNPARSED: u32 = STAT_RINGBUF_FULL + 11;
-pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 12;
+/// Answers that taught addresses, reported in `DNS_REPORTS`.
+pub const STAT_DNS_REPORTED: u32 = STAT_RINGBUF_FULL + 12;
+/// Such answers not reported: `DNS_REPORTS` was full.
+pub const STAT_DNS_REPORT_LOST: u32 = STAT_RINGBUF_FULL + 13;
+/// Reported answers longer than [`DNS_REPORT_BYTES`]: cut there.
+pub const STAT_DNS_REPORT_CUT: u32 = STAT_RINGBUF_FULL + 14;
+pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 15;
 
 /// `Event::flags`: the banned address was the packet's source (XDP).
 pub const EVENT_F_SOURCE: u32 = 1;
@@ -481,6 +522,25 @@ pub struct ExecEvent {
     pub args: [u8; ARGS_BYTES],
 }
 
+/// Bytes of a DNS message a [`DnsReport`] carries.
+pub const DNS_REPORT_BYTES: usize = 512;
+
+/// A DNS answer that taught the kernel addresses (of a banned or allowed
+/// name), so that userspace can name those addresses in flows.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsReport {
+    /// `bpf_ktime_get_boot_ns()` when the answer was parsed.
+    pub ts_ns: u64,
+    /// cgroup v2 id of the socket that received it.
+    pub cgroup_id: u64,
+    /// The message's length as the transport said.
+    pub len: u32,
+    /// Bytes of it in `msg` (at most [`DNS_REPORT_BYTES`]).
+    pub copied: u32,
+    pub msg: [u8; DNS_REPORT_BYTES],
+}
+
 /// Per-CPU XDP event budget: the window start and the events in it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -495,6 +555,7 @@ const _: () = assert!(core::mem::size_of::<SockOwner>() == 40);
 const _: () = assert!(core::mem::size_of::<RateState>() == 16);
 const _: () = assert!(core::mem::size_of::<Learned>() == 32);
 const _: () = assert!(core::mem::size_of::<PortRule>() == 8);
+const _: () = assert!(core::mem::size_of::<DnsReport>() == 24 + DNS_REPORT_BYTES);
 const _: () = assert!(core::mem::size_of::<ExecArgs>() == 8 + 2 * ARGS_BYTES);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 56 + FILENAME_BYTES + ARGS_BYTES);
 
@@ -604,6 +665,55 @@ mod tests {
         let e = embedded_v4(v6_key(a.octets()));
         let v4 = (e.via != 0).then(|| v4_octets(e.v4).into());
         (v4, e.via)
+    }
+
+    /// What the DNS program does for a name: the first label's tails from
+    /// its last hyphens (rotating slots), each folded over the parent key.
+    fn kernel_suffix_keys(name: &str) -> Vec<u64> {
+        let (first, rest) = name.split_once('.').unwrap();
+        let mut tails = [0u64; DNS_SUFFIX_SLOTS];
+        let mut hyphens = 0usize;
+        for (at, &c) in first.as_bytes().iter().enumerate() {
+            for t in tails.iter_mut() {
+                *t = dns_label_byte(*t, c);
+            }
+            if c == b'-' && at > 0 {
+                tails[hyphens % DNS_SUFFIX_SLOTS] = dns_label_byte(DNS_LABEL_SEED, c);
+                hyphens += 1;
+            }
+        }
+        let parent = dns_name_key(rest);
+        (0..hyphens.min(DNS_SUFFIX_SLOTS))
+            .map(|i| dns_fold(parent, tails[i] ^ DNS_SUFFIX_TWEAK))
+            .collect()
+    }
+
+    #[test]
+    fn a_tail_key_is_what_the_kernel_computes_for_a_matching_name() {
+        let key = dns_suffix_key("-aiplatform.googleapis.com");
+        for name in [
+            "us-central1-aiplatform.googleapis.com",
+            "x-y-aiplatform.googleapis.com",
+            "a-b-c-d-e-f-aiplatform.googleapis.com",
+            "EU-AIPlatform.googleapis.com",
+        ] {
+            assert!(kernel_suffix_keys(name).contains(&key), "{name}");
+        }
+        // Four hyphens in the tail: still among the kept slots.
+        let long = dns_suffix_key("-a-b-c-d.test");
+        assert!(kernel_suffix_keys("x-y-z-a-b-c-d.test").contains(&long));
+        for name in [
+            "x-aiplatform.googleapis.comx",
+            "x-aiplatformx.googleapis.com",
+            "-aiplatform.googleapis.com",
+            "x-aiplatform.googleapis.net",
+        ] {
+            if name.split_once('.').is_some() {
+                assert!(!kernel_suffix_keys(name).contains(&key), "{name}");
+            }
+        }
+        // A separate key space: a name that is the tail itself is not it.
+        assert_ne!(key, dns_name_key("-aiplatform.googleapis.com"));
     }
 
     #[test]

@@ -29,15 +29,16 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     CONFIG_DNS_GRACE_S, CONFIG_DNS_MAX_TTL_S, CONFIG_DNS_MIN_TTL_S, DNS_LABEL_SEED, DNS_MAX_LABELS,
-    DNS_NAME_SEED, DNS_SCRATCH_BYTES, LEARNED_F_ALLOW, Learned, STAT_DNS_IGNORED,
-    STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED, STAT_DNS_MALFORMED, STAT_DNS_RESPONSES,
-    STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED, dns_fold, dns_label_byte,
+    DNS_NAME_SEED, DNS_REPORT_BYTES, DNS_SCRATCH_BYTES, DNS_SUFFIX_SLOTS, DNS_SUFFIX_TWEAK,
+    DnsReport, LEARNED_F_ALLOW, Learned, STAT_DNS_IGNORED, STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED,
+    STAT_DNS_MALFORMED, STAT_DNS_REPORT_CUT, STAT_DNS_REPORT_LOST, STAT_DNS_REPORTED,
+    STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED, dns_fold, dns_label_byte,
 };
 
 use crate::{
     maps::{
-        CONFIG, DNS_NAMES, DNS_RECORDS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK, LEARNED_V4, LEARNED_V6,
-        NAME_PORTS,
+        CONFIG, DNS_NAMES, DNS_RECORDS, DNS_REPORTS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK,
+        LEARNED_V4, LEARNED_V6, NAME_PORTS,
     },
     net::{
         ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN, SKB_PASS, ipv4_hlen,
@@ -157,6 +158,7 @@ fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
     if ret != 0 {
         return Err(());
     }
+    let wire_len = len;
     let len = if len > copied {
         bump(STAT_DNS_TRUNCATED);
         copied
@@ -169,7 +171,59 @@ fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
         // SAFETY: the context's skb is valid for the program's run.
         cgroup: unsafe { bpf_skb_cgroup_id(ctx.skb.skb) },
     };
-    parse_message(buf, len, origin)
+    let walk = DNS_RECORDS.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe { (*walk).taught = 0 };
+    let parsed = parse_message(buf, len, origin);
+    // Even a message that failed later on taught what it taught.
+    // SAFETY: as above.
+    if unsafe { (*walk).taught } != 0 {
+        report(ctx, start, wire_len, len, origin.cgroup);
+    }
+    parsed
+}
+
+/// Hands the message to userspace (`DNS_REPORTS`), which names the
+/// addresses it taught in flows. A full ring is counted, never waited for.
+#[inline(always)]
+fn report(ctx: &SkBuffContext, start: usize, wire_len: usize, len: usize, cgroup: u64) {
+    let Some(mut entry) = DNS_REPORTS.reserve::<DnsReport>(0) else {
+        bump(STAT_DNS_REPORT_LOST);
+        return;
+    };
+    if len > DNS_REPORT_BYTES {
+        bump(STAT_DNS_REPORT_CUT);
+    }
+    let n = if len > DNS_REPORT_BYTES {
+        DNS_REPORT_BYTES
+    } else {
+        len
+    };
+    // In 1..=DNS_REPORT_BYTES in a form the verifier follows (a parsed
+    // message has at least its 12-byte header).
+    let n = ((n.wrapping_sub(1)) & (DNS_REPORT_BYTES - 1)) + 1;
+    let r = entry.as_mut_ptr();
+    // SAFETY: the reserved entry is ours until submitted or discarded;
+    // the helper checks the packet bounds.
+    let ret = unsafe {
+        (*r).ts_ns = bpf_ktime_get_boot_ns();
+        (*r).cgroup_id = cgroup;
+        (*r).len = wire_len as u32;
+        (*r).copied = n as u32;
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            start as u32,
+            (*r).msg.as_mut_ptr() as *mut c_void,
+            n as u32,
+        )
+    };
+    if ret != 0 {
+        entry.discard(0);
+        bump(STAT_DNS_REPORT_LOST);
+        return;
+    }
+    entry.submit(0);
+    bump(STAT_DNS_REPORTED);
 }
 
 #[inline(always)]
@@ -250,7 +304,8 @@ pub struct RecordWalk {
     allow: u32,
     failed: u32,
     chained: u32,
-    _pad: u32,
+    /// A+AAAA records of a matching chain seen: the message is reported.
+    taught: u32,
     /// Offsets of the names on the chain: the question, CNAME targets.
     chain: [u16; MAX_CHAIN],
 }
@@ -343,6 +398,7 @@ fn record(w: &mut RecordWalk) -> Result<(), ()> {
                 byte(buf, rdata + 2),
                 byte(buf, rdata + 3),
             ];
+            w.taught += 1;
             learn_v4(a, ttl, decision, origin);
         }
         TYPE_AAAA if rdlen == 16 && (decision.deny | decision.allow) != 0 => {
@@ -350,6 +406,7 @@ fn record(w: &mut RecordWalk) -> Result<(), ()> {
             for (j, b) in a.iter_mut().enumerate() {
                 *b = byte(buf, rdata + j);
             }
+            w.taught += 1;
             learn_v6(a, ttl, decision, origin);
         }
         _ => {}
@@ -424,6 +481,14 @@ pub struct NameWalk {
     state: u32,
     _pad: u32,
     labels: [u64; DNS_MAX_LABELS],
+    /// Hashes of the first label's tails, each from one of its last
+    /// hyphens on (`*-tail` rules); slot `hyphens - 1` (mod the slots) is
+    /// the newest, shortest tail.
+    tails: [u64; DNS_SUFFIX_SLOTS],
+    /// Hyphens seen in the first label (not at its first byte).
+    hyphens: u32,
+    /// The length of the label being read.
+    label_len: u32,
     /// The fold so far (`fold_step`) and what it matched.
     key: u64,
     deny: u32,
@@ -457,6 +522,9 @@ unsafe extern "C" fn name_step(_index: u64, _ctx: *mut c_void) -> i64 {
     }
     let c = byte(buf, pos);
     if w.left > 0 {
+        if w.count == 0 {
+            first_label_byte(w, c);
+        }
         w.hash = dns_label_byte(w.hash, c);
         w.left -= 1;
         w.pos += 1;
@@ -492,15 +560,63 @@ unsafe extern "C" fn name_step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     w.left = c as u32;
+    w.label_len = c as u32;
     w.hash = DNS_LABEL_SEED;
     w.pos += 1;
     0
 }
 
+/// A byte of the first label: extends every tail, and a hyphen (not the
+/// label's first byte) starts a new one in the oldest slot. Rotating keeps
+/// the tails of the last `DNS_SUFFIX_SLOTS` hyphens, the ones a rule with
+/// at most that many hyphens can name.
+#[inline(always)]
+fn first_label_byte(w: &mut NameWalk, c: u8) {
+    let mut i = 0;
+    while i < DNS_SUFFIX_SLOTS {
+        w.tails[i] = dns_label_byte(w.tails[i], c);
+        i += 1;
+    }
+    if c == b'-' && w.left < w.label_len {
+        w.tails[(w.hyphens as usize) & (DNS_SUFFIX_SLOTS - 1)] = dns_label_byte(DNS_LABEL_SEED, c);
+        w.hyphens += 1;
+    }
+}
+
+/// The `*-tail` rules over the first label (folded onto `parent`, the key
+/// of the rest of the name): the shortest tail first, so that a longer
+/// (more specific) one overwrites.
+#[inline(always)]
+fn tail_rules(w: &mut NameWalk, parent: u64) {
+    let filled = if (w.hyphens as usize) < DNS_SUFFIX_SLOTS {
+        w.hyphens as usize
+    } else {
+        DNS_SUFFIX_SLOTS
+    };
+    let mut i = 0;
+    while i < DNS_SUFFIX_SLOTS {
+        if i < filled {
+            let slot = (w.hyphens as usize).wrapping_sub(1 + i) & (DNS_SUFFIX_SLOTS - 1);
+            let key = dns_fold(parent, w.tails[slot] ^ DNS_SUFFIX_TWEAK);
+            // SAFETY: a map lookup of a stack key.
+            if let Some(rule) = unsafe { DNS_NAMES.get(key) } {
+                if rule.deny_exact != 0 {
+                    w.deny = rule.deny_exact;
+                }
+                if rule.allow_exact != 0 {
+                    w.allow = rule.allow_exact;
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
 /// One suffix of the name (label `j` from the right): folds it into the
 /// key and looks the key up; the whole name matches exact entries, a
-/// shorter suffix wildcard entries. The most specific match wins (later,
-/// longer suffixes overwrite).
+/// shorter suffix wildcard entries, and before the leftmost label is
+/// folded, its tails match `*-tail` entries. The most specific match wins
+/// (later, longer suffixes overwrite): exact, then `*-tail`, then `*.`.
 #[inline(never)]
 unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
     let Some(w) = DNS_WALK.get_ptr_mut(0) else {
@@ -513,6 +629,10 @@ unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     let label = w.labels[((count - 1 - j) as usize) & (DNS_MAX_LABELS - 1)];
+    if j + 1 == count && w.hyphens != 0 {
+        let parent = w.key;
+        tail_rules(w, parent);
+    }
     w.key = dns_fold(w.key, label);
     // SAFETY: a map lookup of a stack key.
     let Some(rule) = (unsafe { DNS_NAMES.get(w.key) }) else {
@@ -549,6 +669,8 @@ fn read_name(len: usize, start: usize) -> Result<Name, ()> {
     w.count = 0;
     w.left = 0;
     w.jumps = 0;
+    w.hyphens = 0;
+    w.label_len = 0;
     w.state = WALKING;
     w.key = DNS_NAME_SEED;
     w.deny = 0;

@@ -4,10 +4,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use enforcer_common::{
-    CONFIG_LEN, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned, MAX_ALLOW_V4, MAX_ALLOW_V6,
-    MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6, MAX_EXEC_ARGS, MAX_LEARNED,
-    MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED,
-    MAX_SOCK_OWNERS, NameRule, PROC_EVENTS_BYTES, PortRule, RateState, STATS_LEN, SockOwner,
+    CONFIG_LEN, DNS_REPORTS_BYTES, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned,
+    MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6,
+    MAX_EXEC_ARGS, MAX_LEARNED, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4, MAX_RANGES_V6,
+    MAX_REPORTED, MAX_SOCK_OWNERS, NameRule, PROC_EVENTS_BYTES, PortRule, RateState, STATS_LEN,
+    SockOwner,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -74,6 +75,9 @@ pub static DNS_SCRATCH: PerCpuArray<[u8; DNS_SCRATCH_BYTES]> = PerCpuArray::with
 pub static DNS_WALK: PerCpuArray<crate::dns::NameWalk> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static DNS_RECORDS: PerCpuArray<crate::dns::RecordWalk> = PerCpuArray::with_max_entries(1, 0);
+// DNS answers that taught addresses, for the names in flows.
+#[map]
+pub static DNS_REPORTS: RingBuf = RingBuf::with_byte_size(DNS_REPORTS_BYTES, 0);
 
 // Rules with a port. The gate, indexed by port, is read only for traffic
 // no address rule matched, and only while `CONFIG_PORT_RULES` is set; the

@@ -189,7 +189,7 @@ fn exact_addrs<'a>(
 ) -> impl Iterator<Item = &'a IpAddr> {
     let name = match pattern {
         DomainPattern::Exact(name) => Some(name.as_str()),
-        DomainPattern::Wildcard(_) => None,
+        DomainPattern::Wildcard(_) | DomainPattern::LabelTail(_) => None,
     };
     name.and_then(|n| resolved.get(n)).into_iter().flatten()
 }
@@ -203,10 +203,10 @@ pub fn names_to_resolve(policy: &Policy) -> Vec<String> {
         .domain_values()
         .chain(policy.allow.domain_values())
     {
-        // A wildcard is enforced on the answers applications get (the
-        // in-kernel DNS program); its apex is another name and is not
-        // banned in its stead.
-        if matches!(d, DomainPattern::Wildcard(_)) {
+        // A wildcard (`*.` or `*-`) is enforced on the answers
+        // applications get (the in-kernel DNS program); its apex is
+        // another name and is not banned in its stead.
+        if !matches!(d, DomainPattern::Exact(_)) {
             continue;
         }
         let name = d.resolvable().to_owned();

@@ -97,7 +97,8 @@ pub fn build(rules: &RuleTable, resolved: &ResolvedAddrs) -> PortMaps {
                         .flatten()
                         .map(|a| a.to_canonical())
                         .collect(),
-                    DomainPattern::Wildcard(_) => BTreeSet::new(),
+                    // Wildcards: only what the DNS program learns.
+                    _ => BTreeSet::new(),
                 };
                 addrs.into_iter().map(IpNet::from).collect()
             }
@@ -111,7 +112,7 @@ pub fn build(rules: &RuleTable, resolved: &ResolvedAddrs) -> PortMaps {
             // A wildcard has no trie entries, only learned addresses; an
             // exact name has both (the daemon's resolution, the answers).
             match &p.target {
-                PortTarget::Domain(DomainPattern::Wildcard(_)) => {}
+                PortTarget::Domain(d) if !matches!(d, DomainPattern::Exact(_)) => {}
                 _ => *gate |= gate_bit(proto),
             }
             if matches!(p.target, PortTarget::Domain(_)) {

@@ -13,7 +13,7 @@ use std::{
 use aya::maps::{HashMap, MapData, MapError};
 use enforcer_common::{
     CONFIG_DNS_GRACE_S, CONFIG_DNS_MAX_TTL_S, CONFIG_DNS_MIN_TTL_S, Learned, NameRule,
-    dns_name_key, maps as names, v6_key,
+    dns_name_key, dns_suffix_key, maps as names, v6_key,
 };
 
 use super::{
@@ -41,11 +41,14 @@ pub fn name_entries(rules: &RuleTable) -> BTreeMap<u64, NameRule> {
             }) => d,
             _ => continue,
         };
-        let (name, wild) = match d {
-            DomainPattern::Exact(n) => (n.as_str(), false),
-            DomainPattern::Wildcard(suffix) => (suffix.as_str(), true),
+        // A `*-tail` rule has a key of its own (the kernel matches the
+        // first label's tails against it) and uses the exact slots there.
+        let (key, wild) = match d {
+            DomainPattern::Exact(n) => (dns_name_key(n), false),
+            DomainPattern::Wildcard(suffix) => (dns_name_key(suffix), true),
+            DomainPattern::LabelTail(tail) => (dns_suffix_key(tail), false),
         };
-        let e = out.entry(dns_name_key(name)).or_default();
+        let e = out.entry(key).or_default();
         // The first rule for a name keeps it, as in the address maps.
         let slot = match (rule.action, wild) {
             (Action::Deny, false) => &mut e.deny_exact,
@@ -170,5 +173,21 @@ mod tests {
         assert_eq!((api.deny_exact, api.deny_wild), (1, 2));
         assert_eq!(e[&dns_name_key("ok.api.test")].allow_exact, 3);
         assert_eq!(dns_name_key("OK.Api.test"), dns_name_key("ok.api.test"));
+    }
+
+    #[test]
+    fn a_label_tail_rule_has_its_own_key() {
+        let p = Policy::parse(
+            r#"{"version": 1, "deny": {"domains": ["*-region.test", "region.test"]},
+                "allow": {"domains": ["*-ok-region.test"]}}"#,
+            Source::Embedded,
+        )
+        .unwrap();
+        let (_, rules) = compile(&p, &Default::default());
+        let e = name_entries(&rules);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[&dns_suffix_key("-region.test")].deny_exact, 1);
+        assert_eq!(e[&dns_name_key("region.test")].deny_exact, 2);
+        assert_eq!(e[&dns_suffix_key("-ok-region.test")].allow_exact, 3);
     }
 }

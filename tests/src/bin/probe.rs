@@ -8,7 +8,9 @@
 //!     | dns-tcp:NAME:A|AAAA (ADDR is a DNS server: ask it for NAME with this
 //!       process's own UDP socket, then at once listen on and connect to the
 //!       first address of the answer) | dnstcp-tcp:NAME:A|AAAA (the same,
-//!       asking over TCP)
+//!       asking over TCP) | udp-hold:MS (bind ADDR over UDP, print
+//!       `{"bound":true}`, hold it MS milliseconds: a local DNS server
+//!       stand-in whose process name is this file's name)
 //! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
 //! that port" (so that an allowed attempt really succeeds).
 
@@ -55,6 +57,13 @@ fn main() {
         assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
     }
     let target: SocketAddr = addr.parse().expect("address");
+    if let Some(ms) = op.strip_prefix("udp-hold:") {
+        let _socket = UdpSocket::bind(target).expect("bind");
+        println!("{{\"bound\":true}}");
+        io::stdout().flush().unwrap();
+        std::thread::sleep(Duration::from_millis(ms.parse().expect("ms")));
+        return;
+    }
     // Listen before dropping privileges (binding needs none, but keep the
     // order simple): an allowed attempt must then fully succeed.
     let local_target = local_twin(target);
