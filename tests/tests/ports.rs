@@ -377,3 +377,106 @@ fn an_address_learned_for_a_port_name_and_an_all_ports_name_keeps_the_broader_ba
     assert_eq!(ask("dns-tcp:doh2.test:A:443"), "EPERM");
     daemon.stop();
 }
+
+/// The embedded default itself (`enforcer policy default`): DoT and DoQ
+/// refused to any destination, public DoH resolvers refused on 443 (TCP
+/// and UDP) by address and by name, while their port 53 stays a plain
+/// resolver; an internal DoT resolver opened with an allow entry. The
+/// daemon resolves through a loopback DNS server, so nothing leaves the
+/// host; the resolvers' addresses live on the test namespace's loopback.
+#[test]
+fn the_embedded_default_closes_encrypted_dns_and_keeps_public_resolvers_on_53() {
+    let w = World::new(
+        "pe",
+        &[
+            "1.1.1.1/32",
+            "8.8.8.8/32",
+            "2606:4700:4700::1111/128",
+            "192.0.2.10/32",
+            "192.0.2.20/32",
+            "10.77.0.53/32",
+        ],
+    );
+    let _open = listen(
+        &w.ns,
+        &[
+            "1.1.1.1:443",
+            "1.1.1.1:53",
+            "8.8.8.8:443",
+            "8.8.8.8:53",
+            "[2606:4700:4700::1111]:443",
+            "[2606:4700:4700::1111]:53",
+            "192.0.2.10:853",
+        ],
+    );
+    let dns =
+        w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
+    dns.set_all(&[("dns.google", &["192.0.2.20"])], 60);
+    let (code, default, err) = enforcer_tests::daemon::enforcer(&["policy", "default"]);
+    assert_eq!(code, 0, "{err}");
+    // The daemon's resolver: a loopback server that knows none of the
+    // default's names (NXDOMAIN at once, so the start is quick).
+    let host_dns = DnsServer::start_on("127.0.9.98:53".parse().unwrap());
+    let resolv = w.tmp.write(
+        "resolv.conf",
+        &format!("nameserver {}\n", host_dns.addr().ip()),
+    );
+    let start = |policy: &str| {
+        let mut args = w.args(&w.tmp.write("policy.json", policy));
+        args.extra = vec!["--resolv-conf".into(), resolv.to_str().unwrap().into()];
+        Daemon::start(&args)
+    };
+    let daemon = start(&default);
+    let cases = [
+        // DoT (TCP) and DoQ (UDP) to any destination.
+        ("tcp", "192.0.2.10:853", "EPERM"),
+        ("udp-sendto", "192.0.2.10:853", "EPERM"),
+        // DoH by the resolvers' published addresses, HTTP/2 and HTTP/3.
+        ("tcp", "1.1.1.1:443", "EPERM"),
+        ("udp-sendto", "1.1.1.1:443", "EPERM"),
+        ("tcp", "8.8.8.8:443", "EPERM"),
+        ("tcp", "[2606:4700:4700::1111]:443", "EPERM"),
+        // The same resolvers as plain DNS.
+        ("tcp", "1.1.1.1:53", "ok"),
+        ("udp-sendto", "1.1.1.1:53", "ok"),
+        ("udp-sendto", "8.8.8.8:53", "ok"),
+        ("udp-sendto", "[2606:4700:4700::1111]:53", "ok"),
+    ];
+    for (op, addr, want) in cases {
+        assert_eq!(
+            run(&w, op, addr),
+            want,
+            "{op} {addr}\n{}",
+            daemon.log_text()
+        );
+    }
+    // DoH by name: the application's own answer for dns.google.
+    let ask = |op: &str| {
+        Probe::new()
+            .cgroup(w.cg.path())
+            .netns(w.ns.name())
+            .run(op, "10.77.0.53:53")
+            .result
+    };
+    assert_eq!(
+        ask("dns-tcp:dns.google:A:443"),
+        "EPERM",
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(ask("dns-tcp:dns.google:A:53"), "ok");
+    daemon.stop();
+
+    // An internal DoT resolver, opened by an allow entry with its port.
+    let mut with_allow: serde_json::Value = serde_json::from_str(&default).unwrap();
+    with_allow["allow"]["cidrs"] = serde_json::json!(["192.0.2.10:853"]);
+    let daemon = start(&with_allow.to_string());
+    assert_eq!(
+        run(&w, "tcp", "192.0.2.10:853"),
+        "ok",
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(run(&w, "udp-sendto", "192.0.2.20:853"), "EPERM");
+    daemon.stop();
+}
