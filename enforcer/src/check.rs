@@ -43,7 +43,7 @@ pub async fn live(
     let (host, on) = split_port(target)?;
     if let Ok(ip) = host.parse::<IpAddr>() {
         let judge = open_judge(pins)?;
-        return judge_addrs(rules, &judge, host, on, &[ip], None);
+        return judge_addrs(rules, &judge, host, &[], on, &[ip], None);
     }
     let name = host.trim_end_matches('.').to_ascii_lowercase();
     let _: DomainPattern = name
@@ -56,21 +56,22 @@ pub async fn live(
     // gets, and the kernel judges each.
     let resolution = dns::resolve(&resolver, &name, policy.resolver.min_ttl_s, &[]).await;
     let judge = open_judge(pins)?;
-    let (addrs, note) = match resolution {
+    let (addrs, cnames, note) = match resolution {
         Resolution::Addresses {
             addrs,
+            cnames,
             ignored,
             partial,
             ..
         } => {
             let mut all: Vec<IpAddr> = addrs.into_iter().collect();
             all.extend(ignored.iter().map(|i| i.addr));
-            (all, partial.map(|e| format!("half an answer: {e}")))
+            (all, cnames, partial.map(|e| format!("half an answer: {e}")))
         }
-        Resolution::NxDomain => (Vec::new(), Some("NXDOMAIN".to_owned())),
-        Resolution::Failed(e) => (Vec::new(), Some(format!("cannot resolve: {e}"))),
+        Resolution::NxDomain => (Vec::new(), Vec::new(), Some("NXDOMAIN".to_owned())),
+        Resolution::Failed(e) => (Vec::new(), Vec::new(), Some(format!("cannot resolve: {e}"))),
     };
-    judge_addrs(rules, &judge, &name, on, &addrs, note)
+    judge_addrs(rules, &judge, &name, &cnames, on, &addrs, note)
 }
 
 /// `host` and the port to judge, from `8.8.8.8`, `8.8.8.8:853/tcp`,
@@ -145,10 +146,13 @@ fn name_rule(
         .map(ToString::to_string)
 }
 
+/// `cnames`: the CNAME chain the answer led through (the DNS program
+/// matches every name on it, as it matches the question).
 fn judge_addrs(
     rules: &RuleTable,
     judge: &Judge,
     target: &str,
+    cnames: &[String],
     on: Option<PortSpec>,
     addrs: &[IpAddr],
     note: Option<String>,
@@ -203,12 +207,26 @@ fn judge_addrs(
     }
     let all_denied = !judged.is_empty() && denied == judged.len();
     let is_name = target.parse::<IpAddr>().is_err();
-    let deny_rule = is_name
-        .then(|| name_rule(rules, target, on, Action::Deny))
-        .flatten();
-    let allow_rule = is_name
-        .then(|| name_rule(rules, target, on, Action::Allow))
-        .flatten();
+    // The first name on the chain a rule names, as the DNS program takes
+    // the first ban and the first exception along the chain.
+    let chain: Vec<&str> = is_name
+        .then_some(target)
+        .into_iter()
+        .chain(cnames.iter().map(String::as_str))
+        .collect();
+    let on_chain = |action| {
+        chain.iter().find_map(|n| {
+            name_rule(rules, n, on, action).map(|r| {
+                if *n == target {
+                    r
+                } else {
+                    format!("{r} (through the CNAME {n})")
+                }
+            })
+        })
+    };
+    let deny_rule = on_chain(Action::Deny);
+    let allow_rule = on_chain(Action::Allow);
     // A banned name (not excepted) is judged on every answer an
     // application in the enforced cgroup gets: whatever it resolves to is
     // banned before the application reads it.
@@ -218,6 +236,16 @@ fn judge_addrs(
         _ if by_name && audit => format!(
             "not blocked (audit mode): {target} is a banned name; the kernel reports but lets it through"
         ),
+        _ if by_name
+            && deny_rule
+                .as_ref()
+                .is_some_and(|r| r.contains("(through the CNAME")) =>
+        {
+            format!(
+                "blocked: {target} is an alias of a banned name ({target} -> {}); the kernel bans the addresses of every DNS answer through it before the application reads them",
+                cnames.join(" -> ")
+            )
+        }
         _ if by_name => format!(
             "blocked: {target} is a banned name; the kernel bans the addresses of every DNS answer for it before the application reads them"
         ),

@@ -6,7 +6,9 @@
 //! rules with a port where no address rule spoke (the gate, then the port
 //! trie, then the address exceptions). `check` uses it so that it reports
 //! what the kernel does, not what the policy meant. Addresses learned from
-//! DNS answers are not consulted (they depend on the asking cgroup).
+//! DNS answers count when they apply to everyone (answered by one of the
+//! host's DNS servers); one bound to the cgroup that received its answer
+//! depends on who asks and is not counted.
 
 use std::net::IpAddr;
 
@@ -15,13 +17,14 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
 };
 use enforcer_common::{
-    CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, MODE_AUDIT, PORT_F_ALLOW,
-    PORT_WORD_BITS, PortRule, embedded_v4, maps as names, port_word, v4_key, v6_key,
+    CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, LEARNED_F_ALLOW, Learned, MODE_AUDIT,
+    PORT_F_ALLOW, PORT_WORD_BITS, PortRule, embedded_v4, maps as names, name_port_covers,
+    port_word, v4_key, v6_key,
 };
 
 use crate::{policy::Proto, portmaps::gate_bit};
 
-use super::{pins::Pins, writer::WriteError};
+use super::{dnsnames::boot_ns, pins::Pins, writer::WriteError};
 
 /// What the maps say about one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,36 +57,78 @@ struct Family<K> {
     deny: HashMap<MapData, K, u32>,
     deny_lpm: LpmTrie<MapData, K, u32>,
     allow_lpm: LpmTrie<MapData, K, u32>,
-    /// The pin names of `deny`, `deny_lpm` and `allow_lpm`, for errors.
-    names: [&'static str; 3],
+    /// Addresses the DNS program learned from answers.
+    learned: HashMap<MapData, K, Learned>,
+    /// The pin names of `deny`, `deny_lpm`, `allow_lpm` and `learned`,
+    /// for errors.
+    names: [&'static str; 4],
 }
 
 impl<K: Pod> Family<K> {
-    fn open(pins: &Pins, bits: u32, names: [&'static str; 3]) -> Result<Family<K>, WriteError> {
-        let [deny, deny_lpm, allow_lpm] = names;
+    fn open(pins: &Pins, bits: u32, names: [&'static str; 4]) -> Result<Family<K>, WriteError> {
+        let [deny, deny_lpm, allow_lpm, learned] = names;
         Ok(Family {
             bits,
             deny: wrap(pins, deny, HashMap::try_from)?,
             deny_lpm: wrap(pins, deny_lpm, LpmTrie::try_from)?,
             allow_lpm: wrap(pins, allow_lpm, LpmTrie::try_from)?,
+            learned: wrap(pins, learned, HashMap::try_from)?,
             names,
         })
     }
 
-    /// An exact ban, else a banned range; then an allow range excepts it.
+    /// What the DNS program learned for `k` that applies to everyone
+    /// (answered by one of the host's DNS servers) and is still in force.
+    /// An entry bound to the cgroup that received the answer is not
+    /// counted: `check` speaks for every process.
+    fn learned(&self, k: K) -> Result<Option<Learned>, WriteError> {
+        let l = found(self.learned.get(&k, 0), self.names[3])?;
+        Ok(l.filter(|l| l.cgroup_id == 0 && l.expires_ns > boot_ns()))
+    }
+
+    /// An exact ban, else a banned range, else a ban learned from a DNS
+    /// answer (for every port); then an allow range, or an allowed name's
+    /// learned address, excepts it.
     fn verdict(&self, k: K) -> Result<KernelVerdict, WriteError> {
-        let [deny, deny_lpm, allow_lpm] = self.names;
+        let [deny, deny_lpm, allow_lpm, _] = self.names;
         let key = Key::new(self.bits, k);
+        let learned = self.learned(k)?;
+        let every_port = |allow: bool| {
+            learned
+                .filter(|l| (l.flags & LEARNED_F_ALLOW != 0) == allow && l.port == 0)
+                .map(|l| l.rule_id)
+        };
         let ban = match found(self.deny.get(&k, 0), deny)? {
             Some(rule) => Some(rule),
-            None => found(self.deny_lpm.get(&key, 0), deny_lpm)?,
+            None => match found(self.deny_lpm.get(&key, 0), deny_lpm)? {
+                Some(rule) => Some(rule),
+                None => every_port(false),
+            },
         };
         let Some(rule) = ban else {
             return Ok(KernelVerdict::Pass);
         };
-        Ok(match found(self.allow_lpm.get(&key, 0), allow_lpm)? {
+        let allow = match found(self.allow_lpm.get(&key, 0), allow_lpm)? {
+            Some(exception) => Some(exception),
+            None => every_port(true),
+        };
+        Ok(match allow {
             Some(exception) => KernelVerdict::Excepted { rule, exception },
             None => KernelVerdict::Banned { rule },
+        })
+    }
+
+    /// A ban learned for a name with a port, covering `port`/`proto`.
+    fn learned_on(&self, k: K, port: u16, proto: Proto) -> Result<KernelVerdict, WriteError> {
+        Ok(match self.learned(k)? {
+            Some(l)
+                if l.flags & LEARNED_F_ALLOW == 0
+                    && l.port != 0
+                    && name_port_covers(l.port, port, proto.number()) =>
+            {
+                KernelVerdict::Banned { rule: l.rule_id }
+            }
+            _ => KernelVerdict::Pass,
         })
     }
 }
@@ -123,12 +168,22 @@ impl Judge {
             v4: Family::open(
                 pins,
                 32,
-                [names::DENY_V4, names::DENY_LPM_V4, names::ALLOW_LPM_V4],
+                [
+                    names::DENY_V4,
+                    names::DENY_LPM_V4,
+                    names::ALLOW_LPM_V4,
+                    names::LEARNED_V4,
+                ],
             )?,
             v6: Family::open(
                 pins,
                 128,
-                [names::DENY_V6, names::DENY_LPM_V6, names::ALLOW_LPM_V6],
+                [
+                    names::DENY_V6,
+                    names::DENY_LPM_V6,
+                    names::ALLOW_LPM_V6,
+                    names::LEARNED_V6,
+                ],
             )?,
             config: wrap(pins, names::CONFIG, Array::try_from)?,
             nat64_prefixes: wrap(pins, names::NAT64_PREFIXES, HashMap::try_from)?,
@@ -158,10 +213,10 @@ impl Judge {
         }
         let word = port_word(port, proto.number());
         match addr {
-            IpAddr::V4(a) => self.port_v4(word, v4_key(a.octets())),
+            IpAddr::V4(a) => self.port_v4(port, proto, v4_key(a.octets())),
             IpAddr::V6(v6) => {
                 if let Some(a) = v6.to_ipv4_mapped() {
-                    return self.port_v4(word, v4_key(a.octets()));
+                    return self.port_v4(port, proto, v4_key(a.octets()));
                 }
                 let k = v6_key(v6.octets());
                 let hit = found(
@@ -171,7 +226,10 @@ impl Judge {
                     ),
                     names::PORT_LPM_V6,
                 )?;
-                let found6 = self.port_verdict(hit, &self.v6, k)?;
+                let mut found6 = self.port_verdict(hit, &self.v6, k)?;
+                if found6 == KernelVerdict::Pass {
+                    found6 = self.v6.learned_on(k, port, proto)?;
+                }
                 if found6 != KernelVerdict::Pass {
                     return Ok(found6);
                 }
@@ -183,20 +241,25 @@ impl Judge {
                     }
                 };
                 match embedded {
-                    Some(v4) => self.port_v4(word, v4),
+                    Some(v4) => self.port_v4(port, proto, v4),
                     None => Ok(KernelVerdict::Pass),
                 }
             }
         }
     }
 
-    fn port_v4(&self, word: u32, a: u32) -> Result<KernelVerdict, WriteError> {
+    fn port_v4(&self, port: u16, proto: Proto, a: u32) -> Result<KernelVerdict, WriteError> {
+        let word = port_word(port, proto.number());
         let hit = found(
             self.port_v4
                 .get(&Key::new(PORT_WORD_BITS + 32, [word, a]), 0),
             names::PORT_LPM_V4,
         )?;
-        self.port_verdict(hit, &self.v4, a)
+        let v = self.port_verdict(hit, &self.v4, a)?;
+        if v != KernelVerdict::Pass {
+            return Ok(v);
+        }
+        self.v4.learned_on(a, port, proto)
     }
 
     /// A port trie hit: an exception decides; a ban yields to an
