@@ -80,9 +80,26 @@ pub mod maps {
     /// Rule id of a name rule with a port → [`super::name_port`]: what the
     /// addresses the DNS program learns for that rule carry.
     pub const NAME_PORTS: &str = "NAME_PORTS";
+    /// Rule id of a *shared* banned name → 1: the addresses the DNS program
+    /// learns for it are inspected ([`super::LEARNED_F_INSPECT`]), never banned.
+    pub const NAME_SHARED: &str = "NAME_SHARED";
+    /// IPv4 address → rule id: addresses the daemon resolved for a shared
+    /// banned name. Connections to them are inspected, never denied by address.
+    pub const INSPECT_V4: &str = "INSPECT_V4";
+    /// IPv6 address → rule id, as [`INSPECT_V4`].
+    pub const INSPECT_V6: &str = "INSPECT_V6";
+    /// Sockhash (socket cookie → socket) of the TCP connections to an
+    /// inspected destination: the sk_msg program sees their first write.
+    pub const SNI_SOCKS: &str = "SNI_SOCKS";
+    /// Per-CPU copy of the first bytes of a write being inspected.
+    pub const SNI_SCRATCH: &str = "SNI_SCRATCH";
+    /// Per-CPU state of the walk over a ClientHello or an HTTP request.
+    pub const SNI_WALK: &str = "SNI_WALK";
+    /// Per-CPU state of the name being hashed (the DNS program's layout).
+    pub const SNI_NAME: &str = "SNI_NAME";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 28] = [
+    pub const ALL: [&str; 35] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -111,6 +128,13 @@ pub mod maps {
         PORT_LPM_V4,
         PORT_LPM_V6,
         NAME_PORTS,
+        NAME_SHARED,
+        INSPECT_V4,
+        INSPECT_V6,
+        SNI_SOCKS,
+        SNI_SCRATCH,
+        SNI_WALK,
+        SNI_NAME,
     ];
 }
 
@@ -129,6 +153,12 @@ pub mod programs {
     pub const PROCESS_EXEC: &str = "process_exec";
     /// cgroup_skb ingress: DNS answers into the enforced cgroup.
     pub const DNS_INGRESS: &str = "dns_ingress";
+    /// cgroup sock_ops: puts TCP connections to inspected destinations
+    /// into `SNI_SOCKS` once established.
+    pub const SNI_SOCKOPS: &str = "sni_sockops";
+    /// sk_msg verdict on `SNI_SOCKS`: judges the first write by its name
+    /// (TLS server_name, HTTP Host).
+    pub const SNI_MSG: &str = "sni_msg";
 }
 
 /// Capacities of the maps. Hash maps are created with `BPF_F_NO_PREALLOC`,
@@ -148,6 +178,13 @@ pub const MAX_LEARNED: u32 = 1 << 16;
 pub const MAX_DNS_SERVERS: u32 = 64;
 /// Rules with a port (address or range with its port and protocol), per family.
 pub const MAX_PORT_RULES: u32 = 1 << 16;
+/// Addresses of shared names the daemon resolved, per family.
+pub const MAX_INSPECT: u32 = 1 << 16;
+/// Connections under inspection at once (an entry leaves with its socket).
+pub const MAX_SNI_SOCKS: u32 = 1 << 16;
+/// Bytes of a first write the sk_msg program reads: a post-quantum
+/// ClientHello (1.2–1.9 KB) fits whole.
+pub const SNI_SCRATCH_BYTES: usize = 4096;
 /// Operator NAT64 prefixes the policy may name.
 pub const MAX_NAT64_PREFIXES: u32 = 8;
 /// The skb hook reports a socket at most once per this interval (the
@@ -250,6 +287,9 @@ pub struct NameRule {
 
 /// `Learned::flags`: an allowed name's address (an exception).
 pub const LEARNED_F_ALLOW: u32 = 1;
+/// `Learned::flags`: a shared banned name's address: never banned by
+/// address; TCP connections to it are judged by the name they send.
+pub const LEARNED_F_INSPECT: u32 = 2;
 
 /// An address learned from a DNS answer.
 #[repr(C)]
@@ -354,7 +394,10 @@ pub const HOOK_SENDMSG4: u32 = 2;
 pub const HOOK_SENDMSG6: u32 = 3;
 pub const HOOK_SKB_EGRESS: u32 = 4;
 pub const HOOK_XDP: u32 = 5;
-pub const HOOK_COUNT: u32 = 6;
+/// The first write of a connection to an inspected destination, judged by
+/// the name it carries (TLS server_name, HTTP Host).
+pub const HOOK_SNI: u32 = 6;
+pub const HOOK_COUNT: u32 = 7;
 
 /// No rule matched: the traffic passes.
 pub const VERDICT_PASS: u32 = 0;
@@ -412,7 +455,24 @@ pub const STAT_DNS_REPORTED: u32 = STAT_RINGBUF_FULL + 12;
 pub const STAT_DNS_REPORT_LOST: u32 = STAT_RINGBUF_FULL + 13;
 /// Reported answers longer than [`DNS_REPORT_BYTES`]: cut there.
 pub const STAT_DNS_REPORT_CUT: u32 = STAT_RINGBUF_FULL + 14;
-pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 15;
+/// TCP connections to an inspected destination put under inspection.
+pub const STAT_SNI_SOCKETS: u32 = STAT_RINGBUF_FULL + 15;
+/// Such connections that could not be put under inspection (map full).
+pub const STAT_SNI_SOCKETS_FAILED: u32 = STAT_RINGBUF_FULL + 16;
+/// First writes inspected.
+pub const STAT_SNI_INSPECTED: u32 = STAT_RINGBUF_FULL + 17;
+/// Denied (or audited) by the name they carried.
+pub const STAT_SNI_DENIED: u32 = STAT_RINGBUF_FULL + 18;
+/// Passed: the name they carried is not banned (or is excepted), or none.
+pub const STAT_SNI_PASSED: u32 = STAT_RINGBUF_FULL + 19;
+/// A TLS handshake record that could not be parsed (lengths past the end,
+/// too many extensions, an empty name): an error verdict.
+pub const STAT_SNI_MALFORMED: u32 = STAT_RINGBUF_FULL + 20;
+/// Neither TLS nor HTTP: passed, not inspected again.
+pub const STAT_SNI_NOT_TLS: u32 = STAT_RINGBUF_FULL + 21;
+/// Plain HTTP requests whose Host header was judged.
+pub const STAT_SNI_HTTP: u32 = STAT_RINGBUF_FULL + 22;
+pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 23;
 
 /// `Event::flags`: the banned address was the packet's source (XDP).
 pub const EVENT_F_SOURCE: u32 = 1;
@@ -429,6 +489,9 @@ pub const EVENT_F_NAT64: u32 = 1 << 4;
 /// `Event::flags`: the destination was a 6to4 address (`2002::/16`); the
 /// event carries the embedded IPv4 address.
 pub const EVENT_F_6TO4: u32 = 1 << 5;
+/// `Event::flags` (hook `HOOK_SNI`): the name came from a plain HTTP
+/// request's Host header, not from a TLS server_name.
+pub const EVENT_F_HTTP_HOST: u32 = 1 << 6;
 
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;

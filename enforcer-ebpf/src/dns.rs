@@ -30,7 +30,7 @@ use aya_ebpf::{
 use enforcer_common::{
     CONFIG_DNS_GRACE_S, CONFIG_DNS_MAX_TTL_S, CONFIG_DNS_MIN_TTL_S, DNS_LABEL_SEED, DNS_MAX_LABELS,
     DNS_NAME_SEED, DNS_REPORT_BYTES, DNS_SCRATCH_BYTES, DNS_SUFFIX_SLOTS, DNS_SUFFIX_TWEAK,
-    DnsReport, LEARNED_F_ALLOW, Learned, STAT_DNS_IGNORED, STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED,
+    DnsReport, LEARNED_F_ALLOW, LEARNED_F_INSPECT, Learned, STAT_DNS_IGNORED, STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED,
     STAT_DNS_MALFORMED, STAT_DNS_REPORT_CUT, STAT_DNS_REPORT_LOST, STAT_DNS_REPORTED,
     STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED, dns_fold, dns_label_byte,
 };
@@ -38,7 +38,7 @@ use enforcer_common::{
 use crate::{
     maps::{
         CONFIG, DNS_NAMES, DNS_RECORDS, DNS_REPORTS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK,
-        LEARNED_V4, LEARNED_V6, NAME_PORTS,
+        LEARNED_V4, LEARNED_V6, NAME_PORTS, NAME_SHARED,
     },
     net::{
         ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN, SKB_PASS, ipv4_hlen,
@@ -470,34 +470,34 @@ struct Name {
 /// label array there would cost a byte loop in every caller.
 #[repr(C)]
 pub struct NameWalk {
-    len: u64,
-    pos: u64,
-    end: u64,
-    hash: u64,
-    count: u64,
-    left: u32,
-    jumps: u32,
+    pub(crate) len: u64,
+    pub(crate) pos: u64,
+    pub(crate) end: u64,
+    pub(crate) hash: u64,
+    pub(crate) count: u64,
+    pub(crate) left: u32,
+    pub(crate) jumps: u32,
     /// `WALKING`, `DONE` or `FAILED`.
-    state: u32,
-    _pad: u32,
-    labels: [u64; DNS_MAX_LABELS],
+    pub(crate) state: u32,
+    pub(crate) _pad: u32,
+    pub(crate) labels: [u64; DNS_MAX_LABELS],
     /// Hashes of the first label's tails, each from one of its last
     /// hyphens on (`*-tail` rules); slot `hyphens - 1` (mod the slots) is
     /// the newest, shortest tail.
-    tails: [u64; DNS_SUFFIX_SLOTS],
+    pub(crate) tails: [u64; DNS_SUFFIX_SLOTS],
     /// Hyphens seen in the first label (not at its first byte).
-    hyphens: u32,
+    pub(crate) hyphens: u32,
     /// The length of the label being read.
-    label_len: u32,
+    pub(crate) label_len: u32,
     /// The fold so far (`fold_step`) and what it matched.
-    key: u64,
-    deny: u32,
-    allow: u32,
+    pub(crate) key: u64,
+    pub(crate) deny: u32,
+    pub(crate) allow: u32,
 }
 
-const WALKING: u32 = 0;
-const DONE: u32 = 1;
-const FAILED: u32 = 2;
+pub(crate) const WALKING: u32 = 0;
+pub(crate) const DONE: u32 = 1;
+pub(crate) const FAILED: u32 = 2;
 
 /// One byte of a name: a label byte (hashed), a length byte (a new
 /// label), the root (done) or a compression pointer (followed backwards).
@@ -571,7 +571,7 @@ unsafe extern "C" fn name_step(_index: u64, _ctx: *mut c_void) -> i64 {
 /// the tails of the last `DNS_SUFFIX_SLOTS` hyphens, the ones a rule with
 /// at most that many hyphens can name.
 #[inline(always)]
-fn first_label_byte(w: &mut NameWalk, c: u8) {
+pub(crate) fn first_label_byte(w: &mut NameWalk, c: u8) {
     let mut i = 0;
     while i < DNS_SUFFIX_SLOTS {
         w.tails[i] = dns_label_byte(w.tails[i], c);
@@ -623,7 +623,14 @@ unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     // SAFETY: a per-CPU value, ours for the program's run.
-    let w = unsafe { &mut *w };
+    fold_label(unsafe { &mut *w }, j)
+}
+
+/// The body of `fold_step` for any walk (the SNI program keeps its own
+/// walk, so that a DNS answer parsed in softirq on the same CPU cannot
+/// overwrite it): label `j` from the right. Returns 1 to stop.
+#[inline(always)]
+pub(crate) fn fold_label(w: &mut NameWalk, j: u64) -> i64 {
     let count = w.count;
     if j >= count {
         return 1;
@@ -757,6 +764,11 @@ fn merge(old: Option<&Learned>, new: Learned) -> Option<Learned> {
     if old_allow && !new_allow {
         return None;
     }
+    // A live ban (a dedicated name's address) is not weakened into an
+    // inspection by a shared name answering with the same address.
+    if old.flags == 0 && new.flags & LEARNED_F_INSPECT != 0 {
+        return None;
+    }
     let mut out = new;
     if old_allow == new_allow {
         if old.cgroup_id == 0 {
@@ -790,6 +802,10 @@ fn wider_port(old: u32, new: u32) -> u32 {
 fn entry(ttl: u32, d: Decision, origin: Origin) -> Learned {
     let (rule_id, flags) = if d.allow != 0 {
         (d.allow, LEARNED_F_ALLOW)
+    } else if unsafe { NAME_SHARED.get(d.deny) }.is_some() {
+        // A shared name: its front end serves other names too, so its
+        // addresses are inspected, never banned.
+        (d.deny, LEARNED_F_INSPECT)
     } else {
         (d.deny, 0)
     };

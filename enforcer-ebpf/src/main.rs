@@ -10,6 +10,8 @@
 //! - `skb`: cgroup_skb egress (drops what reaches the wire anyway).
 //! - `xdp`: XDP filter on source and destination.
 //! - `dns`: cgroup_skb ingress, learns addresses from DNS answers.
+//! - `sni`: sock_ops + sk_msg, judges connections to shared names' front
+//!   ends by the name in their first write (TLS server_name, HTTP Host).
 //! - `exec`: exec tracking (argv and executable) for attribution.
 #![no_std]
 #![no_main]
@@ -20,6 +22,7 @@ mod maps;
 mod net;
 mod report;
 mod skb;
+mod sni;
 mod sock;
 mod sock_addr;
 mod verdict;

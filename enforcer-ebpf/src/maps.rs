@@ -1,12 +1,12 @@
 use aya_ebpf::{
     bindings::{BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, SockHash},
 };
 use enforcer_common::{
     CONFIG_LEN, DNS_REPORTS_BYTES, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned,
     MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6,
-    MAX_EXEC_ARGS, MAX_LEARNED, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4, MAX_RANGES_V6,
+    MAX_EXEC_ARGS, MAX_INSPECT, MAX_LEARNED, MAX_SNI_SOCKS, SNI_SCRATCH_BYTES, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4, MAX_RANGES_V6,
     MAX_REPORTED, MAX_SOCK_OWNERS, NameRule, PROC_EVENTS_BYTES, PortRule, RateState, STATS_LEN,
     SockOwner,
 };
@@ -92,3 +92,27 @@ pub static PORT_LPM_V6: LpmTrie<[u32; 5], PortRule> = LpmTrie::with_max_entries(
 #[map]
 pub static NAME_PORTS: HashMap<u32, u32> =
     HashMap::with_max_entries(MAX_DNS_NAMES, BPF_F_NO_PREALLOC);
+
+// Shared names: enforced by the name a connection sends, never by address.
+// Rule id → 1 for the shared banned names (the DNS program marks what it
+// learns for them `LEARNED_F_INSPECT`).
+#[map]
+pub static NAME_SHARED: HashMap<u32, u32> =
+    HashMap::with_max_entries(MAX_DNS_NAMES, BPF_F_NO_PREALLOC);
+// The daemon's own resolution of shared names: address → rule id.
+#[map]
+pub static INSPECT_V4: HashMap<u32, u32> = HashMap::with_max_entries(MAX_INSPECT, BPF_F_NO_PREALLOC);
+#[map]
+pub static INSPECT_V6: HashMap<[u32; 4], u32> =
+    HashMap::with_max_entries(MAX_INSPECT, BPF_F_NO_PREALLOC);
+// Connections to inspected destinations, by socket cookie; the sk_msg
+// program attached to this map sees their writes. A socket leaves the map
+// when it closes.
+#[map]
+pub static SNI_SOCKS: SockHash<u64> = SockHash::with_max_entries(MAX_SNI_SOCKS, 0);
+#[map]
+pub static SNI_SCRATCH: PerCpuArray<[u8; SNI_SCRATCH_BYTES]> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static SNI_WALK: PerCpuArray<crate::sni::Walk> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static SNI_NAME: PerCpuArray<crate::dns::NameWalk> = PerCpuArray::with_max_entries(1, 0);

@@ -2,16 +2,43 @@ use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::{HashMap, LpmTrie, lpm_trie::Key};
 use enforcer_common::{
     AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, EVENT_F_NAT64,
-    EVENT_F_V4_MAPPED, Embedded, IPPROTO_TCP, IPPROTO_UDP, LEARNED_F_ALLOW, Learned, MODE_AUDIT,
+    EVENT_F_V4_MAPPED, Embedded, IPPROTO_TCP, IPPROTO_UDP, LEARNED_F_ALLOW, LEARNED_F_INSPECT, Learned, MODE_AUDIT,
     NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP,
     PORT_GATE_UDP, PORT_WORD_BITS, PortRule, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
     VERDICT_ERROR, VERDICT_PASS, embedded_v4, name_port_covers, port_word,
 };
 
 use crate::maps::{
-    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6, LEARNED_V4,
-    LEARNED_V6, NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6,
+    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6, INSPECT_V4,
+    INSPECT_V6, LEARNED_V4, LEARNED_V6, NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6,
 };
+
+/// Whether TCP to this IPv4 address is judged by the name it sends: the
+/// daemon resolved it for a shared banned name, or a DNS answer in force
+/// for `cgroup` returned it for one.
+#[inline(always)]
+pub fn inspected_v4(addr: u32, cgroup: u64) -> bool {
+    if INSPECT_V4.get_ptr(addr).is_some() {
+        return true;
+    }
+    // SAFETY: as in `check`.
+    matches!(unsafe { LEARNED_V4.get(addr) },
+        Some(l) if l.flags & LEARNED_F_INSPECT != 0 && learned_counts(l, cgroup))
+}
+
+/// `inspected_v4` for IPv6 (a v4-mapped address is judged as IPv4).
+#[inline(always)]
+pub fn inspected_v6(addr: [u32; 4], cgroup: u64) -> bool {
+    if let Some(v4) = v4_mapped(addr) {
+        return inspected_v4(v4, cgroup);
+    }
+    if INSPECT_V6.get_ptr(addr).is_some() {
+        return true;
+    }
+    // SAFETY: as in `check`.
+    matches!(unsafe { LEARNED_V6.get(addr) },
+        Some(l) if l.flags & LEARNED_F_INSPECT != 0 && learned_counts(l, cgroup))
+}
 
 /// Whether an address learned from a DNS answer counts for a socket in
 /// `cgroup` (0: not known, as at XDP: only entries for everyone count):
@@ -41,12 +68,13 @@ fn learned_allow(learned: Option<&Learned>, cgroup: u64, port: u16, proto: u8) -
 }
 
 /// A learned ban for `learned`, if any, that covers `port`/`proto` (port
-/// 0: only a ban for every port counts).
+/// 0: only a ban for every port counts). A shared name's address
+/// (`LEARNED_F_INSPECT`) is no ban: its connections are judged by name.
 #[inline(always)]
 fn learned_ban(learned: Option<&Learned>, cgroup: u64, port: u16, proto: u8) -> Option<u32> {
     match learned {
         Some(l)
-            if l.flags & LEARNED_F_ALLOW == 0
+            if l.flags & (LEARNED_F_ALLOW | LEARNED_F_INSPECT) == 0
                 && name_port_covers(l.port, port, proto)
                 && learned_counts(l, cgroup) =>
         {

@@ -155,6 +155,10 @@ pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable
             Target::Domain(entry.value.clone()),
             &entry.origin,
         );
+        // A shared name's addresses are inspected (`bpf::sni`), not banned.
+        if policy.deny.is_shared(&entry.value) {
+            continue;
+        }
         for addr in exact_addrs(&entry.value, resolved) {
             d.deny_net(IpNet::from(addr.to_canonical()), id);
         }

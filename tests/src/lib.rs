@@ -20,6 +20,7 @@ pub mod guards;
 pub mod harness;
 pub mod probe;
 pub mod resolving;
+pub mod tls;
 pub mod users;
 pub mod veth;
 pub mod world;

@@ -132,10 +132,14 @@ pub enum CgroupHook {
     /// DNS answers into the cgroup: learns the addresses of banned and
     /// allowed names before the application reads them.
     DnsIngress,
+    /// sock_ops: TCP connections to a shared name's addresses go under
+    /// inspection; attaching it also attaches the sk_msg verdict that
+    /// judges their first write by name (`super::sni`).
+    SniSockops,
 }
 
 impl CgroupHook {
-    pub const ALL: [CgroupHook; 7] = [
+    pub const ALL: [CgroupHook; 8] = [
         CgroupHook::SockCreate,
         CgroupHook::Connect4,
         CgroupHook::Connect6,
@@ -143,6 +147,7 @@ impl CgroupHook {
         CgroupHook::Sendmsg6,
         CgroupHook::SkbEgress,
         CgroupHook::DnsIngress,
+        CgroupHook::SniSockops,
     ];
 
     pub const fn program(self) -> &'static str {
@@ -154,6 +159,7 @@ impl CgroupHook {
             CgroupHook::Sendmsg6 => programs::SENDMSG6,
             CgroupHook::SkbEgress => programs::SKB_EGRESS,
             CgroupHook::DnsIngress => programs::DNS_INGRESS,
+            CgroupHook::SniSockops => programs::SNI_SOCKOPS,
         }
     }
 }
@@ -215,6 +221,8 @@ impl Datapath {
                 aya::programs::Program::CgroupSkb(p) => p.load(),
                 aya::programs::Program::CgroupSock(p) => p.load(),
                 aya::programs::Program::Xdp(p) => p.load(),
+                aya::programs::Program::SockOps(p) => p.load(),
+                aya::programs::Program::SkMsg(p) => p.load(),
                 // Loaded by attach_exec_tracking: attribution is optional,
                 // enforcement must not depend on it.
                 aya::programs::Program::TracePoint(_) => Ok(()),
@@ -263,6 +271,12 @@ impl Datapath {
             let name = hook.program();
             let prog_err = program_error(name);
             let link_err = link_error(name);
+            if hook == CgroupHook::SniSockops {
+                let pin = self.pins.cgroup_link(name);
+                replace_pin(super::sni::attach(&mut self.ebpf, &cgroup)?, &pin)?;
+                self.attached.push(pin);
+                continue;
+            }
             let program = self
                 .ebpf
                 .program_mut(name)
@@ -438,14 +452,16 @@ pub fn check_xdp_ifaces(ifaces: &[String]) -> Result<(), DatapathError> {
     Ok(())
 }
 
-fn program_error(program: &'static str) -> impl Fn(ProgramError) -> DatapathError + Copy {
+pub(super) fn program_error(
+    program: &'static str,
+) -> impl Fn(ProgramError) -> DatapathError + Copy {
     move |source| DatapathError::Program {
         program,
         source: Box::new(source),
     }
 }
 
-fn link_error(program: &'static str) -> impl Fn(LinkError) -> DatapathError + Copy {
+pub(super) fn link_error(program: &'static str) -> impl Fn(LinkError) -> DatapathError + Copy {
     move |source| DatapathError::Link { program, source }
 }
 
@@ -460,6 +476,8 @@ fn static_name(name: &str) -> &'static str {
         programs::XDP,
         programs::EXEC_ARGV,
         programs::PROCESS_EXEC,
+        programs::SNI_SOCKOPS,
+        programs::SNI_MSG,
     ]
     .into_iter()
     .find(|p| *p == name)

@@ -16,6 +16,7 @@ pub mod pinned;
 pub mod pins;
 pub mod ports;
 pub mod probe;
+pub mod sni;
 pub mod stats;
 pub mod writer;
 

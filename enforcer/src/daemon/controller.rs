@@ -161,6 +161,9 @@ impl Controller {
     /// Applies policy + answers to the maps.
     pub fn reconcile(&mut self) -> Result<Applied, WriteError> {
         let (desired, rules) = compile(&self.policy, &self.answers.addrs());
+        // Before the address maps: a name that became shared is inspected
+        // before its address ban is lifted.
+        crate::bpf::sni::write(&self.pins, &self.policy, &rules, &self.answers.addrs())?;
         let target = if self.settled {
             desired
         } else {

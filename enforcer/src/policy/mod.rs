@@ -10,6 +10,7 @@ mod dropins;
 mod nat64;
 mod ports;
 mod raw;
+mod shared;
 
 use std::{
     fmt,
@@ -100,6 +101,9 @@ pub struct Rules {
     pub cidrs: Vec<Entry<IpNet>>,
     /// Entries of either list written with a port (`*:853`, `dns.google:443/tcp`).
     pub ports: Vec<Entry<PortRule>>,
+    /// Banned names marked `"shared": true` (the last entry of a name
+    /// across the files decides): enforced by name, never by address.
+    pub shared: std::collections::HashSet<DomainPattern>,
 }
 
 impl Rules {
@@ -119,8 +123,15 @@ impl Rules {
         };
         let mut domains = Vec::new();
         for (i, d) in raw.domains.into_iter().enumerate() {
-            match d {
-                ports::DomainRule::Plain(d) => domains.push((i, d)),
+            match d.rule {
+                ports::DomainRule::Plain(p) => {
+                    if d.shared {
+                        self.shared.insert(p.clone());
+                    } else {
+                        self.shared.remove(&p);
+                    }
+                    domains.push((i, p))
+                }
                 ports::DomainRule::Port(p) => port(p, format!("{source}: {section}.domains[{i}]")),
             }
         }
@@ -151,6 +162,11 @@ impl Rules {
                 });
             }
         }
+    }
+
+    /// Whether a banned name is shared (enforced by name only).
+    pub fn is_shared(&self, d: &DomainPattern) -> bool {
+        self.shared.contains(d)
     }
 
     pub fn domain_values(&self) -> impl Iterator<Item = &DomainPattern> {
@@ -376,6 +392,13 @@ impl Policy {
                     warnings.push(checks::drop_in_mode_warning(&source, mode, policy.mode));
                 }
                 policy.mode = mode;
+            }
+            if let Some(i) = raw.allow.domains.iter().position(|d| d.shared) {
+                return Err(PolicyError::Merged {
+                    origin: source,
+                    field: format!("allow.domains[{i}]"),
+                    message: "\"shared\" applies to banned names (deny.domains) only".into(),
+                });
             }
             policy.deny.extend(&source, "deny", raw.deny);
             policy.allow.extend(&source, "allow", raw.allow);

@@ -12,7 +12,8 @@ use serde::{Deserialize, Deserializer, de};
 use super::{
     Mode,
     nat64::Nat64Prefix,
-    ports::{CidrRule, DomainRule},
+    ports::CidrRule,
+    shared::DomainEntry,
 };
 
 /// `Deserialize` and `JsonSchema` for a policy value written as one JSON
@@ -123,9 +124,11 @@ pub struct RawPolicy {
 pub struct RawRules {
     /// Exact names (`api.example.com`) or `*.suffix` wildcards, which match
     /// any name below the suffix at any depth, but not the suffix itself;
-    /// `name:port[/tcp|/udp]` limits the rule to that port.
+    /// `name:port[/tcp|/udp]` limits the rule to that port. A banned name
+    /// may be written `{"name": "api.example.com", "shared": true}`: it is
+    /// then enforced by name only, never by its addresses.
     #[serde(default)]
-    pub domains: Vec<DomainRule>,
+    pub domains: Vec<DomainEntry>,
     /// Networks (`10.0.0.0/8`, `2607:6bc0::/48`) or single addresses;
     /// `203.0.113.7:853`, `198.51.100.0/24:443/tcp`, `[2001:db8::/32]:443`
     /// limit the rule to that port, `*:853` is every destination on it.

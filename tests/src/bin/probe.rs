@@ -11,6 +11,11 @@
 //!       asking over TCP) | udp-hold:MS (bind ADDR over UDP, print
 //!       `{"bound":true}`, hold it MS milliseconds: a local DNS server
 //!       stand-in whose process name is this file's name)
+//!     | send-once:KIND:NAME[:MSS] (connect, optionally with TCP_MAXSEG
+//!       MSS, then write one TLS ClientHello (KIND: plain | pq | badlen |
+//!       ext300 | empty, `enforcer_tests::tls`) or, for KIND http, an HTTP
+//!       request with `Host: NAME`, in a single write; the result is the
+//!       write's outcome and how long it took: `EACCES 41us`)
 //! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
 //! that port" (so that an allowed attempt really succeeds).
 
@@ -122,6 +127,7 @@ fn main() {
                 .expect("dnstcp-tcp:NAME:A|AAAA[:PORT]");
             dns_tcp(target, name, rtype, true)
         }
+        once if once.starts_with("send-once:") => send_once(target, &once["send-once:".len()..]),
         other => panic!("unknown op {other}"),
     };
     // Lets the daemon read /proc (ppid) before this process is gone.
@@ -355,4 +361,90 @@ fn dns_tcp(server: SocketAddr, name: &str, rtype: &str, over_tcp: bool) -> Strin
         Ok(_) => "ok".into(),
         Err(e) => self::name(&e),
     }
+}
+
+/// One write of a ClientHello or HTTP request on a fresh connection.
+fn send_once(target: SocketAddr, spec: &str) -> String {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    let mut parts = spec.split(':');
+    let kind = parts.next().expect("KIND");
+    let host = parts.next().expect("NAME");
+    let mss: Option<libc::c_int> = parts.next().map(|m| m.parse().expect("MSS"));
+    let bytes = if kind == "http" {
+        enforcer_tests::tls::http_request(host)
+    } else {
+        enforcer_tests::tls::client_hello(host, kind.parse().expect("KIND"))
+    };
+    let domain = if target.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket creation; the fd is owned by the stream below.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket");
+    // SAFETY: a fresh fd we own.
+    let socket = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    if let Some(mss) = mss {
+        // SAFETY: a valid fd and option buffer.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_MAXSEG,
+                (&mss as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "TCP_MAXSEG");
+    }
+    let (addr, len) = sockaddr(target);
+    // SAFETY: a valid fd and address.
+    if unsafe { libc::connect(socket.as_raw_fd(), (&addr as *const libc::sockaddr_storage).cast(), len) } != 0 {
+        return name(&io::Error::last_os_error());
+    }
+    let start = std::time::Instant::now();
+    // SAFETY: a valid fd and buffer: one send() of the whole message.
+    let sent = unsafe { libc::send(socket.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
+    let took = start.elapsed().as_micros();
+    if sent < 0 {
+        return format!("{} {took}us", name(&io::Error::last_os_error()));
+    }
+    assert_eq!(sent as usize, bytes.len(), "one write took it all");
+    format!("ok {took}us")
+}
+
+fn sockaddr(target: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match target {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
 }

@@ -1,0 +1,658 @@
+//! Shared names, judged by the name a connection sends.
+//!
+//! A shared banned name (a vendor's API behind a CDN that serves other
+//! sites from the same addresses) is never banned by address: its addresses
+//! are *inspected* (`verdict::inspected_v4/v6`). `sni_sockops` puts every
+//! TCP connection to such an address, once established, into `SNI_SOCKS`;
+//! `sni_msg`, the sk_msg verdict on that map, then sees the application's
+//! first write whole, before TCP cuts it into segments (a post-quantum
+//! ClientHello of 1.2–1.9 KB spans two segments and may carry server_name
+//! after the key share), and judges it by its name:
+//! - a TLS ClientHello: the server_name extension wherever it stands;
+//! - a plain HTTP request: its Host header.
+//!
+//! The name is hashed and matched against `DNS_NAMES` exactly as the DNS
+//! program matches answers (`dns::fold_label`). Banned and not excepted:
+//! `SK_DROP`, the write fails with EACCES at once. Anything else passes,
+//! and `bpf_msg_apply_bytes` lets the rest of the connection through
+//! without running the program again. A handshake record that cannot be
+//! parsed is an error verdict (denied in enforce mode, counted).
+//!
+//! Bounds: the first `SNI_SCRATCH_BYTES` of the write, `MAX_EXTENSIONS`
+//! extensions, names of at most 255 bytes; every length is checked against
+//! the record.
+
+use core::{ffi::c_void, ptr::read_volatile};
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, sk_action::SK_DROP, sk_action::SK_PASS},
+    helpers::generated::{
+        bpf_get_socket_cookie, bpf_loop, bpf_msg_apply_bytes, bpf_msg_cork_bytes,
+        bpf_msg_pull_data, bpf_probe_read_kernel,
+    },
+    macros::{sk_msg, sock_ops},
+    programs::{SkMsgContext, SockOpsContext},
+};
+use enforcer_common::{
+    AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_HTTP_HOST, HOOK_SNI,
+    IPPROTO_TCP, SNI_SCRATCH_BYTES, STAT_SNI_DENIED, STAT_SNI_HTTP, STAT_SNI_INSPECTED,
+    STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_SOCKETS,
+    STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
+};
+
+use crate::{
+    dns::{DONE, FAILED, NameWalk, WALKING, first_label_byte, fold_label},
+    maps::{SNI_NAME, SNI_SCRATCH, SNI_SOCKS, SNI_WALK, SOCK_OWNERS},
+    report::{Flow, bump, conclude, current_owner, emit},
+    verdict::{ERROR, Match, NO_MATCH, audit_mode, inspected_v4, inspected_v6},
+};
+
+const MASK: usize = SNI_SCRATCH_BYTES - 1;
+/// Extensions walked per ClientHello: real ones carry about twenty; more
+/// than this is treated as malformed (an error verdict), not skipped.
+const MAX_EXTENSIONS: u32 = 128;
+/// The longest host name (RFC 1035 presentation form).
+const MAX_NAME: usize = 255;
+
+/// TLS record and handshake types (RFC 8446 §5.1, §4), extension types
+/// (RFC 6066 §3; draft-ietf-tls-esni: encrypted_client_hello).
+const TLS_HANDSHAKE: u8 = 0x16;
+const TLS_CLIENT_HELLO: u8 = 1;
+const EXT_SERVER_NAME: u16 = 0;
+
+#[sock_ops]
+pub fn sni_sockops(ctx: SockOpsContext) -> u32 {
+    if ctx.op() == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+        established(&ctx);
+    }
+    1
+}
+
+/// An outgoing TCP connection just completed its handshake (before the
+/// application's connect() returns): under inspection if its destination is.
+#[inline(always)]
+fn established(ctx: &SockOpsContext) {
+    // SAFETY: the context is a valid argument for this helper here.
+    let mut cookie = unsafe { bpf_get_socket_cookie(ctx.ops as *mut c_void) };
+    // This runs in softirq, not as the socket's owner: the owner recorded
+    // at socket creation says which cgroup's answers count.
+    // SAFETY: a map lookup of a stack key.
+    let cgroup = match unsafe { SOCK_OWNERS.get(&cookie) } {
+        Some(o) => o.cgroup_id,
+        None => 0,
+    };
+    let inspected = match ctx.family() {
+        AF_INET => inspected_v4(ctx.remote_ip4(), cgroup),
+        // SAFETY: the context pointer is valid for the program's run.
+        AF_INET6 => inspected_v6(unsafe { ip6(&raw const (*ctx.ops).remote_ip6) }, cgroup),
+        _ => false,
+    };
+    if !inspected {
+        return;
+    }
+    // SAFETY: the context pointer is valid for the program's run.
+    match SNI_SOCKS.update(&mut cookie, unsafe { &mut *ctx.ops }, BPF_ANY as u64) {
+        Ok(()) => bump(STAT_SNI_SOCKETS),
+        Err(_) => bump(STAT_SNI_SOCKETS_FAILED),
+    }
+}
+
+/// The state of a walk over the copied write (`ext_step`, `host_step`),
+/// in a per-CPU map (`SNI_WALK`).
+#[repr(C)]
+pub struct Walk {
+    pos: u64,
+    end: u64,
+    name_off: u64,
+    name_len: u64,
+    /// Bytes of `\nhost:` matched so far (`host_step`).
+    matched: u64,
+    /// `WALKING`, `DONE` or `FAILED`.
+    state: u32,
+    /// `host_step`: 0 looking for the header, 1 skipping blanks, 2 in the name.
+    phase: u32,
+}
+
+/// What a first write said.
+#[derive(Clone, Copy)]
+enum Seen {
+    /// A name at `name_off`, `name_len` bytes, in the scratch copy.
+    Name { http: bool },
+    /// A ClientHello without server_name (an address literal): passes.
+    NoName,
+    /// Neither TLS nor HTTP.
+    Other,
+    /// The rest of the record is still to come: corked until it is here.
+    Corked,
+    Malformed,
+}
+
+#[sk_msg]
+pub fn sni_msg(ctx: SkMsgContext) -> u32 {
+    bump(STAT_SNI_INSPECTED);
+    let (found, flags) = match inspect(&ctx) {
+        Seen::Corked => return SK_PASS,
+        Seen::Other => {
+            bump(STAT_SNI_NOT_TLS);
+            (NO_MATCH, 0)
+        }
+        Seen::NoName => (NO_MATCH, 0),
+        Seen::Malformed => {
+            bump(STAT_SNI_MALFORMED);
+            (ERROR, 0)
+        }
+        Seen::Name { http } => {
+            if http {
+                bump(STAT_SNI_HTTP);
+            }
+            let flags = if http { EVENT_F_HTTP_HOST } else { 0 };
+            match judge_name() {
+                Ok(m) => (m, flags),
+                Err(()) => {
+                    bump(STAT_SNI_MALFORMED);
+                    (ERROR, flags)
+                }
+            }
+        }
+    };
+    let goes_on = conclude(HOOK_SNI, found, |verdict, rule_id| {
+        report(&ctx, verdict, rule_id, flags)
+    });
+    if goes_on {
+        if found.verdict == VERDICT_PASS {
+            bump(STAT_SNI_PASSED);
+        } else {
+            bump(STAT_SNI_DENIED);
+        }
+        // Decided: the rest of the connection is not inspected again.
+        // SAFETY: the context is a valid argument for this helper here.
+        unsafe { bpf_msg_apply_bytes(ctx.msg, u32::MAX) };
+        SK_PASS
+    } else {
+        bump(STAT_SNI_DENIED);
+        SK_DROP
+    }
+}
+
+/// The event of a denied (or audited) write, with the connection's
+/// destination and the writing task.
+#[inline(always)]
+fn report(ctx: &SkMsgContext, verdict: u32, rule_id: u32, flags: u32) {
+    // SAFETY: the context pointer is valid for the program's run.
+    let md = unsafe { &*ctx.msg };
+    let (family, addr) = if md.family == AF_INET {
+        (AF_INET, [md.remote_ip4, 0, 0, 0])
+    } else {
+        // SAFETY: as above.
+        (AF_INET6, unsafe { ip6(&raw const (*ctx.msg).remote_ip6) })
+    };
+    // The kernel hands the remote port in network order in the upper half.
+    let port = u16::from_be((md.remote_port >> 16) as u16) as u32;
+    emit(
+        &Flow {
+            verdict,
+            rule_id,
+            family,
+            addr,
+            port,
+            protocol: IPPROTO_TCP as u32,
+            ..Flow::blank(HOOK_SNI, flags)
+        },
+        &current_owner(),
+    );
+}
+
+/// An IPv6 address in a context, one word per load: the verifier refuses
+/// a copy through a pointer moved into the context.
+///
+/// # Safety
+/// `p` points into a valid program context.
+#[inline(always)]
+unsafe fn ip6(p: *const [u32; 4]) -> [u32; 4] {
+    let p = p as *const u32;
+    // SAFETY: the caller's; four words in the context.
+    unsafe {
+        [
+            core::ptr::read_volatile(p),
+            core::ptr::read_volatile(p.add(1)),
+            core::ptr::read_volatile(p.add(2)),
+            core::ptr::read_volatile(p.add(3)),
+        ]
+    }
+}
+
+#[inline(always)]
+fn byte(buf: &[u8; SNI_SCRATCH_BYTES], i: usize) -> u8 {
+    buf[i & MASK]
+}
+
+#[inline(always)]
+fn be16(buf: &[u8; SNI_SCRATCH_BYTES], i: usize) -> usize {
+    ((byte(buf, i) as usize) << 8) | byte(buf, i + 1) as usize
+}
+
+/// Copies the start of the write and finds the name in it.
+#[inline(always)]
+fn inspect(ctx: &SkMsgContext) -> Seen {
+    let size = ctx.size() as usize;
+    if size == 0 {
+        return Seen::Other;
+    }
+    let want = if size > SNI_SCRATCH_BYTES {
+        SNI_SCRATCH_BYTES
+    } else {
+        size
+    };
+    // The write may sit in several pages: make its start one linear run.
+    // SAFETY: the context is a valid argument for this helper here.
+    if unsafe { bpf_msg_pull_data(ctx.msg, 0, want as u32, 0) } != 0 {
+        return Seen::Malformed;
+    }
+    let data = ctx.data();
+    let avail = ctx.data_end().saturating_sub(data);
+    if avail == 0 {
+        return Seen::Malformed;
+    }
+    let clamped = if avail > SNI_SCRATCH_BYTES {
+        SNI_SCRATCH_BYTES
+    } else {
+        avail
+    };
+    // In 1..=SNI_SCRATCH_BYTES in a form the verifier follows.
+    let copied = ((clamped - 1) & MASK) + 1;
+    let Some(buf) = SNI_SCRATCH.get_ptr_mut(0) else {
+        return Seen::Malformed;
+    };
+    // SAFETY: `buf` holds SNI_SCRATCH_BYTES bytes; `data` has `copied`.
+    if unsafe { bpf_probe_read_kernel(buf as *mut c_void, copied as u32, data as *const c_void) }
+        != 0
+    {
+        return Seen::Malformed;
+    }
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let buf = unsafe { &*buf };
+    let Some(w) = SNI_WALK.get_ptr_mut(0) else {
+        return Seen::Malformed;
+    };
+    // The walk is handed on as a raw pointer: the loop callbacks change
+    // it behind the compiler's back, which a `&mut` argument would forbid.
+    if byte(buf, 0) == TLS_HANDSHAKE {
+        client_hello(ctx, buf, w, size, copied)
+    } else if http_request(buf, copied) {
+        host_header(w, copied)
+    } else {
+        Seen::Other
+    }
+}
+
+/// A ClientHello (RFC 8446 §4.1.2): the fixed part is read here, the
+/// extensions by `ext_step` under `bpf_loop`.
+#[inline(always)]
+fn client_hello(
+    ctx: &SkMsgContext,
+    buf: &[u8; SNI_SCRATCH_BYTES],
+    w: *mut Walk,
+    size: usize,
+    copied: usize,
+) -> Seen {
+    if copied < 5 {
+        return Seen::Malformed;
+    }
+    let record_end = 5 + be16(buf, 3);
+    if record_end > size {
+        // The application wrote the record in pieces: hold them until it
+        // is whole (it then fits the scratch copy), else it cannot be read.
+        if record_end <= SNI_SCRATCH_BYTES {
+            // SAFETY: the context is a valid argument for this helper here.
+            unsafe { bpf_msg_cork_bytes(ctx.msg, record_end as u32) };
+            return Seen::Corked;
+        }
+        return Seen::Malformed;
+    }
+    if record_end > copied || byte(buf, 5) != TLS_CLIENT_HELLO {
+        return Seen::Malformed;
+    }
+    // Handshake header (4), client_version (2), random (32).
+    let mut p = 5 + 4 + 2 + 32;
+    if p + 1 > record_end {
+        return Seen::Malformed;
+    }
+    p += 1 + byte(buf, p) as usize; // legacy_session_id
+    if p + 2 > record_end {
+        return Seen::Malformed;
+    }
+    p += 2 + be16(buf, p); // cipher_suites
+    if p + 1 > record_end {
+        return Seen::Malformed;
+    }
+    p += 1 + byte(buf, p) as usize; // legacy_compression_methods
+    if p == record_end {
+        // No extensions at all (TLS 1.0 style): no name.
+        return Seen::NoName;
+    }
+    if p + 2 > record_end {
+        return Seen::Malformed;
+    }
+    let ext_end = p + 2 + be16(buf, p);
+    if ext_end > record_end {
+        return Seen::Malformed;
+    }
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).pos = (p + 2) as u64;
+        (*w).end = ext_end as u64;
+        (*w).name_len = 0;
+        (*w).state = WALKING;
+    }
+    let mut unused = 0u64;
+    // SAFETY: the callback and its context live for the call.
+    unsafe {
+        bpf_loop(
+            MAX_EXTENSIONS,
+            ext_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    // SAFETY: as above; read afresh after the loop.
+    let (state, name_len) = unsafe { (read_volatile(&(*w).state), read_volatile(&(*w).name_len)) };
+    match state {
+        DONE if name_len != 0 => Seen::Name { http: false },
+        DONE => Seen::NoName,
+        _ => Seen::Malformed,
+    }
+}
+
+/// One extension: its type and length checked against the list's end;
+/// server_name (`host_name` entry, RFC 6066 §3) remembered. Returns 1 to stop.
+#[inline(never)]
+unsafe extern "C" fn ext_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = SNI_WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let w = unsafe { &mut *w };
+    let Some(buf) = SNI_SCRATCH.get_ptr(0) else {
+        w.state = FAILED;
+        return 1;
+    };
+    // SAFETY: as above.
+    let buf = unsafe { &*buf };
+    let pos = w.pos as usize;
+    let end = w.end as usize;
+    if pos == end {
+        w.state = DONE;
+        return 1;
+    }
+    if pos + 4 > end {
+        w.state = FAILED;
+        return 1;
+    }
+    let kind = be16(buf, pos) as u16;
+    let len = be16(buf, pos + 2);
+    let data = pos + 4;
+    if data + len > end {
+        w.state = FAILED;
+        return 1;
+    }
+    if kind == EXT_SERVER_NAME {
+        // server_name_list length (2), name_type (1), host_name length (2).
+        if len < 5 || byte(buf, data + 2) != 0 {
+            w.state = FAILED;
+            return 1;
+        }
+        let name_len = be16(buf, data + 3);
+        if name_len == 0 || name_len > MAX_NAME || 5 + name_len > len {
+            w.state = FAILED;
+            return 1;
+        }
+        w.name_off = (data + 5) as u64;
+        w.name_len = name_len as u64;
+    }
+    w.pos = (data + len) as u64;
+    0
+}
+
+/// A request line's method, as HTTP/1.x clients write it.
+#[inline(always)]
+fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], copied: usize) -> bool {
+    if copied < 16 {
+        return false;
+    }
+    let m = [byte(buf, 0), byte(buf, 1), byte(buf, 2), byte(buf, 3)];
+    matches!(
+        &m,
+        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI"
+    )
+}
+
+/// Finds the Host header of the request in the copied bytes.
+#[inline(always)]
+fn host_header(w: *mut Walk, copied: usize) -> Seen {
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).pos = 0;
+        (*w).end = copied as u64;
+        (*w).matched = 0;
+        (*w).phase = 0;
+        (*w).name_len = 0;
+        (*w).state = WALKING;
+    }
+    let mut unused = 0u64;
+    // SAFETY: the callback and its context live for the call.
+    unsafe {
+        bpf_loop(
+            SNI_SCRATCH_BYTES as u32,
+            host_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    // SAFETY: as above; read afresh after the loop.
+    let (state, name_len) = unsafe { (read_volatile(&(*w).state), read_volatile(&(*w).name_len)) };
+    if state == DONE && name_len != 0 && name_len as usize <= MAX_NAME {
+        Seen::Name { http: true }
+    } else if state == DONE {
+        Seen::Malformed
+    } else {
+        // No Host header in what was written (HTTP/1.0): nothing to judge.
+        Seen::NoName
+    }
+}
+
+/// One byte of the request: matches `\nhost:` (case-insensitive), skips
+/// blanks, then reads the name up to a port, blank or line end.
+#[inline(never)]
+unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = SNI_WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let w = unsafe { &mut *w };
+    let Some(buf) = SNI_SCRATCH.get_ptr(0) else {
+        w.state = FAILED;
+        return 1;
+    };
+    // SAFETY: as above.
+    let buf = unsafe { &*buf };
+    let pos = w.pos as usize;
+    if pos >= w.end as usize {
+        if w.phase == 2 {
+            w.name_len = w.pos - w.name_off;
+            w.state = DONE;
+        }
+        return 1;
+    }
+    let c = byte(buf, pos);
+    match w.phase {
+        0 => {
+            let lower = if c.is_ascii_uppercase() { c | 0x20 } else { c };
+            // A match, not an index: the verifier bounds no `%` result.
+            let expected = match w.matched {
+                0 => b'\n',
+                1 => b'h',
+                2 => b'o',
+                3 => b's',
+                4 => b't',
+                _ => b':',
+            };
+            if lower == expected {
+                w.matched += 1;
+                if w.matched >= 6 {
+                    w.phase = 1;
+                }
+            } else {
+                w.matched = (c == b'\n') as u64;
+            }
+            w.pos += 1;
+        }
+        1 => {
+            if c == b' ' || c == b'\t' {
+                w.pos += 1;
+            } else {
+                w.name_off = w.pos;
+                w.phase = 2;
+            }
+        }
+        _ => {
+            if c == b':' || c == b'\r' || c == b'\n' || c == b' ' || c == b'\t' {
+                w.name_len = w.pos - w.name_off;
+                w.state = DONE;
+                return 1;
+            }
+            w.pos += 1;
+        }
+    }
+    0
+}
+
+/// Hashes the name found (`SNI_WALK`) label by label into `SNI_NAME` and
+/// matches it as the DNS program matches an answer's name.
+#[inline(always)]
+fn judge_name() -> Result<Match, ()> {
+    let src = SNI_WALK.get_ptr(0).ok_or(())?;
+    let n = SNI_NAME.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: per-CPU values, ours for the program's run.
+    let (src, n) = unsafe { (&*src, &mut *n) };
+    let len = src.name_len;
+    if len == 0 || len as usize > MAX_NAME {
+        return Err(());
+    }
+    n.pos = src.name_off;
+    n.len = src.name_off + len;
+    n.end = 0;
+    n.hash = DNS_LABEL_SEED;
+    n.count = 0;
+    // `first_label_byte` tells the label's first byte by `left == label_len`.
+    n.left = 1;
+    n.label_len = 1;
+    n.jumps = 0;
+    n.hyphens = 0;
+    n.state = WALKING;
+    n.key = DNS_NAME_SEED;
+    n.deny = 0;
+    n.allow = 0;
+    let mut unused = 0u64;
+    // SAFETY: the callbacks and their context live for the calls.
+    unsafe {
+        bpf_loop(
+            len as u32,
+            name_byte_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    // SAFETY: a per-CPU value; read afresh after the loop.
+    if unsafe { read_volatile(&n.state) } == FAILED {
+        return Err(());
+    }
+    // The last label (a trailing dot leaves none).
+    if n.end != 0 {
+        n.labels[(n.count as usize) & (DNS_MAX_LABELS - 1)] = n.hash;
+        n.count += 1;
+    }
+    let count = n.count as usize;
+    if count == 0 {
+        return Err(());
+    }
+    // SAFETY: as above.
+    unsafe {
+        bpf_loop(
+            count.min(DNS_MAX_LABELS) as u32,
+            sni_fold_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    // SAFETY: as above.
+    let (deny, allow) = unsafe { (read_volatile(&n.deny), read_volatile(&n.allow)) };
+    if deny == 0 || allow != 0 {
+        return Ok(Match {
+            verdict: VERDICT_PASS,
+            rule_id: 0,
+        });
+    }
+    Ok(Match {
+        verdict: if audit_mode() {
+            VERDICT_AUDITED
+        } else {
+            VERDICT_DENIED
+        },
+        rule_id: deny,
+    })
+}
+
+/// One byte of a dotted name: a dot closes a label (an empty one is
+/// malformed), any other byte extends it. `end` holds the length of the
+/// label being read. Returns 1 to stop.
+#[inline(never)]
+unsafe extern "C" fn name_byte_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = SNI_NAME.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let w: &mut NameWalk = unsafe { &mut *w };
+    let Some(buf) = SNI_SCRATCH.get_ptr(0) else {
+        w.state = FAILED;
+        return 1;
+    };
+    // SAFETY: as above.
+    let buf = unsafe { &*buf };
+    let pos = w.pos as usize;
+    if pos >= w.len as usize {
+        return 1;
+    }
+    let c = byte(buf, pos);
+    w.pos += 1;
+    if c == b'.' {
+        if w.end == 0 {
+            w.state = FAILED;
+            return 1;
+        }
+        w.labels[(w.count as usize) & (DNS_MAX_LABELS - 1)] = w.hash;
+        w.count += 1;
+        w.hash = DNS_LABEL_SEED;
+        w.end = 0;
+        return 0;
+    }
+    if c == 0 {
+        w.state = FAILED;
+        return 1;
+    }
+    if w.count == 0 {
+        first_label_byte(w, c);
+        w.left = 0;
+    }
+    w.hash = dns_label_byte(w.hash, c);
+    w.end += 1;
+    0
+}
+
+#[inline(never)]
+unsafe extern "C" fn sni_fold_step(j: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = SNI_NAME.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: a per-CPU value, ours for the program's run.
+    fold_label(unsafe { &mut *w }, j)
+}

@@ -1,0 +1,236 @@
+//! Shared names, enforced by the name a connection sends: two names on one
+//! front-end address, one banned as shared. Real daemon, real DNS server
+//! (the daemon's resolution puts the address under inspection), a real
+//! TLS server (openssl s_server) in the test namespace, real clients in
+//! the test cgroup: openssl s_client for whole handshakes, the probe for
+//! single writes of hand-made ClientHellos and HTTP requests.
+
+use std::{
+    net::IpAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap, Map, MapData};
+use enforcer::bpf::{Pins, stats::Stats};
+use enforcer_common::{
+    STAT_SNI_DENIED, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_PASSED,
+    STAT_SNI_SOCKETS, maps as names, v4_key,
+};
+use enforcer_tests::{
+    Probe,
+    daemon::Daemon,
+    guards::enter_netns_on_spawn,
+    resolving::{Resolving, wait_for, world},
+};
+
+const PORT: u16 = 8443;
+/// The front end both names resolve to, and an address never tied to a
+/// shared name (both on the namespace's loopback).
+const FRONT: &str = "10.77.0.2";
+const OTHER: &str = "10.77.0.3";
+
+/// openssl s_server on every address of the namespace, killed (by its
+/// handle) when dropped.
+struct TlsServer(Child);
+
+impl TlsServer {
+    fn start(w: &Resolving) -> TlsServer {
+        let dir = w.tmp.path();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=front.test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl is installed (cargo xtask setup)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut cmd = Command::new("openssl");
+        cmd.args(["s_server", "-quiet", "-www", "-accept", &PORT.to_string()])
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ns = enter_netns_on_spawn(&mut cmd, w.ns.name());
+        let server = TlsServer(cmd.spawn().expect("spawn s_server"));
+        // Listening once a plain connect from outside the cgroup succeeds.
+        wait_for(10, "s_server to listen", || {
+            Probe::new()
+                .netns(w.ns.name())
+                .run("tcp", &format!("{FRONT}:{PORT}"))
+                .result
+                == "ok"
+        });
+        server
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A whole TLS handshake by openssl s_client in the cgroup and namespace,
+/// with `sni`: (succeeded, what it printed, how long it took).
+fn handshake(w: &Resolving, addr: &str, sni: &str) -> (bool, String, Duration) {
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec openssl s_client -brief -connect {addr}:{PORT} \
+         -servername {sni}",
+        w.cg.path().display()
+    );
+    let mut cmd = Command::new("timeout");
+    cmd.args(["10", "sh", "-c", &script]).stdin(Stdio::null());
+    let _ns = enter_netns_on_spawn(&mut cmd, w.ns.name());
+    let start = Instant::now();
+    let out = cmd.output().expect("spawn s_client");
+    let took = start.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success() && text.contains("CONNECTION ESTABLISHED"),
+        text,
+        took,
+    )
+}
+
+/// One write by the probe: (outcome, microseconds the write took).
+fn send_once(w: &Resolving, addr: &str, spec: &str) -> (String, u64) {
+    let r = Probe::new()
+        .cgroup(w.cg.path())
+        .netns(w.ns.name())
+        .run(&format!("send-once:{spec}"), &format!("{addr}:{PORT}"))
+        .result;
+    let (outcome, took) = r.split_once(' ').unwrap_or((&r, "0us"));
+    let us = took.trim_end_matches("us").parse().unwrap_or(0);
+    (outcome.to_owned(), us)
+}
+
+fn stat(pins: &Pins, index: u32) -> u64 {
+    Stats::read(pins).unwrap().counter(index)
+}
+
+/// The SNI counters, for failure messages.
+fn sni_stats(pins: &Pins) -> String {
+    let s = Stats::read(pins).unwrap();
+    format!("{:?}", (STAT_SNI_SOCKETS..enforcer_common::STATS_LEN).map(|i| s.counter(i)).collect::<Vec<_>>())
+}
+
+fn inspect_v4(pins: &Pins) -> Vec<IpAddr> {
+    let path = pins.map(names::INSPECT_V4);
+    let map = Map::from_map_data(MapData::from_pin(Path::new(&path)).unwrap()).unwrap();
+    let map: HashMap<MapData, u32, u32> = HashMap::try_from(map).unwrap();
+    map.keys()
+        .map(|k| IpAddr::from(k.unwrap().to_ne_bytes()))
+        .collect()
+}
+
+fn shared_world(tag: &str) -> (Resolving, Daemon) {
+    let w = world(tag);
+    w.dns.set_addrs("api.ai.test", &[FRONT], 60);
+    w.dns.set_addrs("docs.ok.test", &[FRONT], 60);
+    let daemon = Daemon::start(&w.args(w.policy(
+        r#""deny": {"domains": [{"name": "api.ai.test", "shared": true}]},
+           "allow": {"domains": ["docs.ok.test"]},"#,
+        60,
+    )));
+    let pins = w.pins();
+    let front: IpAddr = FRONT.parse().unwrap();
+    wait_for(10, "the front end under inspection", || {
+        inspect_v4(&pins).contains(&front)
+    });
+    (w, daemon)
+}
+
+#[test]
+fn a_banned_shared_name_is_refused_by_its_sni_and_the_other_name_passes() {
+    let (w, daemon) = shared_world("sn");
+    let pins = w.pins();
+    let _server = TlsServer::start(&w);
+
+    // Not a shared name's address: nothing is inspected, whatever is sent.
+    let (r, _) = send_once(&w, OTHER, "plain:api.ai.test");
+    assert_eq!(r, "ok");
+    assert_eq!(stat(&pins, STAT_SNI_SOCKETS), 0);
+    assert_eq!(stat(&pins, STAT_SNI_INSPECTED), 0);
+
+    // The allowed name on the same address: a whole handshake.
+    let (ok, text, _) = handshake(&w, FRONT, "docs.ok.test");
+    assert!(ok, "{text}\n{}", daemon.log_text());
+    assert!(stat(&pins, STAT_SNI_PASSED) >= 1);
+
+    // The banned name: refused at once, at the write.
+    let (ok, text, took) = handshake(&w, FRONT, "api.ai.test");
+    assert!(!ok, "{text}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let (r, us) = send_once(&w, FRONT, "plain:api.ai.test");
+    assert_eq!(r, "EACCES");
+    assert!(us < 100_000, "the write took {us} us");
+    // Case does not matter in a name.
+    assert_eq!(send_once(&w, FRONT, "plain:API.Ai.TEST").0, "EACCES");
+    assert!(stat(&pins, STAT_SNI_DENIED) >= 3);
+
+    // The address itself is banned nowhere.
+    let maps = w.maps();
+    assert!(maps.deny_v4.is_empty(), "{:?}", maps.deny_v4);
+    assert!(maps.deny_lpm_v4.is_empty());
+    assert_eq!(w.probe(&format!("{FRONT}:0")), "ok");
+    let flows = w.tmp.path();
+    let _ = flows;
+    daemon.stop();
+}
+
+#[test]
+fn a_post_quantum_hello_split_by_a_small_mss_is_judged_whole() {
+    let (w, daemon) = shared_world("sp");
+    let _server = TlsServer::start(&w);
+    // ~1.7 KB, server_name last, MSS 536: four segments on the wire.
+    let (r, us) = send_once(&w, FRONT, "pq:api.ai.test:536");
+    assert_eq!(r, "EACCES", "{}", daemon.log_text());
+    assert!(us < 100_000, "{us} us");
+    assert_eq!(send_once(&w, FRONT, "pq:docs.ok.test:536").0, "ok");
+    daemon.stop();
+}
+
+#[test]
+fn a_plain_http_host_header_decides_too() {
+    let (w, daemon) = shared_world("sh");
+    let pins = w.pins();
+    let _server = TlsServer::start(&w);
+    assert_eq!(send_once(&w, FRONT, "http:api.ai.test").0, "EACCES");
+    assert_eq!(send_once(&w, FRONT, "http:docs.ok.test").0, "ok");
+    assert_eq!(stat(&pins, STAT_SNI_HTTP), 2);
+    daemon.stop();
+}
+
+#[test]
+fn malformed_hellos_never_hang_and_are_counted() {
+    let (w, daemon) = shared_world("sm");
+    let pins = w.pins();
+    let _server = TlsServer::start(&w);
+    let before = stat(&pins, STAT_SNI_MALFORMED);
+    for kind in ["badlen", "ext300", "empty"] {
+        let start = Instant::now();
+        let (r, _) = send_once(&w, FRONT, &format!("{kind}:api.ai.test"));
+        // An error verdict: denied in enforce mode, never a hang.
+        assert_eq!(r, "EACCES", "{kind}");
+        assert!(start.elapsed() < Duration::from_secs(5), "{kind}");
+    }
+    assert_eq!(stat(&pins, STAT_SNI_MALFORMED) - before, 3);
+    // The program is still there and still right.
+    assert_eq!(send_once(&w, FRONT, "plain:docs.ok.test").0, "ok", "{}", sni_stats(&pins));
+    assert_eq!(send_once(&w, FRONT, "plain:api.ai.test").0, "EACCES");
+    let _ = v4_key;
+    daemon.stop();
+}
