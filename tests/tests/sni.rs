@@ -19,8 +19,9 @@ use enforcer_common::{
     STAT_SNI_SOCKETS, maps as names, v4_key,
 };
 use enforcer_tests::{
-    Probe,
-    daemon::Daemon,
+    Probe, World,
+    daemon::{Daemon, enforcer},
+    dns::DnsServer,
     guards::enter_netns_on_spawn,
     resolving::{Resolving, wait_for, world},
 };
@@ -36,7 +37,11 @@ const OTHER: &str = "10.77.0.3";
 struct TlsServer(Child);
 
 impl TlsServer {
-    fn start(w: &Resolving) -> TlsServer {
+    fn start(w: &World) -> TlsServer {
+        TlsServer::start_at(w, FRONT)
+    }
+
+    fn start_at(w: &World, probe_addr: &str) -> TlsServer {
         let dir = w.tmp.path();
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         let out = Command::new("openssl")
@@ -64,7 +69,7 @@ impl TlsServer {
         wait_for(10, "s_server to listen", || {
             Probe::new()
                 .netns(w.ns.name())
-                .run("tcp", &format!("{FRONT}:{PORT}"))
+                .run("tcp", &format!("{probe_addr}:{PORT}"))
                 .result
                 == "ok"
         });
@@ -81,7 +86,7 @@ impl Drop for TlsServer {
 
 /// A whole TLS handshake by openssl s_client in the cgroup and namespace,
 /// with `sni`: (succeeded, what it printed, how long it took).
-fn handshake(w: &Resolving, addr: &str, sni: &str) -> (bool, String, Duration) {
+fn handshake(w: &World, addr: &str, sni: &str) -> (bool, String, Duration) {
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec openssl s_client -brief -connect {addr}:{PORT} \
          -servername {sni}",
@@ -106,7 +111,7 @@ fn handshake(w: &Resolving, addr: &str, sni: &str) -> (bool, String, Duration) {
 }
 
 /// One write by the probe: (outcome, microseconds the write took).
-fn send_once(w: &Resolving, addr: &str, spec: &str) -> (String, u64) {
+fn send_once(w: &World, addr: &str, spec: &str) -> (String, u64) {
     let r = Probe::new()
         .cgroup(w.cg.path())
         .netns(w.ns.name())
@@ -137,6 +142,7 @@ fn inspect_v4(pins: &Pins) -> Vec<IpAddr> {
 }
 
 fn shared_world(tag: &str) -> (Resolving, Daemon) {
+    // Resolving derefs to World for the helpers above.
     let w = world(tag);
     w.dns.set_addrs("api.ai.test", &[FRONT], 60);
     w.dns.set_addrs("docs.ok.test", &[FRONT], 60);
@@ -186,8 +192,6 @@ fn a_banned_shared_name_is_refused_by_its_sni_and_the_other_name_passes() {
     assert!(maps.deny_v4.is_empty(), "{:?}", maps.deny_v4);
     assert!(maps.deny_lpm_v4.is_empty());
     assert_eq!(w.probe(&format!("{FRONT}:0")), "ok");
-    let flows = w.tmp.path();
-    let _ = flows;
     daemon.stop();
 }
 
@@ -231,6 +235,73 @@ fn malformed_hellos_never_hang_and_are_counted() {
     // The program is still there and still right.
     assert_eq!(send_once(&w, FRONT, "plain:docs.ok.test").0, "ok", "{}", sni_stats(&pins));
     assert_eq!(send_once(&w, FRONT, "plain:api.ai.test").0, "EACCES");
-    let _ = v4_key;
     daemon.stop();
+}
+
+/// `enforcer flows --json` through the daemon.
+fn flows(w: &World) -> Vec<serde_json::Value> {
+    let socket = w.socket();
+    let (code, out, err) = enforcer(&["flows", "--json", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn an_answer_for_a_shared_name_puts_its_address_under_inspection_not_a_ban() {
+    // The application asks its own DNS server; the daemon's resolver
+    // cannot answer (10.77.0.54 serves nothing): what the kernel learns
+    // from the application's answer is all there is.
+    let w = World::new(
+        "sd",
+        &["10.77.0.2/32", "10.77.0.53/32", "10.77.0.54/32", "192.0.2.7/32"],
+    );
+    let dns = w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
+    dns.set_all(&[("api.ai.test", &["192.0.2.7"]), ("docs.ok.test", &["192.0.2.7"])], 60);
+    let policy = w.tmp.write(
+        "policy.json",
+        r#"{"version": 1, "deny": {"domains": [{"name": "api.ai.test", "shared": true}]},
+  "resolver": {"upstreams": ["10.77.0.54:53"], "min_ttl_s": 1, "max_ttl_s": 60, "grace_s": 60}}"#,
+    );
+    let daemon = Daemon::start(&w.args(&policy));
+    let pins = w.pins();
+    let _server = TlsServer::start_at(&w, "192.0.2.7");
+    let cg = w.cg.path().to_owned();
+    // Resolved, and connected the instant the answer is read: a shared
+    // name's address is not refused at connect (a dedicated one would be).
+    let r = Probe::new()
+        .cgroup(&cg)
+        .netns(w.ns.name())
+        .run("dns-tcp:api.ai.test:A", "10.77.0.53:53")
+        .result;
+    assert_eq!(r, "ok", "{}", daemon.log_text());
+    let learned = learned_v4(&pins);
+    let key = v4_key([192, 0, 2, 7]);
+    assert_eq!(
+        learned.get(&key).map(|l| l.flags),
+        Some(enforcer_common::LEARNED_F_INSPECT),
+        "{learned:?}"
+    );
+    // The name decides: banned refused, the other name on it passes.
+    assert_eq!(send_once(&w, "192.0.2.7", "plain:api.ai.test").0, "EACCES");
+    assert_eq!(send_once(&w, "192.0.2.7", "plain:docs.ok.test").0, "ok");
+    assert_eq!(w.probe("192.0.2.7:0"), "ok");
+    // Reported like any denial, with the hook that decided.
+    wait_for(10, "the sni flow", || {
+        flows(&w).iter().any(|f| f["hooks"].as_str().is_some_and(|h| h.contains("sni")))
+    });
+    let all = flows(&w);
+    let f = all
+        .iter()
+        .find(|f| f["hooks"].as_str().is_some_and(|h| h.contains("sni")))
+        .unwrap();
+    assert_eq!(f["dst"], "192.0.2.7", "{all:#?}");
+    assert_eq!(f["name"], "api.ai.test", "{all:#?}");
+    daemon.stop();
+}
+
+fn learned_v4(pins: &Pins) -> std::collections::BTreeMap<u32, enforcer_common::Learned> {
+    let path = pins.map(names::LEARNED_V4);
+    let map = Map::from_map_data(MapData::from_pin(Path::new(&path)).unwrap()).unwrap();
+    let map: HashMap<MapData, u32, enforcer_common::Learned> = HashMap::try_from(map).unwrap();
+    map.iter().map(|kv| kv.unwrap()).collect()
 }

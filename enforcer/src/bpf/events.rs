@@ -10,7 +10,7 @@ use aya::maps::{Map, MapData, RingBuf};
 use enforcer_common::{
     AF_INET, AF_INET6, EVENT_F_6TO4, EVENT_F_NAT64, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE,
     EVENT_F_V4_MAPPED, Event, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6,
-    HOOK_SKB_EGRESS, HOOK_XDP, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR,
+    HOOK_SKB_EGRESS, HOOK_SNI, HOOK_XDP, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR,
     VERDICT_PASS, maps as names, v4_octets, v6_octets,
 };
 use tokio::io::unix::AsyncFd;
@@ -25,6 +25,9 @@ pub enum Hook {
     Sendmsg6,
     SkbEgress,
     Xdp,
+    /// The first write of a connection to a shared name's address, judged
+    /// by the name in it (TLS server_name, or HTTP Host).
+    Sni,
 }
 
 impl Hook {
@@ -36,6 +39,7 @@ impl Hook {
             HOOK_SENDMSG6 => Hook::Sendmsg6,
             HOOK_SKB_EGRESS => Hook::SkbEgress,
             HOOK_XDP => Hook::Xdp,
+            HOOK_SNI => Hook::Sni,
             _ => return None,
         })
     }
@@ -48,6 +52,7 @@ impl Hook {
             Hook::Sendmsg6 => "sendmsg6",
             Hook::SkbEgress => "skb_egress",
             Hook::Xdp => "xdp",
+            Hook::Sni => "sni",
         }
     }
 }
