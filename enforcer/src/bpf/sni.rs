@@ -117,3 +117,42 @@ pub fn write(
     make_exactly(pins, names::INSPECT_V4, &v4, || Ok(()))?;
     make_exactly(pins, names::INSPECT_V6, &v6, || Ok(()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        desired::compile,
+        policy::{Policy, Source},
+    };
+
+    #[test]
+    fn a_shared_names_addresses_are_inspected_and_never_banned() {
+        let p = Policy::parse(
+            r#"{"version": 1, "deny": {"domains": ["own.test",
+                {"name": "front.test", "shared": true}, {"name": "*.front.test", "shared": true}]}}"#,
+            Source::Embedded,
+        )
+        .unwrap();
+        let mut resolved = ResolvedAddrs::new();
+        resolved.insert(
+            "own.test".into(),
+            ["192.0.2.1".parse().unwrap()].into_iter().collect(),
+        );
+        resolved.insert(
+            "front.test".into(),
+            ["198.51.100.7".parse().unwrap(), "2001:db8::7".parse().unwrap()]
+                .into_iter()
+                .collect(),
+        );
+        let (desired, rules) = compile(&p, &resolved);
+        assert_eq!(desired.deny_v4.keys().copied().collect::<Vec<_>>(), [v4_key([192, 0, 2, 1])]);
+        assert!(desired.deny_v6.is_empty());
+        let (v4, v6) = inspect_addrs(&p, &rules, &resolved);
+        assert_eq!(v4.into_iter().collect::<Vec<_>>(), [(v4_key([198, 51, 100, 7]), 2)]);
+        assert_eq!(v6.len(), 1);
+        // The wildcard's rule is shared too: what the kernel learns for it
+        // is inspected.
+        assert_eq!(shared_rules(&p, &rules).keys().copied().collect::<Vec<_>>(), [2, 3]);
+    }
+}

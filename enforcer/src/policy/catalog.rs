@@ -1,8 +1,8 @@
 //! Where each entry of the embedded default policy comes from, and whether
 //! it is the provider's own (`dedicated`) or a shared CDN/front end whose
-//! addresses also serve unrelated sites (`shared`): IP-blocking a shared
-//! entry may block more than the provider, which `policy show --resolved`
-//! warns about until name-level enforcement exists.
+//! addresses also serve unrelated sites (`shared`). The embedded default
+//! marks each shared name `"shared": true`: enforced by the name each
+//! connection sends, its addresses are never banned.
 
 use serde::Deserialize;
 
@@ -57,10 +57,11 @@ pub fn markdown() -> String {
          Generated from `enforcer/policy/catalog.json` (a unit test keeps this file in step; \
          regenerate with `ENFORCER_WRITE_DOCS=1 cargo test -p enforcer`). \
          `enforcer policy default` prints the policy itself.\n\n\
-         *dedicated*: the provider's own addresses. *shared*: served from a shared CDN or \
-         front end, so blocking its addresses may also block unrelated sites; until \
-         name-level enforcement exists these are still IP-blocked, and \
-         `enforcer policy show --resolved` warns about them. An entry with a port \
+         *dedicated*: the provider's own addresses, banned by address. *shared*: served from \
+         a shared CDN or front end, whose addresses also serve unrelated sites; the default \
+         writes these `{\"name\": ..., \"shared\": true}`: their addresses are never \
+         banned, and a TCP connection to them is refused by the name it sends (TLS \
+         server_name, HTTP Host). An entry with a port \
          (`1.1.1.1:443`, `dns.google:443`, `*:853`) bans that port only, TCP and UDP.\n\n",
     );
     let sections = [
@@ -120,6 +121,26 @@ mod tests {
         assert_eq!(lookup("160.79.104.0/23").unwrap().kind, Kind::Dedicated);
         assert_eq!(lookup("*.openai.com").unwrap().kind, Kind::Shared);
         assert_eq!(lookup("*.openai.com").unwrap().category, Category::Ai);
+    }
+
+    #[test]
+    fn the_default_marks_shared_exactly_the_catalogs_shared_names() {
+        let p = Policy::embedded();
+        for c in catalog() {
+            let Some(d) = p.deny.domain_values().find(|d| d.to_string() == c.entry) else {
+                continue;
+            };
+            assert_eq!(
+                p.deny.is_shared(d),
+                c.kind == Kind::Shared,
+                "{}: the catalog says {:?}",
+                c.entry,
+                c.kind
+            );
+        }
+        // The default bans no shared front end's addresses.
+        assert!(p.deny.is_shared(&"api.openai.com".parse().unwrap()));
+        assert!(!p.deny.is_shared(&"api.anthropic.com".parse().unwrap()));
     }
 
     #[test]

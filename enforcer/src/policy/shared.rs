@@ -86,3 +86,76 @@ impl JsonSchema for DomainEntry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::{DomainPattern, Policy, PolicyError, Source};
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse(text, Source::File("p.json".into()))
+    }
+
+    fn pattern(s: &str) -> DomainPattern {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_plain_string_is_dedicated_and_an_object_may_say_shared() {
+        let p = parse(
+            r#"{"version": 1, "deny": {"domains": ["api.anthropic.com",
+                {"name": "api.openai.com", "shared": true},
+                {"name": "*.openai.com"}, {"name": "chatgpt.com", "shared": false}]}}"#,
+        )
+        .unwrap();
+        let names: Vec<String> = p.deny.domain_values().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            ["api.anthropic.com", "api.openai.com", "*.openai.com", "chatgpt.com"]
+        );
+        assert!(p.deny.is_shared(&pattern("api.openai.com")));
+        for dedicated in ["api.anthropic.com", "*.openai.com", "chatgpt.com"] {
+            assert!(!p.deny.is_shared(&pattern(dedicated)), "{dedicated}");
+        }
+        assert_eq!(p.deny.domains[1].origin, "p.json: deny.domains[1]");
+    }
+
+    #[test]
+    fn bad_objects_are_named_with_their_field() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        let e = err(r#"{"version": 1, "deny": {"domains": ["a.test", {"name": "b.test", "sharde": true}]}}"#);
+        assert!(e.contains("deny.domains[1]") && e.contains("sharde"), "{e}");
+        let e = err(r#"{"version": 1, "deny": {"domains": [{"shared": true}]}}"#);
+        assert!(e.contains("deny.domains[0]") && e.contains("name"), "{e}");
+        let e = err(r#"{"version": 1, "deny": {"domains": [{"name": "b.test", "shared": "yes"}]}}"#);
+        assert!(e.contains("deny.domains[0].shared"), "{e}");
+        let e = err(r#"{"version": 1, "deny": {"domains": [{"name": "b.test:443", "shared": true}]}}"#);
+        assert!(e.contains("without a port"), "{e}");
+        let e = err(r#"{"version": 1, "deny": {"domains": [{"name": "api.*.test"}]}}"#);
+        assert!(e.contains("deny.domains[0]"), "{e}");
+        let e = err(r#"{"version": 1, "allow": {"domains": [{"name": "b.test", "shared": true}]}}"#);
+        assert!(e.contains("allow.domains[0]") && e.contains("deny.domains"), "{e}");
+        let e = err(r#"{"version": 1, "deny": {"domains": [7]}}"#);
+        assert!(e.contains("deny.domains[0]") && e.contains("shared"), "{e}");
+    }
+
+    #[test]
+    fn the_last_entry_of_a_name_across_files_decides() {
+        let dir = std::env::temp_dir().join(format!("enforcer-shared-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("policy.d")).unwrap();
+        std::fs::write(
+            dir.join("policy.json"),
+            r#"{"version": 1, "deny": {"domains": [{"name": "a.test", "shared": true}, "b.test"]}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("policy.d/10-x.json"),
+            r#"{"version": 1, "deny": {"domains": ["a.test", {"name": "b.test", "shared": true}]}}"#,
+        )
+        .unwrap();
+        let p = Policy::resolve(Some(&dir.join("policy.json"))).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!p.deny.is_shared(&pattern("a.test")));
+        assert!(p.deny.is_shared(&pattern("b.test")));
+        assert_eq!(p.deny.domains.len(), 2);
+    }
+}
