@@ -85,9 +85,9 @@ fn established(ctx: &SockOpsContext) {
         AF_INET => inspected_v4(ctx.remote_ip4(), cgroup),
         // SAFETY: the context pointer is valid for the program's run.
         AF_INET6 => inspected_v6(unsafe { ip6(&raw const (*ctx.ops).remote_ip6) }, cgroup),
-        _ => false,
+        _ => 0,
     };
-    if !inspected {
+    if inspected == 0 {
         return;
     }
     // SAFETY: the context pointer is valid for the program's run.

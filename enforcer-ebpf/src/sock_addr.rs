@@ -16,7 +16,8 @@ use crate::{
     maps::SOCK_OWNERS,
     report::{Flow, count, current_owner, emit, mark_reported},
     verdict::{
-        Match, check_v4, check_v6_forms, passes, port_rules, port_v4, port_v6_forms, v4_mapped,
+        Match, check_v4, check_v6_forms, inspected_v4, inspected_v6, passes, port_rules, port_v4,
+        port_v6_forms, quic, v4_mapped,
     },
 };
 
@@ -63,6 +64,10 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
         let (port, proto) = port_of(ctx);
         found = port_v4(addr, cgroup, port, proto);
     }
+    if found.verdict == VERDICT_PASS {
+        let (port, proto) = port_of(ctx);
+        found = quic(port, proto, || inspected_v4(addr, cgroup));
+    }
     judge(ctx, hook, found, AF_INET, [addr, 0, 0, 0], 0)
 }
 
@@ -99,6 +104,10 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
                 let (port, proto) = port_of(ctx);
                 found = port_v4(v4, cgroup, port, proto);
             }
+            if found.verdict == VERDICT_PASS {
+                let (port, proto) = port_of(ctx);
+                found = quic(port, proto, || inspected_v4(v4, cgroup));
+            }
             judge(ctx, hook, found, AF_INET, [v4, 0, 0, 0], EVENT_F_V4_MAPPED)
         }
         None => {
@@ -106,6 +115,10 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             if j.found.verdict == VERDICT_PASS && port_rules() {
                 let (port, proto) = port_of(ctx);
                 j = port_v6_forms(addr, cgroup, port, proto);
+            }
+            if j.found.verdict == VERDICT_PASS {
+                let (port, proto) = port_of(ctx);
+                j.found = quic(port, proto, || inspected_v6(addr, cgroup));
             }
             judge(ctx, hook, j.found, j.family, j.addr, j.via)
         }

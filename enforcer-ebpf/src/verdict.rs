@@ -13,31 +13,53 @@ use crate::maps::{
     INSPECT_V6, LEARNED_V4, LEARNED_V6, NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6,
 };
 
-/// Whether TCP to this IPv4 address is judged by the name it sends: the
-/// daemon resolved it for a shared banned name, or a DNS answer in force
-/// for `cgroup` returned it for one.
+/// The rule of the shared banned name this IPv4 address was resolved or
+/// learned for (0: none): TCP to it is judged by the name it sends. The
+/// daemon's resolution (`INSPECT_V4`) or a DNS answer in force for
+/// `cgroup` (`LEARNED_F_INSPECT`).
 #[inline(always)]
-pub fn inspected_v4(addr: u32, cgroup: u64) -> bool {
-    if INSPECT_V4.get_ptr(addr).is_some() {
-        return true;
+pub fn inspected_v4(addr: u32, cgroup: u64) -> u32 {
+    if let Some(rule) = INSPECT_V4.get_ptr(addr) {
+        // SAFETY: a BPF_F_NO_PREALLOC value, never reused under us.
+        return unsafe { *rule };
     }
     // SAFETY: as in `check`.
-    matches!(unsafe { LEARNED_V4.get(addr) },
-        Some(l) if l.flags & LEARNED_F_INSPECT != 0 && learned_counts(l, cgroup))
+    match unsafe { LEARNED_V4.get(addr) } {
+        Some(l) if l.flags & LEARNED_F_INSPECT != 0 && learned_counts(l, cgroup) => l.rule_id,
+        _ => 0,
+    }
 }
 
 /// `inspected_v4` for IPv6 (a v4-mapped address is judged as IPv4).
 #[inline(always)]
-pub fn inspected_v6(addr: [u32; 4], cgroup: u64) -> bool {
+pub fn inspected_v6(addr: [u32; 4], cgroup: u64) -> u32 {
     if let Some(v4) = v4_mapped(addr) {
         return inspected_v4(v4, cgroup);
     }
-    if INSPECT_V6.get_ptr(addr).is_some() {
-        return true;
+    if let Some(rule) = INSPECT_V6.get_ptr(addr) {
+        // SAFETY: as above.
+        return unsafe { *rule };
     }
     // SAFETY: as in `check`.
-    matches!(unsafe { LEARNED_V6.get(addr) },
-        Some(l) if l.flags & LEARNED_F_INSPECT != 0 && learned_counts(l, cgroup))
+    match unsafe { LEARNED_V6.get(addr) } {
+        Some(l) if l.flags & LEARNED_F_INSPECT != 0 && learned_counts(l, cgroup) => l.rule_id,
+        _ => 0,
+    }
+}
+
+/// QUIC (UDP to port 443) to a shared name's address: refused, since its
+/// name travels encrypted in the Initial packets. Browsers and clients
+/// then fall back to TCP, where the name decides. Reads nothing but the
+/// port and protocol for other traffic.
+#[inline(always)]
+pub fn quic(port: u16, proto: u8, inspected: impl FnOnce() -> u32) -> Match {
+    if port != 443 || proto != IPPROTO_UDP {
+        return NO_MATCH;
+    }
+    match inspected() {
+        0 => NO_MATCH,
+        rule => finish(rule, None),
+    }
 }
 
 /// Whether an address learned from a DNS answer counts for a socket in

@@ -192,6 +192,19 @@ fn a_banned_shared_name_is_refused_by_its_sni_and_the_other_name_passes() {
     assert!(maps.deny_v4.is_empty(), "{:?}", maps.deny_v4);
     assert!(maps.deny_lpm_v4.is_empty());
     assert_eq!(w.probe(&format!("{FRONT}:0")), "ok");
+
+    // QUIC to the front end carries its name encrypted: refused, so that
+    // clients fall back to TCP; UDP elsewhere, or to another port, passes.
+    let udp = |addr: &str| {
+        Probe::new()
+            .cgroup(w.cg.path())
+            .netns(w.ns.name())
+            .run("udp-sendto", addr)
+            .result
+    };
+    assert_eq!(udp(&format!("{FRONT}:443")), "EPERM");
+    assert_eq!(udp(&format!("{FRONT}:53")), "ok");
+    assert_eq!(udp(&format!("{OTHER}:443")), "ok");
     daemon.stop();
 }
 
