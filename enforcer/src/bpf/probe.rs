@@ -39,6 +39,8 @@ pub fn object_programs() -> Result<Vec<ProgramLoad>, DatapathError> {
             P::CgroupSock(p) => p.load(),
             P::Xdp(p) => p.load(),
             P::TracePoint(p) => p.load(),
+            P::SockOps(p) => p.load(),
+            P::SkMsg(p) => p.load(),
             other => {
                 loads.push(ProgramLoad {
                     name: name.to_owned(),

@@ -47,7 +47,7 @@ fn shared_warning(entry: &str) -> Option<String> {
     let c = catalog::lookup(entry)?;
     (c.kind == catalog::Kind::Shared).then(|| {
         format!(
-            "{entry} ({}) is served from shared front ends: blocking its addresses may block unrelated sites until name-level enforcement exists",
+            "{entry} ({}) is served from shared front ends but banned as dedicated here: blocking its addresses may block unrelated sites; write {{\"name\": \"{entry}\", \"shared\": true}} to enforce it by name only",
             c.provider
         )
     })
@@ -70,6 +70,7 @@ pub fn show(
             policy
                 .deny
                 .domain_values()
+                .filter(|d| !policy.deny.is_shared(d))
                 .filter_map(|d| shared_warning(&d.to_string())),
         );
     }

@@ -8,7 +8,7 @@ use super::{Check, Status};
 use crate::bpf::probe::{self, BtfProgram, ProgramLoad};
 
 /// (type, check name, what the daemon uses it for, status if refused)
-const PROGRAM_TYPES: [(ProgramType, &str, &str, Status); 5] = [
+const PROGRAM_TYPES: [(ProgramType, &str, &str, Status); 7] = [
     (
         ProgramType::CgroupSockAddr,
         "prog:cgroup_sock_addr",
@@ -31,6 +31,18 @@ const PROGRAM_TYPES: [(ProgramType, &str, &str, Status); 5] = [
         ProgramType::Xdp,
         "prog:xdp",
         "xdp_filter on --xdp-iface interfaces (loaded at every start)",
+        Status::Fail,
+    ),
+    (
+        ProgramType::SockOps,
+        "prog:sock_ops",
+        "sni_sockops: connections to shared names' addresses put under inspection",
+        Status::Fail,
+    ),
+    (
+        ProgramType::SkMsg,
+        "prog:sk_msg",
+        "sni_msg: the first write of such a connection judged by its name (TLS server_name, Host)",
         Status::Fail,
     ),
     (
