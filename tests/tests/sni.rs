@@ -183,6 +183,7 @@ fn a_banned_shared_name_is_refused_by_its_sni_and_the_other_name_passes() {
     let (r, us) = send_once(&w, FRONT, "plain:api.ai.test");
     assert_eq!(r, "EACCES");
     assert!(us < 100_000, "the write took {us} us");
+    eprintln!("a banned ClientHello was refused in {us} us");
     // Case does not matter in a name.
     assert_eq!(send_once(&w, FRONT, "plain:API.Ai.TEST").0, "EACCES");
     assert!(stat(&pins, STAT_SNI_DENIED) >= 3);
@@ -228,6 +229,13 @@ fn a_plain_http_host_header_decides_too() {
     assert_eq!(send_once(&w, FRONT, "http:api.ai.test").0, "EACCES");
     assert_eq!(send_once(&w, FRONT, "http:docs.ok.test").0, "ok");
     assert_eq!(stat(&pins, STAT_SNI_HTTP), 2);
+    // `status` shows the counters.
+    let socket = w.socket();
+    let (code, out, err) = enforcer(&["status", "--json", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["sni"]["http"], 2, "{status:#}");
+    assert_eq!(status["sni"]["denied"], 1, "{status:#}");
     daemon.stop();
 }
 

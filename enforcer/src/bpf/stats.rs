@@ -87,6 +87,29 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// The name inspection's counters (`bpf::sni`), by name.
+    pub fn sni(&self) -> [(&'static str, u64); 8] {
+        use enforcer_common::{
+            STAT_SNI_DENIED, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
+            STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED,
+        };
+        [
+            // TCP connections to a shared name's address put under inspection.
+            ("sockets", STAT_SNI_SOCKETS),
+            ("sockets_failed", STAT_SNI_SOCKETS_FAILED),
+            // First writes judged, and how.
+            ("inspected", STAT_SNI_INSPECTED),
+            ("denied", STAT_SNI_DENIED),
+            ("passed", STAT_SNI_PASSED),
+            ("malformed", STAT_SNI_MALFORMED),
+            ("not_tls", STAT_SNI_NOT_TLS),
+            ("http", STAT_SNI_HTTP),
+        ]
+        .map(|(k, i)| (k, self.counters[i as usize]))
+    }
+}
+
 /// Sets the enforcement mode the programs read from `CONFIG`.
 pub fn set_mode(pins: &Pins, mode: Mode) -> Result<(), WriteError> {
     set_config(pins, CONFIG_MODE, mode.as_config())

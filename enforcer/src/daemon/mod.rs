@@ -582,6 +582,7 @@ fn status_json(
             "learned_v6": learned.v6,
             "counters": stats.as_ref().map(|s| s.dns().into_iter().collect::<std::collections::BTreeMap<_, _>>()),
         },
+        "sni": stats.as_ref().map(|s| s.sni().into_iter().collect::<std::collections::BTreeMap<_, _>>()),
         "uptime_s": now.saturating_sub(facts.started_ms) / 1000,
     })
 }
