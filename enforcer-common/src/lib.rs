@@ -223,7 +223,18 @@ pub const CONFIG_DNS_GRACE_S: u32 = 5;
 /// a port. 0 (the default) spares traffic that matched no address rule
 /// the port read and the `PORT_GATE` lookup.
 pub const CONFIG_PORT_RULES: u32 = 6;
+/// Index into the `CONFIG` array: `SNI_F_*` bits, how shared names are
+/// enforced (policy `shared_names`). 0, the default: an Encrypted Client
+/// Hello to an inspected address is denied, QUIC to one is refused.
+pub const CONFIG_SNI: u32 = 7;
 pub const CONFIG_LEN: u32 = 8;
+
+/// `CONFIG_SNI` bit: judge an Encrypted Client Hello by its outer name
+/// instead of denying it (`shared_names.ech: "outer_name"`).
+pub const SNI_F_ECH_OUTER_NAME: u32 = 1;
+/// `CONFIG_SNI` bit: let QUIC to an inspected address through
+/// (`shared_names.quic: "allow"`).
+pub const SNI_F_QUIC_ALLOW: u32 = 2;
 
 /// `PORT_GATE` bits: the port trie holds rules for this port over TCP,
 /// over UDP; and name rules with this port exist (addresses learned from
@@ -472,7 +483,10 @@ pub const STAT_SNI_MALFORMED: u32 = STAT_RINGBUF_FULL + 20;
 pub const STAT_SNI_NOT_TLS: u32 = STAT_RINGBUF_FULL + 21;
 /// Plain HTTP requests whose Host header was judged.
 pub const STAT_SNI_HTTP: u32 = STAT_RINGBUF_FULL + 22;
-pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 23;
+/// ClientHellos with an encrypted_client_hello extension (the name that
+/// counts is hidden): denied unless `shared_names.ech` says otherwise.
+pub const STAT_SNI_ECH: u32 = STAT_RINGBUF_FULL + 23;
+pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 24;
 
 /// `Event::flags`: the banned address was the packet's source (XDP).
 pub const EVENT_F_SOURCE: u32 = 1;
@@ -492,6 +506,9 @@ pub const EVENT_F_6TO4: u32 = 1 << 5;
 /// `Event::flags` (hook `HOOK_SNI`): the name came from a plain HTTP
 /// request's Host header, not from a TLS server_name.
 pub const EVENT_F_HTTP_HOST: u32 = 1 << 6;
+/// `Event::flags` (hook `HOOK_SNI`): an Encrypted Client Hello, denied
+/// because the name that counts is hidden.
+pub const EVENT_F_ECH: u32 = 1 << 7;
 
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;

@@ -37,14 +37,16 @@ use enforcer_common::{
     AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_HTTP_HOST, HOOK_SNI,
     IPPROTO_TCP, SNI_SCRATCH_BYTES, STAT_SNI_DENIED, STAT_SNI_HTTP, STAT_SNI_INSPECTED,
     STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_SOCKETS,
-    STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
+    STAT_SNI_SOCKETS_FAILED, STAT_SNI_ECH, EVENT_F_ECH, SNI_F_ECH_OUTER_NAME, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
 };
 
 use crate::{
     dns::{DONE, FAILED, NameWalk, WALKING, first_label_byte, fold_label},
     maps::{SNI_NAME, SNI_SCRATCH, SNI_SOCKS, SNI_WALK, SOCK_OWNERS},
     report::{Flow, bump, conclude, current_owner, emit},
-    verdict::{ERROR, Match, NO_MATCH, audit_mode, inspected_v4, inspected_v6},
+    verdict::{
+        ERROR, Match, NO_MATCH, audit_mode, banned, inspected_v4, inspected_v6, sni_flags,
+    },
 };
 
 const MASK: usize = SNI_SCRATCH_BYTES - 1;
@@ -59,6 +61,7 @@ const MAX_NAME: usize = 255;
 const TLS_HANDSHAKE: u8 = 0x16;
 const TLS_CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
+const EXT_ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
 
 #[sock_ops]
 pub fn sni_sockops(ctx: SockOpsContext) -> u32 {
@@ -111,6 +114,9 @@ pub struct Walk {
     state: u32,
     /// `host_step`: 0 looking for the header, 1 skipping blanks, 2 in the name.
     phase: u32,
+    /// `ext_step`: an encrypted_client_hello extension was seen.
+    ech: u32,
+    _pad: u32,
 }
 
 /// What a first write said.
@@ -120,6 +126,9 @@ enum Seen {
     Name { http: bool },
     /// A ClientHello without server_name (an address literal): passes.
     NoName,
+    /// An Encrypted Client Hello: the name that counts is hidden; the
+    /// outer name (if any) is in the walk.
+    Ech,
     /// Neither TLS nor HTTP.
     Other,
     /// The rest of the record is still to come: corked until it is here.
@@ -137,6 +146,10 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             (NO_MATCH, 0)
         }
         Seen::NoName => (NO_MATCH, 0),
+        Seen::Ech => {
+            bump(STAT_SNI_ECH);
+            ech(&ctx)
+        }
         Seen::Malformed => {
             bump(STAT_SNI_MALFORMED);
             (ERROR, 0)
@@ -172,6 +185,37 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         bump(STAT_SNI_DENIED);
         SK_DROP
     }
+}
+
+/// An Encrypted Client Hello: denied (with the rule the destination is
+/// inspected for), unless the policy says to judge its outer name.
+#[inline(always)]
+fn ech(ctx: &SkMsgContext) -> (Match, u32) {
+    if sni_flags() & SNI_F_ECH_OUTER_NAME != 0 {
+        // SAFETY: a per-CPU value, read afresh.
+        let has_name = match SNI_WALK.get_ptr(0) {
+            Some(w) => (unsafe { read_volatile(&(*w).name_len) }) != 0,
+            None => false,
+        };
+        if !has_name {
+            return (NO_MATCH, 0);
+        }
+        return match judge_name() {
+            Ok(m) => (m, 0),
+            Err(()) => (ERROR, 0),
+        };
+    }
+    // SAFETY: the context pointer is valid for the program's run.
+    let md = unsafe { &*ctx.msg };
+    // SAFETY: a helper without arguments.
+    let cgroup = unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() };
+    let rule = if md.family == AF_INET {
+        inspected_v4(md.remote_ip4, cgroup)
+    } else {
+        // SAFETY: as above.
+        inspected_v6(unsafe { ip6(&raw const (*ctx.msg).remote_ip6) }, cgroup)
+    };
+    (banned(rule), EVENT_F_ECH)
 }
 
 /// The event of a denied (or audited) write, with the connection's
@@ -342,6 +386,7 @@ fn client_hello(
         (*w).pos = (p + 2) as u64;
         (*w).end = ext_end as u64;
         (*w).name_len = 0;
+        (*w).ech = 0;
         (*w).state = WALKING;
     }
     let mut unused = 0u64;
@@ -355,8 +400,15 @@ fn client_hello(
         );
     }
     // SAFETY: as above; read afresh after the loop.
-    let (state, name_len) = unsafe { (read_volatile(&(*w).state), read_volatile(&(*w).name_len)) };
+    let (state, name_len, ech) = unsafe {
+        (
+            read_volatile(&(*w).state),
+            read_volatile(&(*w).name_len),
+            read_volatile(&(*w).ech),
+        )
+    };
     match state {
+        DONE if ech != 0 => Seen::Ech,
         DONE if name_len != 0 => Seen::Name { http: false },
         DONE => Seen::NoName,
         _ => Seen::Malformed,
@@ -394,6 +446,9 @@ unsafe extern "C" fn ext_step(_index: u64, _ctx: *mut c_void) -> i64 {
     if data + len > end {
         w.state = FAILED;
         return 1;
+    }
+    if kind == EXT_ENCRYPTED_CLIENT_HELLO {
+        w.ech = 1;
     }
     if kind == EXT_SERVER_NAME {
         // server_name_list length (2), name_type (1), host_name length (2).

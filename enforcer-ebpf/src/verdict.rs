@@ -1,7 +1,8 @@
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::{HashMap, LpmTrie, lpm_trie::Key};
 use enforcer_common::{
-    AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, EVENT_F_NAT64,
+    AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, CONFIG_SNI,
+    SNI_F_QUIC_ALLOW, EVENT_F_NAT64,
     EVENT_F_V4_MAPPED, Embedded, IPPROTO_TCP, IPPROTO_UDP, LEARNED_F_ALLOW, LEARNED_F_INSPECT, Learned, MODE_AUDIT,
     NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP,
     PORT_GATE_UDP, PORT_WORD_BITS, PortRule, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
@@ -47,13 +48,28 @@ pub fn inspected_v6(addr: [u32; 4], cgroup: u64) -> u32 {
     }
 }
 
+/// `CONFIG_SNI`: how shared names are enforced (`SNI_F_*`).
+#[inline(always)]
+pub fn sni_flags() -> u32 {
+    match CONFIG.get(CONFIG_SNI) {
+        Some(&f) => f,
+        None => 0,
+    }
+}
+
+/// A ban of `rule` as the mode makes it (audited or denied).
+#[inline(always)]
+pub fn banned(rule: u32) -> Match {
+    finish(rule, None)
+}
+
 /// QUIC (UDP to port 443) to a shared name's address: refused, since its
 /// name travels encrypted in the Initial packets. Browsers and clients
 /// then fall back to TCP, where the name decides. Reads nothing but the
 /// port and protocol for other traffic.
 #[inline(always)]
 pub fn quic(port: u16, proto: u8, inspected: impl FnOnce() -> u32) -> Match {
-    if port != 443 || proto != IPPROTO_UDP {
+    if port != 443 || proto != IPPROTO_UDP || sni_flags() & SNI_F_QUIC_ALLOW != 0 {
         return NO_MATCH;
     }
     match inspected() {

@@ -16,6 +16,12 @@ pub enum Hello {
     ManyExtensions,
     /// server_name with a zero-length host name.
     EmptyName,
+    /// Encrypted Client Hello: an outer name (`cloudflare-ech.test`, the
+    /// front end's public name) and an encrypted_client_hello extension;
+    /// the `name` asked for travels encrypted, so it is not written.
+    Ech,
+    /// GREASE ECH: the extension, with `name` outside as the real name.
+    GreaseEch,
 }
 
 impl std::str::FromStr for Hello {
@@ -27,6 +33,8 @@ impl std::str::FromStr for Hello {
             "badlen" => Hello::LengthPastEnd,
             "ext300" => Hello::ManyExtensions,
             "empty" => Hello::EmptyName,
+            "ech" => Hello::Ech,
+            "grease" => Hello::GreaseEch,
             other => return Err(format!("unknown hello {other:?}")),
         })
     }
@@ -98,6 +106,22 @@ pub fn client_hello(name: &str, kind: Hello) -> Vec<u8> {
         Hello::EmptyName => {
             common(&mut exts);
             server_name(&mut exts, "");
+        }
+        Hello::Ech | Hello::GreaseEch => {
+            let outer = if kind == Hello::Ech {
+                "cloudflare-ech.test"
+            } else {
+                name
+            };
+            server_name(&mut exts, outer);
+            common(&mut exts);
+            key_share(&mut exts, &[(0x001d, 32)]);
+            // ECHClientHello (outer): type, cipher suite, config id, enc, payload.
+            let mut ech = vec![0, 0, 1, 0, 1, 0x2a, 0, 32];
+            ech.extend([0x11; 32]);
+            ech.extend_from_slice(&u16be(144));
+            ech.extend([0x22; 144]);
+            ext(&mut exts, 0xfe0d, &ech);
         }
     }
     let mut body = vec![3, 3]; // legacy_version

@@ -15,7 +15,7 @@ use std::{
 use aya::maps::{HashMap, Map, MapData};
 use enforcer::bpf::{Pins, stats::Stats};
 use enforcer_common::{
-    STAT_SNI_DENIED, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_PASSED,
+    STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_PASSED,
     STAT_SNI_SOCKETS, maps as names, v4_key,
 };
 use enforcer_tests::{
@@ -325,4 +325,48 @@ fn learned_v4(pins: &Pins) -> std::collections::BTreeMap<u32, enforcer_common::L
     let map = Map::from_map_data(MapData::from_pin(Path::new(&path)).unwrap()).unwrap();
     let map: HashMap<MapData, u32, enforcer_common::Learned> = HashMap::try_from(map).unwrap();
     map.iter().map(|kv| kv.unwrap()).collect()
+}
+
+#[test]
+fn an_encrypted_client_hello_is_denied_in_enforce_mode_and_reported_in_audit() {
+    let w = world("se");
+    w.dns.set_addrs("api.ai.test", &[FRONT], 60);
+    let rules = r#""deny": {"domains": [{"name": "api.ai.test", "shared": true}]},"#;
+    let daemon = Daemon::start(&w.args(w.policy(rules, 60)));
+    let pins = w.pins();
+    let front: IpAddr = FRONT.parse().unwrap();
+    wait_for(10, "the front end under inspection", || inspect_v4(&pins).contains(&front));
+    let _server = TlsServer::start(&w);
+    // The name that counts is hidden: denied, whatever the outer name.
+    assert_eq!(send_once(&w, FRONT, "ech:api.ai.test").0, "EACCES");
+    assert_eq!(send_once(&w, FRONT, "grease:docs.ok.test").0, "EACCES");
+    assert_eq!(stat(&pins, STAT_SNI_ECH), 2);
+    daemon.stop();
+
+    // Configured to judge the outer name: GREASE ECH with the real name
+    // outside decides by that name.
+    let daemon = Daemon::start(&w.args(w.policy(
+        &format!(r#"{rules} "shared_names": {{"ech": "outer_name", "quic": "allow"}},"#),
+        60,
+    )));
+    assert_eq!(send_once(&w, FRONT, "grease:docs.ok.test").0, "ok", "{}", daemon.log_text());
+    assert_eq!(send_once(&w, FRONT, "grease:api.ai.test").0, "EACCES");
+    // And QUIC let through, as configured.
+    let quic = Probe::new()
+        .cgroup(w.cg.path())
+        .netns(w.ns.name())
+        .run("udp-sendto", &format!("{FRONT}:443"))
+        .result;
+    assert_eq!(quic, "ok");
+    daemon.stop();
+
+    // Audit: it passes, and the event says what enforce would have done.
+    let daemon = Daemon::start(&w.args(w.policy(&format!(r#"{rules} "mode": "audit","#), 60)));
+    assert_eq!(send_once(&w, FRONT, "ech:api.ai.test").0, "ok");
+    wait_for(10, "the audited sni flow", || {
+        flows(&w).iter().any(|f| {
+            f["hooks"].as_str().is_some_and(|h| h.contains("sni")) && f.to_string().contains("audited")
+        })
+    });
+    daemon.stop();
 }

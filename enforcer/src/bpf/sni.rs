@@ -17,7 +17,7 @@ use aya::{
         links::FdLink,
     },
 };
-use enforcer_common::{maps as names, programs, v4_key, v6_key};
+use enforcer_common::{CONFIG_SNI, maps as names, programs, v4_key, v6_key};
 
 use super::{
     DatapathError,
@@ -113,6 +113,7 @@ pub fn write(
     make_exactly(pins, names::NAME_SHARED, &shared_rules(policy, rules), || {
         Ok(())
     })?;
+    super::stats::set_config(pins, CONFIG_SNI, policy.shared_names.config())?;
     let (v4, v6) = inspect_addrs(policy, rules, resolved);
     make_exactly(pins, names::INSPECT_V4, &v4, || Ok(()))?;
     make_exactly(pins, names::INSPECT_V6, &v6, || Ok(()))

@@ -24,6 +24,7 @@ use serde::Deserialize;
 pub use domain::DomainPattern;
 pub use ports::{PortRule, PortSpec, PortTarget, Proto};
 pub use raw::{Cidr, check_octets};
+pub use shared::{EchMode, QuicMode, SharedNameSettings};
 
 /// The policy compiled into the binary, used when no policy file exists.
 pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.json");
@@ -231,6 +232,8 @@ pub struct Policy {
     pub allow: Rules,
     pub resolver: ResolverSettings,
     pub report: ReportSettings,
+    /// How shared names are enforced (`shared_names`).
+    pub shared_names: SharedNameSettings,
     /// Operator NAT64 /96 prefixes, unioned across files (first kept).
     pub nat64_prefixes: Vec<Entry<Ipv6Net>>,
     /// Not errors, but probably mistakes (an exception that overlaps no ban).
@@ -379,6 +382,7 @@ impl Policy {
             allow: Rules::default(),
             resolver: ResolverSettings::default(),
             report: ReportSettings::default(),
+            shared_names: SharedNameSettings::default(),
             nat64_prefixes: Vec::new(),
             warnings: Vec::new(),
             drop_in_dir: PathBuf::new(),
@@ -427,6 +431,9 @@ impl Policy {
                 if let Some(m) = r.metrics_listen {
                     p.metrics_listen = Some(m.0);
                 }
+            }
+            if let Some(s) = raw.shared_names {
+                policy.shared_names.merge(s);
             }
             nat64::merge(&mut policy.nat64_prefixes, &source, raw.nat64_prefixes)?;
             policy.sources.push(source);

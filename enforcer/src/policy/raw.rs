@@ -13,7 +13,7 @@ use super::{
     Mode,
     nat64::Nat64Prefix,
     ports::CidrRule,
-    shared::DomainEntry,
+    shared::{DomainEntry, RawSharedNames},
 };
 
 /// `Deserialize` and `JsonSchema` for a policy value written as one JSON
@@ -104,6 +104,10 @@ pub struct RawPolicy {
     /// How banned names are resolved into addresses.
     #[serde(default, deserialize_with = "some_object")]
     pub resolver: Option<RawResolver>,
+    /// How names marked `"shared": true` are enforced: `ech` (`deny` or
+    /// `outer_name`), `quic` (`refuse` or `allow`).
+    #[serde(default, deserialize_with = "some_object")]
+    pub shared_names: Option<RawSharedNames>,
     /// The flow store and the metrics endpoint.
     #[serde(default, deserialize_with = "some_object")]
     pub report: Option<RawReport>,

@@ -11,6 +11,69 @@ use serde::{Deserialize, Deserializer, de};
 
 use super::ports::DomainRule;
 
+/// What an Encrypted Client Hello to a shared name's address gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EchMode {
+    /// Denied: the name that counts is encrypted (the default).
+    #[default]
+    Deny,
+    /// Judged by its outer name, like any ClientHello. Browsers send an
+    /// encrypted_client_hello extension even without an ECH configuration
+    /// (GREASE), with the real name outside: this lets them through to the
+    /// shared front end for other names.
+    OuterName,
+}
+
+/// What QUIC (UDP to port 443) to a shared name's address gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuicMode {
+    /// Refused (EPERM): clients fall back to TCP, where the name decides.
+    #[default]
+    Refuse,
+    /// Let through: QUIC to the front end is not judged by name.
+    Allow,
+}
+
+/// `shared_names` as written; every field optional.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSharedNames {
+    /// An Encrypted Client Hello to a shared name's address: `deny`
+    /// (default) or `outer_name` (judged by its outer name).
+    pub ech: Option<EchMode>,
+    /// QUIC (UDP/443) to a shared name's address: `refuse` (default) or `allow`.
+    pub quic: Option<QuicMode>,
+}
+
+/// How shared names are enforced, with the defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SharedNameSettings {
+    pub ech: EchMode,
+    pub quic: QuicMode,
+}
+
+impl SharedNameSettings {
+    /// Later files win, field by field.
+    pub fn merge(&mut self, raw: RawSharedNames) {
+        self.ech = raw.ech.unwrap_or(self.ech);
+        self.quic = raw.quic.unwrap_or(self.quic);
+    }
+
+    /// The `CONFIG_SNI` bits the programs read.
+    pub fn config(&self) -> u32 {
+        let mut bits = 0;
+        if self.ech == EchMode::OuterName {
+            bits |= enforcer_common::SNI_F_ECH_OUTER_NAME;
+        }
+        if self.quic == QuicMode::Allow {
+            bits |= enforcer_common::SNI_F_QUIC_ALLOW;
+        }
+        bits
+    }
+}
+
 /// One `domains` entry: the rule, and whether it was marked shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainEntry {
@@ -136,6 +199,22 @@ mod tests {
         assert!(e.contains("allow.domains[0]") && e.contains("deny.domains"), "{e}");
         let e = err(r#"{"version": 1, "deny": {"domains": [7]}}"#);
         assert!(e.contains("deny.domains[0]") && e.contains("shared"), "{e}");
+    }
+
+    #[test]
+    fn shared_names_settings_default_to_the_strict_choice() {
+        use super::{EchMode, QuicMode};
+        let p = parse(r#"{"version": 1}"#).unwrap();
+        assert_eq!(p.shared_names.config(), 0);
+        let p = parse(r#"{"version": 1, "shared_names": {"ech": "outer_name", "quic": "allow"}}"#)
+            .unwrap();
+        assert_eq!(p.shared_names.ech, EchMode::OuterName);
+        assert_eq!(p.shared_names.quic, QuicMode::Allow);
+        assert_eq!(p.shared_names.config(), 3);
+        let e = parse(r#"{"version": 1, "shared_names": {"ech": "pass"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shared_names.ech") && e.contains("outer_name"), "{e}");
     }
 
     #[test]
