@@ -6,9 +6,9 @@ use aya_ebpf::{
 use enforcer_common::{
     CONFIG_LEN, DNS_REPORTS_BYTES, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned,
     MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6,
-    MAX_EXEC_ARGS, MAX_INSPECT, MAX_LEARNED, MAX_SNI_SOCKS, SNI_SCRATCH_BYTES, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4, MAX_RANGES_V6,
-    MAX_REPORTED, MAX_SOCK_OWNERS, NameRule, PROC_EVENTS_BYTES, PortRule, RateState, STATS_LEN,
-    SockOwner,
+    MAX_EXEC_ARGS, MAX_INSPECT, MAX_LEARNED, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4,
+    MAX_RANGES_V6, MAX_REPORTED, MAX_SNI_SOCKS, MAX_SOCK_OWNERS, NameRule, PROC_EVENTS_BYTES,
+    PortRule, RateState, SNI_SCRATCH_BYTES, STATS_LEN, SockOwner,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -67,6 +67,15 @@ pub static LEARNED_V4: HashMap<u32, Learned> =
 #[map]
 pub static LEARNED_V6: HashMap<[u32; 4], Learned> =
     HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+// Bans learned from other servers' answers, per receiving cgroup.
+#[map]
+pub static LEARNED_SCOPED_V4: HashMap<[u32; 4], Learned> =
+    HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+#[map]
+pub static LEARNED_SCOPED_V6: HashMap<[u32; 6], Learned> =
+    HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+#[map]
+pub static LEARNED_SCOPED_USED: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 pub static DNS_SERVERS: HashMap<[u32; 4], u32> = HashMap::with_max_entries(MAX_DNS_SERVERS, 0);
 #[map]
@@ -101,7 +110,8 @@ pub static NAME_SHARED: HashMap<u32, u32> =
     HashMap::with_max_entries(MAX_DNS_NAMES, BPF_F_NO_PREALLOC);
 // The daemon's own resolution of shared names: address → rule id.
 #[map]
-pub static INSPECT_V4: HashMap<u32, u32> = HashMap::with_max_entries(MAX_INSPECT, BPF_F_NO_PREALLOC);
+pub static INSPECT_V4: HashMap<u32, u32> =
+    HashMap::with_max_entries(MAX_INSPECT, BPF_F_NO_PREALLOC);
 #[map]
 pub static INSPECT_V6: HashMap<[u32; 4], u32> =
     HashMap::with_max_entries(MAX_INSPECT, BPF_F_NO_PREALLOC);

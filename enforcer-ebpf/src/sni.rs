@@ -25,7 +25,9 @@
 use core::{ffi::c_void, ptr::read_volatile};
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, sk_action::SK_DROP, sk_action::SK_PASS},
+    bindings::{
+        BPF_ANY, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, sk_action::SK_DROP, sk_action::SK_PASS,
+    },
     helpers::generated::{
         bpf_get_socket_cookie, bpf_loop, bpf_msg_apply_bytes, bpf_msg_cork_bytes,
         bpf_msg_pull_data, bpf_probe_read_kernel,
@@ -34,19 +36,18 @@ use aya_ebpf::{
     programs::{SkMsgContext, SockOpsContext},
 };
 use enforcer_common::{
-    AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_HTTP_HOST, HOOK_SNI,
-    IPPROTO_TCP, SNI_SCRATCH_BYTES, STAT_SNI_DENIED, STAT_SNI_HTTP, STAT_SNI_INSPECTED,
-    STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_SOCKETS,
-    STAT_SNI_SOCKETS_FAILED, STAT_SNI_ECH, EVENT_F_ECH, SNI_F_ECH_OUTER_NAME, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
+    AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_ECH,
+    EVENT_F_HTTP_HOST, HOOK_SNI, IPPROTO_TCP, SNI_F_ECH_OUTER_NAME, SNI_SCRATCH_BYTES,
+    STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
+    STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED,
+    VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
 };
 
 use crate::{
     dns::{DONE, FAILED, NameWalk, WALKING, first_label_byte, fold_label},
     maps::{SNI_NAME, SNI_SCRATCH, SNI_SOCKS, SNI_WALK, SOCK_OWNERS},
     report::{Flow, bump, conclude, current_owner, emit},
-    verdict::{
-        ERROR, Match, NO_MATCH, audit_mode, banned, inspected_v4, inspected_v6, sni_flags,
-    },
+    verdict::{ERROR, Match, NO_MATCH, audit_mode, banned, inspected_v4, inspected_v6, sni_flags},
 };
 
 const MASK: usize = SNI_SCRATCH_BYTES - 1;
@@ -80,7 +81,7 @@ fn established(ctx: &SockOpsContext) {
     // This runs in softirq, not as the socket's owner: the owner recorded
     // at socket creation says which cgroup's answers count.
     // SAFETY: a map lookup of a stack key.
-    let cgroup = match unsafe { SOCK_OWNERS.get(&cookie) } {
+    let cgroup = match unsafe { SOCK_OWNERS.get(cookie) } {
         Some(o) => o.cgroup_id,
         None => 0,
     };
@@ -123,7 +124,9 @@ pub struct Walk {
 #[derive(Clone, Copy)]
 enum Seen {
     /// A name at `name_off`, `name_len` bytes, in the scratch copy.
-    Name { http: bool },
+    Name {
+        http: bool,
+    },
     /// A ClientHello without server_name (an address literal): passes.
     NoName,
     /// An Encrypted Client Hello: the name that counts is hidden; the

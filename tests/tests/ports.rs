@@ -321,6 +321,24 @@ fn xdp_judges_the_remote_source_port_and_the_destination_port() {
     );
     assert_eq!(h.test_run(xdp, &v6(853, 40000)), XDP_DROP);
     assert_eq!(h.test_run(xdp, &v6(53, 40000)), XDP_PASS);
+    // Extension headers do not hide the port: destination options and a
+    // first fragment in front of UDP to :853 are judged like plain UDP, at
+    // XDP and at the skb layer; a later fragment carries no port (its
+    // first fragment was dropped).
+    use frame::Ext::{DstOpts, FirstFragment, LaterFragment};
+    let skb = enforcer_common::programs::SKB_EGRESS;
+    for (exts, want_xdp, want_skb) in [
+        (&[DstOpts][..], XDP_DROP, 0),
+        (&[FirstFragment][..], XDP_DROP, 0),
+        (&[DstOpts, FirstFragment][..], XDP_DROP, 0),
+        (&[LaterFragment][..], XDP_PASS, 1),
+    ] {
+        let to_853 = frame::ipv6_udp_behind("fd00::2", "2001:db8::10", exts, 40000, 853);
+        assert_eq!(h.test_run(xdp, &to_853), want_xdp, "xdp {exts:?}");
+        assert_eq!(h.test_run(skb, &to_853), want_skb, "skb {exts:?}");
+        let to_53 = frame::ipv6_udp_behind("fd00::2", "2001:db8::10", exts, 40000, 53);
+        assert_eq!(h.test_run(xdp, &to_53), XDP_PASS, "xdp {exts:?} :53");
+    }
     h.apply(r#"{"version":1}"#);
     assert_eq!(
         h.test_run(xdp, &v4(853, 40000)),

@@ -15,8 +15,8 @@ use std::{
 use aya::maps::{HashMap, Map, MapData};
 use enforcer::bpf::{Pins, stats::Stats};
 use enforcer_common::{
-    STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_PASSED,
-    STAT_SNI_SOCKETS, maps as names, v4_key,
+    STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
+    STAT_SNI_PASSED, STAT_SNI_SOCKETS, maps as names, v4_key,
 };
 use enforcer_tests::{
     Probe, World,
@@ -53,7 +53,11 @@ impl TlsServer {
             .arg(&cert)
             .output()
             .expect("openssl is installed (cargo xtask setup)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut cmd = Command::new("openssl");
         cmd.args(["s_server", "-quiet", "-www", "-accept", &PORT.to_string()])
             .arg("-cert")
@@ -129,7 +133,12 @@ fn stat(pins: &Pins, index: u32) -> u64 {
 /// The SNI counters, for failure messages.
 fn sni_stats(pins: &Pins) -> String {
     let s = Stats::read(pins).unwrap();
-    format!("{:?}", (STAT_SNI_SOCKETS..enforcer_common::STATS_LEN).map(|i| s.counter(i)).collect::<Vec<_>>())
+    format!(
+        "{:?}",
+        (STAT_SNI_SOCKETS..enforcer_common::STATS_LEN)
+            .map(|i| s.counter(i))
+            .collect::<Vec<_>>()
+    )
 }
 
 fn inspect_v4(pins: &Pins) -> Vec<IpAddr> {
@@ -254,7 +263,12 @@ fn malformed_hellos_never_hang_and_are_counted() {
     }
     assert_eq!(stat(&pins, STAT_SNI_MALFORMED) - before, 3);
     // The program is still there and still right.
-    assert_eq!(send_once(&w, FRONT, "plain:docs.ok.test").0, "ok", "{}", sni_stats(&pins));
+    assert_eq!(
+        send_once(&w, FRONT, "plain:docs.ok.test").0,
+        "ok",
+        "{}",
+        sni_stats(&pins)
+    );
     assert_eq!(send_once(&w, FRONT, "plain:api.ai.test").0, "EACCES");
     daemon.stop();
 }
@@ -264,7 +278,9 @@ fn flows(w: &World) -> Vec<serde_json::Value> {
     let socket = w.socket();
     let (code, out, err) = enforcer(&["flows", "--json", "--socket", socket.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -274,10 +290,22 @@ fn an_answer_for_a_shared_name_puts_its_address_under_inspection_not_a_ban() {
     // from the application's answer is all there is.
     let w = World::new(
         "sd",
-        &["10.77.0.2/32", "10.77.0.53/32", "10.77.0.54/32", "192.0.2.7/32"],
+        &[
+            "10.77.0.2/32",
+            "10.77.0.53/32",
+            "10.77.0.54/32",
+            "192.0.2.7/32",
+        ],
     );
-    let dns = w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
-    dns.set_all(&[("api.ai.test", &["192.0.2.7"]), ("docs.ok.test", &["192.0.2.7"])], 60);
+    let dns =
+        w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
+    dns.set_all(
+        &[
+            ("api.ai.test", &["192.0.2.7"]),
+            ("docs.ok.test", &["192.0.2.7"]),
+        ],
+        60,
+    );
     let policy = w.tmp.write(
         "policy.json",
         r#"{"version": 1, "deny": {"domains": [{"name": "api.ai.test", "shared": true}]},
@@ -295,8 +323,9 @@ fn an_answer_for_a_shared_name_puts_its_address_under_inspection_not_a_ban() {
         .run("dns-tcp:api.ai.test:A", "10.77.0.53:53")
         .result;
     assert_eq!(r, "ok", "{}", daemon.log_text());
-    let learned = learned_v4(&pins);
-    let key = v4_key([192, 0, 2, 7]);
+    // Answered by a server that is not the host's: learned for this cgroup.
+    let learned = learned_scoped_v4(&pins);
+    let key = enforcer_common::scoped_v4(v4_key([192, 0, 2, 7]), w.cg.id());
     assert_eq!(
         learned.get(&key).map(|l| l.flags),
         Some(enforcer_common::LEARNED_F_INSPECT),
@@ -308,7 +337,9 @@ fn an_answer_for_a_shared_name_puts_its_address_under_inspection_not_a_ban() {
     assert_eq!(w.probe("192.0.2.7:0"), "ok");
     // Reported like any denial, with the hook that decided.
     wait_for(10, "the sni flow", || {
-        flows(&w).iter().any(|f| f["hooks"].as_str().is_some_and(|h| h.contains("sni")))
+        flows(&w)
+            .iter()
+            .any(|f| f["hooks"].as_str().is_some_and(|h| h.contains("sni")))
     });
     let all = flows(&w);
     let f = all
@@ -320,10 +351,12 @@ fn an_answer_for_a_shared_name_puts_its_address_under_inspection_not_a_ban() {
     daemon.stop();
 }
 
-fn learned_v4(pins: &Pins) -> std::collections::BTreeMap<u32, enforcer_common::Learned> {
-    let path = pins.map(names::LEARNED_V4);
+fn learned_scoped_v4(
+    pins: &Pins,
+) -> std::collections::BTreeMap<[u32; 4], enforcer_common::Learned> {
+    let path = pins.map(names::LEARNED_SCOPED_V4);
     let map = Map::from_map_data(MapData::from_pin(Path::new(&path)).unwrap()).unwrap();
-    let map: HashMap<MapData, u32, enforcer_common::Learned> = HashMap::try_from(map).unwrap();
+    let map: HashMap<MapData, [u32; 4], enforcer_common::Learned> = HashMap::try_from(map).unwrap();
     map.iter().map(|kv| kv.unwrap()).collect()
 }
 
@@ -335,7 +368,9 @@ fn an_encrypted_client_hello_is_denied_in_enforce_mode_and_reported_in_audit() {
     let daemon = Daemon::start(&w.args(w.policy(rules, 60)));
     let pins = w.pins();
     let front: IpAddr = FRONT.parse().unwrap();
-    wait_for(10, "the front end under inspection", || inspect_v4(&pins).contains(&front));
+    wait_for(10, "the front end under inspection", || {
+        inspect_v4(&pins).contains(&front)
+    });
     let _server = TlsServer::start(&w);
     // The name that counts is hidden: denied, whatever the outer name.
     assert_eq!(send_once(&w, FRONT, "ech:api.ai.test").0, "EACCES");
@@ -349,7 +384,12 @@ fn an_encrypted_client_hello_is_denied_in_enforce_mode_and_reported_in_audit() {
         &format!(r#"{rules} "shared_names": {{"ech": "outer_name", "quic": "allow"}},"#),
         60,
     )));
-    assert_eq!(send_once(&w, FRONT, "grease:docs.ok.test").0, "ok", "{}", daemon.log_text());
+    assert_eq!(
+        send_once(&w, FRONT, "grease:docs.ok.test").0,
+        "ok",
+        "{}",
+        daemon.log_text()
+    );
     assert_eq!(send_once(&w, FRONT, "grease:api.ai.test").0, "EACCES");
     // And QUIC let through, as configured.
     let quic = Probe::new()
@@ -365,7 +405,8 @@ fn an_encrypted_client_hello_is_denied_in_enforce_mode_and_reported_in_audit() {
     assert_eq!(send_once(&w, FRONT, "ech:api.ai.test").0, "ok");
     wait_for(10, "the audited sni flow", || {
         flows(&w).iter().any(|f| {
-            f["hooks"].as_str().is_some_and(|h| h.contains("sni")) && f.to_string().contains("audited")
+            f["hooks"].as_str().is_some_and(|h| h.contains("sni"))
+                && f.to_string().contains("audited")
         })
     });
     daemon.stop();

@@ -12,10 +12,7 @@ use std::{collections::BTreeMap, fs::File, net::IpAddr};
 use aya::{
     Ebpf,
     maps::{MapData, SockHash},
-    programs::{
-        CgroupAttachMode, ProgramError, SkMsg, SockOps,
-        links::FdLink,
-    },
+    programs::{CgroupAttachMode, ProgramError, SkMsg, SockOps, links::FdLink},
 };
 use enforcer_common::{CONFIG_SNI, maps as names, programs, v4_key, v6_key};
 
@@ -110,9 +107,12 @@ pub fn write(
     rules: &RuleTable,
     resolved: &ResolvedAddrs,
 ) -> Result<(), WriteError> {
-    make_exactly(pins, names::NAME_SHARED, &shared_rules(policy, rules), || {
-        Ok(())
-    })?;
+    make_exactly(
+        pins,
+        names::NAME_SHARED,
+        &shared_rules(policy, rules),
+        || Ok(()),
+    )?;
     super::stats::set_config(pins, CONFIG_SNI, policy.shared_names.config())?;
     let (v4, v6) = inspect_addrs(policy, rules, resolved);
     make_exactly(pins, names::INSPECT_V4, &v4, || Ok(()))?;
@@ -142,18 +142,30 @@ mod tests {
         );
         resolved.insert(
             "front.test".into(),
-            ["198.51.100.7".parse().unwrap(), "2001:db8::7".parse().unwrap()]
-                .into_iter()
-                .collect(),
+            [
+                "198.51.100.7".parse().unwrap(),
+                "2001:db8::7".parse().unwrap(),
+            ]
+            .into_iter()
+            .collect(),
         );
         let (desired, rules) = compile(&p, &resolved);
-        assert_eq!(desired.deny_v4.keys().copied().collect::<Vec<_>>(), [v4_key([192, 0, 2, 1])]);
+        assert_eq!(
+            desired.deny_v4.keys().copied().collect::<Vec<_>>(),
+            [v4_key([192, 0, 2, 1])]
+        );
         assert!(desired.deny_v6.is_empty());
         let (v4, v6) = inspect_addrs(&p, &rules, &resolved);
-        assert_eq!(v4.into_iter().collect::<Vec<_>>(), [(v4_key([198, 51, 100, 7]), 2)]);
+        assert_eq!(
+            v4.into_iter().collect::<Vec<_>>(),
+            [(v4_key([198, 51, 100, 7]), 2)]
+        );
         assert_eq!(v6.len(), 1);
         // The wildcard's rule is shared too: what the kernel learns for it
         // is inspected.
-        assert_eq!(shared_rules(&p, &rules).keys().copied().collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(
+            shared_rules(&p, &rules).keys().copied().collect::<Vec<_>>(),
+            [2, 3]
+        );
     }
 }

@@ -580,6 +580,7 @@ fn status_json(
         "dns": {
             "learned_v4": learned.v4,
             "learned_v6": learned.v6,
+            "learned_scoped": learned.scoped,
             "counters": stats.as_ref().map(|s| s.dns().into_iter().collect::<std::collections::BTreeMap<_, _>>()),
         },
         "sni": stats.as_ref().map(|s| s.sni().into_iter().collect::<std::collections::BTreeMap<_, _>>()),

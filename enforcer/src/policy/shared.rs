@@ -96,7 +96,9 @@ impl<'de> Deserialize<'de> for DomainEntry {
         impl<'de> de::Visitor<'de> for V {
             type Value = DomainEntry;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"a name ("api.example.com") or {"name": "api.example.com", "shared": true}"#)
+                f.write_str(
+                    r#"a name ("api.example.com") or {"name": "api.example.com", "shared": true}"#,
+                )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<DomainEntry, E> {
                 let rule = s.parse().map_err(E::custom)?;
@@ -173,7 +175,12 @@ mod tests {
         let names: Vec<String> = p.deny.domain_values().map(ToString::to_string).collect();
         assert_eq!(
             names,
-            ["api.anthropic.com", "api.openai.com", "*.openai.com", "chatgpt.com"]
+            [
+                "api.anthropic.com",
+                "api.openai.com",
+                "*.openai.com",
+                "chatgpt.com"
+            ]
         );
         assert!(p.deny.is_shared(&pattern("api.openai.com")));
         for dedicated in ["api.anthropic.com", "*.openai.com", "chatgpt.com"] {
@@ -185,18 +192,26 @@ mod tests {
     #[test]
     fn bad_objects_are_named_with_their_field() {
         let err = |text: &str| parse(text).unwrap_err().to_string();
-        let e = err(r#"{"version": 1, "deny": {"domains": ["a.test", {"name": "b.test", "sharde": true}]}}"#);
+        let e = err(
+            r#"{"version": 1, "deny": {"domains": ["a.test", {"name": "b.test", "sharde": true}]}}"#,
+        );
         assert!(e.contains("deny.domains[1]") && e.contains("sharde"), "{e}");
         let e = err(r#"{"version": 1, "deny": {"domains": [{"shared": true}]}}"#);
         assert!(e.contains("deny.domains[0]") && e.contains("name"), "{e}");
-        let e = err(r#"{"version": 1, "deny": {"domains": [{"name": "b.test", "shared": "yes"}]}}"#);
+        let e =
+            err(r#"{"version": 1, "deny": {"domains": [{"name": "b.test", "shared": "yes"}]}}"#);
         assert!(e.contains("deny.domains[0].shared"), "{e}");
-        let e = err(r#"{"version": 1, "deny": {"domains": [{"name": "b.test:443", "shared": true}]}}"#);
+        let e =
+            err(r#"{"version": 1, "deny": {"domains": [{"name": "b.test:443", "shared": true}]}}"#);
         assert!(e.contains("without a port"), "{e}");
         let e = err(r#"{"version": 1, "deny": {"domains": [{"name": "api.*.test"}]}}"#);
         assert!(e.contains("deny.domains[0]"), "{e}");
-        let e = err(r#"{"version": 1, "allow": {"domains": [{"name": "b.test", "shared": true}]}}"#);
-        assert!(e.contains("allow.domains[0]") && e.contains("deny.domains"), "{e}");
+        let e =
+            err(r#"{"version": 1, "allow": {"domains": [{"name": "b.test", "shared": true}]}}"#);
+        assert!(
+            e.contains("allow.domains[0]") && e.contains("deny.domains"),
+            "{e}"
+        );
         let e = err(r#"{"version": 1, "deny": {"domains": [7]}}"#);
         assert!(e.contains("deny.domains[0]") && e.contains("shared"), "{e}");
     }
@@ -214,7 +229,10 @@ mod tests {
         let e = parse(r#"{"version": 1, "shared_names": {"ech": "pass"}}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("shared_names.ech") && e.contains("outer_name"), "{e}");
+        assert!(
+            e.contains("shared_names.ech") && e.contains("outer_name"),
+            "{e}"
+        );
     }
 
     #[test]

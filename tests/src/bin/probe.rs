@@ -400,7 +400,14 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
     }
     let (addr, len) = sockaddr(target);
     // SAFETY: a valid fd and address.
-    if unsafe { libc::connect(socket.as_raw_fd(), (&addr as *const libc::sockaddr_storage).cast(), len) } != 0 {
+    if unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            (&addr as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    } != 0
+    {
         return name(&io::Error::last_os_error());
     }
     let start = std::time::Instant::now();
