@@ -107,9 +107,14 @@ pub mod maps {
     pub const SNI_WALK: &str = "SNI_WALK";
     /// Per-CPU state of the name being hashed (the DNS program's layout).
     pub const SNI_NAME: &str = "SNI_NAME";
+    /// Destination port (`u16`, host order) → 1: explicit proxy ports
+    /// (`shared_names.proxy_ports`). Connections to them are inspected
+    /// whatever their address: the name asked of the proxy (HTTP CONNECT,
+    /// Host, SOCKS5 with a domain name) decides.
+    pub const SNI_PROXY_PORTS: &str = "SNI_PROXY_PORTS";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 38] = [
+    pub const ALL: [&str; 39] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -148,6 +153,7 @@ pub mod maps {
         SNI_SCRATCH,
         SNI_WALK,
         SNI_NAME,
+        SNI_PROXY_PORTS,
     ];
 }
 
@@ -198,6 +204,8 @@ pub const MAX_SNI_SOCKS: u32 = 1 << 16;
 /// Bytes of a first write the sk_msg program reads: a post-quantum
 /// ClientHello (1.2–1.9 KB) fits whole.
 pub const SNI_SCRATCH_BYTES: usize = 4096;
+/// Explicit proxy ports the policy may name.
+pub const MAX_PROXY_PORTS: u32 = 64;
 /// Operator NAT64 prefixes the policy may name.
 pub const MAX_NAT64_PREFIXES: u32 = 8;
 /// The skb hook reports a socket at most once per this interval (the
@@ -519,7 +527,10 @@ pub const STAT_SNI_HTTP: u32 = STAT_RINGBUF_FULL + 22;
 /// ClientHellos with an encrypted_client_hello extension (the name that
 /// counts is hidden): denied unless `shared_names.ech` says otherwise.
 pub const STAT_SNI_ECH: u32 = STAT_RINGBUF_FULL + 23;
-pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 24;
+/// Requests to an explicit proxy (HTTP CONNECT, SOCKS5 with a domain name)
+/// whose name was judged.
+pub const STAT_SNI_PROXY: u32 = STAT_RINGBUF_FULL + 24;
+pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 25;
 
 /// `Event::flags`: the banned address was the packet's source (XDP).
 pub const EVENT_F_SOURCE: u32 = 1;
@@ -542,6 +553,9 @@ pub const EVENT_F_HTTP_HOST: u32 = 1 << 6;
 /// `Event::flags` (hook `HOOK_SNI`): an Encrypted Client Hello, denied
 /// because the name that counts is hidden.
 pub const EVENT_F_ECH: u32 = 1 << 7;
+/// `Event::flags` (hook `HOOK_SNI`): the name was asked of an explicit
+/// proxy (HTTP CONNECT or SOCKS5).
+pub const EVENT_F_PROXY: u32 = 1 << 8;
 
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;

@@ -6,9 +6,9 @@ use aya_ebpf::{
 use enforcer_common::{
     CONFIG_LEN, DNS_REPORTS_BYTES, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned,
     MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6,
-    MAX_EXEC_ARGS, MAX_INSPECT, MAX_LEARNED, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4,
-    MAX_RANGES_V6, MAX_REPORTED, MAX_SNI_SOCKS, MAX_SOCK_OWNERS, NameRule, PROC_EVENTS_BYTES,
-    PortRule, RateState, SNI_SCRATCH_BYTES, STATS_LEN, SockOwner,
+    MAX_EXEC_ARGS, MAX_INSPECT, MAX_LEARNED, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_PROXY_PORTS,
+    MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SNI_SOCKS, MAX_SOCK_OWNERS, NameRule,
+    PROC_EVENTS_BYTES, PortRule, RateState, SNI_SCRATCH_BYTES, STATS_LEN, SockOwner,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -126,3 +126,5 @@ pub static SNI_SCRATCH: PerCpuArray<[u8; SNI_SCRATCH_BYTES]> = PerCpuArray::with
 pub static SNI_WALK: PerCpuArray<crate::sni::Walk> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static SNI_NAME: PerCpuArray<crate::dns::NameWalk> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static SNI_PROXY_PORTS: HashMap<u16, u32> = HashMap::with_max_entries(MAX_PROXY_PORTS, 0);

@@ -37,15 +37,15 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_ECH,
-    EVENT_F_HTTP_HOST, HOOK_SNI, IPPROTO_TCP, SNI_F_ECH_OUTER_NAME, SNI_SCRATCH_BYTES,
-    STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
-    STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED,
-    VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
+    EVENT_F_HTTP_HOST, EVENT_F_PROXY, HOOK_SNI, IPPROTO_TCP, SNI_F_ECH_OUTER_NAME,
+    SNI_SCRATCH_BYTES, STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED,
+    STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS,
+    STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
 };
 
 use crate::{
     dns::{DONE, FAILED, NameWalk, WALKING, first_label_byte, fold_label},
-    maps::{SNI_NAME, SNI_SCRATCH, SNI_SOCKS, SNI_WALK, SOCK_OWNERS},
+    maps::{SNI_NAME, SNI_PROXY_PORTS, SNI_SCRATCH, SNI_SOCKS, SNI_WALK, SOCK_OWNERS},
     report::{Flow, bump, conclude, current_owner, emit},
     verdict::{ERROR, Match, NO_MATCH, audit_mode, banned, inspected_v4, inspected_v6, sni_flags},
 };
@@ -91,7 +91,12 @@ fn established(ctx: &SockOpsContext) {
         AF_INET6 => inspected_v6(unsafe { ip6(&raw const (*ctx.ops).remote_ip6) }, cgroup),
         _ => 0,
     };
-    if inspected == 0 {
+    // An explicit proxy hides the destination from the address maps: the
+    // name asked of it decides. The port is in network order in the upper
+    // half of the field.
+    let port = u16::from_be((ctx.remote_port() >> 16) as u16);
+    // SAFETY: a map lookup of a stack key.
+    if inspected == 0 && unsafe { SNI_PROXY_PORTS.get(&port) }.is_none() {
         return;
     }
     // SAFETY: the context pointer is valid for the program's run.
@@ -123,10 +128,15 @@ pub struct Walk {
 /// What a first write said.
 #[derive(Clone, Copy)]
 enum Seen {
-    /// A name at `name_off`, `name_len` bytes, in the scratch copy.
+    /// A name at `name_off`, `name_len` bytes, in the scratch copy, from
+    /// a ClientHello, an HTTP Host header (`http`), or a request to an
+    /// explicit proxy (`proxy`).
     Name {
         http: bool,
+        proxy: bool,
     },
+    /// A SOCKS5 greeting: the request with the name is the next write.
+    Greeting,
     /// A ClientHello without server_name (an address literal): passes.
     NoName,
     /// An Encrypted Client Hello: the name that counts is hidden; the
@@ -143,7 +153,8 @@ enum Seen {
 pub fn sni_msg(ctx: SkMsgContext) -> u32 {
     bump(STAT_SNI_INSPECTED);
     let (found, flags) = match inspect(&ctx) {
-        Seen::Corked => return SK_PASS,
+        // Not decided yet: the next write is inspected too.
+        Seen::Corked | Seen::Greeting => return SK_PASS,
         Seen::Other => {
             bump(STAT_SNI_NOT_TLS);
             (NO_MATCH, 0)
@@ -157,11 +168,16 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             bump(STAT_SNI_MALFORMED);
             (ERROR, 0)
         }
-        Seen::Name { http } => {
+        Seen::Name { http, proxy } => {
+            let mut flags = 0;
             if http {
                 bump(STAT_SNI_HTTP);
+                flags |= EVENT_F_HTTP_HOST;
             }
-            let flags = if http { EVENT_F_HTTP_HOST } else { 0 };
+            if proxy {
+                bump(STAT_SNI_PROXY);
+                flags |= EVENT_F_PROXY;
+            }
             match judge_name() {
                 Ok(m) => (m, flags),
                 Err(()) => {
@@ -325,10 +341,45 @@ fn inspect(ctx: &SkMsgContext) -> Seen {
     // it behind the compiler's back, which a `&mut` argument would forbid.
     if byte(buf, 0) == TLS_HANDSHAKE {
         client_hello(ctx, buf, w, size, copied)
+    } else if byte(buf, 0) == SOCKS_VERSION {
+        socks5(buf, w, copied)
     } else if http_request(buf, copied) {
-        host_header(w, copied)
+        host_header(buf, w, copied)
     } else {
         Seen::Other
+    }
+}
+
+const SOCKS_VERSION: u8 = 5;
+
+/// SOCKS5 (RFC 1928): the greeting (version, method count, methods) is
+/// let through undecided; a CONNECT request with a domain name (ATYP 3)
+/// is judged by it. A request by address names no host: it passes (the
+/// proxy's destination is not ours to see).
+#[inline(always)]
+fn socks5(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
+    if copied >= 2 && copied == 2 + byte(buf, 1) as usize {
+        return Seen::Greeting;
+    }
+    // VER CMD RSV ATYP LEN NAME PORT
+    if copied < 7 || byte(buf, 2) != 0 {
+        return Seen::Other;
+    }
+    if byte(buf, 3) != 3 {
+        return Seen::NoName;
+    }
+    let len = byte(buf, 4) as usize;
+    if len == 0 || 5 + len + 2 > copied {
+        return Seen::Malformed;
+    }
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).name_off = 5;
+        (*w).name_len = len as u64;
+    }
+    Seen::Name {
+        http: false,
+        proxy: true,
     }
 }
 
@@ -412,7 +463,10 @@ fn client_hello(
     };
     match state {
         DONE if ech != 0 => Seen::Ech,
-        DONE if name_len != 0 => Seen::Name { http: false },
+        DONE if name_len != 0 => Seen::Name {
+            http: false,
+            proxy: false,
+        },
         DONE => Seen::NoName,
         _ => Seen::Malformed,
     }
@@ -480,19 +534,22 @@ fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], copied: usize) -> bool {
     let m = [byte(buf, 0), byte(buf, 1), byte(buf, 2), byte(buf, 3)];
     matches!(
         &m,
-        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI"
+        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" | b"CONN"
     )
 }
 
 /// Finds the Host header of the request in the copied bytes.
 #[inline(always)]
-fn host_header(w: *mut Walk, copied: usize) -> Seen {
+fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
+    // `CONNECT host:port HTTP/1.1`: the request line names the host.
+    let connect = byte(buf, 4) == b'E' && byte(buf, 6) == b'T' && byte(buf, 7) == b' ';
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
-        (*w).pos = 0;
+        (*w).pos = if connect { 8 } else { 0 };
+        (*w).name_off = 8;
         (*w).end = copied as u64;
         (*w).matched = 0;
-        (*w).phase = 0;
+        (*w).phase = if connect { 2 } else { 0 };
         (*w).name_len = 0;
         (*w).state = WALKING;
     }
@@ -509,7 +566,10 @@ fn host_header(w: *mut Walk, copied: usize) -> Seen {
     // SAFETY: as above; read afresh after the loop.
     let (state, name_len) = unsafe { (read_volatile(&(*w).state), read_volatile(&(*w).name_len)) };
     if state == DONE && name_len != 0 && name_len as usize <= MAX_NAME {
-        Seen::Name { http: true }
+        Seen::Name {
+            http: !connect,
+            proxy: connect,
+        }
     } else if state == DONE {
         Seen::Malformed
     } else {

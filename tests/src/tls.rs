@@ -147,6 +147,21 @@ pub fn http_request(host: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// An HTTP CONNECT request to an explicit proxy for `host`:443.
+pub fn connect_request(host: &str) -> Vec<u8> {
+    format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\nUser-Agent: probe\r\n\r\n")
+        .into_bytes()
+}
+
+/// A SOCKS5 greeting (no authentication) and CONNECT request for `host`:443
+/// by name (ATYP 3), as two writes.
+pub fn socks5(host: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut req = vec![5, 1, 0, 3, host.len() as u8];
+    req.extend_from_slice(host.as_bytes());
+    req.extend_from_slice(&443u16.to_be_bytes());
+    (vec![5, 1, 0], req)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use aya::maps::{HashMap, Map, MapData};
 use enforcer::bpf::{Pins, stats::Stats};
 use enforcer_common::{
     STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
-    STAT_SNI_PASSED, STAT_SNI_SOCKETS, maps as names, v4_key,
+    STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS, maps as names, v4_key,
 };
 use enforcer_tests::{
     Probe, World,
@@ -409,5 +409,78 @@ fn an_encrypted_client_hello_is_denied_in_enforce_mode_and_reported_in_audit() {
                 && f.to_string().contains("audited")
         })
     });
+    daemon.stop();
+}
+
+/// A silent TCP listener at `addr` in the world's namespace (a stand-in
+/// for a proxy: it accepts and reads nothing), for at most 60 s.
+struct Listener {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    fn start(w: &World, addr: &str) -> Listener {
+        use std::sync::{Arc, atomic::AtomicBool, atomic::Ordering};
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let listener =
+            w.ns.enter(|| std::net::TcpListener::bind(addr).expect("bind"));
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Listener {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_name_asked_of_an_explicit_proxy_decides() {
+    let (w, daemon) = shared_world("sx");
+    let pins = w.pins();
+    // A proxy on a default proxy port, at an address no name is tied to.
+    let _proxy = Listener::start(&w, &format!("{OTHER}:3128"));
+    let _other = Listener::start(&w, &format!("{OTHER}:3129"));
+    let proxy = |spec: &str, port: u16| {
+        Probe::new()
+            .cgroup(w.cg.path())
+            .netns(w.ns.name())
+            .run(&format!("send-once:{spec}"), &format!("{OTHER}:{port}"))
+            .result
+    };
+    let outcome = |r: String| r.split(' ').next().unwrap().to_owned();
+    assert_eq!(
+        outcome(proxy("connect:api.ai.test", 3128)),
+        "EACCES",
+        "{}",
+        sni_stats(&pins)
+    );
+    assert_eq!(outcome(proxy("connect:docs.ok.test", 3128)), "ok");
+    assert_eq!(outcome(proxy("socks:api.ai.test", 3128)), "EACCES");
+    assert_eq!(outcome(proxy("socks:docs.ok.test", 3128)), "ok");
+    assert_eq!(stat(&pins, STAT_SNI_PROXY), 4);
+    // Not a proxy port: not inspected.
+    assert_eq!(outcome(proxy("connect:api.ai.test", 3129)), "ok");
+    assert_eq!(stat(&pins, STAT_SNI_PROXY), 4);
     daemon.stop();
 }

@@ -114,6 +114,13 @@ pub fn write(
         || Ok(()),
     )?;
     super::stats::set_config(pins, CONFIG_SNI, policy.shared_names.config())?;
+    let proxies: BTreeMap<u16, u32> = policy
+        .shared_names
+        .proxy_ports
+        .iter()
+        .map(|&p| (p, 1))
+        .collect();
+    make_exactly(pins, names::SNI_PROXY_PORTS, &proxies, || Ok(()))?;
     let (v4, v6) = inspect_addrs(policy, rules, resolved);
     make_exactly(pins, names::INSPECT_V4, &v4, || Ok(()))?;
     make_exactly(pins, names::INSPECT_V6, &v6, || Ok(()))

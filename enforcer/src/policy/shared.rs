@@ -45,20 +45,60 @@ pub struct RawSharedNames {
     pub ech: Option<EchMode>,
     /// QUIC (UDP/443) to a shared name's address: `refuse` (default) or `allow`.
     pub quic: Option<QuicMode>,
+    /// Ports of explicit proxies (HTTPS_PROXY, SOCKS): a TCP connection to
+    /// one of them, at any address, is judged by the name asked of the
+    /// proxy (HTTP CONNECT, Host, SOCKS5 with a domain name). Default
+    /// `[3128, 8080, 8888, 1080]`; `[]` for none. At most 64.
+    #[schemars(length(max = 64))]
+    pub proxy_ports: Option<Vec<ProxyPort>>,
 }
 
+/// A TCP port, 1-65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+pub struct ProxyPort(#[schemars(range(min = 1, max = 65535))] pub u16);
+
+impl<'de> Deserialize<'de> for ProxyPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        match u16::try_from(n) {
+            Ok(p) if p != 0 => Ok(ProxyPort(p)),
+            _ => Err(de::Error::custom(format!("port {n} is outside 1-65535"))),
+        }
+    }
+}
+
+/// The proxy ports inspected when the policy names none: Squid (3128),
+/// the common HTTP proxy ports (8080, 8888) and SOCKS (1080).
+pub const DEFAULT_PROXY_PORTS: [u16; 4] = [3128, 8080, 8888, 1080];
+
 /// How shared names are enforced, with the defaults filled in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedNameSettings {
     pub ech: EchMode,
     pub quic: QuicMode,
+    pub proxy_ports: Vec<u16>,
+}
+
+impl Default for SharedNameSettings {
+    fn default() -> Self {
+        SharedNameSettings {
+            ech: EchMode::default(),
+            quic: QuicMode::default(),
+            proxy_ports: DEFAULT_PROXY_PORTS.to_vec(),
+        }
+    }
 }
 
 impl SharedNameSettings {
-    /// Later files win, field by field.
+    /// Later files win, field by field (a list as a whole).
     pub fn merge(&mut self, raw: RawSharedNames) {
         self.ech = raw.ech.unwrap_or(self.ech);
         self.quic = raw.quic.unwrap_or(self.quic);
+        if let Some(ports) = raw.proxy_ports {
+            self.proxy_ports = ports.into_iter().map(|p| p.0).collect();
+            self.proxy_ports.sort_unstable();
+            self.proxy_ports.dedup();
+        }
     }
 
     /// The `CONFIG_SNI` bits the programs read.
@@ -226,6 +266,17 @@ mod tests {
         assert_eq!(p.shared_names.ech, EchMode::OuterName);
         assert_eq!(p.shared_names.quic, QuicMode::Allow);
         assert_eq!(p.shared_names.config(), 3);
+        assert_eq!(p.shared_names.proxy_ports, [3128, 8080, 8888, 1080]);
+        let p = parse(r#"{"version": 1, "shared_names": {"proxy_ports": [9000, 3128, 9000]}}"#)
+            .unwrap();
+        assert_eq!(p.shared_names.proxy_ports, [3128, 9000]);
+        let e = parse(r#"{"version": 1, "shared_names": {"proxy_ports": [0]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("shared_names.proxy_ports[0]") && e.contains("1-65535"),
+            "{e}"
+        );
         let e = parse(r#"{"version": 1, "shared_names": {"ech": "pass"}}"#)
             .unwrap_err()
             .to_string();

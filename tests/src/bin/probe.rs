@@ -13,8 +13,10 @@
 //!       stand-in whose process name is this file's name)
 //!     | send-once:KIND:NAME[:MSS] (connect, optionally with TCP_MAXSEG
 //!       MSS, then write one TLS ClientHello (KIND: plain | pq | badlen |
-//!       ext300 | empty, `enforcer_tests::tls`) or, for KIND http, an HTTP
-//!       request with `Host: NAME`, in a single write; the result is the
+//!       ext300 | empty | ech | grease, `enforcer_tests::tls`) or, for KIND
+//!       http, an HTTP request with `Host: NAME`, for KIND connect, an HTTP
+//!       CONNECT request for NAME:443, in a single write (for KIND socks, a
+//!       SOCKS5 greeting, then a request for NAME:443); the result is the
 //!       write's outcome and how long it took: `EACCES 41us`)
 //! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
 //! that port" (so that an allowed attempt really succeeds).
@@ -370,8 +372,15 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
     let kind = parts.next().expect("KIND");
     let host = parts.next().expect("NAME");
     let mss: Option<libc::c_int> = parts.next().map(|m| m.parse().expect("MSS"));
+    let mut greeting = None;
     let bytes = if kind == "http" {
         enforcer_tests::tls::http_request(host)
+    } else if kind == "connect" {
+        enforcer_tests::tls::connect_request(host)
+    } else if kind == "socks" {
+        let (hello, request) = enforcer_tests::tls::socks5(host);
+        greeting = Some(hello);
+        request
     } else {
         enforcer_tests::tls::client_hello(host, kind.parse().expect("KIND"))
     };
@@ -409,6 +418,13 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
     } != 0
     {
         return name(&io::Error::last_os_error());
+    }
+    if let Some(hello) = greeting {
+        // SAFETY: a valid fd and buffer.
+        let sent = unsafe { libc::send(socket.as_raw_fd(), hello.as_ptr().cast(), hello.len(), 0) };
+        if sent < 0 {
+            return format!("greeting {}", name(&io::Error::last_os_error()));
+        }
     }
     let start = std::time::Instant::now();
     // SAFETY: a valid fd and buffer: one send() of the whole message.
