@@ -127,23 +127,28 @@ fn name_rule(
     on: Option<PortSpec>,
     action: Action,
 ) -> Option<String> {
-    rules
-        .iter()
-        .find(|r| {
-            r.action == action
-                && match &r.target {
-                    Target::Domain(d) => d.matches(name),
-                    Target::Port(p) => match (&p.target, on) {
-                        (PortTarget::Domain(d), Some(on)) => {
-                            d.matches(name)
-                                && on.protos().all(|proto| p.spec.covers(on.port, proto))
-                        }
-                        _ => false,
-                    },
-                    Target::Cidr(_) => false,
-                }
-        })
-        .map(ToString::to_string)
+    name_rule_of(rules, name, on, action).map(ToString::to_string)
+}
+
+fn name_rule_of<'a>(
+    rules: &'a RuleTable,
+    name: &str,
+    on: Option<PortSpec>,
+    action: Action,
+) -> Option<&'a crate::desired::Rule> {
+    rules.iter().find(|r| {
+        r.action == action
+            && match &r.target {
+                Target::Domain(d) => d.matches(name),
+                Target::Port(p) => match (&p.target, on) {
+                    (PortTarget::Domain(d), Some(on)) => {
+                        d.matches(name) && on.protos().all(|proto| p.spec.covers(on.port, proto))
+                    }
+                    _ => false,
+                },
+                Target::Cidr(_) => false,
+            }
+    })
 }
 
 /// `cnames`: the CNAME chain the answer led through (the DNS program
@@ -232,7 +237,21 @@ fn judge_addrs(
     // banned before the application reads it.
     let by_name = deny_rule.is_some() && allow_rule.is_none();
     let blocked = (all_denied || by_name) && !audit;
+    // A shared name (`"shared": true`): enforced by name, never by address.
+    let shared = match chain
+        .iter()
+        .find_map(|n| name_rule_of(rules, n, on, Action::Deny))
+    {
+        Some(r) if by_name => judge.shared(r.id)?,
+        _ => false,
+    };
     let head = match (judged.len(), denied) {
+        _ if shared && audit => format!(
+            "not blocked (audit mode): {target} is a banned shared name; the kernel reports connections that name it but lets them through"
+        ),
+        _ if shared => format!(
+            "blocked by name: {target} is a banned shared name (its front end serves other names): its addresses are never banned, and a TCP connection to them that names it (TLS server_name, HTTP Host, a proxy request) is refused at its first write; QUIC to them is refused"
+        ),
         _ if by_name && audit => format!(
             "not blocked (audit mode): {target} is a banned name; the kernel reports but lets it through"
         ),
@@ -262,6 +281,11 @@ fn judge_addrs(
         ),
     };
     let mut text = head;
+    if shared {
+        text.push_str("\n  mode: shared (enforced by the name each connection sends)");
+    } else if by_name {
+        text.push_str("\n  mode: dedicated (its addresses are banned)");
+    }
     if let Some(r) = &deny_rule {
         text.push_str(&format!("\n  the name matches {r}"));
     }
@@ -286,6 +310,13 @@ fn judge_addrs(
             "port": on.map(|s| s.to_string()),
             "blocked": blocked,
             "audit": audit,
+            "mode": if shared {
+                json!("shared")
+            } else if by_name {
+                json!("dedicated")
+            } else {
+                serde_json::Value::Null
+            },
             "addresses": per_addr,
             "note": note,
         }),

@@ -197,6 +197,16 @@ fn a_banned_shared_name_is_refused_by_its_sni_and_the_other_name_passes() {
     assert_eq!(send_once(&w, FRONT, "plain:API.Ai.TEST").0, "EACCES");
     assert!(stat(&pins, STAT_SNI_DENIED) >= 3);
 
+    // `check` explains how the name is enforced, and that its address is not banned.
+    let (code, out, err) = w.check("api.ai.test");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("banned shared name") && out.contains("mode: shared"),
+        "{out}"
+    );
+    let (code, out, _) = w.check(FRONT);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("not blocked"), "{out}");
     // The address itself is banned nowhere.
     let maps = w.maps();
     assert!(maps.deny_v4.is_empty(), "{:?}", maps.deny_v4);

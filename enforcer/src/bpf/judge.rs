@@ -17,9 +17,9 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
 };
 use enforcer_common::{
-    CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, LEARNED_F_ALLOW, Learned, MODE_AUDIT,
-    PORT_F_ALLOW, PORT_WORD_BITS, PortRule, embedded_v4, maps as names, name_port_covers,
-    port_word, v4_key, v6_key,
+    CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, LEARNED_F_ALLOW, LEARNED_F_INSPECT,
+    Learned, MODE_AUDIT, PORT_F_ALLOW, PORT_WORD_BITS, PortRule, embedded_v4, maps as names,
+    name_port_covers, port_word, v4_key, v6_key,
 };
 
 use crate::{policy::Proto, portmaps::gate_bit};
@@ -48,6 +48,8 @@ pub struct Judge {
     port_v4: LpmTrie<MapData, [u32; 2], PortRule>,
     port_v6: LpmTrie<MapData, [u32; 5], PortRule>,
     gate: Array<MapData, u8>,
+    /// Rule ids of shared banned names (`NAME_SHARED`).
+    shared: HashMap<MapData, u32, u32>,
 }
 
 /// One address family's verdict maps, keyed by `K` (`u32` or `[u32; 4]`).
@@ -95,7 +97,12 @@ impl<K: Pod> Family<K> {
         let learned = self.learned(k)?;
         let every_port = |allow: bool| {
             learned
-                .filter(|l| (l.flags & LEARNED_F_ALLOW != 0) == allow && l.port == 0)
+                // A shared name's address (`LEARNED_F_INSPECT`) is neither.
+                .filter(|l| {
+                    l.flags & LEARNED_F_INSPECT == 0
+                        && (l.flags & LEARNED_F_ALLOW != 0) == allow
+                        && l.port == 0
+                })
                 .map(|l| l.rule_id)
         };
         let ban = match found(self.deny.get(&k, 0), deny)? {
@@ -122,7 +129,7 @@ impl<K: Pod> Family<K> {
     fn learned_on(&self, k: K, port: u16, proto: Proto) -> Result<KernelVerdict, WriteError> {
         Ok(match self.learned(k)? {
             Some(l)
-                if l.flags & LEARNED_F_ALLOW == 0
+                if l.flags & (LEARNED_F_ALLOW | LEARNED_F_INSPECT) == 0
                     && l.port != 0
                     && name_port_covers(l.port, port, proto.number()) =>
             {
@@ -190,7 +197,13 @@ impl Judge {
             port_v4: wrap(pins, names::PORT_LPM_V4, LpmTrie::try_from)?,
             port_v6: wrap(pins, names::PORT_LPM_V6, LpmTrie::try_from)?,
             gate: wrap(pins, names::PORT_GATE, Array::try_from)?,
+            shared: wrap(pins, names::NAME_SHARED, HashMap::try_from)?,
         })
+    }
+
+    /// Whether the kernel enforces rule `id` by name only (a shared name).
+    pub fn shared(&self, id: u32) -> Result<bool, WriteError> {
+        Ok(found(self.shared.get(&id, 0), names::NAME_SHARED)?.is_some())
     }
 
     /// The verdict for traffic to `addr` on `port` over `proto`: the
