@@ -9,6 +9,7 @@ mod dns;
 mod ports;
 mod raw;
 mod sections;
+mod sni;
 
 use std::{
     fmt::Write as _,
@@ -90,7 +91,7 @@ fn main() -> Result<()> {
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
 
     type Section = fn(&mut Report) -> Result<()>;
-    let all: [(&str, Section); 7] = [
+    let all: [(&str, Section); 8] = [
         (
             "1. Per-packet cost (BPF_PROG_TEST_RUN)",
             sections::per_packet,
@@ -101,6 +102,7 @@ fn main() -> Result<()> {
         ("5. Daemon footprint", sections::daemon_footprint),
         ("6. DNS answers in the kernel", dns::dns_answers),
         ("7. Port rules and the address-only path", ports::port_rules),
+        ("8. Shared names: name inspection", sni::name_inspection),
     ];
     // ENFORCER_BENCH_ONLY=7 (or 3,7): only those sections, by number.
     let only: Option<Vec<String>> = std::env::var("ENFORCER_BENCH_ONLY")

@@ -609,6 +609,16 @@ pub fn connect_child(args: &[String]) -> Result<()> {
                     l_linger: 0,
                 };
                 let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &rst);
+                if mode == "hello" {
+                    // Section 8: one first write, as a TLS client's.
+                    let hello = enforcer_tests::tls::client_hello(
+                        "ok.test",
+                        enforcer_tests::tls::Hello::Plain,
+                    );
+                    if (&s).write_all(&hello).is_err() {
+                        errors += 1;
+                    }
+                }
                 if mode == "refused" {
                     errors += 1_000_000; // must not happen
                 }
