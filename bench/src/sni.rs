@@ -23,11 +23,7 @@ type PerProgram = Vec<(&'static str, f64, u64)>;
 
 /// The connect child's rate (connects/s, each writing one ClientHello for
 /// an allowed name), and the in-place ns per run of `progs` over it.
-fn run(
-    dp: &mut Datapath,
-    cg: &CgroupGuard,
-    progs: &[&'static str],
-) -> Result<(f64, PerProgram)> {
+fn run(dp: &mut Datapath, cg: &CgroupGuard, progs: &[&'static str]) -> Result<(f64, PerProgram)> {
     let before: Vec<_> = progs.iter().map(|p| prog_stats(dp, p)).collect();
     let ns = NetnsGuard::new("bs");
     let rate = run_connect_child(cg.path(), "hello", &ns)?;

@@ -256,6 +256,10 @@ pub const SNI_F_ECH_OUTER_NAME: u32 = 1;
 /// `CONFIG_SNI` bit: let QUIC to an inspected address through
 /// (`shared_names.quic: "allow"`).
 pub const SNI_F_QUIC_ALLOW: u32 = 2;
+/// `CONFIG_SNI` bit: inspect every TCP connection to port 443, whatever its
+/// address (`shared_names.inspect_all_tls: true`): a shared front end
+/// reached by an address never resolved for the name is judged too.
+pub const SNI_F_INSPECT_443: u32 = 4;
 
 /// `PORT_GATE` bits: the port trie holds rules for this port over TCP,
 /// over UDP; and name rules with this port exist (addresses learned from

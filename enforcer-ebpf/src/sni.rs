@@ -38,9 +38,10 @@ use aya_ebpf::{
 use enforcer_common::{
     AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_ECH,
     EVENT_F_HTTP_HOST, EVENT_F_PROXY, HOOK_SNI, IPPROTO_TCP, SNI_F_ECH_OUTER_NAME,
-    SNI_SCRATCH_BYTES, STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED,
-    STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS,
-    STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
+    SNI_F_INSPECT_443, SNI_SCRATCH_BYTES, STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP,
+    STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY,
+    STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS,
+    dns_label_byte,
 };
 
 use crate::{
@@ -95,8 +96,11 @@ fn established(ctx: &SockOpsContext) {
     // name asked of it decides. The port is in network order in the upper
     // half of the field.
     let port = u16::from_be((ctx.remote_port() >> 16) as u16);
-    // SAFETY: a map lookup of a stack key.
-    if inspected == 0 && unsafe { SNI_PROXY_PORTS.get(&port) }.is_none() {
+    if inspected == 0
+        && !(port == 443 && sni_flags() & SNI_F_INSPECT_443 != 0)
+        // SAFETY: a map lookup of a stack key.
+        && unsafe { SNI_PROXY_PORTS.get(&port) }.is_none()
+    {
         return;
     }
     // SAFETY: the context pointer is valid for the program's run.

@@ -494,3 +494,28 @@ fn a_name_asked_of_an_explicit_proxy_decides() {
     assert_eq!(stat(&pins, STAT_SNI_PROXY), 4);
     daemon.stop();
 }
+
+#[test]
+fn the_strict_switch_inspects_tls_to_any_address() {
+    let w = world("sa");
+    let rules = r#""deny": {"domains": [{"name": "api.ai.test", "shared": true}]},"#;
+    // A hard-coded front-end address nobody resolved: not inspected...
+    let _front = Listener::start(&w, &format!("{OTHER}:443"));
+    let hello = |w: &Resolving| {
+        Probe::new()
+            .cgroup(w.cg.path())
+            .netns(w.ns.name())
+            .run("send-once:plain:api.ai.test", &format!("{OTHER}:443"))
+            .result
+    };
+    let daemon = Daemon::start(&w.args(w.policy(rules, 60)));
+    assert!(hello(&w).starts_with("ok "), "{}", daemon.log_text());
+    daemon.stop();
+    // ...unless every TLS connection is.
+    let daemon = Daemon::start(&w.args(w.policy(
+        &format!(r#"{rules} "shared_names": {{"inspect_all_tls": true}},"#),
+        60,
+    )));
+    assert!(hello(&w).starts_with("EACCES"), "{}", daemon.log_text());
+    daemon.stop();
+}

@@ -51,6 +51,11 @@ pub struct RawSharedNames {
     /// `[3128, 8080, 8888, 1080]`; `[]` for none. At most 64.
     #[schemars(length(max = 64))]
     pub proxy_ports: Option<Vec<ProxyPort>>,
+    /// Inspect every TCP connection to port 443, whatever its address
+    /// (default false): a shared front end reached by an address never
+    /// resolved for a banned name (a hard-coded CDN address) is judged by
+    /// name too, at the cost of one sk_msg run per TLS connection.
+    pub inspect_all_tls: Option<bool>,
 }
 
 /// A TCP port, 1-65535.
@@ -77,6 +82,7 @@ pub struct SharedNameSettings {
     pub ech: EchMode,
     pub quic: QuicMode,
     pub proxy_ports: Vec<u16>,
+    pub inspect_all_tls: bool,
 }
 
 impl Default for SharedNameSettings {
@@ -85,6 +91,7 @@ impl Default for SharedNameSettings {
             ech: EchMode::default(),
             quic: QuicMode::default(),
             proxy_ports: DEFAULT_PROXY_PORTS.to_vec(),
+            inspect_all_tls: false,
         }
     }
 }
@@ -94,6 +101,7 @@ impl SharedNameSettings {
     pub fn merge(&mut self, raw: RawSharedNames) {
         self.ech = raw.ech.unwrap_or(self.ech);
         self.quic = raw.quic.unwrap_or(self.quic);
+        self.inspect_all_tls = raw.inspect_all_tls.unwrap_or(self.inspect_all_tls);
         if let Some(ports) = raw.proxy_ports {
             self.proxy_ports = ports.into_iter().map(|p| p.0).collect();
             self.proxy_ports.sort_unstable();
@@ -109,6 +117,9 @@ impl SharedNameSettings {
         }
         if self.quic == QuicMode::Allow {
             bits |= enforcer_common::SNI_F_QUIC_ALLOW;
+        }
+        if self.inspect_all_tls {
+            bits |= enforcer_common::SNI_F_INSPECT_443;
         }
         bits
     }
@@ -261,11 +272,13 @@ mod tests {
         use super::{EchMode, QuicMode};
         let p = parse(r#"{"version": 1}"#).unwrap();
         assert_eq!(p.shared_names.config(), 0);
-        let p = parse(r#"{"version": 1, "shared_names": {"ech": "outer_name", "quic": "allow"}}"#)
-            .unwrap();
+        let p = parse(
+            r#"{"version": 1, "shared_names": {"ech": "outer_name", "quic": "allow", "inspect_all_tls": true}}"#,
+        )
+        .unwrap();
         assert_eq!(p.shared_names.ech, EchMode::OuterName);
         assert_eq!(p.shared_names.quic, QuicMode::Allow);
-        assert_eq!(p.shared_names.config(), 3);
+        assert_eq!(p.shared_names.config(), 7);
         assert_eq!(p.shared_names.proxy_ports, [3128, 8080, 8888, 1080]);
         let p = parse(r#"{"version": 1, "shared_names": {"proxy_ports": [9000, 3128, 9000]}}"#)
             .unwrap();
