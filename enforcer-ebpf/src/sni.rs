@@ -362,23 +362,32 @@ const SOCKS_VERSION: u8 = 5;
 /// proxy's destination is not ours to see).
 #[inline(always)]
 fn socks5(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
-    if copied >= 2 && copied == 2 + byte(buf, 1) as usize {
+    let greeting = 2 + byte(buf, 1) as usize;
+    if copied == greeting {
         return Seen::Greeting;
     }
+    // A client that does not wait for the method reply writes the request
+    // right after its greeting, in the same write: it starts with the
+    // version again (where a lone request has its address type, never 5).
+    let r = if copied > greeting && byte(buf, greeting) == SOCKS_VERSION {
+        greeting
+    } else {
+        0
+    };
     // VER CMD RSV ATYP LEN NAME PORT
-    if copied < 7 || byte(buf, 2) != 0 {
+    if copied < r + 7 || byte(buf, r + 2) != 0 {
         return Seen::Other;
     }
-    if byte(buf, 3) != 3 {
+    if byte(buf, r + 3) != 3 {
         return Seen::NoName;
     }
-    let len = byte(buf, 4) as usize;
-    if len == 0 || 5 + len + 2 > copied {
+    let len = byte(buf, r + 4) as usize;
+    if len == 0 || r + 5 + len + 2 > copied {
         return Seen::Malformed;
     }
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
-        (*w).name_off = 5;
+        (*w).name_off = (r + 5) as u64;
         (*w).name_len = len as u64;
     }
     Seen::Name {

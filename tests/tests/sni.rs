@@ -488,10 +488,16 @@ fn a_name_asked_of_an_explicit_proxy_decides() {
     assert_eq!(outcome(proxy("connect:docs.ok.test", 3128)), "ok");
     assert_eq!(outcome(proxy("socks:api.ai.test", 3128)), "EACCES");
     assert_eq!(outcome(proxy("socks:docs.ok.test", 3128)), "ok");
-    assert_eq!(stat(&pins, STAT_SNI_PROXY), 4);
+    // Greeting and request in one write (no wait for the method reply).
+    assert_eq!(
+        outcome(proxy("socks-pipelined:api.ai.test", 3128)),
+        "EACCES"
+    );
+    assert_eq!(outcome(proxy("socks-pipelined:docs.ok.test", 3128)), "ok");
+    assert_eq!(stat(&pins, STAT_SNI_PROXY), 6);
     // Not a proxy port: not inspected.
     assert_eq!(outcome(proxy("connect:api.ai.test", 3129)), "ok");
-    assert_eq!(stat(&pins, STAT_SNI_PROXY), 4);
+    assert_eq!(stat(&pins, STAT_SNI_PROXY), 6);
     daemon.stop();
 }
 

@@ -16,7 +16,8 @@
 //!       ext300 | empty | ech | grease, `enforcer_tests::tls`) or, for KIND
 //!       http, an HTTP request with `Host: NAME`, for KIND connect, an HTTP
 //!       CONNECT request for NAME:443, in a single write (for KIND socks, a
-//!       SOCKS5 greeting, then a request for NAME:443); the result is the
+//!       SOCKS5 greeting, then a request for NAME:443; for socks-pipelined,
+//!       both in one write); the result is the
 //!       write's outcome and how long it took: `EACCES 41us`)
 //! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
 //! that port" (so that an allowed attempt really succeeds).
@@ -377,6 +378,10 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
         enforcer_tests::tls::http_request(host)
     } else if kind == "connect" {
         enforcer_tests::tls::connect_request(host)
+    } else if kind == "socks-pipelined" {
+        let (mut hello, request) = enforcer_tests::tls::socks5(host);
+        hello.extend_from_slice(&request);
+        hello
     } else if kind == "socks" {
         let (hello, request) = enforcer_tests::tls::socks5(host);
         greeting = Some(hello);
