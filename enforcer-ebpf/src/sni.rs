@@ -99,7 +99,7 @@ fn established(ctx: &SockOpsContext) {
     if inspected == 0
         && !(port == 443 && sni_flags() & SNI_F_INSPECT_443 != 0)
         // SAFETY: a map lookup of a stack key.
-        && unsafe { SNI_PROXY_PORTS.get(&port) }.is_none()
+        && unsafe { SNI_PROXY_PORTS.get(port) }.is_none()
     {
         return;
     }
