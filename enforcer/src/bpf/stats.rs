@@ -89,10 +89,11 @@ impl Stats {
 
 impl Stats {
     /// The name inspection's counters (`bpf::sni`), by name.
-    pub fn sni(&self) -> [(&'static str, u64); 8] {
+    pub fn sni(&self) -> [(&'static str, u64); 10] {
         use enforcer_common::{
-            STAT_SNI_DENIED, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
-            STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED,
+            STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
+            STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS,
+            STAT_SNI_SOCKETS_FAILED,
         };
         [
             // TCP connections to a shared name's address put under inspection.
@@ -105,6 +106,8 @@ impl Stats {
             ("malformed", STAT_SNI_MALFORMED),
             ("not_tls", STAT_SNI_NOT_TLS),
             ("http", STAT_SNI_HTTP),
+            ("ech", STAT_SNI_ECH),
+            ("proxy", STAT_SNI_PROXY),
         ]
         .map(|(k, i)| (k, self.counters[i as usize]))
     }
