@@ -119,36 +119,39 @@ fn rule_text(rules: &RuleTable, id: u32) -> String {
         .map_or_else(|| format!("#{id}"), ToString::to_string)
 }
 
-/// The rule of `policy` naming `name` (on the port checked, for a name
-/// rule with a port), for the explanation only.
-fn name_rule(
-    rules: &RuleTable,
-    name: &str,
-    on: Option<PortSpec>,
-    action: Action,
-) -> Option<String> {
-    name_rule_of(rules, name, on, action).map(ToString::to_string)
+/// The rule that decides for `name` (on the port checked, for a name rule
+/// with a port), for the explanation and the by-name verdict: among the
+/// rules naming it, the most specific (`DomainPattern::specificity`), an
+/// exception on a tie, as the DNS program decides.
+fn name_rule(rules: &RuleTable, name: &str, on: Option<PortSpec>) -> Option<(Action, String)> {
+    name_rule_of(rules, name, on).map(|r| (r.action, r.to_string()))
 }
 
 fn name_rule_of<'a>(
     rules: &'a RuleTable,
     name: &str,
     on: Option<PortSpec>,
-    action: Action,
 ) -> Option<&'a crate::desired::Rule> {
-    rules.iter().find(|r| {
-        r.action == action
-            && match &r.target {
-                Target::Domain(d) => d.matches(name),
+    rules
+        .iter()
+        .filter_map(|r| {
+            let pattern = match &r.target {
+                Target::Domain(d) if d.matches(name) => d,
                 Target::Port(p) => match (&p.target, on) {
-                    (PortTarget::Domain(d), Some(on)) => {
-                        d.matches(name) && on.protos().all(|proto| p.spec.covers(on.port, proto))
+                    (PortTarget::Domain(d), Some(on))
+                        if d.matches(name)
+                            && on.protos().all(|proto| p.spec.covers(on.port, proto)) =>
+                    {
+                        d
                     }
-                    _ => false,
+                    _ => return None,
                 },
-                Target::Cidr(_) => false,
-            }
-    })
+                _ => return None,
+            };
+            Some((pattern.specificity(), r.action == Action::Allow, r))
+        })
+        .max_by_key(|(spec, allow, _)| (*spec, *allow))
+        .map(|(_, _, r)| r)
 }
 
 /// `cnames`: the CNAME chain the answer led through (the DNS program
@@ -220,14 +223,13 @@ fn judge_addrs(
         .chain(cnames.iter().map(String::as_str))
         .collect();
     let on_chain = |action| {
-        chain.iter().find_map(|n| {
-            name_rule(rules, n, on, action).map(|r| {
-                if *n == target {
-                    r
-                } else {
-                    format!("{r} (through the CNAME {n})")
-                }
-            })
+        chain.iter().find_map(|n| match name_rule(rules, n, on) {
+            Some((a, r)) if a == action => Some(if *n == target {
+                r
+            } else {
+                format!("{r} (through the CNAME {n})")
+            }),
+            _ => None,
         })
     };
     let deny_rule = on_chain(Action::Deny);
@@ -240,7 +242,7 @@ fn judge_addrs(
     // A shared name (`"shared": true`): enforced by name, never by address.
     let shared = match chain
         .iter()
-        .find_map(|n| name_rule_of(rules, n, on, Action::Deny))
+        .find_map(|n| name_rule_of(rules, n, on).filter(|r| r.action == Action::Deny))
     {
         Some(r) if by_name => judge.shared(r.id)?,
         _ => false,

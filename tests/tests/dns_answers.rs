@@ -587,6 +587,14 @@ fn the_most_specific_rule_decides_and_scoped_bans_never_overwrite_each_other() {
         "an exact exception inside a banned wildcard"
     );
     assert_eq!(via_host("other.y.test"), "ok");
+    // `check` decides by the same rule.
+    let socket = w.socket();
+    let check = |name: &str| enforcer(&["check", name, "--socket", socket.to_str().unwrap()]);
+    let (code, out, err) = check("exact.y.test");
+    assert_eq!(code, 1, "{out}{err}");
+    let (code, out, err) = check("ok.x.test");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("exception"), "{out}");
     // The exception is for 443 only: other ports stay banned.
     let gw80 = Probe::new()
         .cgroup(&cg)

@@ -498,3 +498,43 @@ fn the_embedded_default_closes_encrypted_dns_and_keeps_public_resolvers_on_53() 
     assert_eq!(run(&w, "udp-sendto", "192.0.2.20:853"), "EPERM");
     daemon.stop();
 }
+
+/// `check HOST:PORT` agrees with the kernel on addresses learned for a
+/// wildcard name with a port (no trie rule for that port at all), live and
+/// offline.
+#[test]
+fn check_with_a_port_sees_what_was_learned_for_a_wildcard_with_that_port() {
+    let w = world("pw");
+    for a in ["192.0.2.11/32", "10.77.0.53/32"] {
+        w.base.ns.add_lo_addr(a);
+    }
+    let _open = listen(&w.base.ns, &["192.0.2.11:53"]);
+    // The application's server is the host's (answers bind everyone).
+    let dns = w
+        .base
+        .ns
+        .enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
+    dns.set_all(&[("x.y.dot.test", &["192.0.2.11"])], 60);
+    let p = w.tmp.write(
+        "policy.json",
+        r#"{"version": 1, "deny": {"domains": ["*.dot.test:853"]},
+            "resolver": {"upstreams": ["10.77.0.53:53"], "min_ttl_s": 30, "max_ttl_s": 60, "grace_s": 60}}"#,
+    );
+    let daemon = Daemon::start(&w.args(p));
+    assert_eq!(w.check("192.0.2.11:853").0, 0, "nothing learned yet");
+    let asked = Probe::new()
+        .cgroup(w.cg.path())
+        .netns(w.ns.name())
+        .run("dns-tcp:x.y.dot.test:A:853", "10.77.0.53:53")
+        .result;
+    assert_eq!(asked, "EPERM", "{}", daemon.log_text());
+    for (how, (code, out, err)) in [
+        ("live", w.check("192.0.2.11:853")),
+        ("offline", w.check_offline("192.0.2.11:853")),
+    ] {
+        assert_eq!(code, 1, "{how}: {out}{err}");
+    }
+    assert_eq!(w.check("192.0.2.11:53").0, 0);
+    assert_eq!(run(&w.base, "tcp", "192.0.2.11:53"), "ok");
+    daemon.stop();
+}
