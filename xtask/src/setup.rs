@@ -20,6 +20,8 @@ const DEBIAN: &[(&str, &str)] = &[
     ("lintian", "lintian"),
     ("systemd-analyze", "systemd"),
     ("setpriv", "util-linux"),
+    // The TLS server and client of the name inspection tests (tests/tests/sni.rs).
+    ("openssl", "openssl"),
     ("/usr/lib/python3.11/ensurepip/__init__.py", "python3-venv"),
     (
         "/usr/lib/python3/dist-packages/apt/__init__.py",
