@@ -25,7 +25,7 @@ use crate::{
 struct Mix {
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
-    /// /24s in 64.0.0.0/2.
+    /// /24s in 64.0.0.0/3 (not 127/8: loopback stays reachable).
     r4: Vec<Ipv4Addr>,
     /// /64s under 2001:db8:2::/48 (at most 65536 fit).
     r6: Vec<Ipv6Addr>,
@@ -46,7 +46,7 @@ impl Mix {
         let mut seen = std::collections::HashSet::new();
         let mut r4 = Vec::with_capacity(n_r4);
         while r4.len() < n_r4 {
-            let p = 0x4000_0000 | (rng.next() as u32 & 0x3fff_ff00);
+            let p = 0x4000_0000 | (rng.next() as u32 & 0x1fff_ff00);
             if seen.insert(p) {
                 r4.push(Ipv4Addr::from(p));
             }
@@ -354,7 +354,7 @@ pub fn product_path(r: &mut Report) -> Result<()> {
     r.line(
         "The release `enforcer` binary, as users run it. Policy: `n` entries — `n`/100 names \
          (at most 10 000; each resolves to one A in 192.0.2.0/24 or 198.51.100.0/24 and one AAAA in \
-         2001:db8:ff::/48, TTL 3600 s), 10 % v4 /24 ranges, 5 % v6 /64 ranges, 20 % exact v6, \
+         2001:db8:ff::/48, TTL 3600 s), 10 % v4 /24 ranges (in 64.0.0.0/3), 5 % v6 /64 ranges, 20 % exact v6, \
          the rest exact v4 — plus one probe name (TTL 2 s). Names are answered by a DNS server on \
          loopback (`resolver.upstreams`, `min_ttl_s` 1). The daemon runs scoped: `--cgroup` (one \
          made for the run), private `--bpffs`, state dir and socket. \
@@ -373,7 +373,14 @@ pub fn product_path(r: &mut Report) -> Result<()> {
     r.line("");
     r.line("| entries | what | enforcer | nft -f | target | status |");
     r.line("|---:|---|---:|---:|---|---|");
+    // ENFORCER_BENCH_SIZES=100000 runs one size (while profiling).
+    let only: Option<Vec<usize>> = std::env::var("ENFORCER_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     for (n, deadline) in SIZES {
+        if only.as_ref().is_some_and(|o| !o.contains(&n)) {
+            continue;
+        }
         size(r, n, Duration::from_secs(deadline))?;
     }
     Ok(())

@@ -14,6 +14,16 @@ pub struct MapDiff<K> {
     pub new_keys: usize,
 }
 
+impl<K> Default for MapDiff<K> {
+    fn default() -> Self {
+        MapDiff {
+            upserts: Vec::new(),
+            removes: Vec::new(),
+            new_keys: 0,
+        }
+    }
+}
+
 impl<K> MapDiff<K> {
     pub fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.removes.is_empty()

@@ -3,6 +3,7 @@
 //! Shaped as `run(config, shutdown)` so tests drive it with their own pins,
 //! cgroup and shutdown future.
 
+mod by_name;
 mod controller;
 mod record;
 mod watch;

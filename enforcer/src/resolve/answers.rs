@@ -243,11 +243,15 @@ impl Answers {
 
     /// Removes addresses whose grace is over. Returns whether any went.
     pub fn expire(&mut self, now_ms: u64) -> bool {
-        let mut changed = false;
-        for state in self.names.values_mut() {
-            changed |= Self::expire_name(state, now_ms);
-        }
-        changed
+        !self.expire_names(now_ms).is_empty()
+    }
+
+    /// Removes addresses whose grace is over. Returns the names that lost one.
+    pub fn expire_names(&mut self, now_ms: u64) -> Vec<String> {
+        self.names
+            .iter_mut()
+            .filter_map(|(name, state)| Self::expire_name(state, now_ms).then(|| name.clone()))
+            .collect()
     }
 
     /// When the next grace period ends, if any is running.
