@@ -214,6 +214,8 @@ fn rss(pid: u32) -> Option<(f64, f64)> {
 /// pid and reaped on drop; the guards go after it.
 struct Instance {
     child: Option<Child>,
+    /// Kept open: the daemon sends STATUS= after READY too.
+    _notify: UnixDatagram,
     socket: PathBuf,
     policy: PathBuf,
     pins: Pins,
@@ -257,6 +259,7 @@ impl Instance {
             .spawn()?;
         let mut inst = Instance {
             child: Some(child),
+            _notify: notify.try_clone()?,
             socket,
             policy,
             pins,
@@ -297,6 +300,22 @@ impl Instance {
         let text = std::fs::read_to_string(self.tmp.path().join("daemon.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+
+    /// The daemon's first log lines (its start-up phases), on stderr.
+    fn log_head(&self) {
+        let text = std::fs::read_to_string(self.tmp.path().join("daemon.log")).unwrap_or_default();
+        for l in text.lines().take(8) {
+            eprintln!("  daemon: {}", l.chars().take(220).collect::<String>());
+        }
+    }
+
+    /// The daemon's warnings and errors so far, on stderr.
+    fn log_problems(&self) {
+        let text = std::fs::read_to_string(self.tmp.path().join("daemon.log")).unwrap_or_default();
+        for l in text.lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).take(10) {
+            eprintln!("  daemon: {l}");
+        }
     }
 
     fn cli(&self, cmd: &str) -> Result<Duration> {
@@ -425,6 +444,7 @@ fn size(r: &mut Report, n: usize, deadline: Duration) -> Result<()> {
     // start → READY, RSS
     let (inst, start) = Instance::start(&text, deadline)?;
     let start = secs(start);
+    inst.log_head();
     let target = if n >= 1_000_000 { 5.0 } else { 0.5 };
     r.line(format!(
         "| {total} | start → enforcing (READY=1) | {start:.2} s | | ≤ {target} s | {} |",
@@ -457,6 +477,7 @@ fn size(r: &mut Report, n: usize, deadline: Duration) -> Result<()> {
         v.push(seen.saturating_duration_since(served).as_secs_f64() * 1e6);
     }
     eprintln!("  resolver changes µs: {v:?}");
+    inst.log_problems();
     let change = median(v);
     r.line(format!(
         "| {total} | resolver change → in the map | {change:.0} µs | | {} | {} |",

@@ -223,7 +223,13 @@ impl Controller {
             applied
         };
         self.write_servers()?;
-        self.write_snapshot();
+        // During the first round every batch of answers would rewrite the
+        // snapshot of all names (at 10k names, ~10 ms each, seconds in
+        // all): it is written once the round is done. Until then the
+        // pinned maps hold what this run learned.
+        if self.first_round {
+            self.write_snapshot();
+        }
         Ok(applied)
     }
 
