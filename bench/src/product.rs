@@ -252,7 +252,8 @@ impl Instance {
             .arg("--socket")
             .arg(&socket)
             .env("NOTIFY_SOCKET", &notify_path)
-            .env("RUST_LOG", "info")
+            // The controller's debug lines time each patch of changed names.
+            .env("RUST_LOG", "info,enforcer::daemon::controller=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log)
@@ -308,6 +309,21 @@ impl Instance {
         for l in text.lines().take(8) {
             eprintln!("  daemon: {}", l.chars().take(220).collect::<String>());
         }
+    }
+
+    /// The `us` of the daemon's last `n` "changed names patched" lines.
+    fn patch_times(&self, n: usize) -> Vec<f64> {
+        let text = std::fs::read_to_string(self.tmp.path().join("daemon.log")).unwrap_or_default();
+        let v: Vec<f64> = text
+            .lines()
+            .filter(|l| l.contains("changed names patched"))
+            .filter_map(|l| {
+                let rest = l.split("\"us\":").nth(1)?;
+                rest.split([',', '}']).next()?.trim().parse().ok()
+            })
+            .collect();
+        let v = v[v.len().saturating_sub(n)..].to_vec();
+        if v.is_empty() { vec![f64::NAN] } else { v }
     }
 
     /// The daemon's warnings and errors so far, on stderr.
@@ -479,10 +495,16 @@ fn size(r: &mut Report, n: usize, deadline: Duration) -> Result<()> {
     eprintln!("  resolver changes µs: {v:?}");
     inst.log_problems();
     let change = median(v);
+    let inside = median(inst.patch_times(RESOLVER_CHANGES as usize));
     r.line(format!(
-        "| {total} | resolver change → in the map | {change:.0} µs | | {} | {} |",
+        "| {total} | resolver change: answer → in the map | {change:.0} µs | | {} | {} |",
         if n >= 1_000_000 { "≤ 50 µs" } else { "" },
         if n >= 1_000_000 { mark(change <= 50.0) } else { "" }
+    ));
+    r.line(format!(
+        "| {total} | resolver change: the daemon's patch (its log) | {inside:.0} µs | | {} | {} |",
+        if n >= 1_000_000 { "≤ 50 µs" } else { "" },
+        if n >= 1_000_000 { mark(inside <= 50.0) } else { "" }
     ));
 
     // 1 % reload

@@ -3,7 +3,7 @@
 use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::by_name::{NameIndex, patch_for};
 use crate::{
@@ -54,6 +54,10 @@ pub struct Controller {
     /// The DNS servers last written (resolv.conf is read on every
     /// reconcile; the map is written when they change).
     servers: Option<Vec<SocketAddr>>,
+    /// When the next grace period may end: never later than the truth (an
+    /// early wake-up finds nothing and looks again), kept without scanning
+    /// every name on every answer.
+    next_expiry: Option<u64>,
 }
 
 pub fn plan_of(policy: &Policy, generation: u64, resolv_conf: &std::path::Path) -> Plan {
@@ -155,6 +159,7 @@ impl Controller {
             index: NameIndex::default(),
             kept: false,
             servers: None,
+            next_expiry: Some(0),
         }
     }
 
@@ -195,6 +200,8 @@ impl Controller {
     /// The resolver's path: a patch of the host routes the changed names
     /// touch.
     fn reconcile_names(&mut self) -> Result<Applied, WriteError> {
+        let started = std::time::Instant::now();
+        let names = self.dirty.len();
         let mut touched = BTreeSet::new();
         for name in std::mem::take(&mut self.dirty) {
             let addrs = self
@@ -222,6 +229,12 @@ impl Controller {
             self.full_due = false;
             applied
         };
+        debug!(
+            names,
+            addresses = touched.len(),
+            us = started.elapsed().as_micros() as u64,
+            "changed names patched into the maps"
+        );
         self.write_servers()?;
         // During the first round every batch of answers would rewrite the
         // snapshot of all names (at 10k names, ~10 ms each, seconds in
@@ -304,6 +317,12 @@ impl Controller {
         self.answers
             .record(name, now_ms(), self.policy.resolver.grace_s, resolution);
         self.dirty.insert(name.to_owned());
+        let expiry = self.answers.names.get(name).filter(|s| !s.status.failing()).and_then(|s| {
+            s.addrs.values().filter_map(|a| a.expires_ms).min()
+        });
+        if let Some(t) = expiry {
+            self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+        }
         let mut progress = Progress::default();
         if !self.first_round && self.answers.all_attempted() {
             self.first_round = true;
@@ -318,8 +337,18 @@ impl Controller {
         progress
     }
 
+    /// When [`Controller::expire`] may have something to remove.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.next_expiry
+    }
+
     pub fn expire(&mut self) -> bool {
-        let changed = self.answers.expire_names(now_ms());
+        let now = now_ms();
+        if self.next_expiry.is_none_or(|t| t > now) {
+            return false;
+        }
+        let changed = self.answers.expire_names(now);
+        self.next_expiry = self.answers.next_expiry_ms();
         let any = !changed.is_empty();
         self.dirty.extend(changed);
         any
@@ -357,6 +386,7 @@ impl Controller {
         self.answers.set_names(&plan.names);
         // New names are unanswered: nothing is removed until they answer.
         self.settled = self.answers.settled();
+        self.next_expiry = Some(0);
         match self.reconcile() {
             Ok(applied) => {
                 info!(
@@ -383,6 +413,7 @@ impl Controller {
                 error!(error = %e, "reload failed; the previous policy stays in force");
                 self.policy = previous;
                 self.answers = previous_answers;
+                self.next_expiry = Some(0);
                 self.settled = self.answers.settled();
                 // Some of the new policy's may have been written.
                 self.policy_maps_due = true;

@@ -202,7 +202,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     tokio::pin!(shutdown);
     loop {
-        let next_expiry = controller.answers.next_expiry_ms();
+        let next_expiry = controller.next_expiry_ms();
         tokio::select! {
             () = &mut shutdown => break,
             _ = hup.recv() => {
