@@ -311,12 +311,13 @@ impl Instance {
         }
     }
 
-    /// The `us` of the daemon's last `n` "changed names patched" lines.
+    /// The `us` of the daemon's last `n` "changed names patched" lines
+    /// that changed an address.
     fn patch_times(&self, n: usize) -> Vec<f64> {
         let text = std::fs::read_to_string(self.tmp.path().join("daemon.log")).unwrap_or_default();
         let v: Vec<f64> = text
             .lines()
-            .filter(|l| l.contains("changed names patched"))
+            .filter(|l| l.contains("changed names patched") && !l.contains("\"addresses\":0,"))
             .filter_map(|l| {
                 let rest = l.split("\"us\":").nth(1)?;
                 rest.split([',', '}']).next()?.trim().parse().ok()

@@ -11,7 +11,7 @@ use std::{
 use enforcer_common::{v4_key, v6_key};
 use ipnet::IpNet;
 
-use crate::policy::{DomainPattern, Policy};
+use crate::policy::{DomainPattern, Origin, Policy};
 
 /// The addresses each resolved name currently stands for (including those
 /// kept for their grace period): the resolver's part of the desired state.
@@ -82,7 +82,7 @@ pub struct Rule {
     pub action: Action,
     pub target: Target,
     /// Where it was written: `<file>: deny.cidrs[3]`.
-    pub origin: String,
+    pub origin: Origin,
 }
 
 impl fmt::Display for Rule {
@@ -119,13 +119,13 @@ impl RuleTable {
         self.rules.is_empty()
     }
 
-    fn push(&mut self, action: Action, target: Target, origin: &str) -> u32 {
+    fn push(&mut self, action: Action, target: Target, origin: &Origin) -> u32 {
         let id = u32::try_from(self.rules.len() + 1).expect("fewer than 2^32 rules");
         self.rules.push(Rule {
             id,
             action,
             target,
-            origin: origin.to_owned(),
+            origin: origin.clone(),
         });
         id
     }

@@ -8,6 +8,7 @@ mod checks;
 mod domain;
 mod dropins;
 mod nat64;
+mod origin;
 mod raw;
 
 use std::{
@@ -20,6 +21,7 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::Deserialize;
 
 pub use domain::DomainPattern;
+pub use origin::Origin;
 pub use raw::{Cidr, check_octets};
 
 /// The policy compiled into the binary, used when no policy file exists.
@@ -89,7 +91,7 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry<T> {
     pub value: T,
-    pub origin: String,
+    pub origin: Origin,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,14 +104,20 @@ impl Rules {
     /// Appends what `raw` adds (the first occurrence of an entry keeps its
     /// place and origin). Duplicates are found through a set, not a scan:
     /// a policy may hold a million entries.
-    fn extend(&mut self, source: &Source, section: &str, raw: raw::RawRules) {
+    fn extend(&mut self, source: &Source, deny: bool, raw: raw::RawRules) {
+        let shown: std::sync::Arc<str> = source.to_string().into();
+        let (domains, cidrs) = if deny {
+            ("deny.domains", "deny.cidrs")
+        } else {
+            ("allow.domains", "allow.cidrs")
+        };
         let mut seen: std::collections::HashSet<DomainPattern> =
             self.domains.iter().map(|e| e.value.clone()).collect();
         for (i, d) in raw.domains.into_iter().enumerate() {
             if seen.insert(d.clone()) {
                 self.domains.push(Entry {
                     value: d,
-                    origin: format!("{source}: {section}.domains[{i}]"),
+                    origin: Origin::new(shown.clone(), domains, i),
                 });
             }
         }
@@ -119,7 +127,7 @@ impl Rules {
             if seen.insert(c.0) {
                 self.cidrs.push(Entry {
                     value: c.0,
-                    origin: format!("{source}: {section}.cidrs[{i}]"),
+                    origin: Origin::new(shown.clone(), cidrs, i),
                 });
             }
         }
@@ -349,8 +357,8 @@ impl Policy {
                 }
                 policy.mode = mode;
             }
-            policy.deny.extend(&source, "deny", raw.deny);
-            policy.allow.extend(&source, "allow", raw.allow);
+            policy.deny.extend(&source, true, raw.deny);
+            policy.allow.extend(&source, false, raw.allow);
             if let Some(r) = raw.resolver {
                 let s = &mut policy.resolver;
                 if let Some(ups) = r.upstreams {
