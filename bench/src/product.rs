@@ -306,7 +306,7 @@ impl Instance {
     /// The daemon's first log lines (its start-up phases), on stderr.
     fn log_head(&self) {
         let text = std::fs::read_to_string(self.tmp.path().join("daemon.log")).unwrap_or_default();
-        for l in text.lines().take(8) {
+        for l in text.lines().filter(|l| !l.contains("\"DEBUG\"")).take(8) {
             eprintln!("  daemon: {}", l.chars().take(220).collect::<String>());
         }
     }

@@ -120,7 +120,8 @@ impl Answers {
     /// Makes the set of names exactly `names`: new ones start pending;
     /// names no rule needs any more are dropped with their addresses.
     pub fn set_names(&mut self, names: &[String]) {
-        self.names.retain(|n, _| names.contains(n));
+        let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        self.names.retain(|n, _| wanted.contains(n.as_str()));
         for n in names {
             self.names.entry(n.clone()).or_insert_with(NameState::new);
         }
