@@ -97,7 +97,10 @@ fn main() -> Result<()> {
         ("4. Policy load", sections::policy_load),
         ("5. Daemon footprint", sections::daemon_footprint),
         ("6. DNS answers in the kernel", dns::dns_answers),
-        ("7. Product path at 100k and 1M entries", product::product_path),
+        (
+            "7. Product path at 100k and 1M entries",
+            product::product_path,
+        ),
     ];
     let mut sections = Vec::new();
     for (i, (title, f)) in all.into_iter().enumerate() {

@@ -62,9 +62,7 @@ impl Mix {
         let r6 = (0..n_r6 as u128)
             .map(|i| Ipv6Addr::from((0x2001_0db8_0002u128 << 80) | (i << 64)))
             .collect();
-        let names = (0..n_names)
-            .map(|i| format!("n{i}.bench.test"))
-            .collect();
+        let names = (0..n_names).map(|i| format!("n{i}.bench.test")).collect();
         Mix {
             v4,
             v6,
@@ -152,7 +150,7 @@ impl Mix {
 /// 198.51.100.0/24, one of 2001:db8:ff::/48. 203.0.113.0/24 is kept for
 /// the resolver-change probe.
 fn name_addrs(i: usize) -> (Ipv4Addr, Ipv6Addr) {
-    let a = if i % 2 == 0 {
+    let a = if i.is_multiple_of(2) {
         Ipv4Addr::new(192, 0, 2, (i / 2 % 256) as u8)
     } else {
         Ipv4Addr::new(198, 51, 100, (i / 2 % 256) as u8)
@@ -278,7 +276,11 @@ impl Instance {
                 break;
             }
             let el = t.elapsed();
-            if let Some(status) = inst.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = inst
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!("daemon exited ({status}) before READY: {}", inst.log_tail());
             }
             if el > deadline {
@@ -330,7 +332,11 @@ impl Instance {
     /// The daemon's warnings and errors so far, on stderr.
     fn log_problems(&self) {
         let text = std::fs::read_to_string(self.tmp.path().join("daemon.log")).unwrap_or_default();
-        for l in text.lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).take(10) {
+        for l in text
+            .lines()
+            .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+            .take(10)
+        {
             eprintln!("  daemon: {l}");
         }
     }
@@ -440,7 +446,10 @@ fn size(r: &mut Report, n: usize, deadline: Duration) -> Result<()> {
     dns.set_addrs(PROBE, &["203.0.113.1"], PROBE_TTL);
     let text = mix.policy(&dns);
     let total = mix.len() + 1;
-    eprintln!("  product path: {total} entries ({} names)", mix.names.len() + 1);
+    eprintln!(
+        "  product path: {total} entries ({} names)",
+        mix.names.len() + 1
+    );
     let tmp = TempDir::new("pp");
     let file = tmp.write("policy.json", &text);
 
@@ -500,12 +509,20 @@ fn size(r: &mut Report, n: usize, deadline: Duration) -> Result<()> {
     r.line(format!(
         "| {total} | resolver change: answer → in the map | {change:.0} µs | | {} | {} |",
         if n >= 1_000_000 { "≤ 50 µs" } else { "" },
-        if n >= 1_000_000 { mark(change <= 50.0) } else { "" }
+        if n >= 1_000_000 {
+            mark(change <= 50.0)
+        } else {
+            ""
+        }
     ));
     r.line(format!(
         "| {total} | resolver change: the daemon's patch (its log) | {inside:.0} µs | | {} | {} |",
         if n >= 1_000_000 { "≤ 50 µs" } else { "" },
-        if n >= 1_000_000 { mark(inside <= 50.0) } else { "" }
+        if n >= 1_000_000 {
+            mark(inside <= 50.0)
+        } else {
+            ""
+        }
     ));
 
     // 1 % reload

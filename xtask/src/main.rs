@@ -126,7 +126,11 @@ fn bench(root: &Path, sections: &[usize]) -> Result<()> {
     step(&format!("{} {}", bin.display(), out.display()));
     let status = Command::new(&bin)
         .arg(&out)
-        .args(sections.iter().flat_map(|n| ["--section".to_owned(), n.to_string()]))
+        .args(
+            sections
+                .iter()
+                .flat_map(|n| ["--section".to_owned(), n.to_string()]),
+        )
         .current_dir(root)
         .status()
         .with_context(|| format!("running {}", bin.display()))?;

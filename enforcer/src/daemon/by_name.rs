@@ -227,7 +227,12 @@ mod tests {
 
     fn answers(list: &[(&str, &[&str])]) -> ResolvedAddrs {
         list.iter()
-            .map(|(n, a)| ((*n).to_owned(), a.iter().map(|a| a.parse().unwrap()).collect()))
+            .map(|(n, a)| {
+                (
+                    (*n).to_owned(),
+                    a.iter().map(|a| a.parse().unwrap()).collect(),
+                )
+            })
             .collect()
     }
 
@@ -283,10 +288,20 @@ mod tests {
             Source::Embedded,
         )
         .unwrap();
-        let (maps, rules) = compile(&p, &answers(&[("a.test", &["10.0.0.2"]), ("ok.test", &["10.0.0.9"])]));
-        let mut index = NameIndex::build(&rules, &answers(&[("a.test", &["10.0.0.2"]), ("ok.test", &["10.0.0.9"])]));
+        let (maps, rules) = compile(
+            &p,
+            &answers(&[("a.test", &["10.0.0.2"]), ("ok.test", &["10.0.0.9"])]),
+        );
+        let mut index = NameIndex::build(
+            &rules,
+            &answers(&[("a.test", &["10.0.0.2"]), ("ok.test", &["10.0.0.9"])]),
+        );
         let mut touched = BTreeSet::new();
-        index.update("a.test", &["10.0.0.3".parse().unwrap()].into(), &mut touched);
+        index.update(
+            "a.test",
+            &["10.0.0.3".parse().unwrap()].into(),
+            &mut touched,
+        );
         index.update("ok.test", &BTreeSet::new(), &mut touched);
         let (patch, kept) = patch_for(&index, &touched, &held(&maps), &rules, false);
         assert!(kept, "10.0.0.2 stays until settled");

@@ -329,9 +329,12 @@ impl Controller {
         self.answers
             .record(name, now_ms(), self.policy.resolver.grace_s, resolution);
         self.dirty.insert(name.to_owned());
-        let expiry = self.answers.names.get(name).filter(|s| !s.status.failing()).and_then(|s| {
-            s.addrs.values().filter_map(|a| a.expires_ms).min()
-        });
+        let expiry = self
+            .answers
+            .names
+            .get(name)
+            .filter(|s| !s.status.failing())
+            .and_then(|s| s.addrs.values().filter_map(|a| a.expires_ms).min());
         if let Some(t) = expiry {
             self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
         }

@@ -31,7 +31,14 @@ impl fmt::Display for Origin {
 
 impl PartialEq<&str> for Origin {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        // `<source>: <field>[<index>]`, compared piece by piece.
+        other
+            .strip_prefix(&*self.source)
+            .and_then(|r| r.strip_prefix(": "))
+            .and_then(|r| r.strip_prefix(self.field))
+            .and_then(|r| r.strip_prefix('['))
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|i| i == self.index.to_string())
     }
 }
 
