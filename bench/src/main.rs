@@ -6,6 +6,7 @@
 //! every loop is bounded in count and time. Needs root.
 
 mod dns;
+mod ports;
 mod product;
 mod raw;
 mod sections;
@@ -87,7 +88,7 @@ fn main() -> Result<()> {
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
 
     type Section = fn(&mut Report) -> Result<()>;
-    let all: [(&str, Section); 7] = [
+    let all: [(&str, Section); 8] = [
         (
             "1. Per-packet cost (BPF_PROG_TEST_RUN)",
             sections::per_packet,
@@ -97,8 +98,9 @@ fn main() -> Result<()> {
         ("4. Policy load", sections::policy_load),
         ("5. Daemon footprint", sections::daemon_footprint),
         ("6. DNS answers in the kernel", dns::dns_answers),
+        ("7. Port rules and the address-only path", ports::port_rules),
         (
-            "7. Product path at 100k and 1M entries",
+            "8. Product path at 100k and 1M entries",
             product::product_path,
         ),
     ];
@@ -165,7 +167,7 @@ fn parse_args(args: &[String]) -> Result<(PathBuf, Vec<usize>)> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--section" {
-            let n = it.next().context("--section needs a number (1-7)")?;
+            let n = it.next().context("--section needs a number (1-8)")?;
             only.push(
                 n.parse()
                     .with_context(|| format!("--section {n}: not a section number"))?,
@@ -173,6 +175,12 @@ fn parse_args(args: &[String]) -> Result<(PathBuf, Vec<usize>)> {
         } else {
             out = PathBuf::from(a);
         }
+    }
+    // ENFORCER_BENCH_ONLY=7 (or 3,7) selects sections too.
+    if only.is_empty()
+        && let Ok(v) = std::env::var("ENFORCER_BENCH_ONLY")
+    {
+        only = v.split(',').filter_map(|n| n.trim().parse().ok()).collect();
     }
     Ok((out, only))
 }

@@ -1,4 +1,4 @@
-//! Section 7: the product path. The release `enforcer` binary as users run
+//! Section 8: the product path. The release `enforcer` binary as users run
 //! it (`policy validate`, `daemon`, `status`, `reload`) on generated
 //! policies of 100k and 1M entries, names resolved from a DNS server on
 //! loopback; `nft -f` of the same entries beside it.

@@ -622,7 +622,7 @@ pub fn connect_child(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn run_connect_child(cg: &Path, mode: &str, ns: &NetnsGuard) -> Result<f64> {
+pub(crate) fn run_connect_child(cg: &Path, mode: &str, ns: &NetnsGuard) -> Result<f64> {
     let exe = std::env::current_exe()?;
     let procs = std::ffi::CString::new(cg.join("cgroup.procs").as_os_str().as_encoded_bytes())?;
     let mut cmd = Command::new("timeout");
@@ -671,7 +671,7 @@ fn run_connect_child(cg: &Path, mode: &str, ns: &NetnsGuard) -> Result<f64> {
     Ok((f[0] - f[2]) / f[1])
 }
 
-fn prog_stats(dp: &mut Datapath, name: &str) -> Option<(u64, u64)> {
+pub(crate) fn prog_stats(dp: &mut Datapath, name: &str) -> Option<(u64, u64)> {
     let info = dp.ebpf_mut().program(name)?.info().ok()?;
     Some((info.run_time().as_nanos() as u64, info.run_count()))
 }

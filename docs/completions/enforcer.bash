@@ -31,12 +31,6 @@ _enforcer() {
             enforcer,flows)
                 cmd="enforcer__subcmd__flows"
                 ;;
-            enforcer,generate-docs)
-                cmd="enforcer__subcmd__generate__subcmd__docs"
-                ;;
-            enforcer,help)
-                cmd="enforcer__subcmd__help"
-                ;;
             enforcer,policy)
                 cmd="enforcer__subcmd__policy"
                 ;;
@@ -46,53 +40,8 @@ _enforcer() {
             enforcer,status)
                 cmd="enforcer__subcmd__status"
                 ;;
-            enforcer__subcmd__help,check)
-                cmd="enforcer__subcmd__help__subcmd__check"
-                ;;
-            enforcer__subcmd__help,daemon)
-                cmd="enforcer__subcmd__help__subcmd__daemon"
-                ;;
-            enforcer__subcmd__help,detach)
-                cmd="enforcer__subcmd__help__subcmd__detach"
-                ;;
-            enforcer__subcmd__help,doctor)
-                cmd="enforcer__subcmd__help__subcmd__doctor"
-                ;;
-            enforcer__subcmd__help,flows)
-                cmd="enforcer__subcmd__help__subcmd__flows"
-                ;;
-            enforcer__subcmd__help,generate-docs)
-                cmd="enforcer__subcmd__help__subcmd__generate__subcmd__docs"
-                ;;
-            enforcer__subcmd__help,help)
-                cmd="enforcer__subcmd__help__subcmd__help"
-                ;;
-            enforcer__subcmd__help,policy)
-                cmd="enforcer__subcmd__help__subcmd__policy"
-                ;;
-            enforcer__subcmd__help,reload)
-                cmd="enforcer__subcmd__help__subcmd__reload"
-                ;;
-            enforcer__subcmd__help,status)
-                cmd="enforcer__subcmd__help__subcmd__status"
-                ;;
-            enforcer__subcmd__help__subcmd__policy,default)
-                cmd="enforcer__subcmd__help__subcmd__policy__subcmd__default"
-                ;;
-            enforcer__subcmd__help__subcmd__policy,schema)
-                cmd="enforcer__subcmd__help__subcmd__policy__subcmd__schema"
-                ;;
-            enforcer__subcmd__help__subcmd__policy,show)
-                cmd="enforcer__subcmd__help__subcmd__policy__subcmd__show"
-                ;;
-            enforcer__subcmd__help__subcmd__policy,validate)
-                cmd="enforcer__subcmd__help__subcmd__policy__subcmd__validate"
-                ;;
             enforcer__subcmd__policy,default)
                 cmd="enforcer__subcmd__policy__subcmd__default"
-                ;;
-            enforcer__subcmd__policy,help)
-                cmd="enforcer__subcmd__policy__subcmd__help"
                 ;;
             enforcer__subcmd__policy,schema)
                 cmd="enforcer__subcmd__policy__subcmd__schema"
@@ -103,21 +52,6 @@ _enforcer() {
             enforcer__subcmd__policy,validate)
                 cmd="enforcer__subcmd__policy__subcmd__validate"
                 ;;
-            enforcer__subcmd__policy__subcmd__help,default)
-                cmd="enforcer__subcmd__policy__subcmd__help__subcmd__default"
-                ;;
-            enforcer__subcmd__policy__subcmd__help,help)
-                cmd="enforcer__subcmd__policy__subcmd__help__subcmd__help"
-                ;;
-            enforcer__subcmd__policy__subcmd__help,schema)
-                cmd="enforcer__subcmd__policy__subcmd__help__subcmd__schema"
-                ;;
-            enforcer__subcmd__policy__subcmd__help,show)
-                cmd="enforcer__subcmd__policy__subcmd__help__subcmd__show"
-                ;;
-            enforcer__subcmd__policy__subcmd__help,validate)
-                cmd="enforcer__subcmd__policy__subcmd__help__subcmd__validate"
-                ;;
             *)
                 ;;
         esac
@@ -125,7 +59,7 @@ _enforcer() {
 
     case "${cmd}" in
         enforcer)
-            opts="-h -V --help --version daemon detach status reload policy flows doctor generate-docs check help"
+            opts="-h -V --help --version daemon detach status reload policy flows doctor check"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -233,7 +167,7 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__doctor)
-            opts="-h --bpffs --socket --iface --json --help"
+            opts="-h --bpffs --socket --iface --resolv-conf --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -251,6 +185,10 @@ _enforcer() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --resolv-conf)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -259,7 +197,7 @@ _enforcer() {
             return 0
             ;;
         enforcer__subcmd__flows)
-            opts="-h --since --pid --exe --user --domain --limit --json --follow --socket --state-dir --help"
+            opts="-h --since --pid --exe --user --domain --name --limit --json --follow --socket --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -285,6 +223,10 @@ _enforcer() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -304,232 +246,8 @@ _enforcer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        enforcer__subcmd__generate__subcmd__docs)
-            opts="-h --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help)
-            opts="daemon detach status reload policy flows doctor generate-docs check help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__check)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__daemon)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__detach)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__doctor)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__flows)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__generate__subcmd__docs)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__policy)
-            opts="validate show default schema"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__policy__subcmd__default)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__policy__subcmd__schema)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__policy__subcmd__show)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__policy__subcmd__validate)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__reload)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__help__subcmd__status)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         enforcer__subcmd__policy)
-            opts="-h --help validate show default schema help"
+            opts="-h --help validate show default schema"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -545,90 +263,6 @@ _enforcer() {
         enforcer__subcmd__policy__subcmd__default)
             opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__policy__subcmd__help)
-            opts="validate show default schema help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__policy__subcmd__help__subcmd__default)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__policy__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__policy__subcmd__help__subcmd__schema)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__policy__subcmd__help__subcmd__show)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        enforcer__subcmd__policy__subcmd__help__subcmd__validate)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

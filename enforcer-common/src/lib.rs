@@ -55,6 +55,16 @@ pub mod maps {
     pub const LEARNED_V4: &str = "LEARNED_V4";
     /// IPv6 address → [`super::Learned`].
     pub const LEARNED_V6: &str = "LEARNED_V6";
+    /// Bans learned from answers of servers that are not the host's, per
+    /// receiving cgroup: [`super::scoped_v4`] key → [`super::Learned`].
+    /// Kept apart from `LEARNED_V4` so that two cgroups' bans of one
+    /// address never overwrite each other.
+    pub const LEARNED_SCOPED_V4: &str = "LEARNED_SCOPED_V4";
+    /// [`super::scoped_v6`] key → [`super::Learned`].
+    pub const LEARNED_SCOPED_V6: &str = "LEARNED_SCOPED_V6";
+    /// One entry, non-zero once a scoped ban was ever learned: until then
+    /// the verdicts skip the scoped lookups.
+    pub const LEARNED_SCOPED_USED: &str = "LEARNED_SCOPED_USED";
     /// The host's own DNS servers (IPv6 map key; IPv4 as `::ffff:a.b.c.d`)
     /// → 1: answers from them ban for everyone, and their addresses are
     /// never banned from an answer.
@@ -65,9 +75,24 @@ pub mod maps {
     pub const DNS_WALK: &str = "DNS_WALK";
     /// Per-CPU state of the walk over a message's answer records.
     pub const DNS_RECORDS: &str = "DNS_RECORDS";
+    /// Ring buffer of [`super::DnsReport`]: each DNS answer that taught
+    /// the kernel addresses, for the names in flows.
+    pub const DNS_REPORTS: &str = "DNS_REPORTS";
+    /// Per destination port (index): `PORT_GATE_*` bits saying rules with
+    /// that port exist, so that traffic to other ports skips the port tries.
+    pub const PORT_GATE: &str = "PORT_GATE";
+    /// Rules with a port (LPM trie): `Key<[u32; 2]>` = [`super::port_word`]
+    /// then the IPv4 address → [`super::PortRule`].
+    pub const PORT_LPM_V4: &str = "PORT_LPM_V4";
+    /// `Key<[u32; 5]>` = [`super::port_word`] then the IPv6 address →
+    /// [`super::PortRule`].
+    pub const PORT_LPM_V6: &str = "PORT_LPM_V6";
+    /// Rule id of a name rule with a port → [`super::name_port`]: what the
+    /// addresses the DNS program learns for that rule carry.
+    pub const NAME_PORTS: &str = "NAME_PORTS";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 31] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -87,10 +112,18 @@ pub mod maps {
         DNS_NAMES,
         LEARNED_V4,
         LEARNED_V6,
+        LEARNED_SCOPED_V4,
+        LEARNED_SCOPED_V6,
+        LEARNED_SCOPED_USED,
         DNS_SERVERS,
         DNS_SCRATCH,
         DNS_WALK,
         DNS_RECORDS,
+        DNS_REPORTS,
+        PORT_GATE,
+        PORT_LPM_V4,
+        PORT_LPM_V6,
+        NAME_PORTS,
     ];
 }
 
@@ -126,6 +159,8 @@ pub const MAX_DNS_NAMES: u32 = 1 << 16;
 /// Addresses learned from DNS answers, per family.
 pub const MAX_LEARNED: u32 = 1 << 16;
 pub const MAX_DNS_SERVERS: u32 = 64;
+/// Rules with a port (address or range with its port and protocol), per family.
+pub const MAX_PORT_RULES: u32 = 1 << 16;
 /// Operator NAT64 prefixes the policy may name.
 pub const MAX_NAT64_PREFIXES: u32 = 8;
 /// The skb hook reports a socket at most once per this interval (the
@@ -134,6 +169,8 @@ pub const SKB_REPORT_INTERVAL_NS: u64 = 10_000_000_000;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 1 << 22;
 pub const PROC_EVENTS_BYTES: u32 = 1 << 21;
+/// About 2000 reports of [`DnsReport`].
+pub const DNS_REPORTS_BYTES: u32 = 1 << 20;
 /// Threads between execve() entry and the exec completing.
 pub const MAX_EXEC_ARGS: u32 = 1024;
 /// Bytes of argv kept per exec (NUL-separated, truncated beyond).
@@ -158,7 +195,60 @@ pub const CONFIG_DNS_MIN_TTL_S: u32 = 3;
 pub const CONFIG_DNS_MAX_TTL_S: u32 = 4;
 /// Index into the `CONFIG` array: added to every learned TTL (`grace_s`).
 pub const CONFIG_DNS_GRACE_S: u32 = 5;
+/// Index into the `CONFIG` array: non-zero when the policy has rules with
+/// a port. 0 (the default) spares traffic that matched no address rule
+/// the port read and the `PORT_GATE` lookup.
+pub const CONFIG_PORT_RULES: u32 = 6;
 pub const CONFIG_LEN: u32 = 8;
+
+/// `PORT_GATE` bits: the port trie holds rules for this port over TCP,
+/// over UDP; and name rules with this port exist (addresses learned from
+/// DNS answers may carry it) over TCP, over UDP. Each lookup runs only
+/// where its bit says it can find something.
+pub const PORT_GATE_TCP: u8 = 1;
+pub const PORT_GATE_UDP: u8 = 2;
+pub const PORT_GATE_NAMES_TCP: u8 = 4;
+pub const PORT_GATE_NAMES_UDP: u8 = 8;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// The first word of a port trie key: the port (network order) and the IP
+/// protocol, in memory order. A rule for both protocols is two entries.
+#[inline(always)]
+pub const fn port_word(port: u16, proto: u8) -> u32 {
+    let p = port.to_be_bytes();
+    u32::from_ne_bytes([p[0], p[1], proto, 0])
+}
+/// The bits of [`port_word`] in a trie key's prefix length: a rule for
+/// every address on a port (`*:853`) has exactly this prefix length.
+pub const PORT_WORD_BITS: u32 = 32;
+
+/// `PortRule::flags`: an exception (`allow.cidrs: ["10.1.2.3:853"]`).
+pub const PORT_F_ALLOW: u32 = 1;
+
+/// A rule with a port, as the port tries hold it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRule {
+    pub rule_id: u32,
+    /// `PORT_F_*`.
+    pub flags: u32,
+}
+
+/// The port and protocol a name rule (and the addresses learned for it)
+/// is limited to, packed: port << 8 | protocol (0: both). 0 in all: every port.
+#[inline(always)]
+pub const fn name_port(port: u16, proto: u8) -> u32 {
+    (port as u32) << 8 | proto as u32
+}
+
+/// Whether traffic to `port`/`proto` falls under a [`name_port`] value.
+#[inline(always)]
+pub const fn name_port_covers(packed: u32, port: u16, proto: u8) -> bool {
+    packed == 0
+        || ((packed >> 8) == port as u32
+            && ((packed & 0xff) == 0 || (packed & 0xff) == proto as u32))
+}
 
 /// What one name key stands for: rule ids (0: none) of an exact name and
 /// of a `*.name` wildcard over it, banned and allowed.
@@ -173,6 +263,26 @@ pub struct NameRule {
 
 /// `Learned::flags`: an allowed name's address (an exception).
 pub const LEARNED_F_ALLOW: u32 = 1;
+
+/// The `LEARNED_SCOPED_V4` key of an IPv4 address (map byte order) learned
+/// for the cgroup `cgroup`.
+#[inline(always)]
+pub const fn scoped_v4(addr: u32, cgroup: u64) -> [u32; 4] {
+    [addr, 0, cgroup as u32, (cgroup >> 32) as u32]
+}
+
+/// The `LEARNED_SCOPED_V6` key of an IPv6 address learned for `cgroup`.
+#[inline(always)]
+pub const fn scoped_v6(addr: [u32; 4], cgroup: u64) -> [u32; 6] {
+    [
+        addr[0],
+        addr[1],
+        addr[2],
+        addr[3],
+        cgroup as u32,
+        (cgroup >> 32) as u32,
+    ]
+}
 
 /// An address learned from a DNS answer.
 #[repr(C)]
@@ -189,6 +299,9 @@ pub struct Learned {
     /// the cgroup v2 id of the socket that received the answer, the only
     /// one it applies to.
     pub cgroup_id: u64,
+    /// The port and protocol of the name's rule ([`name_port`]); 0: every port.
+    pub port: u32,
+    pub _reserved: u32,
 }
 
 /// Bytes of a DNS message the program reads (the rest is not parsed and
@@ -207,18 +320,47 @@ pub const fn dns_label_byte(h: u64, b: u8) -> u64 {
     (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
 }
 
+/// The hash of one label (or of the tail of one), as the DNS program
+/// computes it byte by byte.
+pub fn dns_label_hash(label: &str) -> u64 {
+    let mut h = DNS_LABEL_SEED;
+    for &b in label.as_bytes() {
+        h = dns_label_byte(h, b);
+    }
+    h
+}
+
 /// The key of `name` (lower or upper case, no trailing dot) as the DNS
 /// program computes it; for a `*.suffix` wildcard, the key of `suffix`.
 pub fn dns_name_key(name: &str) -> u64 {
     let mut key = DNS_NAME_SEED;
     for label in name.rsplit('.') {
-        let mut h = DNS_LABEL_SEED;
-        for &b in label.as_bytes() {
-            h = dns_label_byte(h, b);
-        }
-        key = dns_fold(key, h);
+        key = dns_fold(key, dns_label_hash(label));
     }
     key
+}
+
+/// Hyphens of a name's first label whose tails the DNS program keeps (the
+/// last ones): a `*-tail.rest` rule may have at most this many hyphens in
+/// its tail label, the leading one included.
+pub const DNS_SUFFIX_SLOTS: usize = 4;
+/// Mixed into a tail's hash before it is folded, so that `*-tail` keys
+/// live apart from the keys of whole names.
+pub const DNS_SUFFIX_TWEAK: u64 = 0x2d2d_2d2d_5aff_1c5e;
+
+/// The key of a `*-tail.rest` rule, given `-tail.rest`: the tail of the
+/// first label (from its hyphen on) folded over the key of `rest`. The DNS
+/// program computes the same for every tail of a name's first label that
+/// starts at one of its last [`DNS_SUFFIX_SLOTS`] hyphens (not the label's
+/// first byte).
+pub fn dns_suffix_key(tail_rest: &str) -> u64 {
+    let (tail, rest) = tail_rest.split_once('.').unwrap_or((tail_rest, ""));
+    let parent = if rest.is_empty() {
+        DNS_NAME_SEED
+    } else {
+        dns_name_key(rest)
+    };
+    dns_fold(parent, dns_label_hash(tail) ^ DNS_SUFFIX_TWEAK)
 }
 
 /// A name key: label hashes folded from the rightmost label leftwards,
@@ -297,7 +439,13 @@ pub const STAT_DNS_IGNORED: u32 = STAT_RINGBUF_FULL + 9;
 pub const STAT_DNS_LEARN_FAILED: u32 = STAT_RINGBUF_FULL + 10;
 /// DNS over TCP or fragments: not parsed.
 pub const STAT_DNS_UNPARSED: u32 = STAT_RINGBUF_FULL + 11;
-pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 12;
+/// Answers that taught addresses, reported in `DNS_REPORTS`.
+pub const STAT_DNS_REPORTED: u32 = STAT_RINGBUF_FULL + 12;
+/// Such answers not reported: `DNS_REPORTS` was full.
+pub const STAT_DNS_REPORT_LOST: u32 = STAT_RINGBUF_FULL + 13;
+/// Reported answers longer than [`DNS_REPORT_BYTES`]: cut there.
+pub const STAT_DNS_REPORT_CUT: u32 = STAT_RINGBUF_FULL + 14;
+pub const STATS_LEN: u32 = STAT_RINGBUF_FULL + 15;
 
 /// `Event::flags`: the banned address was the packet's source (XDP).
 pub const EVENT_F_SOURCE: u32 = 1;
@@ -407,6 +555,25 @@ pub struct ExecEvent {
     pub args: [u8; ARGS_BYTES],
 }
 
+/// Bytes of a DNS message a [`DnsReport`] carries.
+pub const DNS_REPORT_BYTES: usize = 512;
+
+/// A DNS answer that taught the kernel addresses (of a banned or allowed
+/// name), so that userspace can name those addresses in flows.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsReport {
+    /// `bpf_ktime_get_boot_ns()` when the answer was parsed.
+    pub ts_ns: u64,
+    /// cgroup v2 id of the socket that received it.
+    pub cgroup_id: u64,
+    /// The message's length as the transport said.
+    pub len: u32,
+    /// Bytes of it in `msg` (at most [`DNS_REPORT_BYTES`]).
+    pub copied: u32,
+    pub msg: [u8; DNS_REPORT_BYTES],
+}
+
 /// Per-CPU XDP event budget: the window start and the events in it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -419,6 +586,9 @@ pub struct RateState {
 const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::size_of::<SockOwner>() == 40);
 const _: () = assert!(core::mem::size_of::<RateState>() == 16);
+const _: () = assert!(core::mem::size_of::<Learned>() == 32);
+const _: () = assert!(core::mem::size_of::<PortRule>() == 8);
+const _: () = assert!(core::mem::size_of::<DnsReport>() == 24 + DNS_REPORT_BYTES);
 const _: () = assert!(core::mem::size_of::<ExecArgs>() == 8 + 2 * ARGS_BYTES);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 56 + FILENAME_BYTES + ARGS_BYTES);
 
@@ -510,6 +680,7 @@ mod pod {
     // SAFETY: all three are repr(C), padding-free, and valid for any bytes.
     unsafe impl aya::Pod for super::NameRule {}
     unsafe impl aya::Pod for super::Learned {}
+    unsafe impl aya::Pod for super::PortRule {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::SockOwner {}
     unsafe impl aya::Pod for super::RateState {}
@@ -527,6 +698,55 @@ mod tests {
         let e = embedded_v4(v6_key(a.octets()));
         let v4 = (e.via != 0).then(|| v4_octets(e.v4).into());
         (v4, e.via)
+    }
+
+    /// What the DNS program does for a name: the first label's tails from
+    /// its last hyphens (rotating slots), each folded over the parent key.
+    fn kernel_suffix_keys(name: &str) -> Vec<u64> {
+        let (first, rest) = name.split_once('.').unwrap();
+        let mut tails = [0u64; DNS_SUFFIX_SLOTS];
+        let mut hyphens = 0usize;
+        for (at, &c) in first.as_bytes().iter().enumerate() {
+            for t in tails.iter_mut() {
+                *t = dns_label_byte(*t, c);
+            }
+            if c == b'-' && at > 0 {
+                tails[hyphens % DNS_SUFFIX_SLOTS] = dns_label_byte(DNS_LABEL_SEED, c);
+                hyphens += 1;
+            }
+        }
+        let parent = dns_name_key(rest);
+        (0..hyphens.min(DNS_SUFFIX_SLOTS))
+            .map(|i| dns_fold(parent, tails[i] ^ DNS_SUFFIX_TWEAK))
+            .collect()
+    }
+
+    #[test]
+    fn a_tail_key_is_what_the_kernel_computes_for_a_matching_name() {
+        let key = dns_suffix_key("-aiplatform.googleapis.com");
+        for name in [
+            "us-central1-aiplatform.googleapis.com",
+            "x-y-aiplatform.googleapis.com",
+            "a-b-c-d-e-f-aiplatform.googleapis.com",
+            "EU-AIPlatform.googleapis.com",
+        ] {
+            assert!(kernel_suffix_keys(name).contains(&key), "{name}");
+        }
+        // Four hyphens in the tail: still among the kept slots.
+        let long = dns_suffix_key("-a-b-c-d.test");
+        assert!(kernel_suffix_keys("x-y-z-a-b-c-d.test").contains(&long));
+        for name in [
+            "x-aiplatform.googleapis.comx",
+            "x-aiplatformx.googleapis.com",
+            "-aiplatform.googleapis.com",
+            "x-aiplatform.googleapis.net",
+        ] {
+            if name.split_once('.').is_some() {
+                assert!(!kernel_suffix_keys(name).contains(&key), "{name}");
+            }
+        }
+        // A separate key space: a name that is the tail itself is not it.
+        assert_ne!(key, dns_name_key("-aiplatform.googleapis.com"));
     }
 
     #[test]

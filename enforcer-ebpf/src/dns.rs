@@ -29,14 +29,18 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     CONFIG_DNS_GRACE_S, CONFIG_DNS_MAX_TTL_S, CONFIG_DNS_MIN_TTL_S, DNS_LABEL_SEED, DNS_MAX_LABELS,
-    DNS_NAME_SEED, DNS_SCRATCH_BYTES, LEARNED_F_ALLOW, Learned, STAT_DNS_IGNORED,
-    STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED, STAT_DNS_MALFORMED, STAT_DNS_RESPONSES,
-    STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED, dns_fold, dns_label_byte,
+    DNS_NAME_SEED, DNS_REPORT_BYTES, DNS_SCRATCH_BYTES, DNS_SUFFIX_SLOTS, DNS_SUFFIX_TWEAK,
+    DnsReport, LEARNED_F_ALLOW, Learned, STAT_DNS_IGNORED, STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED,
+    STAT_DNS_MALFORMED, STAT_DNS_REPORT_CUT, STAT_DNS_REPORT_LOST, STAT_DNS_REPORTED,
+    STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED, dns_fold, dns_label_byte, scoped_v4,
+    scoped_v6,
 };
 
 use crate::{
     maps::{
-        CONFIG, DNS_NAMES, DNS_RECORDS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK, LEARNED_V4, LEARNED_V6,
+        CONFIG, DNS_NAMES, DNS_RECORDS, DNS_REPORTS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK,
+        LEARNED_SCOPED_USED, LEARNED_SCOPED_V4, LEARNED_SCOPED_V6, LEARNED_V4, LEARNED_V6,
+        NAME_PORTS,
     },
     net::{
         ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN, SKB_PASS, ipv4_hlen,
@@ -156,6 +160,7 @@ fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
     if ret != 0 {
         return Err(());
     }
+    let wire_len = len;
     let len = if len > copied {
         bump(STAT_DNS_TRUNCATED);
         copied
@@ -168,7 +173,59 @@ fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
         // SAFETY: the context's skb is valid for the program's run.
         cgroup: unsafe { bpf_skb_cgroup_id(ctx.skb.skb) },
     };
-    parse_message(buf, len, origin)
+    let walk = DNS_RECORDS.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe { (*walk).taught = 0 };
+    let parsed = parse_message(buf, len, origin);
+    // Even a message that failed later on taught what it taught.
+    // SAFETY: as above.
+    if unsafe { (*walk).taught } != 0 {
+        report(ctx, start, wire_len, len, origin.cgroup);
+    }
+    parsed
+}
+
+/// Hands the message to userspace (`DNS_REPORTS`), which names the
+/// addresses it taught in flows. A full ring is counted, never waited for.
+#[inline(always)]
+fn report(ctx: &SkBuffContext, start: usize, wire_len: usize, len: usize, cgroup: u64) {
+    let Some(mut entry) = DNS_REPORTS.reserve::<DnsReport>(0) else {
+        bump(STAT_DNS_REPORT_LOST);
+        return;
+    };
+    if len > DNS_REPORT_BYTES {
+        bump(STAT_DNS_REPORT_CUT);
+    }
+    let n = if len > DNS_REPORT_BYTES {
+        DNS_REPORT_BYTES
+    } else {
+        len
+    };
+    // In 1..=DNS_REPORT_BYTES in a form the verifier follows (a parsed
+    // message has at least its 12-byte header).
+    let n = ((n.wrapping_sub(1)) & (DNS_REPORT_BYTES - 1)) + 1;
+    let r = entry.as_mut_ptr();
+    // SAFETY: the reserved entry is ours until submitted or discarded;
+    // the helper checks the packet bounds.
+    let ret = unsafe {
+        (*r).ts_ns = bpf_ktime_get_boot_ns();
+        (*r).cgroup_id = cgroup;
+        (*r).len = wire_len as u32;
+        (*r).copied = n as u32;
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            start as u32,
+            (*r).msg.as_mut_ptr() as *mut c_void,
+            n as u32,
+        )
+    };
+    if ret != 0 {
+        entry.discard(0);
+        bump(STAT_DNS_REPORT_LOST);
+        return;
+    }
+    entry.submit(0);
+    bump(STAT_DNS_REPORTED);
 }
 
 #[inline(always)]
@@ -249,7 +306,8 @@ pub struct RecordWalk {
     allow: u32,
     failed: u32,
     chained: u32,
-    _pad: u32,
+    /// A+AAAA records of a matching chain seen: the message is reported.
+    taught: u32,
     /// Offsets of the names on the chain: the question, CNAME targets.
     chain: [u16; MAX_CHAIN],
 }
@@ -342,6 +400,7 @@ fn record(w: &mut RecordWalk) -> Result<(), ()> {
                 byte(buf, rdata + 2),
                 byte(buf, rdata + 3),
             ];
+            w.taught += 1;
             learn_v4(a, ttl, decision, origin);
         }
         TYPE_AAAA if rdlen == 16 && (decision.deny | decision.allow) != 0 => {
@@ -349,6 +408,7 @@ fn record(w: &mut RecordWalk) -> Result<(), ()> {
             for (j, b) in a.iter_mut().enumerate() {
                 *b = byte(buf, rdata + j);
             }
+            w.taught += 1;
             learn_v6(a, ttl, decision, origin);
         }
         _ => {}
@@ -423,6 +483,14 @@ pub struct NameWalk {
     state: u32,
     _pad: u32,
     labels: [u64; DNS_MAX_LABELS],
+    /// Hashes of the first label's tails, each from one of its last
+    /// hyphens on (`*-tail` rules); slot `hyphens - 1` (mod the slots) is
+    /// the newest, shortest tail.
+    tails: [u64; DNS_SUFFIX_SLOTS],
+    /// Hyphens seen in the first label (not at its first byte).
+    hyphens: u32,
+    /// The length of the label being read.
+    label_len: u32,
     /// The fold so far (`fold_step`) and what it matched.
     key: u64,
     deny: u32,
@@ -456,6 +524,9 @@ unsafe extern "C" fn name_step(_index: u64, _ctx: *mut c_void) -> i64 {
     }
     let c = byte(buf, pos);
     if w.left > 0 {
+        if w.count == 0 {
+            first_label_byte(w, c);
+        }
         w.hash = dns_label_byte(w.hash, c);
         w.left -= 1;
         w.pos += 1;
@@ -491,15 +562,58 @@ unsafe extern "C" fn name_step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     w.left = c as u32;
+    w.label_len = c as u32;
     w.hash = DNS_LABEL_SEED;
     w.pos += 1;
     0
 }
 
+/// A byte of the first label: extends every tail, and a hyphen (not the
+/// label's first byte) starts a new one in the oldest slot. Rotating keeps
+/// the tails of the last `DNS_SUFFIX_SLOTS` hyphens, the ones a rule with
+/// at most that many hyphens can name.
+#[inline(always)]
+fn first_label_byte(w: &mut NameWalk, c: u8) {
+    let mut i = 0;
+    while i < DNS_SUFFIX_SLOTS {
+        w.tails[i] = dns_label_byte(w.tails[i], c);
+        i += 1;
+    }
+    if c == b'-' && w.left < w.label_len {
+        w.tails[(w.hyphens as usize) & (DNS_SUFFIX_SLOTS - 1)] = dns_label_byte(DNS_LABEL_SEED, c);
+        w.hyphens += 1;
+    }
+}
+
+/// The `*-tail` rules over the first label (folded onto `parent`, the key
+/// of the rest of the name): the shortest tail first, so that a longer
+/// (more specific) one overwrites.
+#[inline(always)]
+fn tail_rules(w: &mut NameWalk, parent: u64) {
+    let filled = if (w.hyphens as usize) < DNS_SUFFIX_SLOTS {
+        w.hyphens as usize
+    } else {
+        DNS_SUFFIX_SLOTS
+    };
+    let mut i = 0;
+    while i < DNS_SUFFIX_SLOTS {
+        if i < filled {
+            let slot = (w.hyphens as usize).wrapping_sub(1 + i) & (DNS_SUFFIX_SLOTS - 1);
+            let key = dns_fold(parent, w.tails[slot] ^ DNS_SUFFIX_TWEAK);
+            // SAFETY: a map lookup of a stack key.
+            if let Some(rule) = unsafe { DNS_NAMES.get(key) } {
+                decide(w, rule.deny_exact, rule.allow_exact);
+            }
+        }
+        i += 1;
+    }
+}
+
 /// One suffix of the name (label `j` from the right): folds it into the
 /// key and looks the key up; the whole name matches exact entries, a
-/// shorter suffix wildcard entries. The most specific match wins (later,
-/// longer suffixes overwrite).
+/// shorter suffix wildcard entries, and before the leftmost label is
+/// folded, its tails match `*-tail` entries. The most specific match wins
+/// (later, longer suffixes overwrite): exact, then `*-tail`, then `*.`.
 #[inline(never)]
 unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
     let Some(w) = DNS_WALK.get_ptr_mut(0) else {
@@ -512,6 +626,10 @@ unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     let label = w.labels[((count - 1 - j) as usize) & (DNS_MAX_LABELS - 1)];
+    if j + 1 == count && w.hyphens != 0 {
+        let parent = w.key;
+        tail_rules(w, parent);
+    }
     w.key = dns_fold(w.key, label);
     // SAFETY: a map lookup of a stack key.
     let Some(rule) = (unsafe { DNS_NAMES.get(w.key) }) else {
@@ -522,13 +640,41 @@ unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
     } else {
         (rule.deny_wild, rule.allow_wild)
     };
-    if deny != 0 {
-        w.deny = deny;
+    decide(w, deny, allow);
+    0
+}
+
+/// The port scope ([`enforcer_common::name_port`]) of a name rule; 0: every
+/// port.
+#[inline(always)]
+fn rule_port(rule_id: u32) -> u32 {
+    // SAFETY: a map lookup of a stack key.
+    match unsafe { NAME_PORTS.get(rule_id) } {
+        Some(&p) => p,
+        None => 0,
     }
+}
+
+/// Takes the rules of one name level into the walk, which goes from the
+/// least specific level to the most specific (`*.a.b`, `*.b`-style
+/// wildcards, then `*-tail`, then the exact name), so that the most
+/// specific rule decides, as for the policy: a more specific exception
+/// wins over a broader ban (which is kept, for `entry` to see), a more
+/// specific ban over a broader exception. Two bans make one: a ban on
+/// every port is never narrowed by a more specific ban on one port.
+#[inline(always)]
+fn decide(w: &mut NameWalk, deny: u32, allow: u32) {
     if allow != 0 {
         w.allow = allow;
+        if deny != 0 {
+            w.deny = deny;
+        }
+    } else if deny != 0 {
+        w.allow = 0;
+        if w.deny == 0 || rule_port(w.deny) != 0 {
+            w.deny = deny;
+        }
     }
-    0
 }
 
 /// Reads the name at `start`: hashes each label as it goes (one pass over
@@ -548,6 +694,8 @@ fn read_name(len: usize, start: usize) -> Result<Name, ()> {
     w.count = 0;
     w.left = 0;
     w.jumps = 0;
+    w.hyphens = 0;
+    w.label_len = 0;
     w.state = WALKING;
     w.key = DNS_NAME_SEED;
     w.deny = 0;
@@ -616,9 +764,9 @@ fn expiry(ttl: u32) -> u64 {
     now + (ttl as u64 + grace as u64) * 1_000_000_000
 }
 
-/// The entry to store, given what is stored: a live exception is never
-/// turned into a ban, a live entry for everyone never narrowed to one
-/// cgroup, and an expiry never shortened.
+/// The entry to store, given what is stored under the same key (the
+/// same address, and for a scoped ban the same cgroup): a live exception
+/// is never turned into a ban, and an expiry is never shortened.
 #[inline(always)]
 fn merge(old: Option<&Learned>, new: Learned) -> Option<Learned> {
     let Some(old) = old else {
@@ -642,23 +790,53 @@ fn merge(old: Option<&Learned>, new: Learned) -> Option<Learned> {
         if old.expires_ns > out.expires_ns {
             out.expires_ns = old.expires_ns;
         }
+        out.port = wider_port(old.port, new.port);
     }
     Some(out)
 }
 
+/// The port scope of an address learned for two rules: every port wins
+/// over one port, both protocols over one. Two different ports cannot be
+/// held by one entry: the newer answer's name keeps it (its application
+/// is about to connect); the daemon's own resolution of names with a port
+/// goes to the port tries, where both stay.
 #[inline(always)]
-fn entry(ttl: u32, d: Decision, origin: Origin) -> Learned {
-    let (rule_id, flags) = if d.allow != 0 {
-        (d.allow, LEARNED_F_ALLOW)
+fn wider_port(old: u32, new: u32) -> u32 {
+    if old == 0 || new == 0 {
+        0
+    } else if old >> 8 == new >> 8 && old != new {
+        old & !0xff
     } else {
-        (d.deny, 0)
-    };
-    Learned {
+        new
+    }
+}
+
+/// What an answer teaches about its addresses, if anything. An exception
+/// is learned only from the host's DNS servers: any process can answer
+/// itself, and an exception lifts bans (static ones included). An
+/// exception with a port inside a broader ban is not learned either: one
+/// entry cannot hold "banned except on 443", and the ban is the safe half
+/// (an address exception with a port, `allow.cidrs: ["ADDR:443"]`, opens
+/// such a port).
+#[inline(always)]
+fn entry(ttl: u32, d: Decision, origin: Origin) -> Option<Learned> {
+    let allow_port = if d.allow != 0 { rule_port(d.allow) } else { 0 };
+    let (rule_id, flags, port) =
+        if d.allow != 0 && origin.system && (allow_port == 0 || d.deny == 0) {
+            (d.allow, LEARNED_F_ALLOW, allow_port)
+        } else if d.deny != 0 {
+            (d.deny, 0, rule_port(d.deny))
+        } else {
+            return None;
+        };
+    Some(Learned {
         rule_id,
         flags,
         expires_ns: expiry(ttl),
         cgroup_id: if origin.system { 0 } else { origin.cgroup },
-    }
+        port,
+        _reserved: 0,
+    })
 }
 
 /// Sinkholes and the host itself, by an IPv4 address's first two bytes:
@@ -676,7 +854,18 @@ fn learn_v4(a: [u8; 4], ttl: u32, d: Decision, origin: Origin) {
     }
     let key = u32::from_ne_bytes(a);
     let mapped = [0, 0, u32::from_be(0x0000_ffff), key];
-    learn(&LEARNED_V4, key, mapped, ttl, d, origin);
+    if origin.system {
+        learn(&LEARNED_V4, key, mapped, ttl, d, origin);
+    } else {
+        learn(
+            &LEARNED_SCOPED_V4,
+            scoped_v4(key, origin.cgroup),
+            mapped,
+            ttl,
+            d,
+            origin,
+        );
+    }
 }
 
 #[inline(always)]
@@ -688,13 +877,29 @@ fn learn_v6(a: [u8; 16], ttl: u32, d: Decision, origin: Origin) {
         bump(STAT_DNS_IGNORED);
         return;
     }
+    if mapped_v4 {
+        // The programs judge ::ffff:a.b.c.d by the IPv4 maps.
+        learn_v4([a[12], a[13], a[14], a[15]], ttl, d, origin);
+        return;
+    }
     let key = [
         u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
         u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
         u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
         u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
     ];
-    learn(&LEARNED_V6, key, key, ttl, d, origin);
+    if origin.system {
+        learn(&LEARNED_V6, key, key, ttl, d, origin);
+    } else {
+        learn(
+            &LEARNED_SCOPED_V6,
+            scoped_v6(key, origin.cgroup),
+            key,
+            ttl,
+            d,
+            origin,
+        );
+    }
 }
 
 /// Stores what an answer says of `key` in `map` (either family's learned
@@ -714,7 +919,17 @@ fn learn<K>(
         bump(STAT_DNS_IGNORED);
         return;
     }
-    let Some(value) = merge(unsafe { map.get(&key) }, entry(ttl, d, origin)) else {
+    let Some(new) = entry(ttl, d, origin) else {
+        return;
+    };
+    if new.cgroup_id != 0 {
+        // From now on the verdicts look scoped bans up too.
+        if let Some(used) = LEARNED_SCOPED_USED.get_ptr_mut(0) {
+            // SAFETY: an array slot; any CPU writing 1 is the same.
+            unsafe { *used = 1 };
+        }
+    }
+    let Some(value) = merge(unsafe { map.get(&key) }, new) else {
         return;
     };
     match map.insert(&key, value, 0) {

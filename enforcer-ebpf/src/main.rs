@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - `maps`: every map, named as `enforcer_common::maps` says.
-//! - `net`: wire constants and header reads the packet programs share.
+//! - `net`: wire constants and the header parsing skb and XDP share.
 //! - `verdict`: the one place that turns an address into a verdict and rule.
 //! - `report`: counters and ring-buffer events.
 //! - `sock_addr`: cgroup connect4/6 and sendmsg4/6 (EPERM at the syscall).

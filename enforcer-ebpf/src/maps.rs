@@ -4,10 +4,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use enforcer_common::{
-    CONFIG_LEN, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned, MAX_ALLOW_V4, MAX_ALLOW_V6,
-    MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6, MAX_EXEC_ARGS, MAX_LEARNED,
-    MAX_NAT64_PREFIXES, MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SOCK_OWNERS, NameRule,
-    PROC_EVENTS_BYTES, RateState, STATS_LEN, SockOwner,
+    CONFIG_LEN, DNS_REPORTS_BYTES, DNS_SCRATCH_BYTES, EVENTS_BYTES, ExecArgs, Learned,
+    MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6,
+    MAX_EXEC_ARGS, MAX_LEARNED, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_RANGES_V4, MAX_RANGES_V6,
+    MAX_REPORTED, MAX_SOCK_OWNERS, NameRule, PROC_EVENTS_BYTES, PortRule, RateState, STATS_LEN,
+    SockOwner,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -66,6 +67,15 @@ pub static LEARNED_V4: HashMap<u32, Learned> =
 #[map]
 pub static LEARNED_V6: HashMap<[u32; 4], Learned> =
     HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+// Bans learned from other servers' answers, per receiving cgroup.
+#[map]
+pub static LEARNED_SCOPED_V4: HashMap<[u32; 4], Learned> =
+    HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+#[map]
+pub static LEARNED_SCOPED_V6: HashMap<[u32; 6], Learned> =
+    HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+#[map]
+pub static LEARNED_SCOPED_USED: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 pub static DNS_SERVERS: HashMap<[u32; 4], u32> = HashMap::with_max_entries(MAX_DNS_SERVERS, 0);
 #[map]
@@ -74,3 +84,20 @@ pub static DNS_SCRATCH: PerCpuArray<[u8; DNS_SCRATCH_BYTES]> = PerCpuArray::with
 pub static DNS_WALK: PerCpuArray<crate::dns::NameWalk> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static DNS_RECORDS: PerCpuArray<crate::dns::RecordWalk> = PerCpuArray::with_max_entries(1, 0);
+// DNS answers that taught addresses, for the names in flows.
+#[map]
+pub static DNS_REPORTS: RingBuf = RingBuf::with_byte_size(DNS_REPORTS_BYTES, 0);
+
+// Rules with a port. The gate, indexed by port, is read only for traffic
+// no address rule matched, and only while `CONFIG_PORT_RULES` is set; the
+// tries only where the gate says rules exist for the port and protocol.
+#[map]
+pub static PORT_GATE: Array<u8> = Array::with_max_entries(1 << 16, 0);
+#[map]
+pub static PORT_LPM_V4: LpmTrie<[u32; 2], PortRule> = LpmTrie::with_max_entries(MAX_PORT_RULES, 0);
+#[map]
+pub static PORT_LPM_V6: LpmTrie<[u32; 5], PortRule> = LpmTrie::with_max_entries(MAX_PORT_RULES, 0);
+// Rule id → `enforcer_common::name_port`, for name rules with a port only.
+#[map]
+pub static NAME_PORTS: HashMap<u32, u32> =
+    HashMap::with_max_entries(MAX_DNS_NAMES, BPF_F_NO_PREALLOC);

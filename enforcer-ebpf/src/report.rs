@@ -4,11 +4,14 @@ use aya_ebpf::helpers::{
 };
 use enforcer_common::{
     CONFIG_XDP_EVENTS_PER_SEC, Event, SKB_REPORT_INTERVAL_NS, STAT_RINGBUF_FULL,
-    STAT_SKB_EVENTS_COALESCED, STAT_XDP_EVENTS_SUPPRESSED, STATS_LEN, SockOwner,
-    XDP_EVENTS_PER_SEC_DEFAULT, stat_index,
+    STAT_SKB_EVENTS_COALESCED, STAT_XDP_EVENTS_SUPPRESSED, STATS_LEN, SockOwner, VERDICT_ALLOWED,
+    VERDICT_PASS, XDP_EVENTS_PER_SEC_DEFAULT, stat_index,
 };
 
-use crate::maps::{CONFIG, EVENTS, REPORTED, STATS, XDP_RATE};
+use crate::{
+    maps::{CONFIG, EVENTS, REPORTED, STATS, XDP_RATE},
+    verdict::{Match, passes},
+};
 
 #[inline(always)]
 pub fn bump(index: u32) {
@@ -24,6 +27,22 @@ pub fn bump(index: u32) {
 #[inline(always)]
 pub fn count(hook: u32, verdict: u32) {
     bump(stat_index(hook, verdict));
+}
+
+/// The end every packet program shares: count the verdict, report it
+/// unless it passed untouched or was allowed by an exception (`report`
+/// gets the verdict and rule), and say whether the packet goes on.
+#[inline(always)]
+pub fn conclude(hook: u32, found: Match, report: impl FnOnce(u32, u32)) -> bool {
+    let Match { verdict, rule_id } = found;
+    count(hook, verdict);
+    if verdict == VERDICT_PASS {
+        return true;
+    }
+    if verdict != VERDICT_ALLOWED {
+        report(verdict, rule_id);
+    }
+    passes(verdict)
 }
 
 /// The current task as a socket owner.

@@ -10,17 +10,17 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     AF_INET, EVENT_F_OWNER_FROM_COOKIE, EVENT_F_OWNER_UNKNOWN, HOOK_SKB_EGRESS, STAT_OWNER_UNKNOWN,
-    SockOwner, VERDICT_ALLOWED, VERDICT_PASS,
+    SockOwner, VERDICT_PASS,
 };
 
 use crate::{
     maps::SOCK_OWNERS,
     net::{
-        ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN, SKB_DROP, SKB_PASS, ipv4_hlen,
+        ETH_P_IP, ETH_P_IPV6, IPV6_HLEN, SKB_DROP, SKB_PASS, ipv4, ipv6, ipv6_l4, l4_port,
         skb_ethertype,
     },
-    report::{Flow, bump, count, emit, skb_report_due},
-    verdict::{ERROR, Match, check_v4, check_v6_forms, passes},
+    report::{Flow, bump, conclude, emit, skb_report_due},
+    verdict::{ERROR, Match, check_v4, check_v6_forms, port_rules, port_v4, port_v6_forms},
 };
 
 #[cgroup_skb(egress)]
@@ -35,13 +35,7 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
         Ok(p) => p,
         Err(()) => (ERROR, blank_flow()),
     };
-    let Match { verdict, rule_id } = found;
-    if verdict == VERDICT_PASS {
-        count(HOOK_SKB_EGRESS, VERDICT_PASS);
-        return SKB_PASS;
-    }
-    count(HOOK_SKB_EGRESS, verdict);
-    if verdict != VERDICT_ALLOWED {
+    let goes_on = conclude(HOOK_SKB_EGRESS, found, |verdict, rule_id| {
         report(
             &ctx,
             Flow {
@@ -49,9 +43,9 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
                 rule_id,
                 ..flow
             },
-        );
-    }
-    if passes(verdict) { SKB_PASS } else { SKB_DROP }
+        )
+    });
+    if goes_on { SKB_PASS } else { SKB_DROP }
 }
 
 /// The verdict, and what an event would say about the packet (`flags`
@@ -69,31 +63,38 @@ fn skb_cgroup(ctx: &SkBuffContext) -> u64 {
     unsafe { bpf_skb_cgroup_id(ctx.skb.skb) }
 }
 
+/// cgroup_skb data starts at the network header.
+const L3: usize = 0;
+
 #[inline(always)]
 fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
-    let vihl: u8 = ctx.load(0).map_err(|_| ())?;
-    let frag: u16 = ctx.load(6).map_err(|_| ())?;
-    let protocol: u8 = ctx.load(9).map_err(|_| ())?;
-    let daddr: u32 = ctx.load(16).map_err(|_| ())?;
-    let found = check_v4(daddr, skb_cgroup(ctx));
-    if found.verdict == VERDICT_PASS {
+    let ip = ipv4(ctx, L3)?;
+    let cgroup = skb_cgroup(ctx);
+    let mut found = check_v4(ip.daddr, cgroup);
+    // The port is read for an event, or for the port rules when no address
+    // rule spoke and the policy has some.
+    let by_port = found.verdict == VERDICT_PASS && port_rules();
+    if found.verdict == VERDICT_PASS && !by_port {
         return Ok((found, blank_flow()));
     }
-    // The port is only in the first fragment.
-    let first_fragment = u16::from_be(frag) & 0x1fff == 0;
-    let l4 = ipv4_hlen(vihl);
-    let port = if first_fragment {
-        dest_port(ctx, protocol, l4)
+    let port = if ip.first_fragment() {
+        l4_port(ctx, ip.protocol, ip.l4(L3), false)
     } else {
         0
     };
+    if by_port {
+        found = port_v4(ip.daddr, cgroup, port as u16, ip.protocol);
+        if found.verdict == VERDICT_PASS {
+            return Ok((found, blank_flow()));
+        }
+    }
     Ok((
         found,
         Flow {
             family: AF_INET,
-            addr: [daddr, 0, 0, 0],
+            addr: [ip.daddr, 0, 0, 0],
             port,
-            protocol: protocol as u32,
+            protocol: ip.protocol as u32,
             ..blank_flow()
         },
     ))
@@ -101,36 +102,33 @@ fn parse_v4(ctx: &SkBuffContext) -> Result<Parsed, ()> {
 
 #[inline(always)]
 fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
-    let next: u8 = ctx.load(6).map_err(|_| ())?;
-    let daddr: [u32; 4] = ctx.load(24).map_err(|_| ())?;
+    let ip = ipv6(ctx, L3)?;
     // A NAT64 or 6to4 destination is judged by its IPv4 address too.
-    let j = check_v6_forms(daddr, skb_cgroup(ctx));
-    if j.found.verdict == VERDICT_PASS {
+    let cgroup = skb_cgroup(ctx);
+    let mut j = check_v6_forms(ip.daddr, cgroup);
+    let by_port = j.found.verdict == VERDICT_PASS && port_rules();
+    if j.found.verdict == VERDICT_PASS && !by_port {
         return Ok((j.found, blank_flow()));
+    }
+    let (proto, l4) = ipv6_l4(ctx, L3, ip.next).unwrap_or((ip.next, L3 + IPV6_HLEN));
+    let port = l4_port(ctx, proto, l4, false);
+    if by_port {
+        j = port_v6_forms(ip.daddr, cgroup, port as u16, proto);
+        if j.found.verdict == VERDICT_PASS {
+            return Ok((j.found, blank_flow()));
+        }
     }
     Ok((
         j.found,
         Flow {
             family: j.family,
             addr: j.addr,
-            // Extension headers are not walked: the port is then reported as 0.
-            port: dest_port(ctx, next, IPV6_HLEN),
-            protocol: next as u32,
+            port,
+            protocol: proto as u32,
             flags: j.via,
             ..blank_flow()
         },
     ))
-}
-
-#[inline(always)]
-fn dest_port(ctx: &SkBuffContext, protocol: u8, l4: usize) -> u32 {
-    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
-        return 0;
-    }
-    match ctx.load::<u16>(l4 + 2) {
-        Ok(port) => u16::from_be(port) as u32,
-        Err(_) => 0,
-    }
 }
 
 #[inline(always)]

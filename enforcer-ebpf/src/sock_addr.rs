@@ -15,7 +15,9 @@ use enforcer_common::{
 use crate::{
     maps::SOCK_OWNERS,
     report::{Flow, count, current_owner, emit, mark_reported},
-    verdict::{Match, check_v4, check_v6_forms, passes, v4_mapped},
+    verdict::{
+        Match, check_v4, check_v6_forms, passes, port_rules, port_v4, port_v6_forms, v4_mapped,
+    },
 };
 
 const ALLOW: i32 = 1;
@@ -55,8 +57,22 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     // SAFETY: the context pointer is valid for the program's run; the
     // verifier checks each field access.
     let addr = unsafe { (*sa).user_ip4 };
-    let found = check_v4(addr, current_cgroup());
+    let cgroup = current_cgroup();
+    let mut found = check_v4(addr, cgroup);
+    if found.verdict == VERDICT_PASS && port_rules() {
+        let (port, proto) = port_of(ctx);
+        found = port_v4(addr, cgroup, port, proto);
+    }
     judge(ctx, hook, found, AF_INET, [addr, 0, 0, 0], 0)
+}
+
+/// The destination port (host order) and the socket's IP protocol.
+#[inline(always)]
+fn port_of(ctx: &SockAddrContext) -> (u16, u8) {
+    let sa = ctx.sock_addr;
+    // SAFETY: as in `try_v4`.
+    let (port, protocol) = unsafe { ((*sa).user_port, (*sa).protocol) };
+    (u16::from_be(port as u16), protocol as u8)
 }
 
 #[inline(always)]
@@ -75,17 +91,22 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     // An AF_INET6 socket reaches IPv4 hosts through ::ffff:a.b.c.d, so those
     // are judged against the v4 maps only; NAT64 and 6to4 addresses are
     // real IPv6 destinations, judged by both (`check_v6_forms`).
+    let cgroup = current_cgroup();
     match v4_mapped(addr) {
-        Some(v4) => judge(
-            ctx,
-            hook,
-            check_v4(v4, current_cgroup()),
-            AF_INET,
-            [v4, 0, 0, 0],
-            EVENT_F_V4_MAPPED,
-        ),
+        Some(v4) => {
+            let mut found = check_v4(v4, cgroup);
+            if found.verdict == VERDICT_PASS && port_rules() {
+                let (port, proto) = port_of(ctx);
+                found = port_v4(v4, cgroup, port, proto);
+            }
+            judge(ctx, hook, found, AF_INET, [v4, 0, 0, 0], EVENT_F_V4_MAPPED)
+        }
         None => {
-            let j = check_v6_forms(addr, current_cgroup());
+            let mut j = check_v6_forms(addr, cgroup);
+            if j.found.verdict == VERDICT_PASS && port_rules() {
+                let (port, proto) = port_of(ctx);
+                j = port_v6_forms(addr, cgroup, port, proto);
+            }
             judge(ctx, hook, j.found, j.family, j.addr, j.via)
         }
     }

@@ -1,14 +1,17 @@
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::{HashMap, LpmTrie, lpm_trie::Key};
 use enforcer_common::{
-    AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, EVENT_F_NAT64, EVENT_F_V4_MAPPED,
-    Embedded, LEARNED_F_ALLOW, Learned, MODE_AUDIT, NOT_EMBEDDED, VERDICT_ALLOWED, VERDICT_AUDITED,
-    VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, embedded_v4,
+    AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, EVENT_F_NAT64,
+    EVENT_F_V4_MAPPED, Embedded, IPPROTO_TCP, IPPROTO_UDP, LEARNED_F_ALLOW, Learned, MODE_AUDIT,
+    NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP,
+    PORT_GATE_UDP, PORT_WORD_BITS, PortRule, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
+    VERDICT_ERROR, VERDICT_PASS, embedded_v4, name_port_covers, port_word, scoped_v4, scoped_v6,
 };
 
 use crate::maps::{
-    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6, LEARNED_V4,
-    LEARNED_V6, NAT64_PREFIXES,
+    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6,
+    LEARNED_SCOPED_USED, LEARNED_SCOPED_V4, LEARNED_SCOPED_V6, LEARNED_V4, LEARNED_V6,
+    NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6,
 };
 
 /// Whether an address learned from a DNS answer counts for a socket in
@@ -22,20 +25,34 @@ fn learned_counts(l: &Learned, cgroup: u64) -> bool {
         && l.expires_ns > unsafe { bpf_ktime_get_boot_ns() }
 }
 
-/// A learned exception (an allowed name's address) for `learned`, if any.
+/// A learned exception (an allowed name's address) for `learned`, if any,
+/// that covers `port`/`proto` (port 0: only one for every port counts).
 #[inline(always)]
-fn learned_allow(learned: Option<&Learned>, cgroup: u64) -> Option<u32> {
+fn learned_allow(learned: Option<&Learned>, cgroup: u64, port: u16, proto: u8) -> Option<u32> {
     match learned {
-        Some(l) if l.flags & LEARNED_F_ALLOW != 0 && learned_counts(l, cgroup) => Some(l.rule_id),
+        Some(l)
+            if l.flags & LEARNED_F_ALLOW != 0
+                && name_port_covers(l.port, port, proto)
+                && learned_counts(l, cgroup) =>
+        {
+            Some(l.rule_id)
+        }
         _ => None,
     }
 }
 
-/// A learned ban for `learned`, if any.
+/// A learned ban for `learned`, if any, that covers `port`/`proto` (port
+/// 0: only a ban for every port counts).
 #[inline(always)]
-fn learned_ban(learned: Option<&Learned>, cgroup: u64) -> Option<u32> {
+fn learned_ban(learned: Option<&Learned>, cgroup: u64, port: u16, proto: u8) -> Option<u32> {
     match learned {
-        Some(l) if l.flags & LEARNED_F_ALLOW == 0 && learned_counts(l, cgroup) => Some(l.rule_id),
+        Some(l)
+            if l.flags & LEARNED_F_ALLOW == 0
+                && name_port_covers(l.port, port, proto)
+                && learned_counts(l, cgroup) =>
+        {
+            Some(l.rule_id)
+        }
         _ => None,
     }
 }
@@ -105,8 +122,10 @@ pub fn check_v4(addr: u32, cgroup: u64) -> Match {
             deny_lpm: &DENY_LPM_V4,
             allow_lpm: &ALLOW_LPM_V4,
             learned: &LEARNED_V4,
+            scoped: &LEARNED_SCOPED_V4,
         },
         addr,
+        scoped_v4(addr, cgroup),
         cgroup,
     )
 }
@@ -120,26 +139,49 @@ pub fn check_v6(addr: [u32; 4], cgroup: u64) -> Match {
             deny_lpm: &DENY_LPM_V6,
             allow_lpm: &ALLOW_LPM_V6,
             learned: &LEARNED_V6,
+            scoped: &LEARNED_SCOPED_V6,
         },
         addr,
+        scoped_v6(addr, cgroup),
         cgroup,
     )
 }
 
 /// The maps of one address family, keyed by its address type `K`.
-struct Family<'a, K> {
+struct Family<'a, K, S> {
     /// The address length in bits: the trie key of one whole address.
     prefix_len: u32,
     deny: &'a HashMap<K, u32>,
     deny_lpm: &'a LpmTrie<K, u32>,
     allow_lpm: &'a LpmTrie<K, u32>,
     learned: &'a HashMap<K, Learned>,
+    /// Bans learned for one cgroup, keyed by `S` (the address and the
+    /// cgroup).
+    scoped: &'a HashMap<S, Learned>,
+}
+
+/// A ban learned for this very cgroup from an answer of a server that is
+/// not the host's (`key`: its scoped key), if any; never looked up before
+/// the DNS program learned the first such ban.
+#[inline(always)]
+fn scoped_ban<S>(
+    map: &HashMap<S, Learned>,
+    key: S,
+    cgroup: u64,
+    port: u16,
+    proto: u8,
+) -> Option<u32> {
+    if cgroup == 0 || !matches!(LEARNED_SCOPED_USED.get(0), Some(&n) if n != 0) {
+        return None;
+    }
+    // SAFETY: as in `check`.
+    learned_ban(unsafe { map.get(key) }, cgroup, port, proto)
 }
 
 /// `check_v4` and `check_v6`, over either family's maps (inlined into
 /// each, so every map reference stays a constant the verifier knows).
 #[inline(always)]
-fn check<K: Copy>(maps: Family<'_, K>, addr: K, cgroup: u64) -> Match {
+fn check<K: Copy, S>(maps: Family<'_, K, S>, addr: K, scoped: S, cgroup: u64) -> Match {
     let key = Key::new(maps.prefix_len, addr);
     // SAFETY: the maps are BPF_F_NO_PREALLOC, so a value is never reused
     // under us; the reads cannot tear in a way that matters (a rule id).
@@ -148,17 +190,194 @@ fn check<K: Copy>(maps: Family<'_, K>, addr: K, cgroup: u64) -> Match {
         Some(rule) => unsafe { *rule },
         None => match maps.deny_lpm.get(&key) {
             Some(rule) => *rule,
-            None => match learned_ban(learned, cgroup) {
+            None => match learned_ban(learned, cgroup, 0, 0) {
                 Some(rule) => rule,
-                None => return NO_MATCH,
+                None => match scoped_ban(maps.scoped, scoped, cgroup, 0, 0) {
+                    Some(rule) => rule,
+                    None => return NO_MATCH,
+                },
             },
         },
     };
     let allow = match maps.allow_lpm.get(&key) {
         Some(rule) => Some(*rule),
-        None => learned_allow(learned, cgroup),
+        None => learned_allow(learned, cgroup, 0, 0),
     };
     finish(rule_id, allow)
+}
+
+/// Whether the policy has rules with a port: one array read; while it
+/// has none, nothing else of the port path runs.
+#[inline(always)]
+pub fn port_rules() -> bool {
+    matches!(CONFIG.get(CONFIG_PORT_RULES), Some(&n) if n != 0)
+}
+
+/// What `PORT_GATE` says of `port` over `proto`: whether the port trie
+/// has rules for it (`trie`), whether name rules with it exist (`names`).
+#[derive(Clone, Copy)]
+struct Gate {
+    trie: bool,
+    names: bool,
+}
+
+#[inline(always)]
+fn gate(port: u16, proto: u8) -> Gate {
+    let (trie, names) = match proto {
+        IPPROTO_TCP => (PORT_GATE_TCP, PORT_GATE_NAMES_TCP),
+        IPPROTO_UDP => (PORT_GATE_UDP, PORT_GATE_NAMES_UDP),
+        _ => (0, 0),
+    };
+    let bits = match PORT_GATE.get(port as u32) {
+        Some(&g) if port != 0 => g,
+        _ => 0,
+    };
+    Gate {
+        trie: bits & trie != 0,
+        names: bits & names != 0,
+    }
+}
+
+/// The maps of one family's port rules: the port trie keyed by `P` (the
+/// port word, then the address `K`), and the address-only exceptions.
+struct PortFamily<'a, K, P, S> {
+    prefix_len: u32,
+    lpm: &'a LpmTrie<P, PortRule>,
+    allow_lpm: &'a LpmTrie<K, u32>,
+    learned: &'a HashMap<K, Learned>,
+    scoped: &'a HashMap<S, Learned>,
+}
+
+/// The verdict of the rules with a port for traffic to `addr` on
+/// `port`/`proto`, for traffic that no address rule matched (`check_v4`
+/// said `NO_MATCH`). The longest port rule wins (the compiler turns a ban
+/// inside a port exception into that exception); an address learned for a
+/// name rule with this port bans where no port rule spoke. An address-only
+/// exception, a port exception or a learned exception for the port wins
+/// over either ban.
+#[inline(always)]
+pub fn port_v4(addr: u32, cgroup: u64, port: u16, proto: u8) -> Match {
+    let g = gate(port, proto);
+    if !g.trie && !g.names {
+        return NO_MATCH;
+    }
+    port_check(
+        g,
+        PortFamily {
+            prefix_len: 32,
+            lpm: &PORT_LPM_V4,
+            allow_lpm: &ALLOW_LPM_V4,
+            learned: &LEARNED_V4,
+            scoped: &LEARNED_SCOPED_V4,
+        },
+        [port_word(port, proto), addr],
+        addr,
+        scoped_v4(addr, cgroup),
+        cgroup,
+        port,
+        proto,
+    )
+}
+
+#[inline(always)]
+pub fn port_v6(addr: [u32; 4], cgroup: u64, port: u16, proto: u8) -> Match {
+    let g = gate(port, proto);
+    if !g.trie && !g.names {
+        return NO_MATCH;
+    }
+    port_check(
+        g,
+        PortFamily {
+            prefix_len: 128,
+            lpm: &PORT_LPM_V6,
+            allow_lpm: &ALLOW_LPM_V6,
+            learned: &LEARNED_V6,
+            scoped: &LEARNED_SCOPED_V6,
+        },
+        [port_word(port, proto), addr[0], addr[1], addr[2], addr[3]],
+        addr,
+        scoped_v6(addr, cgroup),
+        cgroup,
+        port,
+        proto,
+    )
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn port_check<K: Copy, P, S>(
+    g: Gate,
+    maps: PortFamily<'_, K, P, S>,
+    port_key: P,
+    addr: K,
+    scoped: S,
+    cgroup: u64,
+    port: u16,
+    proto: u8,
+) -> Match {
+    let hit = if g.trie {
+        maps.lpm
+            .get(Key::new(PORT_WORD_BITS + maps.prefix_len, port_key))
+    } else {
+        None
+    };
+    let rule_id = match hit {
+        Some(r) if r.flags & PORT_F_ALLOW != 0 => {
+            return Match {
+                verdict: VERDICT_ALLOWED,
+                rule_id: r.rule_id,
+            };
+        }
+        Some(r) => r.rule_id,
+        None if g.names => {
+            // SAFETY: as in `check`.
+            match learned_ban(unsafe { maps.learned.get(addr) }, cgroup, port, proto) {
+                Some(rule) => rule,
+                None => match scoped_ban(maps.scoped, scoped, cgroup, port, proto) {
+                    Some(rule) => rule,
+                    None => return NO_MATCH,
+                },
+            }
+        }
+        None => return NO_MATCH,
+    };
+    // A ban: the rare path, where every kind of exception is looked up.
+    let allow = match maps.allow_lpm.get(Key::new(maps.prefix_len, addr)) {
+        Some(rule) => Some(*rule),
+        // SAFETY: as in `check`.
+        None => learned_allow(unsafe { maps.learned.get(addr) }, cgroup, port, proto),
+    };
+    finish(rule_id, allow)
+}
+
+/// `port_v6` for an IPv6 destination and, as `check_v6_forms` does, the
+/// IPv4 address it carries.
+#[inline(always)]
+pub fn port_v6_forms(addr: [u32; 4], cgroup: u64, port: u16, proto: u8) -> Judged {
+    let found = port_v6(addr, cgroup, port, proto);
+    if found.verdict == VERDICT_PASS {
+        let mut embedded = operator_nat64(addr);
+        if embedded.via == 0 {
+            embedded = embedded_v4(addr);
+        }
+        if embedded.via != 0 {
+            let v4 = port_v4(embedded.v4, cgroup, port, proto);
+            if v4.verdict != VERDICT_PASS {
+                return Judged {
+                    found: v4,
+                    family: AF_INET,
+                    addr: [embedded.v4, 0, 0, 0],
+                    via: embedded.via,
+                };
+            }
+        }
+    }
+    Judged {
+        found,
+        family: AF_INET6,
+        addr,
+        via: 0,
+    }
 }
 
 /// `::ffff:a.b.c.d` → `a.b.c.d` (as the v4 key).

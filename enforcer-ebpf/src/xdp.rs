@@ -4,17 +4,19 @@
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use enforcer_common::{
-    AF_INET, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, HOOK_XDP, SockOwner, VERDICT_ALLOWED,
-    VERDICT_PASS,
+    AF_INET, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE, HOOK_XDP, SockOwner, VERDICT_PASS,
 };
 
 use crate::{
     net::{
-        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP,
-        IPV6_HLEN, ipv4_hlen,
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPV6_HLEN, Packet as _, ipv4,
+        ipv6, ipv6_l4, l4_port,
     },
-    report::{Flow, count, emit, xdp_event_allowed},
-    verdict::{ERROR, Match, NO_MATCH, check_v4, check_v6_forms, passes},
+    report::{Flow, conclude, emit, xdp_event_allowed},
+    verdict::{
+        ERROR, Judged, Match, NO_MATCH, check_v4, check_v6_forms, port_rules, port_v4,
+        port_v6_forms,
+    },
 };
 
 #[xdp]
@@ -23,23 +25,19 @@ pub fn xdp_filter(ctx: XdpContext) -> u32 {
         Ok(hit) => hit,
         Err(()) => (ERROR, blank_flow()),
     };
-    let Match { verdict, rule_id } = found;
-    if verdict == VERDICT_PASS {
-        count(HOOK_XDP, VERDICT_PASS);
-        return xdp_action::XDP_PASS;
-    }
-    count(HOOK_XDP, verdict);
-    if verdict != VERDICT_ALLOWED && xdp_event_allowed() {
-        emit(
-            &Flow {
-                verdict,
-                rule_id,
-                ..flow
-            },
-            &NO_OWNER,
-        );
-    }
-    if passes(verdict) {
+    let goes_on = conclude(HOOK_XDP, found, |verdict, rule_id| {
+        if xdp_event_allowed() {
+            emit(
+                &Flow {
+                    verdict,
+                    rule_id,
+                    ..flow
+                },
+                &NO_OWNER,
+            );
+        }
+    });
+    if goes_on {
         xdp_action::XDP_PASS
     } else {
         xdp_action::XDP_DROP
@@ -59,30 +57,13 @@ const fn blank_flow() -> Flow {
     Flow::blank(HOOK_XDP, EVENT_F_OWNER_UNKNOWN)
 }
 
-/// A pointer to a `T` at `offset`, if the frame is long enough.
-#[inline(always)]
-fn at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + core::mem::size_of::<T>() > end {
-        return Err(());
-    }
-    Ok((start + offset) as *const T)
-}
-
-#[inline(always)]
-fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, ()> {
-    // SAFETY: `at` checked the bounds; the read may be unaligned.
-    Ok(unsafe { core::ptr::read_unaligned(at::<T>(ctx, offset)?) })
-}
-
 /// `NO_MATCH`: not IP, or no ban covers either address.
 #[inline(always)]
 fn classify(ctx: &XdpContext) -> Result<(Match, Flow), ()> {
-    let mut proto = u16::from_be(read::<u16>(ctx, 12)?);
+    let mut proto = u16::from_be(ctx.read::<u16>(12)?);
     let mut l3 = ETH_HLEN;
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        proto = u16::from_be(read::<u16>(ctx, 16)?);
+        proto = u16::from_be(ctx.read::<u16>(16)?);
         l3 += 4;
     }
     match proto {
@@ -94,23 +75,35 @@ fn classify(ctx: &XdpContext) -> Result<(Match, Flow), ()> {
 
 #[inline(always)]
 fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
-    let saddr: u32 = read(ctx, l3 + 12)?;
-    let daddr: u32 = read(ctx, l3 + 16)?;
-    let dst = check_v4(daddr, 0);
-    let (found, addr, flags) = if dst.verdict != VERDICT_PASS {
-        (dst, daddr, 0)
+    let ip = ipv4(ctx, l3)?;
+    let dst = check_v4(ip.daddr, 0);
+    let (found, addr, source) = if dst.verdict != VERDICT_PASS {
+        (dst, ip.daddr, false)
     } else {
-        let src = check_v4(saddr, 0);
-        if src.verdict == VERDICT_PASS {
+        let src = check_v4(ip.saddr, 0);
+        if src.verdict != VERDICT_PASS {
+            (src, ip.saddr, true)
+        } else if !port_rules() || !ip.first_fragment() {
+            // Later fragments carry no port.
             return Ok((NO_MATCH, blank_flow()));
+        } else {
+            let l4 = ip.l4(l3);
+            let dport = l4_port(ctx, ip.protocol, l4, false) as u16;
+            let sport = l4_port(ctx, ip.protocol, l4, true) as u16;
+            let dst = port_v4(ip.daddr, 0, dport, ip.protocol);
+            if dst.verdict != VERDICT_PASS {
+                (dst, ip.daddr, false)
+            } else {
+                let src = port_v4(ip.saddr, 0, sport, ip.protocol);
+                if src.verdict == VERDICT_PASS {
+                    return Ok((NO_MATCH, blank_flow()));
+                }
+                (src, ip.saddr, true)
+            }
         }
-        (src, saddr, EVENT_F_SOURCE)
     };
-    let vihl: u8 = read(ctx, l3)?;
-    let frag: u16 = read(ctx, l3 + 6)?;
-    let protocol: u8 = read(ctx, l3 + 9)?;
-    let port = if u16::from_be(frag) & 0x1fff == 0 {
-        port_of(ctx, protocol, l3 + ipv4_hlen(vihl), flags)
+    let port = if ip.first_fragment() {
+        l4_port(ctx, ip.protocol, ip.l4(l3), source)
     } else {
         0
     };
@@ -120,8 +113,8 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
             family: AF_INET,
             addr: [addr, 0, 0, 0],
             port,
-            protocol: protocol as u32,
-            flags: flags | EVENT_F_OWNER_UNKNOWN,
+            protocol: ip.protocol as u32,
+            flags: side(source) | EVENT_F_OWNER_UNKNOWN,
             ..blank_flow()
         },
     ))
@@ -129,45 +122,50 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
 
 #[inline(always)]
 fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
-    let saddr: [u32; 4] = read(ctx, l3 + 8)?;
-    let daddr: [u32; 4] = read(ctx, l3 + 24)?;
-    let dst = check_v6_forms(daddr, 0);
-    let (judged, flags) = if dst.found.verdict != VERDICT_PASS {
-        (dst, 0)
+    let ip = ipv6(ctx, l3)?;
+    // The transport header past any extension headers (a later fragment
+    // has none: port 0, and no port rule applies to it alone).
+    let (proto, l4) = ipv6_l4(ctx, l3, ip.next).unwrap_or((ip.next, l3 + IPV6_HLEN));
+    let dst = check_v6_forms(ip.daddr, 0);
+    let (judged, source): (Judged, bool) = if dst.found.verdict != VERDICT_PASS {
+        (dst, false)
     } else {
-        let src = check_v6_forms(saddr, 0);
-        if src.found.verdict == VERDICT_PASS {
+        let src = check_v6_forms(ip.saddr, 0);
+        if src.found.verdict != VERDICT_PASS {
+            (src, true)
+        } else if !port_rules() {
             return Ok((NO_MATCH, blank_flow()));
+        } else {
+            let dport = l4_port(ctx, proto, l4, false) as u16;
+            let sport = l4_port(ctx, proto, l4, true) as u16;
+            let dst = port_v6_forms(ip.daddr, 0, dport, proto);
+            if dst.found.verdict != VERDICT_PASS {
+                (dst, false)
+            } else {
+                let src = port_v6_forms(ip.saddr, 0, sport, proto);
+                if src.found.verdict == VERDICT_PASS {
+                    return Ok((NO_MATCH, blank_flow()));
+                }
+                (src, true)
+            }
         }
-        (src, EVENT_F_SOURCE)
     };
-    let next: u8 = read(ctx, l3 + 6)?;
     Ok((
         judged.found,
         Flow {
             family: judged.family,
             addr: judged.addr,
-            port: port_of(ctx, next, l3 + IPV6_HLEN, flags),
-            protocol: next as u32,
-            flags: flags | judged.via | EVENT_F_OWNER_UNKNOWN,
+            // The port on the banned side.
+            port: l4_port(ctx, proto, l4, source),
+            protocol: proto as u32,
+            flags: side(source) | judged.via | EVENT_F_OWNER_UNKNOWN,
             ..blank_flow()
         },
     ))
 }
 
-/// The port on the banned side: the source port when the source matched.
+/// The event flag for the side that matched.
 #[inline(always)]
-fn port_of(ctx: &XdpContext, protocol: u8, l4: usize, flags: u32) -> u32 {
-    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
-        return 0;
-    }
-    let offset = if flags & EVENT_F_SOURCE != 0 {
-        l4
-    } else {
-        l4 + 2
-    };
-    match read::<u16>(ctx, offset) {
-        Ok(port) => u16::from_be(port) as u32,
-        Err(()) => 0,
-    }
+fn side(source: bool) -> u32 {
+    if source { EVENT_F_SOURCE } else { 0 }
 }

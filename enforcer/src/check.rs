@@ -5,6 +5,10 @@
 //! A name is reported blocked when it is a banned name (not excepted): the
 //! kernel bans the addresses of every DNS answer for it, whatever they are;
 //! otherwise only when the kernel denies every address it resolves to.
+//!
+//! With a port (`IP:PORT[/tcp|/udp]`, `[IPv6]:PORT`, `NAME:PORT`) each
+//! address is judged for traffic to that port (both protocols unless one
+//! is given), the rules with a port included.
 
 use std::{net::IpAddr, path::Path};
 
@@ -17,7 +21,7 @@ use crate::{
         judge::{Judge, KernelVerdict},
     },
     desired::{Action, RuleTable, Target, compile},
-    policy::{DomainPattern, Policy},
+    policy::{DomainPattern, Policy, PortSpec, PortTarget},
     resolve::{answers::Resolution, dns},
 };
 
@@ -36,11 +40,12 @@ pub async fn live(
     resolv_conf: &Path,
     target: &str,
 ) -> anyhow::Result<Verdict> {
-    if let Ok(ip) = target.parse::<IpAddr>() {
+    let (host, on) = split_port(target)?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
         let judge = open_judge(pins)?;
-        return judge_addrs(rules, &judge, target, &[ip], None);
+        return judge_addrs(rules, &judge, host, &[], on, &[ip], None);
     }
-    let name = target.trim_end_matches('.').to_ascii_lowercase();
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
     let _: DomainPattern = name
         .parse()
         .map_err(anyhow::Error::msg)
@@ -51,21 +56,45 @@ pub async fn live(
     // gets, and the kernel judges each.
     let resolution = dns::resolve(&resolver, &name, policy.resolver.min_ttl_s, &[]).await;
     let judge = open_judge(pins)?;
-    let (addrs, note) = match resolution {
+    let (addrs, cnames, note) = match resolution {
         Resolution::Addresses {
             addrs,
+            cnames,
             ignored,
             partial,
             ..
         } => {
             let mut all: Vec<IpAddr> = addrs.into_iter().collect();
             all.extend(ignored.iter().map(|i| i.addr));
-            (all, partial.map(|e| format!("half an answer: {e}")))
+            (all, cnames, partial.map(|e| format!("half an answer: {e}")))
         }
-        Resolution::NxDomain => (Vec::new(), Some("NXDOMAIN".to_owned())),
-        Resolution::Failed(e) => (Vec::new(), Some(format!("cannot resolve: {e}"))),
+        Resolution::NxDomain => (Vec::new(), Vec::new(), Some("NXDOMAIN".to_owned())),
+        Resolution::Failed(e) => (Vec::new(), Vec::new(), Some(format!("cannot resolve: {e}"))),
     };
-    judge_addrs(rules, &judge, &name, &addrs, note)
+    judge_addrs(rules, &judge, &name, &cnames, on, &addrs, note)
+}
+
+/// `host` and the port to judge, from `8.8.8.8`, `8.8.8.8:853/tcp`,
+/// `[2001:db8::1]:853`, `2001:db8::1`, `dns.google:443`.
+pub fn split_port(target: &str) -> anyhow::Result<(&str, Option<PortSpec>)> {
+    let spec = |s: &str| {
+        s.parse::<PortSpec>()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{target:?}: expected HOST, HOST:PORT or HOST:PORT/tcp|udp"))
+    };
+    if target.parse::<IpAddr>().is_ok() {
+        return Ok((target, None));
+    }
+    if let Some(rest) = target.strip_prefix('[') {
+        let (v6, after) = rest
+            .split_once("]:")
+            .with_context(|| format!("{target:?}: expected [IPv6]:PORT"))?;
+        return Ok((v6, Some(spec(after)?)));
+    }
+    match target.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Ok((host, Some(spec(port)?))),
+        _ => Ok((target, None)),
+    }
 }
 
 /// The rule ids of `policy` as the daemon numbers them (resolved names do
@@ -90,18 +119,41 @@ fn rule_text(rules: &RuleTable, id: u32) -> String {
         .map_or_else(|| format!("#{id}"), ToString::to_string)
 }
 
-/// The rule of `policy` naming `name`, for the explanation only.
-fn name_rule(rules: &RuleTable, name: &str, action: Action) -> Option<String> {
+/// The rule of `policy` naming `name` (on the port checked, for a name
+/// rule with a port), for the explanation only.
+fn name_rule(
+    rules: &RuleTable,
+    name: &str,
+    on: Option<PortSpec>,
+    action: Action,
+) -> Option<String> {
     rules
         .iter()
-        .find(|r| r.action == action && matches!(&r.target, Target::Domain(d) if d.matches(name)))
+        .find(|r| {
+            r.action == action
+                && match &r.target {
+                    Target::Domain(d) => d.matches(name),
+                    Target::Port(p) => match (&p.target, on) {
+                        (PortTarget::Domain(d), Some(on)) => {
+                            d.matches(name)
+                                && on.protos().all(|proto| p.spec.covers(on.port, proto))
+                        }
+                        _ => false,
+                    },
+                    Target::Cidr(_) => false,
+                }
+        })
         .map(ToString::to_string)
 }
 
+/// `cnames`: the CNAME chain the answer led through (the DNS program
+/// matches every name on it, as it matches the question).
 fn judge_addrs(
     rules: &RuleTable,
     judge: &Judge,
     target: &str,
+    cnames: &[String],
+    on: Option<PortSpec>,
     addrs: &[IpAddr],
     note: Option<String>,
 ) -> anyhow::Result<Verdict> {
@@ -109,10 +161,26 @@ fn judge_addrs(
     let mut lines = Vec::new();
     let mut per_addr = Vec::new();
     let mut denied = 0;
+    // Each address, or each address on each protocol of the port asked.
+    let mut judged = Vec::new();
     for &addr in addrs {
-        let v = judge.verdict(addr)?;
+        match on {
+            None => judged.push((addr, judge.verdict(addr)?, String::new())),
+            Some(spec) => {
+                for proto in spec.protos() {
+                    let v = judge.verdict_on(addr, spec.port, proto)?;
+                    judged.push((addr, v, format!(" port {}/{proto}", spec.port)));
+                }
+            }
+        }
+    }
+    for &(addr, v, ref where_) in &judged {
         let (word, detail) = match v {
             KernelVerdict::Pass => ("passes", "no ban covers it".to_owned()),
+            KernelVerdict::PortExcepted { exception } => (
+                "passes",
+                format!("excepted by {}", rule_text(rules, exception)),
+            ),
             KernelVerdict::Excepted { rule, exception } => (
                 "passes",
                 format!(
@@ -129,26 +197,55 @@ fn judge_addrs(
                 )
             }
         };
-        lines.push(format!("  {addr}: {word} ({detail})"));
-        per_addr.push(json!({"address": addr.to_string(), "verdict": word, "detail": detail}));
+        lines.push(format!("  {addr}{where_}: {word} ({detail})"));
+        let mut one = json!({"address": addr.to_string(), "verdict": word, "detail": detail});
+        if let Some(spec) = on {
+            one["port"] = json!(spec.port);
+            one["protocol"] = json!(where_.rsplit('/').next());
+        }
+        per_addr.push(one);
     }
-    let all_denied = !addrs.is_empty() && denied == addrs.len();
+    let all_denied = !judged.is_empty() && denied == judged.len();
     let is_name = target.parse::<IpAddr>().is_err();
-    let deny_rule = is_name
-        .then(|| name_rule(rules, target, Action::Deny))
-        .flatten();
-    let allow_rule = is_name
-        .then(|| name_rule(rules, target, Action::Allow))
-        .flatten();
+    // The first name on the chain a rule names, as the DNS program takes
+    // the first ban and the first exception along the chain.
+    let chain: Vec<&str> = is_name
+        .then_some(target)
+        .into_iter()
+        .chain(cnames.iter().map(String::as_str))
+        .collect();
+    let on_chain = |action| {
+        chain.iter().find_map(|n| {
+            name_rule(rules, n, on, action).map(|r| {
+                if *n == target {
+                    r
+                } else {
+                    format!("{r} (through the CNAME {n})")
+                }
+            })
+        })
+    };
+    let deny_rule = on_chain(Action::Deny);
+    let allow_rule = on_chain(Action::Allow);
     // A banned name (not excepted) is judged on every answer an
     // application in the enforced cgroup gets: whatever it resolves to is
     // banned before the application reads it.
     let by_name = deny_rule.is_some() && allow_rule.is_none();
     let blocked = (all_denied || by_name) && !audit;
-    let head = match (addrs.len(), denied) {
+    let head = match (judged.len(), denied) {
         _ if by_name && audit => format!(
             "not blocked (audit mode): {target} is a banned name; the kernel reports but lets it through"
         ),
+        _ if by_name
+            && deny_rule
+                .as_ref()
+                .is_some_and(|r| r.contains("(through the CNAME")) =>
+        {
+            format!(
+                "blocked: {target} is an alias of a banned name ({target} -> {}); the kernel bans the addresses of every DNS answer through it before the application reads them",
+                cnames.join(" -> ")
+            )
+        }
         _ if by_name => format!(
             "blocked: {target} is a banned name; the kernel bans the addresses of every DNS answer for it before the application reads them"
         ),
@@ -186,6 +283,7 @@ fn judge_addrs(
         text,
         json: json!({
             "target": target,
+            "port": on.map(|s| s.to_string()),
             "blocked": blocked,
             "audit": audit,
             "addresses": per_addr,

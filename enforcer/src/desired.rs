@@ -11,7 +11,7 @@ use std::{
 use enforcer_common::{v4_key, v6_key};
 use ipnet::IpNet;
 
-use crate::policy::{DomainPattern, Origin, Policy};
+use crate::policy::{DomainPattern, Origin, Policy, PortRule};
 
 /// The addresses each resolved name currently stands for (including those
 /// kept for their grace period): the resolver's part of the desired state.
@@ -64,6 +64,8 @@ pub enum Action {
 pub enum Target {
     Cidr(IpNet),
     Domain(DomainPattern),
+    /// A network, `*` or a name on one port (`crate::portmaps`).
+    Port(PortRule),
 }
 
 impl fmt::Display for Target {
@@ -71,6 +73,7 @@ impl fmt::Display for Target {
         match self {
             Target::Cidr(net) => net.fmt(f),
             Target::Domain(d) => d.fmt(f),
+            Target::Port(p) => p.fmt(f),
         }
     }
 }
@@ -132,7 +135,9 @@ impl RuleTable {
 }
 
 /// Compiles a policy and the current answers for its names. Rule ids:
-/// deny CIDRs, deny domains, allow CIDRs, allow domains, in policy order.
+/// deny CIDRs, deny domains, allow CIDRs, allow domains, in policy order,
+/// then the rules with a port, deny then allow (their maps are built from
+/// the rule table by `crate::portmaps`).
 /// Host routes (/32, /128) of bans and every resolved address go to the
 /// exact hash maps, the rest to the tries; resolved addresses of allowed
 /// names become host-route exceptions. When two rules cover the same key,
@@ -168,6 +173,11 @@ pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable
             d.allow_net(IpNet::from(addr.to_canonical()), id);
         }
     }
+    for (action, list) in [(Action::Deny, &policy.deny), (Action::Allow, &policy.allow)] {
+        for entry in &list.ports {
+            rules.push(action, Target::Port(entry.value.clone()), &entry.origin);
+        }
+    }
     (d, rules)
 }
 
@@ -179,7 +189,7 @@ fn exact_addrs<'a>(
 ) -> impl Iterator<Item = &'a IpAddr> {
     let name = match pattern {
         DomainPattern::Exact(name) => Some(name.as_str()),
-        DomainPattern::Wildcard(_) => None,
+        DomainPattern::Wildcard(_) | DomainPattern::LabelTail(_) => None,
     };
     name.and_then(|n| resolved.get(n)).into_iter().flatten()
 }
@@ -195,14 +205,22 @@ pub fn names_to_resolve(policy: &Policy) -> Vec<String> {
         .domain_values()
         .chain(policy.allow.domain_values())
     {
-        // A wildcard is enforced on the answers applications get (the
-        // in-kernel DNS program); its apex is another name and is not
-        // banned in its stead.
-        if matches!(d, DomainPattern::Wildcard(_)) {
+        // A wildcard (`*.` or `*-`) is enforced on the answers
+        // applications get (the in-kernel DNS program); its apex is
+        // another name and is not banned in its stead.
+        if !matches!(d, DomainPattern::Exact(_)) {
             continue;
         }
         if seen.insert(d.resolvable()) {
             names.push(d.resolvable().to_owned());
+        }
+    }
+    // Names with a port: their addresses go to the port tries.
+    for entry in policy.deny.ports.iter().chain(&policy.allow.ports) {
+        if let crate::policy::PortTarget::Domain(DomainPattern::Exact(name)) = &entry.value.target
+            && seen.insert(name)
+        {
+            names.push(name.clone());
         }
     }
     names

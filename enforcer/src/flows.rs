@@ -68,6 +68,14 @@ pub struct Flow {
     /// (`nat64`, `6to4`, `v4mapped`), comma-separated; empty if directly.
     #[serde(default)]
     pub via: String,
+    /// The name the application asked for when a DNS answer taught the
+    /// kernel `dst` (empty if none did).
+    #[serde(default)]
+    pub name: String,
+    /// The CNAME chain from `name` to the owner of `dst`
+    /// (`alias.test -> real.banned.test`); empty without CNAMEs.
+    #[serde(default)]
+    pub chain: String,
     pub count: u64,
     pub first_seen_ms: u64,
     pub last_seen_ms: u64,
@@ -117,6 +125,11 @@ impl Pending {
                 f.last_seen_ms = f.last_seen_ms.max(flow.last_seen_ms);
                 add_to_list(&mut f.hooks, &flow.hooks);
                 add_to_list(&mut f.via, &flow.via);
+                // The latest answer names the flow.
+                if !flow.name.is_empty() {
+                    f.name = flow.name;
+                    f.chain = flow.chain;
+                }
                 false
             }
             None => {
@@ -173,26 +186,40 @@ CREATE TABLE IF NOT EXISTS flows (
   verdict TEXT NOT NULL, hooks TEXT NOT NULL, count INTEGER NOT NULL,
   first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
   via TEXT NOT NULL DEFAULT '',
+  name TEXT NOT NULL DEFAULT '',
+  chain TEXT NOT NULL DEFAULT '',
   UNIQUE (pid, exe, dst, port, protocol, rule_id)
 );
 CREATE INDEX IF NOT EXISTS flows_last_seen ON flows (last_seen_ms);
 ";
 
-/// Whether the flows table has the `via` column (stores written before it
-/// existed lack it until a daemon opens them for writing).
-fn has_via(conn: &Connection) -> rusqlite::Result<bool> {
+/// Columns added after the first schema, in order (stores written before
+/// lack them until a daemon opens them for writing).
+const ADDED_COLUMNS: [&str; 3] = ["via", "name", "chain"];
+
+/// Whether the flows table has `column`.
+fn has_column(conn: &Connection, column: &str) -> rusqlite::Result<bool> {
     conn.query_row(
-        "SELECT count(*) FROM pragma_table_info('flows') WHERE name = 'via'",
-        [],
+        "SELECT count(*) FROM pragma_table_info('flows') WHERE name = ?1",
+        [column],
         |r| r.get::<_, i64>(0),
     )
     .map(|n| n > 0)
 }
 
+#[cfg(test)]
+fn has_via(conn: &Connection) -> rusqlite::Result<bool> {
+    has_column(conn, "via")
+}
+
 /// Brings a store written by an older build up to `SCHEMA`.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    if !has_via(conn)? {
-        conn.execute_batch("ALTER TABLE flows ADD COLUMN via TEXT NOT NULL DEFAULT ''")?;
+    for column in ADDED_COLUMNS {
+        if !has_column(conn, column)? {
+            conn.execute_batch(&format!(
+                "ALTER TABLE flows ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+            ))?;
+        }
     }
     Ok(())
 }
@@ -205,6 +232,8 @@ pub struct Query {
     pub exe: Option<String>,
     pub user: Option<String>,
     pub domain: Option<String>,
+    /// The asked name, or a name on the CNAME chain.
+    pub name: Option<String>,
     pub limit: usize,
 }
 
@@ -315,8 +344,8 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO flows (pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit,
                        dst, port, protocol, rule_id, rule, domains, verdict, hooks, count,
-                       first_seen_ms, last_seen_ms, via)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+                       first_seen_ms, last_seen_ms, via, name, chain)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
                      ON CONFLICT (pid, exe, dst, port, protocol, rule_id) DO UPDATE SET
                        count = count + excluded.count,
                        last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
@@ -327,6 +356,8 @@ impl Store {
                                WHEN via = '' THEN excluded.via
                                ELSE via || ',' || excluded.via END,
                        domains = excluded.domains,
+                       name = CASE WHEN excluded.name = '' THEN name ELSE excluded.name END,
+                       chain = CASE WHEN excluded.name = '' THEN chain ELSE excluded.chain END,
                        ppid = coalesce(ppid, excluded.ppid)
                      RETURNING count",
                 )
@@ -356,6 +387,8 @@ impl Store {
                             f.first_seen_ms as i64,
                             f.last_seen_ms as i64,
                             f.via,
+                            f.name,
+                            f.chain,
                         ],
                         |r| r.get(0),
                     )
@@ -442,14 +475,16 @@ impl Store {
 
     /// The flows matching `q`, most recent first.
     pub fn query(&self, q: &Query) -> Result<Vec<Flow>, StoreError> {
-        // A read-only open cannot migrate: an older store reads as no forms.
-        let via = if has_via(&self.conn).map_err(|e| self.err(e))? {
-            "via"
-        } else {
-            "''"
-        };
+        // A read-only open cannot migrate: an older store reads as no
+        // forms and no names.
+        let mut added = Vec::new();
+        for column in ADDED_COLUMNS {
+            let has = has_column(&self.conn, column).map_err(|e| self.err(e))?;
+            added.push(if has { column } else { "''" });
+        }
         let mut sql = format!(
-            "SELECT pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit, dst, port, protocol, rule_id, rule, domains, verdict, hooks, count, first_seen_ms, last_seen_ms, {via} FROM flows WHERE 1=1",
+            "SELECT pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit, dst, port, protocol, rule_id, rule, domains, verdict, hooks, count, first_seen_ms, last_seen_ms, {} FROM flows WHERE 1=1",
+            added.join(", ")
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(s) = q.since_ms {
@@ -472,6 +507,15 @@ impl Store {
         if let Some(d) = &q.domain {
             sql.push_str(" AND instr(',' || domains || ',', ',' || ? || ',') > 0");
             args.push(d.clone().into());
+        }
+        if let Some(n) = &q.name {
+            // An added column is '' in an unmigrated store.
+            let (name, chain) = (added[1], added[2]);
+            sql.push_str(&format!(
+                " AND ({name} = ? OR instr(' -> ' || {chain} || ' -> ', ' -> ' || ? || ' -> ') > 0)"
+            ));
+            args.push(n.clone().into());
+            args.push(n.clone().into());
         }
         sql.push_str(" ORDER BY last_seen_ms DESC LIMIT ?");
         args.push((q.limit.max(1) as i64).into());
@@ -500,6 +544,8 @@ impl Store {
                     first_seen_ms: r.get::<_, i64>(18)? as u64,
                     last_seen_ms: r.get::<_, i64>(19)? as u64,
                     via: r.get(20)?,
+                    name: r.get(21)?,
+                    chain: r.get(22)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -531,6 +577,8 @@ mod tests {
             verdict: "denied".into(),
             hooks: hook.into(),
             via: String::new(),
+            name: String::new(),
+            chain: String::new(),
             count: 1,
             first_seen_ms: t,
             last_seen_ms: t,
@@ -702,8 +750,13 @@ mod tests {
         // A store as the previous build wrote it: no via column.
         {
             let old = Connection::open(Store::path(&dir)).unwrap();
-            old.execute_batch(&SCHEMA.replace("  via TEXT NOT NULL DEFAULT '',\n", ""))
-                .unwrap();
+            old.execute_batch(
+                &SCHEMA
+                    .replace("  via TEXT NOT NULL DEFAULT '',\n", "")
+                    .replace("  name TEXT NOT NULL DEFAULT '',\n", "")
+                    .replace("  chain TEXT NOT NULL DEFAULT '',\n", ""),
+            )
+            .unwrap();
             old.execute(
                 "INSERT INTO flows VALUES (7, NULL, '/usr/bin/curl', '', 'curl', 0, NULL, NULL,
                    NULL, '160.79.104.10', 443, 6, 1, '#1', '', 'denied', 'connect4', 1, 5, 5)",
@@ -730,6 +783,50 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].via, "nat64,6to4");
         assert_eq!(all[0].count, 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_name_an_address_came_from_is_kept_and_filtered_on_in_a_migrated_store() {
+        let dir = scratch("name");
+        {
+            let old = Connection::open(Store::path(&dir)).unwrap();
+            old.execute_batch(
+                &SCHEMA
+                    .replace("  name TEXT NOT NULL DEFAULT '',\n", "")
+                    .replace("  chain TEXT NOT NULL DEFAULT '',\n", ""),
+            )
+            .unwrap();
+        }
+        let by_name = |store: &Store, n: &str| {
+            store
+                .query(&Query {
+                    name: Some(n.into()),
+                    limit: 10,
+                    ..Query::default()
+                })
+                .unwrap()
+        };
+        assert!(by_name(&Store::open_read_only(&dir).unwrap(), "x.test").is_empty());
+        let mut store = Store::open(&dir).unwrap();
+        let mut p = Pending::default();
+        let mut named = flow(7, "connect4", 10);
+        named.name = "innocent.test".into();
+        named.chain = "innocent.test -> real.banned.test".into();
+        p.add(named);
+        store.flush(&mut p, u64::MAX).unwrap();
+        // A later sighting without a name keeps the one it had.
+        p.add(flow(7, "skb_egress", 20));
+        store.flush(&mut p, u64::MAX).unwrap();
+        let all = first_ten(&store);
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].name.as_str(), all[0].chain.as_str()),
+            ("innocent.test", "innocent.test -> real.banned.test")
+        );
+        assert_eq!(by_name(&store, "innocent.test").len(), 1);
+        assert_eq!(by_name(&store, "real.banned.test").len(), 1);
+        assert!(by_name(&store, "banned.test").is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,11 +7,19 @@
 //! - [`mapdiff`]: current → desired map contents as a diff (pure).
 //! - [`bpf`]: the privileged layer: load, attach, pin, write maps, read
 //!   counters and events, detach.
+//! - [`resolve`]: names → addresses: what is known of each name (pure)
+//!   and the task that asks DNS.
 //! - [`check`]: what the kernel does with a name or address (`check`).
-//! - [`sys`]: the host: cgroup2 mount, bpffs.
+//! - [`attrib`]: who is behind a verdict: the pid → exec record cache.
+//! - [`flows`]: verdicts aggregated into flows in SQLite.
+//! - [`snapshot`]: the controller's view on disk, for offline `check`.
+//! - [`metrics`]: the Prometheus exposition.
+//! - [`control`]: the control socket's protocol, server and client.
+//! - [`sys`]: the host: cgroup2 mount, bpffs, state directory.
 //! - [`daemon`]: the long-running controller, `run(config, shutdown)`.
 //! - [`cli`]: the command line of the `enforcer` binary.
 
+pub mod answer_names;
 pub mod attrib;
 pub mod bpf;
 pub mod check;
@@ -23,6 +31,7 @@ pub mod flows;
 pub mod mapdiff;
 pub mod metrics;
 pub mod policy;
+pub mod portmaps;
 pub mod resolve;
 pub mod snapshot;
 pub mod sys;

@@ -78,14 +78,71 @@ impl Drop for CgroupGuard {
             .rev()
             .chain(std::iter::once(&self.path))
         {
-            // Processes of the test may still be exiting: a bounded retry.
+            // Processes of the test may still be exiting, or linger (a
+            // probe a failed test never waited for): a bounded retry, and
+            // leftovers are moved to this test's own cgroup first, since a
+            // cgroup with processes cannot be removed.
+            let mut last = None;
             for _ in 0..50 {
-                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-                    break;
+                move_out(dir);
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(e),
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+            if let Some(e) = last {
+                cleanup_failed(format!("rmdir {}: {e}", dir.display()));
+            }
         }
+    }
+}
+
+/// Moves every process of the cgroup `dir` to the cgroup of this process.
+fn move_out(dir: &Path) {
+    let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+        return;
+    };
+    if procs.trim().is_empty() {
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("0::")
+                    .map(|p| p.trim_start_matches('/').to_owned())
+            })
+        })
+        .and_then(|rel| cgroup2_mount().ok().map(|m| m.join(rel)));
+    let Some(own) = own else {
+        return;
+    };
+    for pid in procs.lines() {
+        if let Err(e) = std::fs::write(own.join("cgroup.procs"), pid) {
+            // Gone meanwhile is fine; anything else is worth knowing.
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                eprintln!("moving pid {pid} out of {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+/// A cleanup that failed: a panic, so that the test fails and says what
+/// it left behind, unless the test is already failing (a second panic
+/// would abort and hide the first), then a loud line on stderr.
+pub fn cleanup_failed(what: String) {
+    if std::thread::panicking() {
+        eprintln!("CLEANUP FAILED (after the test's own failure): {what}");
+    } else {
+        panic!("cleanup failed: {what}");
     }
 }
 
@@ -145,9 +202,18 @@ impl NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
+        match Command::new("ip")
             .args(["netns", "del", &self.name])
-            .status();
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => cleanup_failed(format!(
+                "ip netns del {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => cleanup_failed(format!("ip netns del {}: {e}", self.name)),
+        }
     }
 }
 
@@ -196,8 +262,18 @@ impl BpffsGuard {
 
 impl Drop for BpffsGuard {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mount).status();
-        let _ = std::fs::remove_dir(&self.mount);
+        match Command::new("umount").arg(&self.mount).output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => cleanup_failed(format!(
+                "umount {}: {}",
+                self.mount.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => cleanup_failed(format!("umount {}: {e}", self.mount.display())),
+        }
+        if let Err(e) = std::fs::remove_dir(&self.mount) {
+            cleanup_failed(format!("rmdir {}: {e}", self.mount.display()));
+        }
     }
 }
 
@@ -227,6 +303,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        match std::fs::remove_dir_all(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => cleanup_failed(format!("rm -r {}: {e}", self.path.display())),
+        }
     }
 }

@@ -23,6 +23,8 @@ use crate::{BpffsGuard, CgroupGuard};
 fn write_dns(pins: &Pins, p: &Policy, rules: &RuleTable) {
     enforcer::bpf::dnsnames::write_names(pins, rules).expect("write DNS names");
     enforcer::bpf::dnsnames::write_config(pins, p).expect("write DNS config");
+    let ports = enforcer::portmaps::build(rules, &Default::default());
+    enforcer::bpf::ports::write(pins, &ports).expect("write port rules");
 }
 
 pub struct Harness {

@@ -3,10 +3,44 @@
 //! need not exist), set in the child before exec.
 
 use std::{
-    os::unix::process::CommandExt as _,
-    path::PathBuf,
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    path::{Path, PathBuf},
     process::{Command, Output},
 };
+
+use crate::TempDir;
+
+/// A program another user can run: a hard link (else a copy) of it in a
+/// fresh 0755 directory under the temporary directory. The checkout may
+/// sit in a private home (0700 or 0750, as on current Ubuntu and Fedora)
+/// that other users cannot traverse, so its `target/` cannot be run from
+/// there. Keep this until the child has been spawned (exec holds the file).
+pub struct Traversable {
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+impl Traversable {
+    pub fn new(program: &Path) -> Traversable {
+        let dir = TempDir::new("bin");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod 0755 the program's directory");
+        let path = dir
+            .path()
+            .join(program.file_name().expect("a program file name"));
+        if std::fs::hard_link(program, &path).is_err() {
+            std::fs::copy(program, &path)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", program.display()));
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod 0755 the program");
+        Traversable { _dir: dir, path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
 
 /// The gid of `group`, which `cargo xtask setup` creates.
 pub fn gid_of(group: &str) -> u32 {
@@ -35,7 +69,8 @@ pub fn as_user<'a>(cmd: &'a mut Command, uid: u32, gid: u32, groups: &[u32]) -> 
     }
 }
 
-/// Runs `program args` as that user to completion: (exit code, stdout, stderr).
+/// Runs `program args` as that user to completion: (exit code, stdout,
+/// stderr). A program given by path runs from a [`Traversable`] copy.
 pub fn run_as(
     program: &str,
     args: &[&str],
@@ -43,7 +78,10 @@ pub fn run_as(
     gid: u32,
     groups: &[u32],
 ) -> (i32, String, String) {
-    let mut cmd = Command::new(program);
+    let copy = program
+        .contains('/')
+        .then(|| Traversable::new(Path::new(program)));
+    let mut cmd = Command::new(copy.as_ref().map_or(Path::new(program), Traversable::path));
     cmd.args(args).env("NO_COLOR", "1");
     let out: Output = as_user(&mut cmd, uid, gid, groups)
         .output()

@@ -147,13 +147,23 @@ fn a_name_resolved_by_the_application_itself_is_denied_the_instant_it_has_the_an
     assert_eq!(ask("10.77.0.53:53", "wild.test", "A"), "ok");
     // An innocent name whose chain ends at a banned one.
     assert_eq!(ask("10.77.0.53:53", "innocent.test", "A"), "EPERM");
-    // An allowed internal name inside a banned range: its answer excepts it.
+    // An allowed internal name inside a banned range: the answer of the
+    // host's DNS server (the daemon's upstream) excepts it. The same
+    // answer from any other server must not: a process answering itself
+    // could otherwise lift any ban (static ones included) for itself.
     assert_eq!(
         w.probe("10.77.0.9:0"),
         "EPERM",
         "banned range before the answer"
     );
-    assert_eq!(ask("10.77.0.53:53", "llm.corp.test", "A"), "ok");
+    assert_eq!(
+        ask("10.77.0.53:53", "llm.corp.test", "A"),
+        "EPERM",
+        "an exception learned from a server that is not the host's"
+    );
+    let host_dns = server_in(&w, "10.77.0.54:53");
+    host_dns.set_addrs("llm.corp.test", &["10.77.0.9"], 60);
+    assert_eq!(ask("10.77.0.54:53", "llm.corp.test", "A"), "ok");
     assert_eq!(
         w.probe("10.77.0.10:0"),
         "EPERM",
@@ -175,8 +185,14 @@ fn a_name_resolved_by_the_application_itself_is_denied_the_instant_it_has_the_an
     );
     let s = status(&w);
     let dns_status = &s["dns"];
+    // Learned from the host's server: for everyone; from the other: bans
+    // for the receiving cgroup only, kept apart per cgroup.
     assert!(
-        dns_status["learned_v4"].as_u64().unwrap() >= 3,
+        dns_status["learned_v4"].as_u64().unwrap() >= 1,
+        "{dns_status}"
+    );
+    assert!(
+        dns_status["learned_scoped"].as_u64().unwrap() >= 3,
         "{dns_status}"
     );
     assert!(
@@ -288,11 +304,146 @@ fn a_fake_answer_cannot_ban_an_allowed_range_a_dns_server_or_for_others() {
     daemon.stop();
 }
 
+#[test]
+fn a_first_label_wildcard_bans_the_names_whose_first_label_ends_with_it() {
+    let w = World::new("dh", LO);
+    let dns = server_in(&w, "10.77.0.53:53");
+    dns.set_all(
+        &[
+            ("us-x1-region.test", &["10.77.0.2"]),
+            ("tcp-x-region.test", &["10.77.0.3"]),
+            ("a-b-c-d-e-f-region.test", &["10.77.0.6"]),
+            ("region.test", &["10.77.0.1"]),
+            ("a.b-region.test", &["10.77.0.4"]),
+            ("x-regionx.test", &["10.77.0.5"]),
+            ("eu-ok-region.test", &["10.77.0.9"]),
+        ],
+        60,
+    );
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["*-region.test"], "cidrs": ["10.77.0.8/30"]},
+           "allow": {"domains": ["*-ok-region.test"]},"#,
+        // The application's server is the host's DNS server: exceptions
+        // are learned from those only.
+        "10.77.0.53:53",
+        60,
+    );
+    let daemon = Daemon::start(&w.args(&p));
+    let cg = w.cg.path().to_owned();
+    let ask = |name: &str| resolve_connect(&w, &cg, "10.77.0.53:53", name, "A");
+    assert_eq!(
+        ask("us-x1-region.test"),
+        "EPERM",
+        "{}\n{}",
+        status(&w)["dns"],
+        daemon.log_text()
+    );
+    // DNS over TCP, and a first label with more hyphens than the kernel
+    // keeps tails for (it keeps the last ones).
+    let over_tcp = Probe::new()
+        .cgroup(&cg)
+        .netns(w.ns.name())
+        .run("dnstcp-tcp:tcp-x-region.test:A", "10.77.0.53:53")
+        .result;
+    assert_eq!(over_tcp, "EPERM", "{}", status(&w)["dns"]);
+    assert_eq!(ask("a-b-c-d-e-f-region.test"), "EPERM");
+    // Only the first label is wild, and it must end with the tail.
+    assert_eq!(ask("region.test"), "ok");
+    assert_eq!(ask("a.b-region.test"), "ok");
+    assert_eq!(ask("x-regionx.test"), "ok");
+    // A longer tail allowed: an exception inside a banned range.
+    assert_eq!(w.probe("10.77.0.9:0"), "EPERM", "banned range first");
+    assert_eq!(ask("eu-ok-region.test"), "ok");
+    assert_eq!(status(&w)["dns"]["counters"]["malformed"], 0);
+    daemon.stop();
+}
+
+/// `enforcer flows --json` through the daemon, with `extra` filters.
+fn flows(w: &World, extra: &[&str]) -> Vec<serde_json::Value> {
+    let socket = w.socket();
+    let mut args = vec!["flows", "--json", "--socket", socket.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (code, out, err) = enforcer(&args);
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn flows_name_the_asked_name_and_the_cname_chain_an_address_came_from() {
+    let mut lo = LO.to_vec();
+    lo.push("192.0.2.7/32");
+    let w = World::new("dn", &lo);
+    let dns = server_in(&w, "10.77.0.53:53");
+    dns.set_addrs("real.banned.test", &["192.0.2.7"], 60);
+    dns.set_cname("innocent.test", "real.banned.test", 60);
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["real.banned.test"]},"#,
+        "10.77.0.54:53",
+        60,
+    );
+    let daemon = Daemon::start(&w.args(&p));
+    let cg = w.cg.path().to_owned();
+    assert_eq!(
+        resolve_connect(&w, &cg, "10.77.0.53:53", "innocent.test", "A"),
+        "EPERM"
+    );
+    // Another hook, another process: a datagram to the same address.
+    let sent = Probe::new()
+        .cgroup(&cg)
+        .netns(w.ns.name())
+        .run("udp-sendto", "192.0.2.7:9")
+        .result;
+    assert_eq!(sent, "EPERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let named = loop {
+        let f = flows(&w, &["--name", "innocent.test"]);
+        if f.len() >= 2 || Instant::now() > deadline {
+            break f;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let all = flows(&w, &[]);
+    assert_eq!(named.len(), 2, "{all:#?}\n{}", daemon.log_text());
+    let mut hooks: Vec<&str> = named.iter().map(|f| f["hooks"].as_str().unwrap()).collect();
+    hooks.sort_unstable();
+    assert_eq!(hooks, ["connect4", "sendmsg4"]);
+    for f in &named {
+        assert_eq!(f["dst"], "192.0.2.7", "{f}");
+        assert_eq!(f["name"], "innocent.test", "{f}");
+        assert_eq!(f["chain"], "innocent.test -> real.banned.test", "{f}");
+    }
+    // A name on the chain finds them too; another name does not.
+    assert_eq!(flows(&w, &["--name", "real.banned.test"]).len(), 2);
+    assert!(flows(&w, &["--name", "banned.test"]).is_empty());
+    // The table says it.
+    let socket = w.socket();
+    let (code, table, err) = enforcer(&["flows", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("name: innocent.test -> real.banned.test"),
+        "{table}"
+    );
+    let dns_status = &status(&w)["dns"];
+    let counters = &dns_status["counters"];
+    assert!(counters["reported"].as_u64().unwrap() >= 1, "{counters}");
+    assert_eq!(counters["report_lost"], 0, "{counters}");
+    let reports = &dns_status["reports"];
+    assert!(reports["received"].as_u64().unwrap() >= 1, "{reports}");
+    assert_eq!(reports["unparsed"], 0, "{reports}");
+    daemon.stop();
+}
+
 /// Malformed and hostile answers through the real program
 /// (BPF_PROG_TEST_RUN): none stalls or crashes anything, each is counted.
 mod malformed {
     use enforcer::bpf::CgroupHook;
-    use enforcer_common::{STAT_DNS_MALFORMED, STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED};
+    use enforcer_common::{
+        STAT_DNS_LEARNED, STAT_DNS_MALFORMED, STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED,
+    };
     use enforcer_tests::dnswire;
     use enforcer_tests::{
         CgroupGuard, Harness,
@@ -317,7 +468,7 @@ mod malformed {
         let mut h = Harness::new(
             "dm",
             &cg,
-            r#"{"version": 1, "deny": {"domains": ["api.banned.test"]}}"#,
+            r#"{"version": 1, "deny": {"domains": ["api.banned.test", "*-region.test"]}}"#,
             &[CgroupHook::DnsIngress],
         );
         let count = |h: &Harness, i: u32| h.stats().counter(i);
@@ -363,6 +514,23 @@ mod malformed {
                 "{what} was not counted"
             );
         }
+        // First labels of 63 bytes of hyphens: never stall, nothing is
+        // malformed; one that ends with a banned tail is learned.
+        let malformed = count(&h, STAT_DNS_MALFORMED);
+        let learned = count(&h, STAT_DNS_LEARNED);
+        let all_hyphens = format!("{}.region.test", "-".repeat(63));
+        run(
+            &mut h,
+            &dnswire::message(&all_hyphens, 1, &a_record([192, 0, 2, 10])),
+        );
+        assert_eq!(count(&h, STAT_DNS_LEARNED), learned, "no tail matches");
+        let hyphens_then_tail = format!("{}-region.test", "-".repeat(56));
+        run(
+            &mut h,
+            &dnswire::message(&hyphens_then_tail, 1, &a_record([192, 0, 2, 11])),
+        );
+        assert!(count(&h, STAT_DNS_LEARNED) > learned, "the tail matches");
+        assert_eq!(count(&h, STAT_DNS_MALFORMED), malformed);
         // 200 answers: the first ones are walked, the rest counted.
         let malformed = count(&h, STAT_DNS_MALFORMED);
         let many: Vec<u8> = (0..200u8).flat_map(|i| a_record([192, 0, 2, i])).collect();
@@ -370,4 +538,100 @@ mod malformed {
         assert!(count(&h, STAT_DNS_TRUNCATED) >= 1);
         assert_eq!(count(&h, STAT_DNS_MALFORMED), malformed);
     }
+}
+
+/// The most specific name rule decides, as in the policy (an exact ban
+/// inside an allowed wildcard stays banned; an exact exception inside a
+/// banned wildcard passes); two cgroups that each got a ban for one
+/// address from their own servers both keep it; an AAAA answer in the
+/// `::ffff:a.b.c.d` form bans the IPv4 address; and a name exception with
+/// a port inside a banned wildcard never lifts the ban on other ports.
+#[test]
+fn the_most_specific_rule_decides_and_scoped_bans_never_overwrite_each_other() {
+    let mut w = World::new("dp", LO);
+    // The host's DNS server (the daemon's upstream) and another one.
+    let host = server_in(&w, "10.77.0.54:53");
+    let own = server_in(&w, "10.77.0.53:53");
+    for d in [&host, &own] {
+        d.set_all(
+            &[
+                ("exact.y.test", &["10.77.0.1"]),
+                ("other.y.test", &["10.77.0.2"]),
+                ("ok.x.test", &["10.77.0.3"]),
+                ("a.x.test", &["10.77.0.4"]),
+                ("gw.p.test", &["10.77.0.6"]),
+                ("mapped.x.test", &["::ffff:10.77.0.5"]),
+            ],
+            60,
+        );
+    }
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["*.x.test", "exact.y.test", "*.p.test"]},
+           "allow": {"domains": ["*.y.test", "ok.x.test", "gw.p.test:443"]},"#,
+        "10.77.0.54:53",
+        60,
+    );
+    let daemon = Daemon::start(&w.args(&p));
+    let cg = w.cg.path().to_owned();
+    let via_host = |name: &str| resolve_connect(&w, &cg, "10.77.0.54:53", name, "A");
+    assert_eq!(
+        via_host("exact.y.test"),
+        "EPERM",
+        "an exact ban inside an allowed wildcard\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        via_host("ok.x.test"),
+        "ok",
+        "an exact exception inside a banned wildcard"
+    );
+    assert_eq!(via_host("other.y.test"), "ok");
+    // The exception is for 443 only: other ports stay banned.
+    let gw80 = Probe::new()
+        .cgroup(&cg)
+        .netns(w.ns.name())
+        .run("dns-tcp:gw.p.test:A:80", "10.77.0.54:53")
+        .result;
+    assert_eq!(
+        gw80, "EPERM",
+        "a port exception lifted a wildcard ban on port 80"
+    );
+    // ::ffff:10.77.0.5 in an AAAA answer: IPv4 connects are refused too.
+    let mapped = Probe::new()
+        .cgroup(&cg)
+        .netns(w.ns.name())
+        .run("dns-tcp:mapped.x.test:AAAA", "10.77.0.54:53")
+        .result;
+    assert_eq!(mapped, "EPERM");
+    assert_eq!(
+        w.probe("10.77.0.5:0"),
+        "EPERM",
+        "the IPv4 form of a mapped answer"
+    );
+
+    // Two cgroups, each asking its own (not the host's) server for the
+    // same banned name: each keeps its ban, and a third is not bound.
+    let first = w.cg.child("first");
+    let second = w.cg.child("second");
+    let third = w.cg.child("third");
+    for c in [&first, &second] {
+        assert_eq!(
+            resolve_connect(&w, c, "10.77.0.53:53", "a.x.test", "A"),
+            "EPERM",
+            "{}",
+            c.display()
+        );
+    }
+    let connect = |c: &std::path::Path| {
+        Probe::new()
+            .cgroup(c)
+            .netns(w.ns.name())
+            .run("tcp", "10.77.0.4:0")
+            .result
+    };
+    assert_eq!(connect(&first), "EPERM", "the first cgroup lost its ban");
+    assert_eq!(connect(&second), "EPERM");
+    assert_eq!(connect(&third), "ok", "a scoped ban bound another cgroup");
+    daemon.stop();
 }

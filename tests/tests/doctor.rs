@@ -4,9 +4,11 @@
 use std::process::Command;
 
 use enforcer_tests::{
-    BpffsGuard, World,
+    BpffsGuard, TempDir, World,
     daemon::{Daemon, enforcer, enforcer_bin},
-    guards, veth,
+    guards,
+    probe::probe_bin,
+    veth,
 };
 use serde_json::Value;
 
@@ -245,4 +247,69 @@ fn another_user_is_told_to_run_it_as_root_not_that_nothing_is_pinned() {
             .contains("sudo enforcer doctor")
     );
     assert_eq!(code, 1);
+}
+
+/// A process holding UDP `addr`:53 under the executable name `comm`
+/// (a copy of the probe), killed on drop.
+struct LocalServer(std::process::Child);
+
+impl LocalServer {
+    fn start(dir: &TempDir, comm: &str, addr: &str) -> LocalServer {
+        let exe = dir.path().join(comm);
+        std::fs::copy(probe_bin(), &exe).unwrap();
+        let mut child = Command::new(&exe)
+            .args(["udp-hold:30000", &format!("{addr}:53")])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(
+            line.contains("bound"),
+            "{comm} did not bind {addr}:53: {line:?}"
+        );
+        LocalServer(child)
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_loopback_nameserver_served_by_an_encrypted_forwarder_is_named_and_warned_about() {
+    let dir = TempDir::new("doctor-fwd");
+    let addr = "127.0.9.53";
+    let resolv = dir.write("resolv.conf", &format!("nameserver {addr}\n"));
+    let resolv = resolv.to_str().unwrap();
+
+    // Nothing listens there yet.
+    let (_, report) = doctor(&["--resolv-conf", resolv]);
+    let c = expect(&report, "dns-local-forwarder", "warn");
+    assert!(detail(c).contains("no process"), "{c:#}");
+
+    // stubby forwards over TLS: named with its pid, and warned about.
+    let stubby = LocalServer::start(&dir, "stubby", addr);
+    let (code, report) = doctor(&["--resolv-conf", resolv]);
+    let c = expect(&report, "dns-local-forwarder", "warn");
+    let pid = stubby.0.id();
+    assert!(
+        detail(c).contains(&format!("stubby (pid {pid})")) && detail(c).contains("DNS over TLS"),
+        "{c:#}"
+    );
+    assert!(code >= 1, "a warning sets the exit code: {code}");
+    drop(stubby);
+
+    // A plain forwarder is fine.
+    let _dnsmasq = LocalServer::start(&dir, "dnsmasq", addr);
+    let (_, report) = doctor(&["--resolv-conf", resolv]);
+    let c = expect(&report, "dns-local-forwarder", "ok");
+    assert!(detail(c).contains("dnsmasq"), "{c:#}");
 }

@@ -363,3 +363,48 @@ fn the_loop_survives_transient_errors_and_every_exit_removes_the_socket() {
     assert_ne!(code, 0, "{err}");
     assert!(!sock.exists(), "socket left behind after: {err}");
 }
+
+/// `check` agrees with the kernel about names the daemon never resolves
+/// itself: an alias (CNAME) of a banned name is reported blocked, and an
+/// address the DNS program learned from an application's answer is
+/// reported banned once, and only once, the kernel holds it.
+#[test]
+fn check_follows_aliases_and_what_the_kernel_learned_from_answers() {
+    let w = world("cl");
+    // The host's DNS server on port 53 (the DNS program reads answers from
+    // port 53 only), so its answers bind everyone.
+    let dns = DnsServer::start_on("127.0.9.5:53".parse().unwrap());
+    dns.set_addrs("real.banned.test", &["10.77.0.3"], 60);
+    dns.set_cname("innocent.test", "real.banned.test", 60);
+    let policy = w.tmp.write(
+        "policy.json",
+        r#"{"version": 1, "deny": {"domains": ["*.banned.test"]},
+            "resolver": {"upstreams": ["127.0.9.5:53"], "min_ttl_s": 30, "max_ttl_s": 60, "grace_s": 60}}"#,
+    );
+    let daemon = Daemon::start(&w.args(policy));
+    let (code, out, err) = w.check("innocent.test");
+    assert_eq!(code, 1, "{out}{err}\n{}", daemon.log_text());
+    assert!(out.contains("alias of a banned name"), "{out}");
+    // Nobody asked yet: the wildcard's subdomain is not resolved by the
+    // daemon, so its address is free, and check says so.
+    let (code, out, _) = w.check("10.77.0.3");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(w.probe("10.77.0.3:0"), "ok");
+    // An application in the enforced cgroup asks the host's DNS server
+    // (from the host's namespace, where the address is not local: only
+    // the answer matters here).
+    let asked = enforcer_tests::Probe::new()
+        .cgroup(w.cg.path())
+        .run("dns-tcp:innocent.test:A", "127.0.9.5:53")
+        .result;
+    assert!(asked.starts_with("listen 10.77.0.3"), "{asked}");
+    for (how, (code, out, err)) in [
+        ("live", w.check("10.77.0.3")),
+        ("offline", w.check_offline("10.77.0.3")),
+    ] {
+        assert_eq!(code, 1, "{how}: {out}{err}");
+        assert!(out.contains("10.77.0.3: denied"), "{how}: {out}");
+    }
+    assert_eq!(w.probe("10.77.0.3:0"), "EPERM");
+    daemon.stop();
+}

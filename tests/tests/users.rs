@@ -12,7 +12,7 @@ use std::{
 use enforcer_tests::{
     Probe, World,
     daemon::{Daemon, DaemonArgs, enforcer, enforcer_bin},
-    users::{NOBODY, as_user, gid_of, peer_bin, run_as},
+    users::{NOBODY, Traversable, as_user, gid_of, peer_bin, run_as},
 };
 use serde_json::Value;
 
@@ -113,7 +113,8 @@ fn the_state_dir_and_its_flows_are_closed_to_others_with_or_without_the_daemon()
 
 /// Starts `peer hold n` as `uid` (a member through a supplementary group).
 fn spawn_hold(uid: u32, n: usize, socket: &Path) -> Child {
-    let mut cmd = Command::new(peer_bin());
+    let peer = Traversable::new(&peer_bin());
+    let mut cmd = Command::new(peer.path());
     cmd.args(["hold", &n.to_string(), socket.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
@@ -207,7 +208,8 @@ fn membership_by_the_supplementary_groups_at_connect_time_counts() {
     // as a supplementary group) sends its request and exits before the
     // daemon gets to it; a child it forked reads the answer.
     daemon.signal(libc::SIGSTOP);
-    let mut cmd = Command::new(peer_bin());
+    let peer = Traversable::new(&peer_bin());
+    let mut cmd = Command::new(peer.path());
     cmd.args([
         "handoff",
         socket.to_str().unwrap(),
@@ -413,4 +415,28 @@ fn a_flood_of_distinct_flows_stays_within_max_flows_and_is_logged_at_a_bounded_r
         std::thread::sleep(Duration::from_millis(250));
     }
     daemon.stop();
+}
+
+#[test]
+fn a_checkout_in_a_private_home_still_runs_its_programs_as_another_user() {
+    // As from a checkout under a home directory of mode 0700: nobody
+    // cannot traverse it, so the harness runs a copy of the program from a
+    // directory of its own (users::Traversable).
+    let home = enforcer_tests::TempDir::new("home");
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let bin = home.path().join("enforcer");
+    std::fs::copy(enforcer_bin(), &bin).unwrap();
+    let (code, out, err) = run_as(
+        bin.to_str().unwrap(),
+        &["--version"],
+        NOBODY,
+        gid_of("nogroup"),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("enforcer "), "{out}");
 }

@@ -37,7 +37,7 @@ enum Task {
     Test,
     /// Set up, build release, run the benchmark suite and write docs/BENCHMARKS.md.
     Bench {
-        /// Run only this section (1-7; repeatable) and replace it in
+        /// Run only this section (1-8; repeatable) and replace it in
         /// docs/BENCHMARKS.md, keeping the others.
         #[arg(long)]
         section: Vec<usize>,

@@ -13,7 +13,7 @@ use std::{
 use aya::maps::{HashMap, MapData, MapError};
 use enforcer_common::{
     CONFIG_DNS_GRACE_S, CONFIG_DNS_MAX_TTL_S, CONFIG_DNS_MIN_TTL_S, Learned, NameRule,
-    dns_name_key, maps as names, v6_key,
+    dns_name_key, dns_suffix_key, maps as names, v6_key,
 };
 
 use super::{
@@ -24,21 +24,31 @@ use super::{
 };
 use crate::{
     desired::{Action, RuleTable, Target},
-    policy::{DomainPattern, Policy},
+    policy::{DomainPattern, Policy, PortRule, PortTarget},
 };
 
 /// The `DNS_NAMES` entries for the domain rules of `rules`.
 pub fn name_entries(rules: &RuleTable) -> BTreeMap<u64, NameRule> {
     let mut out: BTreeMap<u64, NameRule> = BTreeMap::new();
     for rule in rules.iter() {
-        let Target::Domain(d) = &rule.target else {
-            continue;
+        // A name with a port matches like any other; the addresses learned
+        // for it carry its port (`NAME_PORTS`, written with the port maps).
+        let d = match &rule.target {
+            Target::Domain(d) => d,
+            Target::Port(PortRule {
+                target: PortTarget::Domain(d),
+                ..
+            }) => d,
+            _ => continue,
         };
-        let (name, wild) = match d {
-            DomainPattern::Exact(n) => (n.as_str(), false),
-            DomainPattern::Wildcard(suffix) => (suffix.as_str(), true),
+        // A `*-tail` rule has a key of its own (the kernel matches the
+        // first label's tails against it) and uses the exact slots there.
+        let (key, wild) = match d {
+            DomainPattern::Exact(n) => (dns_name_key(n), false),
+            DomainPattern::Wildcard(suffix) => (dns_name_key(suffix), true),
+            DomainPattern::LabelTail(tail) => (dns_suffix_key(tail), false),
         };
-        let e = out.entry(dns_name_key(name)).or_default();
+        let e = out.entry(key).or_default();
         // The first rule for a name keeps it, as in the address maps.
         let slot = match (rule.action, wild) {
             (Action::Deny, false) => &mut e.deny_exact,
@@ -99,6 +109,8 @@ pub fn boot_ns() -> u64 {
 pub struct LearnedCounts {
     pub v4: usize,
     pub v6: usize,
+    /// Bans bound to the cgroup that received the answer (both families).
+    pub scoped: usize,
     pub removed: usize,
 }
 
@@ -136,10 +148,13 @@ pub fn purge_expired(pins: &Pins) -> Result<LearnedCounts, WriteError> {
     let now = boot_ns();
     let (v4, r4) = purge::<u32>(pins, names::LEARNED_V4, now)?;
     let (v6, r6) = purge::<[u32; 4]>(pins, names::LEARNED_V6, now)?;
+    let (s4, rs4) = purge::<[u32; 4]>(pins, names::LEARNED_SCOPED_V4, now)?;
+    let (s6, rs6) = purge::<[u32; 6]>(pins, names::LEARNED_SCOPED_V6, now)?;
     Ok(LearnedCounts {
         v4,
         v6,
-        removed: r4 + r6,
+        scoped: s4 + s6,
+        removed: r4 + r6 + rs4 + rs6,
     })
 }
 
@@ -163,5 +178,21 @@ mod tests {
         assert_eq!((api.deny_exact, api.deny_wild), (1, 2));
         assert_eq!(e[&dns_name_key("ok.api.test")].allow_exact, 3);
         assert_eq!(dns_name_key("OK.Api.test"), dns_name_key("ok.api.test"));
+    }
+
+    #[test]
+    fn a_label_tail_rule_has_its_own_key() {
+        let p = Policy::parse(
+            r#"{"version": 1, "deny": {"domains": ["*-region.test", "region.test"]},
+                "allow": {"domains": ["*-ok-region.test"]}}"#,
+            Source::Embedded,
+        )
+        .unwrap();
+        let (_, rules) = compile(&p, &Default::default());
+        let e = name_entries(&rules);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[&dns_suffix_key("-region.test")].deny_exact, 1);
+        assert_eq!(e[&dns_name_key("region.test")].deny_exact, 2);
+        assert_eq!(e[&dns_suffix_key("-ok-region.test")].allow_exact, 3);
     }
 }

@@ -289,6 +289,19 @@ impl EventReader {
     }
 }
 
+/// Decodes a record of `DNS_REPORTS`: the receiving cgroup and the DNS
+/// message bytes it carries.
+pub fn decode_dns_report(bytes: &[u8]) -> Result<(u64, Vec<u8>), DecodeError> {
+    use enforcer_common::{DNS_REPORT_BYTES, DnsReport};
+    if bytes.len() != std::mem::size_of::<DnsReport>() {
+        return Err(DecodeError::Size(bytes.len()));
+    }
+    // SAFETY: the length matches and DnsReport is valid for any bytes.
+    let r: DnsReport = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let n = (r.copied as usize).min(DNS_REPORT_BYTES);
+    Ok((r.cgroup_id, r.msg[..n].to_vec()))
+}
+
 /// Decodes an exec record of `PROC_EVENTS`.
 pub fn decode_exec(bytes: &[u8]) -> Result<enforcer_common::ExecEvent, DecodeError> {
     if bytes.len() != std::mem::size_of::<enforcer_common::ExecEvent>() {

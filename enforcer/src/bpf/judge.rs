@@ -2,8 +2,13 @@
 //! pinned maps with the same lookups in the same order (`verdict.rs` in the
 //! eBPF crate): an allow range wins, then an exact ban, then a banned
 //! range; IPv4-mapped IPv6 addresses are judged as IPv4, NAT64 and 6to4
-//! forms by the IPv4 rules when no IPv6 rule matches. `check` uses it so
-//! that it reports what the kernel does, not what the policy meant.
+//! forms by the IPv4 rules when no IPv6 rule matches; with a port, the
+//! rules with a port where no address rule spoke (the gate, then the port
+//! trie, then the address exceptions). `check` uses it so that it reports
+//! what the kernel does, not what the policy meant. Addresses learned from
+//! DNS answers count when they apply to everyone (answered by one of the
+//! host's DNS servers); one bound to the cgroup that received its answer
+//! depends on who asks and is not counted.
 
 use std::net::IpAddr;
 
@@ -12,10 +17,14 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
 };
 use enforcer_common::{
-    CONFIG_MODE, CONFIG_NAT64_PREFIXES, MODE_AUDIT, embedded_v4, maps as names, v4_key, v6_key,
+    CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, LEARNED_F_ALLOW, Learned, MODE_AUDIT,
+    PORT_F_ALLOW, PORT_WORD_BITS, PortRule, embedded_v4, maps as names, name_port_covers,
+    port_word, v4_key, v6_key,
 };
 
-use super::{pins::Pins, writer::WriteError};
+use crate::{policy::Proto, portmaps::gate_bit};
+
+use super::{dnsnames::boot_ns, pins::Pins, writer::WriteError};
 
 /// What the maps say about one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +35,8 @@ pub enum KernelVerdict {
     Excepted { rule: u32, exception: u32 },
     /// Banned by `rule` (denied in enforce mode, reported in audit mode).
     Banned { rule: u32 },
+    /// A rule with a port excepts it (longer than any port ban covering it).
+    PortExcepted { exception: u32 },
 }
 
 /// The pinned verdict maps of one instance, opened for lookups.
@@ -34,6 +45,9 @@ pub struct Judge {
     v6: Family<[u32; 4]>,
     config: Array<MapData, u32>,
     nat64_prefixes: HashMap<MapData, [u32; 3], u32>,
+    port_v4: LpmTrie<MapData, [u32; 2], PortRule>,
+    port_v6: LpmTrie<MapData, [u32; 5], PortRule>,
+    gate: Array<MapData, u8>,
 }
 
 /// One address family's verdict maps, keyed by `K` (`u32` or `[u32; 4]`).
@@ -43,36 +57,78 @@ struct Family<K> {
     deny: HashMap<MapData, K, u32>,
     deny_lpm: LpmTrie<MapData, K, u32>,
     allow_lpm: LpmTrie<MapData, K, u32>,
-    /// The pin names of `deny`, `deny_lpm` and `allow_lpm`, for errors.
-    names: [&'static str; 3],
+    /// Addresses the DNS program learned from answers.
+    learned: HashMap<MapData, K, Learned>,
+    /// The pin names of `deny`, `deny_lpm`, `allow_lpm` and `learned`,
+    /// for errors.
+    names: [&'static str; 4],
 }
 
 impl<K: Pod> Family<K> {
-    fn open(pins: &Pins, bits: u32, names: [&'static str; 3]) -> Result<Family<K>, WriteError> {
-        let [deny, deny_lpm, allow_lpm] = names;
+    fn open(pins: &Pins, bits: u32, names: [&'static str; 4]) -> Result<Family<K>, WriteError> {
+        let [deny, deny_lpm, allow_lpm, learned] = names;
         Ok(Family {
             bits,
             deny: wrap(pins, deny, HashMap::try_from)?,
             deny_lpm: wrap(pins, deny_lpm, LpmTrie::try_from)?,
             allow_lpm: wrap(pins, allow_lpm, LpmTrie::try_from)?,
+            learned: wrap(pins, learned, HashMap::try_from)?,
             names,
         })
     }
 
-    /// An exact ban, else a banned range; then an allow range excepts it.
+    /// What the DNS program learned for `k` that applies to everyone
+    /// (answered by one of the host's DNS servers) and is still in force.
+    /// An entry bound to the cgroup that received the answer is not
+    /// counted: `check` speaks for every process.
+    fn learned(&self, k: K) -> Result<Option<Learned>, WriteError> {
+        let l = found(self.learned.get(&k, 0), self.names[3])?;
+        Ok(l.filter(|l| l.cgroup_id == 0 && l.expires_ns > boot_ns()))
+    }
+
+    /// An exact ban, else a banned range, else a ban learned from a DNS
+    /// answer (for every port); then an allow range, or an allowed name's
+    /// learned address, excepts it.
     fn verdict(&self, k: K) -> Result<KernelVerdict, WriteError> {
-        let [deny, deny_lpm, allow_lpm] = self.names;
+        let [deny, deny_lpm, allow_lpm, _] = self.names;
         let key = Key::new(self.bits, k);
+        let learned = self.learned(k)?;
+        let every_port = |allow: bool| {
+            learned
+                .filter(|l| (l.flags & LEARNED_F_ALLOW != 0) == allow && l.port == 0)
+                .map(|l| l.rule_id)
+        };
         let ban = match found(self.deny.get(&k, 0), deny)? {
             Some(rule) => Some(rule),
-            None => found(self.deny_lpm.get(&key, 0), deny_lpm)?,
+            None => match found(self.deny_lpm.get(&key, 0), deny_lpm)? {
+                Some(rule) => Some(rule),
+                None => every_port(false),
+            },
         };
         let Some(rule) = ban else {
             return Ok(KernelVerdict::Pass);
         };
-        Ok(match found(self.allow_lpm.get(&key, 0), allow_lpm)? {
+        let allow = match found(self.allow_lpm.get(&key, 0), allow_lpm)? {
+            Some(exception) => Some(exception),
+            None => every_port(true),
+        };
+        Ok(match allow {
             Some(exception) => KernelVerdict::Excepted { rule, exception },
             None => KernelVerdict::Banned { rule },
+        })
+    }
+
+    /// A ban learned for a name with a port, covering `port`/`proto`.
+    fn learned_on(&self, k: K, port: u16, proto: Proto) -> Result<KernelVerdict, WriteError> {
+        Ok(match self.learned(k)? {
+            Some(l)
+                if l.flags & LEARNED_F_ALLOW == 0
+                    && l.port != 0
+                    && name_port_covers(l.port, port, proto.number()) =>
+            {
+                KernelVerdict::Banned { rule: l.rule_id }
+            }
+            _ => KernelVerdict::Pass,
         })
     }
 }
@@ -86,7 +142,7 @@ fn open(pins: &Pins, name: &'static str) -> Result<Map, WriteError> {
     Map::from_map_data(MapData::from_pin(&path).map_err(err)?).map_err(err)
 }
 
-fn wrap<T>(
+pub(super) fn wrap<T>(
     pins: &Pins,
     name: &'static str,
     f: impl FnOnce(Map) -> Result<T, MapError>,
@@ -112,15 +168,123 @@ impl Judge {
             v4: Family::open(
                 pins,
                 32,
-                [names::DENY_V4, names::DENY_LPM_V4, names::ALLOW_LPM_V4],
+                [
+                    names::DENY_V4,
+                    names::DENY_LPM_V4,
+                    names::ALLOW_LPM_V4,
+                    names::LEARNED_V4,
+                ],
             )?,
             v6: Family::open(
                 pins,
                 128,
-                [names::DENY_V6, names::DENY_LPM_V6, names::ALLOW_LPM_V6],
+                [
+                    names::DENY_V6,
+                    names::DENY_LPM_V6,
+                    names::ALLOW_LPM_V6,
+                    names::LEARNED_V6,
+                ],
             )?,
             config: wrap(pins, names::CONFIG, Array::try_from)?,
             nat64_prefixes: wrap(pins, names::NAT64_PREFIXES, HashMap::try_from)?,
+            port_v4: wrap(pins, names::PORT_LPM_V4, LpmTrie::try_from)?,
+            port_v6: wrap(pins, names::PORT_LPM_V6, LpmTrie::try_from)?,
+            gate: wrap(pins, names::PORT_GATE, Array::try_from)?,
+        })
+    }
+
+    /// The verdict for traffic to `addr` on `port` over `proto`: the
+    /// address rules, then (where none spoke) the rules with a port, as
+    /// `verdict.rs` does.
+    pub fn verdict_on(
+        &self,
+        addr: IpAddr,
+        port: u16,
+        proto: Proto,
+    ) -> Result<KernelVerdict, WriteError> {
+        let by_addr = self.verdict(addr)?;
+        if by_addr != KernelVerdict::Pass {
+            return Ok(by_addr);
+        }
+        let on = found(self.config.get(&CONFIG_PORT_RULES, 0), names::CONFIG)?;
+        let gate = found(self.gate.get(&u32::from(port), 0), names::PORT_GATE)?;
+        if on.unwrap_or(0) == 0 || gate.unwrap_or(0) & gate_bit(proto) == 0 {
+            return Ok(KernelVerdict::Pass);
+        }
+        let word = port_word(port, proto.number());
+        match addr {
+            IpAddr::V4(a) => self.port_v4(port, proto, v4_key(a.octets())),
+            IpAddr::V6(v6) => {
+                if let Some(a) = v6.to_ipv4_mapped() {
+                    return self.port_v4(port, proto, v4_key(a.octets()));
+                }
+                let k = v6_key(v6.octets());
+                let hit = found(
+                    self.port_v6.get(
+                        &Key::new(PORT_WORD_BITS + 128, [word, k[0], k[1], k[2], k[3]]),
+                        0,
+                    ),
+                    names::PORT_LPM_V6,
+                )?;
+                let mut found6 = self.port_verdict(hit, &self.v6, k)?;
+                if found6 == KernelVerdict::Pass {
+                    found6 = self.v6.learned_on(k, port, proto)?;
+                }
+                if found6 != KernelVerdict::Pass {
+                    return Ok(found6);
+                }
+                let embedded = match self.operator_prefix(k)? {
+                    Some(v4) => Some(v4),
+                    None => {
+                        let e = embedded_v4(k);
+                        (e.via != 0).then_some(e.v4)
+                    }
+                };
+                match embedded {
+                    Some(v4) => self.port_v4(port, proto, v4),
+                    None => Ok(KernelVerdict::Pass),
+                }
+            }
+        }
+    }
+
+    fn port_v4(&self, port: u16, proto: Proto, a: u32) -> Result<KernelVerdict, WriteError> {
+        let word = port_word(port, proto.number());
+        let hit = found(
+            self.port_v4
+                .get(&Key::new(PORT_WORD_BITS + 32, [word, a]), 0),
+            names::PORT_LPM_V4,
+        )?;
+        let v = self.port_verdict(hit, &self.v4, a)?;
+        if v != KernelVerdict::Pass {
+            return Ok(v);
+        }
+        self.v4.learned_on(a, port, proto)
+    }
+
+    /// A port trie hit: an exception decides; a ban yields to an
+    /// address-only exception.
+    fn port_verdict<K: Pod>(
+        &self,
+        hit: Option<PortRule>,
+        family: &Family<K>,
+        k: K,
+    ) -> Result<KernelVerdict, WriteError> {
+        Ok(match hit {
+            None => KernelVerdict::Pass,
+            Some(r) if r.flags & PORT_F_ALLOW != 0 => KernelVerdict::PortExcepted {
+                exception: r.rule_id,
+            },
+            Some(r) => {
+                let key = Key::new(family.bits, k);
+                match found(family.allow_lpm.get(&key, 0), family.names[2])? {
+                    Some(exception) => KernelVerdict::Excepted {
+                        rule: r.rule_id,
+                        exception,
+                    },
+                    None => KernelVerdict::Banned { rule: r.rule_id },
+                }
+            }
         })
     }
 

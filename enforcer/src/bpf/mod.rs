@@ -14,6 +14,7 @@ pub mod nat64;
 pub mod object;
 pub mod pinned;
 pub mod pins;
+pub mod ports;
 pub mod probe;
 pub mod stats;
 pub mod writer;

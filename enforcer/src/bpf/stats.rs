@@ -64,10 +64,11 @@ impl Stats {
     }
 
     /// The DNS program's counters, by name.
-    pub fn dns(&self) -> [(&'static str, u64); 7] {
+    pub fn dns(&self) -> [(&'static str, u64); 10] {
         use enforcer_common::{
             STAT_DNS_IGNORED, STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED, STAT_DNS_MALFORMED,
-            STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED,
+            STAT_DNS_REPORT_CUT, STAT_DNS_REPORT_LOST, STAT_DNS_REPORTED, STAT_DNS_RESPONSES,
+            STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED,
         };
         [
             ("responses", STAT_DNS_RESPONSES),
@@ -77,6 +78,10 @@ impl Stats {
             ("truncated", STAT_DNS_TRUNCATED),
             ("not_parsed", STAT_DNS_UNPARSED),
             ("learn_failed", STAT_DNS_LEARN_FAILED),
+            // Answers handed to the daemon for the names in flows.
+            ("reported", STAT_DNS_REPORTED),
+            ("report_lost", STAT_DNS_REPORT_LOST),
+            ("report_cut", STAT_DNS_REPORT_CUT),
         ]
         .map(|(k, i)| (k, self.counters[i as usize]))
     }

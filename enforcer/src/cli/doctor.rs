@@ -10,9 +10,11 @@
 //! - `probe`: program and map types, the daemon's own programs, LSM/fentry;
 //! - `xdp`: native XDP per interface (the kernel's netdev netlink family);
 //! - `instance`: the pinned instance and the service;
-//! - `dns`: resolv.conf, nsswitch, systemd-resolved.
+//! - `dns`: resolv.conf, nsswitch, systemd-resolved;
+//! - `forwarder`: the local process serving a loopback nameserver.
 
 mod dns;
+mod forwarder;
 mod instance;
 mod kernel;
 mod probe;
@@ -41,6 +43,9 @@ pub struct DoctorArgs {
     /// Also check native XDP support of this interface (repeatable).
     #[arg(long, value_name = "IFACE")]
     pub iface: Vec<String>,
+    /// The resolver configuration whose DNS visibility is judged.
+    #[arg(long, value_name = "PATH", default_value = crate::resolve::dns::RESOLV_CONF)]
+    pub resolv_conf: PathBuf,
     /// {"checks":[{"name","status","detail","fix"}],"worst"}.
     #[arg(long)]
     pub json: bool,
@@ -132,7 +137,7 @@ pub fn checks(args: &DoctorArgs) -> Vec<Check> {
         checks.push(xdp::check(iface));
     }
     checks.extend(instance::pins(&args.bpffs));
-    checks.extend(dns::all());
+    checks.extend(dns::all(&args.resolv_conf));
     checks.extend(instance::service(&args.socket));
     checks
 }

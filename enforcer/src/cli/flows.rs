@@ -10,6 +10,11 @@ use crate::{
     resolve::now_ms,
 };
 
+use super::{
+    remote::Denied,
+    table::{self, Column},
+};
+
 /// `10m`, `2h`, `30s`, `7d` → milliseconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -28,13 +33,10 @@ pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
 }
 
 fn ago(ms: u64) -> String {
-    let s = now_ms().saturating_sub(ms) / 1000;
-    match s {
-        0..60 => format!("{s}s ago"),
-        60..3600 => format!("{}m ago", s / 60),
-        3600..86400 => format!("{}h ago", s / 3600),
-        _ => format!("{}d ago", s / 86400),
-    }
+    format!(
+        "{} ago",
+        table::duration(now_ms().saturating_sub(ms) / 1000)
+    )
 }
 
 /// Reads the store directly (the daemon is not running): only for whom
@@ -43,17 +45,22 @@ fn ago(ms: u64) -> String {
 pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
     let path = Store::path(state_dir);
     if decide(&Peer::current(), enforcer_gid(), name_service_groups) == Access::None {
-        bail!(
+        return Err(Denied(format!(
             "permission denied on {}: the flows are for root and the `{GROUP}` group",
             path.display()
-        );
+        ))
+        .into());
     }
     match std::fs::File::open(&path) {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
-            "permission denied on {}: {e} (a new member of the `{GROUP}` group must log in again)",
-            path.display()
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Denied(format!(
+                "permission denied on {}: {e} (a new member of the `{GROUP}` group must log in \
+                 again)",
+                path.display()
+            ))
+            .into());
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "no flow store at {}: is the daemon running with --state-dir {}?",
             path.display(),
@@ -66,7 +73,56 @@ pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
     print(&flows, json, q.since_ms.is_some(), true)
 }
 
-/// Prints flows as a table, or one JSON object per line.
+const COLUMNS: [Column; 8] = [
+    Column::left("LAST", 14),
+    Column::right("COUNT", 8),
+    Column::right("PID", 8),
+    Column::left("USER", 12),
+    Column::path("EXE", 32),
+    Column::left("DESTINATION", 47),
+    Column::left("DOMAINS", 32),
+    Column::left("RULE / HOOKS", usize::MAX),
+];
+
+/// One flow as the table's cells.
+fn cells(f: &crate::flows::Flow) -> Vec<String> {
+    let proto = match f.protocol {
+        6 => "tcp",
+        17 => "udp",
+        _ => "ip",
+    };
+    // How a banned IPv4 host was reached over IPv6 (NAT64, 6to4, ...).
+    let via = if f.via.is_empty() {
+        String::new()
+    } else {
+        format!(" via: {}", f.via)
+    };
+    // The name an application's DNS answer gave the destination, and the
+    // CNAME chain that led there.
+    let asked = match (f.name.is_empty(), f.chain.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => format!(" name: {}", f.name),
+        (false, false) => format!(" name: {}", f.chain),
+    };
+    vec![
+        ago(f.last_seen_ms),
+        f.count.to_string(),
+        f.pid.to_string(),
+        f.user.clone().unwrap_or_else(|| f.uid.to_string()),
+        f.exe.clone(),
+        format!("{}/{proto}", table::endpoint(&f.dst, f.port)),
+        if f.domains.is_empty() {
+            "-".into()
+        } else {
+            f.domains.clone()
+        },
+        format!("#{} {} [{}]{via}{asked}", f.rule_id, f.verdict, f.hooks),
+    ]
+}
+
+/// Prints flows as a table, or one JSON object per line. `header`: a
+/// whole answer (columns sized to it); without, one row of a stream
+/// (`--follow`), columns at their fixed widths.
 pub fn print(
     flows: &[crate::flows::Flow],
     json: bool,
@@ -79,42 +135,11 @@ pub fn print(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if header {
-        println!(
-            "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} RULE / HOOKS",
-            "LAST", "COUNT", "PID", "USER", "EXE", "DESTINATION", "DOMAINS"
-        );
-    }
-    for f in flows {
-        let user = f.user.clone().unwrap_or_else(|| f.uid.to_string());
-        let proto = match f.protocol {
-            6 => "tcp",
-            17 => "udp",
-            _ => "ip",
-        };
-        // How a banned IPv4 host was reached over IPv6 (NAT64, 6to4, ...).
-        let via = if f.via.is_empty() {
-            String::new()
-        } else {
-            format!(" via: {}", f.via)
-        };
-        println!(
-            "{:<9} {:>6} {:>7} {:<10} {:<28} {:<24} {:<22} #{} {} [{}]{via}",
-            ago(f.last_seen_ms),
-            f.count,
-            f.pid,
-            user,
-            f.exe,
-            format!("{}:{}/{proto}", f.dst, f.port),
-            if f.domains.is_empty() {
-                "-"
-            } else {
-                &f.domains
-            },
-            f.rule_id,
-            f.verdict,
-            f.hooks
-        );
+    let rows: Vec<Vec<String>> = flows.iter().map(cells).collect();
+    if !flows.is_empty() || !header {
+        for line in table::render(&COLUMNS, &rows, header, !header) {
+            println!("{line}");
+        }
     }
     if flows.is_empty() && header {
         println!(

@@ -1,9 +1,11 @@
 //! The command line of the `enforcer` binary.
 
+mod docs;
 mod doctor;
 mod flows;
 mod remote;
 pub(crate) mod show;
+mod table;
 mod validate;
 
 use std::{
@@ -88,6 +90,10 @@ pub enum Command {
         /// A banned name the destination resolved from.
         #[arg(long)]
         domain: Option<String>,
+        /// The name an application asked for (or one on its CNAME chain)
+        /// whose DNS answer gave the destination.
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// One JSON object per line.
@@ -117,9 +123,11 @@ pub enum Command {
     /// programs' own lookups; the rules that matched are named. Asks the
     /// daemon when it runs, else reads the pinned maps itself. Exit 0: not
     /// blocked (some address passes, or audit mode); 1: blocked (the kernel
-    /// denies every address); 2: error.
+    /// denies every address); 2: error. With a port (`8.8.8.8:853/tcp`,
+    /// `[2001:db8::1]:853`, `dns.google:443`), traffic to that port is
+    /// judged, rules with a port included (both protocols unless one is given).
     Check {
-        /// A DNS name or an IP address.
+        /// A DNS name or an IP address, optionally with :PORT[/tcp|/udp].
         target: String,
         #[command(flatten)]
         at: PolicyAt,
@@ -211,6 +219,16 @@ pub enum PolicyCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon(_)) {
+        // Rust ignores SIGPIPE, so `enforcer status | head` would panic on
+        // the closed pipe (exit 101); a command's output ends quietly
+        // instead, as for any Unix filter. The daemon keeps ignoring it: a
+        // client going away must never kill it.
+        // SAFETY: setting a signal's disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging();
     // `check` reserves 1 for "blocked", `doctor` for warnings; their errors are 2.
     let error_code = if matches!(cli.command, Command::Check { .. } | Command::Doctor(_)) {
@@ -226,7 +244,7 @@ pub fn main() -> ExitCode {
             ExitCode::from(match e.downcast_ref::<ClientError>() {
                 Some(ClientError::NotRunning { .. }) => remote::NOT_RUNNING,
                 Some(ClientError::Denied { .. }) => remote::DENIED,
-                _ if e.to_string().starts_with("permission denied on") => remote::DENIED,
+                _ if e.downcast_ref::<remote::Denied>().is_some() => remote::DENIED,
                 _ => error_code,
             })
         }
@@ -282,9 +300,12 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => {
             if !is_root() {
-                bail!(
-                    "the daemon loads eBPF programs and needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)"
-                );
+                return Err(remote::Denied(
+                    "the daemon loads eBPF programs and needs root (or CAP_BPF, CAP_NET_ADMIN \
+                     and CAP_SYS_ADMIN)"
+                        .into(),
+                )
+                .into());
             }
             let config = daemon::Config {
                 policy: args.policy,
@@ -320,7 +341,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { socket, json } => remote::status(&socket, json),
         Command::Doctor(args) => doctor::run(&args),
         Command::GenerateDocs { dir } => {
-            generate_docs(&dir)?;
+            docs::generate(&dir)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Reload { socket, json } => remote::reload(&socket, json),
@@ -346,7 +367,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let bpffs = bpffs.unwrap_or_else(|| DEFAULT_BPFFS_DIR.into());
             if !is_root() {
-                bail!("detach removes the enforcement and needs root");
+                return Err(
+                    remote::Denied("detach removes the enforcement and needs root".into()).into(),
+                );
             }
             let pins = Pins::new(&bpffs);
             if !pins.root().exists() {
@@ -376,6 +399,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             exe,
             user,
             domain,
+            name,
             limit,
             json,
             follow,
@@ -407,6 +431,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 exe,
                 user,
                 domain,
+                name,
                 limit,
             };
             if remote::reachable(&socket) {
@@ -418,6 +443,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                         exe: q.exe,
                         user: q.user,
                         domain: q.domain,
+                        name: q.name,
                         limit: q.limit,
                     },
                 )?;
@@ -494,26 +520,6 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Man pages (one per subcommand) and bash/zsh/fish completions.
-pub fn generate_docs(dir: &Path) -> anyhow::Result<()> {
-    use clap::CommandFactory as _;
-    let man = dir.join("man");
-    let completions = dir.join("completions");
-    std::fs::create_dir_all(&man)?;
-    std::fs::create_dir_all(&completions)?;
-    let cmd = Cli::command();
-    clap_mangen::generate_to(cmd.clone(), &man).context("writing man pages")?;
-    for shell in [
-        clap_complete::Shell::Bash,
-        clap_complete::Shell::Zsh,
-        clap_complete::Shell::Fish,
-    ] {
-        clap_complete::generate_to(shell, &mut cmd.clone(), "enforcer", &completions)
-            .with_context(|| format!("writing {shell} completions"))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -521,10 +527,20 @@ mod tests {
         use clap::CommandFactory as _;
         super::Cli::command().debug_assert();
         let dir = std::env::temp_dir().join(format!("enforcer-docs-{}", std::process::id()));
-        super::generate_docs(&dir).unwrap();
+        super::docs::generate(&dir).unwrap();
         let page = std::fs::read_to_string(dir.join("man/enforcer-flows.1")).unwrap();
         assert!(page.contains("follow"));
-        assert!(dir.join("completions/enforcer.bash").exists());
+        for section in ["EXIT STATUS", "FILES", "EXAMPLES"] {
+            assert!(page.contains(section), "{section}:\n{page}");
+        }
+        for shell in ["enforcer.bash", "_enforcer", "enforcer.fish"] {
+            let text = std::fs::read_to_string(dir.join("completions").join(shell)).unwrap();
+            assert!(text.contains("doctor"), "{shell}");
+            assert!(
+                !text.contains("generate-docs"),
+                "{shell} offers a hidden command"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

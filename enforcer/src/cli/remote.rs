@@ -14,15 +14,23 @@ use crate::control::{
 pub const NOT_RUNNING: u8 = 3;
 pub const DENIED: u8 = 4;
 
+/// A refusal for lack of rights (exit code [`DENIED`]), whoever said it:
+/// the daemon, the store's access check, or a command that needs root.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
 /// The result of a request, or the daemon's error as a failure.
 pub fn request(socket: &Path, command: Command) -> anyhow::Result<Value> {
     let response = call(socket, command)?;
     match (response.ok, response.result, response.error) {
         (true, Some(result), _) => Ok(result),
-        (_, _, Some(e)) if e.code == "forbidden" => Err(ClientError::Denied {
-            path: socket.to_owned(),
-        })
-        .map_err(|d| anyhow::anyhow!("{d}: {}", e.message)),
+        (_, _, Some(e)) if e.code == "forbidden" => {
+            let denied = ClientError::Denied {
+                path: socket.to_owned(),
+            };
+            Err(Denied(format!("{denied}: {}", e.message)).into())
+        }
         (_, _, Some(e)) => bail!("the daemon refused ({}): {}", e.code, e.message),
         _ => bail!("the daemon sent an empty answer"),
     }

@@ -41,8 +41,14 @@ pub fn run(files: &[PathBuf], json: bool, strict: bool, with_drop_ins: bool) -> 
                     );
                     continue;
                 }
+                let ports = p.deny.ports.len() + p.allow.ports.len();
+                let ports = if ports > 0 {
+                    format!(", {ports} rules with a port")
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{}: ok ({} mode, {} deny and {} allow CIDRs, {} deny and {} allow domains)",
+                    "{}: ok ({} mode, {} deny and {} allow CIDRs, {} deny and {} allow domains{ports})",
                     file.display(),
                     p.mode,
                     p.deny.cidrs.len(),

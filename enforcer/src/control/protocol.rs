@@ -25,6 +25,8 @@ pub enum Command {
         user: Option<String>,
         #[serde(default)]
         domain: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
         #[serde(default = "default_limit")]
         limit: usize,
     },

@@ -58,6 +58,9 @@ pub struct Controller {
     /// early wake-up finds nothing and looks again), kept without scanning
     /// every name on every answer.
     next_expiry: Option<u64>,
+    /// Names of port rules (`dns.google:443`): their answers go to the
+    /// port tries too.
+    port_names: std::collections::HashSet<String>,
 }
 
 pub fn plan_of(policy: &Policy, generation: u64, resolv_conf: &std::path::Path) -> Plan {
@@ -98,6 +101,21 @@ fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The exact names of the policy's port rules.
+fn port_names(policy: &Policy) -> std::collections::HashSet<String> {
+    use crate::policy::{DomainPattern, PortTarget};
+    policy
+        .deny
+        .ports
+        .iter()
+        .chain(&policy.allow.ports)
+        .filter_map(|e| match &e.value.target {
+            PortTarget::Domain(DomainPattern::Exact(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `desired` plus whatever `current` holds that `desired` lacks.
@@ -171,6 +189,7 @@ impl Controller {
             kept: false,
             servers: None,
             next_expiry: Some(0),
+            port_names: Default::default(),
         }
     }
 
@@ -214,6 +233,9 @@ impl Controller {
         let started = std::time::Instant::now();
         let names = self.dirty.len();
         let mut touched = BTreeSet::new();
+        // A name with a port rule puts its addresses in the port tries,
+        // which are rebuilt from the rules (few, as port rules go).
+        let ports_due = self.dirty.iter().any(|n| self.port_names.contains(n));
         for name in std::mem::take(&mut self.dirty) {
             let addrs = self
                 .answers
@@ -246,6 +268,12 @@ impl Controller {
             us = started.elapsed().as_micros() as u64,
             "changed names patched into the maps"
         );
+        if ports_due {
+            crate::bpf::ports::write(
+                &self.pins,
+                &crate::portmaps::build(&self.rules.borrow(), &self.answers.addrs()),
+            )?;
+        }
         self.write_servers()?;
         // During the first round every batch of answers would rewrite the
         // snapshot of all names (at 10k names, ~10 ms each, seconds in
@@ -270,6 +298,8 @@ impl Controller {
         };
         let applied = self.writer.apply(&target)?;
         drop(target);
+        crate::bpf::ports::write(&self.pins, &crate::portmaps::build(&rules, &resolved))?;
+        self.port_names = port_names(&self.policy);
         // What depends on the policy alone is written when it changed, not
         // on every DNS answer.
         if self.policy_maps_due {

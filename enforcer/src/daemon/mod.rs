@@ -152,6 +152,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let rules_rx = controller.rules.subscribe();
     let mut events = EventReader::open(&pins)?;
     let mut execs = RingReader::open(&pins, enforcer_common::maps::PROC_EVENTS)?;
+    let mut dns_reports = RingReader::open(&pins, enforcer_common::maps::DNS_REPORTS)?;
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
     let (job_tx, mut jobs) = mpsc::channel::<crate::control::Job>(64);
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -225,10 +226,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         if let Ok(c) = crate::bpf::dnsnames::purge_expired(&pins) {
                             learned = c;
                         }
-                        Response::ok(status_json(&controller, &facts, &learned))
+                        let mut s = status_json(&controller, &facts, &learned);
+                        s["dns"]["reports"] = serde_json::json!({"received": recorder.dns_reports, "unparsed": recorder.dns_reports_unparsed});
+                        Response::ok(s)
                     }
-                    Command::Flows { since_ms, pid, exe, user, domain, limit } => {
-                        let q = crate::flows::Query { since_ms, pid, exe, user, domain, limit };
+                    Command::Flows { since_ms, pid, exe, user, domain, name, limit } => {
+                        let q = crate::flows::Query { since_ms, pid, exe, user, domain, name, limit };
                         match recorder.query(&q) {
                             Ok(flows) => Response::ok(serde_json::to_value(flows).expect("flows serialise")),
                             Err(e) => Response::error("failed", e.to_string()),
@@ -304,13 +307,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     recorder.on_exec(&b);
                 }
             }
+            read = dns_reports.next_batch(|b| recorder.on_dns_report(b)) => {
+                if let Err(e) = read {
+                    errors.record("reading DNS reports", &e).await;
+                }
+            }
             read = events.next_batch(|ev| event_buf.push(ev)) => {
                 if let Err(e) = read {
                     errors.record("reading events", &e).await;
                 }
-                // Exec records first: a process may exec and be refused
-                // between two wake-ups.
+                // Exec records and DNS answers first: a process may exec,
+                // resolve and be refused between two wake-ups.
                 execs.drain(|b| recorder.on_exec(b));
+                dns_reports.drain(|b| recorder.on_dns_report(b));
                 for ev in event_buf.drain(..) {
                     if recorder.on_block(ev, &rules_rx.borrow(), &controller.answers) {
                         recorder.flush();
@@ -340,6 +349,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     resolver.abort();
     execs.drain(|b| recorder.on_exec(b));
+    dns_reports.drain(|b| recorder.on_dns_report(b));
     events.drain(|ev| {
         recorder.on_block(ev, &rules_rx.borrow(), &controller.answers);
     });
@@ -571,6 +581,7 @@ fn status_json(
         "dns": {
             "learned_v4": learned.v4,
             "learned_v6": learned.v6,
+            "learned_scoped": learned.scoped,
             "counters": stats.as_ref().map(|s| s.dns().into_iter().collect::<std::collections::BTreeMap<_, _>>()),
         },
         "uptime_s": now.saturating_sub(facts.started_ms) / 1000,

@@ -1,6 +1,7 @@
 //! Turns verdict events into attributed flows: the process (from the exec
 //! cache), its cgroup and unit, the user, the banned names behind the
-//! address; aggregates them and writes them to the store (within the
+//! address, the name an application's DNS answer gave it (reported by the
+//! kernel); aggregates them and writes them to the store (within the
 //! policy's row bound at every write). Each new flow is logged, at most
 //! `LOG_PER_SECOND` a second: beyond, they are counted and the count is
 //! logged every `NOT_LOGGED_EVERY`.
@@ -15,8 +16,9 @@ use std::{
 use tracing::{debug, warn};
 
 use crate::{
+    answer_names::{self, Remembered},
     attrib::{CgroupIndex, ProcCache, ProcInfo, unit_of, user_names},
-    bpf::events::{BlockEvent, DecodeError, decode_exec},
+    bpf::events::{BlockEvent, DecodeError, decode_dns_report, decode_exec},
     desired::RuleTable,
     flows::{Flow, FlowKey, Pending, Store, StoreError},
     resolve::{Answers, now_ms},
@@ -93,6 +95,11 @@ pub struct Recorder {
     pub flows_not_logged: u64,
     not_logged_unreported: u64,
     not_logged_reported: Instant,
+    /// Addresses the kernel learned from DNS answers → the asked name.
+    answer_names: Remembered,
+    /// DNS reports received, and those that could not be parsed.
+    pub dns_reports: u64,
+    pub dns_reports_unparsed: u64,
 }
 
 impl Recorder {
@@ -119,6 +126,9 @@ impl Recorder {
             flows_not_logged: 0,
             not_logged_unreported: 0,
             not_logged_reported: now,
+            answer_names: Remembered::new(answer_names::MAX_REMEMBERED),
+            dns_reports: 0,
+            dns_reports_unparsed: 0,
         })
     }
 
@@ -131,6 +141,21 @@ impl Recorder {
                 self.procs.insert(info);
             }
             Err(e) => warn!(error = %e, "undecodable exec record"),
+        }
+    }
+
+    /// A DNS answer that taught the kernel addresses (`DNS_REPORTS`).
+    pub fn on_dns_report(&mut self, bytes: &[u8]) {
+        self.dns_reports += 1;
+        let parsed = decode_dns_report(bytes)
+            .ok()
+            .and_then(|(_, msg)| answer_names::parse(&msg));
+        match parsed {
+            Some(answer) => self.answer_names.learn(&answer, Instant::now()),
+            None => {
+                self.dns_reports_unparsed += 1;
+                debug!(bytes = bytes.len(), "DNS report not parsed");
+            }
         }
     }
 
@@ -156,6 +181,11 @@ impl Recorder {
         let cgroup = self.cgroups.path(ev.cgroup_id);
         let dst = ev.addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
         let domains = ev.addr.map(|a| names_for(answers, a)).unwrap_or_default();
+        let (name, chain) = ev
+            .addr
+            .and_then(|a| self.answer_names.lookup(a, Instant::now()))
+            .map(|o| (o.name.clone(), o.chain.clone()))
+            .unwrap_or_default();
         let rule = rules
             .get(ev.rule_id)
             .map_or_else(|| format!("#{}", ev.rule_id), ToString::to_string);
@@ -191,6 +221,8 @@ impl Recorder {
             verdict: ev.verdict.as_str().to_owned(),
             hooks: ev.hook.as_str().to_owned(),
             via: ev.via.map_or_else(String::new, |v| v.as_str().to_owned()),
+            name,
+            chain,
             count: 1,
             first_seen_ms: now,
             last_seen_ms: now,
@@ -278,6 +310,9 @@ fn log_new(flow: &Flow) {
         port = flow.port,
         protocol = flow.protocol,
         domains = %flow.domains,
+        // Only when an application's DNS answer taught the address.
+        name = (!flow.name.is_empty()).then_some(flow.name.as_str()),
+        chain = (!flow.chain.is_empty()).then_some(flow.chain.as_str()),
         rule = %flow.rule,
         "new blocked flow"
     );

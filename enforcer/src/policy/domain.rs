@@ -1,16 +1,22 @@
-//! Domain names and `*.suffix` wildcards as the policy names them.
+//! Domain names, `*.suffix` and `*-tail.suffix` wildcards as the policy
+//! names them.
 
 use std::{fmt, str::FromStr};
 
 use super::raw::string_value;
 
-/// An exact name (`api.anthropic.com`) or a wildcard (`*.openai.com`), which
-/// matches any name at any depth below the suffix but not the suffix itself.
+/// An exact name (`api.anthropic.com`), a wildcard (`*.openai.com`), which
+/// matches any name at any depth below the suffix but not the suffix
+/// itself, or a first-label wildcard (`*-aiplatform.googleapis.com`), which
+/// matches a name whose first label ends with the tail (`us-central1-
+/// aiplatform`: something before the hyphen) and whose rest is the suffix.
 /// Stored lower-case, without a trailing dot.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DomainPattern {
     Exact(String),
     Wildcard(String),
+    /// What follows the `*`: `-tail.suffix`.
+    LabelTail(String),
 }
 
 impl FromStr for DomainPattern {
@@ -18,13 +24,16 @@ impl FromStr for DomainPattern {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
+        if let Some(tail) = name.strip_prefix('*').filter(|t| t.starts_with('-')) {
+            return label_tail(s, tail);
+        }
         let (wildcard, rest) = match name.strip_prefix("*.") {
             Some(rest) => (true, rest.to_owned()),
             None => (false, name.clone()),
         };
         if rest.contains('*') {
             return Err(format!(
-                "invalid domain {s:?}: a wildcard is only allowed as the whole first label (\"*.example.com\")"
+                "invalid domain {s:?}: a wildcard is only allowed as the whole first label (\"*.example.com\") or as the start of a first label before a hyphen (\"*-api.example.com\")"
             ));
         }
         check_name(&rest).map_err(|why| format!("invalid domain {s:?}: {why}"))?;
@@ -41,6 +50,29 @@ impl FromStr for DomainPattern {
     }
 }
 
+/// `*-tail.suffix` (`s` as written, `tail` what follows the `*`): the
+/// kernel keeps the tails from the last `DNS_SUFFIX_SLOTS` hyphens of a
+/// first label, so a tail may hold at most that many.
+fn label_tail(s: &str, tail: &str) -> Result<DomainPattern, String> {
+    let (first, _) = tail.split_once('.').ok_or_else(|| {
+        format!("invalid domain {s:?}: a \"*-tail\" wildcard needs a suffix after its first label (\"*-api.example.com\")")
+    })?;
+    if tail.contains('*') {
+        return Err(format!(
+            "invalid domain {s:?}: only one '*', at the start of the first label"
+        ));
+    }
+    check_name(&tail[1..]).map_err(|why| format!("invalid domain {s:?}: {why}"))?;
+    let hyphens = first.bytes().filter(|&b| b == b'-').count();
+    let max = enforcer_common::DNS_SUFFIX_SLOTS;
+    if hyphens > max {
+        return Err(format!(
+            "invalid domain {s:?}: the part after '*' in the first label has {hyphens} hyphens; the kernel matches at most {max}"
+        ));
+    }
+    Ok(DomainPattern::LabelTail(tail.to_owned()))
+}
+
 impl DomainPattern {
     /// Whether `name` (lower-case, no trailing dot) matches this pattern.
     pub fn matches(&self, name: &str) -> bool {
@@ -49,26 +81,38 @@ impl DomainPattern {
             DomainPattern::Wildcard(suffix) => name
                 .strip_suffix(suffix.as_str())
                 .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            DomainPattern::LabelTail(tail) => name
+                .strip_suffix(tail.as_str())
+                .is_some_and(|head| !head.is_empty() && !head.contains('.')),
         }
     }
 
     /// Whether every name `other` matches is also matched by this pattern.
     pub fn covers(&self, other: &DomainPattern) -> bool {
-        match other {
-            DomainPattern::Exact(name) => self.matches(name),
-            DomainPattern::Wildcard(suffix) => match self {
-                DomainPattern::Exact(_) => false,
-                DomainPattern::Wildcard(mine) => {
-                    suffix == mine || DomainPattern::Wildcard(mine.clone()).matches(suffix)
-                }
-            },
+        match (self, other) {
+            (_, DomainPattern::Exact(name)) => self.matches(name),
+            (DomainPattern::Wildcard(mine), DomainPattern::Wildcard(suffix)) => {
+                suffix == mine || self.matches(suffix)
+            }
+            // Every name of `*-tail.rest` lies below `rest`.
+            (DomainPattern::Wildcard(mine), DomainPattern::LabelTail(tail)) => {
+                let rest = tail.split_once('.').map_or("", |(_, r)| r);
+                rest == mine || self.matches(rest)
+            }
+            // `*-b.x` covers `*-a-b.x`: a longer tail of the same label.
+            (DomainPattern::LabelTail(mine), DomainPattern::LabelTail(tail)) => tail
+                .strip_suffix(mine.as_str())
+                .is_some_and(|head| !head.contains('.')),
+            _ => false,
         }
     }
 
-    /// The name this rule names: the name itself, or a wildcard's suffix.
+    /// The name this rule names: the name itself, or a wildcard's suffix
+    /// (for `*-tail.suffix`, the suffix after the first label).
     pub fn resolvable(&self) -> &str {
         match self {
             DomainPattern::Exact(name) | DomainPattern::Wildcard(name) => name,
+            DomainPattern::LabelTail(tail) => tail.split_once('.').map_or("", |(_, r)| r),
         }
     }
 }
@@ -119,14 +163,15 @@ impl fmt::Display for DomainPattern {
         match self {
             DomainPattern::Exact(name) => f.write_str(name),
             DomainPattern::Wildcard(suffix) => write!(f, "*.{suffix}"),
+            DomainPattern::LabelTail(tail) => write!(f, "*{tail}"),
         }
     }
 }
 
 string_value!(
     DomainPattern,
-    "description": "An exact DNS name, or *.suffix: any name below the suffix at any depth, not the suffix itself.",
-    "pattern": "^(\\*\\.)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?$"
+    "description": "An exact DNS name; *.suffix: any name below the suffix at any depth, not the suffix itself; or *-tail.suffix: a name whose first label ends with -tail after at least one character (at most 4 hyphens in the tail), followed by exactly the suffix.",
+    "pattern": "^(\\*[.-])?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?$"
 );
 
 #[cfg(test)]
@@ -156,6 +201,48 @@ mod tests {
         assert!(w.covers(&"*.eu.openai.com".parse().unwrap()));
         assert!(!w.covers(&"openai.com".parse().unwrap()));
         assert_eq!(w.resolvable(), "openai.com");
+    }
+
+    #[test]
+    fn a_label_tail_wildcard_matches_only_the_first_label() {
+        let t: DomainPattern = "*-AIPlatform.googleapis.com".parse().unwrap();
+        assert_eq!(
+            t,
+            DomainPattern::LabelTail("-aiplatform.googleapis.com".into())
+        );
+        assert_eq!(t.to_string(), "*-aiplatform.googleapis.com");
+        assert!(t.matches("us-central1-aiplatform.googleapis.com"));
+        assert!(t.matches("x-y-aiplatform.googleapis.com"));
+        assert!(!t.matches("aiplatform.googleapis.com"));
+        assert!(!t.matches("-aiplatform.googleapis.com"));
+        assert!(!t.matches("a.b-aiplatform.googleapis.com"));
+        assert!(!t.matches("x-aiplatformx.googleapis.com"));
+        assert!(t.covers(&"eu-aiplatform.googleapis.com".parse().unwrap()));
+        assert!(t.covers(&"*-x-aiplatform.googleapis.com".parse().unwrap()));
+        assert!(!t.covers(&"*.googleapis.com".parse().unwrap()));
+        let w: DomainPattern = "*.googleapis.com".parse().unwrap();
+        assert!(w.covers(&t));
+        assert!(
+            !"*.aiplatform.googleapis.com"
+                .parse::<DomainPattern>()
+                .unwrap()
+                .covers(&t)
+        );
+        assert_eq!(t.resolvable(), "googleapis.com");
+        for bad in [
+            "*-a-b-c-d-e.test",
+            "*-x",
+            "*-.test",
+            "*-x-.test",
+            "*-x*.test",
+            "*-x.*.test",
+            "a*-x.test",
+            "*-x.10",
+        ] {
+            let err = bad.parse::<DomainPattern>().unwrap_err();
+            assert!(err.contains(bad), "{bad:?}: {err}");
+        }
+        assert!("*-a-b-c-d.test".parse::<DomainPattern>().is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod domain;
 mod dropins;
 mod nat64;
 mod origin;
+mod ports;
 mod raw;
 
 use std::{
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 pub use domain::DomainPattern;
 pub use origin::Origin;
+pub use ports::{PortRule, PortSpec, PortTarget, Proto};
 pub use raw::{Cidr, check_octets};
 
 /// The policy compiled into the binary, used when no policy file exists.
@@ -98,6 +100,8 @@ pub struct Entry<T> {
 pub struct Rules {
     pub domains: Vec<Entry<DomainPattern>>,
     pub cidrs: Vec<Entry<IpNet>>,
+    /// Entries of either list written with a port (`*:853`, `dns.google:443/tcp`).
+    pub ports: Vec<Entry<PortRule>>,
 }
 
 impl Rules {
@@ -106,28 +110,52 @@ impl Rules {
     /// a policy may hold a million entries.
     fn extend(&mut self, source: &Source, deny: bool, raw: raw::RawRules) {
         let shown: std::sync::Arc<str> = source.to_string().into();
-        let (domains, cidrs) = if deny {
+        let (domain_field, cidr_field) = if deny {
             ("deny.domains", "deny.cidrs")
         } else {
             ("allow.domains", "allow.cidrs")
         };
+        let mut seen_ports: std::collections::HashSet<PortRule> =
+            self.ports.iter().map(|e| e.value.clone()).collect();
+        let mut port = |rule: PortRule, origin: Origin| {
+            if seen_ports.insert(rule.clone()) {
+                self.ports.push(Entry {
+                    value: rule,
+                    origin,
+                });
+            }
+        };
+        let mut domains = Vec::new();
+        for (i, d) in raw.domains.into_iter().enumerate() {
+            match d {
+                ports::DomainRule::Plain(d) => domains.push((i, d)),
+                ports::DomainRule::Port(p) => port(p, Origin::new(shown.clone(), domain_field, i)),
+            }
+        }
+        let mut cidrs = Vec::new();
+        for (i, c) in raw.cidrs.into_iter().enumerate() {
+            match c {
+                ports::CidrRule::Plain(c) => cidrs.push((i, c)),
+                ports::CidrRule::Port(p) => port(p, Origin::new(shown.clone(), cidr_field, i)),
+            }
+        }
         let mut seen: std::collections::HashSet<DomainPattern> =
             self.domains.iter().map(|e| e.value.clone()).collect();
-        for (i, d) in raw.domains.into_iter().enumerate() {
+        for (i, d) in domains {
             if seen.insert(d.clone()) {
                 self.domains.push(Entry {
                     value: d,
-                    origin: Origin::new(shown.clone(), domains, i),
+                    origin: Origin::new(shown.clone(), domain_field, i),
                 });
             }
         }
         let mut seen: std::collections::HashSet<IpNet> =
             self.cidrs.iter().map(|e| e.value).collect();
-        for (i, c) in raw.cidrs.into_iter().enumerate() {
+        for (i, c) in cidrs {
             if seen.insert(c.0) {
                 self.cidrs.push(Entry {
                     value: c.0,
-                    origin: Origin::new(shown.clone(), cidrs, i),
+                    origin: Origin::new(shown.clone(), cidr_field, i),
                 });
             }
         }

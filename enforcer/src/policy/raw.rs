@@ -9,7 +9,11 @@ use ipnet::IpNet;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, de};
 
-use super::{DomainPattern, Mode, nat64::Nat64Prefix};
+use super::{
+    Mode,
+    nat64::Nat64Prefix,
+    ports::{CidrRule, DomainRule},
+};
 
 /// `Deserialize` and `JsonSchema` for a policy value written as one JSON
 /// string and parsed by its `FromStr`: the parse error becomes serde's
@@ -118,12 +122,15 @@ pub struct RawPolicy {
 #[serde(deny_unknown_fields)]
 pub struct RawRules {
     /// Exact names (`api.example.com`) or `*.suffix` wildcards, which match
-    /// any name below the suffix at any depth, but not the suffix itself.
+    /// any name below the suffix at any depth, but not the suffix itself;
+    /// `name:port[/tcp|/udp]` limits the rule to that port.
     #[serde(default)]
-    pub domains: Vec<DomainPattern>,
-    /// Networks (`10.0.0.0/8`, `2607:6bc0::/48`) or single addresses.
+    pub domains: Vec<DomainRule>,
+    /// Networks (`10.0.0.0/8`, `2607:6bc0::/48`) or single addresses;
+    /// `203.0.113.7:853`, `198.51.100.0/24:443/tcp`, `[2001:db8::/32]:443`
+    /// limit the rule to that port, `*:853` is every destination on it.
     #[serde(default)]
-    pub cidrs: Vec<Cidr>,
+    pub cidrs: Vec<CidrRule>,
 }
 
 /// Resolver settings; every field is optional and falls back to a default.

@@ -8,7 +8,9 @@
 //!     | dns-tcp:NAME:A|AAAA (ADDR is a DNS server: ask it for NAME with this
 //!       process's own UDP socket, then at once listen on and connect to the
 //!       first address of the answer) | dnstcp-tcp:NAME:A|AAAA (the same,
-//!       asking over TCP)
+//!       asking over TCP) | udp-hold:MS (bind ADDR over UDP, print
+//!       `{"bound":true}`, hold it MS milliseconds: a local DNS server
+//!       stand-in whose process name is this file's name)
 //! ADDR: ip:port or [ipv6]:port; port 0 means "listen on ADDR first and use
 //! that port" (so that an allowed attempt really succeeds).
 
@@ -55,6 +57,13 @@ fn main() {
         assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
     }
     let target: SocketAddr = addr.parse().expect("address");
+    if let Some(ms) = op.strip_prefix("udp-hold:") {
+        let _socket = UdpSocket::bind(target).expect("bind");
+        println!("{{\"bound\":true}}");
+        io::stdout().flush().unwrap();
+        std::thread::sleep(Duration::from_millis(ms.parse().expect("ms")));
+        return;
+    }
     // Listen before dropping privileges (binding needs none, but keep the
     // order simple): an allowed attempt must then fully succeed.
     let local_target = local_twin(target);
@@ -104,13 +113,13 @@ fn main() {
         dns if dns.starts_with("dns-tcp:") => {
             let (name, rtype) = dns["dns-tcp:".len()..]
                 .split_once(':')
-                .expect("dns-tcp:NAME:A|AAAA");
+                .expect("dns-tcp:NAME:A|AAAA[:PORT]");
             dns_tcp(target, name, rtype, false)
         }
         dns if dns.starts_with("dnstcp-tcp:") => {
             let (name, rtype) = dns["dnstcp-tcp:".len()..]
                 .split_once(':')
-                .expect("dnstcp-tcp:NAME:A|AAAA");
+                .expect("dnstcp-tcp:NAME:A|AAAA[:PORT]");
             dns_tcp(target, name, rtype, true)
         }
         other => panic!("unknown op {other}"),
@@ -246,7 +255,13 @@ fn udp_connect_send(target: SocketAddr, receiver: Option<&UdpSocket>, wait: bool
 /// Resolves `name` with a query of our own to `server` and connects to the
 /// first address the instant the answer is read: what the in-kernel DNS
 /// program must have judged by then.
+/// `rtype` may end in `:PORT`: the connection then goes to that port
+/// (listened on first), else to an ephemeral one.
 fn dns_tcp(server: SocketAddr, name: &str, rtype: &str, over_tcp: bool) -> String {
+    let (rtype, port) = match rtype.split_once(':') {
+        Some((t, p)) => (t, p.parse::<u16>().expect("port")),
+        None => (rtype, 0),
+    };
     use hickory_proto::{
         op::{Message, Query},
         rr::{Name, RData, RecordType},
@@ -331,7 +346,7 @@ fn dns_tcp(server: SocketAddr, name: &str, rtype: &str, over_tcp: bool) -> Strin
     let Some(ip) = found else {
         return "no-address".into();
     };
-    let listener = match TcpListener::bind(SocketAddr::new(ip, 0)) {
+    let listener = match TcpListener::bind(SocketAddr::new(ip, port)) {
         Ok(l) => l,
         Err(e) => return format!("listen {ip}: {}", self::name(&e)),
     };

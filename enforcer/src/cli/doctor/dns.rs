@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Check, Status};
-use crate::resolve::dns::{RESOLV_CONF, resolv_conf_upstreams};
+use super::{Check, Status, forwarder};
+use crate::resolve::dns::resolv_conf_upstreams;
 
 const NSSWITCH: &str = "/etc/nsswitch.conf";
 const RESOLVED_CONF: &str = "/etc/systemd/resolved.conf";
@@ -16,29 +16,50 @@ const RESOLVED_DROP_INS: [&str; 3] = [
     "/etc/systemd/resolved.conf.d",
 ];
 const STUB: &str = "127.0.0.53";
+/// systemd-resolved's stub listeners (127.0.0.54: the proxy stub).
+const RESOLVED_STUBS: [&str; 2] = [STUB, "127.0.0.54"];
 
-pub fn all() -> Vec<Check> {
-    let read = |p: &str| std::fs::read_to_string(p).ok();
+pub fn all(resolv_conf_path: &Path) -> Vec<Check> {
+    let text = std::fs::read_to_string(resolv_conf_path).ok();
     let mut checks = vec![
-        resolv_conf(read(RESOLV_CONF).as_deref()),
-        nsswitch(read(NSSWITCH).as_deref()),
+        resolv_conf(resolv_conf_path, text.as_deref()),
+        nsswitch(std::fs::read_to_string(NSSWITCH).ok().as_deref()),
     ];
     checks.extend(dns_over_tls(&resolved_files()));
+    // A loopback nameserver other than resolved's stubs is a local
+    // forwarder, which may send the host's DNS upstream encrypted.
+    for ns in text
+        .as_deref()
+        .map(resolv_conf_upstreams)
+        .unwrap_or_default()
+    {
+        let ip = ns.ip();
+        if ip.is_loopback() && !RESOLVED_STUBS.contains(&ip.to_string().as_str()) {
+            checks.push(forwarder::judge(ip, forwarder::server_of(ip).as_ref()));
+        }
+    }
     checks
 }
 
-pub fn resolv_conf(text: Option<&str>) -> Check {
+pub fn resolv_conf(path: &Path, text: Option<&str>) -> Check {
     let name = "dns-resolv-conf";
     let Some(text) = text else {
-        return Check::new(name, Status::Warn, format!("cannot read {RESOLV_CONF}"))
-            .fix("set resolver.upstreams in the policy");
+        return Check::new(
+            name,
+            Status::Warn,
+            format!("cannot read {}", path.display()),
+        )
+        .fix("set resolver.upstreams in the policy");
     };
     let servers = resolv_conf_upstreams(text);
     if servers.is_empty() {
         return Check::new(
             name,
             Status::Warn,
-            format!("{RESOLV_CONF} names no nameserver: the daemon cannot resolve banned names"),
+            format!(
+                "{} names no nameserver: the daemon cannot resolve banned names",
+                path.display()
+            ),
         )
         .fix("set resolver.upstreams in the policy, or fix the host's DNS configuration");
     }
@@ -92,7 +113,9 @@ pub fn nsswitch(text: Option<&str>) -> Check {
             format!(
                 "{NSSWITCH} `hosts: {line}` uses resolve: applications ask systemd-resolved over \
                  a Unix socket, so their lookups send no DNS from their own sockets; only \
-                 resolved's upstream leg is visible, and it is resolved's, not the application's"
+                 resolved's upstream leg is visible, and it is resolved's, not the application's; \
+                 names are still enforced when systemd-resolved runs in the enforced cgroup \
+                 (whole-host enforcement includes it)"
             ),
         )
         .fix(
@@ -192,13 +215,25 @@ mod tests {
 
     #[test]
     fn resolv_conf_names_its_servers_and_the_stub() {
-        let c = resolv_conf(Some("# generated\nnameserver 127.0.0.53\noptions edns0\n"));
+        let c = resolv_conf(
+            Path::new("/etc/resolv.conf"),
+            Some("# generated\nnameserver 127.0.0.53\noptions edns0\n"),
+        );
         assert_eq!(c.status, Status::Ok);
         assert!(c.detail.contains("systemd-resolved's stub"));
-        let c = resolv_conf(Some("nameserver 10.0.0.2\nnameserver 2001:db8::53\n"));
+        let c = resolv_conf(
+            Path::new("/etc/resolv.conf"),
+            Some("nameserver 10.0.0.2\nnameserver 2001:db8::53\n"),
+        );
         assert_eq!(c.detail, "nameservers 10.0.0.2, 2001:db8::53");
-        assert_eq!(resolv_conf(Some("search corp\n")).status, Status::Warn);
-        assert_eq!(resolv_conf(None).status, Status::Warn);
+        assert_eq!(
+            resolv_conf(Path::new("/etc/resolv.conf"), Some("search corp\n")).status,
+            Status::Warn
+        );
+        assert_eq!(
+            resolv_conf(Path::new("/etc/resolv.conf"), None).status,
+            Status::Warn
+        );
     }
 
     #[test]
