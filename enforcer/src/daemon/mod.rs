@@ -3,6 +3,7 @@
 //! Shaped as `run(config, shutdown)` so tests drive it with their own pins,
 //! cgroup and shutdown future.
 
+mod by_name;
 mod controller;
 mod record;
 mod watch;
@@ -202,7 +203,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     tokio::pin!(shutdown);
     loop {
-        let next_expiry = controller.answers.next_expiry_ms();
+        let next_expiry = controller.next_expiry_ms();
         tokio::select! {
             () = &mut shutdown => break,
             _ = hup.recv() => {
