@@ -100,7 +100,9 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
-        /// Keep printing new flows as they happen (needs the daemon).
+        /// Keep printing the matching flows as the daemon writes them
+        /// (about once a second; each row's COUNT is the flow's attempts so
+        /// far); exit 3 when the daemon stops.
         #[arg(long)]
         follow: bool,
         /// The daemon's control socket (asked first).
