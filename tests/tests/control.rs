@@ -244,11 +244,13 @@ fn a_flood_of_100k_attempts_is_counted_exactly_with_bounded_memory() {
     daemon.stop();
 }
 
-#[test]
-fn flows_follow_streams_new_flows_as_they_happen() {
+/// `enforcer flows --follow --json ARGS` on the world's daemon, and its
+/// stdout's lines as they come (its stderr piped, for the caller).
+fn follower(
+    w: &Control,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::process::Stdio;
-    let w = world("cw");
-    let daemon = Daemon::start(&w.args());
     let socket = w.socket();
     let mut child = Command::new(enforcer_bin())
         .args([
@@ -258,7 +260,9 @@ fn flows_follow_streams_new_flows_as_they_happen() {
             "--socket",
             socket.to_str().unwrap(),
         ])
+        .args(args)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -270,6 +274,14 @@ fn flows_follow_streams_new_flows_as_they_happen() {
             }
         }
     });
+    (child, rx)
+}
+
+#[test]
+fn flows_follow_streams_new_flows_as_they_happen() {
+    let w = world("cw");
+    let daemon = Daemon::start(&w.args());
+    let (mut child, rx) = follower(&w, &[]);
     // The follower subscribes asynchronously: attempt until one shows up.
     let probe = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -507,29 +519,10 @@ fn a_rejected_reload_is_shown_by_status_until_a_fixed_policy_applies() {
 
 #[test]
 fn flows_follow_honours_the_filters_and_says_when_the_daemon_stops() {
-    use std::process::Stdio;
     let w = world("cf");
     let daemon = Daemon::start(&w.args());
-    let socket = w.socket();
-    let socket = socket.to_str().unwrap();
     let nobody = NOBODY.to_string();
-    let mut child = Command::new(enforcer_bin())
-        .args([
-            "flows", "--follow", "--json", "--user", &nobody, "--socket", socket,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut child, rx) = follower(&w, &["--user", &nobody]);
     let root = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
     let other = root.clone().uid(NOBODY);
     let deadline = Instant::now() + Duration::from_secs(20);
