@@ -2,7 +2,8 @@
 //! the CLI (`cli::status`), printed as is by `status --json`. The field
 //! names are a stable interface (scripts, tests and the README read them).
 //! Fields added later default when missing, so that a newer CLI reads an
-//! older daemon.
+//! older daemon. Fields are in alphabetical order, as `status --json`
+//! printed them when it was built from untyped JSON.
 
 use std::collections::BTreeMap;
 
@@ -11,70 +12,70 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Status {
-    pub version: String,
-    /// `enforce` or `audit`.
-    pub mode: String,
     pub cgroup: String,
-    pub xdp_interfaces: Vec<String>,
-    pub pins: String,
-    pub policy: PolicyStatus,
+    pub dns: Dns,
+    pub events: Events,
     /// Entries per verdict map, by map name.
     pub maps: BTreeMap<String, u64>,
+    /// `enforce` or `audit`.
+    pub mode: String,
     pub names: NameCounts,
-    pub events: Events,
-    pub dns: Dns,
-    pub uptime_s: u64,
+    pub pins: String,
+    pub policy: PolicyStatus,
     pub reload: Reloads,
+    pub uptime_s: u64,
+    pub version: String,
+    pub xdp_interfaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PolicyStatus {
+    pub age_s: u64,
+    pub loaded_ms: u64,
     /// The main file (or `embedded default`), then the drop-ins.
     pub sources: Vec<String>,
-    pub loaded_ms: u64,
-    pub age_s: u64,
     pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NameCounts {
-    pub total: u64,
     pub fresh: u64,
-    pub partial: u64,
-    pub never_answered: u64,
     pub ignored_addresses: u64,
+    pub never_answered: u64,
+    pub nxdomain: u64,
+    pub partial: u64,
+    pub pending: u64,
     pub settled: bool,
+    pub stale: u64,
     /// The line systemd's STATUS= carries.
     pub summary: String,
-    pub stale: u64,
-    pub nxdomain: u64,
-    pub pending: u64,
+    pub total: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Events {
+    /// `None`: the counters could not be read.
+    pub lost_ringbuf_full: Option<u64>,
+    pub owner_unknown: Option<u64>,
     /// Hook → verdict (`pass`, `allowed`, `denied`, `audited`, `error`) →
     /// count. Empty when the counters could not be read.
     pub per_hook: BTreeMap<String, BTreeMap<String, u64>>,
-    /// `None`: the counters could not be read.
-    pub lost_ringbuf_full: Option<u64>,
-    pub xdp_suppressed: Option<u64>,
     pub skb_coalesced: Option<u64>,
-    pub owner_unknown: Option<u64>,
+    pub xdp_suppressed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Dns {
-    /// Addresses the DNS program learned, not yet expired.
-    pub learned_v4: u64,
-    pub learned_v6: u64,
     /// The DNS program's counters (`responses`, `learned`, `malformed`,
     /// `learn_failed`, ...); `None` when they could not be read.
     pub counters: Option<BTreeMap<String, u64>>,
+    /// Addresses the DNS program learned, not yet expired.
+    pub learned_v4: u64,
+    pub learned_v6: u64,
     pub reports: DnsReports,
 }
 
@@ -101,9 +102,9 @@ pub struct Reloads {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastReload {
     pub at_ms: u64,
-    pub outcome: ReloadOutcome,
     /// What the daemon answered: the change, or why it was rejected.
     pub message: String,
+    pub outcome: ReloadOutcome,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,5 +125,53 @@ impl ReloadOutcome {
             ReloadOutcome::Unchanged => "unchanged",
             ReloadOutcome::Rejected => "rejected",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names scripts read: renaming a field breaks them, so it fails
+    /// here first.
+    #[test]
+    fn the_json_field_names_stay() {
+        let v = serde_json::to_value(Status::default()).unwrap();
+        let keys = |v: &serde_json::Value| {
+            v.as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            keys(&v),
+            "cgroup dns events maps mode names pins policy reload uptime_s version xdp_interfaces"
+        );
+        assert_eq!(keys(&v["policy"]), "age_s loaded_ms sources warnings");
+        assert_eq!(
+            keys(&v["names"]),
+            "fresh ignored_addresses never_answered nxdomain partial pending settled stale summary total"
+        );
+        assert_eq!(
+            keys(&v["events"]),
+            "lost_ringbuf_full owner_unknown per_hook skb_coalesced xdp_suppressed"
+        );
+        assert_eq!(keys(&v["dns"]), "counters learned_v4 learned_v6 reports");
+        assert_eq!(keys(&v["dns"]["reports"]), "received unparsed");
+        assert_eq!(keys(&v["reload"]), "last rejected");
+        let last = LastReload {
+            at_ms: 1,
+            outcome: ReloadOutcome::Rejected,
+            message: "x".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&last).unwrap(),
+            r#"{"at_ms":1,"message":"x","outcome":"rejected"}"#
+        );
+        // An older daemon's answer (no `reload`) still reads.
+        let old: Status = serde_json::from_str(r#"{"mode":"audit","uptime_s":5}"#).unwrap();
+        assert_eq!((old.mode.as_str(), old.reload.rejected), ("audit", 0));
     }
 }
