@@ -15,7 +15,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_REQUEST: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "lowercase")]
+#[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Command {
     Status,
     /// The stored flows matching the query (its fields sit beside `cmd`).
@@ -264,8 +264,13 @@ mod tests {
         ));
         // Unknown fields are refused, not ignored (a misspelled filter
         // would otherwise match everything).
-        let e = parse(r#"{"v":1,"cmd":"flows","pdi":7}"#).unwrap_err();
-        assert!(e.error.unwrap().message.contains("unknown field"));
+        for line in [
+            r#"{"v":1,"cmd":"flows","pdi":7}"#,
+            r#"{"v":1,"cmd":"check","target":"x","port":1}"#,
+        ] {
+            let e = parse(line).unwrap_err();
+            assert!(e.error.unwrap().message.contains("unknown field"), "{line}");
+        }
         // An older client's follow, without filters.
         assert_eq!(
             parse(r#"{"v":1,"cmd":"follow"}"#).unwrap().command,
