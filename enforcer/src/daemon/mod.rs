@@ -186,20 +186,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             let _ = server_stopped.await;
         },
     ));
-    let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(String::new());
-    let metrics_server = match controller.policy.report.metrics_listen {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => {
-                info!(%addr, "serving Prometheus metrics");
-                Some(tokio::spawn(crate::metrics::serve(listener, metrics_rx)))
-            }
-            Err(e) => {
-                warn!(%addr, error = %e, "cannot serve metrics");
-                None
-            }
-        },
-        None => None,
-    };
+    let (metrics_tx, metrics_server) =
+        status::serve_metrics(controller.policy.report.metrics_listen).await;
     let mut metrics_tick = tokio::time::interval(std::time::Duration::from_secs(2));
     let facts = status::Facts {
         config: &config,

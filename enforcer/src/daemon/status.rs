@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use enforcer_common::{HOOK_COUNT, VERDICT_COUNT};
+use tracing::{info, warn};
 
 use super::{Config, Controller, record::Recorder};
 use crate::{
@@ -114,6 +115,30 @@ pub fn build(
         },
         uptime_s: now.saturating_sub(facts.started_ms) / 1000,
         reload: reloads.clone(),
+    }
+}
+
+/// Serves the metrics on `listen` (when set and free): where to send each
+/// new rendering, and the server's task.
+pub async fn serve_metrics(
+    listen: Option<std::net::SocketAddr>,
+) -> (
+    tokio::sync::watch::Sender<String>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(String::new());
+    let Some(addr) = listen else {
+        return (tx, None);
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            info!(%addr, "serving Prometheus metrics");
+            (tx, Some(tokio::spawn(crate::metrics::serve(listener, rx))))
+        }
+        Err(e) => {
+            warn!(%addr, error = %e, "cannot serve metrics");
+            (tx, None)
+        }
     }
 }
 
