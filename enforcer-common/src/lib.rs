@@ -55,6 +55,16 @@ pub mod maps {
     pub const LEARNED_V4: &str = "LEARNED_V4";
     /// IPv6 address → [`super::Learned`].
     pub const LEARNED_V6: &str = "LEARNED_V6";
+    /// Bans learned from answers of servers that are not the host's, per
+    /// receiving cgroup: [`super::scoped_v4`] key → [`super::Learned`].
+    /// Kept apart from `LEARNED_V4` so that two cgroups' bans of one
+    /// address never overwrite each other.
+    pub const LEARNED_SCOPED_V4: &str = "LEARNED_SCOPED_V4";
+    /// [`super::scoped_v6`] key → [`super::Learned`].
+    pub const LEARNED_SCOPED_V6: &str = "LEARNED_SCOPED_V6";
+    /// One entry, non-zero once a scoped ban was ever learned: until then
+    /// the verdicts skip the scoped lookups.
+    pub const LEARNED_SCOPED_USED: &str = "LEARNED_SCOPED_USED";
     /// The host's own DNS servers (IPv6 map key; IPv4 as `::ffff:a.b.c.d`)
     /// → 1: answers from them ban for everyone, and their addresses are
     /// never banned from an answer.
@@ -82,7 +92,7 @@ pub mod maps {
     pub const NAME_PORTS: &str = "NAME_PORTS";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 28] = [
+    pub const ALL: [&str; 31] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -102,6 +112,9 @@ pub mod maps {
         DNS_NAMES,
         LEARNED_V4,
         LEARNED_V6,
+        LEARNED_SCOPED_V4,
+        LEARNED_SCOPED_V6,
+        LEARNED_SCOPED_USED,
         DNS_SERVERS,
         DNS_SCRATCH,
         DNS_WALK,
@@ -250,6 +263,26 @@ pub struct NameRule {
 
 /// `Learned::flags`: an allowed name's address (an exception).
 pub const LEARNED_F_ALLOW: u32 = 1;
+
+/// The `LEARNED_SCOPED_V4` key of an IPv4 address (map byte order) learned
+/// for the cgroup `cgroup`.
+#[inline(always)]
+pub const fn scoped_v4(addr: u32, cgroup: u64) -> [u32; 4] {
+    [addr, 0, cgroup as u32, (cgroup >> 32) as u32]
+}
+
+/// The `LEARNED_SCOPED_V6` key of an IPv6 address learned for `cgroup`.
+#[inline(always)]
+pub const fn scoped_v6(addr: [u32; 4], cgroup: u64) -> [u32; 6] {
+    [
+        addr[0],
+        addr[1],
+        addr[2],
+        addr[3],
+        cgroup as u32,
+        (cgroup >> 32) as u32,
+    ]
+}
 
 /// An address learned from a DNS answer.
 #[repr(C)]

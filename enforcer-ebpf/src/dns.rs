@@ -32,13 +32,15 @@ use enforcer_common::{
     DNS_NAME_SEED, DNS_REPORT_BYTES, DNS_SCRATCH_BYTES, DNS_SUFFIX_SLOTS, DNS_SUFFIX_TWEAK,
     DnsReport, LEARNED_F_ALLOW, Learned, STAT_DNS_IGNORED, STAT_DNS_LEARN_FAILED, STAT_DNS_LEARNED,
     STAT_DNS_MALFORMED, STAT_DNS_REPORT_CUT, STAT_DNS_REPORT_LOST, STAT_DNS_REPORTED,
-    STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED, dns_fold, dns_label_byte,
+    STAT_DNS_RESPONSES, STAT_DNS_TRUNCATED, STAT_DNS_UNPARSED, dns_fold, dns_label_byte, scoped_v4,
+    scoped_v6,
 };
 
 use crate::{
     maps::{
         CONFIG, DNS_NAMES, DNS_RECORDS, DNS_REPORTS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK,
-        LEARNED_V4, LEARNED_V6, NAME_PORTS,
+        LEARNED_SCOPED_USED, LEARNED_SCOPED_V4, LEARNED_SCOPED_V6, LEARNED_V4, LEARNED_V6,
+        NAME_PORTS,
     },
     net::{
         ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_HLEN, SKB_PASS, ipv4_hlen,
@@ -600,12 +602,7 @@ fn tail_rules(w: &mut NameWalk, parent: u64) {
             let key = dns_fold(parent, w.tails[slot] ^ DNS_SUFFIX_TWEAK);
             // SAFETY: a map lookup of a stack key.
             if let Some(rule) = unsafe { DNS_NAMES.get(key) } {
-                if rule.deny_exact != 0 {
-                    w.deny = rule.deny_exact;
-                }
-                if rule.allow_exact != 0 {
-                    w.allow = rule.allow_exact;
-                }
+                decide(w, rule.deny_exact, rule.allow_exact);
             }
         }
         i += 1;
@@ -643,13 +640,41 @@ unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
     } else {
         (rule.deny_wild, rule.allow_wild)
     };
-    if deny != 0 {
-        w.deny = deny;
+    decide(w, deny, allow);
+    0
+}
+
+/// The port scope ([`enforcer_common::name_port`]) of a name rule; 0: every
+/// port.
+#[inline(always)]
+fn rule_port(rule_id: u32) -> u32 {
+    // SAFETY: a map lookup of a stack key.
+    match unsafe { NAME_PORTS.get(rule_id) } {
+        Some(&p) => p,
+        None => 0,
     }
+}
+
+/// Takes the rules of one name level into the walk, which goes from the
+/// least specific level to the most specific (`*.a.b`, `*.b`-style
+/// wildcards, then `*-tail`, then the exact name), so that the most
+/// specific rule decides, as for the policy: a more specific exception
+/// wins over a broader ban (which is kept, for `entry` to see), a more
+/// specific ban over a broader exception. Two bans make one: a ban on
+/// every port is never narrowed by a more specific ban on one port.
+#[inline(always)]
+fn decide(w: &mut NameWalk, deny: u32, allow: u32) {
     if allow != 0 {
         w.allow = allow;
+        if deny != 0 {
+            w.deny = deny;
+        }
+    } else if deny != 0 {
+        w.allow = 0;
+        if w.deny == 0 || rule_port(w.deny) != 0 {
+            w.deny = deny;
+        }
     }
-    0
 }
 
 /// Reads the name at `start`: hashes each label as it goes (one pass over
@@ -739,9 +764,9 @@ fn expiry(ttl: u32) -> u64 {
     now + (ttl as u64 + grace as u64) * 1_000_000_000
 }
 
-/// The entry to store, given what is stored: a live exception is never
-/// turned into a ban, a live entry for everyone never narrowed to one
-/// cgroup, and an expiry never shortened.
+/// The entry to store, given what is stored under the same key (the
+/// same address, and for a scoped ban the same cgroup): a live exception
+/// is never turned into a ban, and an expiry is never shortened.
 #[inline(always)]
 fn merge(old: Option<&Learned>, new: Learned) -> Option<Learned> {
     let Some(old) = old else {
@@ -786,26 +811,32 @@ fn wider_port(old: u32, new: u32) -> u32 {
     }
 }
 
+/// What an answer teaches about its addresses, if anything. An exception
+/// is learned only from the host's DNS servers: any process can answer
+/// itself, and an exception lifts bans (static ones included). An
+/// exception with a port inside a broader ban is not learned either: one
+/// entry cannot hold "banned except on 443", and the ban is the safe half
+/// (an address exception with a port, `allow.cidrs: ["ADDR:443"]`, opens
+/// such a port).
 #[inline(always)]
-fn entry(ttl: u32, d: Decision, origin: Origin) -> Learned {
-    let (rule_id, flags) = if d.allow != 0 {
-        (d.allow, LEARNED_F_ALLOW)
-    } else {
-        (d.deny, 0)
-    };
-    // SAFETY: a map lookup of a stack key.
-    let port = match unsafe { NAME_PORTS.get(rule_id) } {
-        Some(&p) => p,
-        None => 0,
-    };
-    Learned {
+fn entry(ttl: u32, d: Decision, origin: Origin) -> Option<Learned> {
+    let allow_port = if d.allow != 0 { rule_port(d.allow) } else { 0 };
+    let (rule_id, flags, port) =
+        if d.allow != 0 && origin.system && (allow_port == 0 || d.deny == 0) {
+            (d.allow, LEARNED_F_ALLOW, allow_port)
+        } else if d.deny != 0 {
+            (d.deny, 0, rule_port(d.deny))
+        } else {
+            return None;
+        };
+    Some(Learned {
         rule_id,
         flags,
         expires_ns: expiry(ttl),
         cgroup_id: if origin.system { 0 } else { origin.cgroup },
         port,
         _reserved: 0,
-    }
+    })
 }
 
 /// Sinkholes and the host itself, by an IPv4 address's first two bytes:
@@ -823,7 +854,18 @@ fn learn_v4(a: [u8; 4], ttl: u32, d: Decision, origin: Origin) {
     }
     let key = u32::from_ne_bytes(a);
     let mapped = [0, 0, u32::from_be(0x0000_ffff), key];
-    learn(&LEARNED_V4, key, mapped, ttl, d, origin);
+    if origin.system {
+        learn(&LEARNED_V4, key, mapped, ttl, d, origin);
+    } else {
+        learn(
+            &LEARNED_SCOPED_V4,
+            scoped_v4(key, origin.cgroup),
+            mapped,
+            ttl,
+            d,
+            origin,
+        );
+    }
 }
 
 #[inline(always)]
@@ -835,13 +877,29 @@ fn learn_v6(a: [u8; 16], ttl: u32, d: Decision, origin: Origin) {
         bump(STAT_DNS_IGNORED);
         return;
     }
+    if mapped_v4 {
+        // The programs judge ::ffff:a.b.c.d by the IPv4 maps.
+        learn_v4([a[12], a[13], a[14], a[15]], ttl, d, origin);
+        return;
+    }
     let key = [
         u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
         u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
         u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
         u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
     ];
-    learn(&LEARNED_V6, key, key, ttl, d, origin);
+    if origin.system {
+        learn(&LEARNED_V6, key, key, ttl, d, origin);
+    } else {
+        learn(
+            &LEARNED_SCOPED_V6,
+            scoped_v6(key, origin.cgroup),
+            key,
+            ttl,
+            d,
+            origin,
+        );
+    }
 }
 
 /// Stores what an answer says of `key` in `map` (either family's learned
@@ -861,7 +919,17 @@ fn learn<K>(
         bump(STAT_DNS_IGNORED);
         return;
     }
-    let Some(value) = merge(unsafe { map.get(&key) }, entry(ttl, d, origin)) else {
+    let Some(new) = entry(ttl, d, origin) else {
+        return;
+    };
+    if new.cgroup_id != 0 {
+        // From now on the verdicts look scoped bans up too.
+        if let Some(used) = LEARNED_SCOPED_USED.get_ptr_mut(0) {
+            // SAFETY: an array slot; any CPU writing 1 is the same.
+            unsafe { *used = 1 };
+        }
+    }
+    let Some(value) = merge(unsafe { map.get(&key) }, new) else {
         return;
     };
     match map.insert(&key, value, 0) {

@@ -67,6 +67,15 @@ pub static LEARNED_V4: HashMap<u32, Learned> =
 #[map]
 pub static LEARNED_V6: HashMap<[u32; 4], Learned> =
     HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+// Bans learned from other servers' answers, per receiving cgroup.
+#[map]
+pub static LEARNED_SCOPED_V4: HashMap<[u32; 4], Learned> =
+    HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+#[map]
+pub static LEARNED_SCOPED_V6: HashMap<[u32; 6], Learned> =
+    HashMap::with_max_entries(MAX_LEARNED, BPF_F_NO_PREALLOC);
+#[map]
+pub static LEARNED_SCOPED_USED: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 pub static DNS_SERVERS: HashMap<[u32; 4], u32> = HashMap::with_max_entries(MAX_DNS_SERVERS, 0);
 #[map]

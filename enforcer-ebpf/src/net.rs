@@ -127,3 +127,54 @@ pub fn l4_port<P: Packet>(p: &P, protocol: u8, l4: usize, source: bool) -> u32 {
         Err(()) => 0,
     }
 }
+
+/// Extension headers walked to find the transport header of an IPv6
+/// packet (linux/in6.h): hop-by-hop, routing, fragment, destination
+/// options, authentication.
+const IPV6_EXT_HOPOPTS: u8 = 0;
+const IPV6_EXT_ROUTING: u8 = 43;
+const IPV6_EXT_FRAGMENT: u8 = 44;
+const IPV6_EXT_AH: u8 = 51;
+const IPV6_EXT_DSTOPTS: u8 = 60;
+/// How many extension headers are followed; more is treated as "no port".
+const IPV6_EXT_MAX: usize = 4;
+
+/// The transport protocol of an IPv6 packet and where its header starts,
+/// after up to [`IPV6_EXT_MAX`] extension headers; `None` for a fragment
+/// other than the first (no transport header), a chain too long or cut
+/// short. Without this, a fragment header or destination options would
+/// hide the port, and port rules would not apply.
+#[inline(always)]
+pub fn ipv6_l4<P: Packet>(p: &P, l3: usize, next: u8) -> Option<(u8, usize)> {
+    let mut proto = next;
+    let mut off = l3 + IPV6_HLEN;
+    let mut i = 0;
+    while i < IPV6_EXT_MAX {
+        match proto {
+            IPV6_EXT_HOPOPTS | IPV6_EXT_ROUTING | IPV6_EXT_DSTOPTS => {
+                let h: [u8; 2] = p.read(off).ok()?;
+                proto = h[0];
+                off += (h[1] as usize + 1) * 8;
+            }
+            IPV6_EXT_AH => {
+                let h: [u8; 2] = p.read(off).ok()?;
+                proto = h[0];
+                off += (h[1] as usize + 2) * 4;
+            }
+            IPV6_EXT_FRAGMENT => {
+                let h: [u8; 4] = p.read(off).ok()?;
+                if u16::from_be_bytes([h[2], h[3]]) >> 3 != 0 {
+                    return None;
+                }
+                proto = h[0];
+                off += 8;
+            }
+            _ => return Some((proto, off)),
+        }
+        i += 1;
+    }
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => Some((proto, off)),
+        _ => None,
+    }
+}

@@ -16,7 +16,8 @@ use enforcer_common::{
 use crate::{
     maps::SOCK_OWNERS,
     net::{
-        ETH_P_IP, ETH_P_IPV6, IPV6_HLEN, SKB_DROP, SKB_PASS, ipv4, ipv6, l4_port, skb_ethertype,
+        ETH_P_IP, ETH_P_IPV6, IPV6_HLEN, SKB_DROP, SKB_PASS, ipv4, ipv6, ipv6_l4, l4_port,
+        skb_ethertype,
     },
     report::{Flow, bump, conclude, emit, skb_report_due},
     verdict::{ERROR, Match, check_v4, check_v6_forms, port_rules, port_v4, port_v6_forms},
@@ -109,9 +110,10 @@ fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
     if j.found.verdict == VERDICT_PASS && !by_port {
         return Ok((j.found, blank_flow()));
     }
-    let port = l4_port(ctx, ip.next, L3 + IPV6_HLEN, false);
+    let (proto, l4) = ipv6_l4(ctx, L3, ip.next).unwrap_or((ip.next, L3 + IPV6_HLEN));
+    let port = l4_port(ctx, proto, l4, false);
     if by_port {
-        j = port_v6_forms(ip.daddr, cgroup, port as u16, ip.next);
+        j = port_v6_forms(ip.daddr, cgroup, port as u16, proto);
         if j.found.verdict == VERDICT_PASS {
             return Ok((j.found, blank_flow()));
         }
@@ -122,7 +124,7 @@ fn parse_v6(ctx: &SkBuffContext) -> Result<Parsed, ()> {
             family: j.family,
             addr: j.addr,
             port,
-            protocol: ip.next as u32,
+            protocol: proto as u32,
             flags: j.via,
             ..blank_flow()
         },

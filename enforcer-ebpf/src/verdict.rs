@@ -5,12 +5,13 @@ use enforcer_common::{
     EVENT_F_V4_MAPPED, Embedded, IPPROTO_TCP, IPPROTO_UDP, LEARNED_F_ALLOW, Learned, MODE_AUDIT,
     NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP,
     PORT_GATE_UDP, PORT_WORD_BITS, PortRule, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
-    VERDICT_ERROR, VERDICT_PASS, embedded_v4, name_port_covers, port_word,
+    VERDICT_ERROR, VERDICT_PASS, embedded_v4, name_port_covers, port_word, scoped_v4, scoped_v6,
 };
 
 use crate::maps::{
-    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6, LEARNED_V4,
-    LEARNED_V6, NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6,
+    ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6,
+    LEARNED_SCOPED_USED, LEARNED_SCOPED_V4, LEARNED_SCOPED_V6, LEARNED_V4, LEARNED_V6,
+    NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6,
 };
 
 /// Whether an address learned from a DNS answer counts for a socket in
@@ -121,8 +122,10 @@ pub fn check_v4(addr: u32, cgroup: u64) -> Match {
             deny_lpm: &DENY_LPM_V4,
             allow_lpm: &ALLOW_LPM_V4,
             learned: &LEARNED_V4,
+            scoped: &LEARNED_SCOPED_V4,
         },
         addr,
+        scoped_v4(addr, cgroup),
         cgroup,
     )
 }
@@ -136,26 +139,49 @@ pub fn check_v6(addr: [u32; 4], cgroup: u64) -> Match {
             deny_lpm: &DENY_LPM_V6,
             allow_lpm: &ALLOW_LPM_V6,
             learned: &LEARNED_V6,
+            scoped: &LEARNED_SCOPED_V6,
         },
         addr,
+        scoped_v6(addr, cgroup),
         cgroup,
     )
 }
 
 /// The maps of one address family, keyed by its address type `K`.
-struct Family<'a, K> {
+struct Family<'a, K, S> {
     /// The address length in bits: the trie key of one whole address.
     prefix_len: u32,
     deny: &'a HashMap<K, u32>,
     deny_lpm: &'a LpmTrie<K, u32>,
     allow_lpm: &'a LpmTrie<K, u32>,
     learned: &'a HashMap<K, Learned>,
+    /// Bans learned for one cgroup, keyed by `S` (the address and the
+    /// cgroup).
+    scoped: &'a HashMap<S, Learned>,
+}
+
+/// A ban learned for this very cgroup from an answer of a server that is
+/// not the host's (`key`: its scoped key), if any; never looked up before
+/// the DNS program learned the first such ban.
+#[inline(always)]
+fn scoped_ban<S>(
+    map: &HashMap<S, Learned>,
+    key: S,
+    cgroup: u64,
+    port: u16,
+    proto: u8,
+) -> Option<u32> {
+    if cgroup == 0 || !matches!(LEARNED_SCOPED_USED.get(0), Some(&n) if n != 0) {
+        return None;
+    }
+    // SAFETY: as in `check`.
+    learned_ban(unsafe { map.get(key) }, cgroup, port, proto)
 }
 
 /// `check_v4` and `check_v6`, over either family's maps (inlined into
 /// each, so every map reference stays a constant the verifier knows).
 #[inline(always)]
-fn check<K: Copy>(maps: Family<'_, K>, addr: K, cgroup: u64) -> Match {
+fn check<K: Copy, S>(maps: Family<'_, K, S>, addr: K, scoped: S, cgroup: u64) -> Match {
     let key = Key::new(maps.prefix_len, addr);
     // SAFETY: the maps are BPF_F_NO_PREALLOC, so a value is never reused
     // under us; the reads cannot tear in a way that matters (a rule id).
@@ -166,7 +192,10 @@ fn check<K: Copy>(maps: Family<'_, K>, addr: K, cgroup: u64) -> Match {
             Some(rule) => *rule,
             None => match learned_ban(learned, cgroup, 0, 0) {
                 Some(rule) => rule,
-                None => return NO_MATCH,
+                None => match scoped_ban(maps.scoped, scoped, cgroup, 0, 0) {
+                    Some(rule) => rule,
+                    None => return NO_MATCH,
+                },
             },
         },
     };
@@ -211,11 +240,12 @@ fn gate(port: u16, proto: u8) -> Gate {
 
 /// The maps of one family's port rules: the port trie keyed by `P` (the
 /// port word, then the address `K`), and the address-only exceptions.
-struct PortFamily<'a, K, P> {
+struct PortFamily<'a, K, P, S> {
     prefix_len: u32,
     lpm: &'a LpmTrie<P, PortRule>,
     allow_lpm: &'a LpmTrie<K, u32>,
     learned: &'a HashMap<K, Learned>,
+    scoped: &'a HashMap<S, Learned>,
 }
 
 /// The verdict of the rules with a port for traffic to `addr` on
@@ -238,9 +268,11 @@ pub fn port_v4(addr: u32, cgroup: u64, port: u16, proto: u8) -> Match {
             lpm: &PORT_LPM_V4,
             allow_lpm: &ALLOW_LPM_V4,
             learned: &LEARNED_V4,
+            scoped: &LEARNED_SCOPED_V4,
         },
         [port_word(port, proto), addr],
         addr,
+        scoped_v4(addr, cgroup),
         cgroup,
         port,
         proto,
@@ -260,9 +292,11 @@ pub fn port_v6(addr: [u32; 4], cgroup: u64, port: u16, proto: u8) -> Match {
             lpm: &PORT_LPM_V6,
             allow_lpm: &ALLOW_LPM_V6,
             learned: &LEARNED_V6,
+            scoped: &LEARNED_SCOPED_V6,
         },
         [port_word(port, proto), addr[0], addr[1], addr[2], addr[3]],
         addr,
+        scoped_v6(addr, cgroup),
         cgroup,
         port,
         proto,
@@ -270,11 +304,13 @@ pub fn port_v6(addr: [u32; 4], cgroup: u64, port: u16, proto: u8) -> Match {
 }
 
 #[inline(always)]
-fn port_check<K: Copy, P>(
+#[allow(clippy::too_many_arguments)]
+fn port_check<K: Copy, P, S>(
     g: Gate,
-    maps: PortFamily<'_, K, P>,
+    maps: PortFamily<'_, K, P, S>,
     port_key: P,
     addr: K,
+    scoped: S,
     cgroup: u64,
     port: u16,
     proto: u8,
@@ -297,7 +333,10 @@ fn port_check<K: Copy, P>(
             // SAFETY: as in `check`.
             match learned_ban(unsafe { maps.learned.get(addr) }, cgroup, port, proto) {
                 Some(rule) => rule,
-                None => return NO_MATCH,
+                None => match scoped_ban(maps.scoped, scoped, cgroup, port, proto) {
+                    Some(rule) => rule,
+                    None => return NO_MATCH,
+                },
             }
         }
         None => return NO_MATCH,

@@ -10,7 +10,7 @@ use enforcer_common::{
 use crate::{
     net::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPV6_HLEN, Packet as _, ipv4,
-        ipv6, l4_port,
+        ipv6, ipv6_l4, l4_port,
     },
     report::{Flow, conclude, emit, xdp_event_allowed},
     verdict::{
@@ -123,7 +123,9 @@ fn classify_v4(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
 #[inline(always)]
 fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
     let ip = ipv6(ctx, l3)?;
-    let l4 = l3 + IPV6_HLEN;
+    // The transport header past any extension headers (a later fragment
+    // has none: port 0, and no port rule applies to it alone).
+    let (proto, l4) = ipv6_l4(ctx, l3, ip.next).unwrap_or((ip.next, l3 + IPV6_HLEN));
     let dst = check_v6_forms(ip.daddr, 0);
     let (judged, source): (Judged, bool) = if dst.found.verdict != VERDICT_PASS {
         (dst, false)
@@ -134,13 +136,13 @@ fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
         } else if !port_rules() {
             return Ok((NO_MATCH, blank_flow()));
         } else {
-            let dport = l4_port(ctx, ip.next, l4, false) as u16;
-            let sport = l4_port(ctx, ip.next, l4, true) as u16;
-            let dst = port_v6_forms(ip.daddr, 0, dport, ip.next);
+            let dport = l4_port(ctx, proto, l4, false) as u16;
+            let sport = l4_port(ctx, proto, l4, true) as u16;
+            let dst = port_v6_forms(ip.daddr, 0, dport, proto);
             if dst.found.verdict != VERDICT_PASS {
                 (dst, false)
             } else {
-                let src = port_v6_forms(ip.saddr, 0, sport, ip.next);
+                let src = port_v6_forms(ip.saddr, 0, sport, proto);
                 if src.found.verdict == VERDICT_PASS {
                     return Ok((NO_MATCH, blank_flow()));
                 }
@@ -154,8 +156,8 @@ fn classify_v6(ctx: &XdpContext, l3: usize) -> Result<(Match, Flow), ()> {
             family: judged.family,
             addr: judged.addr,
             // The port on the banned side.
-            port: l4_port(ctx, ip.next, l4, source),
-            protocol: ip.next as u32,
+            port: l4_port(ctx, proto, l4, source),
+            protocol: proto as u32,
             flags: side(source) | judged.via | EVENT_F_OWNER_UNKNOWN,
             ..blank_flow()
         },

@@ -119,31 +119,31 @@ fn rule_text(rules: &RuleTable, id: u32) -> String {
         .map_or_else(|| format!("#{id}"), ToString::to_string)
 }
 
-/// The rule of `policy` naming `name` (on the port checked, for a name
-/// rule with a port), for the explanation only.
-fn name_rule(
-    rules: &RuleTable,
-    name: &str,
-    on: Option<PortSpec>,
-    action: Action,
-) -> Option<String> {
+/// The rule that decides for `name` (on the port checked, for a name rule
+/// with a port), for the explanation and the by-name verdict: among the
+/// rules naming it, the most specific (`DomainPattern::specificity`), an
+/// exception on a tie, as the DNS program decides.
+fn name_rule(rules: &RuleTable, name: &str, on: Option<PortSpec>) -> Option<(Action, String)> {
     rules
         .iter()
-        .find(|r| {
-            r.action == action
-                && match &r.target {
-                    Target::Domain(d) => d.matches(name),
-                    Target::Port(p) => match (&p.target, on) {
-                        (PortTarget::Domain(d), Some(on)) => {
-                            d.matches(name)
-                                && on.protos().all(|proto| p.spec.covers(on.port, proto))
-                        }
-                        _ => false,
-                    },
-                    Target::Cidr(_) => false,
-                }
+        .filter_map(|r| {
+            let pattern = match &r.target {
+                Target::Domain(d) if d.matches(name) => d,
+                Target::Port(p) => match (&p.target, on) {
+                    (PortTarget::Domain(d), Some(on))
+                        if d.matches(name)
+                            && on.protos().all(|proto| p.spec.covers(on.port, proto)) =>
+                    {
+                        d
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            Some((pattern.specificity(), r.action == Action::Allow, r))
         })
-        .map(ToString::to_string)
+        .max_by_key(|(spec, allow, _)| (*spec, *allow))
+        .map(|(_, _, r)| (r.action, r.to_string()))
 }
 
 /// `cnames`: the CNAME chain the answer led through (the DNS program
@@ -215,14 +215,13 @@ fn judge_addrs(
         .chain(cnames.iter().map(String::as_str))
         .collect();
     let on_chain = |action| {
-        chain.iter().find_map(|n| {
-            name_rule(rules, n, on, action).map(|r| {
-                if *n == target {
-                    r
-                } else {
-                    format!("{r} (through the CNAME {n})")
-                }
-            })
+        chain.iter().find_map(|n| match name_rule(rules, n, on) {
+            Some((a, r)) if a == action => Some(if *n == target {
+                r
+            } else {
+                format!("{r} (through the CNAME {n})")
+            }),
+            _ => None,
         })
     };
     let deny_rule = on_chain(Action::Deny);

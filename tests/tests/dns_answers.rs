@@ -147,13 +147,23 @@ fn a_name_resolved_by_the_application_itself_is_denied_the_instant_it_has_the_an
     assert_eq!(ask("10.77.0.53:53", "wild.test", "A"), "ok");
     // An innocent name whose chain ends at a banned one.
     assert_eq!(ask("10.77.0.53:53", "innocent.test", "A"), "EPERM");
-    // An allowed internal name inside a banned range: its answer excepts it.
+    // An allowed internal name inside a banned range: the answer of the
+    // host's DNS server (the daemon's upstream) excepts it. The same
+    // answer from any other server must not: a process answering itself
+    // could otherwise lift any ban (static ones included) for itself.
     assert_eq!(
         w.probe("10.77.0.9:0"),
         "EPERM",
         "banned range before the answer"
     );
-    assert_eq!(ask("10.77.0.53:53", "llm.corp.test", "A"), "ok");
+    assert_eq!(
+        ask("10.77.0.53:53", "llm.corp.test", "A"),
+        "EPERM",
+        "an exception learned from a server that is not the host's"
+    );
+    let host_dns = server_in(&w, "10.77.0.54:53");
+    host_dns.set_addrs("llm.corp.test", &["10.77.0.9"], 60);
+    assert_eq!(ask("10.77.0.54:53", "llm.corp.test", "A"), "ok");
     assert_eq!(
         w.probe("10.77.0.10:0"),
         "EPERM",
@@ -175,8 +185,14 @@ fn a_name_resolved_by_the_application_itself_is_denied_the_instant_it_has_the_an
     );
     let s = status(&w);
     let dns_status = &s["dns"];
+    // Learned from the host's server: for everyone; from the other: bans
+    // for the receiving cgroup only, kept apart per cgroup.
     assert!(
-        dns_status["learned_v4"].as_u64().unwrap() >= 3,
+        dns_status["learned_v4"].as_u64().unwrap() >= 1,
+        "{dns_status}"
+    );
+    assert!(
+        dns_status["learned_scoped"].as_u64().unwrap() >= 3,
         "{dns_status}"
     );
     assert!(
@@ -308,7 +324,9 @@ fn a_first_label_wildcard_bans_the_names_whose_first_label_ends_with_it() {
         &w,
         r#""deny": {"domains": ["*-region.test"], "cidrs": ["10.77.0.8/30"]},
            "allow": {"domains": ["*-ok-region.test"]},"#,
-        "10.77.0.54:53",
+        // The application's server is the host's DNS server: exceptions
+        // are learned from those only.
+        "10.77.0.53:53",
         60,
     );
     let daemon = Daemon::start(&w.args(&p));
@@ -520,4 +538,108 @@ mod malformed {
         assert!(count(&h, STAT_DNS_TRUNCATED) >= 1);
         assert_eq!(count(&h, STAT_DNS_MALFORMED), malformed);
     }
+}
+
+/// The most specific name rule decides, as in the policy (an exact ban
+/// inside an allowed wildcard stays banned; an exact exception inside a
+/// banned wildcard passes); two cgroups that each got a ban for one
+/// address from their own servers both keep it; an AAAA answer in the
+/// `::ffff:a.b.c.d` form bans the IPv4 address; and a name exception with
+/// a port inside a banned wildcard never lifts the ban on other ports.
+#[test]
+fn the_most_specific_rule_decides_and_scoped_bans_never_overwrite_each_other() {
+    let mut w = World::new("dp", LO);
+    // The host's DNS server (the daemon's upstream) and another one.
+    let host = server_in(&w, "10.77.0.54:53");
+    let own = server_in(&w, "10.77.0.53:53");
+    for d in [&host, &own] {
+        d.set_all(
+            &[
+                ("exact.y.test", &["10.77.0.1"]),
+                ("other.y.test", &["10.77.0.2"]),
+                ("ok.x.test", &["10.77.0.3"]),
+                ("a.x.test", &["10.77.0.4"]),
+                ("gw.p.test", &["10.77.0.6"]),
+                ("mapped.x.test", &["::ffff:10.77.0.5"]),
+            ],
+            60,
+        );
+    }
+    let p = policy(
+        &w,
+        r#""deny": {"domains": ["*.x.test", "exact.y.test", "*.p.test"]},
+           "allow": {"domains": ["*.y.test", "ok.x.test", "gw.p.test:443"]},"#,
+        "10.77.0.54:53",
+        60,
+    );
+    let daemon = Daemon::start(&w.args(&p));
+    let cg = w.cg.path().to_owned();
+    let via_host = |name: &str| resolve_connect(&w, &cg, "10.77.0.54:53", name, "A");
+    assert_eq!(
+        via_host("exact.y.test"),
+        "EPERM",
+        "an exact ban inside an allowed wildcard\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        via_host("ok.x.test"),
+        "ok",
+        "an exact exception inside a banned wildcard"
+    );
+    assert_eq!(via_host("other.y.test"), "ok");
+    // `check` decides by the same rule.
+    let socket = w.socket();
+    let check = |name: &str| enforcer(&["check", name, "--socket", socket.to_str().unwrap()]);
+    let (code, out, err) = check("exact.y.test");
+    assert_eq!(code, 1, "{out}{err}");
+    let (code, out, err) = check("ok.x.test");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("exception"), "{out}");
+    // The exception is for 443 only: other ports stay banned.
+    let gw80 = Probe::new()
+        .cgroup(&cg)
+        .netns(w.ns.name())
+        .run("dns-tcp:gw.p.test:A:80", "10.77.0.54:53")
+        .result;
+    assert_eq!(
+        gw80, "EPERM",
+        "a port exception lifted a wildcard ban on port 80"
+    );
+    // ::ffff:10.77.0.5 in an AAAA answer: IPv4 connects are refused too.
+    let mapped = Probe::new()
+        .cgroup(&cg)
+        .netns(w.ns.name())
+        .run("dns-tcp:mapped.x.test:AAAA", "10.77.0.54:53")
+        .result;
+    assert_eq!(mapped, "EPERM");
+    assert_eq!(
+        w.probe("10.77.0.5:0"),
+        "EPERM",
+        "the IPv4 form of a mapped answer"
+    );
+
+    // Two cgroups, each asking its own (not the host's) server for the
+    // same banned name: each keeps its ban, and a third is not bound.
+    let first = w.cg.child("first");
+    let second = w.cg.child("second");
+    let third = w.cg.child("third");
+    for c in [&first, &second] {
+        assert_eq!(
+            resolve_connect(&w, c, "10.77.0.53:53", "a.x.test", "A"),
+            "EPERM",
+            "{}",
+            c.display()
+        );
+    }
+    let connect = |c: &std::path::Path| {
+        Probe::new()
+            .cgroup(c)
+            .netns(w.ns.name())
+            .run("tcp", "10.77.0.4:0")
+            .result
+    };
+    assert_eq!(connect(&first), "EPERM", "the first cgroup lost its ban");
+    assert_eq!(connect(&second), "EPERM");
+    assert_eq!(connect(&third), "ok", "a scoped ban bound another cgroup");
+    daemon.stop();
 }

@@ -321,6 +321,24 @@ fn xdp_judges_the_remote_source_port_and_the_destination_port() {
     );
     assert_eq!(h.test_run(xdp, &v6(853, 40000)), XDP_DROP);
     assert_eq!(h.test_run(xdp, &v6(53, 40000)), XDP_PASS);
+    // Extension headers do not hide the port: destination options and a
+    // first fragment in front of UDP to :853 are judged like plain UDP, at
+    // XDP and at the skb layer; a later fragment carries no port (its
+    // first fragment was dropped).
+    use frame::Ext::{DstOpts, FirstFragment, LaterFragment};
+    let skb = enforcer_common::programs::SKB_EGRESS;
+    for (exts, want_xdp, want_skb) in [
+        (&[DstOpts][..], XDP_DROP, 0),
+        (&[FirstFragment][..], XDP_DROP, 0),
+        (&[DstOpts, FirstFragment][..], XDP_DROP, 0),
+        (&[LaterFragment][..], XDP_PASS, 1),
+    ] {
+        let to_853 = frame::ipv6_udp_behind("fd00::2", "2001:db8::10", exts, 40000, 853);
+        assert_eq!(h.test_run(xdp, &to_853), want_xdp, "xdp {exts:?}");
+        assert_eq!(h.test_run(skb, &to_853), want_skb, "skb {exts:?}");
+        let to_53 = frame::ipv6_udp_behind("fd00::2", "2001:db8::10", exts, 40000, 53);
+        assert_eq!(h.test_run(xdp, &to_53), XDP_PASS, "xdp {exts:?} :53");
+    }
     h.apply(r#"{"version":1}"#);
     assert_eq!(
         h.test_run(xdp, &v4(853, 40000)),
@@ -478,5 +496,45 @@ fn the_embedded_default_closes_encrypted_dns_and_keeps_public_resolvers_on_53() 
         daemon.log_text()
     );
     assert_eq!(run(&w, "udp-sendto", "192.0.2.20:853"), "EPERM");
+    daemon.stop();
+}
+
+/// `check HOST:PORT` agrees with the kernel on addresses learned for a
+/// wildcard name with a port (no trie rule for that port at all), live and
+/// offline.
+#[test]
+fn check_with_a_port_sees_what_was_learned_for_a_wildcard_with_that_port() {
+    let w = world("pw");
+    for a in ["192.0.2.11/32", "10.77.0.53/32"] {
+        w.base.ns.add_lo_addr(a);
+    }
+    let _open = listen(&w.base.ns, &["192.0.2.11:53"]);
+    // The application's server is the host's (answers bind everyone).
+    let dns = w
+        .base
+        .ns
+        .enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
+    dns.set_all(&[("x.y.dot.test", &["192.0.2.11"])], 60);
+    let p = w.tmp.write(
+        "policy.json",
+        r#"{"version": 1, "deny": {"domains": ["*.dot.test:853"]},
+            "resolver": {"upstreams": ["10.77.0.53:53"], "min_ttl_s": 30, "max_ttl_s": 60, "grace_s": 60}}"#,
+    );
+    let daemon = Daemon::start(&w.args(p));
+    assert_eq!(w.check("192.0.2.11:853").0, 0, "nothing learned yet");
+    let asked = Probe::new()
+        .cgroup(w.cg.path())
+        .netns(w.ns.name())
+        .run("dns-tcp:x.y.dot.test:A:853", "10.77.0.53:53")
+        .result;
+    assert_eq!(asked, "EPERM", "{}", daemon.log_text());
+    for (how, (code, out, err)) in [
+        ("live", w.check("192.0.2.11:853")),
+        ("offline", w.check_offline("192.0.2.11:853")),
+    ] {
+        assert_eq!(code, 1, "{how}: {out}{err}");
+    }
+    assert_eq!(w.check("192.0.2.11:53").0, 0);
+    assert_eq!(run(&w.base, "tcp", "192.0.2.11:53"), "ok");
     daemon.stop();
 }

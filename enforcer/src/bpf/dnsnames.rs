@@ -109,6 +109,8 @@ pub fn boot_ns() -> u64 {
 pub struct LearnedCounts {
     pub v4: usize,
     pub v6: usize,
+    /// Bans bound to the cgroup that received the answer (both families).
+    pub scoped: usize,
     pub removed: usize,
 }
 
@@ -146,10 +148,13 @@ pub fn purge_expired(pins: &Pins) -> Result<LearnedCounts, WriteError> {
     let now = boot_ns();
     let (v4, r4) = purge::<u32>(pins, names::LEARNED_V4, now)?;
     let (v6, r6) = purge::<[u32; 4]>(pins, names::LEARNED_V6, now)?;
+    let (s4, rs4) = purge::<[u32; 4]>(pins, names::LEARNED_SCOPED_V4, now)?;
+    let (s6, rs6) = purge::<[u32; 6]>(pins, names::LEARNED_SCOPED_V6, now)?;
     Ok(LearnedCounts {
         v4,
         v6,
-        removed: r4 + r6,
+        scoped: s4 + s6,
+        removed: r4 + r6 + rs4 + rs6,
     })
 }
 

@@ -22,7 +22,10 @@ use enforcer_common::{
     port_word, v4_key, v6_key,
 };
 
-use crate::{policy::Proto, portmaps::gate_bit};
+use crate::{
+    policy::Proto,
+    portmaps::{gate_bit, names_gate_bit},
+};
 
 use super::{dnsnames::boot_ns, pins::Pins, writer::WriteError};
 
@@ -37,6 +40,16 @@ pub enum KernelVerdict {
     Banned { rule: u32 },
     /// A rule with a port excepts it (longer than any port ban covering it).
     PortExcepted { exception: u32 },
+}
+
+/// What the port gate says for one port and protocol (`verdict.rs`'s
+/// `Gate`), with the port and protocol judged.
+#[derive(Clone, Copy)]
+struct Gate {
+    trie: bool,
+    names: bool,
+    port: u16,
+    proto: Proto,
 }
 
 /// The pinned verdict maps of one instance, opened for lookups.
@@ -117,20 +130,6 @@ impl<K: Pod> Family<K> {
             None => KernelVerdict::Banned { rule },
         })
     }
-
-    /// A ban learned for a name with a port, covering `port`/`proto`.
-    fn learned_on(&self, k: K, port: u16, proto: Proto) -> Result<KernelVerdict, WriteError> {
-        Ok(match self.learned(k)? {
-            Some(l)
-                if l.flags & LEARNED_F_ALLOW == 0
-                    && l.port != 0
-                    && name_port_covers(l.port, port, proto.number()) =>
-            {
-                KernelVerdict::Banned { rule: l.rule_id }
-            }
-            _ => KernelVerdict::Pass,
-        })
-    }
 }
 
 fn open(pins: &Pins, name: &'static str) -> Result<Map, WriteError> {
@@ -195,7 +194,11 @@ impl Judge {
 
     /// The verdict for traffic to `addr` on `port` over `proto`: the
     /// address rules, then (where none spoke) the rules with a port, as
-    /// `verdict.rs` does.
+    /// `verdict.rs` does: the port gate's bits say whether the port trie
+    /// and the learned addresses of name rules with this port are looked
+    /// at; a port exception decides; a ban (from the trie, else learned
+    /// for a name with this port) yields to an address-only exception or a
+    /// learned exception covering the port.
     pub fn verdict_on(
         &self,
         addr: IpAddr,
@@ -207,29 +210,36 @@ impl Judge {
             return Ok(by_addr);
         }
         let on = found(self.config.get(&CONFIG_PORT_RULES, 0), names::CONFIG)?;
-        let gate = found(self.gate.get(&u32::from(port), 0), names::PORT_GATE)?;
-        if on.unwrap_or(0) == 0 || gate.unwrap_or(0) & gate_bit(proto) == 0 {
+        let gate = found(self.gate.get(&u32::from(port), 0), names::PORT_GATE)?.unwrap_or(0);
+        let g = Gate {
+            trie: gate & gate_bit(proto) != 0,
+            names: gate & names_gate_bit(proto) != 0,
+            port,
+            proto,
+        };
+        if on.unwrap_or(0) == 0 || (!g.trie && !g.names) {
             return Ok(KernelVerdict::Pass);
         }
         let word = port_word(port, proto.number());
         match addr {
-            IpAddr::V4(a) => self.port_v4(port, proto, v4_key(a.octets())),
+            IpAddr::V4(a) => self.port_v4(g, v4_key(a.octets())),
             IpAddr::V6(v6) => {
                 if let Some(a) = v6.to_ipv4_mapped() {
-                    return self.port_v4(port, proto, v4_key(a.octets()));
+                    return self.port_v4(g, v4_key(a.octets()));
                 }
                 let k = v6_key(v6.octets());
-                let hit = found(
-                    self.port_v6.get(
-                        &Key::new(PORT_WORD_BITS + 128, [word, k[0], k[1], k[2], k[3]]),
-                        0,
-                    ),
-                    names::PORT_LPM_V6,
-                )?;
-                let mut found6 = self.port_verdict(hit, &self.v6, k)?;
-                if found6 == KernelVerdict::Pass {
-                    found6 = self.v6.learned_on(k, port, proto)?;
-                }
+                let hit = if g.trie {
+                    found(
+                        self.port_v6.get(
+                            &Key::new(PORT_WORD_BITS + 128, [word, k[0], k[1], k[2], k[3]]),
+                            0,
+                        ),
+                        names::PORT_LPM_V6,
+                    )?
+                } else {
+                    None
+                };
+                let found6 = self.port_verdict(g, hit, &self.v6, k)?;
                 if found6 != KernelVerdict::Pass {
                     return Ok(found6);
                 }
@@ -241,50 +251,62 @@ impl Judge {
                     }
                 };
                 match embedded {
-                    Some(v4) => self.port_v4(port, proto, v4),
+                    Some(v4) => self.port_v4(g, v4),
                     None => Ok(KernelVerdict::Pass),
                 }
             }
         }
     }
 
-    fn port_v4(&self, port: u16, proto: Proto, a: u32) -> Result<KernelVerdict, WriteError> {
-        let word = port_word(port, proto.number());
-        let hit = found(
-            self.port_v4
-                .get(&Key::new(PORT_WORD_BITS + 32, [word, a]), 0),
-            names::PORT_LPM_V4,
-        )?;
-        let v = self.port_verdict(hit, &self.v4, a)?;
-        if v != KernelVerdict::Pass {
-            return Ok(v);
-        }
-        self.v4.learned_on(a, port, proto)
+    fn port_v4(&self, g: Gate, a: u32) -> Result<KernelVerdict, WriteError> {
+        let hit = if g.trie {
+            let word = port_word(g.port, g.proto.number());
+            found(
+                self.port_v4
+                    .get(&Key::new(PORT_WORD_BITS + 32, [word, a]), 0),
+                names::PORT_LPM_V4,
+            )?
+        } else {
+            None
+        };
+        self.port_verdict(g, hit, &self.v4, a)
     }
 
-    /// A port trie hit: an exception decides; a ban yields to an
-    /// address-only exception.
+    /// `port_check` of `verdict.rs`: a port exception decides; a port ban,
+    /// else a ban learned for a name with this port, yields to an
+    /// address-only exception or a learned exception covering the port.
     fn port_verdict<K: Pod>(
         &self,
+        g: Gate,
         hit: Option<PortRule>,
         family: &Family<K>,
         k: K,
     ) -> Result<KernelVerdict, WriteError> {
-        Ok(match hit {
-            None => KernelVerdict::Pass,
-            Some(r) if r.flags & PORT_F_ALLOW != 0 => KernelVerdict::PortExcepted {
-                exception: r.rule_id,
-            },
-            Some(r) => {
-                let key = Key::new(family.bits, k);
-                match found(family.allow_lpm.get(&key, 0), family.names[2])? {
-                    Some(exception) => KernelVerdict::Excepted {
-                        rule: r.rule_id,
-                        exception,
-                    },
-                    None => KernelVerdict::Banned { rule: r.rule_id },
-                }
+        let learned = family.learned(k)?;
+        let covers = |l: &Learned| name_port_covers(l.port, g.port, g.proto.number());
+        let rule = match hit {
+            Some(r) if r.flags & PORT_F_ALLOW != 0 => {
+                return Ok(KernelVerdict::PortExcepted {
+                    exception: r.rule_id,
+                });
             }
+            Some(r) => r.rule_id,
+            None if g.names => match learned {
+                Some(l) if l.flags & LEARNED_F_ALLOW == 0 && covers(&l) => l.rule_id,
+                _ => return Ok(KernelVerdict::Pass),
+            },
+            None => return Ok(KernelVerdict::Pass),
+        };
+        let key = Key::new(family.bits, k);
+        let exception = match found(family.allow_lpm.get(&key, 0), family.names[2])? {
+            Some(e) => Some(e),
+            None => learned
+                .filter(|l| l.flags & LEARNED_F_ALLOW != 0 && covers(l))
+                .map(|l| l.rule_id),
+        };
+        Ok(match exception {
+            Some(exception) => KernelVerdict::Excepted { rule, exception },
+            None => KernelVerdict::Banned { rule },
         })
     }
 

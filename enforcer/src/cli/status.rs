@@ -92,9 +92,10 @@ pub fn text(s: &Status, now_ms: u64) -> Vec<String> {
     let d = &s.dns;
     let c = |k: &str| or_dash(d.counters.as_ref().and_then(|c| c.get(k).copied()));
     out.push(format!(
-        "dns:       {} learned v4, {} learned v6 now; {} responses, {} learned, {} malformed, {} learn_failed; {} reports ({} unparsed)",
+        "dns:       {} learned v4, {} learned v6, {} learned for one cgroup now; {} responses, {} learned, {} malformed, {} learn_failed; {} reports ({} unparsed)",
         d.learned_v4,
         d.learned_v6,
+        d.learned_scoped,
         c("responses"),
         c("learned"),
         c("malformed"),
@@ -161,7 +162,7 @@ mod tests {
         for want in [
             "enforce mode, up 3 h 12 min",
             "connect4    3 denied, 0 audited, 9 passed, 2 allowed, 1 error",
-            "dns:       4 learned v4, 0 learned v6 now; - responses, - learned, - malformed, 7 learn_failed",
+            "dns:       4 learned v4, 0 learned v6, 0 learned for one cgroup now; - responses, - learned, - malformed, 7 learn_failed",
             "reload:    rejected 2 min ago: policy.json:3:5: unknown field `dney`; the policy in force stays (2 rejected since start)",
         ] {
             assert!(shown.contains(want), "{want:?} not in\n{shown}");

@@ -73,6 +73,9 @@ pub struct Dns {
     /// The DNS program's counters (`responses`, `learned`, `malformed`,
     /// `learn_failed`, ...); `None` when they could not be read.
     pub counters: Option<BTreeMap<String, u64>>,
+    /// Bans learned from other servers' answers, bound to the cgroup that
+    /// received them (both families).
+    pub learned_scoped: u64,
     /// Addresses the DNS program learned, not yet expired.
     pub learned_v4: u64,
     pub learned_v6: u64,
@@ -158,7 +161,10 @@ mod tests {
             keys(&v["events"]),
             "lost_ringbuf_full owner_unknown per_hook skb_coalesced xdp_suppressed"
         );
-        assert_eq!(keys(&v["dns"]), "counters learned_v4 learned_v6 reports");
+        assert_eq!(
+            keys(&v["dns"]),
+            "counters learned_scoped learned_v4 learned_v6 reports"
+        );
         assert_eq!(keys(&v["dns"]["reports"]), "received unparsed");
         assert_eq!(keys(&v["reload"]), "last rejected");
         let last = LastReload {

@@ -102,6 +102,7 @@ pub fn build(
         dns: Dns {
             learned_v4: learned.v4 as u64,
             learned_v6: learned.v6 as u64,
+            learned_scoped: learned.scoped as u64,
             counters: stats.as_ref().map(|s| {
                 s.dns()
                     .into_iter()

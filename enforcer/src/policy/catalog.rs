@@ -136,11 +136,16 @@ mod tests {
         ] {
             assert!(ports.iter().any(|c| c == rule), "{rule} missing: {ports:?}");
         }
-        // Never the resolver's address on every port: 53 stays usable.
-        for resolver in ["1.1.1.1/32", "8.8.8.8/32", "9.9.9.9/32"] {
+        // No rule without a port covers a public resolver: 53 stays usable.
+        for resolver in ["1.1.1.1", "8.8.8.8", "9.9.9.9", "2606:4700:4700::1111"] {
+            let addr: std::net::IpAddr = resolver.parse().unwrap();
+            let covering: Vec<&String> = plain
+                .iter()
+                .filter(|c| c.parse::<ipnet::IpNet>().unwrap().contains(&addr))
+                .collect();
             assert!(
-                !plain.iter().any(|c| c == resolver),
-                "{resolver} banned on every port"
+                covering.is_empty(),
+                "{resolver} banned on every port by {covering:?}"
             );
         }
         for name in [

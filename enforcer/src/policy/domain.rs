@@ -19,6 +19,19 @@ pub enum DomainPattern {
     LabelTail(String),
 }
 
+impl DomainPattern {
+    /// How specific a match by this pattern is, to pick the rule that
+    /// decides among several matching a name (as the DNS program does):
+    /// an exact name, then a `*-tail`, then a `*.suffix` by its depth.
+    pub fn specificity(&self) -> (u8, usize) {
+        match self {
+            DomainPattern::Exact(n) => (3, n.split('.').count()),
+            DomainPattern::LabelTail(t) => (2, t.split('.').count()),
+            DomainPattern::Wildcard(n) => (1, n.split('.').count()),
+        }
+    }
+}
+
 impl FromStr for DomainPattern {
     type Err = String;
 

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use super::{
     DomainPattern,
-    raw::{Cidr, check_octets, string_value},
+    raw::{Cidr, check_host_bits, check_octets, string_value, unmap},
 };
 
 /// The transport a port rule is limited to.
@@ -167,12 +167,21 @@ impl FromStr for CidrRule {
                      ([2001:db8::1]:853); without a port, write it without brackets"
                 ));
             };
-            let net = inner.parse::<Cidr>()?.0;
-            if !matches!(net, IpNet::V6(_)) {
+            if !inner.contains(':') {
                 return Err(format!(
                     "invalid CIDR {s:?}: brackets are for IPv6; write an IPv4 address with a port as 203.0.113.7:853"
                 ));
             }
+            // Bracketed, the address cannot be misread: no ambiguity
+            // check; an IPv4-mapped form becomes the IPv4 network.
+            let net = inner
+                .parse::<IpNet>()
+                .or_else(|_| inner.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    format!("invalid CIDR {s:?}: {inner:?} is not an IPv6 address or network")
+                })?;
+            check_host_bits("CIDR", s, net)?;
+            let net = unmap(net);
             return port_rule(PortTarget::Net(net), spec);
         }
         // One colon: IPv4 (or a v4 network) with a port. More: IPv6,
@@ -248,6 +257,27 @@ mod tests {
         match cidr(s).unwrap() {
             CidrRule::Port(p) => p,
             CidrRule::Plain(c) => panic!("{s}: parsed as the plain {c}"),
+        }
+    }
+
+    #[test]
+    fn an_unbracketed_ipv6_address_ending_like_a_port_is_refused_and_mapped_forms_are_ipv4() {
+        let e = cidr("2001:4860:4860::8888:853").unwrap_err();
+        assert!(e.contains("[2001:4860:4860::8888]:853"), "{e}");
+        // The address itself, written unambiguously, and a bracketed one.
+        assert!(matches!(
+            cidr("2001:4860:4860::8888:853/128"),
+            Ok(CidrRule::Plain(_))
+        ));
+        assert_eq!(
+            port("[2001:db8::853]:443").to_string(),
+            "[2001:db8::853]:443"
+        );
+        // IPv4-mapped: judged by the programs as IPv4, so stored as IPv4.
+        assert_eq!(port("[::ffff:1.1.1.1]:443").to_string(), "1.1.1.1:443");
+        match cidr("::ffff:192.0.2.0/120").unwrap() {
+            CidrRule::Plain(c) => assert_eq!(c.to_string(), "192.0.2.0/24"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -324,7 +324,37 @@ impl FromStr for Cidr {
             },
         };
         check_host_bits("CIDR", s, net)?;
-        Ok(Cidr(net))
+        if let IpNet::V6(v6) = net
+            && !s.contains('/')
+            && s.contains("::")
+            && let Some((_, last)) = s.rsplit_once(':')
+            && LOOKS_LIKE_A_PORT.contains(&last)
+        {
+            return Err(format!(
+                "ambiguous CIDR {s:?}: if {last} is a port, write the address in brackets                  ([{}]:{last}); if it is the address {v6}, write it as {v6}/128",
+                &s[..s.len() - last.len() - 1]
+            ));
+        }
+        Ok(Cidr(unmap(net)))
+    }
+}
+
+/// Ports that an unbracketed IPv6 address may have been meant to carry
+/// (`2001:4860:4860::8888:853` is a valid address, and not 8888 on 853).
+const LOOKS_LIKE_A_PORT: [&str; 6] = ["53", "80", "443", "853", "8080", "8443"];
+
+/// `::ffff:a.b.c.d/n` (n ≥ 96) as the IPv4 network it stands for: the
+/// programs judge IPv4-mapped destinations by the IPv4 rules, so an IPv6
+/// rule of that form would never match.
+pub fn unmap(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        _ => net,
     }
 }
 
