@@ -5,7 +5,10 @@ use std::{path::Path, process::ExitCode};
 use anyhow::{Context as _, bail};
 
 use crate::{
-    control::auth::{Access, GROUP, Peer, decide, enforcer_gid, name_service_groups},
+    control::{
+        auth::{Access, GROUP, Peer, decide, enforcer_gid, name_service_groups},
+        protocol::Followed,
+    },
     flows::{Query, Store},
     resolve::now_ms,
 };
@@ -70,7 +73,38 @@ pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
     }
     let store = Store::open_read_only(state_dir)?;
     let flows = store.query(&q)?;
-    print(&flows, json, q.since_ms.is_some(), true)
+    print(&flows, json, q.since_ms.is_some())
+}
+
+/// `flows --follow`: the flows matching `q` (every filter of `flows`; the
+/// daemon applies them) as the daemon writes them to the store, about
+/// once a second: one row per flow per write in which it had attempts,
+/// its COUNT all of its attempts so far, as `flows` would show it then.
+/// Ends when the daemon stops ([`ClientError::Stopped`], exit 3).
+///
+/// [`ClientError::Stopped`]: crate::control::client::ClientError::Stopped
+pub fn follow(socket: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
+    let mut header = true;
+    crate::control::client::follow(socket, q, |item| {
+        match item {
+            Followed::Flow(f) if json => match serde_json::to_string(&f) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("enforcer: a flow does not serialise: {e}"),
+            },
+            Followed::Flow(f) => {
+                // Rows come one at a time: every column at its cap.
+                for line in table::render(&COLUMNS, &[cells(&f)], header, true) {
+                    println!("{line}");
+                }
+                header = false;
+            }
+            Followed::Lagged { lagged } => {
+                eprintln!("enforcer: {lagged} flows not shown (this reader fell behind)");
+            }
+        }
+        true
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 const COLUMNS: [Column; 8] = [
@@ -120,15 +154,9 @@ fn cells(f: &crate::flows::Flow) -> Vec<String> {
     ]
 }
 
-/// Prints flows as a table, or one JSON object per line. `header`: a
-/// whole answer (columns sized to it); without, one row of a stream
-/// (`--follow`), columns at their fixed widths.
-pub fn print(
-    flows: &[crate::flows::Flow],
-    json: bool,
-    windowed: bool,
-    header: bool,
-) -> anyhow::Result<ExitCode> {
+/// Prints flows as a table (columns sized to the answer), or one JSON
+/// object per line.
+pub fn print(flows: &[crate::flows::Flow], json: bool, windowed: bool) -> anyhow::Result<ExitCode> {
     if json {
         for f in flows {
             println!("{}", serde_json::to_string(f)?);
@@ -136,12 +164,10 @@ pub fn print(
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = flows.iter().map(cells).collect();
-    if !flows.is_empty() || !header {
-        for line in table::render(&COLUMNS, &rows, header, !header) {
-            println!("{line}");
-        }
+    for line in table::render(&COLUMNS, &rows, !flows.is_empty(), false) {
+        println!("{line}");
     }
-    if flows.is_empty() && header {
+    if flows.is_empty() {
         println!(
             "(no blocked flows{})",
             if windowed { " in that window" } else { "" }

@@ -5,6 +5,7 @@ mod doctor;
 mod flows;
 mod remote;
 pub(crate) mod show;
+mod status;
 mod table;
 mod validate;
 
@@ -99,7 +100,9 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
-        /// Keep printing new flows as they happen (needs the daemon).
+        /// Keep printing the matching flows as the daemon writes them
+        /// (about once a second; each row's COUNT is the flow's attempts so
+        /// far); exit 3 when the daemon stops.
         #[arg(long)]
         follow: bool,
         /// The daemon's control socket (asked first).
@@ -236,17 +239,38 @@ pub fn main() -> ExitCode {
     } else {
         1
     };
+    let json = cli.command.json();
     match execute(cli) {
         Ok(code) => code,
         Err(e) => {
+            let code = remote::error_code(&e);
+            // People read stderr; with --json, scripts read the error where
+            // the answer would have been.
             eprintln!("enforcer: {}", chain(&e));
-            use crate::control::client::ClientError;
-            ExitCode::from(match e.downcast_ref::<ClientError>() {
-                Some(ClientError::NotRunning { .. }) => remote::NOT_RUNNING,
-                Some(ClientError::Denied { .. }) => remote::DENIED,
-                _ if e.downcast_ref::<remote::Denied>().is_some() => remote::DENIED,
-                _ => error_code,
-            })
+            if json {
+                println!("{}", remote::json_error(code, &chain(&e)));
+            }
+            ExitCode::from(remote::exit_code(code, error_code))
+        }
+    }
+}
+
+impl Command {
+    /// Whether `--json` was asked for (errors are then JSON too).
+    fn json(&self) -> bool {
+        match self {
+            Command::Detach { json, .. }
+            | Command::Status { json, .. }
+            | Command::Reload { json, .. }
+            | Command::Flows { json, .. }
+            | Command::Check { json, .. } => *json,
+            Command::Policy {
+                command: PolicyCommand::Validate { json, .. } | PolicyCommand::Show { json, .. },
+            } => *json,
+            Command::Daemon(_)
+            | Command::Doctor(_)
+            | Command::GenerateDocs { .. }
+            | Command::Policy { .. } => false,
         }
     }
 }
@@ -338,7 +362,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { socket, json } => remote::status(&socket, json),
+        Command::Status { socket, json } => status::run(&socket, json),
         Command::Doctor(args) => doctor::run(&args),
         Command::GenerateDocs { dir } => {
             docs::generate(&dir)?;
@@ -357,11 +381,12 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             if via_daemon {
                 let socket = socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
-                let r = remote::request(&socket, crate::control::protocol::Command::Detach)?;
+                let r: String =
+                    remote::request(&socket, crate::control::protocol::Command::Detach)?;
                 if json {
                     println!("{}", serde_json::json!({"ok": true, "message": r}));
                 } else {
-                    println!("{}", r.as_str().unwrap_or("detaching"));
+                    println!("{r}");
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -406,19 +431,6 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             socket,
             state_dir,
         } => {
-            if follow {
-                crate::control::client::follow(&socket, |v| {
-                    if json {
-                        println!("{v}");
-                    } else if let Ok(f) = serde_json::from_value::<crate::flows::Flow>(v.clone()) {
-                        let _ = flows::print(std::slice::from_ref(&f), false, false, false);
-                    } else {
-                        println!("{v}");
-                    }
-                    true
-                })?;
-                return Ok(ExitCode::SUCCESS);
-            }
             let since_ms = match since {
                 Some(s) => {
                     Some(crate::resolve::now_ms().saturating_sub(flows::parse_duration(&s)?))
@@ -434,21 +446,14 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 name,
                 limit,
             };
+            if follow {
+                return flows::follow(&socket, q, json);
+            }
             if remote::reachable(&socket) {
-                let v = remote::request(
-                    &socket,
-                    crate::control::protocol::Command::Flows {
-                        since_ms: q.since_ms,
-                        pid: q.pid,
-                        exe: q.exe,
-                        user: q.user,
-                        domain: q.domain,
-                        name: q.name,
-                        limit: q.limit,
-                    },
-                )?;
-                let flows: Vec<crate::flows::Flow> = serde_json::from_value(v)?;
-                return flows::print(&flows, json, q.since_ms.is_some(), true);
+                let windowed = q.since_ms.is_some();
+                let flows: Vec<crate::flows::Flow> =
+                    remote::request(&socket, crate::control::protocol::Command::Flows(q))?;
+                return flows::print(&flows, json, windowed);
             }
             flows::run(&state_dir, q, json)
         }
@@ -460,15 +465,14 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             if remote::reachable(&socket) {
-                let v =
+                let v: crate::control::protocol::CheckReply =
                     remote::request(&socket, crate::control::protocol::Command::Check { target })?;
-                let blocked = v["blocked"].as_bool().unwrap_or(false);
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&v["detail"])?);
+                    println!("{}", serde_json::to_string_pretty(&v.detail)?);
                 } else {
-                    println!("{}", v["text"].as_str().unwrap_or("?"));
+                    println!("{}", v.text);
                 }
-                return Ok(ExitCode::from(if blocked {
+                return Ok(ExitCode::from(if v.blocked {
                     show::BLOCKED
                 } else {
                     show::NOT_BLOCKED
