@@ -1,6 +1,9 @@
 //! `enforcer flows`: the blocked flows from the store.
 
-use std::{path::Path, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{Context as _, bail};
 
@@ -14,6 +17,7 @@ use crate::{
 };
 
 use super::{
+    DEFAULT_SOCKET, DEFAULT_STATE_DIR,
     remote::Denied,
     table::{self, Column},
 };
@@ -174,6 +178,85 @@ pub fn print(flows: &[crate::flows::Flow], json: bool, windowed: bool) -> anyhow
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `enforcer flows`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct FlowsArgs {
+    /// Only flows seen within this long (10m, 2h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Executable path, exactly.
+    #[arg(long)]
+    pub exe: Option<String>,
+    /// User name or uid.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A banned name the destination resolved from.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// The name an application asked for (or one on its CNAME chain)
+    /// whose DNS answer gave the destination.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep printing the matching flows as the daemon writes them
+    /// (about once a second; each row's COUNT is the flow's attempts so
+    /// far); exit 3 when the daemon stops.
+    #[arg(long)]
+    pub follow: bool,
+    /// The daemon's control socket (asked first).
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// The daemon's state directory (read when the daemon is not running).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+/// `enforcer flows`: through the daemon when it runs, else from the store.
+pub fn command(args: FlowsArgs) -> anyhow::Result<ExitCode> {
+    let FlowsArgs {
+        since,
+        pid,
+        exe,
+        user,
+        domain,
+        name,
+        limit,
+        json,
+        follow: following,
+        socket,
+        state_dir,
+    } = args;
+    let since_ms = match since {
+        Some(s) => Some(crate::resolve::now_ms().saturating_sub(parse_duration(&s)?)),
+        None => None,
+    };
+    let q = crate::flows::Query {
+        since_ms,
+        pid,
+        exe,
+        user,
+        domain,
+        name,
+        limit,
+    };
+    if following {
+        return follow(&socket, q, json);
+    }
+    if super::remote::reachable(&socket) {
+        let windowed = q.since_ms.is_some();
+        let flows: Vec<crate::flows::Flow> =
+            super::remote::request(&socket, crate::control::protocol::Command::Flows(q))?;
+        return print(&flows, json, windowed);
+    }
+    run(&state_dir, q, json)
 }
 
 #[cfg(test)]
