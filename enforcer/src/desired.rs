@@ -2,20 +2,14 @@
 //! verdict map, each entry carrying the id of the rule that put it there.
 //! No root, no kernel: unit-tested as is.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    fmt,
-    net::IpAddr,
-};
+use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 use enforcer_common::{v4_key, v6_key};
 use ipnet::IpNet;
 
 use crate::policy::{DomainPattern, Origin, Policy, PortRule};
 
-/// The addresses each resolved name currently stands for (including those
-/// kept for their grace period): the resolver's part of the desired state.
-pub type ResolvedAddrs = BTreeMap<String, BTreeSet<IpAddr>>;
+pub use crate::resolve::ResolvedAddrs;
 
 /// A trie key: prefix length and the address in map byte order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -303,7 +303,7 @@ impl Controller {
         // What depends on the policy alone is written when it changed, not
         // on every DNS answer.
         if self.policy_maps_due {
-            set_mode(&self.pins, self.policy.mode)?;
+            set_mode(&self.pins, self.policy.mode.as_config())?;
             write_prefixes(&self.pins, &self.policy)?;
             dnsnames::write_names(&self.pins, &rules)?;
             dnsnames::write_config(&self.pins, &self.policy)?;

@@ -17,7 +17,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::dns::Ignored;
-use crate::desired::ResolvedAddrs;
+
+/// The addresses each resolved name currently stands for (including those
+/// kept for their grace period): the resolver's part of the desired state.
+pub type ResolvedAddrs = BTreeMap<String, BTreeSet<IpAddr>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
