@@ -7,6 +7,7 @@
 
 mod dns;
 mod ports;
+mod product;
 mod raw;
 mod sections;
 mod sni;
@@ -66,10 +67,7 @@ fn main() -> Result<()> {
         return sections::connect_child(&args[2..]);
     }
     enforcer_tests::require_root();
-    let out: PathBuf = args
-        .get(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("docs/BENCHMARKS.md"));
+    let (out, only) = parse_args(&args[1..])?;
     let started = Instant::now();
     let mut r = Report { md: String::new() };
     r.line("# Benchmarks");
@@ -91,7 +89,7 @@ fn main() -> Result<()> {
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
 
     type Section = fn(&mut Report) -> Result<()>;
-    let all: [(&str, Section); 8] = [
+    let all: [(&str, Section); 9] = [
         (
             "1. Per-packet cost (BPF_PROG_TEST_RUN)",
             sections::per_packet,
@@ -102,20 +100,18 @@ fn main() -> Result<()> {
         ("5. Daemon footprint", sections::daemon_footprint),
         ("6. DNS answers in the kernel", dns::dns_answers),
         ("7. Port rules and the address-only path", ports::port_rules),
-        ("8. Shared names: name inspection", sni::name_inspection),
+        (
+            "8. Product path at 100k and 1M entries",
+            product::product_path,
+        ),
+        ("9. Shared names: name inspection", sni::name_inspection),
     ];
-    // ENFORCER_BENCH_ONLY=7 (or 3,7): only those sections, by number.
-    let only: Option<Vec<String>> = std::env::var("ENFORCER_BENCH_ONLY")
-        .ok()
-        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
-    for (title, f) in all {
-        let number = title.split('.').next().unwrap_or_default();
-        if only
-            .as_ref()
-            .is_some_and(|o| !o.iter().any(|n| n == number))
-        {
+    let mut sections = Vec::new();
+    for (i, (title, f)) in all.into_iter().enumerate() {
+        if !only.is_empty() && !only.contains(&(i + 1)) {
             continue;
         }
+        let from = r.md.len();
         r.line(format!("## {title}"));
         r.line("");
         let t = Instant::now();
@@ -131,7 +127,15 @@ fn main() -> Result<()> {
             "_Section time: {:.1} s_",
             t.elapsed().as_secs_f64()
         ));
+        if !only.is_empty() {
+            r.line(format!(
+                "_Run alone (`cargo xtask bench --section {}`) on {}._",
+                i + 1,
+                sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+            ));
+        }
         r.line("");
+        sections.push(r.md[from..].to_owned());
     }
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_before.trim());
     let mut total = String::new();
@@ -144,9 +148,75 @@ fn main() -> Result<()> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).ok();
     }
-    std::fs::write(&out, &r.md).with_context(|| format!("writing {}", out.display()))?;
+    let text = if only.is_empty() {
+        r.md
+    } else {
+        // A partial run replaces its sections in the document of the last
+        // full run and keeps the others (with that run's header).
+        let old = std::fs::read_to_string(&out).unwrap_or_default();
+        merge_sections(&old, &sections)
+    };
+    std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {}", out.display());
     Ok(())
+}
+
+/// `[OUT] [--section N]...`: where to write, and which sections to run
+/// (none: all).
+fn parse_args(args: &[String]) -> Result<(PathBuf, Vec<usize>)> {
+    let mut out = PathBuf::from("docs/BENCHMARKS.md");
+    let mut only = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--section" {
+            let n = it.next().context("--section needs a number (1-8)")?;
+            only.push(
+                n.parse()
+                    .with_context(|| format!("--section {n}: not a section number"))?,
+            );
+        } else {
+            out = PathBuf::from(a);
+        }
+    }
+    // ENFORCER_BENCH_ONLY=7 (or 3,7) selects sections too.
+    if only.is_empty()
+        && let Ok(v) = std::env::var("ENFORCER_BENCH_ONLY")
+    {
+        only = v.split(',').filter_map(|n| n.trim().parse().ok()).collect();
+    }
+    Ok((out, only))
+}
+
+/// `old` with each of `sections` (each starting `## N. title`) in place of
+/// the section of the same number, or appended before the closing total.
+fn merge_sections(old: &str, sections: &[String]) -> String {
+    let number = |s: &str| -> Option<String> {
+        let rest = s.strip_prefix("## ")?;
+        Some(rest.split_once('.')?.0.to_owned())
+    };
+    // Split the document into a head, sections and the tail (the total).
+    let mut head = String::new();
+    let mut parts: Vec<String> = Vec::new();
+    let mut tail = String::new();
+    for line in old.split_inclusive('\n') {
+        if line.starts_with("## ") {
+            parts.push(String::new());
+        } else if line.starts_with("_Total bench run") {
+            tail.push_str(line);
+            continue;
+        }
+        match parts.last_mut() {
+            Some(p) => p.push_str(line),
+            None => head.push_str(line),
+        }
+    }
+    for s in sections {
+        match parts.iter_mut().find(|p| number(p) == number(s)) {
+            Some(p) => *p = s.clone(),
+            None => parts.push(s.clone()),
+        }
+    }
+    head + &parts.concat() + &tail
 }
 
 /// Median of `n` measurements.

@@ -25,10 +25,10 @@ pub(crate) const REPEAT: u32 = 100_000;
 pub(crate) const ROUNDS: usize = 3;
 
 /// Deterministic xorshift64*, so every run bans the same addresses.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -44,7 +44,7 @@ const MISS_V4_DST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const MISS_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
 const MISS_V6_DST: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xfffe, 0, 0, 0, 0, 1);
 
-fn exact_v4(n: usize, seed: u64) -> Vec<Ipv4Addr> {
+pub(crate) fn exact_v4(n: usize, seed: u64) -> Vec<Ipv4Addr> {
     let mut rng = Rng(seed | 1);
     let mut set = std::collections::BTreeSet::new();
     while set.len() < n {
@@ -333,7 +333,7 @@ fn mac_in(ns: &NetnsGuard, dev: &str) -> Result<[u8; 6]> {
 }
 
 /// `nft -f FILE` inside `ns`; returns the wall time.
-fn nft_file(ns: &NetnsGuard, file: &Path) -> Result<Duration> {
+pub(crate) fn nft_file(ns: &NetnsGuard, file: &Path) -> Result<Duration> {
     let t = Instant::now();
     let out = Command::new("timeout")
         .args(["120", "ip", "netns", "exec", ns.name(), "nft", "-f"])
@@ -610,7 +610,7 @@ pub fn connect_child(args: &[String]) -> Result<()> {
                 };
                 let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &rst);
                 if mode == "hello" {
-                    // Section 8: one first write, as a TLS client's.
+                    // Section 9: one first write, as a TLS client's.
                     let hello = enforcer_tests::tls::client_hello(
                         "ok.test",
                         enforcer_tests::tls::Hello::Plain,

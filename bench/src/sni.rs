@@ -1,4 +1,4 @@
-//! Section 8: what name inspection (shared names) costs. Connections to an
+//! Section 9: what name inspection (shared names) costs. Connections to an
 //! address never tied to a shared name pay the sock_ops callback only;
 //! connections to an inspected address pay the sockhash insert and one
 //! sk_msg run over their first write (a ClientHello for an allowed name),

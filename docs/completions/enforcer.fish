@@ -78,7 +78,7 @@ complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l limit -r
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l socket -d 'The daemon\'s control socket (asked first)' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l state-dir -d 'The daemon\'s state directory (read when the daemon is not running)' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l json -d 'One JSON object per line'
-complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l follow -d 'Keep printing new flows as they happen (needs the daemon)'
+complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -l follow -d 'Keep printing the matching flows as the daemon writes them (about once a second; each row\'s COUNT is the flow\'s attempts so far); exit 3 when the daemon stops'
 complete -c enforcer -n "__fish_enforcer_using_subcommand flows" -s h -l help -d 'Print help'
 complete -c enforcer -n "__fish_enforcer_using_subcommand doctor" -l bpffs -d 'The instance\'s bpffs pin directory' -r -F
 complete -c enforcer -n "__fish_enforcer_using_subcommand doctor" -l socket -d 'The daemon\'s control socket' -r -F

@@ -76,6 +76,12 @@ pub struct Flow {
     /// (`alias.test -> real.banned.test`); empty without CNAMEs.
     #[serde(default)]
     pub chain: String,
+    /// The host that refused the attempt (its hostname), so that flows
+    /// merged from a fleet say where each happened.
+    #[serde(default)]
+    pub host: String,
+    /// Attempts. From `flows` and in each `flows --follow` row: all the
+    /// attempts of this flow so far, as stored.
     pub count: u64,
     pub first_seen_ms: u64,
     pub last_seen_ms: u64,
@@ -122,6 +128,7 @@ impl Pending {
         match self.flows.get_mut(&flow.key()) {
             Some(f) => {
                 f.count += flow.count;
+                f.first_seen_ms = f.first_seen_ms.min(flow.first_seen_ms);
                 f.last_seen_ms = f.last_seen_ms.max(flow.last_seen_ms);
                 add_to_list(&mut f.hooks, &flow.hooks);
                 add_to_list(&mut f.via, &flow.via);
@@ -188,6 +195,7 @@ CREATE TABLE IF NOT EXISTS flows (
   via TEXT NOT NULL DEFAULT '',
   name TEXT NOT NULL DEFAULT '',
   chain TEXT NOT NULL DEFAULT '',
+  host TEXT NOT NULL DEFAULT '',
   UNIQUE (pid, exe, dst, port, protocol, rule_id)
 );
 CREATE INDEX IF NOT EXISTS flows_last_seen ON flows (last_seen_ms);
@@ -195,7 +203,7 @@ CREATE INDEX IF NOT EXISTS flows_last_seen ON flows (last_seen_ms);
 
 /// Columns added after the first schema, in order (stores written before
 /// lack them until a daemon opens them for writing).
-const ADDED_COLUMNS: [&str; 3] = ["via", "name", "chain"];
+const ADDED_COLUMNS: [&str; 4] = ["via", "name", "chain", "host"];
 
 /// Whether the flows table has `column`.
 fn has_column(conn: &Connection, column: &str) -> rusqlite::Result<bool> {
@@ -224,17 +232,62 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Filters of `enforcer flows`.
-#[derive(Debug, Clone, Default)]
+/// Filters of `enforcer flows` (and of `flows --follow`, which the daemon
+/// applies with [`Query::matches`]). On the control socket its fields sit
+/// beside `cmd`; a missing one does not filter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Query {
     pub since_ms: Option<u64>,
     pub pid: Option<u32>,
     pub exe: Option<String>,
+    /// User name or uid.
     pub user: Option<String>,
     pub domain: Option<String>,
     /// The asked name, or a name on the CNAME chain.
     pub name: Option<String>,
     pub limit: usize,
+}
+
+impl Default for Query {
+    fn default() -> Query {
+        Query {
+            since_ms: None,
+            pid: None,
+            exe: None,
+            user: None,
+            domain: None,
+            name: None,
+            limit: 100,
+        }
+    }
+}
+
+impl Query {
+    /// Whether `f` is one the SQL of [`Store::query`] selects (`limit`
+    /// aside): the same tests, one for one, for flows not read from the
+    /// store.
+    pub fn matches(&self, f: &Flow) -> bool {
+        // instr(sep || list || sep, sep || item || sep) > 0, as the SQL.
+        let in_list = |list: &str, sep: &str, item: &str| {
+            format!("{sep}{list}{sep}").contains(&format!("{sep}{item}{sep}"))
+        };
+        self.since_ms.is_none_or(|s| f.last_seen_ms >= s)
+            && self.pid.is_none_or(|p| f.pid == p)
+            && self.exe.as_ref().is_none_or(|e| &f.exe == e)
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|u| f.user.as_ref() == Some(u) || f.uid.to_string() == *u)
+            && self
+                .domain
+                .as_ref()
+                .is_none_or(|d| in_list(&f.domains, ",", d))
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|n| &f.name == n || in_list(&f.chain, " -> ", n))
+    }
 }
 
 impl Store {
@@ -319,11 +372,12 @@ impl Store {
     /// Writes the pending flows in one transaction, and keeps only the
     /// newest `max_rows` by last sighting. Pending flows beyond the
     /// newest `max_rows` of their own are not written (they would be the
-    /// first to go). Returns how many were written.
-    pub fn flush(&mut self, pending: &mut Pending, max_rows: u64) -> Result<usize, StoreError> {
+    /// first to go). Returns the flows written, each as its row now reads
+    /// (counts and times over every flush), in no particular order.
+    pub fn flush(&mut self, pending: &mut Pending, max_rows: u64) -> Result<Vec<Flow>, StoreError> {
         let mut flows = pending.take();
         if flows.is_empty() {
-            return Ok(0);
+            return Ok(flows);
         }
         let max_rows = max_rows.min(i64::MAX as u64);
         if flows.len() as u64 > max_rows {
@@ -344,8 +398,8 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO flows (pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit,
                        dst, port, protocol, rule_id, rule, domains, verdict, hooks, count,
-                       first_seen_ms, last_seen_ms, via, name, chain)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+                       first_seen_ms, last_seen_ms, via, name, chain, host)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
                      ON CONFLICT (pid, exe, dst, port, protocol, rule_id) DO UPDATE SET
                        count = count + excluded.count,
                        last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
@@ -358,12 +412,14 @@ impl Store {
                        domains = excluded.domains,
                        name = CASE WHEN excluded.name = '' THEN name ELSE excluded.name END,
                        chain = CASE WHEN excluded.name = '' THEN chain ELSE excluded.chain END,
-                       ppid = coalesce(ppid, excluded.ppid)
-                     RETURNING count",
+                       ppid = coalesce(ppid, excluded.ppid),
+                       host = excluded.host
+                     RETURNING count, first_seen_ms, last_seen_ms, hooks, via, name, chain, ppid",
                 )
                 .map_err(err)?;
-            for f in &flows {
-                let count: i64 = stmt
+            for f in &mut flows {
+                let added = f.count;
+                let row: (i64, i64, i64, String, String, String, String, Option<u32>) = stmt
                     .query_row(
                         params![
                             f.pid,
@@ -389,11 +445,27 @@ impl Store {
                             f.via,
                             f.name,
                             f.chain,
+                            f.host,
                         ],
-                        |r| r.get(0),
+                        |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                                r.get(7)?,
+                            ))
+                        },
                     )
                     .map_err(err)?;
-                if count == f.count as i64 {
+                (f.hooks, f.via, f.name, f.chain, f.ppid) = (row.3, row.4, row.5, row.6, row.7);
+                f.count = row.0 as u64;
+                f.first_seen_ms = row.1 as u64;
+                f.last_seen_ms = row.2 as u64;
+                if f.count == added {
                     rows += 1;
                 }
             }
@@ -411,7 +483,7 @@ impl Store {
         tx.commit().map_err(err)?;
         self.rows = rows;
         self.reclaim()?;
-        Ok(flows.len())
+        Ok(flows)
     }
 
     /// Rows in the store (as its writer counts them).
@@ -546,6 +618,7 @@ impl Store {
                     via: r.get(20)?,
                     name: r.get(21)?,
                     chain: r.get(22)?,
+                    host: r.get(23)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -579,6 +652,7 @@ mod tests {
             via: String::new(),
             name: String::new(),
             chain: String::new(),
+            host: "ws-1".into(),
             count: 1,
             first_seen_ms: t,
             last_seen_ms: t,
@@ -593,10 +667,20 @@ mod tests {
         assert!(p.add(flow(7, "connect4", 10)));
         assert!(!p.add(flow(7, "skb_egress", 20)));
         assert!(p.add(flow(8, "connect4", 30)));
-        assert_eq!(store.flush(&mut p, u64::MAX).unwrap(), 2);
+        assert_eq!(store.flush(&mut p, u64::MAX).unwrap().len(), 2);
         assert!(p.is_empty());
         p.add(flow(7, "connect4", 40));
-        store.flush(&mut p, u64::MAX).unwrap();
+        // A flush gives each flow as its row now reads (what `--follow`
+        // prints): the count over every flush.
+        let written = store.flush(&mut p, u64::MAX).unwrap();
+        assert_eq!(
+            (
+                written[0].count,
+                written[0].first_seen_ms,
+                written[0].hooks.as_str()
+            ),
+            (3, 10, "connect4,skb_egress")
+        );
         let all = first_ten(&store);
         assert_eq!(all.len(), 2);
         let seven = all.iter().find(|f| f.pid == 7).unwrap();
@@ -620,6 +704,123 @@ mod tests {
             "pid 8 (t=30) is older than 35"
         );
         assert_eq!(store.retain(1_000, 1_000, 0).unwrap(), 1, "row limit");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `Query::matches` (what `flows --follow` filters with) selects what
+    /// the SQL of `Store::query` selects, filter by filter and combined.
+    #[test]
+    fn the_follow_filter_agrees_with_the_stored_query() {
+        let dir = scratch("match");
+        let mut store = Store::open(&dir).unwrap();
+        let mut p = Pending::default();
+        let mut all = Vec::new();
+        for i in 0..24u32 {
+            let mut f = flow(100 + i % 4, "connect4", u64::from(i) * 10);
+            f.port = i as u16;
+            f.exe = ["/usr/bin/curl", "/usr/bin/python3", "?(x)"][i as usize % 3].into();
+            f.uid = [0, 1000, 1001][i as usize % 3];
+            f.user = [Some("root".into()), Some("dev".into()), None][i as usize % 3].clone();
+            f.domains =
+                ["", "api.example", "api.example,b.example", "xapi.example"][i as usize % 4].into();
+            (f.name, f.chain) = match i % 5 {
+                0 => ("alias.test".into(), "alias.test -> real.banned.test".into()),
+                1 => ("real.banned.test".into(), String::new()),
+                2 => ("a.test".into(), "a.test -> b.test -> c.test".into()),
+                _ => (String::new(), String::new()),
+            };
+            p.add(f.clone());
+            all.push(f);
+        }
+        store.flush(&mut p, u64::MAX).unwrap();
+        let s = |x: &str| Some(x.to_owned());
+        let queries = [
+            Query::default(),
+            Query {
+                since_ms: Some(115),
+                ..Query::default()
+            },
+            Query {
+                pid: Some(101),
+                ..Query::default()
+            },
+            Query {
+                exe: s("/usr/bin/python3"),
+                ..Query::default()
+            },
+            Query {
+                exe: s("/usr/bin"),
+                ..Query::default()
+            },
+            Query {
+                user: s("dev"),
+                ..Query::default()
+            },
+            Query {
+                user: s("1001"),
+                ..Query::default()
+            },
+            Query {
+                user: s("0"),
+                ..Query::default()
+            },
+            Query {
+                domain: s("api.example"),
+                ..Query::default()
+            },
+            Query {
+                domain: s("b.example"),
+                ..Query::default()
+            },
+            Query {
+                domain: s("example"),
+                ..Query::default()
+            },
+            Query {
+                domain: s(""),
+                ..Query::default()
+            },
+            Query {
+                name: s("alias.test"),
+                ..Query::default()
+            },
+            Query {
+                name: s("real.banned.test"),
+                ..Query::default()
+            },
+            Query {
+                name: s("b.test"),
+                ..Query::default()
+            },
+            Query {
+                name: s("banned.test"),
+                ..Query::default()
+            },
+            Query {
+                pid: Some(100),
+                user: s("root"),
+                domain: s("api.example"),
+                ..Query::default()
+            },
+            Query {
+                since_ms: Some(50),
+                exe: s("/usr/bin/curl"),
+                name: s("c.test"),
+                ..Query::default()
+            },
+        ];
+        for q in queries {
+            let q = Query { limit: 1000, ..q };
+            let mut sql: Vec<u16> = store.query(&q).unwrap().iter().map(|f| f.port).collect();
+            let mut ours: Vec<u16> = all
+                .iter()
+                .filter(|f| q.matches(f))
+                .map(|f| f.port)
+                .collect();
+            sql.sort_unstable();
+            ours.sort_unstable();
+            assert_eq!(ours, sql, "{q:?}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -688,7 +889,7 @@ mod tests {
         assert_eq!(newest[0].last_seen_ms, 4299);
         // One flush larger than the bound writes only its newest.
         distinct(&mut p, 10, 2000, 10_000);
-        assert_eq!(store.flush(&mut p, 500).unwrap(), 500);
+        assert_eq!(store.flush(&mut p, 500).unwrap().len(), 500);
         assert_eq!(count(&store), 500);
         // Updates do not count as new rows.
         distinct(&mut p, 10, 10, 20_000);
@@ -754,7 +955,8 @@ mod tests {
                 &SCHEMA
                     .replace("  via TEXT NOT NULL DEFAULT '',\n", "")
                     .replace("  name TEXT NOT NULL DEFAULT '',\n", "")
-                    .replace("  chain TEXT NOT NULL DEFAULT '',\n", ""),
+                    .replace("  chain TEXT NOT NULL DEFAULT '',\n", "")
+                    .replace("  host TEXT NOT NULL DEFAULT '',\n", ""),
             )
             .unwrap();
             old.execute(
@@ -794,7 +996,8 @@ mod tests {
             old.execute_batch(
                 &SCHEMA
                     .replace("  name TEXT NOT NULL DEFAULT '',\n", "")
-                    .replace("  chain TEXT NOT NULL DEFAULT '',\n", ""),
+                    .replace("  chain TEXT NOT NULL DEFAULT '',\n", "")
+                    .replace("  host TEXT NOT NULL DEFAULT '',\n", ""),
             )
             .unwrap();
         }

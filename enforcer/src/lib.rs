@@ -14,10 +14,18 @@
 //! - [`flows`]: verdicts aggregated into flows in SQLite.
 //! - [`snapshot`]: the controller's view on disk, for offline `check`.
 //! - [`metrics`]: the Prometheus exposition.
-//! - [`control`]: the control socket's protocol, server and client.
-//! - [`sys`]: the host: cgroup2 mount, bpffs, state directory.
-//! - [`daemon`]: the long-running controller, `run(config, shutdown)`.
-//! - [`cli`]: the command line of the `enforcer` binary.
+//! - [`control`]: the control socket: its typed protocol (requests,
+//!   replies, error codes; `control::status`, the status), server and
+//!   client.
+//! - [`sys`]: the host: cgroup2 mount, bpffs, state directory, the
+//!   kernel clock (`sys::clock`: event times as wall-clock time), the host
+//!   name.
+//! - [`daemon`]: the long-running controller, `run(config, shutdown)`;
+//!   one file per concern (control dispatch, status, reload, socket,
+//!   sd_notify, loop errors, shutdown; its `# Layout` lists them).
+//! - [`cli`]: the command line of the `enforcer` binary (`cli::status`
+//!   renders `status`; `cli::remote` asks the daemon and turns failures
+//!   into exit codes and `--json` errors).
 
 pub mod answer_names;
 pub mod attrib;

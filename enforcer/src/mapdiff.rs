@@ -14,6 +14,16 @@ pub struct MapDiff<K> {
     pub new_keys: usize,
 }
 
+impl<K> Default for MapDiff<K> {
+    fn default() -> Self {
+        MapDiff {
+            upserts: Vec::new(),
+            removes: Vec::new(),
+            new_keys: 0,
+        }
+    }
+}
+
 impl<K> MapDiff<K> {
     pub fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.removes.is_empty()
@@ -26,24 +36,40 @@ impl<K> MapDiff<K> {
     }
 }
 
+/// Both maps are sorted: one merge walk over the two, not a lookup of
+/// every key in the other map (at 1M entries, ~0.2 s of cache misses).
 pub fn diff<K: Ord + Copy>(current: &BTreeMap<K, u32>, desired: &BTreeMap<K, u32>) -> MapDiff<K> {
+    use std::cmp::Ordering;
     let mut upserts = Vec::new();
+    let mut removes = Vec::new();
     let mut new_keys = 0;
-    for (key, rule) in desired {
-        match current.get(key) {
-            Some(old) if old == rule => {}
-            Some(_) => upserts.push((*key, *rule)),
-            None => {
+    let mut cur = current.iter().peekable();
+    let mut want = desired.iter().peekable();
+    loop {
+        let order = match (cur.peek(), want.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((c, _)), Some((w, _))) => c.cmp(w),
+        };
+        match order {
+            // Held, not wanted.
+            Ordering::Less => removes.push(*cur.next().expect("peeked").0),
+            // Wanted, not held.
+            Ordering::Greater => {
+                let (k, v) = want.next().expect("peeked");
                 new_keys += 1;
-                upserts.push((*key, *rule));
+                upserts.push((*k, *v));
+            }
+            Ordering::Equal => {
+                let (_, old) = cur.next().expect("peeked");
+                let (k, v) = want.next().expect("peeked");
+                if old != v {
+                    upserts.push((*k, *v));
+                }
             }
         }
     }
-    let removes = current
-        .keys()
-        .filter(|k| !desired.contains_key(k))
-        .copied()
-        .collect();
     MapDiff {
         upserts,
         removes,

@@ -5,29 +5,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    desired::{Action, RuleTable, Target},
-    resolve::Answers,
-};
+use crate::resolve::Answers;
 
 pub const FILE_NAME: &str = "resolved.json";
 pub const TMP_FILE_NAME: &str = ".resolved.json.tmp";
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleView {
-    pub id: u32,
-    pub action: String,
-    pub kind: String,
-    pub target: String,
-    pub origin: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub updated_ms: u64,
     pub sources: Vec<String>,
     pub mode: String,
-    pub rules: Vec<RuleView>,
+    /// (The rules are not kept: `show` and `check` compile the policy.
+    /// Snapshots of earlier versions listed them; the field is ignored.)
     pub answers: Answers,
 }
 
@@ -45,26 +34,6 @@ pub enum SnapshotError {
         #[source]
         source: serde_json::Error,
     },
-}
-
-pub fn rule_views(rules: &RuleTable) -> Vec<RuleView> {
-    rules
-        .iter()
-        .map(|r| RuleView {
-            id: r.id,
-            action: match r.action {
-                Action::Deny => "deny".into(),
-                Action::Allow => "allow".into(),
-            },
-            kind: match r.target {
-                Target::Cidr(_) => "cidr".into(),
-                Target::Domain(_) => "domain".into(),
-                Target::Port(_) => "port".into(),
-            },
-            target: r.target.to_string(),
-            origin: r.origin.clone(),
-        })
-        .collect()
 }
 
 impl Snapshot {

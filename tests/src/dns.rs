@@ -7,6 +7,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     str::FromStr,
     sync::{Arc, Mutex},
+    time::Instant,
 };
 
 use hickory_proto::{
@@ -34,6 +35,8 @@ struct Zone {
     /// Extra A records for other names, appended to every answer (a
     /// hostile upstream).
     extra: Vec<(String, IpAddr)>,
+    /// When each name was last answered (the benchmark times from there).
+    served: HashMap<String, Instant>,
 }
 
 /// The server; it runs on its own runtime thread until dropped.
@@ -164,6 +167,11 @@ impl DnsServer {
         self.zone.lock().unwrap().servfail = on;
     }
 
+    /// When a query for `name` was last answered.
+    pub fn served_at(&self, name: &str) -> Option<Instant> {
+        self.zone.lock().unwrap().served.get(&key(name)).copied()
+    }
+
     /// Stops serving: the port closes, queries get no answer.
     pub fn stop(&mut self) {
         if let Some(rt) = self.runtime.take() {
@@ -190,7 +198,8 @@ fn answer(zone: &Mutex<Zone>, query: &[u8]) -> Option<Vec<u8>> {
     reply.metadata.recursion_available = true;
     reply.metadata.authoritative = true;
     reply.add_query(q.clone());
-    let zone = zone.lock().unwrap();
+    let mut zone = zone.lock().unwrap();
+    zone.served.insert(key(&q.name.to_ascii()), Instant::now());
     if zone.servfail {
         reply.metadata.response_code = ResponseCode::ServFail;
         return reply.to_vec().ok();

@@ -69,7 +69,7 @@ impl Harness {
         let p = policy(policy_json);
         let (desired, rules) = compile(&p, &Default::default());
         writer.apply(&desired).expect("apply policy");
-        set_mode(&pins, p.mode).expect("set mode");
+        set_mode(&pins, p.mode.as_config()).expect("set mode");
         write_prefixes(&pins, &p).expect("write NAT64 prefixes");
         write_dns(&pins, &p, &rules);
         if !hooks.is_empty() {
@@ -96,14 +96,14 @@ impl Harness {
         let p = policy(policy_json);
         let (desired, rules) = compile(&p, &Default::default());
         self.writer.apply(&desired).expect("apply policy");
-        set_mode(&self.pins, p.mode).expect("set mode");
+        set_mode(&self.pins, p.mode.as_config()).expect("set mode");
         write_prefixes(&self.pins, &p).expect("write NAT64 prefixes");
         write_dns(&self.pins, &p, &rules);
         self.rules = rules;
     }
 
     pub fn set_mode(&self, mode: Mode) {
-        set_mode(&self.pins, mode).expect("set mode");
+        set_mode(&self.pins, mode.as_config()).expect("set mode");
     }
 
     /// Every event emitted so far (each call returns only new ones).

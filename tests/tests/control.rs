@@ -116,6 +116,16 @@ fn the_enforcer_group_reads_but_cannot_change_and_others_cannot_read() {
     let (code, _, err) = as_nobody(gid_of("nogroup"), &["status", "--socket", socket]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("permission denied"), "{err}");
+    // With --json the refusal is JSON too, with the same exit code.
+    let (code, out, err) = as_nobody(gid_of("nogroup"), &["status", "--json", "--socket", socket]);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(json_error(&out)["code"], "denied", "{out}");
+    let (code, out, err) = as_nobody(
+        gid_of("enforcer"),
+        &["reload", "--json", "--socket", socket],
+    );
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(json_error(&out)["code"], "forbidden", "{out}");
     // Root may reload (the files did not change: nothing is rewritten,
     // every name is asked again).
     let (code, out, err) = w.cli(&["reload"]);
@@ -234,11 +244,13 @@ fn a_flood_of_100k_attempts_is_counted_exactly_with_bounded_memory() {
     daemon.stop();
 }
 
-#[test]
-fn flows_follow_streams_new_flows_as_they_happen() {
+/// `enforcer flows --follow --json ARGS` on the world's daemon, and its
+/// stdout's lines as they come (its stderr piped, for the caller).
+fn follower(
+    w: &Control,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::process::Stdio;
-    let w = world("cw");
-    let daemon = Daemon::start(&w.args());
     let socket = w.socket();
     let mut child = Command::new(enforcer_bin())
         .args([
@@ -248,7 +260,9 @@ fn flows_follow_streams_new_flows_as_they_happen() {
             "--socket",
             socket.to_str().unwrap(),
         ])
+        .args(args)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -260,6 +274,14 @@ fn flows_follow_streams_new_flows_as_they_happen() {
             }
         }
     });
+    (child, rx)
+}
+
+#[test]
+fn flows_follow_streams_new_flows_as_they_happen() {
+    let w = world("cw");
+    let daemon = Daemon::start(&w.args());
+    let (mut child, rx) = follower(&w, &[]);
     // The follower subscribes asynchronously: attempt until one shows up.
     let probe = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -399,5 +421,202 @@ fn metrics_pass_promtool_check_metrics() {
         "promtool check metrics ({}):\n{complaints}\n--- the metrics:\n{body}",
         out.status
     );
+    daemon.stop();
+}
+
+/// The `error` object a failing command printed with `--json`.
+fn json_error(out: &str) -> Value {
+    let v: Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    v["error"].clone()
+}
+
+#[test]
+fn json_errors_carry_a_code_and_keep_the_exit_code() {
+    let w = world("cj");
+    let socket = w.socket();
+    let socket = socket.to_str().unwrap();
+    let (code, out, err) = enforcer(&["status", "--json", "--socket", socket]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(json_error(&out)["code"], "not_running", "{out}");
+    assert!(err.contains("the daemon is not running"), "{err}");
+    let broken = w.tmp.write(
+        "broken.json",
+        r#"{"version":1,"deny":{"cidrs":["10.77.0.300"]}}"#,
+    );
+    let (code, out, err) = enforcer(&[
+        "policy",
+        "show",
+        "--json",
+        "--policy",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let e = json_error(&out);
+    assert_eq!(e["code"], "invalid_policy", "{out}");
+    assert!(
+        e["message"].as_str().unwrap().contains("broken.json"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_rejected_reload_is_shown_by_status_until_a_fixed_policy_applies() {
+    let w = world("cr");
+    let daemon = Daemon::start(&w.args());
+    w.tmp.write(
+        "policy.json",
+        r#"{"version":1,"deny":{"cidrs":["10.77.0.300"]}}"#,
+    );
+    let (code, _, err) = w.cli(&["reload"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("reload rejected") && err.contains("10.77.0.300"),
+        "{err}"
+    );
+    let (code, out, _) = w.cli(&["reload", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(json_error(&out)["code"], "failed", "{out}");
+    let (code, out, err) = w.cli(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let s: Value = serde_json::from_str(&out).unwrap();
+    let last = &s["reload"]["last"];
+    assert_eq!(last["outcome"], "rejected", "{s}");
+    assert!(
+        last["message"].as_str().unwrap().contains("10.77.0.300"),
+        "{s}"
+    );
+    // The two asked for (the file watch may have tried once more).
+    assert!(s["reload"]["rejected"].as_u64().unwrap() >= 2, "{s}");
+    let (_, text, _) = w.cli(&["status"]);
+    assert!(
+        text.contains("reload:    rejected") && text.contains("; the policy in force stays"),
+        "{text}"
+    );
+    // It does: the ban holds.
+    assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
+    w.tmp.write(
+        "policy.json",
+        r#"{"version":1,"deny":{"cidrs":["10.77.0.2","10.77.0.1"]}}"#,
+    );
+    let (code, _, err) = w.cli(&["reload"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = w.cli(&["status", "--json"]);
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(s["reload"]["last"]["outcome"], "rejected", "{s}");
+    assert_eq!(s["maps"]["deny_v4"], 2, "{s}");
+    let (_, text, _) = w.cli(&["status"]);
+    assert!(!text.contains("reload:    rejected"), "{text}");
+    assert!(text.contains("rejected since start"), "{text}");
+    daemon.stop();
+}
+
+#[test]
+fn flows_follow_honours_the_filters_and_says_when_the_daemon_stops() {
+    let w = world("cf");
+    let daemon = Daemon::start(&w.args());
+    let nobody = NOBODY.to_string();
+    let (mut child, rx) = follower(&w, &["--user", &nobody]);
+    let root = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
+    let other = root.clone().uid(NOBODY);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut lines = Vec::new();
+    // The follower subscribes asynchronously: attempt until one shows up,
+    // from both users each time.
+    while lines.is_empty() {
+        assert_eq!(root.run("tcp", "10.77.0.2:0").result, "EPERM");
+        assert_eq!(other.run("tcp", "10.77.0.2:0").result, "EPERM");
+        lines.extend(rx.recv_timeout(Duration::from_millis(500)));
+        assert!(Instant::now() < deadline, "no flow followed");
+    }
+    // Once more each, and what the next writes bring.
+    root.run("tcp", "10.77.0.2:0");
+    other.run("tcp", "10.77.0.2:0");
+    let until = Instant::now() + Duration::from_secs(3);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        lines.extend(rx.recv_timeout(left));
+    }
+    let followed: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(followed.len() >= 2, "{lines:?}");
+    for f in &followed {
+        assert_eq!(f["uid"], NOBODY, "the filter let {f} through");
+        assert_eq!(f["dst"], "10.77.0.2");
+    }
+    // Each row's count is what `flows` says of that flow.
+    let (code, out, err) = w.cli(&["flows", "--json", "--user", &nobody]);
+    assert_eq!(code, 0, "{err}");
+    let stored: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for f in &followed {
+        let same = stored
+            .iter()
+            .find(|s| s["pid"] == f["pid"] && s["port"] == f["port"])
+            .unwrap_or_else(|| panic!("{f} followed but not stored: {stored:?}"));
+        assert_eq!(same["count"], f["count"], "{f} vs {same}");
+        assert_eq!(same["first_seen_ms"], f["first_seen_ms"]);
+    }
+    daemon.stop();
+    // The follower says so, and exits 3 (not running).
+    let status = enforcer_tests::daemon::exit_within(&mut child, 10);
+    let Some(status) = status else {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the follower did not notice the daemon stop");
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("the daemon stopped"), "{err}");
+}
+
+#[test]
+fn flow_times_are_the_kernel_events_not_when_the_daemon_read_them() {
+    let w = world("ct");
+    let daemon = Daemon::start(&w.args());
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    // The daemon frozen: the kernel refuses, the event waits in the ring.
+    daemon.signal(libc::SIGSTOP);
+    let refused_ms = now_ms();
+    let probe = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
+    let attempt = probe.run("tcp", "10.77.0.2:0");
+    std::thread::sleep(Duration::from_secs(3));
+    // (A failed assertion must not leave it stopped; the guard's SIGKILL
+    // would end it anyway.)
+    daemon.signal(libc::SIGCONT);
+    assert_eq!(attempt.result, "EPERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let flow = loop {
+        let (code, out, err) = w.cli(&["flows", "--json", "--pid", &attempt.pid.to_string()]);
+        assert_eq!(code, 0, "{err}");
+        if let Some(line) = out.lines().next() {
+            break serde_json::from_str::<Value>(line).unwrap();
+        }
+        assert!(Instant::now() < deadline, "the refusal never became a flow");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let first = flow["first_seen_ms"].as_u64().unwrap();
+    assert!(
+        first.abs_diff(refused_ms) <= 1000,
+        "first_seen_ms {first}, refused at {refused_ms} ({} ms apart)",
+        first.abs_diff(refused_ms)
+    );
+    assert_eq!(flow["last_seen_ms"].as_u64().unwrap(), first);
+    assert!(!flow["host"].as_str().unwrap().is_empty(), "{flow}");
     daemon.stop();
 }

@@ -228,6 +228,7 @@ fn rsyslog_forwards_exactly_the_blocked_flows_as_json() {
         ("F_PROTOCOL", "6"),
         ("F_DOMAINS", "api.example.com"),
         ("F_RULE", "api.example.com"),
+        ("F_HOST", "ws-042.example"),
     ];
     let mut second = flow;
     second[8] = ("F_USER", "ops");
@@ -291,7 +292,8 @@ fn rsyslog_forwards_exactly_the_blocked_flows_as_json() {
     assert_eq!(lines.len(), 2, "exactly the two flows: {lines:?}");
     let first: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(first["event"], "enforcer.blocked_flow");
-    assert_eq!(first["host"], "ws-042");
+    // The daemon's name for its host, not the syslog header's.
+    assert_eq!(first["host"], "ws-042.example");
     assert_eq!(first["verdict"], "denied");
     assert_eq!(first["exe"], "/usr/bin/curl");
     assert_eq!(first["dst"], "192.0.2.7");

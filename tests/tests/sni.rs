@@ -225,6 +225,16 @@ fn a_banned_shared_name_is_refused_by_its_sni_and_the_other_name_passes() {
     assert_eq!(udp(&format!("{FRONT}:443")), "EPERM");
     assert_eq!(udp(&format!("{FRONT}:53")), "ok");
     assert_eq!(udp(&format!("{OTHER}:443")), "ok");
+
+    // A new answer for the shared name (the resolver's incremental path):
+    // its new address is inspected, and still no address is banned.
+    w.dns.set_addrs("api.ai.test", &["10.77.0.4"], 60);
+    let moved: IpAddr = "10.77.0.4".parse().unwrap();
+    wait_for(10, "the new address under inspection", || {
+        inspect_v4(&pins).contains(&moved)
+    });
+    let maps = w.maps();
+    assert!(maps.deny_v4.is_empty(), "{:?}", maps.deny_v4);
     daemon.stop();
 }
 

@@ -36,7 +36,12 @@ enum Task {
     /// Set up, then fmt check, clippy, unit tests and the privileged integration tests.
     Test,
     /// Set up, build release, run the benchmark suite and write docs/BENCHMARKS.md.
-    Bench,
+    Bench {
+        /// Run only this section (1-8; repeatable) and replace it in
+        /// docs/BENCHMARKS.md, keeping the others.
+        #[arg(long)]
+        section: Vec<usize>,
+    },
     /// Generate the man pages and shell completions into docs/.
     Docs,
     /// Set up, then build the Debian package (release) with cargo-deb;
@@ -81,7 +86,7 @@ impl Task {
                 println!("{}", deb.display());
                 Ok(())
             }
-            Task::Bench => bench(&root),
+            Task::Bench { section } => bench(&root, &section),
             Task::Docs => {
                 cargo(&root, &["build", "--package", "enforcer"], &[])?;
                 let bin = target_dir(&root).join("debug/enforcer");
@@ -102,7 +107,7 @@ impl Task {
 
 /// Builds release (the daemon and the bench binary) and runs every
 /// benchmark in one process run; the binary writes docs/BENCHMARKS.md.
-fn bench(root: &Path) -> Result<()> {
+fn bench(root: &Path, sections: &[usize]) -> Result<()> {
     setup::run()?;
     cargo(
         root,
@@ -121,6 +126,11 @@ fn bench(root: &Path) -> Result<()> {
     step(&format!("{} {}", bin.display(), out.display()));
     let status = Command::new(&bin)
         .arg(&out)
+        .args(
+            sections
+                .iter()
+                .flat_map(|n| ["--section".to_owned(), n.to_string()]),
+        )
         .current_dir(root)
         .status()
         .with_context(|| format!("running {}", bin.display()))?;

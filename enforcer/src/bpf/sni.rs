@@ -77,11 +77,21 @@ pub fn shared_rules(policy: &Policy, rules: &RuleTable) -> BTreeMap<u32, u32> {
         .collect()
 }
 
+/// The rule ids of the shared banned names (`NameIndex` leaves them out).
+pub fn shared_ids(policy: &Policy, rules: &RuleTable) -> std::collections::BTreeSet<u32> {
+    shared_rules(policy, rules).into_keys().collect()
+}
+
 /// The addresses the daemon resolved for shared banned names, by family,
 /// each with its rule: the `INSPECT_V4/V6` contents.
 pub type InspectAddrs = (BTreeMap<u32, u32>, BTreeMap<[u32; 4], u32>);
 
-pub fn inspect_addrs(policy: &Policy, rules: &RuleTable, resolved: &ResolvedAddrs) -> InspectAddrs {
+/// `lookup`: the addresses a name stands for now.
+pub fn inspect_addrs(
+    policy: &Policy,
+    rules: &RuleTable,
+    lookup: impl Fn(&str) -> Option<Vec<IpAddr>>,
+) -> InspectAddrs {
     let mut v4 = BTreeMap::new();
     let mut v6 = BTreeMap::new();
     for (id, _) in shared_rules(policy, rules) {
@@ -89,7 +99,7 @@ pub fn inspect_addrs(policy: &Policy, rules: &RuleTable, resolved: &ResolvedAddr
         else {
             continue;
         };
-        for addr in resolved.get(name).into_iter().flatten() {
+        for addr in lookup(name).into_iter().flatten() {
             match addr.to_canonical() {
                 IpAddr::V4(a) => v4.entry(v4_key(a.octets())).or_insert(id),
                 IpAddr::V6(a) => v6.entry(v6_key(a.octets())).or_insert(id),
@@ -121,7 +131,20 @@ pub fn write(
         .map(|&p| (p, 1))
         .collect();
     make_exactly(pins, names::SNI_PROXY_PORTS, &proxies, || Ok(()))?;
-    let (v4, v6) = inspect_addrs(policy, rules, resolved);
+    write_inspect(pins, policy, rules, |n| {
+        resolved.get(n).map(|a| a.iter().copied().collect())
+    })
+}
+
+/// Makes `INSPECT_V4/V6` the addresses `lookup` gives the shared names
+/// (the resolver's path: only these maps change with an answer).
+pub fn write_inspect(
+    pins: &Pins,
+    policy: &Policy,
+    rules: &RuleTable,
+    lookup: impl Fn(&str) -> Option<Vec<IpAddr>>,
+) -> Result<(), WriteError> {
+    let (v4, v6) = inspect_addrs(policy, rules, lookup);
     make_exactly(pins, names::INSPECT_V4, &v4, || Ok(()))?;
     make_exactly(pins, names::INSPECT_V6, &v6, || Ok(()))
 }
@@ -162,7 +185,9 @@ mod tests {
             [v4_key([192, 0, 2, 1])]
         );
         assert!(desired.deny_v6.is_empty());
-        let (v4, v6) = inspect_addrs(&p, &rules, &resolved);
+        let (v4, v6) = inspect_addrs(&p, &rules, |n| {
+            resolved.get(n).map(|a| a.iter().copied().collect())
+        });
         assert_eq!(
             v4.into_iter().collect::<Vec<_>>(),
             [(v4_key([198, 51, 100, 7]), 2)]

@@ -8,7 +8,6 @@ use enforcer_common::{
 };
 
 use super::{pins::Pins, writer::WriteError};
-use crate::policy::Mode;
 
 /// A snapshot of the `STATS` array, summed over CPUs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,9 +112,11 @@ impl Stats {
     }
 }
 
-/// Sets the enforcement mode the programs read from `CONFIG`.
-pub fn set_mode(pins: &Pins, mode: Mode) -> Result<(), WriteError> {
-    set_config(pins, CONFIG_MODE, mode.as_config())
+/// Sets the enforcement mode the programs read from `CONFIG`
+/// (`enforcer_common::MODE_ENFORCE` or `MODE_AUDIT`: the policy's
+/// `Mode::as_config`, so this layer needs no policy type).
+pub fn set_mode(pins: &Pins, mode: u32) -> Result<(), WriteError> {
+    set_config(pins, CONFIG_MODE, mode)
 }
 
 /// Sets the XDP event budget per second and CPU (0: the built-in default).

@@ -166,6 +166,19 @@ impl<K: Ord + Copy, T: Table<K>> Slot<K, T> {
         Ok(d.upserts.len())
     }
 
+    /// Refuses a patch that would overflow the map before its removes.
+    fn room_for(&self, d: &MapDiff<K>) -> Result<(), WriteError> {
+        let needed = d.peak(self.current.len());
+        if needed > self.capacity as usize {
+            return Err(WriteError::Capacity {
+                map: self.name,
+                needed,
+                capacity: self.capacity,
+            });
+        }
+        Ok(())
+    }
+
     fn upsert_roomy(&mut self, p: &Plan<K>) -> Result<usize, WriteError> {
         if p.tight { Ok(0) } else { self.upsert(&p.diff) }
     }
@@ -206,6 +219,26 @@ struct Plan<K> {
     tight: bool,
 }
 
+/// A few keys to change, worked out without the whole desired state (the
+/// resolver's path): the maps names put host routes in.
+#[derive(Debug, Default)]
+pub struct Patch {
+    pub deny_v4: MapDiff<V4>,
+    pub deny_v6: MapDiff<V6>,
+    pub allow_lpm_v4: MapDiff<Prefix<V4>>,
+    pub allow_lpm_v6: MapDiff<Prefix<V6>>,
+}
+
+/// The writer's copy of what the maps hold, borrowed.
+pub struct Held<'a> {
+    pub deny_v4: &'a BTreeMap<V4, u32>,
+    pub deny_v6: &'a BTreeMap<V6, u32>,
+    pub deny_lpm_v4: &'a BTreeMap<Prefix<V4>, u32>,
+    pub deny_lpm_v6: &'a BTreeMap<Prefix<V6>, u32>,
+    pub allow_lpm_v4: &'a BTreeMap<Prefix<V4>, u32>,
+    pub allow_lpm_v6: &'a BTreeMap<Prefix<V6>, u32>,
+}
+
 /// The writer of one instance's verdict maps, opened from its pins.
 pub struct MapWriter {
     deny_v4: Slot<V4, Exact<V4>>,
@@ -231,6 +264,39 @@ impl MapWriter {
                 LpmTrie::try_from(m).map(Trie)
             })?,
         })
+    }
+
+    /// What the maps hold, without a copy.
+    pub fn held(&self) -> Held<'_> {
+        Held {
+            deny_v4: &self.deny_v4.current,
+            deny_v6: &self.deny_v6.current,
+            deny_lpm_v4: &self.deny_lpm_v4.current,
+            deny_lpm_v6: &self.deny_lpm_v6.current,
+            allow_lpm_v4: &self.allow_lpm_v4.current,
+            allow_lpm_v6: &self.allow_lpm_v6.current,
+        }
+    }
+
+    /// Applies a patch in `apply`'s order (bans in, exceptions out,
+    /// exceptions in, bans out), touching only its keys. A map without
+    /// room for its adds before its removes refuses the patch with nothing
+    /// changed; `apply` knows how to make room.
+    pub fn patch(&mut self, p: &Patch) -> Result<Applied, WriteError> {
+        self.deny_v4.room_for(&p.deny_v4)?;
+        self.deny_v6.room_for(&p.deny_v6)?;
+        self.allow_lpm_v4.room_for(&p.allow_lpm_v4)?;
+        self.allow_lpm_v6.room_for(&p.allow_lpm_v6)?;
+        let mut done = Applied::default();
+        done.upserts += self.deny_v4.upsert(&p.deny_v4)?;
+        done.upserts += self.deny_v6.upsert(&p.deny_v6)?;
+        done.removes += self.allow_lpm_v4.remove(&p.allow_lpm_v4)?;
+        done.removes += self.allow_lpm_v6.remove(&p.allow_lpm_v6)?;
+        done.upserts += self.allow_lpm_v4.upsert(&p.allow_lpm_v4)?;
+        done.upserts += self.allow_lpm_v6.upsert(&p.allow_lpm_v6)?;
+        done.removes += self.deny_v4.remove(&p.deny_v4)?;
+        done.removes += self.deny_v6.remove(&p.deny_v6)?;
+        Ok(done)
     }
 
     /// What the maps hold, as last read or written.

@@ -24,10 +24,17 @@ struct Extra {
 const REMOTE_EXIT: &[(&str, &str)] = &[
     ("0", "success"),
     ("1", "failure"),
-    ("3", "the daemon is not running (no control socket)"),
+    (
+        "3",
+        "the daemon is not running (no control socket), or stopped while followed",
+    ),
     (
         "4",
         "permission denied: the control socket is for root and the enforcer group",
+    ),
+    (
+        "--json",
+        "a failure also prints {\"error\": {\"code\", \"message\"}} on stdout, same exit code",
     ),
 ];
 
@@ -149,6 +156,10 @@ fn extra(name: &str) -> Extra {
                 (
                     "enforcer flows --follow --json",
                     "new flows as they happen, one JSON object a line",
+                ),
+                (
+                    "enforcer flows --follow --exe /usr/bin/curl",
+                    "curl's flows as they are written, each row with the flow's count so far",
                 ),
             ],
         },

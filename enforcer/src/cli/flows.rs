@@ -1,16 +1,23 @@
 //! `enforcer flows`: the blocked flows from the store.
 
-use std::{path::Path, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{Context as _, bail};
 
 use crate::{
-    control::auth::{Access, GROUP, Peer, decide, enforcer_gid, name_service_groups},
+    control::{
+        auth::{Access, GROUP, Peer, decide, enforcer_gid, name_service_groups},
+        protocol::Followed,
+    },
     flows::{Query, Store},
     resolve::now_ms,
 };
 
 use super::{
+    DEFAULT_SOCKET, DEFAULT_STATE_DIR,
     remote::Denied,
     table::{self, Column},
 };
@@ -70,7 +77,38 @@ pub fn run(state_dir: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
     }
     let store = Store::open_read_only(state_dir)?;
     let flows = store.query(&q)?;
-    print(&flows, json, q.since_ms.is_some(), true)
+    print(&flows, json, q.since_ms.is_some())
+}
+
+/// `flows --follow`: the flows matching `q` (every filter of `flows`; the
+/// daemon applies them) as the daemon writes them to the store, about
+/// once a second: one row per flow per write in which it had attempts,
+/// its COUNT all of its attempts so far, as `flows` would show it then.
+/// Ends when the daemon stops ([`ClientError::Stopped`], exit 3).
+///
+/// [`ClientError::Stopped`]: crate::control::client::ClientError::Stopped
+pub fn follow(socket: &Path, q: Query, json: bool) -> anyhow::Result<ExitCode> {
+    let mut header = true;
+    crate::control::client::follow(socket, q, |item| {
+        match item {
+            Followed::Flow(f) if json => match serde_json::to_string(&f) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("enforcer: a flow does not serialise: {e}"),
+            },
+            Followed::Flow(f) => {
+                // Rows come one at a time: every column at its cap.
+                for line in table::render(&COLUMNS, &[cells(&f)], header, true) {
+                    println!("{line}");
+                }
+                header = false;
+            }
+            Followed::Lagged { lagged } => {
+                eprintln!("enforcer: {lagged} flows not shown (this reader fell behind)");
+            }
+        }
+        true
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 const COLUMNS: [Column; 8] = [
@@ -120,15 +158,9 @@ fn cells(f: &crate::flows::Flow) -> Vec<String> {
     ]
 }
 
-/// Prints flows as a table, or one JSON object per line. `header`: a
-/// whole answer (columns sized to it); without, one row of a stream
-/// (`--follow`), columns at their fixed widths.
-pub fn print(
-    flows: &[crate::flows::Flow],
-    json: bool,
-    windowed: bool,
-    header: bool,
-) -> anyhow::Result<ExitCode> {
+/// Prints flows as a table (columns sized to the answer), or one JSON
+/// object per line.
+pub fn print(flows: &[crate::flows::Flow], json: bool, windowed: bool) -> anyhow::Result<ExitCode> {
     if json {
         for f in flows {
             println!("{}", serde_json::to_string(f)?);
@@ -136,18 +168,95 @@ pub fn print(
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = flows.iter().map(cells).collect();
-    if !flows.is_empty() || !header {
-        for line in table::render(&COLUMNS, &rows, header, !header) {
-            println!("{line}");
-        }
+    for line in table::render(&COLUMNS, &rows, !flows.is_empty(), false) {
+        println!("{line}");
     }
-    if flows.is_empty() && header {
+    if flows.is_empty() {
         println!(
             "(no blocked flows{})",
             if windowed { " in that window" } else { "" }
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `enforcer flows`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct FlowsArgs {
+    /// Only flows seen within this long (10m, 2h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Executable path, exactly.
+    #[arg(long)]
+    pub exe: Option<String>,
+    /// User name or uid.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A banned name the destination resolved from.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// The name an application asked for (or one on its CNAME chain)
+    /// whose DNS answer gave the destination.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep printing the matching flows as the daemon writes them
+    /// (about once a second; each row's COUNT is the flow's attempts so
+    /// far); exit 3 when the daemon stops.
+    #[arg(long)]
+    pub follow: bool,
+    /// The daemon's control socket (asked first).
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// The daemon's state directory (read when the daemon is not running).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+/// `enforcer flows`: through the daemon when it runs, else from the store.
+pub fn command(args: FlowsArgs) -> anyhow::Result<ExitCode> {
+    let FlowsArgs {
+        since,
+        pid,
+        exe,
+        user,
+        domain,
+        name,
+        limit,
+        json,
+        follow: following,
+        socket,
+        state_dir,
+    } = args;
+    let since_ms = match since {
+        Some(s) => Some(crate::resolve::now_ms().saturating_sub(parse_duration(&s)?)),
+        None => None,
+    };
+    let q = crate::flows::Query {
+        since_ms,
+        pid,
+        exe,
+        user,
+        domain,
+        name,
+        limit,
+    };
+    if following {
+        return follow(&socket, q, json);
+    }
+    if super::remote::reachable(&socket) {
+        let windowed = q.since_ms.is_some();
+        let flows: Vec<crate::flows::Flow> =
+            super::remote::request(&socket, crate::control::protocol::Command::Flows(q))?;
+        return print(&flows, json, windowed);
+    }
+    run(&state_dir, q, json)
 }
 
 #[cfg(test)]

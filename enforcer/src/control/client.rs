@@ -7,7 +7,9 @@ use std::{
     time::Duration,
 };
 
-use super::protocol::{Command, PROTOCOL_VERSION, Request, Response};
+use super::protocol::{
+    Command, ErrorCode, Followed, PROTOCOL_VERSION, Query, Request, Response, decode, encode,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -15,6 +17,10 @@ pub enum ClientError {
     NotRunning { path: PathBuf },
     #[error("permission denied on {path}: the control socket is for root and the `enforcer` group")]
     Denied { path: PathBuf },
+    #[error("the daemon stopped ({path} closed)")]
+    Stopped { path: PathBuf },
+    #[error("the daemon refused ({code}): {message}")]
+    Refused { code: ErrorCode, message: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -27,6 +33,19 @@ pub enum ClientError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl ClientError {
+    /// The code a `--json` error carries.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ClientError::NotRunning { .. } => ErrorCode::NotRunning,
+            ClientError::Denied { .. } => ErrorCode::Denied,
+            ClientError::Stopped { .. } => ErrorCode::Stopped,
+            ClientError::Refused { code, .. } => *code,
+            ClientError::Io { .. } | ClientError::Protocol { .. } => ErrorCode::Error,
+        }
+    }
 }
 
 /// What a socket error means to the user.
@@ -47,62 +66,100 @@ fn io_error(socket: &Path, source: std::io::Error) -> ClientError {
     }
 }
 
+/// A connection that has sent `command` and reads the answers.
+struct Exchange<'a> {
+    socket: &'a Path,
+    reader: BufReader<UnixStream>,
+}
+
+impl<'a> Exchange<'a> {
+    fn open(
+        socket: &'a Path,
+        command: Command,
+        timeout: Option<Duration>,
+    ) -> Result<Exchange<'a>, ClientError> {
+        let io = |source| io_error(socket, source);
+        let mut stream = UnixStream::connect(socket).map_err(io)?;
+        stream.set_read_timeout(timeout).map_err(io)?;
+        stream
+            .write_all(&encode(&Request {
+                v: PROTOCOL_VERSION,
+                command,
+            }))
+            .map_err(io)?;
+        Ok(Exchange {
+            socket,
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// The next message; `None` when the daemon closed the connection.
+    fn next<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, ClientError> {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|source| io_error(self.socket, source))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        decode(&line)
+            .map(Some)
+            .map_err(|source| ClientError::Protocol {
+                path: self.socket.to_owned(),
+                source,
+            })
+    }
+
+    /// The first answer, required.
+    fn response(&mut self) -> Result<Response, ClientError> {
+        self.next()?.ok_or_else(|| ClientError::Stopped {
+            path: self.socket.to_owned(),
+        })
+    }
+}
+
 /// Sends one request and returns the response.
 pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
-    let io = |source| io_error(socket, source);
-    let mut stream = UnixStream::connect(socket).map_err(io)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(90)))
-        .map_err(io)?;
-    let mut line = serde_json::to_vec(&Request {
-        v: PROTOCOL_VERSION,
-        command,
-    })
-    .expect("requests serialise");
-    line.push(b'\n');
-    stream.write_all(&line).map_err(io)?;
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).map_err(io)?;
-    serde_json::from_str(&reply).map_err(|source| ClientError::Protocol {
+    Exchange::open(socket, command, Some(Duration::from_secs(90)))?.response()
+}
+
+/// Follows the flows matching `query` as the daemon writes them: calls
+/// `each` with every item until it returns false. The daemon going away
+/// is [`ClientError::Stopped`].
+pub fn follow(
+    socket: &Path,
+    query: Query,
+    mut each: impl FnMut(Followed) -> bool,
+) -> Result<(), ClientError> {
+    let mut exchange = Exchange::open(socket, Command::Follow(query), None)?;
+    let ack = exchange.response()?;
+    if let Some(e) = ack.error {
+        return Err(refusal(socket, e.code, e.message));
+    }
+    while let Some(item) = exchange.next()? {
+        if !each(item) {
+            return Ok(());
+        }
+    }
+    Err(ClientError::Stopped {
         path: socket.to_owned(),
-        source,
     })
 }
 
-/// Follows new flows: calls `each` with every line the daemon streams,
-/// until the connection ends.
-pub fn follow(
-    socket: &Path,
-    mut each: impl FnMut(serde_json::Value) -> bool,
-) -> Result<(), ClientError> {
-    let io = |source| io_error(socket, source);
-    let mut stream = UnixStream::connect(socket).map_err(io)?;
-    let mut line = serde_json::to_vec(&Request {
-        v: PROTOCOL_VERSION,
-        command: Command::Follow,
-    })
-    .expect("requests serialise");
-    line.push(b'\n');
-    stream.write_all(&line).map_err(io)?;
-    let reader = BufReader::new(&stream);
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(io)?;
-        let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|source| ClientError::Protocol {
-                path: socket.to_owned(),
-                source,
-            })?;
-        if i == 0 {
-            if value.get("ok") == Some(&serde_json::Value::Bool(false)) {
-                return Err(ClientError::Denied {
-                    path: socket.to_owned(),
-                });
-            }
-            continue;
-        }
-        if !each(value) {
-            break;
-        }
+/// The daemon's error as the client's: a refusal for lack of rights is
+/// [`ClientError::Denied`]'s kind.
+pub fn refusal(socket: &Path, code: ErrorCode, message: String) -> ClientError {
+    match code {
+        ErrorCode::Forbidden => ClientError::Refused {
+            code,
+            message: format!(
+                "{}: {message}",
+                ClientError::Denied {
+                    path: socket.to_owned()
+                }
+            ),
+        },
+        _ => ClientError::Refused { code, message },
     }
-    Ok(())
 }

@@ -2,8 +2,9 @@
 //! Unix socket, with SO_PEERCRED authorisation.
 //!
 //! # Layout
-//! - `protocol`: the messages and their framing (the one place that reads
-//!   and writes lines).
+//! - `protocol`: the messages, the error codes and the framing (the one
+//!   place that turns messages into lines and back).
+//! - `status`: the typed answer to `status`.
 //! - `auth`: who may read and who may change.
 //! - `server`: `run(listener, jobs, shutdown)`: accepts connections, one
 //!   task each, and hands authorised requests to the daemon as jobs.
@@ -15,6 +16,7 @@ pub mod client;
 pub mod protocol;
 pub mod server;
 pub mod slots;
+pub mod status;
 
 pub use protocol::{PROTOCOL_VERSION, Request, Response};
 pub use server::{Job, run};

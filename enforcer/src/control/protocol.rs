@@ -4,6 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use super::status::Status;
+use crate::flows::Flow;
+pub use crate::flows::Query;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -14,33 +18,16 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 #[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Command {
     Status,
-    Flows {
-        #[serde(default)]
-        since_ms: Option<u64>,
-        #[serde(default)]
-        pid: Option<u32>,
-        #[serde(default)]
-        exe: Option<String>,
-        #[serde(default)]
-        user: Option<String>,
-        #[serde(default)]
-        domain: Option<String>,
-        #[serde(default)]
-        name: Option<String>,
-        #[serde(default = "default_limit")]
-        limit: usize,
-    },
+    /// The stored flows matching the query (its fields sit beside `cmd`).
+    Flows(Query),
     Check {
         target: String,
     },
-    /// Streams each new flow as a line until the client leaves.
-    Follow,
+    /// Streams the flows matching the query as they are written, until
+    /// the client leaves (`limit` does not apply).
+    Follow(Query),
     Reload,
     Detach,
-}
-
-fn default_limit() -> usize {
-    100
 }
 
 impl Command {
@@ -57,11 +44,62 @@ pub struct Request {
     pub command: Command,
 }
 
+/// Why a request failed, as `error.code` says it: the daemon's codes, and
+/// those the CLI adds for `--json` errors (one enum, so that both sides
+/// name a failure alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The daemon: the request is not one it understands.
+    BadRequest,
+    UnsupportedVersion,
+    /// The daemon: the peer lacks the rights (reads: root or the group;
+    /// changes: root).
+    Forbidden,
+    TooLarge,
+    /// The daemon: too many connections of this uid.
+    Busy,
+    /// The daemon: the request was understood and failed.
+    Failed,
+    /// The CLI: nothing listens on the socket.
+    NotRunning,
+    /// The CLI: the daemon went away while followed.
+    Stopped,
+    /// The CLI: refused for lack of rights (socket, store, root needed).
+    Denied,
+    /// The CLI: a policy file does not parse or validate.
+    InvalidPolicy,
+    /// The CLI: anything else.
+    Error,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Failed => "failed",
+            ErrorCode::NotRunning => "not_running",
+            ErrorCode::Stopped => "stopped",
+            ErrorCode::Denied => "denied",
+            ErrorCode::InvalidPolicy => "invalid_policy",
+            ErrorCode::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// `bad_request`, `unsupported_version`, `forbidden`, `too_large`,
-    /// `failed`.
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -76,48 +114,81 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn ok(result: Value) -> Response {
+    /// A success carrying `result` (one of the reply types: [`Status`],
+    /// [`CheckReply`], flows, or a message).
+    pub fn ok(result: impl Serialize) -> Response {
         Response {
             v: PROTOCOL_VERSION,
             ok: true,
-            result: Some(result),
+            result: Some(serde_json::to_value(result).expect("replies serialise")),
             error: None,
         }
     }
 
-    pub fn error(code: &str, message: impl Into<String>) -> Response {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
         Response {
             v: PROTOCOL_VERSION,
             ok: false,
             result: None,
             error: Some(ErrorBody {
-                code: code.into(),
+                code,
                 message: message.into(),
             }),
         }
     }
 }
 
+/// The answer to `check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReply {
+    pub blocked: bool,
+    pub text: String,
+    pub detail: Value,
+}
+
+/// One line of a `follow` stream after its acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Followed {
+    /// The follower fell behind: this many flows were not sent.
+    Lagged {
+        lagged: u64,
+    },
+    Flow(Box<Flow>),
+}
+
+/// One message as a line of the stream (the framing, both ways).
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(msg).expect("messages serialise");
+    line.push(b'\n');
+    line
+}
+
+/// One line of the stream as a message.
+pub fn decode<T: serde::de::DeserializeOwned>(line: &str) -> serde_json::Result<T> {
+    serde_json::from_str(line.trim_end_matches(['\n', '\r']))
+}
+
 /// Parses one request line; a bad one gets an error response instead.
 pub fn parse(line: &str) -> Result<Request, Response> {
     let value: Value = serde_json::from_str(line)
-        .map_err(|e| Response::error("bad_request", format!("not JSON: {e}")))?;
+        .map_err(|e| Response::error(ErrorCode::BadRequest, format!("not JSON: {e}")))?;
     match value.get("v").and_then(Value::as_u64) {
         Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
         Some(v) => {
             return Err(Response::error(
-                "unsupported_version",
+                ErrorCode::UnsupportedVersion,
                 format!("protocol version {v}; this daemon speaks {PROTOCOL_VERSION}"),
             ));
         }
         None => {
             return Err(Response::error(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "missing \"v\" (protocol version)",
             ));
         }
     }
-    serde_json::from_value(value).map_err(|e| Response::error("bad_request", e.to_string()))
+    serde_json::from_value(value).map_err(|e| Response::error(ErrorCode::BadRequest, e.to_string()))
 }
 
 /// What reading a line gave.
@@ -172,9 +243,7 @@ pub async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,
     msg: &T,
 ) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(msg).expect("messages serialise");
-    line.push(b'\n');
-    w.write_all(&line).await?;
+    w.write_all(&encode(msg)).await?;
     w.flush().await
 }
 
@@ -187,12 +256,38 @@ mod tests {
         let r = parse(r#"{"v":1,"cmd":"flows","pid":7}"#).unwrap();
         assert!(matches!(
             r.command,
-            Command::Flows {
+            Command::Flows(Query {
                 pid: Some(7),
                 limit: 100,
                 ..
-            }
+            })
         ));
+        // Unknown fields are refused, not ignored (a misspelled filter
+        // would otherwise match everything).
+        for line in [
+            r#"{"v":1,"cmd":"flows","pdi":7}"#,
+            r#"{"v":1,"cmd":"check","target":"x","port":1}"#,
+        ] {
+            let e = parse(line).unwrap_err();
+            assert!(e.error.unwrap().message.contains("unknown field"), "{line}");
+        }
+        // An older client's follow, without filters.
+        assert_eq!(
+            parse(r#"{"v":1,"cmd":"follow"}"#).unwrap().command,
+            Command::Follow(Query::default())
+        );
+        let q = Query {
+            exe: Some("/usr/bin/curl".into()),
+            ..Query::default()
+        };
+        let line = encode(&Request {
+            v: PROTOCOL_VERSION,
+            command: Command::Follow(q.clone()),
+        });
+        assert_eq!(
+            parse(std::str::from_utf8(&line).unwrap()).unwrap().command,
+            Command::Follow(q)
+        );
         assert!(
             parse(r#"{"v":1,"cmd":"reload"}"#)
                 .unwrap()
@@ -200,9 +295,17 @@ mod tests {
                 .changes()
         );
         let e = parse("{").unwrap_err();
-        assert_eq!(e.error.unwrap().code, "bad_request");
+        assert_eq!(e.error.unwrap().code, ErrorCode::BadRequest);
         let e = parse(r#"{"v":2,"cmd":"status"}"#).unwrap_err();
-        assert_eq!(e.error.unwrap().code, "unsupported_version");
+        assert_eq!(e.error.unwrap().code, ErrorCode::UnsupportedVersion);
+        assert_eq!(
+            serde_json::to_value(ErrorCode::NotRunning).unwrap(),
+            "not_running"
+        );
+        assert_eq!(
+            serde_json::to_value(ErrorCode::BadRequest).unwrap(),
+            ErrorCode::BadRequest.as_str()
+        );
         let e = parse(r#"{"v":1,"cmd":"explode"}"#).unwrap_err();
         assert!(e.error.unwrap().message.contains("unknown variant"));
         let e = parse(r#"{"cmd":"status"}"#).unwrap_err();

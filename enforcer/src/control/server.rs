@@ -18,7 +18,10 @@ use tracing::{debug, warn};
 
 use super::{
     auth::{Access, GROUP, Peer, access, enforcer_gid, name_service_groups},
-    protocol::{Command, Line, Response, parse, read_line, write_message},
+    protocol::{
+        Command, ErrorCode, Followed, Line, Query, Response, encode, parse, read_line,
+        write_message,
+    },
     slots::{LIMITS, Slot, Slots},
 };
 
@@ -79,7 +82,9 @@ pub async fn run(
                 match slots.take(peer.uid) {
                     Some(slot) => {
                         let jobs = jobs.clone();
-                        let follow = follow.clone();
+                        // A receiver, not the sender: when the daemon drops
+                        // the sender, followers see their stream end.
+                        let follow = follow.subscribe();
                         tokio::spawn(serve(stream, peer, slot, jobs, follow, enforcer_gid));
                     }
                     None => refuse_busy(&stream, peer.uid),
@@ -94,13 +99,10 @@ pub async fn run(
 /// that opened too many gets no task and no time from the daemon.
 fn refuse_busy(stream: &UnixStream, uid: u32) {
     debug!(uid, "control connection refused: too many connections");
-    let mut line = serde_json::to_vec(&Response::error(
-        "busy",
+    let _ = stream.try_write(&encode(&Response::error(
+        ErrorCode::Busy,
         "too many control connections; try again",
-    ))
-    .expect("responses serialise");
-    line.push(b'\n');
-    let _ = stream.try_write(&line);
+    )));
 }
 
 /// The peer's access: its connect-time credentials, then the name
@@ -130,7 +132,7 @@ async fn serve(
     peer: Peer,
     _slot: Slot,
     jobs: mpsc::Sender<Job>,
-    follow: broadcast::Sender<Flow>,
+    follow: broadcast::Receiver<Flow>,
     enforcer_gid: Option<u32>,
 ) {
     let access = peer_access(&peer, enforcer_gid).await;
@@ -148,18 +150,20 @@ async fn serve(
         let response = match line {
             Line::Eof => return,
             Line::TooLong => Response::error(
-                "too_large",
+                ErrorCode::TooLarge,
                 format!(
                     "a request is at most {} bytes",
                     super::protocol::MAX_REQUEST
                 ),
             ),
             Line::Text(t) if t.trim().is_empty() => continue,
-            Line::Text(t) if access != Access::None && is_follow(&t) => {
-                stream_flows(&mut w, follow.subscribe()).await;
-                return;
-            }
-            Line::Text(t) => answer(&t, access, &jobs).await,
+            Line::Text(t) => match follow_query(&t).filter(|_| access != Access::None) {
+                Some(q) => {
+                    stream_flows(&mut w, follow, &q).await;
+                    return;
+                }
+                None => answer(&t, access, &jobs).await,
+            },
         };
         match tokio::time::timeout(WRITE_TIMEOUT, write_message(&mut w, &response)).await {
             Ok(Ok(())) => {}
@@ -180,12 +184,12 @@ async fn answer(line: &str, access: Access, jobs: &mpsc::Sender<Job>) -> Respons
     match (access, request.command.changes()) {
         (Access::None, _) => {
             return Response::error(
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("reads need root or membership of the `{GROUP}` group"),
             );
         }
         (Access::Read, true) => {
-            return Response::error("forbidden", "changes (reload, detach) need root");
+            return Response::error(ErrorCode::Forbidden, "changes (reload, detach) need root");
         }
         _ => {}
     }
@@ -198,28 +202,37 @@ async fn answer(line: &str, access: Access, jobs: &mpsc::Sender<Job>) -> Respons
         .await
         .is_err()
     {
-        return Response::error("failed", "the daemon is stopping");
+        return Response::error(ErrorCode::Failed, "the daemon is stopping");
     }
     match tokio::time::timeout(JOB_TIMEOUT, rx).await {
         Ok(Ok(response)) => response,
         _ => {
             warn!("a control request got no answer in time");
-            Response::error("failed", "no answer from the daemon in time")
+            Response::error(ErrorCode::Failed, "no answer from the daemon in time")
         }
     }
 }
 
-fn is_follow(line: &str) -> bool {
-    matches!(parse(line), Ok(r) if r.command == Command::Follow)
+/// The filters of a `follow` request.
+fn follow_query(line: &str) -> Option<Query> {
+    match parse(line) {
+        Ok(r) => match r.command {
+            Command::Follow(q) => Some(q),
+            _ => None,
+        },
+        Err(_) => None,
+    }
 }
 
-/// Acknowledges, then writes every new flow as a line until the client
-/// goes away or cannot keep up.
+/// Acknowledges, then writes every flow matching `q` as it is written to
+/// the store, until the client goes away or cannot keep up, or the
+/// daemon stops (the connection then closes).
 async fn stream_flows<W: tokio::io::AsyncWrite + Unpin>(
     w: &mut W,
     mut rx: broadcast::Receiver<Flow>,
+    q: &Query,
 ) {
-    let ack = Response::ok(serde_json::json!("following"));
+    let ack = Response::ok("following");
     if !matches!(
         tokio::time::timeout(WRITE_TIMEOUT, write_message(w, &ack)).await,
         Ok(Ok(()))
@@ -228,8 +241,9 @@ async fn stream_flows<W: tokio::io::AsyncWrite + Unpin>(
     }
     loop {
         let item = match rx.recv().await {
-            Ok(flow) => serde_json::to_value(flow).expect("flows serialise"),
-            Err(broadcast::error::RecvError::Lagged(n)) => serde_json::json!({ "lagged": n }),
+            Ok(flow) if q.matches(&flow) => Followed::Flow(Box::new(flow)),
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(n)) => Followed::Lagged { lagged: n },
             Err(broadcast::error::RecvError::Closed) => return,
         };
         if !matches!(

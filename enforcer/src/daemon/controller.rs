@@ -1,10 +1,11 @@
 //! The reconciler: policy + answers → maps, applied as diffs.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::by_name::{NameIndex, patch_for};
 use crate::{
     bpf::{
         Pins, dnsnames,
@@ -15,7 +16,7 @@ use crate::{
     desired::{Desired, RuleTable, compile, names_to_resolve},
     policy::Policy,
     resolve::{Answers, NameStatus, Plan, answers::Resolution, now_ms},
-    snapshot::{Snapshot, SnapshotError, rule_views},
+    snapshot::{Snapshot, SnapshotError},
 };
 
 pub struct Controller {
@@ -39,6 +40,27 @@ pub struct Controller {
     pub plan: watch::Sender<Arc<Plan>>,
     /// When the policy in force was loaded (ms since the epoch).
     pub loaded_ms: u64,
+    /// The next reconcile compiles the whole policy (start, reload,
+    /// settling after removals were held back, a failed patch); otherwise
+    /// only the names that changed are written.
+    full_due: bool,
+    /// Names whose addresses changed since the last reconcile.
+    dirty: BTreeSet<String>,
+    /// What the names put in the maps, kept per name.
+    index: NameIndex,
+    /// Something the policy and answers no longer want was kept (not yet
+    /// settled): settling must compile everything to remove it.
+    kept: bool,
+    /// The DNS servers last written (resolv.conf is read on every
+    /// reconcile; the map is written when they change).
+    servers: Option<Vec<SocketAddr>>,
+    /// When the next grace period may end: never later than the truth (an
+    /// early wake-up finds nothing and looks again), kept without scanning
+    /// every name on every answer.
+    next_expiry: Option<u64>,
+    /// Names of port rules (`dns.google:443`): their answers go to the
+    /// port tries too.
+    port_names: std::collections::HashSet<String>,
 }
 
 pub fn plan_of(policy: &Policy, generation: u64, resolv_conf: &std::path::Path) -> Plan {
@@ -68,6 +90,32 @@ pub enum ReloadOutcome {
     Applied(String),
     /// The files changed on disk but the merged policy did not.
     Unchanged,
+}
+
+/// Hands the heap freed by a full compile (the parsed file, the previous
+/// policy and rule table: hundreds of MiB at 1M entries) back to the
+/// system; glibc keeps it otherwise and the daemon's RSS stays at the peak.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks and shrinks the allocator's own heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The exact names of the policy's port rules.
+fn port_names(policy: &Policy) -> std::collections::HashSet<String> {
+    use crate::policy::{DomainPattern, PortTarget};
+    policy
+        .deny
+        .ports
+        .iter()
+        .chain(&policy.allow.ports)
+        .filter_map(|e| match &e.value.target {
+            PortTarget::Domain(DomainPattern::Exact(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `desired` plus whatever `current` holds that `desired` lacks.
@@ -135,6 +183,13 @@ impl Controller {
             rules: watch::channel(Arc::new(RuleTable::default())).0,
             plan: watch::channel(Arc::new(plan)).0,
             loaded_ms: now_ms(),
+            full_due: true,
+            dirty: BTreeSet::new(),
+            index: NameIndex::default(),
+            kept: false,
+            servers: None,
+            next_expiry: Some(0),
+            port_names: Default::default(),
         }
     }
 
@@ -158,42 +213,150 @@ impl Controller {
         )));
     }
 
-    /// Applies policy + answers to the maps.
+    /// Applies policy + answers to the maps: only the names that changed
+    /// when that is enough, else everything.
     pub fn reconcile(&mut self) -> Result<Applied, WriteError> {
-        let (desired, rules) = compile(&self.policy, &self.answers.addrs());
+        if !self.full_due && !self.policy_maps_due {
+            match self.reconcile_names() {
+                Ok(applied) => return Ok(applied),
+                Err(e) => {
+                    warn!(error = %e, "writing the changed names failed; applying the whole policy");
+                }
+            }
+        }
+        self.reconcile_full()
+    }
+
+    /// The resolver's path: a patch of the host routes the changed names
+    /// touch.
+    fn reconcile_names(&mut self) -> Result<Applied, WriteError> {
+        let started = std::time::Instant::now();
+        let names = self.dirty.len();
+        // A shared name's addresses are inspected, never in the patch.
+        if self
+            .dirty
+            .iter()
+            .any(|n| self.policy.deny.is_shared_name(n))
+        {
+            let answers = &self.answers;
+            crate::bpf::sni::write_inspect(&self.pins, &self.policy, &self.rules.borrow(), |n| {
+                answers
+                    .names
+                    .get(n)
+                    .map(|s| s.addrs.keys().copied().collect())
+            })?;
+        }
+        let mut touched = BTreeSet::new();
+        // A name with a port rule puts its addresses in the port tries,
+        // which are rebuilt from the rules (few, as port rules go).
+        let ports_due = self.dirty.iter().any(|n| self.port_names.contains(n));
+        for name in std::mem::take(&mut self.dirty) {
+            let addrs = self
+                .answers
+                .names
+                .get(&name)
+                .map(|s| s.addrs.keys().copied().collect())
+                .unwrap_or_default();
+            self.index.update(&name, &addrs, &mut touched);
+        }
+        let applied = if touched.is_empty() {
+            Applied::default()
+        } else {
+            let (patch, kept) = patch_for(
+                &self.index,
+                &touched,
+                &self.writer.held(),
+                &self.rules.borrow(),
+                self.settled,
+            );
+            self.kept |= kept;
+            // The index is ahead of the maps if this fails: start over.
+            self.full_due = true;
+            let applied = self.writer.patch(&patch)?;
+            self.full_due = false;
+            applied
+        };
+        debug!(
+            names,
+            addresses = touched.len(),
+            us = started.elapsed().as_micros() as u64,
+            "changed names patched into the maps"
+        );
+        if ports_due {
+            crate::bpf::ports::write(
+                &self.pins,
+                &crate::portmaps::build(&self.rules.borrow(), &self.answers.addrs()),
+            )?;
+        }
+        self.write_servers()?;
+        // During the first round every batch of answers would rewrite the
+        // snapshot of all names (at 10k names, ~10 ms each, seconds in
+        // all): it is written once the round is done. Until then the
+        // pinned maps hold what this run learned.
+        if self.first_round {
+            self.write_snapshot();
+        }
+        Ok(applied)
+    }
+
+    /// Compiles the whole policy with the answers and makes the maps hold it.
+    fn reconcile_full(&mut self) -> Result<Applied, WriteError> {
+        let resolved = self.answers.addrs();
+        let (desired, rules) = compile(&self.policy, &resolved);
         // Before the address maps: a name that became shared is inspected
         // before its address ban is lifted.
-        crate::bpf::sni::write(&self.pins, &self.policy, &rules, &self.answers.addrs())?;
+        crate::bpf::sni::write(&self.pins, &self.policy, &rules, &resolved)?;
         let target = if self.settled {
             desired
         } else {
-            union(&self.writer.current(), &desired)
+            let target = union(&self.writer.current(), &desired);
+            self.kept = target.len() != desired.len();
+            target
         };
         let applied = self.writer.apply(&target)?;
-        crate::bpf::ports::write(
-            &self.pins,
-            &crate::portmaps::build(&rules, &self.answers.addrs()),
-        )?;
+        drop(target);
+        crate::bpf::ports::write(&self.pins, &crate::portmaps::build(&rules, &resolved))?;
+        self.port_names = port_names(&self.policy);
         // What depends on the policy alone is written when it changed, not
         // on every DNS answer.
         if self.policy_maps_due {
-            set_mode(&self.pins, self.policy.mode)?;
+            set_mode(&self.pins, self.policy.mode.as_config())?;
             write_prefixes(&self.pins, &self.policy)?;
             dnsnames::write_names(&self.pins, &rules)?;
             dnsnames::write_config(&self.pins, &self.policy)?;
             self.policy_maps_due = false;
         }
-        // The host's DNS servers (resolv.conf may change at any time):
-        // their answers ban for everyone.
+        self.servers = None;
+        self.write_servers()?;
+        self.index = NameIndex::build_except(
+            &rules,
+            &resolved,
+            &crate::bpf::sni::shared_ids(&self.policy, &rules),
+        );
+        self.dirty.clear();
+        if self.settled {
+            self.kept = false;
+        }
+        self.full_due = false;
+        self.rules.send_replace(Arc::new(rules));
+        self.write_snapshot();
+        release_freed_memory();
+        Ok(applied)
+    }
+
+    /// The host's DNS servers (resolv.conf may change at any time): their
+    /// answers ban for everyone. Written when they change.
+    fn write_servers(&mut self) -> Result<(), WriteError> {
         let servers = crate::resolve::dns::upstreams(
             self.policy.resolver.upstreams.as_deref(),
             &self.resolv_conf,
         )
         .unwrap_or_default();
-        dnsnames::write_servers(&self.pins, &servers)?;
-        self.rules.send_replace(Arc::new(rules));
-        self.write_snapshot();
-        Ok(applied)
+        if self.servers.as_ref() != Some(&servers) {
+            dnsnames::write_servers(&self.pins, &servers)?;
+            self.servers = Some(servers);
+        }
+        Ok(())
     }
 
     /// A resolution arrived.
@@ -216,6 +379,16 @@ impl Controller {
         }
         self.answers
             .record(name, now_ms(), self.policy.resolver.grace_s, resolution);
+        self.dirty.insert(name.to_owned());
+        let expiry = self
+            .answers
+            .names
+            .get(name)
+            .filter(|s| !s.status.failing())
+            .and_then(|s| s.addrs.values().filter_map(|a| a.expires_ms).min());
+        if let Some(t) = expiry {
+            self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+        }
         let mut progress = Progress::default();
         if !self.first_round && self.answers.all_attempted() {
             self.first_round = true;
@@ -224,12 +397,27 @@ impl Controller {
         if !self.settled && self.answers.settled() {
             self.settled = true;
             progress.settled = true;
+            // What was kept until now goes.
+            self.full_due |= self.kept;
         }
         progress
     }
 
+    /// When [`Controller::expire`] may have something to remove.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.next_expiry
+    }
+
     pub fn expire(&mut self) -> bool {
-        self.answers.expire(now_ms())
+        let now = now_ms();
+        if self.next_expiry.is_none_or(|t| t > now) {
+            return false;
+        }
+        let changed = self.answers.expire_names(now);
+        self.next_expiry = self.answers.next_expiry_ms();
+        let any = !changed.is_empty();
+        self.dirty.extend(changed);
+        any
     }
 
     /// Applies a new policy as a whole, or keeps the current one. An
@@ -256,6 +444,7 @@ impl Controller {
         let previous = std::mem::replace(&mut self.policy, policy);
         let previous_answers = self.answers.clone();
         self.policy_maps_due = true;
+        self.full_due = true;
         if explicit {
             self.generation += 1;
         }
@@ -263,6 +452,7 @@ impl Controller {
         self.answers.set_names(&plan.names);
         // New names are unanswered: nothing is removed until they answer.
         self.settled = self.answers.settled();
+        self.next_expiry = Some(0);
         match self.reconcile() {
             Ok(applied) => {
                 info!(
@@ -274,6 +464,9 @@ impl Controller {
                 );
                 self.plan.send_replace(Arc::new(plan));
                 self.loaded_ms = now_ms();
+                drop(previous);
+                drop(previous_answers);
+                release_freed_memory();
                 Ok(ReloadOutcome::Applied(format!(
                     "policy reloaded: {} added or changed, {} removed{}",
                     applied.upserts,
@@ -289,9 +482,11 @@ impl Controller {
                 error!(error = %e, "reload failed; the previous policy stays in force");
                 self.policy = previous;
                 self.answers = previous_answers;
+                self.next_expiry = Some(0);
                 self.settled = self.answers.settled();
                 // Some of the new policy's may have been written.
                 self.policy_maps_due = true;
+                self.full_due = true;
                 Err(format!(
                     "reload failed, the previous policy stays in force: {e}"
                 ))
@@ -301,7 +496,7 @@ impl Controller {
 
     /// Entries per map, as last written.
     pub fn map_counts(&self) -> serde_json::Value {
-        let d = self.writer.current();
+        let d = self.writer.held();
         serde_json::json!({
             "deny_v4": d.deny_v4.len(),
             "deny_v6": d.deny_v6.len(),
@@ -347,7 +542,6 @@ impl Controller {
                 .map(ToString::to_string)
                 .collect(),
             mode: self.policy.mode.to_string(),
-            rules: rule_views(&self.rules.borrow()),
             answers: self.answers.clone(),
         };
         if let Err(e) = snapshot.write(&self.state_dir) {

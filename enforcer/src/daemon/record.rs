@@ -22,6 +22,7 @@ use crate::{
     desired::RuleTable,
     flows::{Flow, FlowKey, Pending, Store, StoreError},
     resolve::{Answers, now_ms},
+    sys::clock::KernelClock,
 };
 
 /// Processes remembered for attribution.
@@ -74,7 +75,8 @@ impl LogBudget {
 }
 
 pub struct Recorder {
-    /// New flows, for `enforcer flows --follow`.
+    /// Each flow as written to the store (its row after the write), for
+    /// `enforcer flows --follow`.
     pub follow: tokio::sync::broadcast::Sender<Flow>,
     /// Attempts recorded per rule since start (for metrics).
     pub rule_hits: HashMap<u32, u64>,
@@ -100,6 +102,10 @@ pub struct Recorder {
     /// DNS reports received, and those that could not be parsed.
     pub dns_reports: u64,
     pub dns_reports_unparsed: u64,
+    /// Converts the events' kernel times; read again for each batch.
+    clock: KernelClock,
+    /// This host's name, in every flow.
+    host: String,
 }
 
 impl Recorder {
@@ -129,7 +135,14 @@ impl Recorder {
             answer_names: Remembered::new(answer_names::MAX_REMEMBERED),
             dns_reports: 0,
             dns_reports_unparsed: 0,
+            clock: KernelClock::now(),
+            host: crate::sys::hostname(),
         })
+    }
+
+    /// Reads the clocks for the batch of events about to be handed in.
+    pub fn sync_clock(&mut self) {
+        self.clock = KernelClock::now();
     }
 
     /// An exec record from the kernel.
@@ -189,7 +202,8 @@ impl Recorder {
         let rule = rules
             .get(ev.rule_id)
             .map_or_else(|| format!("#{}", ev.rule_id), ToString::to_string);
-        let now = now_ms();
+        // When the kernel saw it, however late it is read.
+        let at = self.clock.wall_ms(ev.ts_ns);
         let flow = Flow {
             pid: ev.tgid,
             ppid: proc.as_ref().and_then(|p| p.ppid),
@@ -223,9 +237,10 @@ impl Recorder {
             via: ev.via.map_or_else(String::new, |v| v.as_str().to_owned()),
             name,
             chain,
+            host: self.host.clone(),
             count: 1,
-            first_seen_ms: now,
-            last_seen_ms: now,
+            first_seen_ms: at,
+            last_seen_ms: at,
         };
         let key = flow.key();
         *self.rule_hits.entry(flow.rule_id).or_default() += 1;
@@ -235,8 +250,6 @@ impl Recorder {
             }
             self.logged.insert(key);
             self.flows_recorded += 1;
-            // No follower is fine; a slow one lags and is told so.
-            let _ = self.follow.send(flow.clone());
             if self.log_budget.take(Instant::now()) {
                 log_new(&flow);
             } else {
@@ -252,8 +265,14 @@ impl Recorder {
         if self.pending.is_empty() {
             return;
         }
-        if let Err(e) = self.store.flush(&mut self.pending, self.max_flows) {
-            warn!(error = %e, "writing flows failed; they are lost");
+        match self.store.flush(&mut self.pending, self.max_flows) {
+            Ok(written) => {
+                for flow in written {
+                    // No follower is fine; a slow one lags and is told so.
+                    let _ = self.follow.send(flow);
+                }
+            }
+            Err(e) => warn!(error = %e, "writing flows failed; they are lost"),
         }
     }
 
@@ -314,6 +333,7 @@ fn log_new(flow: &Flow) {
         name = (!flow.name.is_empty()).then_some(flow.name.as_str()),
         chain = (!flow.chain.is_empty()).then_some(flow.chain.as_str()),
         rule = %flow.rule,
+        host = %flow.host,
         "new blocked flow"
     );
 }

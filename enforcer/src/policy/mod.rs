@@ -8,6 +8,7 @@ mod checks;
 mod domain;
 mod dropins;
 mod nat64;
+mod origin;
 mod ports;
 mod raw;
 mod shared;
@@ -22,6 +23,7 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::Deserialize;
 
 pub use domain::DomainPattern;
+pub use origin::Origin;
 pub use ports::{PortRule, PortSpec, PortTarget, Proto};
 pub use raw::{Cidr, check_octets};
 pub use shared::{EchMode, QuicMode, SharedNameSettings};
@@ -93,7 +95,7 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry<T> {
     pub value: T,
-    pub origin: String,
+    pub origin: Origin,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,10 +113,16 @@ impl Rules {
     /// Appends what `raw` adds (the first occurrence of an entry keeps its
     /// place and origin). Duplicates are found through a set, not a scan:
     /// a policy may hold a million entries.
-    fn extend(&mut self, source: &Source, section: &str, raw: raw::RawRules) {
+    fn extend(&mut self, source: &Source, deny: bool, raw: raw::RawRules) {
+        let shown: std::sync::Arc<str> = source.to_string().into();
+        let (domain_field, cidr_field) = if deny {
+            ("deny.domains", "deny.cidrs")
+        } else {
+            ("allow.domains", "allow.cidrs")
+        };
         let mut seen_ports: std::collections::HashSet<PortRule> =
             self.ports.iter().map(|e| e.value.clone()).collect();
-        let mut port = |rule: PortRule, origin: String| {
+        let mut port = |rule: PortRule, origin: Origin| {
             if seen_ports.insert(rule.clone()) {
                 self.ports.push(Entry {
                     value: rule,
@@ -133,14 +141,14 @@ impl Rules {
                     }
                     domains.push((i, p))
                 }
-                ports::DomainRule::Port(p) => port(p, format!("{source}: {section}.domains[{i}]")),
+                ports::DomainRule::Port(p) => port(p, Origin::new(shown.clone(), domain_field, i)),
             }
         }
         let mut cidrs = Vec::new();
         for (i, c) in raw.cidrs.into_iter().enumerate() {
             match c {
                 ports::CidrRule::Plain(c) => cidrs.push((i, c)),
-                ports::CidrRule::Port(p) => port(p, format!("{source}: {section}.cidrs[{i}]")),
+                ports::CidrRule::Port(p) => port(p, Origin::new(shown.clone(), cidr_field, i)),
             }
         }
         let mut seen: std::collections::HashSet<DomainPattern> =
@@ -149,7 +157,7 @@ impl Rules {
             if seen.insert(d.clone()) {
                 self.domains.push(Entry {
                     value: d,
-                    origin: format!("{source}: {section}.domains[{i}]"),
+                    origin: Origin::new(shown.clone(), domain_field, i),
                 });
             }
         }
@@ -159,7 +167,7 @@ impl Rules {
             if seen.insert(c.0) {
                 self.cidrs.push(Entry {
                     value: c.0,
-                    origin: format!("{source}: {section}.cidrs[{i}]"),
+                    origin: Origin::new(shown.clone(), cidr_field, i),
                 });
             }
         }
@@ -168,6 +176,11 @@ impl Rules {
     /// Whether a banned name is shared (enforced by name only).
     pub fn is_shared(&self, d: &DomainPattern) -> bool {
         self.shared.contains(d)
+    }
+
+    /// Whether the exact name `name` is a shared banned name.
+    pub fn is_shared_name(&self, name: &str) -> bool {
+        !self.shared.is_empty() && self.shared.contains(&DomainPattern::Exact(name.to_owned()))
     }
 
     pub fn domain_values(&self) -> impl Iterator<Item = &DomainPattern> {
@@ -404,8 +417,8 @@ impl Policy {
                     message: "\"shared\" applies to banned names (deny.domains) only".into(),
                 });
             }
-            policy.deny.extend(&source, "deny", raw.deny);
-            policy.allow.extend(&source, "allow", raw.allow);
+            policy.deny.extend(&source, true, raw.deny);
+            policy.allow.extend(&source, false, raw.allow);
             if let Some(r) = raw.resolver {
                 let s = &mut policy.resolver;
                 if let Some(ups) = r.upstreams {

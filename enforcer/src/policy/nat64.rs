@@ -58,11 +58,12 @@ pub(super) fn merge(
     source: &Source,
     raw: Vec<Nat64Prefix>,
 ) -> Result<(), PolicyError> {
+    let shown: std::sync::Arc<str> = source.to_string().into();
     for (i, p) in raw.into_iter().enumerate() {
         if !into.iter().any(|e| e.value == p.0) {
             into.push(Entry {
                 value: p.0,
-                origin: format!("{source}: nat64_prefixes[{i}]"),
+                origin: super::Origin::new(shown.clone(), "nat64_prefixes", i),
             });
         }
     }
@@ -165,7 +166,7 @@ mod tests {
         let p = Policy::resolve(Some(&main)).unwrap();
         assert_eq!(p.nat64_prefixes.len(), 7);
         assert_eq!(
-            p.nat64_prefixes[0].origin,
+            p.nat64_prefixes[0].origin.to_string(),
             format!("{}: nat64_prefixes[0]", main.display())
         );
         std::fs::write(

@@ -235,6 +235,7 @@ fn drop_ins_merge_in_lexical_order() {
     assert!(
         p.deny.domains[1]
             .origin
+            .to_string()
             .contains("10-early.json: deny.domains[0]")
     );
 }

@@ -17,7 +17,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::dns::Ignored;
-use crate::desired::ResolvedAddrs;
+
+/// The addresses each resolved name currently stands for (including those
+/// kept for their grace period): the resolver's part of the desired state.
+pub type ResolvedAddrs = BTreeMap<String, BTreeSet<IpAddr>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,7 +123,8 @@ impl Answers {
     /// Makes the set of names exactly `names`: new ones start pending;
     /// names no rule needs any more are dropped with their addresses.
     pub fn set_names(&mut self, names: &[String]) {
-        self.names.retain(|n, _| names.contains(n));
+        let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        self.names.retain(|n, _| wanted.contains(n.as_str()));
         for n in names {
             self.names.entry(n.clone()).or_insert_with(NameState::new);
         }
@@ -243,11 +247,15 @@ impl Answers {
 
     /// Removes addresses whose grace is over. Returns whether any went.
     pub fn expire(&mut self, now_ms: u64) -> bool {
-        let mut changed = false;
-        for state in self.names.values_mut() {
-            changed |= Self::expire_name(state, now_ms);
-        }
-        changed
+        !self.expire_names(now_ms).is_empty()
+    }
+
+    /// Removes addresses whose grace is over. Returns the names that lost one.
+    pub fn expire_names(&mut self, now_ms: u64) -> Vec<String> {
+        self.names
+            .iter_mut()
+            .filter_map(|(name, state)| Self::expire_name(state, now_ms).then(|| name.clone()))
+            .collect()
     }
 
     /// When the next grace period ends, if any is running.

@@ -7,7 +7,7 @@ pub mod answers;
 pub mod dns;
 pub mod task;
 
-pub use answers::{Answers, NameStatus};
+pub use answers::{Answers, NameStatus, ResolvedAddrs};
 pub use task::{Outcome, Plan, spawn};
 
 /// Milliseconds since the Unix epoch, the clock of `Answers`.

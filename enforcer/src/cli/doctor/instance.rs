@@ -8,7 +8,7 @@ use enforcer_common::{maps, programs};
 use super::{Check, Status};
 use crate::{
     bpf::{CgroupHook, Pins, lock, object::object},
-    control::client::ClientError,
+    control::protocol::ErrorCode,
 };
 
 /// What is pinned under an instance's directory.
@@ -203,18 +203,19 @@ pub fn service(socket: &Path) -> Vec<Check> {
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
     let unit = UNIT_PATHS.iter().map(Path::new).find(|p| p.exists());
-    let state =
-        match super::super::remote::request(socket, crate::control::protocol::Command::Status) {
-            Ok(v) => Socket::Answers {
-                mode: v["mode"].as_str().unwrap_or("?").to_owned(),
-                version: v["version"].as_str().unwrap_or("?").to_owned(),
-            },
-            Err(e) => match e.downcast_ref::<ClientError>() {
-                Some(ClientError::Denied { .. }) => Socket::Denied,
-                _ if e.to_string().starts_with("permission denied") => Socket::Denied,
-                _ => Socket::Silent(super::super::chain(&e)),
-            },
-        };
+    let state = match super::super::remote::request::<crate::control::status::Status>(
+        socket,
+        crate::control::protocol::Command::Status,
+    ) {
+        Ok(s) => Socket::Answers {
+            mode: s.mode,
+            version: s.version,
+        },
+        Err(e) => match super::super::remote::error_code(&e) {
+            ErrorCode::Denied | ErrorCode::Forbidden => Socket::Denied,
+            _ => Socket::Silent(super::super::chain(&e)),
+        },
+    };
     assess_service(&pid1, unit, socket, &state, env!("CARGO_PKG_VERSION"))
 }
 
