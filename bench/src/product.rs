@@ -234,15 +234,12 @@ impl Instance {
         let bpffs = BpffsGuard::new("pp");
         let pins = Pins::new(bpffs.pins_dir());
         let tmp = TempDir::new("pp");
-        let args = DaemonArgs {
-            policy: tmp.write("policy.json", policy_text),
-            cgroup: cg.path().to_owned(),
-            bpffs: pins.root().to_owned(),
-            state: tmp.path().join("state"),
-            netns: None,
-            xdp_ifaces: Vec::new(),
-            extra: Vec::new(),
-        };
+        let args = DaemonArgs::scoped(
+            tmp.write("policy.json", policy_text),
+            cg.path(),
+            pins.root(),
+            tmp.path().join("state"),
+        );
         let notify_path = tmp.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path)?;
         notify.set_read_timeout(Some(Duration::from_millis(100)))?;

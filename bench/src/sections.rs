@@ -947,15 +947,7 @@ pub fn daemon_footprint(r: &mut Report) -> Result<()> {
             cidrs.join(",")
         ),
     );
-    let args = DaemonArgs {
-        policy,
-        cgroup: cg.path().to_owned(),
-        bpffs: pins.root().to_owned(),
-        state: tmp.path().join("state"),
-        netns: None,
-        xdp_ifaces: Vec::new(),
-        extra: Vec::new(),
-    };
+    let args = DaemonArgs::scoped(policy, cg.path(), pins.root(), tmp.path().join("state"));
     let log = std::fs::File::create(tmp.path().join("daemon.log"))?;
     let t = Instant::now();
     let child = args

@@ -46,6 +46,20 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// A daemon scoped to `cgroup` with its pins under `bpffs` and its
+    /// state (and control socket) in `state`; no namespace, XDP or extras.
+    pub fn scoped(policy: PathBuf, cgroup: &Path, bpffs: &Path, state: PathBuf) -> DaemonArgs {
+        DaemonArgs {
+            policy,
+            cgroup: cgroup.to_owned(),
+            bpffs: bpffs.to_owned(),
+            state,
+            netns: None,
+            xdp_ifaces: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
     /// `enforcer daemon` with these arguments, through `wrapper` (a command
     /// that execs the rest of its arguments, like `setpriv ...`; empty for
     /// none), stdout discarded. The caller sets stderr and spawns it.
@@ -87,7 +101,11 @@ impl DaemonArgs {
 /// Waits up to `within` for READY=1 on `notify` (the daemon's
 /// NOTIFY_SOCKET; its read timeout paces the loop). `Err` says why not:
 /// the daemon exited first, or the time ran out.
-pub fn wait_ready(notify: &UnixDatagram, child: &mut Child, within: Duration) -> Result<(), String> {
+pub fn wait_ready(
+    notify: &UnixDatagram,
+    child: &mut Child,
+    within: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + within;
     let mut buf = [0u8; 1024];
     loop {

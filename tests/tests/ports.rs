@@ -67,12 +67,7 @@ fn run(w: &World, op: &str, addr: &str) -> String {
 /// mismatch.
 fn expect(w: &World, daemon: &Daemon, cases: &[(&str, &str, &str)]) {
     for &(op, addr, want) in cases {
-        assert_eq!(
-            run(w, op, addr),
-            want,
-            "{op} {addr}\n{}",
-            daemon.log_text()
-        );
+        assert_eq!(run(w, op, addr), want, "{op} {addr}\n{}", daemon.log_text());
     }
 }
 
@@ -368,7 +363,12 @@ fn an_address_learned_for_a_port_name_and_an_all_ports_name_keeps_the_broader_ba
     );
     let daemon = Daemon::start(&w.args(&p));
     // The port name first, then the all-ports name.
-    assert_eq!(ask(&w, "dns-tcp:doh.test:A:53"), "ok", "{}", daemon.log_text());
+    assert_eq!(
+        ask(&w, "dns-tcp:doh.test:A:53"),
+        "ok",
+        "{}",
+        daemon.log_text()
+    );
     assert_eq!(ask(&w, "dns-tcp:api.test:A:53"), "EPERM");
     assert_eq!(
         ask(&w, "dns-tcp:doh.test:A:53"),
