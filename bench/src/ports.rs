@@ -4,7 +4,6 @@
 //! 1000 rules with a port), then A again: A→A is the noise, A→B the cost.
 
 use anyhow::{Context as _, Result};
-use aya::programs::{CgroupSkb, Xdp};
 use enforcer::{
     bpf::{CgroupHook, Datapath, Pins, ports, writer::MapWriter},
     desired::compile,
@@ -16,7 +15,7 @@ use enforcer_tests::{BpffsGuard, CgroupGuard, NetnsGuard, frame};
 
 use crate::{
     Report, raw,
-    sections::{REPEAT, ROUNDS, floor_run, median_of_runs, prog_stats, run_connect_child},
+    sections::{REPEAT, ROUNDS, floor_run, prog_stats, run_connect_child, skb_run, xdp_run},
 };
 
 /// 1000 exact bans in 100.64.0.0/16; with `ports`, also `*:853`, 500
@@ -48,24 +47,6 @@ fn apply(pins: &Pins, p: &Policy) -> Result<()> {
     MapWriter::open(pins)?.apply(&desired)?;
     ports::write(pins, &portmaps::build(&rules, &Default::default()))?;
     Ok(())
-}
-
-fn xdp(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
-    let p: &mut Xdp = dp
-        .ebpf_mut()
-        .program_mut(programs::XDP)
-        .context("xdp program")?
-        .try_into()?;
-    median_of_runs(p, frame)
-}
-
-fn skb(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
-    let p: &mut CgroupSkb = dp
-        .ebpf_mut()
-        .program_mut(programs::SKB_EGRESS)
-        .context("skb program")?
-        .try_into()?;
-    median_of_runs(p, frame)
 }
 
 /// ns per `connect4` run over real connects to an allowed loopback
@@ -120,7 +101,7 @@ pub fn port_rules(r: &mut Report) -> Result<()> {
         apply(&pins, p)?;
         let mut per_case = Vec::new();
         for (_, f) in &cases {
-            per_case.push((xdp(&mut dp, f)?, skb(&mut dp, f)?));
+            per_case.push((xdp_run(&mut dp, f)?, skb_run(&mut dp, f)?));
         }
         rows.push(per_case);
         connect.push(connect4_ns(&mut dp, &cg)?);

@@ -14,7 +14,11 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use enforcer::bpf::Pins;
 use enforcer_common::{maps as names, v4_key};
-use enforcer_tests::{BpffsGuard, CgroupGuard, NetnsGuard, TempDir, dns::DnsServer};
+use enforcer_tests::{
+    BpffsGuard, CgroupGuard, NetnsGuard, TempDir,
+    daemon::{DaemonArgs, wait_ready},
+    dns::DnsServer,
+};
 
 use crate::{
     Report, median, secs,
@@ -230,68 +234,39 @@ impl Instance {
         let bpffs = BpffsGuard::new("pp");
         let pins = Pins::new(bpffs.pins_dir());
         let tmp = TempDir::new("pp");
-        let policy = tmp.write("policy.json", policy_text);
-        let socket = tmp.path().join("control.sock");
+        let args = DaemonArgs::scoped(
+            tmp.write("policy.json", policy_text),
+            cg.path(),
+            pins.root(),
+            tmp.path().join("state"),
+        );
         let notify_path = tmp.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path)?;
         notify.set_read_timeout(Some(Duration::from_millis(100)))?;
         let log = std::fs::File::create(tmp.path().join("daemon.log"))?;
         let t = Instant::now();
-        let child = Command::new(bin()?)
-            .arg("daemon")
-            .arg("--policy")
-            .arg(&policy)
-            .arg("--cgroup")
-            .arg(cg.path())
-            .arg("--bpffs")
-            .arg(pins.root())
-            .arg("--state-dir")
-            .arg(tmp.path().join("state"))
-            .arg("--socket")
-            .arg(&socket)
+        let mut child = args
+            .command_of(&bin()?, &[])
             .env("NOTIFY_SOCKET", &notify_path)
             // The controller's debug lines time each patch of changed names.
             .env("RUST_LOG", "info,enforcer::daemon::controller=debug")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        let mut inst = Instance {
+        let ready = wait_ready(&notify, &mut child, deadline);
+        let el = t.elapsed();
+        let inst = Instance {
             child: Some(child),
-            _notify: notify.try_clone()?,
-            socket,
-            policy,
+            _notify: notify,
+            socket: args.state.join("control.sock"),
+            policy: args.policy,
             pins,
             tmp,
             _bpffs: bpffs,
             _cg: cg,
         };
-        let mut buf = [0u8; 1024];
-        loop {
-            if let Ok(n) = notify.recv(&mut buf)
-                && String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1")
-            {
-                break;
-            }
-            let el = t.elapsed();
-            if let Some(status) = inst
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                bail!("daemon exited ({status}) before READY: {}", inst.log_tail());
-            }
-            if el > deadline {
-                bail!(
-                    "daemon not READY within {} s: {}",
-                    deadline.as_secs(),
-                    inst.log_tail()
-                );
-            }
+        if let Err(why) = ready {
+            bail!("{why}: {}", inst.log_tail());
         }
-        let el = t.elapsed();
         Ok((inst, el))
     }
 

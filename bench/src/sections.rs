@@ -16,7 +16,7 @@ use enforcer::{
     desired::{Desired, Prefix},
 };
 use enforcer_common::{HOOK_XDP, VERDICT_DENIED, maps as names, programs, v4_key, v6_key};
-use enforcer_tests::{BpffsGuard, CgroupGuard, NetnsGuard, TempDir};
+use enforcer_tests::{BpffsGuard, CgroupGuard, NetnsGuard, TempDir, daemon::DaemonArgs};
 
 use crate::{Report, median, raw, secs};
 
@@ -138,7 +138,7 @@ fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
     ip
 }
 
-fn xdp_run(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
+pub(crate) fn xdp_run(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
     let p: &mut Xdp = dp
         .ebpf_mut()
         .program_mut(programs::XDP)
@@ -147,7 +147,7 @@ fn xdp_run(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
     median_of_runs(p, frame)
 }
 
-fn skb_run(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
+pub(crate) fn skb_run(dp: &mut Datapath, frame: &[u8]) -> Result<f64> {
     let p: &mut CgroupSkb = dp
         .ebpf_mut()
         .program_mut(programs::SKB_EGRESS)
@@ -957,21 +957,11 @@ pub fn daemon_footprint(r: &mut Report) -> Result<()> {
             cidrs.join(",")
         ),
     );
+    let args = DaemonArgs::scoped(policy, cg.path(), pins.root(), tmp.path().join("state"));
     let log = std::fs::File::create(tmp.path().join("daemon.log"))?;
     let t = Instant::now();
-    let child = Command::new(&bin)
-        .arg("daemon")
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--cgroup")
-        .arg(cg.path())
-        .arg("--bpffs")
-        .arg(pins.root())
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .arg("--socket")
-        .arg(tmp.path().join("control.sock"))
-        .stdout(Stdio::null())
+    let child = args
+        .command_of(&bin, &[])
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;

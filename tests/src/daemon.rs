@@ -46,17 +46,36 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// A daemon scoped to `cgroup` with its pins under `bpffs` and its
+    /// state (and control socket) in `state`; no namespace, XDP or extras.
+    pub fn scoped(policy: PathBuf, cgroup: &Path, bpffs: &Path, state: PathBuf) -> DaemonArgs {
+        DaemonArgs {
+            policy,
+            cgroup: cgroup.to_owned(),
+            bpffs: bpffs.to_owned(),
+            state,
+            netns: None,
+            xdp_ifaces: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
     /// `enforcer daemon` with these arguments, through `wrapper` (a command
     /// that execs the rest of its arguments, like `setpriv ...`; empty for
     /// none), stdout discarded. The caller sets stderr and spawns it.
     pub fn command(&self, wrapper: &[&str]) -> Command {
+        self.command_of(&enforcer_bin(), wrapper)
+    }
+
+    /// `command` with another binary (the bench runs the release build).
+    pub fn command_of(&self, bin: &Path, wrapper: &[&str]) -> Command {
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut cmd = Command::new(program);
-                cmd.args(rest).arg(enforcer_bin());
+                cmd.args(rest).arg(bin);
                 cmd
             }
-            None => Command::new(enforcer_bin()),
+            None => Command::new(bin),
         };
         cmd.arg("daemon");
         for iface in &self.xdp_ifaces {
@@ -76,6 +95,33 @@ impl DaemonArgs {
             .env("NO_COLOR", "1")
             .stdout(Stdio::null());
         cmd
+    }
+}
+
+/// Waits up to `within` for READY=1 on `notify` (the daemon's
+/// NOTIFY_SOCKET; its read timeout paces the loop). `Err` says why not:
+/// the daemon exited first, or the time ran out.
+pub fn wait_ready(
+    notify: &UnixDatagram,
+    child: &mut Child,
+    within: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 1024];
+    loop {
+        if let Ok(n) = notify.recv(&mut buf)
+            && String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("daemon exited ({status}) before READY"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("daemon not READY within {} s", within.as_secs()));
+        }
     }
 }
 
@@ -125,27 +171,8 @@ impl Daemon {
             .spawn()
             .expect("spawn enforcer daemon");
         let mut daemon = Daemon { child, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut buf = [0u8; 512];
-        loop {
-            if let Ok(n) = notify.recv(&mut buf)
-                && String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1")
-            {
-                break;
-            }
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!(
-                    "daemon exited ({status}) before READY: {}",
-                    daemon.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon not ready in 30 s: {}",
-                daemon.log_text()
-            );
+        if let Err(why) = wait_ready(&notify, &mut daemon.child, Duration::from_secs(30)) {
+            panic!("{why}: {}", daemon.log_text());
         }
         let _ = std::fs::remove_file(&notify_path);
         daemon
@@ -220,4 +247,15 @@ pub fn enforcer(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `enforcer flows --json` with `args` (where to read: `--socket` or
+/// `--state-dir`, then filters): one JSON value a flow. Panics with stderr
+/// unless it exits 0.
+pub fn flows_json(args: &[&str]) -> Vec<serde_json::Value> {
+    let (code, out, err) = enforcer(&[&["flows", "--json"], args].concat());
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }

@@ -89,6 +89,29 @@ impl Resolving {
         enforcer(&args)
     }
 
+    /// Each case is (target, blocked?, an address a real TCP connect
+    /// tries): `check` exits 1 when blocked and 0 when not, live and
+    /// offline, and the connect is refused exactly when the target is
+    /// blocked, so `check` and the kernel agree.
+    pub fn expect_checks(&self, cases: &[(&str, bool, Option<&str>)]) {
+        for &(target, blocked, addr) in cases {
+            for (how, (code, out, err)) in [
+                ("live", self.check(target)),
+                ("offline", self.check_offline(target)),
+            ] {
+                assert_eq!(
+                    code,
+                    if blocked { 1 } else { 0 },
+                    "{how} check {target}: {out}{err}"
+                );
+            }
+            if let Some(a) = addr {
+                let r = self.probe(a);
+                assert_eq!(r == "EPERM", blocked, "{target}: connect gave {r}");
+            }
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::read(self.tmp.path()).expect("the daemon wrote its resolved state")
     }

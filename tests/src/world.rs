@@ -31,15 +31,12 @@ impl World {
 
     /// Daemon arguments for this world with `policy`.
     pub fn args(&self, policy: &Path) -> DaemonArgs {
-        DaemonArgs {
-            policy: policy.to_owned(),
-            cgroup: self.cg.path().to_owned(),
-            bpffs: self.bpffs.pins_dir(),
-            state: self.tmp.path().to_owned(),
-            netns: None,
-            xdp_ifaces: Vec::new(),
-            extra: Vec::new(),
-        }
+        DaemonArgs::scoped(
+            policy.to_owned(),
+            self.cg.path(),
+            &self.bpffs.pins_dir(),
+            self.tmp.path().to_owned(),
+        )
     }
 
     /// A TCP attempt from a process in the cgroup and namespace.

@@ -7,7 +7,7 @@ use std::{
 
 use enforcer_tests::{
     Probe, World,
-    daemon::{Daemon, DaemonArgs, enforcer},
+    daemon::{Daemon, DaemonArgs, enforcer, flows_json},
     dns::DnsServer,
     probe::probe_bin,
 };
@@ -40,13 +40,7 @@ impl Attribution {
 
     fn flows(&self, extra: &[&str]) -> Vec<Value> {
         let state = self.tmp.path().to_str().unwrap();
-        let mut args = vec!["flows", "--json", "--state-dir", state];
-        args.extend_from_slice(extra);
-        let (code, out, err) = enforcer(&args);
-        assert_eq!(code, 0, "{err}");
-        out.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        flows_json(&[&["--state-dir", state], extra].concat())
     }
 
     /// Waits (bounded) for the flow of `pid` to be stored.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use enforcer_tests::{
     Probe, World,
-    daemon::{Daemon, enforcer},
+    daemon::{Daemon, enforcer, flows_json},
     dns::DnsServer,
 };
 
@@ -362,13 +362,7 @@ fn a_first_label_wildcard_bans_the_names_whose_first_label_ends_with_it() {
 /// `enforcer flows --json` through the daemon, with `extra` filters.
 fn flows(w: &World, extra: &[&str]) -> Vec<serde_json::Value> {
     let socket = w.socket();
-    let mut args = vec!["flows", "--json", "--socket", socket.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let (code, out, err) = enforcer(&args);
-    assert_eq!(code, 0, "{err}");
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    flows_json(&[&["--socket", socket.to_str().unwrap()], extra].concat())
 }
 
 #[test]

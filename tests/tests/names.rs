@@ -213,22 +213,7 @@ fn check_reports_what_the_kernel_does() {
         ("64:ff9b::a4d:5", true, None),
         ("10.77.0.1", false, Some("10.77.0.1:0")),
     ];
-    for (target, blocked, addr) in cases {
-        for (how, (code, out, err)) in [
-            ("live", w.check(target)),
-            ("offline", w.check_offline(target)),
-        ] {
-            assert_eq!(
-                code,
-                if blocked { 1 } else { 0 },
-                "{how} check {target}: {out}{err}"
-            );
-        }
-        if let Some(a) = addr {
-            let r = w.probe(a);
-            assert_eq!(r == "EPERM", blocked, "{target}: connect gave {r}");
-        }
-    }
+    w.expect_checks(&cases);
     let (_, out, _) = w.check("banned.test");
     assert!(
         out.contains("10.77.0.2: denied") && out.contains("banned.test"),

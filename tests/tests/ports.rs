@@ -15,7 +15,7 @@ use enforcer_tests::{
     daemon::Daemon,
     dns::DnsServer,
     frame,
-    resolving::{wait_for, world},
+    resolving::{Resolving, wait_for, world},
 };
 
 const DOC: &[&str] = &[
@@ -28,7 +28,7 @@ const DOC: &[&str] = &[
 
 /// TCP listeners and UDP sockets inside the world's namespace on `addrs`
 /// (kept open for the test).
-fn listen(ns: &NetnsGuard, addrs: &[&str]) -> (Vec<TcpListener>, Vec<UdpSocket>) {
+fn listen(ns: &NetnsGuard, addrs: &[&str]) -> Listeners {
     ns.enter(|| {
         let tcp = addrs
             .iter()
@@ -42,12 +42,47 @@ fn listen(ns: &NetnsGuard, addrs: &[&str]) -> (Vec<TcpListener>, Vec<UdpSocket>)
     })
 }
 
+/// The resolving world with `lo` on its loopback and listeners on `open`
+/// (kept open for the test).
+fn resolving(tag: &str, lo: &[&str], open: &[&str]) -> (Resolving, Listeners) {
+    let w = world(tag);
+    for a in lo {
+        w.base.ns.add_lo_addr(a);
+    }
+    let open = listen(&w.base.ns, open);
+    (w, open)
+}
+
+type Listeners = (Vec<TcpListener>, Vec<UdpSocket>);
+
 fn run(w: &World, op: &str, addr: &str) -> String {
     Probe::new()
         .cgroup(w.cg.path())
         .netns(w.ns.name())
         .run(op, addr)
         .result
+}
+
+/// Each (op, addr, want): the probe's result, with the daemon's log on a
+/// mismatch.
+fn expect(w: &World, daemon: &Daemon, cases: &[(&str, &str, &str)]) {
+    for &(op, addr, want) in cases {
+        assert_eq!(run(w, op, addr), want, "{op} {addr}\n{}", daemon.log_text());
+    }
+}
+
+/// The applications' DNS server inside `ns` (10.77.0.53:53), answering
+/// `names` with a TTL of 60 s.
+fn app_dns(ns: &NetnsGuard, names: &[(&str, &[&str])]) -> DnsServer {
+    let dns = ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
+    dns.set_all(names, 60);
+    dns
+}
+
+/// `op` (`dns-tcp:NAME:TYPE:PORT`: ask, then connect to the answer on
+/// PORT) against [`app_dns`], from the world's cgroup and namespace.
+fn ask(w: &World, op: &str) -> String {
+    run(w, op, "10.77.0.53:53")
 }
 
 fn policy(w: &World, rules: &str) -> std::path::PathBuf {
@@ -102,69 +137,49 @@ fn any_destination_on_853_is_denied_over_tcp_and_udp_and_other_ports_pass() {
         ("tcp", "192.0.2.10:8853", "EPERM"),
         ("udp-sendto", "192.0.2.10:8853", "ok"),
     ];
-    for (op, addr, want) in cases {
-        assert_eq!(
-            run(&w, op, addr),
-            want,
-            "{op} {addr}\n{}",
-            daemon.log_text()
-        );
-    }
+    expect(&w, &daemon, &cases);
     daemon.stop();
 }
 
 #[test]
 fn a_doh_name_is_denied_on_443_from_the_applications_own_answer_and_its_address_on_53_is_not() {
     let w = World::new("pd", DOC);
-    let dns =
-        w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
-    dns.set_all(
+    let _dns = app_dns(
+        &w.ns,
         &[
             ("doh.test", &["192.0.2.20"]),
             ("x.y.dot.test", &["192.0.2.11"]),
         ],
-        60,
     );
     let p = policy(
         &w,
         r#""deny": {"domains": ["doh.test:443/tcp", "*.dot.test:853"]},"#,
     );
     let daemon = Daemon::start(&w.args(&p));
-    let cg = w.cg.path().to_owned();
-    let ask = |op: &str| {
-        Probe::new()
-            .cgroup(&cg)
-            .netns(w.ns.name())
-            .run(op, "10.77.0.53:53")
-            .result
-    };
     // Learned from the answer the application itself got: banned on 443 at
     // the instant it connects, and only there.
     assert_eq!(
-        ask("dns-tcp:doh.test:A:443"),
+        ask(&w, "dns-tcp:doh.test:A:443"),
         "EPERM",
         "{}",
         daemon.log_text()
     );
-    assert_eq!(ask("dns-tcp:doh.test:A:53"), "ok");
-    assert_eq!(ask("dns-tcp:doh.test:A:8443"), "ok");
+    assert_eq!(ask(&w, "dns-tcp:doh.test:A:53"), "ok");
+    assert_eq!(ask(&w, "dns-tcp:doh.test:A:8443"), "ok");
     // UDP to 443 is not banned by a /tcp rule.
     assert_eq!(run(&w, "udp-sendto", "192.0.2.20:443"), "ok");
     // A wildcard with a port: a subdomain at any depth, on that port only.
-    assert_eq!(ask("dns-tcp:x.y.dot.test:A:853"), "EPERM");
-    assert_eq!(ask("dns-tcp:x.y.dot.test:A:53"), "ok");
+    assert_eq!(ask(&w, "dns-tcp:x.y.dot.test:A:853"), "EPERM");
+    assert_eq!(ask(&w, "dns-tcp:x.y.dot.test:A:53"), "ok");
     assert_eq!(run(&w, "udp-sendto", "192.0.2.11:853"), "EPERM");
     daemon.stop();
 }
 
 #[test]
 fn a_doh_name_resolved_by_the_daemon_is_denied_on_443_before_any_application_asks() {
-    let w = world("pr");
-    for a in ["192.0.2.21/32", "2001:db8::21/128"] {
-        w.base.ns.add_lo_addr(a);
-    }
-    let _open = listen(
-        &w.base.ns,
+    let (w, _open) = resolving(
+        "pr",
+        &["192.0.2.21/32", "2001:db8::21/128"],
         &[
             "192.0.2.21:443",
             "192.0.2.21:53",
@@ -188,20 +203,15 @@ fn a_doh_name_resolved_by_the_daemon_is_denied_on_443_before_any_application_ask
         ("udp-sendto", "192.0.2.21:53", "ok"),
         ("tcp", "[2001:db8::21]:53", "ok"),
     ];
-    for (op, addr, want) in cases {
-        assert_eq!(run(&w.base, op, addr), want, "{op} {addr}");
-    }
+    expect(&w, &daemon, &cases);
     daemon.stop();
 }
 
 #[test]
 fn check_with_a_port_matches_real_connects() {
-    let w = world("pc");
-    for a in ["192.0.2.10/32", "192.0.2.11/32", "2001:db8::10/128"] {
-        w.base.ns.add_lo_addr(a);
-    }
-    let _open = listen(
-        &w.base.ns,
+    let (w, _open) = resolving(
+        "pc",
+        &["192.0.2.10/32", "192.0.2.11/32", "2001:db8::10/128"],
         &[
             "192.0.2.10:853",
             "192.0.2.10:53",
@@ -231,22 +241,7 @@ fn check_with_a_port_matches_real_connects() {
     wait_for(10, "the daemon's first reconcile", || {
         w.check("192.0.2.10:853/tcp").0 == 1
     });
-    for (target, blocked, addr) in cases {
-        for (how, (code, out, err)) in [
-            ("live", w.check(target)),
-            ("offline", w.check_offline(target)),
-        ] {
-            assert_eq!(
-                code,
-                if blocked { 1 } else { 0 },
-                "{how} check {target}: {out}{err}"
-            );
-        }
-        if let Some(a) = addr {
-            let r = w.probe(a);
-            assert_eq!(r == "EPERM", blocked, "{target}: connect gave {r}");
-        }
-    }
+    w.expect_checks(&cases);
     let (_, out, _) = w.check("192.0.2.11:853/tcp");
     assert!(
         out.contains("192.0.2.11 port 853/tcp: passes (excepted by #3 allow 192.0.2.11:853"),
@@ -353,46 +348,41 @@ fn xdp_judges_the_remote_source_port_and_the_destination_port() {
 #[test]
 fn an_address_learned_for_a_port_name_and_an_all_ports_name_keeps_the_broader_ban() {
     let w = World::new("pm", DOC);
-    let dns =
-        w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
-    dns.set_all(
+    let _dns = app_dns(
+        &w.ns,
         &[
             ("doh.test", &["192.0.2.20"]),
             ("api.test", &["192.0.2.20"]),
             ("doh2.test", &["192.0.2.10"]),
             ("api2.test", &["192.0.2.10"]),
         ],
-        60,
     );
     let p = policy(
         &w,
         r#""deny": {"domains": ["doh.test:443/tcp", "doh2.test:443/tcp", "api.test", "api2.test"]},"#,
     );
     let daemon = Daemon::start(&w.args(&p));
-    let cg = w.cg.path().to_owned();
-    let ask = |op: &str| {
-        Probe::new()
-            .cgroup(&cg)
-            .netns(w.ns.name())
-            .run(op, "10.77.0.53:53")
-            .result
-    };
     // The port name first, then the all-ports name.
-    assert_eq!(ask("dns-tcp:doh.test:A:53"), "ok", "{}", daemon.log_text());
-    assert_eq!(ask("dns-tcp:api.test:A:53"), "EPERM");
     assert_eq!(
-        ask("dns-tcp:doh.test:A:53"),
+        ask(&w, "dns-tcp:doh.test:A:53"),
+        "ok",
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(ask(&w, "dns-tcp:api.test:A:53"), "EPERM");
+    assert_eq!(
+        ask(&w, "dns-tcp:doh.test:A:53"),
         "EPERM",
         "the broader ban stays"
     );
     // The all-ports name first, then the port name.
-    assert_eq!(ask("dns-tcp:api2.test:A:53"), "EPERM");
+    assert_eq!(ask(&w, "dns-tcp:api2.test:A:53"), "EPERM");
     assert_eq!(
-        ask("dns-tcp:doh2.test:A:53"),
+        ask(&w, "dns-tcp:doh2.test:A:53"),
         "EPERM",
         "the broader ban stays"
     );
-    assert_eq!(ask("dns-tcp:doh2.test:A:443"), "EPERM");
+    assert_eq!(ask(&w, "dns-tcp:doh2.test:A:443"), "EPERM");
     daemon.stop();
 }
 
@@ -427,9 +417,7 @@ fn the_embedded_default_closes_encrypted_dns_and_keeps_public_resolvers_on_53() 
             "192.0.2.10:853",
         ],
     );
-    let dns =
-        w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
-    dns.set_all(&[("dns.google", &["192.0.2.20"])], 60);
+    let _dns = app_dns(&w.ns, &[("dns.google", &["192.0.2.20"])]);
     let (code, default, err) = enforcer_tests::daemon::enforcer(&["policy", "default"]);
     assert_eq!(code, 0, "{err}");
     // The daemon's resolver: a loopback server that knows none of the
@@ -460,29 +448,15 @@ fn the_embedded_default_closes_encrypted_dns_and_keeps_public_resolvers_on_53() 
         ("udp-sendto", "8.8.8.8:53", "ok"),
         ("udp-sendto", "[2606:4700:4700::1111]:53", "ok"),
     ];
-    for (op, addr, want) in cases {
-        assert_eq!(
-            run(&w, op, addr),
-            want,
-            "{op} {addr}\n{}",
-            daemon.log_text()
-        );
-    }
+    expect(&w, &daemon, &cases);
     // DoH by name: the application's own answer for dns.google.
-    let ask = |op: &str| {
-        Probe::new()
-            .cgroup(w.cg.path())
-            .netns(w.ns.name())
-            .run(op, "10.77.0.53:53")
-            .result
-    };
     assert_eq!(
-        ask("dns-tcp:dns.google:A:443"),
+        ask(&w, "dns-tcp:dns.google:A:443"),
         "EPERM",
         "{}",
         daemon.log_text()
     );
-    assert_eq!(ask("dns-tcp:dns.google:A:53"), "ok");
+    assert_eq!(ask(&w, "dns-tcp:dns.google:A:53"), "ok");
     daemon.stop();
 
     // An internal DoT resolver, opened by an allow entry with its port.
@@ -504,17 +478,13 @@ fn the_embedded_default_closes_encrypted_dns_and_keeps_public_resolvers_on_53() 
 /// offline.
 #[test]
 fn check_with_a_port_sees_what_was_learned_for_a_wildcard_with_that_port() {
-    let w = world("pw");
-    for a in ["192.0.2.11/32", "10.77.0.53/32"] {
-        w.base.ns.add_lo_addr(a);
-    }
-    let _open = listen(&w.base.ns, &["192.0.2.11:53"]);
+    let (w, _open) = resolving(
+        "pw",
+        &["192.0.2.11/32", "10.77.0.53/32"],
+        &["192.0.2.11:53"],
+    );
     // The application's server is the host's (answers bind everyone).
-    let dns = w
-        .base
-        .ns
-        .enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
-    dns.set_all(&[("x.y.dot.test", &["192.0.2.11"])], 60);
+    let _dns = app_dns(&w.base.ns, &[("x.y.dot.test", &["192.0.2.11"])]);
     let p = w.tmp.write(
         "policy.json",
         r#"{"version": 1, "deny": {"domains": ["*.dot.test:853"]},
@@ -522,19 +492,11 @@ fn check_with_a_port_sees_what_was_learned_for_a_wildcard_with_that_port() {
     );
     let daemon = Daemon::start(&w.args(p));
     assert_eq!(w.check("192.0.2.11:853").0, 0, "nothing learned yet");
-    let asked = Probe::new()
-        .cgroup(w.cg.path())
-        .netns(w.ns.name())
-        .run("dns-tcp:x.y.dot.test:A:853", "10.77.0.53:53")
-        .result;
+    let asked = ask(&w, "dns-tcp:x.y.dot.test:A:853");
     assert_eq!(asked, "EPERM", "{}", daemon.log_text());
-    for (how, (code, out, err)) in [
-        ("live", w.check("192.0.2.11:853")),
-        ("offline", w.check_offline("192.0.2.11:853")),
-    ] {
-        assert_eq!(code, 1, "{how}: {out}{err}");
-    }
-    assert_eq!(w.check("192.0.2.11:53").0, 0);
-    assert_eq!(run(&w.base, "tcp", "192.0.2.11:53"), "ok");
+    w.expect_checks(&[
+        ("192.0.2.11:853", true, None),
+        ("192.0.2.11:53", false, Some("192.0.2.11:53")),
+    ]);
     daemon.stop();
 }

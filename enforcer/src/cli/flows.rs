@@ -221,33 +221,21 @@ pub struct FlowsArgs {
 
 /// `enforcer flows`: through the daemon when it runs, else from the store.
 pub fn command(args: FlowsArgs) -> anyhow::Result<ExitCode> {
-    let FlowsArgs {
-        since,
-        pid,
-        exe,
-        user,
-        domain,
-        name,
-        limit,
-        json,
-        follow: following,
-        socket,
-        state_dir,
-    } = args;
-    let since_ms = match since {
-        Some(s) => Some(crate::resolve::now_ms().saturating_sub(parse_duration(&s)?)),
+    let since_ms = match &args.since {
+        Some(s) => Some(crate::resolve::now_ms().saturating_sub(parse_duration(s)?)),
         None => None,
     };
+    let (socket, json) = (args.socket, args.json);
     let q = crate::flows::Query {
         since_ms,
-        pid,
-        exe,
-        user,
-        domain,
-        name,
-        limit,
+        pid: args.pid,
+        exe: args.exe,
+        user: args.user,
+        domain: args.domain,
+        name: args.name,
+        limit: args.limit,
     };
-    if following {
+    if args.follow {
         return follow(&socket, q, json);
     }
     if super::remote::reachable(&socket) {
@@ -256,7 +244,7 @@ pub fn command(args: FlowsArgs) -> anyhow::Result<ExitCode> {
             super::remote::request(&socket, crate::control::protocol::Command::Flows(q))?;
         return print(&flows, json, windowed);
     }
-    run(&state_dir, q, json)
+    run(&args.state_dir, q, json)
 }
 
 #[cfg(test)]
