@@ -102,7 +102,7 @@ pub fn markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Policy;
+    use crate::policy::{DEFAULT_POLICY, Policy, Source, parse_layer};
 
     #[test]
     fn every_default_entry_is_catalogued_and_nothing_else() {
@@ -182,6 +182,141 @@ mod tests {
             .count();
         assert!(encrypted >= 50, "{encrypted}");
         assert!(catalog().iter().all(|c| !c.source.is_empty()));
+    }
+
+    /// The rule that decides for `name` in `p`, as the README states it
+    /// (and `check` and the DNS program apply it): the most specific
+    /// matching pattern wins, an exception on a tie. `None`: no rule.
+    fn decides(p: &Policy, name: &str) -> Option<(bool, String)> {
+        let bans = p.deny.domain_values().map(|d| (d, false));
+        let allows = p.allow.domain_values().map(|d| (d, true));
+        bans.chain(allows)
+            .filter(|(d, _)| d.matches(name))
+            .max_by_key(|(d, allow)| (d.specificity(), *allow))
+            .map(|(d, allow)| (allow, d.to_string()))
+    }
+
+    #[test]
+    fn the_default_bans_what_the_agents_in_the_research_contact() {
+        let p = Policy::embedded();
+        for name in [
+            // Claude Code (code.claude.com network-config).
+            "api.anthropic.com",
+            "platform.claude.com",
+            "mcp-proxy.anthropic.com",
+            "downloads.claude.ai",
+            "claude.ai",
+            "claude.com",
+            // Codex CLI, Gemini CLI, Antigravity.
+            "auth.openai.com",
+            "chatgpt.com",
+            "cloudcode-pa.googleapis.com",
+            "daily-cloudcode-pa.googleapis.com",
+            "us-central1-aiplatform.googleapis.com",
+            // Copilot's plans, Cursor.
+            "api.githubcopilot.com",
+            "api.individual.githubcopilot.com",
+            "api.business.githubcopilot.com",
+            "api2.cursor.sh",
+            "marketplace.cursorapi.com",
+            // Amazon Q Developer / Kiro.
+            "codewhisperer.us-east-1.amazonaws.com",
+            "q.us-east-1.amazonaws.com",
+            "q-developer-integration.us-east-1.api.aws",
+            "kiro.dev",
+            // JetBrains AI, Sourcegraph Cody / Amp.
+            "grazie.ai",
+            "api.jetbrains.ai",
+            "grazie.aws.intellij.net",
+            "cody.dev",
+            "ampcode.com",
+            // Qwen (DashScope), Moonshot / Kimi, Zhipu.
+            "dashscope.aliyuncs.com",
+            "dashscope-intl.aliyuncs.com",
+            "chat.qwen.ai",
+            "api.moonshot.ai",
+            "api.moonshot.cn",
+            "api.kimi.com",
+            "kimi.com",
+            "open.bigmodel.cn",
+            "api.z.ai",
+            "chatglm.cn",
+        ] {
+            let rule = decides(&p, name);
+            assert!(
+                matches!(rule, Some((false, _))),
+                "{name} is not banned by the default: {rule:?}"
+            );
+        }
+        // Names the default must not ban by name: shared hosts of other
+        // services (Sourcegraph's code search, AWS sign-in, GitHub).
+        for name in [
+            "sourcegraph.com",
+            "github.com",
+            "api.github.com",
+            "oidc.us-east-1.amazonaws.com",
+            "storage.googleapis.com",
+        ] {
+            assert_eq!(decides(&p, name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_anthropic_is_dedicated_among_the_ai_entries() {
+        // The research: no other vendor publishes the addresses its API is
+        // served from; banning a CDN's addresses bans unrelated sites.
+        for c in catalog().iter().filter(|c| c.category == Category::Ai) {
+            assert!(
+                c.kind == Kind::Shared || c.provider == "Anthropic",
+                "{}: {} is dedicated",
+                c.entry,
+                c.provider
+            );
+        }
+        assert!(
+            catalog()
+                .iter()
+                .any(|c| c.source.contains("unverified") && c.provider == "JetBrains AI")
+        );
+    }
+
+    #[test]
+    fn the_readme_copilot_drop_in_opens_company_plans_only() {
+        let readme = include_str!("../../../README.md");
+        let drop_in = r#"{"version": 1, "allow": {"domains": ["*.business.githubcopilot.com", "*.enterprise.githubcopilot.com"]}}"#;
+        assert!(readme.contains(drop_in), "the README example changed");
+        let merge = |extra: &str| {
+            let layers = vec![
+                parse_layer(DEFAULT_POLICY, Source::Embedded).unwrap(),
+                parse_layer(extra, Source::File("copilot.json".into())).unwrap(),
+            ];
+            Policy::merge(layers).unwrap()
+        };
+        let p = merge(drop_in);
+        for (name, allowed) in [
+            ("api.business.githubcopilot.com", true),
+            ("proxy.enterprise.githubcopilot.com", true),
+            ("api.individual.githubcopilot.com", false),
+            ("proxy.individual.githubcopilot.com", false),
+            ("api.githubcopilot.com", false),
+        ] {
+            let rule = decides(&p, name);
+            assert_eq!(
+                rule.as_ref().map(|r| r.0),
+                Some(allowed),
+                "{name}: {rule:?}"
+            );
+        }
+        // A wider exception still leaves personal plans banned.
+        let p = merge(r#"{"version": 1, "allow": {"domains": ["*.githubcopilot.com"]}}"#);
+        assert_eq!(
+            decides(&p, "api.githubcopilot.com").map(|r| r.0),
+            Some(true)
+        );
+        assert_eq!(
+            decides(&p, "api.individual.githubcopilot.com"),
+            Some((false, "*.individual.githubcopilot.com".to_owned()))
+        );
     }
 
     #[test]
