@@ -10,6 +10,8 @@
 //! - [`resolve`]: names → addresses: what is known of each name (pure)
 //!   and the task that asks DNS.
 //! - [`check`]: what the kernel does with a name or address (`check`).
+//! - [`collateral`]: banned addresses that also serve other names or
+//!   shared front ends (`policy show --resolved`; pure).
 //! - [`attrib`]: who is behind a verdict: the pid → exec record cache.
 //! - [`flows`]: verdicts aggregated into flows in SQLite.
 //! - [`snapshot`]: the controller's view on disk, for offline `check`.
@@ -32,6 +34,7 @@ pub mod attrib;
 pub mod bpf;
 pub mod check;
 pub mod cli;
+pub mod collateral;
 pub mod control;
 pub mod daemon;
 pub mod desired;

@@ -78,6 +78,7 @@ pub fn show(
         warnings.push(m.clone());
     }
     let (_, rules) = compile(policy, &answers.addrs());
+    let collateral = resolved.then(|| crate::collateral::report(policy, &answers.addrs(), &rules));
     if as_json {
         let mut out = json!({
             "sources": policy.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -98,6 +99,10 @@ pub fn show(
             })).collect::<Vec<_>>(),
             "warnings": warnings,
         });
+        if let Some(c) = &collateral {
+            out["collateral"] = serde_json::to_value(&c.collateral)?;
+            out["collateral_summary"] = c.summary().into();
+        }
         if resolved {
             out["names"] = answers
                 .names
@@ -168,6 +173,11 @@ pub fn show(
             if let Some(e) = &s.last_error {
                 println!("    last error: {e}");
             }
+        }
+    }
+    if let Some(c) = &collateral {
+        for line in c.lines() {
+            println!("{line}");
         }
     }
     for w in &warnings {
