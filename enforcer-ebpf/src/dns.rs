@@ -879,18 +879,8 @@ fn learn_v4(a: [u8; 4], ttl: u32, d: Decision, origin: Origin) {
     }
     let key = u32::from_ne_bytes(a);
     let mapped = [0, 0, u32::from_be(0x0000_ffff), key];
-    if origin.system {
-        learn(&LEARNED_V4, key, mapped, ttl, d, origin);
-    } else {
-        learn(
-            &LEARNED_SCOPED_V4,
-            scoped_v4(key, origin.cgroup),
-            mapped,
-            ttl,
-            d,
-            origin,
-        );
-    }
+    let keys = (key, scoped_v4(key, origin.cgroup));
+    learn_in((&LEARNED_V4, &LEARNED_SCOPED_V4), keys, mapped, ttl, d, origin);
 }
 
 #[inline(always)]
@@ -913,17 +903,26 @@ fn learn_v6(a: [u8; 16], ttl: u32, d: Decision, origin: Origin) {
         u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
         u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
     ];
+    let keys = (key, scoped_v6(key, origin.cgroup));
+    learn_in((&LEARNED_V6, &LEARNED_SCOPED_V6), keys, key, ttl, d, origin);
+}
+
+/// Where an answer's address goes: the entry for everyone (`maps.0`,
+/// `keys.0`) when one of the host's DNS servers answered, else the
+/// receiving cgroup's own (`maps.1`, keyed by address and cgroup).
+#[inline(always)]
+fn learn_in<K, S>(
+    maps: (&HashMap<K, Learned>, &HashMap<S, Learned>),
+    keys: (K, S),
+    server: [u32; 4],
+    ttl: u32,
+    d: Decision,
+    origin: Origin,
+) {
     if origin.system {
-        learn(&LEARNED_V6, key, key, ttl, d, origin);
+        learn(maps.0, keys.0, server, ttl, d, origin);
     } else {
-        learn(
-            &LEARNED_SCOPED_V6,
-            scoped_v6(key, origin.cgroup),
-            key,
-            ttl,
-            d,
-            origin,
-        );
+        learn(maps.1, keys.1, server, ttl, d, origin);
     }
 }
 
