@@ -880,7 +880,14 @@ fn learn_v4(a: [u8; 4], ttl: u32, d: Decision, origin: Origin) {
     let key = u32::from_ne_bytes(a);
     let mapped = [0, 0, u32::from_be(0x0000_ffff), key];
     let keys = (key, scoped_v4(key, origin.cgroup));
-    learn_in((&LEARNED_V4, &LEARNED_SCOPED_V4), keys, mapped, ttl, d, origin);
+    learn_in(
+        (&LEARNED_V4, &LEARNED_SCOPED_V4),
+        keys,
+        mapped,
+        ttl,
+        d,
+        origin,
+    );
 }
 
 #[inline(always)]
