@@ -440,30 +440,9 @@ fn port_check<K: Copy, P, S>(
 /// IPv4 address it carries.
 #[inline(always)]
 pub fn port_v6_forms(addr: [u32; 4], cgroup: u64, port: u16, proto: u8) -> Judged {
-    let found = port_v6(addr, cgroup, port, proto);
-    if found.verdict == VERDICT_PASS {
-        let mut embedded = operator_nat64(addr);
-        if embedded.via == 0 {
-            embedded = embedded_v4(addr);
-        }
-        if embedded.via != 0 {
-            let v4 = port_v4(embedded.v4, cgroup, port, proto);
-            if v4.verdict != VERDICT_PASS {
-                return Judged {
-                    found: v4,
-                    family: AF_INET,
-                    addr: [embedded.v4, 0, 0, 0],
-                    via: embedded.via,
-                };
-            }
-        }
-    }
-    Judged {
-        found,
-        family: AF_INET6,
-        addr,
-        via: 0,
-    }
+    v6_forms(addr, port_v6(addr, cgroup, port, proto), |v4| {
+        port_v4(v4, cgroup, port, proto)
+    })
 }
 
 /// `::ffff:a.b.c.d` → `a.b.c.d` (as the v4 key).
@@ -514,17 +493,24 @@ fn operator_nat64(addr: [u32; 4]) -> Embedded {
 /// would mean elsewhere.
 #[inline(always)]
 pub fn check_v6_forms(addr: [u32; 4], cgroup: u64) -> Judged {
-    let found = check_v6(addr, cgroup);
+    v6_forms(addr, check_v6(addr, cgroup), |v4| check_v4(v4, cgroup))
+}
+
+/// `found`, the verdict of `addr`'s own rules, or where they did not
+/// speak and `addr` carries an IPv4 address (the operator's NAT64
+/// prefixes first, then the well-known forms), `v4`'s verdict for it.
+#[inline(always)]
+fn v6_forms(addr: [u32; 4], found: Match, v4: impl FnOnce(u32) -> Match) -> Judged {
     if found.verdict == VERDICT_PASS {
         let mut embedded = operator_nat64(addr);
         if embedded.via == 0 {
             embedded = embedded_v4(addr);
         }
         if embedded.via != 0 {
-            let v4 = check_v4(embedded.v4, cgroup);
-            if v4.verdict != VERDICT_PASS {
+            let by_v4 = v4(embedded.v4);
+            if by_v4.verdict != VERDICT_PASS {
                 return Judged {
-                    found: v4,
+                    found: by_v4,
                     family: AF_INET,
                     addr: [embedded.v4, 0, 0, 0],
                     via: embedded.via,

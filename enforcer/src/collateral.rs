@@ -292,16 +292,7 @@ mod tests {
         Policy::parse(json, Source::File("p.json".into())).unwrap()
     }
 
-    fn answers(list: &[(&str, &[&str])]) -> ResolvedAddrs {
-        list.iter()
-            .map(|(n, a)| {
-                (
-                    (*n).to_owned(),
-                    a.iter().map(|a| a.parse().unwrap()).collect(),
-                )
-            })
-            .collect()
-    }
+    use crate::resolve::answers::resolved_addrs as answers;
 
     fn run(p: &Policy, r: &ResolvedAddrs) -> Report {
         let (_, rules) = compile(p, r);

@@ -351,16 +351,7 @@ mod tests {
         super::compile(p, &ResolvedAddrs::new())
     }
 
-    fn answers(list: &[(&str, &[&str])]) -> ResolvedAddrs {
-        list.iter()
-            .map(|(name, addrs)| {
-                (
-                    (*name).to_owned(),
-                    addrs.iter().map(|a| a.parse().unwrap()).collect(),
-                )
-            })
-            .collect()
-    }
+    use crate::resolve::answers::resolved_addrs as answers;
 
     #[test]
     fn resolved_names_become_exact_entries_with_their_rule() {

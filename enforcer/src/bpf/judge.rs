@@ -256,14 +256,7 @@ impl Judge {
                 if found6 != KernelVerdict::Pass {
                     return Ok(found6);
                 }
-                let embedded = match self.operator_prefix(k)? {
-                    Some(v4) => Some(v4),
-                    None => {
-                        let e = embedded_v4(k);
-                        (e.via != 0).then_some(e.v4)
-                    }
-                };
-                match embedded {
+                match self.embedded(k)? {
                     Some(v4) => self.port_v4(g, v4),
                     None => Ok(KernelVerdict::Pass),
                 }
@@ -347,20 +340,25 @@ impl Judge {
                 if found != KernelVerdict::Pass {
                     return Ok(found);
                 }
-                let operator = self.operator_prefix(k)?;
-                let embedded = match operator {
-                    Some(v4) => Some(v4),
-                    None => {
-                        let e = embedded_v4(k);
-                        (e.via != 0).then_some(e.v4)
-                    }
-                };
-                match embedded {
+                match self.embedded(k)? {
                     Some(v4) => self.v4.verdict(v4),
                     None => Ok(KernelVerdict::Pass),
                 }
             }
         }
+    }
+
+    /// The IPv4 address `k` carries, as the programs read it: after one of
+    /// the operator's NAT64 prefixes first, else in a well-known form
+    /// (64:ff9b::/96, 6to4, v4-mapped).
+    fn embedded(&self, k: [u32; 4]) -> Result<Option<u32>, WriteError> {
+        Ok(match self.operator_prefix(k)? {
+            Some(v4) => Some(v4),
+            None => {
+                let e = embedded_v4(k);
+                (e.via != 0).then_some(e.v4)
+            }
+        })
     }
 
     /// The IPv4 address after an operator NAT64 /96 prefix, if `k` has one.

@@ -239,16 +239,7 @@ mod tests {
         }
     }
 
-    fn answers(list: &[(&str, &[&str])]) -> ResolvedAddrs {
-        list.iter()
-            .map(|(n, a)| {
-                (
-                    (*n).to_owned(),
-                    a.iter().map(|a| a.parse().unwrap()).collect(),
-                )
-            })
-            .collect()
-    }
+    use crate::resolve::answers::resolved_addrs as answers;
 
     /// Each step's patch, applied to the maps of the step before, gives
     /// exactly what compiling the whole policy with the new answers gives.

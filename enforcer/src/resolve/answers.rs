@@ -22,6 +22,19 @@ use super::dns::Ignored;
 /// kept for their grace period): the resolver's part of the desired state.
 pub type ResolvedAddrs = BTreeMap<String, BTreeSet<IpAddr>>;
 
+/// `ResolvedAddrs` from `(name, ["addr", ...])` pairs, for unit tests.
+#[cfg(test)]
+pub fn resolved_addrs(list: &[(&str, &[&str])]) -> ResolvedAddrs {
+    list.iter()
+        .map(|(name, addrs)| {
+            (
+                (*name).to_owned(),
+                addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            )
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NameStatus {
