@@ -112,9 +112,35 @@ pub mod maps {
     /// whatever their address: the name asked of the proxy (HTTP CONNECT,
     /// Host, SOCKS5 with a domain name) decides.
     pub const SNI_PROXY_PORTS: &str = "SNI_PROXY_PORTS";
+    /// Agent containment (`crate::agents`): settings, `AGENT_CFG_*`.
+    pub const AGENT_CONFIG: &str = "AGENT_CONFIG";
+    /// Byte → byte class of the selector automaton.
+    pub const AGENT_CLASSES: &str = "AGENT_CLASSES";
+    /// The selector automaton's transitions: state * stride + class → state.
+    pub const AGENT_DFA: &str = "AGENT_DFA";
+    /// State → selector index + 1 matched when the input ends there (0: none).
+    pub const AGENT_ACCEPT: &str = "AGENT_ACCEPT";
+    /// Selector index → `AgentSelector`.
+    pub const AGENT_SELECTORS: &str = "AGENT_SELECTORS";
+    /// Process id (tgid) → `Contained`: the processes under a selector.
+    pub const CONTAINED: &str = "CONTAINED";
+    /// {selector, protocol, port, address} prefixes a contained process may reach.
+    pub const AGENT_ALLOW_V4: &str = "AGENT_ALLOW_V4";
+    pub const AGENT_ALLOW_V6: &str = "AGENT_ALLOW_V6";
+    /// Name key (as `DNS_NAMES`) → `AgentName`: names in allow lists.
+    pub const AGENT_NAMES: &str = "AGENT_NAMES";
+    /// Addresses the host's DNS servers returned for names in allow lists.
+    pub const AGENT_LEARNED_V4: &str = "AGENT_LEARNED_V4";
+    pub const AGENT_LEARNED_V6: &str = "AGENT_LEARNED_V6";
+    /// Per-CPU: the agent masks of the DNS name being read and of its chain.
+    pub const AGENT_DNS: &str = "AGENT_DNS";
+    /// Per-CPU state of a selector automaton run (`AgentWalk`).
+    pub const AGENT_WALK: &str = "AGENT_WALK";
+    /// Per-CPU counters, `AGENT_STAT_*`.
+    pub const AGENT_STATS: &str = "AGENT_STATS";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 39] = [
+    pub const ALL: [&str; 53] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -154,6 +180,20 @@ pub mod maps {
         SNI_WALK,
         SNI_NAME,
         SNI_PROXY_PORTS,
+        AGENT_CONFIG,
+        AGENT_CLASSES,
+        AGENT_DFA,
+        AGENT_ACCEPT,
+        AGENT_SELECTORS,
+        CONTAINED,
+        AGENT_ALLOW_V4,
+        AGENT_ALLOW_V6,
+        AGENT_NAMES,
+        AGENT_LEARNED_V4,
+        AGENT_LEARNED_V6,
+        AGENT_DNS,
+        AGENT_WALK,
+        AGENT_STATS,
     ];
 }
 
@@ -178,6 +218,13 @@ pub mod programs {
     /// sk_msg verdict on `SNI_SOCKS`: judges the first write by its name
     /// (TLS server_name, HTTP Host).
     pub const SNI_MSG: &str = "sni_msg";
+    /// tracepoint syscalls/sys_enter_execveat: captures argv (fexecve too).
+    pub const EXECVEAT_ARGV: &str = "execveat_args";
+    /// tracepoint sched/sched_process_fork: children of contained
+    /// processes are contained.
+    pub const PROCESS_FORK: &str = "process_fork";
+    /// tracepoint sched/sched_process_exit: forgets exited processes.
+    pub const PROCESS_EXIT: &str = "process_exit";
 }
 
 /// Capacities of the maps. Hash maps are created with `BPF_F_NO_PREALLOC`,
@@ -593,7 +640,9 @@ pub struct Event {
     pub protocol: u32,
     /// `EVENT_F_*`.
     pub flags: u32,
-    pub _reserved: u32,
+    /// Agent containment: the selector index + 1 that contains the process
+    /// (0: not contained). Set on the events of contained processes.
+    pub agent: u32,
     /// The banned address; IPv4 in `addr[0]`, network order in memory.
     pub addr: [u32; 4],
     pub comm: [u8; 16],
@@ -784,6 +833,10 @@ mod pod {
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::ExecArgs {}
     unsafe impl aya::Pod for super::ExecEvent {}
+    unsafe impl aya::Pod for super::agents::AgentSelector {}
+    unsafe impl aya::Pod for super::agents::Contained {}
+    unsafe impl aya::Pod for super::agents::AgentName {}
+    unsafe impl aya::Pod for super::agents::AgentLearned {}
 }
 
 #[cfg(test)]
@@ -877,5 +930,129 @@ mod tests {
         ] {
             assert_eq!(embedded(other), (None, 0), "{other}");
         }
+    }
+}
+
+/// Agent containment (issue 13): the selectors of the policy's `agents`
+/// section, compiled by the daemon into one automaton (`AGENT_DFA`) that
+/// the exec tracepoint runs over the executable path and argv.
+pub mod agents {
+    /// Selectors (the index fits the top byte of an allow-list key word).
+    pub const MAX_SELECTORS: u32 = 256;
+    /// Selectors whose allow lists may hold names (a bit of `AgentName`).
+    pub const MAX_NAME_SELECTORS: u32 = 64;
+    /// Automaton states; state 0 is dead (no selector can match any more),
+    /// state 1 the start.
+    pub const MAX_STATES: u32 = 1 << 14;
+    /// Transition table entries (states × byte classes).
+    pub const MAX_TRANSITIONS: u32 = 1 << 18;
+    pub const MAX_CONTAINED: u32 = 1 << 16;
+    pub const MAX_ALLOW: u32 = 1 << 14;
+    pub const MAX_NAMES: u32 = 1 << 14;
+    pub const MAX_LEARNED: u32 = 1 << 14;
+    pub const STATE_DEAD: u32 = 0;
+    pub const STATE_START: u32 = 1;
+    /// The first byte fed to the automaton says which string follows, so
+    /// that one automaton holds the three kinds of pattern.
+    pub const TAG_EXE: u8 = 1;
+    pub const TAG_SCRIPT: u8 = 2;
+    pub const TAG_CMDLINE: u8 = 3;
+    /// Bytes of the walk buffer: the executable path, then argv.
+    pub const WALK_BYTES: usize = 2048;
+    /// Where argv starts in the walk buffer.
+    pub const WALK_ARGS: usize = 256;
+
+    /// `AGENT_CONFIG` slots.
+    /// Non-zero while selectors are loaded: the hooks do nothing else.
+    pub const CFG_ON: u32 = 0;
+    /// Byte classes per automaton state (the row stride).
+    pub const CFG_STRIDE: u32 = 1;
+    /// `KIND_*` bits: which kinds of pattern exist (the others are not run).
+    pub const CFG_KINDS: u32 = 2;
+    /// Offset of `child_pid` in the sched_process_fork record (tracefs format).
+    pub const CFG_FORK_CHILD: u32 = 3;
+    /// Offset of `group_dead` in the sched_process_exit record; 0: absent.
+    pub const CFG_EXIT_GROUP_DEAD: u32 = 4;
+    /// Non-zero when some allow list holds a name (`AGENT_NAMES` is read).
+    pub const CFG_NAMES: u32 = 5;
+    pub const CONFIG_LEN: u32 = 8;
+
+    pub const KIND_EXE: u32 = 1;
+    pub const KIND_SCRIPT: u32 = 2;
+    pub const KIND_CMDLINE: u32 = 4;
+
+    /// `AgentSelector::action`.
+    pub const ACTION_DENY: u32 = 0;
+    pub const ACTION_AUDIT: u32 = 1;
+    pub const ACTION_DENY_ALL: u32 = 2;
+
+    /// `AGENT_STATS` slots.
+    /// Execs that matched a selector (a process newly contained).
+    pub const STAT_MATCHED: u32 = 0;
+    /// Children contained by inheritance (fork).
+    pub const STAT_INHERITED: u32 = 1;
+    /// A process that should have been contained but `CONTAINED` was full.
+    pub const STAT_FULL: u32 = 2;
+    /// Execs judged without their argv (the argv capture was lost).
+    pub const STAT_NO_ARGS: u32 = 3;
+    /// Connections of contained processes denied (or audited).
+    pub const STAT_DENIED: u32 = 4;
+    pub const STAT_AUDITED: u32 = 5;
+    /// Connections of contained processes inside their allow list.
+    pub const STAT_ALLOWED: u32 = 6;
+    pub const STATS_LEN: u32 = 8;
+
+    /// One selector as the kernel needs it.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct AgentSelector {
+        /// `ACTION_*`.
+        pub action: u32,
+        /// 1 when the selector exists (a slot past the policy's is 0).
+        pub present: u32,
+    }
+
+    /// A contained process.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Contained {
+        /// The selector index.
+        pub selector: u32,
+        /// The process whose exec matched (the ancestor that contains).
+        pub root: u32,
+    }
+
+    /// The selectors whose allow lists hold a name: bit i = selector i.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct AgentName {
+        /// The name itself.
+        pub exact: u64,
+        /// A `*.name` wildcard over it.
+        pub wild: u64,
+    }
+
+    /// An address a host DNS server returned for a name in allow lists.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct AgentLearned {
+        /// Selectors that may reach it (bit i = selector i).
+        pub mask: u64,
+        /// `bpf_ktime_get_boot_ns()` after which it no longer counts.
+        pub expires_ns: u64,
+    }
+
+    /// The `AGENT_ALLOW_*` key word: selector, protocol (0: both), port
+    /// (0: every port).
+    #[inline(always)]
+    pub const fn allow_word(selector: u32, proto: u8, port: u16) -> u32 {
+        (selector & 0xff) << 24 | (proto as u32) << 16 | port as u32
+    }
+
+    /// The automaton's next state. `trans` is the row-major table.
+    #[inline(always)]
+    pub fn step(trans: &[u32], classes: &[u8; 256], stride: u32, state: u32, byte: u8) -> u32 {
+        let i = (state * stride + classes[byte as usize] as u32) as usize;
+        trans.get(i).copied().unwrap_or(STATE_DEAD)
     }
 }

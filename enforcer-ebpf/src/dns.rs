@@ -37,6 +37,7 @@ use enforcer_common::{
 };
 
 use crate::{
+    contain,
     maps::{
         CONFIG, DNS_NAMES, DNS_RECORDS, DNS_REPORTS, DNS_SCRATCH, DNS_SERVERS, DNS_WALK,
         LEARNED_SCOPED_USED, LEARNED_SCOPED_V4, LEARNED_SCOPED_V6, LEARNED_V4, LEARNED_V6,
@@ -260,6 +261,7 @@ fn parse_message(buf: &[u8; DNS_SCRATCH_BYTES], len: usize, origin: Origin) -> R
     }
     let answers = be16(buf, 6) as u32;
     let question = read_name(len, 12)?;
+    contain::start_chain(origin.system);
     if answers > MAX_RECORDS {
         bump(STAT_DNS_TRUNCATED);
     }
@@ -380,6 +382,7 @@ fn record(w: &mut RecordWalk) -> Result<(), ()> {
     match rtype {
         TYPE_CNAME => {
             let target = read_name(len, rdata)?;
+            contain::extend_chain();
             if w.deny == 0 {
                 w.deny = target.decision.deny;
             }
@@ -392,6 +395,32 @@ fn record(w: &mut RecordWalk) -> Result<(), ()> {
             if byte(buf, rdata) & 0xc0 == 0xc0 {
                 push(w, be16(buf, rdata) & 0x3fff);
             }
+        }
+        TYPE_A if rdlen == 4 && contain::chain_learns() => {
+            let a = [
+                byte(buf, rdata),
+                byte(buf, rdata + 1),
+                byte(buf, rdata + 2),
+                byte(buf, rdata + 3),
+            ];
+            if (decision.deny | decision.allow) != 0 {
+                w.taught += 1;
+                learn_v4(a, ttl, decision, origin);
+            }
+            if !local_v4(a[0], a[1]) {
+                contain::learn_v4(u32::from_ne_bytes(a), expiry(ttl));
+            }
+        }
+        TYPE_AAAA if rdlen == 16 && contain::chain_learns() => {
+            let mut a = [0u8; 16];
+            for (j, b) in a.iter_mut().enumerate() {
+                *b = byte(buf, rdata + j);
+            }
+            if (decision.deny | decision.allow) != 0 {
+                w.taught += 1;
+                learn_v6(a, ttl, decision, origin);
+            }
+            contain::learn_v6(a, expiry(ttl));
         }
         TYPE_A if rdlen == 4 && (decision.deny | decision.allow) != 0 => {
             let a = [
@@ -620,7 +649,12 @@ unsafe extern "C" fn fold_step(j: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     // SAFETY: a per-CPU value, ours for the program's run.
-    fold_label(unsafe { &mut *w }, j)
+    let w = unsafe { &mut *w };
+    let stop = fold_label(w, j);
+    if stop == 0 {
+        contain::fold_name(w.key, j + 1 == w.count);
+    }
+    stop
 }
 
 /// The body of `fold_step` for any walk (the SNI program keeps its own
@@ -707,6 +741,7 @@ fn read_name(len: usize, start: usize) -> Result<Name, ()> {
     w.key = DNS_NAME_SEED;
     w.deny = 0;
     w.allow = 0;
+    contain::start_name();
     // bpf_loop wants a stack context; the steps find the walk in the map.
     let mut unused = 0u64;
     // SAFETY: the callback and its context live for the call.

@@ -2,8 +2,10 @@
 //! line even if it exits right after a refused connect (/proc is gone by
 //! the time userspace looks). sys_enter_execve captures argv from the
 //! caller's memory; sched_process_exec reports the completed exec with it.
-//! Neither hook judges anything; on any failure they report less, never
-//! block (the return value of a tracepoint program is ignored).
+//! Neither hook judges a connection; on any failure they report less,
+//! never block (the return value of a tracepoint program is ignored).
+//! sched_process_exec also marks processes whose exec matches an agent
+//! selector (`contain`).
 
 use core::ffi::c_void;
 
@@ -26,25 +28,37 @@ use enforcer_common::{
 };
 
 use crate::{
+    contain,
     maps::{EXEC_ARGS, EXEC_SCRATCH, PROC_EVENTS},
     report::bump,
 };
 
-/// Offsets from /sys/kernel/tracing/events/syscalls/sys_enter_execve/format.
+/// Offsets from /sys/kernel/tracing/events/syscalls/sys_enter_execve/format
+/// and sys_enter_execveat/format.
 const EXECVE_ARGV: usize = 24;
+const EXECVEAT_ARGV: usize = 32;
 /// Offsets from /sys/kernel/tracing/events/sched/sched_process_exec/format.
 const EXEC_FILENAME_LOC: usize = 8;
 const EXEC_OLD_PID: usize = 16;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
 pub fn execve_args(ctx: TracePointContext) -> u32 {
-    let _ = try_execve_args(&ctx);
+    let _ = try_execve_args(&ctx, EXECVE_ARGV);
     0
 }
 
-fn try_execve_args(ctx: &TracePointContext) -> Result<(), i64> {
+/// execveat (fexecve among others): argv too, so that an agent started
+/// through a file descriptor is matched by its script and command line.
+#[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
+pub fn execveat_args(ctx: TracePointContext) -> u32 {
+    let _ = try_execve_args(&ctx, EXECVEAT_ARGV);
+    0
+}
+
+#[inline(always)]
+fn try_execve_args(ctx: &TracePointContext, argv_at: usize) -> Result<(), i64> {
     // SAFETY: the offset comes from the tracepoint's format.
-    let argv: *const *const u8 = unsafe { ctx.read_at(EXECVE_ARGV) }.map_err(|e| e as i64)?;
+    let argv: *const *const u8 = unsafe { ctx.read_at(argv_at) }.map_err(|e| e as i64)?;
     let scratch = EXEC_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
     // SAFETY: a per-CPU slot, exclusively ours while this program runs.
     let s = unsafe { &mut *scratch };
@@ -103,6 +117,9 @@ fn try_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: offsets from the tracepoint's format.
     let loc: u32 = unsafe { ctx.read_at(EXEC_FILENAME_LOC) }.map_err(|e| e as i64)?;
     let old_tid: i32 = unsafe { ctx.read_at(EXEC_OLD_PID) }.map_err(|e| e as i64)?;
+    // Before anything can fail: the new program must not run a single
+    // instruction uncontained.
+    contain::on_exec(ctx, loc, old_tid as u32);
     let Some(mut entry) = PROC_EVENTS.reserve::<ExecEvent>(0) else {
         bump(STAT_PROC_RINGBUF_FULL);
         return Ok(());

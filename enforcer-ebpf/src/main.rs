@@ -13,9 +13,12 @@
 //! - `sni`: sock_ops + sk_msg, judges connections to shared names' front
 //!   ends by the name in their first write (TLS server_name, HTTP Host).
 //! - `exec`: exec tracking (argv and executable) for attribution.
+//! - `contain`: agent containment: marks processes whose exec matches a
+//!   selector, and their children; judges their connections.
 #![no_std]
 #![no_main]
 
+mod contain;
 mod dns;
 mod exec;
 mod maps;

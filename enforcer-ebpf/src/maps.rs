@@ -8,7 +8,7 @@ use enforcer_common::{
     MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6,
     MAX_EXEC_ARGS, MAX_INSPECT, MAX_LEARNED, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_PROXY_PORTS,
     MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SNI_SOCKS, MAX_SOCK_OWNERS, NameRule,
-    PROC_EVENTS_BYTES, PortRule, RateState, SNI_SCRATCH_BYTES, STATS_LEN, SockOwner,
+    PROC_EVENTS_BYTES, PortRule, RateState, SNI_SCRATCH_BYTES, STATS_LEN, SockOwner, agents,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -128,3 +128,42 @@ pub static SNI_WALK: PerCpuArray<crate::sni::Walk> = PerCpuArray::with_max_entri
 pub static SNI_NAME: PerCpuArray<crate::dns::NameWalk> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static SNI_PROXY_PORTS: HashMap<u16, u32> = HashMap::with_max_entries(MAX_PROXY_PORTS, 0);
+
+// Agent containment (`contain`): the selector automaton, the contained
+// processes and what each selector may reach.
+#[map]
+pub static AGENT_CONFIG: Array<u32> = Array::with_max_entries(agents::CONFIG_LEN, 0);
+#[map]
+pub static AGENT_CLASSES: Array<u8> = Array::with_max_entries(256, 0);
+#[map]
+pub static AGENT_DFA: Array<u32> = Array::with_max_entries(agents::MAX_TRANSITIONS, 0);
+#[map]
+pub static AGENT_ACCEPT: Array<u32> = Array::with_max_entries(agents::MAX_STATES, 0);
+#[map]
+pub static AGENT_SELECTORS: Array<agents::AgentSelector> =
+    Array::with_max_entries(agents::MAX_SELECTORS, 0);
+// Preallocated: the fork tracepoint must not fail an allocation.
+#[map]
+pub static CONTAINED: HashMap<u32, agents::Contained> =
+    HashMap::with_max_entries(agents::MAX_CONTAINED, 0);
+#[map]
+pub static AGENT_ALLOW_V4: LpmTrie<[u32; 2], u32> = LpmTrie::with_max_entries(agents::MAX_ALLOW, 0);
+#[map]
+pub static AGENT_ALLOW_V6: LpmTrie<[u32; 5], u32> = LpmTrie::with_max_entries(agents::MAX_ALLOW, 0);
+#[map]
+pub static AGENT_NAMES: HashMap<u64, agents::AgentName> =
+    HashMap::with_max_entries(agents::MAX_NAMES, BPF_F_NO_PREALLOC);
+#[map]
+pub static AGENT_LEARNED_V4: HashMap<u32, agents::AgentLearned> =
+    HashMap::with_max_entries(agents::MAX_LEARNED, BPF_F_NO_PREALLOC);
+#[map]
+pub static AGENT_LEARNED_V6: HashMap<[u32; 4], agents::AgentLearned> =
+    HashMap::with_max_entries(agents::MAX_LEARNED, BPF_F_NO_PREALLOC);
+// [0]: the name being read, [1]: the answer's chain so far, [2]: 1 if
+// a host DNS server answered.
+#[map]
+pub static AGENT_DNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(4, 0);
+#[map]
+pub static AGENT_WALK: PerCpuArray<crate::contain::AgentWalk> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static AGENT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(agents::STATS_LEN, 0);

@@ -72,6 +72,8 @@ pub struct Flow {
     pub protocol: u32,
     pub flags: u32,
     pub cookie: u64,
+    /// The containing agent selector + 1 (0: none).
+    pub agent: u32,
 }
 
 impl Flow {
@@ -88,6 +90,7 @@ impl Flow {
             protocol: 0,
             flags,
             cookie: 0,
+            agent: 0,
         }
     }
 }
@@ -115,7 +118,7 @@ pub fn emit(flow: &Flow, owner: &SockOwner) {
         port: flow.port,
         protocol: flow.protocol,
         flags: flow.flags,
-        _reserved: 0,
+        agent: flow.agent,
         addr: flow.addr,
         comm: owner.comm,
     });

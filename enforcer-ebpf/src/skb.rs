@@ -9,11 +9,12 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use enforcer_common::{
-    AF_INET, EVENT_F_OWNER_FROM_COOKIE, EVENT_F_OWNER_UNKNOWN, HOOK_SKB_EGRESS, STAT_OWNER_UNKNOWN,
-    SockOwner, VERDICT_PASS,
+    AF_INET, AF_INET6, EVENT_F_OWNER_FROM_COOKIE, EVENT_F_OWNER_UNKNOWN, HOOK_SKB_EGRESS,
+    IPPROTO_TCP, IPPROTO_UDP, STAT_OWNER_UNKNOWN, SockOwner, VERDICT_PASS,
 };
 
 use crate::{
+    contain,
     maps::SOCK_OWNERS,
     net::{
         ETH_P_IP, ETH_P_IPV6, IPV6_HLEN, SKB_DROP, SKB_PASS, ipv4, ipv6, ipv6_l4, l4_port,
@@ -25,6 +26,9 @@ use crate::{
 
 #[cgroup_skb(egress)]
 pub fn skb_egress(ctx: SkBuffContext) -> i32 {
+    if contain::on() && !contained_passes(&ctx) {
+        return SKB_DROP;
+    }
     let parsed = match skb_ethertype(&ctx) {
         ETH_P_IP => parse_v4(&ctx),
         ETH_P_IPV6 => parse_v6(&ctx),
@@ -46,6 +50,80 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
         )
     });
     if goes_on { SKB_PASS } else { SKB_DROP }
+}
+
+/// A contained process's packets that no syscall hook judged: ICMP and
+/// raw sockets (TCP and UDP were judged at connect/sendmsg, where a
+/// name's learned address is current; judging each packet again would cut
+/// a long connection when the address's TTL ends). False: drop.
+#[inline(always)]
+fn contained_passes(ctx: &SkBuffContext) -> bool {
+    let skb = ctx.skb.skb;
+    // SAFETY: the skb context is a valid argument for this helper here.
+    let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
+    let Some(owner) = SOCK_OWNERS.get_ptr(cookie) else {
+        return true;
+    };
+    // SAFETY: an LRU value read whole.
+    let Some(agent) = contain::of(unsafe { (*owner).tgid }) else {
+        return true;
+    };
+    let (allowed, flow) = match skb_ethertype(ctx) {
+        ETH_P_IP => {
+            let Ok(ip) = ipv4(ctx, L3) else {
+                return true;
+            };
+            if ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP {
+                return true;
+            }
+            (
+                contain::allows_v4(&agent, ip.daddr, 0, ip.protocol),
+                Flow {
+                    family: AF_INET,
+                    addr: [ip.daddr, 0, 0, 0],
+                    protocol: ip.protocol as u32,
+                    ..blank_flow()
+                },
+            )
+        }
+        ETH_P_IPV6 => {
+            let Ok(ip) = ipv6(ctx, L3) else {
+                return true;
+            };
+            let (proto, _) = ipv6_l4(ctx, L3, ip.next).unwrap_or((ip.next, L3 + IPV6_HLEN));
+            if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
+                return true;
+            }
+            (
+                contain::allows_v6(&agent, ip.daddr, 0, proto),
+                Flow {
+                    family: AF_INET6,
+                    addr: ip.daddr,
+                    protocol: proto as u32,
+                    ..blank_flow()
+                },
+            )
+        }
+        _ => return true,
+    };
+    if allowed {
+        return true;
+    }
+    let found = Match {
+        verdict: agent.verdict(),
+        rule_id: 0,
+    };
+    conclude(HOOK_SKB_EGRESS, found, |verdict, rule_id| {
+        report(
+            ctx,
+            Flow {
+                verdict,
+                rule_id,
+                agent: agent.event_id(),
+                ..flow
+            },
+        )
+    })
 }
 
 /// The verdict, and what an event would say about the packet (`flags`

@@ -8,11 +8,12 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use enforcer_common::{
-    AF_INET, EVENT_F_V4_MAPPED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6,
-    VERDICT_ALLOWED, VERDICT_PASS,
+    AF_INET, AF_INET6, EVENT_F_V4_MAPPED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4,
+    HOOK_SENDMSG6, VERDICT_ALLOWED, VERDICT_PASS,
 };
 
 use crate::{
+    contain,
     maps::SOCK_OWNERS,
     report::{Flow, count, current_owner, emit, mark_reported},
     verdict::{
@@ -58,6 +59,15 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     // SAFETY: the context pointer is valid for the program's run; the
     // verifier checks each field access.
     let addr = unsafe { (*sa).user_ip4 };
+    if let Some(agent) = contain::current() {
+        let (port, proto) = port_of(ctx);
+        if !contain::allows_v4(&agent, addr, port, proto) {
+            let denied = contained(ctx, hook, &agent, AF_INET, [addr, 0, 0, 0], 0);
+            if denied {
+                return DENY;
+            }
+        }
+    }
     let cgroup = current_cgroup();
     let mut found = check_v4(addr, cgroup);
     if found.verdict == VERDICT_PASS && port_rules() {
@@ -68,7 +78,26 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
         let (port, proto) = port_of(ctx);
         found = quic(port, proto, || inspected_v4(addr, cgroup));
     }
-    judge(ctx, hook, found, AF_INET, [addr, 0, 0, 0], 0)
+    judge(ctx, hook, found, AF_INET, [addr, 0, 0, 0], 0, 0)
+}
+
+/// A contained process's connection outside its allow list: reported with
+/// the selector, denied unless the selector (or the policy) audits. True
+/// if denied; an audited one goes on to the bans like any other.
+#[inline(always)]
+fn contained(
+    ctx: &SockAddrContext,
+    hook: u32,
+    agent: &contain::Agent,
+    family: u32,
+    addr: [u32; 4],
+    flags: u32,
+) -> bool {
+    let found = Match {
+        verdict: agent.verdict(),
+        rule_id: 0,
+    };
+    judge(ctx, hook, found, family, addr, flags, agent.event_id()) == DENY
 }
 
 /// The destination port (host order) and the socket's IP protocol.
@@ -97,6 +126,26 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     // are judged against the v4 maps only; NAT64 and 6to4 addresses are
     // real IPv6 destinations, judged by both (`check_v6_forms`).
     let cgroup = current_cgroup();
+    if let Some(agent) = contain::current() {
+        let (port, proto) = port_of(ctx);
+        let (allowed, family, shown, flags) = match v4_mapped(addr) {
+            Some(v4) => (
+                contain::allows_v4(&agent, v4, port, proto),
+                AF_INET,
+                [v4, 0, 0, 0],
+                EVENT_F_V4_MAPPED,
+            ),
+            None => (
+                contain::allows_v6(&agent, addr, port, proto),
+                AF_INET6,
+                addr,
+                0,
+            ),
+        };
+        if !allowed && contained(ctx, hook, &agent, family, shown, flags) {
+            return DENY;
+        }
+    }
     match v4_mapped(addr) {
         Some(v4) => {
             let mut found = check_v4(v4, cgroup);
@@ -108,7 +157,15 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
                 let (port, proto) = port_of(ctx);
                 found = quic(port, proto, || inspected_v4(v4, cgroup));
             }
-            judge(ctx, hook, found, AF_INET, [v4, 0, 0, 0], EVENT_F_V4_MAPPED)
+            judge(
+                ctx,
+                hook,
+                found,
+                AF_INET,
+                [v4, 0, 0, 0],
+                EVENT_F_V4_MAPPED,
+                0,
+            )
         }
         None => {
             let mut j = check_v6_forms(addr, cgroup);
@@ -120,7 +177,7 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
                 let (port, proto) = port_of(ctx);
                 j.found = quic(port, proto, || inspected_v6(addr, cgroup));
             }
-            judge(ctx, hook, j.found, j.family, j.addr, j.via)
+            judge(ctx, hook, j.found, j.family, j.addr, j.via, 0)
         }
     }
 }
@@ -133,6 +190,7 @@ fn judge(
     family: u32,
     addr: [u32; 4],
     flags: u32,
+    agent: u32,
 ) -> i32 {
     let sa: *mut bpf_sock_addr = ctx.sock_addr;
     // SAFETY: the context is a valid argument for this helper in sock_addr programs.
@@ -173,6 +231,7 @@ fn judge(
                 protocol,
                 flags,
                 cookie,
+                agent,
             },
             &current_owner(),
         );

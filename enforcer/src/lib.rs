@@ -29,6 +29,7 @@
 //!   renders `status`; `cli::remote` asks the daemon and turns failures
 //!   into exit codes and `--json` errors).
 
+pub mod agents;
 pub mod answer_names;
 pub mod attrib;
 pub mod bpf;

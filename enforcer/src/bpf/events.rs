@@ -340,7 +340,7 @@ mod tests {
             port: 443,
             protocol: 6,
             flags: EVENT_F_V4_MAPPED,
-            _reserved: 0,
+            agent: 0,
             addr: [v4_key([160, 79, 104, 10]), 0, 0, 0],
             comm,
         };

@@ -3,6 +3,7 @@
 //! Every error names the file, line, column and field, so that an admin who
 //! pushed a bad file through config management can fix it from the log line.
 
+pub mod agents;
 pub mod catalog;
 mod checks;
 mod domain;
@@ -249,6 +250,8 @@ pub struct Policy {
     pub shared_names: SharedNameSettings,
     /// Operator NAT64 /96 prefixes, unioned across files (first kept).
     pub nat64_prefixes: Vec<Entry<Ipv6Net>>,
+    /// Agent selectors, merged by name across files (`agents`).
+    pub agents: Vec<agents::Agent>,
     /// Not errors, but probably mistakes (an exception that overlaps no ban).
     pub warnings: Vec<String>,
     /// Where drop-ins were looked for (empty for a single parsed text).
@@ -397,6 +400,7 @@ impl Policy {
             report: ReportSettings::default(),
             shared_names: SharedNameSettings::default(),
             nat64_prefixes: Vec::new(),
+            agents: Vec::new(),
             warnings: Vec::new(),
             drop_in_dir: PathBuf::new(),
         };
@@ -449,8 +453,10 @@ impl Policy {
                 policy.shared_names.merge(s);
             }
             nat64::merge(&mut policy.nat64_prefixes, &source, raw.nat64_prefixes)?;
+            agents::merge(&mut policy.agents, &source, raw.agents)?;
             policy.sources.push(source);
         }
+        agents::check(&policy.agents)?;
         if policy.resolver.min_ttl_s > policy.resolver.max_ttl_s {
             return Err(PolicyError::Merged {
                 origin: ttl_origin.unwrap_or(Source::Embedded),

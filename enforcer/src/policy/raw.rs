@@ -117,6 +117,11 @@ pub struct RawPolicy {
     /// 6to4 (2002::/16) are always judged so; at most 8, across drop-ins.
     #[serde(default)]
     pub nat64_prefixes: Vec<Nat64Prefix>,
+    /// AI agents contained as processes: each selector names programs (by
+    /// executable path, interpreted script or command line) that, with
+    /// everything they start, may reach only their `allow` list.
+    #[serde(default)]
+    pub agents: Vec<super::agents::RawAgent>,
     /// Main file only: where drop-ins are read from (default: `policy.d`
     /// beside the main file, or /etc/enforcer/policy.d for the embedded policy).
     #[serde(default)]

@@ -1,0 +1,166 @@
+//! The processes of a /proc snapshot that selectors contain: a process is
+//! contained by its topmost ancestor (itself included) whose program
+//! matches, as the kernel would have marked it had it watched every exec
+//! since (the first match is kept; descendants inherit it).
+
+use std::{collections::BTreeMap, path::Path};
+
+use enforcer_common::agents::Contained;
+
+use super::Tables;
+
+/// One process as /proc shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    /// The executable (`/proc/PID/exe`, resolved by the kernel).
+    pub exe: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+}
+
+impl Proc {
+    /// The selector its program matches. /proc keeps the resolved path,
+    /// not the one execve was given, so argv[0] (the path a shell ran, when
+    /// it is one) is tried too: a symlinked launcher still matches.
+    pub fn matches(&self, tables: &Tables) -> Option<usize> {
+        let argv: Vec<&[u8]> = self.argv.iter().map(Vec::as_slice).collect();
+        let by_exe = tables.match_exec(&self.exe, &argv);
+        let by_argv0 = self
+            .argv
+            .first()
+            .filter(|a| a.contains(&b'/'))
+            .and_then(|a0| tables.match_exec(a0, &argv));
+        match (by_exe, by_argv0) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// pid → containment for every contained process of `procs`.
+pub fn contained(procs: &[Proc], tables: &Tables) -> BTreeMap<u32, Contained> {
+    let by_pid: BTreeMap<u32, &Proc> = procs.iter().map(|p| (p.pid, p)).collect();
+    let own: BTreeMap<u32, usize> = procs
+        .iter()
+        .filter_map(|p| p.matches(tables).map(|s| (p.pid, s)))
+        .collect();
+    let mut out = BTreeMap::new();
+    for p in procs {
+        // Walk up (bounded: a pid loop in a torn snapshot must not hang),
+        // keeping the topmost match.
+        let mut found = None;
+        let mut cur = Some(p);
+        for _ in 0..4096 {
+            let Some(c) = cur else { break };
+            if let Some(&sel) = own.get(&c.pid) {
+                found = Some(Contained {
+                    selector: sel as u32,
+                    root: c.pid,
+                });
+            }
+            if c.ppid == 0 || c.ppid == c.pid {
+                break;
+            }
+            cur = by_pid.get(&c.ppid).copied();
+        }
+        if let Some(c) = found {
+            out.insert(p.pid, c);
+        }
+    }
+    out
+}
+
+/// Reads every process of `proc_root` (/proc). Processes that exit while
+/// it reads, or whose exe cannot be read (kernel threads), are skipped or
+/// kept without an exe.
+pub fn snapshot(proc_root: &Path) -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let base = entry.path();
+        let Ok(stat) = std::fs::read_to_string(base.join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces and parens.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+        else {
+            continue;
+        };
+        let exe = std::fs::read_link(base.join("exe"))
+            .map(|p| p.into_os_string().into_encoded_bytes())
+            .unwrap_or_default();
+        let argv = std::fs::read(base.join("cmdline"))
+            .map(|c| {
+                c.split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Proc {
+            pid,
+            ppid,
+            exe,
+            argv,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Policy, Source};
+
+    fn proc(pid: u32, ppid: u32, exe: &str, argv: &[&str]) -> Proc {
+        Proc {
+            pid,
+            ppid,
+            exe: exe.into(),
+            argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    #[test]
+    fn descendants_inherit_the_topmost_match() {
+        let text = r#"{"version": 1, "agents": [
+            {"name": "a", "exe": ["/opt/a/*"]},
+            {"name": "b", "script": ["/opt/b.py"]}]}"#;
+        let p = Policy::parse(text, Source::Embedded).unwrap();
+        let t = Tables::compile(&p.agents).unwrap();
+        let procs = [
+            proc(1, 0, "/sbin/init", &["init"]),
+            proc(10, 1, "/opt/a/1.0", &["/opt/a/1.0"]),
+            proc(11, 10, "/bin/bash", &["bash"]),
+            proc(12, 11, "/usr/bin/python3", &["python3", "/opt/b.py"]),
+            proc(13, 12, "/usr/bin/curl", &["curl"]),
+            proc(20, 1, "/usr/bin/python3", &["python3", "/opt/b.py"]),
+            proc(21, 1, "/usr/bin/python3", &["python3", "/opt/c.py"]),
+            // A symlinked launcher: /proc resolves it, argv[0] does not.
+            proc(30, 1, "/usr/lib/x", &["/opt/a/launcher", "-p"]),
+        ];
+        let c = contained(&procs, &t);
+        let at = |pid| c.get(&pid).map(|c| (c.selector, c.root));
+        assert_eq!(at(1), None);
+        assert_eq!(at(10), Some((0, 10)));
+        assert_eq!(at(11), Some((0, 10)));
+        assert_eq!(at(12), Some((0, 10)), "the topmost match keeps it");
+        assert_eq!(at(13), Some((0, 10)));
+        assert_eq!(at(20), Some((1, 20)));
+        assert_eq!(at(21), None);
+        assert_eq!(at(30), Some((0, 30)));
+    }
+}
