@@ -59,10 +59,19 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     // SAFETY: the context pointer is valid for the program's run; the
     // verifier checks each field access.
     let addr = unsafe { (*sa).user_ip4 };
+    // Read once, here: see `port_of`.
+    let (port, proto) = port_of(ctx);
     if let Some(agent) = contain::current() {
-        let (port, proto) = port_of(ctx);
         if !contain::allows_v4(&agent, addr, port, proto) {
-            let denied = contained(ctx, hook, &agent, AF_INET, [addr, 0, 0, 0], 0);
+            let denied = contained(
+                ctx,
+                hook,
+                &agent,
+                AF_INET,
+                [addr, 0, 0, 0],
+                0,
+                (port, proto),
+            );
             if denied {
                 return DENY;
             }
@@ -71,14 +80,21 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     let cgroup = current_cgroup();
     let mut found = check_v4(addr, cgroup);
     if found.verdict == VERDICT_PASS && port_rules() {
-        let (port, proto) = port_of(ctx);
         found = port_v4(addr, cgroup, port, proto);
     }
     if found.verdict == VERDICT_PASS {
-        let (port, proto) = port_of(ctx);
         found = quic(port, proto, || inspected_v4(addr, cgroup));
     }
-    judge(ctx, hook, found, AF_INET, [addr, 0, 0, 0], 0, 0)
+    judge(
+        ctx,
+        hook,
+        found,
+        AF_INET,
+        [addr, 0, 0, 0],
+        0,
+        0,
+        (port, proto),
+    )
 }
 
 /// A contained process's connection outside its allow list: reported with
@@ -92,20 +108,37 @@ fn contained(
     family: u32,
     addr: [u32; 4],
     flags: u32,
+    dst_port: (u16, u8),
 ) -> bool {
     let found = Match {
         verdict: agent.verdict(),
         rule_id: 0,
     };
-    judge(ctx, hook, found, family, addr, flags, agent.event_id()) == DENY
+    judge(
+        ctx,
+        hook,
+        found,
+        family,
+        addr,
+        flags,
+        agent.event_id(),
+        dst_port,
+    ) == DENY
 }
 
 /// The destination port (host order) and the socket's IP protocol.
 #[inline(always)]
 fn port_of(ctx: &SockAddrContext) -> (u16, u8) {
     let sa = ctx.sock_addr;
+    // Volatile: the verifier refuses a context field read through a
+    // pointer the compiler derived once and reused (`ctx + off`).
     // SAFETY: as in `try_v4`.
-    let (port, protocol) = unsafe { ((*sa).user_port, (*sa).protocol) };
+    let (port, protocol) = unsafe {
+        (
+            core::ptr::read_volatile(&(*sa).user_port),
+            core::ptr::read_volatile(&(*sa).protocol),
+        )
+    };
     (u16::from_be(port as u16), protocol as u8)
 }
 
@@ -126,8 +159,9 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     // are judged against the v4 maps only; NAT64 and 6to4 addresses are
     // real IPv6 destinations, judged by both (`check_v6_forms`).
     let cgroup = current_cgroup();
+    // Read once, here: see `port_of`.
+    let (port, proto) = port_of(ctx);
     if let Some(agent) = contain::current() {
-        let (port, proto) = port_of(ctx);
         let (allowed, family, shown, flags) = match v4_mapped(addr) {
             Some(v4) => (
                 contain::allows_v4(&agent, v4, port, proto),
@@ -142,7 +176,7 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
                 0,
             ),
         };
-        if !allowed && contained(ctx, hook, &agent, family, shown, flags) {
+        if !allowed && contained(ctx, hook, &agent, family, shown, flags, (port, proto)) {
             return DENY;
         }
     }
@@ -150,11 +184,9 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
         Some(v4) => {
             let mut found = check_v4(v4, cgroup);
             if found.verdict == VERDICT_PASS && port_rules() {
-                let (port, proto) = port_of(ctx);
                 found = port_v4(v4, cgroup, port, proto);
             }
             if found.verdict == VERDICT_PASS {
-                let (port, proto) = port_of(ctx);
                 found = quic(port, proto, || inspected_v4(v4, cgroup));
             }
             judge(
@@ -165,19 +197,27 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
                 [v4, 0, 0, 0],
                 EVENT_F_V4_MAPPED,
                 0,
+                (port, proto),
             )
         }
         None => {
             let mut j = check_v6_forms(addr, cgroup);
             if j.found.verdict == VERDICT_PASS && port_rules() {
-                let (port, proto) = port_of(ctx);
                 j = port_v6_forms(addr, cgroup, port, proto);
             }
             if j.found.verdict == VERDICT_PASS {
-                let (port, proto) = port_of(ctx);
                 j.found = quic(port, proto, || inspected_v6(addr, cgroup));
             }
-            judge(ctx, hook, j.found, j.family, j.addr, j.via, 0)
+            judge(
+                ctx,
+                hook,
+                j.found,
+                j.family,
+                j.addr,
+                j.via,
+                0,
+                (port, proto),
+            )
         }
     }
 }
@@ -191,6 +231,7 @@ fn judge(
     addr: [u32; 4],
     flags: u32,
     agent: u32,
+    (port, protocol): (u16, u8),
 ) -> i32 {
     let sa: *mut bpf_sock_addr = ctx.sock_addr;
     // SAFETY: the context is a valid argument for this helper in sock_addr programs.
@@ -218,8 +259,6 @@ fn judge(
     }
     count(hook, verdict);
     if verdict != VERDICT_ALLOWED {
-        // SAFETY: as in `try_v4`.
-        let (port, protocol) = unsafe { ((*sa).user_port, (*sa).protocol) };
         emit(
             &Flow {
                 hook,
@@ -227,8 +266,8 @@ fn judge(
                 rule_id,
                 family,
                 addr,
-                port: u16::from_be(port as u16) as u32,
-                protocol,
+                port: port as u32,
+                protocol: protocol as u32,
                 flags,
                 cookie,
                 agent,

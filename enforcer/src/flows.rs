@@ -80,6 +80,14 @@ pub struct Flow {
     /// merged from a fleet say where each happened.
     #[serde(default)]
     pub host: String,
+    /// The agent selector that contained the process, when its allow
+    /// list decided (empty otherwise).
+    #[serde(default)]
+    pub agent: String,
+    /// The process whose exec matched that selector (`PID EXE`): the
+    /// process itself or the ancestor it inherited containment from.
+    #[serde(default)]
+    pub agent_root: String,
     /// Attempts. From `flows` and in each `flows --follow` row: all the
     /// attempts of this flow so far, as stored.
     pub count: u64,
@@ -196,6 +204,8 @@ CREATE TABLE IF NOT EXISTS flows (
   name TEXT NOT NULL DEFAULT '',
   chain TEXT NOT NULL DEFAULT '',
   host TEXT NOT NULL DEFAULT '',
+  agent TEXT NOT NULL DEFAULT '',
+  agent_root TEXT NOT NULL DEFAULT '',
   UNIQUE (pid, exe, dst, port, protocol, rule_id)
 );
 CREATE INDEX IF NOT EXISTS flows_last_seen ON flows (last_seen_ms);
@@ -203,7 +213,7 @@ CREATE INDEX IF NOT EXISTS flows_last_seen ON flows (last_seen_ms);
 
 /// Columns added after the first schema, in order (stores written before
 /// lack them until a daemon opens them for writing).
-const ADDED_COLUMNS: [&str; 4] = ["via", "name", "chain", "host"];
+const ADDED_COLUMNS: [&str; 6] = ["via", "name", "chain", "host", "agent", "agent_root"];
 
 /// Whether the flows table has `column`.
 fn has_column(conn: &Connection, column: &str) -> rusqlite::Result<bool> {
@@ -398,8 +408,8 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO flows (pid, ppid, exe, cmdline, comm, uid, user, cgroup, unit,
                        dst, port, protocol, rule_id, rule, domains, verdict, hooks, count,
-                       first_seen_ms, last_seen_ms, via, name, chain, host)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
+                       first_seen_ms, last_seen_ms, via, name, chain, host, agent, agent_root)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)
                      ON CONFLICT (pid, exe, dst, port, protocol, rule_id) DO UPDATE SET
                        count = count + excluded.count,
                        last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
@@ -413,7 +423,9 @@ impl Store {
                        name = CASE WHEN excluded.name = '' THEN name ELSE excluded.name END,
                        chain = CASE WHEN excluded.name = '' THEN chain ELSE excluded.chain END,
                        ppid = coalesce(ppid, excluded.ppid),
-                       host = excluded.host
+                       host = excluded.host,
+                       agent = CASE WHEN excluded.agent = '' THEN agent ELSE excluded.agent END,
+                       agent_root = CASE WHEN excluded.agent = '' THEN agent_root ELSE excluded.agent_root END
                      RETURNING count, first_seen_ms, last_seen_ms, hooks, via, name, chain, ppid",
                 )
                 .map_err(err)?;
@@ -446,6 +458,8 @@ impl Store {
                             f.name,
                             f.chain,
                             f.host,
+                            f.agent,
+                            f.agent_root,
                         ],
                         |r| {
                             Ok((
@@ -619,6 +633,8 @@ impl Store {
                     name: r.get(21)?,
                     chain: r.get(22)?,
                     host: r.get(23)?,
+                    agent: r.get(24)?,
+                    agent_root: r.get(25)?,
                 })
             })
             .map_err(|e| self.err(e))?;

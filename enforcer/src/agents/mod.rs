@@ -10,6 +10,7 @@
 pub mod allow;
 pub mod automaton;
 pub mod procs;
+pub mod report;
 
 use enforcer_common::agents::AgentSelector;
 

@@ -321,7 +321,8 @@ impl Datapath {
     }
 
     /// Attaches the exec-tracking tracepoints (global: they observe every
-    /// exec on the host and judge nothing) and pins their links, replacing
+    /// exec, fork and exit on the host, judge no connection, and mark the
+    /// processes agent selectors contain) and pins their links, replacing
     /// a previous instance's gap-free.
     pub fn attach_exec_tracking(&mut self) -> Result<(), DatapathError> {
         if crate::sys::tracefs::ensure()? {
@@ -329,6 +330,13 @@ impl Datapath {
         }
         for (name, category, event) in [
             (programs::EXEC_ARGV, "syscalls", "sys_enter_execve"),
+            (programs::EXECVEAT_ARGV, "syscalls", "sys_enter_execveat"),
+            // Agent containment: children inherit the mark at fork, and
+            // exited processes leave the map.
+            (programs::PROCESS_FORK, "sched", "sched_process_fork"),
+            (programs::PROCESS_EXIT, "sched", "sched_process_exit"),
+            // Last: once it runs, every exec is matched, and argv of the
+            // execs it sees has been captured by the hooks above.
             (programs::PROCESS_EXEC, "sched", "sched_process_exec"),
         ] {
             let prog_err = program_error(name);
@@ -475,7 +483,10 @@ fn static_name(name: &str) -> &'static str {
         programs::SOCK_CREATE,
         programs::XDP,
         programs::EXEC_ARGV,
+        programs::EXECVEAT_ARGV,
         programs::PROCESS_EXEC,
+        programs::PROCESS_FORK,
+        programs::PROCESS_EXIT,
         programs::SNI_SOCKOPS,
         programs::SNI_MSG,
     ]

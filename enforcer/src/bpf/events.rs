@@ -165,6 +165,9 @@ pub struct BlockEvent {
     pub via: Option<Via>,
     /// No process could be named (XDP, or an skb drop of an unknown socket).
     pub owner_unknown: bool,
+    /// The agent selector (index) containing the process, if the verdict
+    /// came from its allow list.
+    pub agent: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -218,6 +221,7 @@ impl BlockEvent {
             source_matched: raw.flags & EVENT_F_SOURCE != 0,
             via: Via::from_flags(raw.flags),
             owner_unknown: raw.flags & EVENT_F_OWNER_UNKNOWN != 0,
+            agent: raw.agent.checked_sub(1),
         })
     }
 }

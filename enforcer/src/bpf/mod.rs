@@ -4,6 +4,7 @@
 //! Everything is reached through pins, so a restarted daemon, a test, or
 //! `detach` find the same objects.
 
+pub mod agents;
 pub mod datapath;
 pub mod dnsnames;
 pub mod events;

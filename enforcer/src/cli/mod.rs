@@ -1,5 +1,6 @@
 //! The command line of the `enforcer` binary.
 
+mod agents;
 mod check;
 mod daemon;
 mod detach;
@@ -44,6 +45,10 @@ pub enum Command {
     Status(RemoteArgs),
     /// Ask the daemon to re-read its policy (root only).
     Reload(RemoteArgs),
+    /// The agent selectors in force (how each names its programs, what it
+    /// may reach, its action and provenance) and the processes they
+    /// contain now, each with the ancestor whose exec matched.
+    Agents(RemoteArgs),
     /// Check or print policies.
     Policy {
         #[command(subcommand)]
@@ -132,7 +137,7 @@ impl Command {
     fn json(&self) -> bool {
         match self {
             Command::Detach(a) => a.json,
-            Command::Status(a) | Command::Reload(a) => a.json,
+            Command::Status(a) | Command::Reload(a) | Command::Agents(a) => a.json,
             Command::Flows(a) => a.json,
             Command::Check(a) => a.json,
             Command::Policy { command } => command.json(),
@@ -197,6 +202,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reload(a) => remote::reload(&a.socket, a.json),
+        Command::Agents(a) => agents::run(&a.socket, a.json),
         Command::Detach(args) => detach::run(args),
         Command::Flows(args) => flows::command(args),
         Command::Check(args) => check::run(args),

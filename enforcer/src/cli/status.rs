@@ -103,6 +103,24 @@ pub fn text(s: &Status, now_ms: u64) -> Vec<String> {
         d.reports.received,
         d.reports.unparsed
     ));
+    if !s.agents.selectors.is_empty() {
+        out.push(format!(
+            "agents:    {} selectors ({}), {} processes contained",
+            s.agents.selectors.len(),
+            s.agents.selectors.join(", "),
+            s.agents.contained.len()
+        ));
+        for c in &s.agents.contained {
+            out.push(format!(
+                "  {:>7} {:<16} {} (from {} {})",
+                c.pid,
+                table::fit(&c.agent, 16, table::Cut::End),
+                table::fit(&c.cmdline, 60, table::Cut::End),
+                c.root,
+                c.root_exe
+            ));
+        }
+    }
     for w in &s.policy.warnings {
         out.push(format!("warning:   {w}"));
     }

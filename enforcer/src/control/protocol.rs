@@ -28,6 +28,8 @@ pub enum Command {
     Follow(Query),
     Reload,
     Detach,
+    /// The agent selectors and the processes they contain.
+    Agents,
 }
 
 impl Command {

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Status {
+    /// Agent containment: selectors and the processes they contain now.
+    pub agents: AgentsStatus,
     pub cgroup: String,
     pub dns: Dns,
     pub events: Events,
@@ -184,4 +186,12 @@ mod tests {
         let old: Status = serde_json::from_str(r#"{"mode":"audit","uptime_s":5}"#).unwrap();
         assert_eq!((old.mode.as_str(), old.reload.rejected), ("audit", 0));
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentsStatus {
+    /// The selectors in force, by name.
+    pub selectors: Vec<String>,
+    pub contained: Vec<crate::agents::report::ContainedProc>,
 }

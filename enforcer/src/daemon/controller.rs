@@ -61,6 +61,8 @@ pub struct Controller {
     /// Names of port rules (`dns.google:443`): their answers go to the
     /// port tries too.
     port_names: std::collections::HashSet<String>,
+    /// Agent containment: the selectors in force and the contained processes.
+    pub agents: super::agents::Containment,
 }
 
 pub fn plan_of(policy: &Policy, generation: u64, resolv_conf: &std::path::Path) -> Plan {
@@ -150,6 +152,7 @@ impl Controller {
         state_dir: PathBuf,
         resolv_conf: PathBuf,
     ) -> Controller {
+        let pins_for_agents = pins.clone();
         let mut answers = Answers::default();
         let plan = plan_of(&policy, 0, &resolv_conf);
         answers.set_names(&plan.names);
@@ -190,6 +193,7 @@ impl Controller {
             servers: None,
             next_expiry: Some(0),
             port_names: Default::default(),
+            agents: super::agents::Containment::idle(pins_for_agents),
         }
     }
 
@@ -438,6 +442,10 @@ impl Controller {
             }
             return Ok(ReloadOutcome::Unchanged);
         }
+        // Selectors that cannot be compiled reject the whole policy, before
+        // anything is written.
+        let compiled = super::agents::Containment::compile(&policy)
+            .map_err(|e| format!("reload rejected, the policy in force stays: {e}"))?;
         for w in &policy.warnings {
             warn!("{w}");
         }
@@ -464,6 +472,12 @@ impl Controller {
                 );
                 self.plan.send_replace(Arc::new(plan));
                 self.loaded_ms = now_ms();
+                if let Err(e) = self.agents.apply(&self.policy, compiled) {
+                    error!(error = %e, "applying the agent selectors failed");
+                    return Err(format!(
+                        "policy reloaded, but its agent selectors could not be applied: {e}"
+                    ));
+                }
                 drop(previous);
                 drop(previous_answers);
                 release_freed_memory();

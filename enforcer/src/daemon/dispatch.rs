@@ -46,6 +46,7 @@ pub fn answer(job: Job, ctx: Ctx<'_, '_>) -> Next {
                 ctx.reloads,
             ))
         }
+        Command::Agents => Response::ok(ctx.controller.agents.report()),
         Command::Flows(q) => match ctx.recorder.query(&q) {
             Ok(flows) => Response::ok(flows),
             Err(e) => Response::error(ErrorCode::Failed, e.to_string()),

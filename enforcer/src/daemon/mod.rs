@@ -15,7 +15,10 @@
 //! - `notify`: sd_notify and the first round's report.
 //! - `loop_errors`: errors the loop survives.
 //! - `shutdown`: the way out: drain, stop the tasks, keep or detach.
+//! - `agents`: agent containment: selectors into the maps, running
+//!   processes marked from /proc, marks kept current.
 
+mod agents;
 mod by_name;
 mod controller;
 mod dispatch;
@@ -86,6 +89,8 @@ pub enum DaemonError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Store(#[from] crate::flows::StoreError),
+    #[error("agent containment: {0}")]
+    Agents(String),
     #[error("control socket {path}: {source}")]
     Socket {
         path: PathBuf,
@@ -100,6 +105,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Before READY: a reload requested right after start must not kill us.
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut policy = Policy::resolve(config.policy.as_deref())?;
+    // Selectors the kernel tables cannot hold stop the start, like any
+    // invalid policy, before anything is attached.
+    let compiled =
+        agents::Containment::compile(&policy).map_err(|e| DaemonError::Agents(e.to_string()))?;
     reload::check_upstreams(&mut policy, &config);
     info!(source = %policy.source(), drop_ins = policy.sources.len() - 1, mode = %policy.mode, "policy loaded");
     for w in &policy.warnings {
@@ -154,9 +163,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         datapath.attach_xdp(iface)?;
     }
     if let Err(e) = datapath.attach_exec_tracking() {
-        // Enforcement does not depend on it; attribution falls back to /proc.
+        // Containment does: without these hooks an agent would run free.
+        if !compiled.is_empty() {
+            return Err(DaemonError::Agents(format!(
+                "the policy contains agents, but the exec/fork tracepoints cannot be attached: {e}"
+            )));
+        }
+        // The bans do not; attribution falls back to /proc.
         warn!(error = %e, "exec tracking unavailable: short-lived processes may be reported without their executable");
     }
+    // With the exec hook running: processes started from now on are
+    // matched by the kernel, the ones already running from /proc.
+    let agents_policy = controller.policy.clone();
+    controller
+        .agents
+        .apply(&agents_policy, compiled)
+        .map_err(|e| DaemonError::Agents(e.to_string()))?;
+    drop(agents_policy);
     datapath.prune()?;
     // The links and maps are pinned; the loader's handles are not needed.
     drop(datapath);
@@ -297,7 +320,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 recorder.sync_clock();
                 let rules = controller.rules.borrow();
                 for ev in event_buf.drain(..) {
-                    if recorder.on_block(ev, &rules, &controller.answers) {
+                    if recorder.on_block(ev, &rules, &controller.answers, &controller.agents) {
                         recorder.flush();
                     }
                 }
@@ -307,10 +330,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 metrics_tx.send_replace(status::render_metrics(&controller, &recorder, &facts));
             }
             _ = retention.tick() => recorder.retain(&controller.policy.report),
-            _ = purge.tick() => match crate::bpf::dnsnames::purge_expired(&pins) {
-                Ok(c) => learned = c,
-                Err(e) => errors.record("removing expired learned addresses", &e).await,
-            },
+            _ = purge.tick() => {
+                match crate::bpf::dnsnames::purge_expired(&pins) {
+                    Ok(c) => learned = c,
+                    Err(e) => errors.record("removing expired learned addresses", &e).await,
+                }
+                if let Err(e) = controller.agents.forget_gone() {
+                    errors.record("removing marks of exited processes", &e).await;
+                }
+            }
             _ = loss_check.tick() => match Stats::read(&pins) {
                 Ok(stats) => {
                     let now = stats.ringbuf_full();

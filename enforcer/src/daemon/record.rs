@@ -178,6 +178,7 @@ impl Recorder {
         event: Result<BlockEvent, DecodeError>,
         rules: &RuleTable,
         answers: &Answers,
+        agents: &super::agents::Containment,
     ) -> bool {
         let ev = match event {
             Ok(ev) => ev,
@@ -199,9 +200,26 @@ impl Recorder {
             .and_then(|a| self.answer_names.lookup(a, Instant::now()))
             .map(|o| (o.name.clone(), o.chain.clone()))
             .unwrap_or_default();
-        let rule = rules
-            .get(ev.rule_id)
-            .map_or_else(|| format!("#{}", ev.rule_id), ToString::to_string);
+        let (rule, agent, agent_root) = match ev.agent {
+            Some(index) => {
+                let name = agents.name_of(index);
+                let root = agents.root_of(ev.tgid).map_or_else(String::new, |root| {
+                    let exe = self
+                        .procs
+                        .lookup(root)
+                        .map_or_else(|| "(exited)".to_owned(), |p| p.exe.clone());
+                    format!("{root} {exe}")
+                });
+                (format!("agent {name}: outside its allow list"), name, root)
+            }
+            None => (
+                rules
+                    .get(ev.rule_id)
+                    .map_or_else(|| format!("#{}", ev.rule_id), ToString::to_string),
+                String::new(),
+                String::new(),
+            ),
+        };
         // When the kernel saw it, however late it is read.
         let at = self.clock.wall_ms(ev.ts_ns);
         let flow = Flow {
@@ -238,6 +256,8 @@ impl Recorder {
             name,
             chain,
             host: self.host.clone(),
+            agent,
+            agent_root,
             count: 1,
             first_seen_ms: at,
             last_seen_ms: at,

@@ -27,7 +27,7 @@ impl Readers {
         recorder.sync_clock();
         let rules = controller.rules.borrow();
         self.events.drain(|ev| {
-            recorder.on_block(ev, &rules, &controller.answers);
+            recorder.on_block(ev, &rules, &controller.answers, &controller.agents);
         });
     }
 }

@@ -63,6 +63,10 @@ pub fn build(
     let a = &controller.answers;
     let count = |s| a.count(s) as u64;
     Status {
+        agents: crate::control::status::AgentsStatus {
+            selectors: controller.agents.names().to_vec(),
+            contained: controller.agents.contained(),
+        },
         version: env!("CARGO_PKG_VERSION").into(),
         mode: controller.policy.mode.to_string(),
         cgroup: facts.cgroup.display().to_string(),

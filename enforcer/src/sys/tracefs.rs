@@ -38,3 +38,62 @@ pub fn ensure() -> Result<bool, TracefsError> {
     }
     Ok(true)
 }
+
+/// The offset of `field` in the records of tracepoint `category/event`,
+/// from its `format` file (the layout differs between kernel versions:
+/// sched_process_fork's `child_pid` is at 44 before 6.x's data_loc comms,
+/// at 20 after). `None` if tracefs or the field is not there.
+pub fn field_offset(category: &str, event: &str, field: &str) -> Option<u32> {
+    [TRACEFS, DEBUG_TRACEFS].iter().find_map(|root| {
+        let path = Path::new(root)
+            .join("events")
+            .join(category)
+            .join(event)
+            .join("format");
+        let text = std::fs::read_to_string(path).ok()?;
+        parse_offset(&text, field)
+    })
+}
+
+/// `field:pid_t child_pid;\toffset:20;\tsize:4;...` → 20 for `child_pid`.
+fn parse_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let decl = line.trim().strip_prefix("field:")?;
+        let (decl, rest) = decl.split_once(';')?;
+        let name = decl
+            .rsplit(|c: char| c.is_whitespace() || c == '*')
+            .next()?;
+        let name = name.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        rest.trim()
+            .strip_prefix("offset:")?
+            .split(';')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_come_from_the_format_file() {
+        let fork = "name: sched_process_fork\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\
+            \tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\
+            \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_offset(fork, "child_pid"), Some(20));
+        assert_eq!(parse_offset(fork, "parent_comm"), Some(8));
+        assert_eq!(parse_offset(fork, "group_dead"), None);
+        let old = "\tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\
+            \tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_offset(old, "child_pid"), Some(44));
+        assert_eq!(parse_offset(old, "child_comm"), Some(28));
+    }
+}

@@ -1,0 +1,232 @@
+//! Agent containment in the pinned maps: the compiled selectors
+//! (`crate::agents::Compiled`), the tracepoint record offsets, and the
+//! `CONTAINED` processes (read for reports, filled from /proc at start,
+//! remapped on reload, cleared of processes that are gone).
+
+use std::collections::BTreeMap;
+
+use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key};
+use enforcer_common::{
+    agents::{
+        AgentName, AgentSelector, CFG_EXIT_GROUP_DEAD, CFG_FORK_CHILD, CFG_KINDS, CFG_NAMES,
+        CFG_ON, CFG_STRIDE, Contained, MAX_ALLOW, MAX_SELECTORS, STATS_LEN,
+    },
+    maps as names,
+};
+
+use super::{
+    judge::wrap as open_map,
+    pinned::{make_exactly, open_hash},
+    pins::Pins,
+    writer::WriteError,
+};
+use crate::agents::Compiled;
+
+/// Where the fork and exit hooks find their fields (from tracefs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceOffsets {
+    pub fork_child: u32,
+    /// 0: the kernel's exit record has no `group_dead`.
+    pub exit_group_dead: u32,
+}
+
+impl TraceOffsets {
+    /// From this kernel's tracefs; `None` if sched_process_fork's
+    /// `child_pid` cannot be found (containment cannot follow forks then).
+    pub fn probe() -> Option<TraceOffsets> {
+        use crate::sys::tracefs::field_offset;
+        Some(TraceOffsets {
+            fork_child: field_offset("sched", "sched_process_fork", "child_pid")?,
+            exit_group_dead: field_offset("sched", "sched_process_exit", "group_dead").unwrap_or(0),
+        })
+    }
+}
+
+fn write_err(map: &'static str) -> impl Fn(MapError) -> WriteError {
+    move |source| WriteError::Write { map, source }
+}
+
+fn read_err(map: &'static str) -> impl Fn(MapError) -> WriteError {
+    move |source| WriteError::Read { map, source }
+}
+
+fn set_cfg(config: &mut Array<MapData, u32>, index: u32, value: u32) -> Result<(), WriteError> {
+    config
+        .set(index, value, 0)
+        .map_err(write_err(names::AGENT_CONFIG))
+}
+
+/// Makes an allow trie hold exactly `want`.
+fn write_trie<const N: usize>(
+    pins: &Pins,
+    name: &'static str,
+    want: &BTreeMap<(u32, [u32; N]), u32>,
+) -> Result<(), WriteError>
+where
+    [u32; N]: aya::Pod,
+{
+    if want.len() > MAX_ALLOW as usize {
+        return Err(WriteError::Capacity {
+            map: name,
+            needed: want.len(),
+            capacity: MAX_ALLOW,
+        });
+    }
+    let mut trie: LpmTrie<MapData, [u32; N], u32> = open_map(pins, name, LpmTrie::try_from)?;
+    let have: BTreeMap<(u32, [u32; N]), u32> = trie
+        .iter()
+        .map(|kv| kv.map(|(k, v)| ((k.prefix_len(), k.data()), v)))
+        .collect::<Result<_, _>>()
+        .map_err(read_err(name))?;
+    for ((len, data), v) in want {
+        if have.get(&(*len, *data)) != Some(v) {
+            trie.insert(&Key::new(*len, *data), v, 0)
+                .map_err(write_err(name))?;
+        }
+    }
+    for (len, data) in have.keys().filter(|k| !want.contains_key(k)) {
+        match trie.remove(&Key::new(*len, *data)) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(source) => return Err(WriteError::Write { map: name, source }),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the selectors. The switch (`CFG_ON`) goes on last when
+/// selectors appear, off first when they all go; the allow lists are in
+/// place before the selectors that use them.
+pub fn write(pins: &Pins, c: &Compiled, offsets: TraceOffsets) -> Result<(), WriteError> {
+    let mut config: Array<MapData, u32> = open_map(pins, names::AGENT_CONFIG, Array::try_from)?;
+    if c.is_empty() {
+        set_cfg(&mut config, CFG_ON, 0)?;
+    }
+    write_trie(pins, names::AGENT_ALLOW_V4, &c.allow.v4)?;
+    write_trie(pins, names::AGENT_ALLOW_V6, &c.allow.v6)?;
+    make_exactly::<u64, AgentName>(pins, names::AGENT_NAMES, &c.allow.names, || Ok(()))?;
+    let mut classes: Array<MapData, u8> = open_map(pins, names::AGENT_CLASSES, Array::try_from)?;
+    for (b, class) in c.tables.classes.iter().enumerate() {
+        classes
+            .set(b as u32, class, 0)
+            .map_err(write_err(names::AGENT_CLASSES))?;
+    }
+    let mut dfa: Array<MapData, u32> = open_map(pins, names::AGENT_DFA, Array::try_from)?;
+    for (i, s) in c.tables.trans.iter().enumerate() {
+        dfa.set(i as u32, s, 0)
+            .map_err(write_err(names::AGENT_DFA))?;
+    }
+    let mut accept: Array<MapData, u32> = open_map(pins, names::AGENT_ACCEPT, Array::try_from)?;
+    for (i, a) in c.tables.accept.iter().enumerate() {
+        accept
+            .set(i as u32, a, 0)
+            .map_err(write_err(names::AGENT_ACCEPT))?;
+    }
+    let mut selectors: Array<MapData, AgentSelector> =
+        open_map(pins, names::AGENT_SELECTORS, Array::try_from)?;
+    for i in 0..MAX_SELECTORS {
+        let s = c.selectors.get(i as usize).copied().unwrap_or_default();
+        selectors
+            .set(i, s, 0)
+            .map_err(write_err(names::AGENT_SELECTORS))?;
+    }
+    set_cfg(&mut config, CFG_STRIDE, c.tables.stride)?;
+    set_cfg(&mut config, CFG_KINDS, c.tables.kinds)?;
+    set_cfg(&mut config, CFG_FORK_CHILD, offsets.fork_child)?;
+    set_cfg(&mut config, CFG_EXIT_GROUP_DEAD, offsets.exit_group_dead)?;
+    set_cfg(&mut config, CFG_NAMES, u32::from(!c.allow.names.is_empty()))?;
+    if !c.is_empty() {
+        set_cfg(&mut config, CFG_ON, 1)?;
+    }
+    Ok(())
+}
+
+fn contained_map(pins: &Pins) -> Result<HashMap<MapData, u32, Contained>, WriteError> {
+    open_hash(pins, names::CONTAINED)
+}
+
+/// The contained processes the kernel knows: pid → containment.
+pub fn contained(pins: &Pins) -> Result<BTreeMap<u32, Contained>, WriteError> {
+    contained_map(pins)?
+        .iter()
+        .collect::<Result<_, _>>()
+        .map_err(read_err(names::CONTAINED))
+}
+
+/// Marks `found` (from /proc) where the kernel has no mark yet (one made
+/// by the exec hook is the kernel's own view, kept). Returns how many.
+pub fn mark(pins: &Pins, found: &BTreeMap<u32, Contained>) -> Result<usize, WriteError> {
+    let mut map = contained_map(pins)?;
+    let mut n = 0;
+    for (pid, c) in found {
+        match map.get(pid, 0) {
+            Ok(_) => {}
+            Err(MapError::KeyNotFound) => {
+                map.insert(pid, c, 0).map_err(write_err(names::CONTAINED))?;
+                n += 1;
+            }
+            Err(source) => return Err(read_err(names::CONTAINED)(source)),
+        }
+    }
+    Ok(n)
+}
+
+/// Applies a reload: each mark moves to its selector's new index (by
+/// name); marks of selectors that are gone are removed (those processes
+/// are released). Returns how many were released.
+pub fn remap(pins: &Pins, old: &[String], new: &[String]) -> Result<usize, WriteError> {
+    if old == new {
+        return Ok(0);
+    }
+    let mut map = contained_map(pins)?;
+    let now = contained(pins)?;
+    let mut released = 0;
+    for (pid, mut c) in now {
+        let name = old.get(c.selector as usize);
+        match name.and_then(|n| new.iter().position(|m| m == n)) {
+            Some(i) if i as u32 == c.selector => {}
+            Some(i) => {
+                c.selector = i as u32;
+                map.insert(pid, c, 0).map_err(write_err(names::CONTAINED))?;
+            }
+            None => {
+                match map.remove(&pid) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(source) => return Err(write_err(names::CONTAINED)(source)),
+                }
+                released += 1;
+            }
+        }
+    }
+    Ok(released)
+}
+
+/// Removes the marks of processes `alive` says are gone (kernels without
+/// `group_dead`, and marks of threads the exit hook missed). Returns how many.
+pub fn forget_gone(pins: &Pins, alive: impl Fn(u32) -> bool) -> Result<usize, WriteError> {
+    let mut map = contained_map(pins)?;
+    let mut n = 0;
+    for pid in contained(pins)?.into_keys() {
+        if !alive(pid) {
+            match map.remove(&pid) {
+                Ok(()) | Err(MapError::KeyNotFound) => n += 1,
+                Err(source) => return Err(write_err(names::CONTAINED)(source)),
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// `AGENT_STATS`, summed over CPUs.
+pub fn stats(pins: &Pins) -> Result<[u64; STATS_LEN as usize], WriteError> {
+    let array: PerCpuArray<MapData, u64> =
+        open_map(pins, names::AGENT_STATS, PerCpuArray::try_from)?;
+    let mut out = [0; STATS_LEN as usize];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = array
+            .get(&(i as u32), 0)
+            .map_err(read_err(names::AGENT_STATS))?
+            .iter()
+            .sum();
+    }
+    Ok(out)
+}

@@ -1,0 +1,394 @@
+//! Agent containment (issue 13): real processes under the real exec, fork
+//! and exit hooks. The fake agent is a copy of the system's python3
+//! installed under a versioned directory, running `agents/act.py`, which
+//! connects, sends, pings, resolves and starts children as told.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use enforcer_tests::{
+    World,
+    daemon::{Daemon, enforcer, flows_json},
+    dns::DnsServer,
+};
+
+const LO: &[&str] = &[
+    "10.77.0.2/32",
+    "10.77.0.3/32",
+    "10.77.0.53/32",
+    "10.77.0.54/32",
+];
+const ACT: &str = include_str!("agents/act.py");
+const PYTHON: &str = "/usr/bin/python3";
+
+fn world(tag: &str) -> World {
+    World::new(tag, LO)
+}
+
+/// Installs the fake agent (a copy of python3) at `dir/versions/VERSION/agent`.
+fn install_agent(dir: &Path, version: &str) -> PathBuf {
+    let at = dir.join("versions").join(version);
+    std::fs::create_dir_all(&at).unwrap();
+    let bin = at.join("agent");
+    std::fs::copy(PYTHON, &bin).unwrap();
+    bin
+}
+
+/// `argv` as a process of the world's cgroup and namespace, stdout and
+/// stdin piped. It joins the cgroup and namespace before it execs, so the
+/// exec the hooks see is its own.
+fn spawn(w: &World, argv: &[&str]) -> Child {
+    let ns = std::fs::File::open(format!("/run/netns/{}", w.ns.name())).unwrap();
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(w.cg.path().join("cgroup.procs"))
+        .unwrap();
+    let (ns_fd, procs_fd) = (ns.as_raw_fd(), procs.as_raw_fd());
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        // The copied interpreter finds its library where python3's is.
+        .env("PYTHONHOME", "/usr")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: setns and write are async-signal-safe; both descriptors
+    // stay open until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn");
+    drop((ns, procs));
+    child
+}
+
+/// Runs `argv` (bounded: 20 s) and returns its output line.
+fn run(w: &World, argv: &[&str]) -> String {
+    let mut child = spawn(w, argv);
+    drop(child.stdin.take());
+    finish(child)
+}
+
+fn finish(mut child: Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the agent process did not finish in 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut out = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut out)
+        .unwrap();
+    out.trim().to_owned()
+}
+
+fn socket_arg(w: &World) -> String {
+    w.socket().to_str().unwrap().to_owned()
+}
+
+fn flows(w: &World) -> Vec<serde_json::Value> {
+    // The recorder flushes every second.
+    std::thread::sleep(Duration::from_millis(1500));
+    flows_json(&["--socket", &socket_arg(w)])
+}
+
+fn json(w: &World, cmd: &str) -> serde_json::Value {
+    let (code, out, err) = enforcer(&[cmd, "--json", "--socket", &socket_arg(w)]);
+    assert_eq!(code, 0, "{cmd}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn an_agent_and_everything_it_starts_reach_only_its_allow_list() {
+    let w = world("ag");
+    let home = w.tmp.path().join("opt");
+    let act = w.tmp.write("act.py", ACT);
+    let act = act.to_str().unwrap();
+    let glob = format!("{}/versions/*/agent", home.display());
+    let policy = w.tmp.write(
+        "policy.json",
+        &format!(
+            r#"{{"version": 1, "deny": {{"cidrs": ["192.0.2.0/24"]}},
+               "agents": [{{"name": "fake", "exe": ["{glob}"], "allow": ["10.77.0.2/32"]}}]}}"#
+        ),
+    );
+    let daemon = Daemon::start(&w.args(&policy));
+    let all = [
+        "tcp:10.77.0.2:9",
+        "tcp:10.77.0.3:9",
+        "tcp:127.0.0.1:1080",
+        "udp:10.77.0.3:9",
+        "icmp:10.77.0.3",
+    ];
+    for version in ["1.2.3", "1.2.4"] {
+        let agent = install_agent(&home, version);
+        let mut argv = vec![agent.to_str().unwrap(), act];
+        argv.extend(all);
+        assert_eq!(
+            run(&w, &argv),
+            "ECONNREFUSED EPERM EPERM EPERM EPERM",
+            "version {version}: the allowed endpoint passes, everything else is refused \
+             (a local SOCKS port, UDP and ICMP included)"
+        );
+    }
+    let agent = install_agent(&home, "1.2.4");
+    let agent = agent.to_str().unwrap();
+    // What the agent starts stays contained: a shell's child, a
+    // grandchild, and a child that execs an uncontained binary.
+    let child = format!("sh:{PYTHON} {act} tcp:10.77.0.3:9 tcp:10.77.0.2:9");
+    assert_eq!(run(&w, &[agent, act, &child]), "EPERM ECONNREFUSED");
+    let grandchild = format!("sh:/bin/sh -c '{PYTHON} {act} tcp:10.77.0.3:9 udp:10.77.0.3:9'");
+    assert_eq!(run(&w, &[agent, act, &grandchild]), "EPERM EPERM");
+    let exec = format!("exec:{PYTHON} {act}");
+    assert_eq!(
+        run(
+            &w,
+            &[agent, act, "tcp:10.77.0.2:9", &exec, "tcp:10.77.0.3:9"]
+        ),
+        "ECONNREFUSED EPERM"
+    );
+    // An uncontained process of the same cgroup reaches all of it, but
+    // not what is banned for everyone.
+    let mut argv = vec![PYTHON, act];
+    argv.extend(all);
+    argv.push("tcp:192.0.2.1:9");
+    assert_eq!(
+        run(&w, &argv),
+        "ECONNREFUSED ECONNREFUSED ECONNREFUSED sent sent EPERM"
+    );
+
+    // Flows name the selector and the process whose exec matched.
+    let rows = flows(&w);
+    let denied: Vec<_> = rows
+        .iter()
+        .filter(|r| r["agent"] == "fake" && r["dst"] == "10.77.0.3")
+        .collect();
+    assert!(!denied.is_empty(), "no agent denial in flows: {rows:#?}");
+    assert!(
+        denied.iter().all(|r| r["verdict"] == "denied"),
+        "{denied:#?}"
+    );
+    assert!(
+        denied.iter().any(|r| r["exe"] == PYTHON
+            && r["agent_root"]
+                .as_str()
+                .unwrap()
+                .contains("versions/1.2.4/agent")),
+        "the shell's child names the agent it descends from: {denied:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["agent"] == "fake" && r["protocol"] == 1 && r["dst"] == "10.77.0.3"),
+        "the ICMP drop is reported: {rows:#?}"
+    );
+    let agents = json(&w, "agents");
+    assert_eq!(agents["selectors"][0]["name"], "fake", "{agents}");
+    assert!(
+        agents["counters"]["matched"].as_u64().unwrap() >= 5,
+        "{agents}"
+    );
+    assert!(
+        agents["counters"]["inherited"].as_u64().unwrap() >= 3,
+        "{agents}"
+    );
+    daemon.stop();
+}
+
+#[test]
+fn scripts_running_processes_and_audit_are_contained_as_the_policy_says() {
+    let w = world("as");
+    let act = w.tmp.write("act.py", ACT);
+    for dir in ["fake-agent", "watched"] {
+        std::fs::create_dir_all(w.tmp.path().join(dir)).unwrap();
+    }
+    let cli = w.tmp.write("fake-agent/cli.py", ACT);
+    let watched = w.tmp.write("watched/cli.py", ACT);
+    let other = w.tmp.write("other.py", ACT);
+    let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let policy = w.tmp.write(
+        "policy.json",
+        &format!(
+            r#"{{"version": 1, "agents": [
+                {{"name": "cli", "script": ["{}"]}},
+                {{"name": "watched", "script": ["{}"], "action": "audit"}}]}}"#,
+            s(&cli),
+            s(&watched)
+        ),
+    );
+    // Running before the daemon starts, waiting for a line to connect.
+    let mut early = spawn(&w, &[PYTHON, &s(&cli), "wait", "tcp:10.77.0.3:9"]);
+    let daemon = Daemon::start(&w.args(&policy));
+    let status = json(&w, "status");
+    let contained = status["agents"]["contained"].as_array().unwrap();
+    assert!(
+        contained
+            .iter()
+            .any(|c| c["pid"] == early.id() && c["agent"] == "cli"),
+        "the running process is listed as contained: {status}"
+    );
+    writeln!(early.stdin.take().unwrap()).unwrap();
+    assert_eq!(
+        finish(early),
+        "EPERM",
+        "a process running before the daemon is contained"
+    );
+
+    assert_eq!(run(&w, &[PYTHON, &s(&cli), "tcp:10.77.0.3:9"]), "EPERM");
+    assert_eq!(
+        run(&w, &[PYTHON, "-u", &s(&cli), "udp:10.77.0.3:9"]),
+        "EPERM",
+        "interpreter options before the script"
+    );
+    assert_eq!(
+        run(&w, &[PYTHON, &s(&other), "tcp:10.77.0.3:9"]),
+        "ECONNREFUSED",
+        "the interpreter running another script is not contained"
+    );
+    assert_eq!(
+        run(&w, &[PYTHON, &s(&act), "tcp:10.77.0.3:9", &s(&cli)]),
+        "ECONNREFUSED",
+        "the script is the first argument, not any argument"
+    );
+    // audit: reported, not denied.
+    assert_eq!(
+        run(&w, &[PYTHON, &s(&watched), "tcp:10.77.0.3:9"]),
+        "ECONNREFUSED"
+    );
+    let rows = flows(&w);
+    assert!(
+        rows.iter().any(|r| r["agent"] == "watched"
+            && r["verdict"] == "audited"
+            && r["dst"] == "10.77.0.3"),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["agent"] == "cli" && r["verdict"] == "denied"),
+        "{rows:#?}"
+    );
+    daemon.stop();
+}
+
+#[test]
+fn names_in_an_allow_list_are_learned_from_the_host_dns_servers_only() {
+    let w = world("an");
+    let host_dns =
+        w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
+    host_dns.set_addrs("gw.corp.test", &["10.77.0.2"], 60);
+    host_dns.set_addrs("sink.corp.test", &["127.0.0.1"], 60);
+    let rogue =
+        w.ns.enter(|| DnsServer::start_on("10.77.0.54:53".parse().unwrap()));
+    rogue.set_addrs("gw.corp.test", &["10.77.0.3"], 60);
+    let home = w.tmp.path().join("opt");
+    let agent = install_agent(&home, "1.0");
+    let agent = agent.to_str().unwrap().to_owned();
+    let act = w.tmp.write("act.py", ACT);
+    let act = act.to_str().unwrap();
+    let policy = w.tmp.write(
+        "policy.json",
+        &format!(
+            r#"{{"version": 1,
+               "resolver": {{"upstreams": ["10.77.0.53:53"]}},
+               "agents": [{{"name": "fake", "exe": ["{}/versions/*/agent"],
+                            "allow": ["gw.corp.test", "*.corp.test"]}}]}}"#,
+            home.display()
+        ),
+    );
+    let daemon = Daemon::start(&w.args(&policy));
+    assert_eq!(
+        run(&w, &[&agent, act, "tcp:10.77.0.2:9"]),
+        "EPERM",
+        "nothing is reachable before a host DNS server answered for the name"
+    );
+    assert_eq!(
+        run(
+            &w,
+            &[
+                &agent,
+                act,
+                "dns:gw.corp.test@10.77.0.53",
+                "tcp:10.77.0.2:9",
+                "tcp:10.77.0.3:9"
+            ]
+        ),
+        "10.77.0.2 ECONNREFUSED EPERM",
+        "the host's DNS server (port 53, implied) and the address it returned"
+    );
+    // A rogue server answered an uncontained process in the same cgroup
+    // (the agent cannot even ask it): its answer teaches nothing.
+    assert_eq!(
+        run(&w, &[PYTHON, act, "dns:gw.corp.test@10.77.0.54"]),
+        "10.77.0.3"
+    );
+    assert_eq!(
+        run(&w, &[&agent, act, "dns:gw.corp.test@10.77.0.54"]),
+        "EPERM"
+    );
+    assert_eq!(run(&w, &[&agent, act, "tcp:10.77.0.3:9"]), "EPERM");
+    // A sinkhole answer for an allowed wildcard opens no loopback port.
+    assert_eq!(
+        run(
+            &w,
+            &[
+                &agent,
+                act,
+                "dns:sink.corp.test@10.77.0.53",
+                "tcp:127.0.0.1:1080"
+            ]
+        ),
+        "127.0.0.1 EPERM"
+    );
+    daemon.stop();
+    drop((host_dns, rogue));
+}
+
+#[test]
+fn a_policy_whose_selectors_do_not_compile_is_refused_with_its_field() {
+    let w = world("ab");
+    let bad = w.tmp.write(
+        "bad.json",
+        r#"{"version": 1, "agents": [{"name": "x", "exe": ["/opt/[ab"]}]}"#,
+    );
+    let (code, _, err) = enforcer(&["policy", "validate", bad.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("agents[0].exe[0]") && err.contains("closing ']'"),
+        "{err}"
+    );
+    let empty = w.tmp.write(
+        "empty.json",
+        r#"{"version": 1, "agents": [{"name": "x", "allow": ["10.0.0.0/8"]}]}"#,
+    );
+    let (code, _, err) = enforcer(&["policy", "validate", empty.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("agents[x]") && err.contains("contain nothing"),
+        "{err}"
+    );
+    let port = w.tmp.write(
+        "port.json",
+        r#"{"version": 1, "agents": [{"name": "x", "exe": ["/a"], "allow": ["gw.corp.test:443"]}]}"#,
+    );
+    let (code, _, err) = enforcer(&["policy", "validate", port.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("agents[0].allow[0]"), "{err}");
+}

@@ -1,0 +1,113 @@
+# The fake agent's actions, one result word per action on one line:
+#   tcp:HOST:PORT   connect: ok, EPERM, ECONNREFUSED, ...
+#   udp:HOST:PORT   sendto: sent or the errno name
+#   icmp:HOST       an ICMP echo request on a raw socket: sent or the errno
+#   dns:NAME@HOST   an A query over UDP port 53: the first address or the errno
+#   sh:CMD          runs CMD with /bin/sh -c, prints its output
+#   exec:ARGV...    replaces this process (argv joined by spaces follows)
+#   wait            reads a line from stdin first (run before the daemon)
+#   /PATH           ignored (a plain argument)
+import errno, os, socket, struct, subprocess, sys
+
+
+def err(e):
+    return errno.errorcode.get(e.errno, str(e))
+
+
+def split(hostport):
+    host, port = hostport.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def tcp(arg):
+    host, port = split(arg)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.settimeout(3)
+    try:
+        s.connect((host, port))
+        return "ok"
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+
+
+def udp(arg):
+    host, port = split(arg)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(b"x", (host, port))
+        return "sent"
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+
+
+def icmp(host):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    body = struct.pack("!BBHHH", 8, 0, 0, 1, 1)
+    csum = 0
+    for i in range(0, len(body), 2):
+        csum += (body[i] << 8) + body[i + 1]
+    csum = (csum >> 16) + (csum & 0xFFFF)
+    csum = ~csum & 0xFFFF
+    packet = struct.pack("!BBHHH", 8, 0, csum, 1, 1)
+    try:
+        s.sendto(packet, (host, 0))
+        return "sent"
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+
+
+def dns(arg):
+    name, server = arg.split("@")
+    q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\0" + struct.pack("!HH", 1, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    try:
+        s.sendto(q, (server, 53))
+        data = s.recv(2048)
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+    # The answer's last 4 bytes: the A record of a one-answer reply.
+    return ".".join(str(b) for b in data[-4:]) if len(data) > len(q) else "no-answer"
+
+
+def main():
+    out = []
+    args = sys.argv[1:]
+    for i, a in enumerate(args):
+        kind, _, rest = a.partition(":")
+        if kind == "wait":
+            sys.stdin.readline()
+        elif kind == "tcp":
+            out.append(tcp(rest))
+        elif kind == "udp":
+            out.append(udp(rest))
+        elif kind == "icmp":
+            out.append(icmp(rest))
+        elif kind == "dns":
+            out.append(dns(rest))
+        elif kind == "sh":
+            r = subprocess.run(["/bin/sh", "-c", rest], capture_output=True, text=True)
+            out.append(r.stdout.strip())
+        elif kind == "exec":
+            print(" ".join(out), end=" " if out else "", flush=True)
+            argv = rest.split(" ") + args[i + 1 :]
+            os.execv(argv[0], argv)
+        elif a.startswith("/"):
+            pass  # a path given as a plain argument
+        else:
+            out.append("bad-action")
+    print(" ".join(out), flush=True)
+
+
+main()
