@@ -136,7 +136,7 @@ fn run(w: *mut AgentWalk, tag: u8, start: u32, end: u32, spaces: bool) -> u32 {
         (*w).end = end;
         (*w).spaces = spaces as u32;
         let mut unused = 0u64;
-        let n = if end > start { end - start } else { 0 };
+        let n = end.saturating_sub(start);
         bpf_loop(
             n.min(WALK_BYTES as u32),
             walk_step as *mut c_void,
@@ -206,7 +206,7 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: a map lookup of a stack key.
-    if unsafe { CONTAINED.get(&tgid) }.is_some() {
+    if unsafe { CONTAINED.get(tgid) }.is_some() {
         // Contained already (inherited): whatever it runs now stays so.
         return;
     }
@@ -278,7 +278,7 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
         selector: best - 1,
         root: tgid,
     };
-    match CONTAINED.insert(&tgid, &mark, 0) {
+    match CONTAINED.insert(tgid, mark, 0) {
         Ok(()) => stat(STAT_MATCHED),
         Err(_) => stat(STAT_FULL),
     }
@@ -306,17 +306,17 @@ fn try_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
     let child = child as u32;
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: map lookups of stack keys.
-    match unsafe { CONTAINED.get(&tgid) } {
+    match unsafe { CONTAINED.get(tgid) } {
         Some(c) => {
             let mark = *c;
-            match CONTAINED.insert(&child, &mark, 0) {
+            match CONTAINED.insert(child, mark, 0) {
                 Ok(()) => stat(STAT_INHERITED),
                 Err(_) => stat(STAT_FULL),
             }
         }
         None => {
-            if unsafe { CONTAINED.get(&child) }.is_some() {
-                let _ = CONTAINED.remove(&child);
+            if unsafe { CONTAINED.get(child) }.is_some() {
+                let _ = CONTAINED.remove(child);
             }
         }
     }
@@ -341,14 +341,14 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let tid = pid_tgid as u32;
     let tgid = (pid_tgid >> 32) as u32;
     if tid != tgid {
-        let _ = CONTAINED.remove(&tid);
+        let _ = CONTAINED.remove(tid);
     }
     let off = cfg(CFG_EXIT_GROUP_DEAD) as usize;
     if off != 0 {
         // SAFETY: as in `try_process_fork`.
         let dead: u8 = unsafe { ctx.read_at(off) }.map_err(|e| e as i64)?;
         if dead != 0 {
-            let _ = CONTAINED.remove(&tgid);
+            let _ = CONTAINED.remove(tgid);
         }
     }
     Ok(())
@@ -388,7 +388,7 @@ pub fn of(tgid: u32) -> Option<Agent> {
         return None;
     }
     // SAFETY: a map lookup of a stack key.
-    let c = unsafe { CONTAINED.get(&tgid) }?;
+    let c = unsafe { CONTAINED.get(tgid) }?;
     let selector = c.selector;
     // A slot the daemon has not filled (yet) is judged as `deny`: its
     // allow lists are empty, so nothing is reached. Never fail open.
@@ -430,11 +430,11 @@ pub fn allows_v4(agent: &Agent, addr: u32, port: u16, proto: u8) -> bool {
     }
     if cfg(CFG_NAMES) != 0 && sel < MAX_NAME_SELECTORS {
         // SAFETY: as above.
-        if let Some(l) = unsafe { AGENT_LEARNED_V4.get(&addr) } {
-            if learned_covers(l, sel) {
-                stat(STAT_ALLOWED);
-                return true;
-            }
+        if let Some(l) = unsafe { AGENT_LEARNED_V4.get(addr) }
+            && learned_covers(l, sel)
+        {
+            stat(STAT_ALLOWED);
+            return true;
         }
     }
     false
@@ -464,11 +464,11 @@ pub fn allows_v6(agent: &Agent, addr: [u32; 4], port: u16, proto: u8) -> bool {
     }
     if cfg(CFG_NAMES) != 0 && sel < MAX_NAME_SELECTORS {
         // SAFETY: as above.
-        if let Some(l) = unsafe { AGENT_LEARNED_V6.get(&addr) } {
-            if learned_covers(l, sel) {
-                stat(STAT_ALLOWED);
-                return true;
-            }
+        if let Some(l) = unsafe { AGENT_LEARNED_V6.get(addr) }
+            && learned_covers(l, sel)
+        {
+            stat(STAT_ALLOWED);
+            return true;
         }
     }
     false
@@ -513,7 +513,7 @@ pub fn fold_name(key: u64, exact: bool) {
         return;
     }
     // SAFETY: a map lookup of a stack key.
-    let Some(n) = (unsafe { AGENT_NAMES.get(&key) }) else {
+    let Some(n) = (unsafe { AGENT_NAMES.get(key) }) else {
         return;
     };
     let mask = if exact { n.exact } else { n.wild };
@@ -605,8 +605,8 @@ pub fn learn_v4(addr: u32, expires_ns: u64) {
         return;
     }
     // SAFETY: a map lookup of a stack key.
-    let value = merged(unsafe { AGENT_LEARNED_V4.get(&addr) }, mask, expires_ns);
-    let _ = AGENT_LEARNED_V4.insert(&addr, &value, 0);
+    let value = merged(unsafe { AGENT_LEARNED_V4.get(addr) }, mask, expires_ns);
+    let _ = AGENT_LEARNED_V4.insert(addr, value, 0);
 }
 
 /// An IPv6 address answered for the chain; sinkholes and the host itself
@@ -636,6 +636,6 @@ pub fn learn_v6(a: [u8; 16], expires_ns: u64) {
         u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
     ];
     // SAFETY: a map lookup of a stack key.
-    let value = merged(unsafe { AGENT_LEARNED_V6.get(&key) }, mask, expires_ns);
-    let _ = AGENT_LEARNED_V6.insert(&key, &value, 0);
+    let value = merged(unsafe { AGENT_LEARNED_V6.get(key) }, mask, expires_ns);
+    let _ = AGENT_LEARNED_V6.insert(key, value, 0);
 }

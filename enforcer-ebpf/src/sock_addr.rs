@@ -61,20 +61,20 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     let addr = unsafe { (*sa).user_ip4 };
     // Read once, here: see `port_of`.
     let (port, proto) = port_of(ctx);
-    if let Some(agent) = contain::current() {
-        if !contain::allows_v4(&agent, addr, port, proto) {
-            let denied = contained(
-                ctx,
-                hook,
-                &agent,
-                AF_INET,
-                [addr, 0, 0, 0],
-                0,
-                (port, proto),
-            );
-            if denied {
-                return DENY;
-            }
+    if let Some(agent) = contain::current()
+        && !contain::allows_v4(&agent, addr, port, proto)
+    {
+        let denied = contained(
+            ctx,
+            hook,
+            &agent,
+            AF_INET,
+            [addr, 0, 0, 0],
+            0,
+            (port, proto),
+        );
+        if denied {
+            return DENY;
         }
     }
     let cgroup = current_cgroup();
@@ -87,14 +87,22 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     }
     judge(
         ctx,
-        hook,
         found,
-        AF_INET,
-        [addr, 0, 0, 0],
-        0,
-        0,
-        (port, proto),
+        dst(hook, AF_INET, [addr, 0, 0, 0], 0, (port, proto)),
     )
+}
+
+/// What an event says of the destination (`judge` adds the verdict,
+/// rule and socket).
+#[inline(always)]
+fn dst(hook: u32, family: u32, addr: [u32; 4], flags: u32, (port, proto): (u16, u8)) -> Flow {
+    Flow {
+        family,
+        addr,
+        port: port as u32,
+        protocol: proto as u32,
+        ..Flow::blank(hook, flags)
+    }
 }
 
 /// A contained process's connection outside its allow list: reported with
@@ -116,13 +124,11 @@ fn contained(
     };
     judge(
         ctx,
-        hook,
         found,
-        family,
-        addr,
-        flags,
-        agent.event_id(),
-        dst_port,
+        Flow {
+            agent: agent.event_id(),
+            ..dst(hook, family, addr, flags, dst_port)
+        },
     ) == DENY
 }
 
@@ -191,13 +197,14 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             }
             judge(
                 ctx,
-                hook,
                 found,
-                AF_INET,
-                [v4, 0, 0, 0],
-                EVENT_F_V4_MAPPED,
-                0,
-                (port, proto),
+                dst(
+                    hook,
+                    AF_INET,
+                    [v4, 0, 0, 0],
+                    EVENT_F_V4_MAPPED,
+                    (port, proto),
+                ),
             )
         }
         None => {
@@ -210,29 +217,16 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             }
             judge(
                 ctx,
-                hook,
                 j.found,
-                j.family,
-                j.addr,
-                j.via,
-                0,
-                (port, proto),
+                dst(hook, j.family, j.addr, j.via, (port, proto)),
             )
         }
     }
 }
 
 #[inline(always)]
-fn judge(
-    ctx: &SockAddrContext,
-    hook: u32,
-    found: Match,
-    family: u32,
-    addr: [u32; 4],
-    flags: u32,
-    agent: u32,
-    (port, protocol): (u16, u8),
-) -> i32 {
+fn judge(ctx: &SockAddrContext, found: Match, dst: Flow) -> i32 {
+    let hook = dst.hook;
     let sa: *mut bpf_sock_addr = ctx.sock_addr;
     // SAFETY: the context is a valid argument for this helper in sock_addr programs.
     let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
@@ -261,16 +255,10 @@ fn judge(
     if verdict != VERDICT_ALLOWED {
         emit(
             &Flow {
-                hook,
                 verdict,
                 rule_id,
-                family,
-                addr,
-                port: port as u32,
-                protocol: protocol as u32,
-                flags,
                 cookie,
-                agent,
+                ..dst
             },
             &current_owner(),
         );

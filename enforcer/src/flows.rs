@@ -669,6 +669,8 @@ mod tests {
             name: String::new(),
             chain: String::new(),
             host: "ws-1".into(),
+            agent: String::new(),
+            agent_root: String::new(),
             count: 1,
             first_seen_ms: t,
             last_seen_ms: t,
@@ -972,7 +974,9 @@ mod tests {
                     .replace("  via TEXT NOT NULL DEFAULT '',\n", "")
                     .replace("  name TEXT NOT NULL DEFAULT '',\n", "")
                     .replace("  chain TEXT NOT NULL DEFAULT '',\n", "")
-                    .replace("  host TEXT NOT NULL DEFAULT '',\n", ""),
+                    .replace("  host TEXT NOT NULL DEFAULT '',\n", "")
+                    .replace("  agent TEXT NOT NULL DEFAULT '',\n", "")
+                    .replace("  agent_root TEXT NOT NULL DEFAULT '',\n", ""),
             )
             .unwrap();
             old.execute(

@@ -166,10 +166,10 @@ impl Tables {
             joined.push(0);
         }
         joined.truncate(ARGS_BYTES);
-        if self.kinds & KIND_SCRIPT != 0 {
-            if let Some(script) = script_of(&joined) {
-                best = first(best, self.run(TAG_SCRIPT, script.iter().copied()));
-            }
+        if self.kinds & KIND_SCRIPT != 0
+            && let Some(script) = script_of(&joined)
+        {
+            best = first(best, self.run(TAG_SCRIPT, script.iter().copied()));
         }
         if self.kinds & KIND_CMDLINE != 0 && !joined.is_empty() {
             let line = &joined[..joined.len() - 1];

@@ -156,7 +156,7 @@ mod tests {
         };
         assert_eq!(
             keys(&v),
-            "cgroup dns events maps mode names pins policy reload sni uptime_s version xdp_interfaces"
+            "agents cgroup dns events maps mode names pins policy reload sni uptime_s version xdp_interfaces"
         );
         assert_eq!(keys(&v["policy"]), "age_s loaded_ms sources warnings");
         assert_eq!(
