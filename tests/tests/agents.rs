@@ -392,3 +392,84 @@ fn a_policy_whose_selectors_do_not_compile_is_refused_with_its_field() {
     assert_ne!(code, 0);
     assert!(err.contains("agents[0].allow[0]"), "{err}");
 }
+
+#[test]
+fn containment_survives_a_crash_and_follows_reloads() {
+    let w = world("ar");
+    let home = w.tmp.path().join("opt");
+    let agent = install_agent(&home, "3.0");
+    let agent = agent.to_str().unwrap().to_owned();
+    let act = w.tmp.write("act.py", ACT);
+    let act = act.to_str().unwrap().to_owned();
+    let selector = format!(
+        r#"{{"name": "fake", "exe": ["{}/versions/*/agent"]}}"#,
+        home.display()
+    );
+    let policy = w.tmp.write(
+        "policy.json",
+        &format!(r#"{{"version": 1, "agents": [{selector}]}}"#),
+    );
+    std::fs::create_dir_all(w.tmp.path().join("policy.d")).unwrap();
+    let daemon = Daemon::start(&w.args(&policy));
+    let mut before_crash = spawn(&w, &[&agent, &act, "wait", "tcp:10.77.0.2:9"]);
+    // Marked by the exec hook (no daemon involved); wait for the exec.
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.kill9();
+    // No daemon: the pinned hooks and maps keep containing, new execs too.
+    let child = format!("sh:{PYTHON} {act} tcp:10.77.0.3:9");
+    assert_eq!(
+        run(&w, &[&agent, &act, "tcp:10.77.0.3:9", &child]),
+        "EPERM EPERM"
+    );
+    let daemon = Daemon::start(&w.args(&policy));
+    writeln!(before_crash.stdin.take().unwrap()).unwrap();
+    assert_eq!(
+        finish(before_crash),
+        "EPERM",
+        "the mark survived the crash and the restart"
+    );
+
+    // A drop-in opens the company's gateway to the selector.
+    w.tmp.write(
+        "policy.d/50-gateway.json",
+        r#"{"version": 1, "agents": [{"name": "fake", "allow": ["10.77.0.2/32"]}]}"#,
+    );
+    let reload = || {
+        let (code, _, err) = enforcer(&["reload", "--socket", &socket_arg(&w)]);
+        assert_eq!(code, 0, "{err}");
+    };
+    reload();
+    assert_eq!(
+        run(&w, &[&agent, &act, "tcp:10.77.0.2:9", "tcp:10.77.0.3:9"]),
+        "ECONNREFUSED EPERM"
+    );
+    // A selector put first moves the existing marks by name.
+    let mut running = spawn(
+        &w,
+        &[&agent, &act, "wait", "tcp:10.77.0.2:9", "tcp:10.77.0.3:9"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    w.tmp.write(
+        "policy.json",
+        &format!(
+            r#"{{"version": 1, "agents": [{{"name": "other", "exe": ["/opt/none/*"]}}, {selector}]}}"#
+        ),
+    );
+    reload();
+    let agents = json(&w, "agents");
+    assert!(
+        agents["contained"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["pid"] == running.id() && c["agent"] == "fake"),
+        "{agents}"
+    );
+    // Removing the selector releases its processes.
+    w.tmp.write("policy.json", r#"{"version": 1}"#);
+    std::fs::remove_file(w.tmp.path().join("policy.d/50-gateway.json")).unwrap();
+    reload();
+    writeln!(running.stdin.take().unwrap()).unwrap();
+    assert_eq!(finish(running), "ECONNREFUSED ECONNREFUSED");
+    daemon.stop();
+}

@@ -200,6 +200,22 @@ pub fn remap(pins: &Pins, old: &[String], new: &[String]) -> Result<usize, Write
     Ok(released)
 }
 
+/// Removes the marks of selectors at or past `count` (a restart with a
+/// policy of fewer selectors). Returns how many.
+pub fn keep_below(pins: &Pins, count: usize) -> Result<usize, WriteError> {
+    let mut map = contained_map(pins)?;
+    let mut n = 0;
+    for (pid, c) in contained(pins)? {
+        if c.selector as usize >= count {
+            match map.remove(&pid) {
+                Ok(()) | Err(MapError::KeyNotFound) => n += 1,
+                Err(source) => return Err(write_err(names::CONTAINED)(source)),
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Removes the marks of processes `alive` says are gone (kernels without
 /// `group_dead`, and marks of threads the exit hook missed). Returns how many.
 pub fn forget_gone(pins: &Pins, alive: impl Fn(u32) -> bool) -> Result<usize, WriteError> {

@@ -43,6 +43,9 @@ pub struct Containment {
     proc_root: PathBuf,
     compiled: Compiled,
     agents: Vec<Agent>,
+    /// Nothing applied yet in this run: the marks in the pinned map were
+    /// made under the previous instance's selectors.
+    fresh: bool,
 }
 
 impl Containment {
@@ -53,6 +56,7 @@ impl Containment {
             proc_root: PathBuf::from("/proc"),
             compiled: Compiled::new(&[]).expect("no selectors compile"),
             agents: Vec::new(),
+            fresh: true,
         }
     }
 
@@ -83,7 +87,16 @@ impl Containment {
             TraceOffsets::probe().ok_or(ContainError::NoTracefs)?
         };
         maps::write(&self.pins, &compiled, offsets)?;
-        let released = maps::remap(&self.pins, &self.compiled.names, &compiled.names)?;
+        // A restart adopts the marks (the pinned map kept them while no
+        // daemon ran): they stay under the selector of the same index,
+        // which the same policy gives the same name. A reload moves them
+        // by name.
+        let released = if self.fresh {
+            maps::keep_below(&self.pins, compiled.names.len())?
+        } else {
+            maps::remap(&self.pins, &self.compiled.names, &compiled.names)?
+        };
+        self.fresh = false;
         if released > 0 {
             info!(
                 released,
