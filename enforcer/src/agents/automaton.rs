@@ -42,8 +42,18 @@ pub struct Tables {
     pub kinds: u32,
 }
 
+/// Bytes regex-automata may use while building the automaton.
+const DETERMINIZE_LIMIT: usize = 8 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
+    /// Patterns that can each match anywhere in a long string (`*x*`
+    /// command lines) make the automaton remember which of them matched
+    /// so far: its size doubles with each.
+    #[error(
+        "agent selectors: the patterns need an automaton larger than the kernel tables can hold          ({cmdline} cmdline patterns; each with a '*' on both sides can double its size): match          most agents by exe or script, and keep two-sided cmdline patterns to a few"
+    )]
+    Exploded { cmdline: usize },
     #[error("agent selectors: the patterns do not compile: {0}")]
     Build(String),
     #[error(
@@ -110,8 +120,11 @@ impl Tables {
                 dense::Config::new()
                     .start_kind(StartKind::Anchored)
                     .match_kind(MatchKind::All)
-                    .dfa_size_limit(Some(256 << 20))
-                    .determinize_size_limit(Some(256 << 20)),
+                    // Far above what the kernel tables hold (a few MB), low
+                    // enough that selectors which cannot fit fail in a
+                    // second rather than a minute.
+                    .dfa_size_limit(Some(DETERMINIZE_LIMIT))
+                    .determinize_size_limit(Some(DETERMINIZE_LIMIT)),
             )
             .syntax(
                 syntax::Config::new()
@@ -121,7 +134,15 @@ impl Tables {
             )
             .thompson(thompson::Config::new().utf8(false))
             .build_many(&patterns)
-            .map_err(|e| CompileError::Build(e.to_string()))?;
+            .map_err(|e| {
+                if e.to_string().contains("size limit") {
+                    CompileError::Exploded {
+                        cmdline: agents.iter().map(|a| a.cmdline.len()).sum(),
+                    }
+                } else {
+                    CompileError::Build(e.to_string())
+                }
+            })?;
         let start = dfa
             .start_state(&start::Config::new().anchored(Anchored::Yes))
             .map_err(|e| CompileError::Build(e.to_string()))?;
@@ -347,6 +368,19 @@ mod tests {
         let t = Tables::compile(&Policy::embedded().agents).unwrap();
         assert!(t.states() > 2, "the default contains agents");
         assert!(t.trans.len() <= MAX_TRANSITIONS as usize);
+    }
+
+    #[test]
+    fn selectors_that_cannot_fit_fail_fast_with_advice() {
+        let list: Vec<String> = (0..40)
+            .map(|i| format!(r#"{{"name": "a{i}", "cmdline": ["* --agent-{i} *"]}}"#))
+            .collect();
+        let text = format!(r#"{{"version": 1, "agents": [{}]}}"#, list.join(","));
+        let policy = Policy::parse(&text, Source::Embedded).unwrap();
+        let started = std::time::Instant::now();
+        let err = Tables::compile(&policy.agents).unwrap_err().to_string();
+        assert!(err.contains("40 cmdline patterns"), "{err}");
+        eprintln!("failed in {:?}", started.elapsed());
     }
 
     #[test]

@@ -96,6 +96,28 @@ pub fn markdown() -> String {
         }
         out.push('\n');
     }
+    out.push_str(
+        "## Agents contained as processes\n\n\
+         Selectors of the `agents` section: each program, and everything it starts, may reach \
+         only its allow list, empty here (nothing but the host's DNS servers) until a drop-in \
+         opens the company's gateway. See the README's \"Contain an agent\".\n\n\
+         | agent | exe | script | source |\n|---|---|---|---|\n",
+    );
+    let code = |list: &[super::agents::Glob]| {
+        list.iter()
+            .map(|g| format!("`{g}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for a in &super::Policy::embedded().agents {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            a.name,
+            code(&a.exe),
+            code(&a.script),
+            a.source.as_deref().unwrap_or("").replace('|', "\\|")
+        ));
+    }
     out
 }
 
