@@ -609,32 +609,14 @@ pub fn learn_v4(addr: u32, expires_ns: u64) {
     let _ = AGENT_LEARNED_V4.insert(addr, value, 0);
 }
 
-/// An IPv6 address answered for the chain; sinkholes and the host itself
-/// are never learned, IPv4-mapped ones are learned as IPv4.
+/// An IPv6 address (as the maps key it; the DNS program has set sinkholes
+/// and IPv4-mapped addresses apart) answered for the chain.
 #[inline(always)]
-pub fn learn_v6(a: [u8; 16], expires_ns: u64) {
-    let zero_head = a[..10].iter().all(|&b| b == 0);
-    if zero_head && a[10] == 0xff && a[11] == 0xff {
-        if a[12] != 0 && a[12] != 127 && !(a[12] == 169 && a[13] == 254) {
-            learn_v4(u32::from_ne_bytes([a[12], a[13], a[14], a[15]]), expires_ns);
-        }
-        return;
-    }
-    let unspecified_or_loopback = a[..15].iter().all(|&b| b == 0) && (a[15] == 0 || a[15] == 1);
-    let link_local = a[0] == 0xfe && a[1] & 0xc0 == 0x80;
-    if unspecified_or_loopback || link_local {
-        return;
-    }
+pub fn learn_v6(key: [u32; 4], expires_ns: u64) {
     let mask = chain_mask();
     if mask == 0 {
         return;
     }
-    let key = [
-        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
-        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
-    ];
     // SAFETY: a map lookup of a stack key.
     let value = merged(unsafe { AGENT_LEARNED_V6.get(key) }, mask, expires_ns);
     let _ = AGENT_LEARNED_V6.insert(key, value, 0);

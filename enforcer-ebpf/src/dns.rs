@@ -420,7 +420,11 @@ fn record(w: &mut RecordWalk) -> Result<(), ()> {
                 w.taught += 1;
                 learn_v6(a, ttl, decision, origin);
             }
-            contain::learn_v6(a, expiry(ttl));
+            match v6_answer(&a) {
+                V6Answer::V4(v4) => contain::learn_v4(u32::from_ne_bytes(v4), expiry(ttl)),
+                V6Answer::V6(key) => contain::learn_v6(key, expiry(ttl)),
+                _ => {}
+            }
         }
         TYPE_A if rdlen == 4 && (decision.deny | decision.allow) != 0 => {
             let a = [
@@ -902,7 +906,7 @@ fn shared_flag(rule: u32) -> u32 {
 /// Sinkholes and the host itself, by an IPv4 address's first two bytes:
 /// 0.0.0.0/8, loopback, link-local. Never learned.
 #[inline(always)]
-fn local_v4(a0: u8, a1: u8) -> bool {
+pub(crate) fn local_v4(a0: u8, a1: u8) -> bool {
     a0 == 0 || a0 == 127 || (a0 == 169 && a1 == 254)
 }
 
@@ -925,26 +929,48 @@ fn learn_v4(a: [u8; 4], ttl: u32, d: Decision, origin: Origin) {
     );
 }
 
+/// What an AAAA record's address is to the learning: never learned (the
+/// unspecified address, loopback, link-local, or an IPv4-mapped sinkhole),
+/// an IPv4 address (`::ffff:a.b.c.d`: the programs judge it by the IPv4
+/// maps), or an IPv6 address as the maps key it.
+pub(crate) enum V6Answer {
+    Ignored,
+    V4([u8; 4]),
+    V6([u32; 4]),
+}
+
 #[inline(always)]
-fn learn_v6(a: [u8; 16], ttl: u32, d: Decision, origin: Origin) {
+pub(crate) fn v6_answer(a: &[u8; 16]) -> V6Answer {
     let unspecified_or_loopback = a[..15].iter().all(|&b| b == 0) && (a[15] == 0 || a[15] == 1);
     let link_local = a[0] == 0xfe && a[1] & 0xc0 == 0x80;
     let mapped_v4 = a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff;
     if unspecified_or_loopback || link_local || (mapped_v4 && local_v4(a[12], a[13])) {
-        bump(STAT_DNS_IGNORED);
-        return;
+        return V6Answer::Ignored;
     }
     if mapped_v4 {
-        // The programs judge ::ffff:a.b.c.d by the IPv4 maps.
-        learn_v4([a[12], a[13], a[14], a[15]], ttl, d, origin);
-        return;
+        return V6Answer::V4([a[12], a[13], a[14], a[15]]);
     }
-    let key = [
+    V6Answer::V6([
         u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
         u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
         u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
         u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
-    ];
+    ])
+}
+
+#[inline(always)]
+fn learn_v6(a: [u8; 16], ttl: u32, d: Decision, origin: Origin) {
+    let key = match v6_answer(&a) {
+        V6Answer::Ignored => {
+            bump(STAT_DNS_IGNORED);
+            return;
+        }
+        V6Answer::V4(v4) => {
+            learn_v4(v4, ttl, d, origin);
+            return;
+        }
+        V6Answer::V6(key) => key,
+    };
     let keys = (key, scoped_v6(key, origin.cgroup));
     learn_in((&LEARNED_V6, &LEARNED_SCOPED_V6), keys, key, ttl, d, origin);
 }

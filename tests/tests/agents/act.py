@@ -19,29 +19,25 @@ def split(hostport):
     return host.strip("[]"), int(port)
 
 
-def tcp(arg):
+def attempt(arg, kind, act):
+    """`act(socket, (host, port))` on a socket of `kind` for HOST:PORT."""
     host, port = split(arg)
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
     s.settimeout(3)
     try:
-        s.connect((host, port))
-        return "ok"
+        return act(s, (host, port))
     except OSError as e:
         return err(e)
     finally:
         s.close()
+
+
+def tcp(arg):
+    return attempt(arg, socket.SOCK_STREAM, lambda s, a: s.connect(a) or "ok")
 
 
 def udp(arg):
-    host, port = split(arg)
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.sendto(b"x", (host, port))
-        return "sent"
-    except OSError as e:
-        return err(e)
-    finally:
-        s.close()
+    return attempt(arg, socket.SOCK_DGRAM, lambda s, a: s.sendto(b"x", a) and "sent")
 
 
 def icmp(host):
