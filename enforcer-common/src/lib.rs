@@ -942,11 +942,15 @@ pub mod agents {
     /// Selectors whose allow lists may hold names (a bit of `AgentName`).
     pub const MAX_NAME_SELECTORS: u32 = 64;
     /// Automaton states; state 0 is dead (no selector can match any more),
-    /// state 1 the start.
+    /// state 1 the start. Per bank: the tables are written into the bank
+    /// the exec hook does not read, then the banks are switched, so that no
+    /// exec is ever matched against half-written tables.
     pub const MAX_STATES: u32 = 1 << 14;
-    /// Transition table entries (states × byte classes).
+    /// Transition table entries (states × byte classes), per bank.
     pub const MAX_TRANSITIONS: u32 = 1 << 18;
-    pub const MAX_CONTAINED: u32 = 1 << 16;
+    pub const BANKS: u32 = 2;
+    /// Above the kernel's own default threads-max on most hosts.
+    pub const MAX_CONTAINED: u32 = 1 << 20;
     pub const MAX_ALLOW: u32 = 1 << 14;
     pub const MAX_NAMES: u32 = 1 << 14;
     pub const MAX_LEARNED: u32 = 1 << 14;
@@ -965,17 +969,21 @@ pub mod agents {
     /// `AGENT_CONFIG` slots.
     /// Non-zero while selectors are loaded: the hooks do nothing else.
     pub const CFG_ON: u32 = 0;
-    /// Byte classes per automaton state (the row stride).
-    pub const CFG_STRIDE: u32 = 1;
-    /// `KIND_*` bits: which kinds of pattern exist (the others are not run).
-    pub const CFG_KINDS: u32 = 2;
+    /// The bank (0 or 1) of the automaton tables in force.
+    pub const CFG_BANK: u32 = 1;
     /// Offset of `child_pid` in the sched_process_fork record (tracefs format).
     pub const CFG_FORK_CHILD: u32 = 3;
     /// Offset of `group_dead` in the sched_process_exit record; 0: absent.
     pub const CFG_EXIT_GROUP_DEAD: u32 = 4;
     /// Non-zero when some allow list holds a name (`AGENT_NAMES` is read).
     pub const CFG_NAMES: u32 = 5;
-    pub const CONFIG_LEN: u32 = 8;
+    /// Byte classes per automaton state (the row stride) of bank b:
+    /// `CFG_STRIDE + b`.
+    pub const CFG_STRIDE: u32 = 6;
+    /// `KIND_*` bits (which kinds of pattern exist; the others are not
+    /// run) of bank b: `CFG_KINDS + b`.
+    pub const CFG_KINDS: u32 = 8;
+    pub const CONFIG_LEN: u32 = 12;
 
     pub const KIND_EXE: u32 = 1;
     pub const KIND_SCRIPT: u32 = 2;
@@ -1000,6 +1008,8 @@ pub mod agents {
     pub const STAT_AUDITED: u32 = 5;
     /// Connections of contained processes inside their allow list.
     pub const STAT_ALLOWED: u32 = 6;
+    /// Raw and ICMP sockets a contained process was refused.
+    pub const STAT_RAW_REFUSED: u32 = 7;
     pub const STATS_LEN: u32 = 8;
 
     /// One selector as the kernel needs it.
@@ -1010,6 +1020,9 @@ pub mod agents {
         pub action: u32,
         /// 1 when the selector exists (a slot past the policy's is 0).
         pub present: u32,
+        /// A hash of the selector's name: a restarted daemon moves the
+        /// marks the previous one left to the same names.
+        pub name_key: u64,
     }
 
     /// A contained process.
@@ -1020,6 +1033,10 @@ pub mod agents {
         pub selector: u32,
         /// The process whose exec matched (the ancestor that contains).
         pub root: u32,
+        /// The automaton bank that matched: which policy's numbering
+        /// `selector` follows, so that a reload renumbers each mark once.
+        pub bank: u32,
+        pub _reserved: u32,
     }
 
     /// The selectors whose allow lists hold a name: bit i = selector i.
@@ -1047,12 +1064,5 @@ pub mod agents {
     #[inline(always)]
     pub const fn allow_word(selector: u32, proto: u8, port: u16) -> u32 {
         (selector & 0xff) << 24 | (proto as u32) << 16 | port as u32
-    }
-
-    /// The automaton's next state. `trans` is the row-major table.
-    #[inline(always)]
-    pub fn step(trans: &[u32], classes: &[u8; 256], stride: u32, state: u32, byte: u8) -> u32 {
-        let i = (state * stride + classes[byte as usize] as u32) as usize;
-        trans.get(i).copied().unwrap_or(STATE_DEAD)
     }
 }

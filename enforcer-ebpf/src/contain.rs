@@ -29,11 +29,12 @@ use aya_ebpf::{
 use enforcer_common::{
     ARGS_BYTES, FILENAME_BYTES, VERDICT_AUDITED, VERDICT_DENIED,
     agents::{
-        ACTION_AUDIT, ACTION_DENY_ALL, AgentLearned, CFG_EXIT_GROUP_DEAD, CFG_FORK_CHILD,
+        ACTION_AUDIT, ACTION_DENY_ALL, AgentLearned, CFG_BANK, CFG_EXIT_GROUP_DEAD, CFG_FORK_CHILD,
         CFG_KINDS, CFG_NAMES, CFG_ON, CFG_STRIDE, Contained, KIND_CMDLINE, KIND_EXE, KIND_SCRIPT,
-        MAX_NAME_SELECTORS, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_FULL, STAT_INHERITED,
-        STAT_MATCHED, STAT_NO_ARGS, STATE_DEAD, STATE_START, STATS_LEN, TAG_CMDLINE, TAG_EXE,
-        TAG_SCRIPT, WALK_ARGS, WALK_BYTES, allow_word,
+        MAX_NAME_SELECTORS, MAX_STATES, MAX_TRANSITIONS, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED,
+        STAT_FULL, STAT_INHERITED, STAT_MATCHED, STAT_NO_ARGS, STAT_RAW_REFUSED, STATE_DEAD,
+        STATE_START, STATS_LEN, TAG_CMDLINE, TAG_EXE, TAG_SCRIPT, WALK_ARGS, WALK_BYTES,
+        allow_word,
     },
 };
 
@@ -53,6 +54,13 @@ pub struct AgentWalk {
     state: u32,
     pos: u32,
     end: u32,
+    /// The bank's stride and table offsets, read once per exec: a reload
+    /// switching banks meanwhile does not mix two automata.
+    stride: u32,
+    trans_base: u32,
+    class_base: u32,
+    accept_base: u32,
+    _pad: u32,
     /// 1: read NUL as a space (argv joined into a command line).
     spaces: u32,
     /// The script scan: the argument index, where it starts, and the
@@ -90,13 +98,20 @@ fn stat(index: u32) {
 }
 
 #[inline(always)]
-fn next(state: u32, byte: u8, stride: u32) -> u32 {
-    let class = match AGENT_CLASSES.get(byte as u32) {
+fn next(w: &AgentWalk, state: u32, byte: u8) -> u32 {
+    let class = match AGENT_CLASSES.get(w.class_base + byte as u32) {
         Some(&c) => c as u32,
         None => return STATE_DEAD,
     };
-    match AGENT_DFA.get(state.wrapping_mul(stride).wrapping_add(class)) {
-        Some(&s) => s,
+    if state >= MAX_STATES || class >= 256 {
+        return STATE_DEAD;
+    }
+    let i = state * w.stride + class;
+    if i >= MAX_TRANSITIONS {
+        return STATE_DEAD;
+    }
+    match AGENT_DFA.get(w.trans_base + i) {
+        Some(&s) => s as u32,
         None => STATE_DEAD,
     }
 }
@@ -117,7 +132,7 @@ unsafe extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
     if b == 0 && w.spaces != 0 {
         b = b' ';
     }
-    w.state = next(w.state, b, cfg(CFG_STRIDE));
+    w.state = next(w, w.state, b);
     w.pos += 1;
     0
 }
@@ -126,12 +141,11 @@ unsafe extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
 /// the matching selector's index + 1, or 0.
 #[inline(always)]
 fn run(w: *mut AgentWalk, tag: u8, start: u32, end: u32, spaces: bool) -> u32 {
-    let stride = cfg(CFG_STRIDE);
     // SAFETY: `w` is the per-CPU walk, ours for the program's run; the
     // steps reach it through the map, so it is written through the raw
     // pointer only, and read back volatile after the loop.
     unsafe {
-        (*w).state = next(STATE_START, tag, stride);
+        (*w).state = next(&*w, STATE_START, tag);
         (*w).pos = start;
         (*w).end = end;
         (*w).spaces = spaces as u32;
@@ -144,8 +158,11 @@ fn run(w: *mut AgentWalk, tag: u8, start: u32, end: u32, spaces: bool) -> u32 {
             0,
         );
         let state = core::ptr::read_volatile(&(*w).state);
-        match AGENT_ACCEPT.get(state) {
-            Some(&s) => s,
+        if state >= MAX_STATES {
+            return 0;
+        }
+        match AGENT_ACCEPT.get((*w).accept_base + state) {
+            Some(&s) => s as u32,
             None => 0,
         }
     }
@@ -205,6 +222,11 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
         return;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if old_tid != tgid {
+        // A thread other than the leader exec'd and took the leader's pid:
+        // its own entry (from the fork hook) would never be removed.
+        let _ = CONTAINED.remove(&old_tid);
+    }
     // SAFETY: a map lookup of a stack key.
     if unsafe { CONTAINED.get(tgid) }.is_some() {
         // Contained already (inherited): whatever it runs now stays so.
@@ -213,11 +235,16 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
     let Some(w) = AGENT_WALK.get_ptr_mut(0) else {
         return;
     };
-    let kinds = cfg(CFG_KINDS);
+    let bank = cfg(CFG_BANK) & 1;
+    let kinds = cfg(CFG_KINDS + bank);
     let mut best = 0;
     // SAFETY: the walk is ours (see `run`); the reads are fault-tolerant
     // helpers into buffers of at least the sizes given.
     unsafe {
+        (*w).stride = cfg(CFG_STRIDE + bank);
+        (*w).trans_base = bank * MAX_TRANSITIONS;
+        (*w).class_base = bank * 256;
+        (*w).accept_base = bank * MAX_STATES;
         let off = (filename_loc & 0xffff) as usize;
         let n = bpf_probe_read_kernel_str(
             (*w).buf.as_mut_ptr().cast::<c_void>(),
@@ -277,6 +304,8 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
     let mark = Contained {
         selector: best - 1,
         root: tgid,
+        bank,
+        _reserved: 0,
     };
     match CONTAINED.insert(tgid, mark, 0) {
         Ok(()) => stat(STAT_MATCHED),
@@ -379,6 +408,30 @@ impl Agent {
             VERDICT_DENIED
         }
     }
+}
+
+/// Whether the current process may create the socket of `ctx`. A
+/// contained process (unless its selector audits) may not create raw or
+/// ICMP sockets: their packets pass no connect/sendmsg hook and the skb
+/// hook would have to trust an owner record the process can make stale.
+#[inline(always)]
+pub fn may_create(ctx: &aya_ebpf::programs::SockContext) -> bool {
+    const SOCK_RAW: u32 = 3;
+    const IPPROTO_ICMP: u32 = 1;
+    const IPPROTO_ICMPV6: u32 = 58;
+    let Some(agent) = current() else {
+        return true;
+    };
+    // SAFETY: the context pointer is valid for the program's run.
+    let (kind, protocol) = unsafe { ((*ctx.sock).type_, (*ctx.sock).protocol) };
+    if kind != SOCK_RAW && protocol != IPPROTO_ICMP && protocol != IPPROTO_ICMPV6 {
+        return true;
+    }
+    if agent.action == ACTION_AUDIT || audit_mode() {
+        return true;
+    }
+    stat(STAT_RAW_REFUSED);
+    false
 }
 
 /// The agent containing process `tgid`, if any.

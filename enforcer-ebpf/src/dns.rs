@@ -81,6 +81,10 @@ struct Decision {
 struct Origin {
     /// Answered by one of the host's DNS servers: learned for everyone.
     system: bool,
+    /// Over UDP: the message is known to start where it is parsed. A TCP
+    /// segment is parsed as if it began one, which a later segment of a
+    /// long answer need not (its bytes could be made to look like one).
+    datagram: bool,
     cgroup: u64,
 }
 
@@ -171,6 +175,7 @@ fn try_dns_ingress(ctx: &SkBuffContext) -> Result<(), ()> {
     let origin = Origin {
         // SAFETY: a map lookup of a stack key.
         system: unsafe { DNS_SERVERS.get(src) }.is_some(),
+        datagram: l4_proto == IPPROTO_UDP,
         // SAFETY: the context's skb is valid for the program's run.
         cgroup: unsafe { bpf_skb_cgroup_id(ctx.skb.skb) },
     };
@@ -261,7 +266,9 @@ fn parse_message(buf: &[u8; DNS_SCRATCH_BYTES], len: usize, origin: Origin) -> R
     }
     let answers = be16(buf, 6) as u32;
     let question = read_name(len, 12)?;
-    contain::start_chain(origin.system);
+    // What agents may reach is learned from whole UDP answers of the
+    // host's DNS servers only.
+    contain::start_chain(origin.system && origin.datagram);
     if answers > MAX_RECORDS {
         bump(STAT_DNS_TRUNCATED);
     }
@@ -373,6 +380,8 @@ fn record(w: &mut RecordWalk) -> Result<(), ()> {
     };
     let origin = Origin {
         system: w.system != 0,
+        // Not read past the question (`start_chain` took it there).
+        datagram: false,
         cgroup: w.cgroup,
     };
     // RR TYPE values (RFC 1035, RFC 3596 for AAAA).

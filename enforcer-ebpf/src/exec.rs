@@ -122,6 +122,8 @@ fn try_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     contain::on_exec(ctx, loc, old_tid as u32);
     let Some(mut entry) = PROC_EVENTS.reserve::<ExecEvent>(0) else {
         bump(STAT_PROC_RINGBUF_FULL);
+        // Not left for a later exec of this thread to be matched against.
+        let _ = EXEC_ARGS.remove(old_tid as u32);
         return Ok(());
     };
     let ev = entry.as_mut_ptr();

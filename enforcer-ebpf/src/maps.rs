@@ -134,11 +134,13 @@ pub static SNI_PROXY_PORTS: HashMap<u16, u32> = HashMap::with_max_entries(MAX_PR
 #[map]
 pub static AGENT_CONFIG: Array<u32> = Array::with_max_entries(agents::CONFIG_LEN, 0);
 #[map]
-pub static AGENT_CLASSES: Array<u8> = Array::with_max_entries(256, 0);
+pub static AGENT_CLASSES: Array<u8> = Array::with_max_entries(256 * agents::BANKS, 0);
 #[map]
-pub static AGENT_DFA: Array<u32> = Array::with_max_entries(agents::MAX_TRANSITIONS, 0);
+pub static AGENT_DFA: Array<u16> =
+    Array::with_max_entries(agents::MAX_TRANSITIONS * agents::BANKS, 0);
 #[map]
-pub static AGENT_ACCEPT: Array<u32> = Array::with_max_entries(agents::MAX_STATES, 0);
+pub static AGENT_ACCEPT: Array<u16> =
+    Array::with_max_entries(agents::MAX_STATES * agents::BANKS, 0);
 #[map]
 pub static AGENT_SELECTORS: Array<agents::AgentSelector> =
     Array::with_max_entries(agents::MAX_SELECTORS, 0);

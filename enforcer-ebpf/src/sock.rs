@@ -7,17 +7,21 @@ use aya_ebpf::{
 };
 use enforcer_common::{AF_INET, AF_INET6};
 
-use crate::{maps::SOCK_OWNERS, report::current_owner};
+use crate::{contain, maps::SOCK_OWNERS, report::current_owner};
 
 #[cgroup_sock(sock_create)]
 pub fn sock_create(ctx: SockContext) -> i32 {
     // SAFETY: the context pointer is valid for the program's run.
     let family = unsafe { (*ctx.sock).family };
+    if (family == AF_INET || family == AF_INET6) && contain::on() && !contain::may_create(&ctx) {
+        return 0;
+    }
     if family == AF_INET || family == AF_INET6 {
         // SAFETY: a bpf_sock is a valid argument for this helper here.
         let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
         let _ = SOCK_OWNERS.insert(cookie, current_owner(), 0);
     }
-    // Never refuse socket creation: verdicts belong to connect/send.
+    // Verdicts belong to connect/send; only a contained process's raw and
+    // ICMP sockets are refused (`contain::may_create`).
     1
 }

@@ -259,7 +259,14 @@ fn flatten(
         accept.push(best);
         i += 1;
         if order.len() > MAX_STATES as usize {
-            break;
+            // Every state found must have its row in the kernel table: a
+            // transition to a row never written would read stale entries.
+            return Err(CompileError::TooLarge {
+                states: order.len(),
+                classes: 256,
+                max_states: MAX_STATES,
+                max_transitions: MAX_TRANSITIONS,
+            });
         }
     }
     // Byte classes: bytes whose columns are equal in every row.

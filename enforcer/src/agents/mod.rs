@@ -39,6 +39,7 @@ impl Compiled {
                 .map(|a| AgentSelector {
                     action: a.action.as_kernel(),
                     present: 1,
+                    name_key: name_key(&a.name),
                 })
                 .collect(),
             names: agents.iter().map(|a| a.name.clone()).collect(),
@@ -48,4 +49,20 @@ impl Compiled {
     pub fn is_empty(&self) -> bool {
         self.selectors.is_empty()
     }
+
+    /// The selectors' name keys, by index.
+    pub fn keys(&self) -> Vec<u64> {
+        self.selectors.iter().map(|s| s.name_key).collect()
+    }
+}
+
+/// `AgentSelector::name_key`: FNV-1a of the name (never 0, which marks an
+/// empty slot).
+pub fn name_key(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
 }

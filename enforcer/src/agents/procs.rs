@@ -38,8 +38,9 @@ impl Proc {
     }
 }
 
-/// pid → containment for every contained process of `procs`.
-pub fn contained(procs: &[Proc], tables: &Tables) -> BTreeMap<u32, Contained> {
+/// pid → containment for every contained process of `procs`, numbered
+/// as the tables of automaton bank `bank` are.
+pub fn contained(procs: &[Proc], tables: &Tables, bank: u32) -> BTreeMap<u32, Contained> {
     let by_pid: BTreeMap<u32, &Proc> = procs.iter().map(|p| (p.pid, p)).collect();
     let own: BTreeMap<u32, usize> = procs
         .iter()
@@ -57,6 +58,8 @@ pub fn contained(procs: &[Proc], tables: &Tables) -> BTreeMap<u32, Contained> {
                 found = Some(Contained {
                     selector: sel as u32,
                     root: c.pid,
+                    bank,
+                    _reserved: 0,
                 });
             }
             if c.ppid == 0 || c.ppid == c.pid {
@@ -99,15 +102,28 @@ pub fn snapshot(proc_root: &Path) -> Vec<Proc> {
         else {
             continue;
         };
+        // An executable replaced since it started (an auto-update) reads
+        // `PATH (deleted)`.
         let exe = std::fs::read_link(base.join("exe"))
-            .map(|p| p.into_os_string().into_encoded_bytes())
+            .map(|p| {
+                let mut b = p.into_os_string().into_encoded_bytes();
+                if b.ends_with(b" (deleted)") {
+                    b.truncate(b.len() - b" (deleted)".len());
+                }
+                b
+            })
             .unwrap_or_default();
+        // Empty arguments kept: the kernel's capture keeps them too.
         let argv = std::fs::read(base.join("cmdline"))
-            .map(|c| {
-                c.split(|&b| b == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect()
+            .map(|mut c| {
+                if c.last() == Some(&0) {
+                    c.pop();
+                }
+                if c.is_empty() {
+                    Vec::new()
+                } else {
+                    c.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
+                }
             })
             .unwrap_or_default();
         out.push(Proc {
@@ -152,7 +168,7 @@ mod tests {
             // A symlinked launcher: /proc resolves it, argv[0] does not.
             proc(30, 1, "/usr/lib/x", &["/opt/a/launcher", "-p"]),
         ];
-        let c = contained(&procs, &t);
+        let c = contained(&procs, &t, 0);
         let at = |pid| c.get(&pid).map(|c| (c.selector, c.root));
         assert_eq!(at(1), None);
         assert_eq!(at(10), Some((0, 10)));

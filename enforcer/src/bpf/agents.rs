@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key};
 use enforcer_common::{
     agents::{
-        AgentName, AgentSelector, CFG_EXIT_GROUP_DEAD, CFG_FORK_CHILD, CFG_KINDS, CFG_NAMES,
-        CFG_ON, CFG_STRIDE, Contained, MAX_ALLOW, MAX_SELECTORS, STATS_LEN,
+        AgentLearned, AgentName, AgentSelector, CFG_BANK, CFG_EXIT_GROUP_DEAD, CFG_FORK_CHILD,
+        CFG_KINDS, CFG_NAMES, CFG_ON, CFG_STRIDE, Contained, MAX_ALLOW, MAX_SELECTORS, MAX_STATES,
+        MAX_TRANSITIONS, STATS_LEN,
     },
     maps as names,
 };
@@ -20,7 +21,7 @@ use super::{
     pins::Pins,
     writer::WriteError,
 };
-use crate::agents::Compiled;
+use crate::agents::{Compiled, Tables};
 
 /// Where the fork and exit hooks find their fields (from tracefs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +96,8 @@ where
 
 /// Writes the selectors. The switch (`CFG_ON`) goes on last when
 /// selectors appear, off first when they all go; the allow lists are in
-/// place before the selectors that use them.
+/// place before the selectors that use them; the automaton goes into the
+/// bank the exec hook does not read, which then becomes the one it reads.
 pub fn write(pins: &Pins, c: &Compiled, offsets: TraceOffsets) -> Result<(), WriteError> {
     let mut config: Array<MapData, u32> = open_map(pins, names::AGENT_CONFIG, Array::try_from)?;
     if c.is_empty() {
@@ -104,23 +106,12 @@ pub fn write(pins: &Pins, c: &Compiled, offsets: TraceOffsets) -> Result<(), Wri
     write_trie(pins, names::AGENT_ALLOW_V4, &c.allow.v4)?;
     write_trie(pins, names::AGENT_ALLOW_V6, &c.allow.v6)?;
     make_exactly::<u64, AgentName>(pins, names::AGENT_NAMES, &c.allow.names, || Ok(()))?;
-    let mut classes: Array<MapData, u8> = open_map(pins, names::AGENT_CLASSES, Array::try_from)?;
-    for (b, class) in c.tables.classes.iter().enumerate() {
-        classes
-            .set(b as u32, class, 0)
-            .map_err(write_err(names::AGENT_CLASSES))?;
-    }
-    let mut dfa: Array<MapData, u32> = open_map(pins, names::AGENT_DFA, Array::try_from)?;
-    for (i, s) in c.tables.trans.iter().enumerate() {
-        dfa.set(i as u32, s, 0)
-            .map_err(write_err(names::AGENT_DFA))?;
-    }
-    let mut accept: Array<MapData, u32> = open_map(pins, names::AGENT_ACCEPT, Array::try_from)?;
-    for (i, a) in c.tables.accept.iter().enumerate() {
-        accept
-            .set(i as u32, a, 0)
-            .map_err(write_err(names::AGENT_ACCEPT))?;
-    }
+    let bank = 1
+        - (config
+            .get(&CFG_BANK, 0)
+            .map_err(read_err(names::AGENT_CONFIG))?
+            & 1);
+    write_tables(pins, &c.tables, bank)?;
     let mut selectors: Array<MapData, AgentSelector> =
         open_map(pins, names::AGENT_SELECTORS, Array::try_from)?;
     for i in 0..MAX_SELECTORS {
@@ -129,13 +120,37 @@ pub fn write(pins: &Pins, c: &Compiled, offsets: TraceOffsets) -> Result<(), Wri
             .set(i, s, 0)
             .map_err(write_err(names::AGENT_SELECTORS))?;
     }
-    set_cfg(&mut config, CFG_STRIDE, c.tables.stride)?;
-    set_cfg(&mut config, CFG_KINDS, c.tables.kinds)?;
+    set_cfg(&mut config, CFG_STRIDE + bank, c.tables.stride)?;
+    set_cfg(&mut config, CFG_KINDS + bank, c.tables.kinds)?;
     set_cfg(&mut config, CFG_FORK_CHILD, offsets.fork_child)?;
     set_cfg(&mut config, CFG_EXIT_GROUP_DEAD, offsets.exit_group_dead)?;
     set_cfg(&mut config, CFG_NAMES, u32::from(!c.allow.names.is_empty()))?;
+    set_cfg(&mut config, CFG_BANK, bank)?;
     if !c.is_empty() {
         set_cfg(&mut config, CFG_ON, 1)?;
+    }
+    Ok(())
+}
+
+/// The automaton into `bank` (not the one in force).
+fn write_tables(pins: &Pins, t: &Tables, bank: u32) -> Result<(), WriteError> {
+    let mut classes: Array<MapData, u8> = open_map(pins, names::AGENT_CLASSES, Array::try_from)?;
+    for (b, class) in t.classes.iter().enumerate() {
+        classes
+            .set(bank * 256 + b as u32, class, 0)
+            .map_err(write_err(names::AGENT_CLASSES))?;
+    }
+    let mut dfa: Array<MapData, u16> = open_map(pins, names::AGENT_DFA, Array::try_from)?;
+    for (i, s) in t.trans.iter().enumerate() {
+        // States fit u16: `Tables::compile` refuses more than MAX_STATES.
+        dfa.set(bank * MAX_TRANSITIONS + i as u32, *s as u16, 0)
+            .map_err(write_err(names::AGENT_DFA))?;
+    }
+    let mut accept: Array<MapData, u16> = open_map(pins, names::AGENT_ACCEPT, Array::try_from)?;
+    for (i, a) in t.accept.iter().enumerate() {
+        accept
+            .set(bank * MAX_STATES + i as u32, *a as u16, 0)
+            .map_err(write_err(names::AGENT_ACCEPT))?;
     }
     Ok(())
 }
@@ -170,22 +185,51 @@ pub fn mark(pins: &Pins, found: &BTreeMap<u32, Contained>) -> Result<usize, Writ
     Ok(n)
 }
 
-/// Applies a reload: each mark moves to its selector's new index (by
-/// name); marks of selectors that are gone are removed (those processes
-/// are released). Returns how many were released.
-pub fn remap(pins: &Pins, old: &[String], new: &[String]) -> Result<usize, WriteError> {
-    if old == new {
-        return Ok(0);
+/// The automaton bank in force.
+pub fn bank(pins: &Pins) -> Result<u32, WriteError> {
+    let config: Array<MapData, u32> = open_map(pins, names::AGENT_CONFIG, Array::try_from)?;
+    Ok(config
+        .get(&CFG_BANK, 0)
+        .map_err(read_err(names::AGENT_CONFIG))?
+        & 1)
+}
+
+/// The name keys of the selectors in the pinned map (those of the
+/// instance that wrote it; empty slots at the end left out).
+pub fn selector_keys(pins: &Pins) -> Result<Vec<u64>, WriteError> {
+    let selectors: Array<MapData, AgentSelector> =
+        open_map(pins, names::AGENT_SELECTORS, Array::try_from)?;
+    let mut keys = Vec::new();
+    for i in 0..MAX_SELECTORS {
+        let s = selectors
+            .get(&i, 0)
+            .map_err(read_err(names::AGENT_SELECTORS))?;
+        keys.push(if s.present != 0 { s.name_key } else { 0 });
     }
+    while keys.last() == Some(&0) {
+        keys.pop();
+    }
+    Ok(keys)
+}
+
+/// Applies new selectors whose tables went into bank `bank`: each mark
+/// made under other tables moves to the index of its selector's name
+/// (`old` and `new`: name keys by index); marks of selectors that are gone
+/// are removed (those processes are released). Marks the exec hook made
+/// under the new tables are in the new numbering already. Returns how
+/// many were released.
+pub fn remap(pins: &Pins, old: &[u64], new: &[u64], bank: u32) -> Result<usize, WriteError> {
     let mut map = contained_map(pins)?;
-    let now = contained(pins)?;
     let mut released = 0;
-    for (pid, mut c) in now {
-        let name = old.get(c.selector as usize);
-        match name.and_then(|n| new.iter().position(|m| m == n)) {
-            Some(i) if i as u32 == c.selector => {}
+    for (pid, mut c) in contained(pins)? {
+        if c.bank == bank {
+            continue;
+        }
+        let key = old.get(c.selector as usize).filter(|k| **k != 0);
+        match key.and_then(|k| new.iter().position(|n| n == k)) {
             Some(i) => {
                 c.selector = i as u32;
+                c.bank = bank;
                 map.insert(pid, c, 0).map_err(write_err(names::CONTAINED))?;
             }
             None => {
@@ -200,20 +244,45 @@ pub fn remap(pins: &Pins, old: &[String], new: &[String]) -> Result<usize, Write
     Ok(released)
 }
 
-/// Removes the marks of selectors at or past `count` (a restart with a
-/// policy of fewer selectors). Returns how many.
-pub fn keep_below(pins: &Pins, count: usize) -> Result<usize, WriteError> {
-    let mut map = contained_map(pins)?;
-    let mut n = 0;
-    for (pid, c) in contained(pins)? {
-        if c.selector as usize >= count {
-            match map.remove(&pid) {
-                Ok(()) | Err(MapError::KeyNotFound) => n += 1,
-                Err(source) => return Err(write_err(names::CONTAINED)(source)),
-            }
+/// The mark of process `pid`, if any.
+pub fn contained_one(pins: &Pins, pid: u32) -> Option<Contained> {
+    contained_map(pins).ok()?.get(&pid, 0).ok()
+}
+
+/// Clears the addresses learned for allow-list names (their selector bits
+/// follow the numbering of the policy that learned them).
+pub fn clear_learned(pins: &Pins) -> Result<(), WriteError> {
+    make_exactly::<u32, AgentLearned>(pins, names::AGENT_LEARNED_V4, &BTreeMap::new(), || Ok(()))?;
+    make_exactly::<[u32; 4], AgentLearned>(pins, names::AGENT_LEARNED_V6, &BTreeMap::new(), || {
+        Ok(())
+    })
+}
+
+/// Removes learned allow-list addresses whose time is over.
+pub fn purge_learned(pins: &Pins, now_ns: u64) -> Result<(), WriteError> {
+    purge::<u32>(pins, names::AGENT_LEARNED_V4, now_ns)?;
+    purge::<[u32; 4]>(pins, names::AGENT_LEARNED_V6, now_ns)
+}
+
+fn purge<K: aya::Pod + Ord>(pins: &Pins, name: &'static str, now: u64) -> Result<(), WriteError> {
+    let mut map: HashMap<MapData, K, AgentLearned> = open_hash(pins, name)?;
+    let stale: Vec<K> = map
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, v)| v.expires_ns <= now)
+        .map(|(k, _)| k)
+        .collect();
+    for k in stale {
+        // A newer answer may have refreshed it since the read.
+        match map.get(&k, 0) {
+            Ok(v) if v.expires_ns > now => {}
+            _ => match map.remove(&k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(write_err(name)(source)),
+            },
         }
     }
-    Ok(n)
+    Ok(())
 }
 
 /// Removes the marks of processes `alive` says are gone (kernels without

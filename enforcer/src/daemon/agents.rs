@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use enforcer_common::agents::{
     STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_FULL, STAT_INHERITED, STAT_MATCHED, STAT_NO_ARGS,
+    STAT_RAW_REFUSED,
 };
 use tracing::{info, warn};
 
@@ -86,16 +87,25 @@ impl Containment {
         } else {
             TraceOffsets::probe().ok_or(ContainError::NoTracefs)?
         };
-        maps::write(&self.pins, &compiled, offsets)?;
-        // A restart adopts the marks (the pinned map kept them while no
-        // daemon ran): they stay under the selector of the same index,
-        // which the same policy gives the same name. A reload moves them
-        // by name.
-        let released = if self.fresh {
-            maps::keep_below(&self.pins, compiled.names.len())?
+        // The numbering the marks follow now: this run's, or on the first
+        // apply the one the previous instance left in the pins.
+        let old_keys = if self.fresh {
+            maps::selector_keys(&self.pins)?
         } else {
-            maps::remap(&self.pins, &self.compiled.names, &compiled.names)?
+            self.compiled.keys()
         };
+        let names_changed = self.fresh
+            || self.compiled.allow.names != compiled.allow.names
+            || old_keys != compiled.keys();
+        maps::write(&self.pins, &compiled, offsets)?;
+        let bank = maps::bank(&self.pins)?;
+        let new_keys = compiled.keys();
+        // Twice: a child forked from a parent the first pass had not moved
+        // yet inherited the old numbering.
+        let mut released = 0;
+        for _ in 0..2 {
+            released += maps::remap(&self.pins, &old_keys, &new_keys, bank)?;
+        }
         self.fresh = false;
         if released > 0 {
             info!(
@@ -103,10 +113,17 @@ impl Containment {
                 "processes of selectors no longer in the policy are released"
             );
         }
+        if names_changed {
+            // Their selector bits followed the old numbering.
+            maps::clear_learned(&self.pins)?;
+        }
         self.compiled = compiled;
         self.agents = policy.agents.clone();
         if !self.compiled.is_empty() {
-            let marked = self.mark_running()?;
+            for w in host_escapes() {
+                warn!("{w}");
+            }
+            let marked = self.mark_running(bank)?;
             info!(
                 selectors = self.compiled.names.len(),
                 states = self.compiled.tables.states(),
@@ -120,21 +137,23 @@ impl Containment {
     /// Marks the running processes the selectors contain (twice: a
     /// process forked while the first pass read /proc, before its parent
     /// was marked, is found by the second).
-    fn mark_running(&self) -> Result<usize, ContainError> {
+    fn mark_running(&self, bank: u32) -> Result<usize, ContainError> {
         let mut marked = 0;
         for _ in 0..2 {
             let snapshot = procs::snapshot(&self.proc_root);
-            let found = procs::contained(&snapshot, &self.compiled.tables);
+            let found = procs::contained(&snapshot, &self.compiled.tables, bank);
             marked += maps::mark(&self.pins, &found)?;
         }
         Ok(marked)
     }
 
-    /// Removes the marks of processes that no longer exist.
+    /// Removes the marks of processes that no longer exist, and learned
+    /// allow-list addresses whose time is over.
     pub fn forget_gone(&self) -> Result<usize, WriteError> {
         if self.compiled.is_empty() {
             return Ok(0);
         }
+        maps::purge_learned(&self.pins, crate::bpf::dnsnames::boot_ns())?;
         let root = self.proc_root.clone();
         maps::forget_gone(&self.pins, |pid| root.join(pid.to_string()).exists())
     }
@@ -150,7 +169,7 @@ impl Containment {
 
     /// The root (the process whose exec matched) of contained process `pid`.
     pub fn root_of(&self, pid: u32) -> Option<u32> {
-        maps::contained(&self.pins).ok()?.get(&pid).map(|c| c.root)
+        maps::contained_one(&self.pins, pid).map(|c| c.root)
     }
 
     pub fn contained(&self) -> Vec<ContainedProc> {
@@ -213,6 +232,7 @@ impl Containment {
                 ("denied", STAT_DENIED),
                 ("audited", STAT_AUDITED),
                 ("allowed", STAT_ALLOWED),
+                ("raw_refused", STAT_RAW_REFUSED),
             ] {
                 counters.insert(name.to_owned(), s[i as usize]);
             }
@@ -223,4 +243,28 @@ impl Containment {
             counters,
         }
     }
+}
+
+/// Host settings that let a contained process act through an uncontained
+/// one of the same user, which containment cannot see: said at start.
+fn host_escapes() -> Vec<String> {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    let mut out = Vec::new();
+    if read("/proc/sys/kernel/yama/ptrace_scope").is_none_or(|v| v == "0") {
+        out.push(
+            "agent containment: kernel.yama.ptrace_scope is 0 (or Yama is absent): a contained \
+             process may ptrace an uncontained process of its user (its parent shell) and act \
+             through it; set kernel.yama.ptrace_scope=1 or higher"
+                .to_owned(),
+        );
+    }
+    if read("/proc/sys/dev/tty/legacy_tiocsti").as_deref() == Some("1") {
+        out.push(
+            "agent containment: dev.tty.legacy_tiocsti is 1: a contained process may type \
+             commands into its terminal for the shell to run after it; set \
+             dev.tty.legacy_tiocsti=0"
+                .to_owned(),
+        );
+    }
+    out
 }

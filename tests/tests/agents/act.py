@@ -41,7 +41,10 @@ def udp(arg):
 
 
 def icmp(host):
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    except OSError as e:
+        return "socket-" + err(e)
     body = struct.pack("!BBHHH", 8, 0, 0, 1, 1)
     csum = 0
     for i in range(0, len(body), 2):
