@@ -30,8 +30,10 @@ pub mod maps {
     pub const STATS: &str = "STATS";
     /// Ring buffer of [`super::Event`].
     pub const EVENTS: &str = "EVENTS";
-    /// Socket cookie → [`super::SockOwner`], for hooks without task context.
-    pub const SOCK_OWNERS: &str = "SOCK_OWNERS";
+    /// Socket-local storage (`BPF_MAP_TYPE_SK_STORAGE`): each socket's
+    /// [`super::SockOwner`], for hooks without task context. Freed with the
+    /// socket; userspace never reads it.
+    pub const SK_OWNERS: &str = "SK_OWNERS";
     /// Per-CPU XDP event rate limiter state ([`super::RateState`]).
     pub const XDP_RATE: &str = "XDP_RATE";
     /// Socket cookie → when it was last reported (ns), so that the skb hook
@@ -124,7 +126,7 @@ pub mod maps {
         CONFIG,
         STATS,
         EVENTS,
-        SOCK_OWNERS,
+        SK_OWNERS,
         XDP_RATE,
         REPORTED,
         EXEC_ARGS,
@@ -188,7 +190,6 @@ pub const MAX_RANGES_V4: u32 = 1 << 18;
 pub const MAX_RANGES_V6: u32 = 1 << 18;
 pub const MAX_ALLOW_V4: u32 = 1 << 16;
 pub const MAX_ALLOW_V6: u32 = 1 << 16;
-pub const MAX_SOCK_OWNERS: u32 = 1 << 16;
 pub const MAX_REPORTED: u32 = 1 << 14;
 /// Names the DNS program matches (exact and wildcard entries together).
 pub const MAX_DNS_NAMES: u32 = 1 << 16;

@@ -14,11 +14,11 @@ use enforcer_common::{
 };
 
 use crate::{
-    maps::SOCK_OWNERS,
     net::{
         ETH_P_IP, ETH_P_IPV6, IPV6_HLEN, SKB_DROP, SKB_PASS, ipv4, ipv6, ipv6_l4, l4_port,
         skb_ethertype,
     },
+    owner,
     report::{Flow, bump, conclude, emit, skb_report_due},
     verdict::{ERROR, Match, check_v4, check_v6_forms, port_rules, port_v4, port_v6_forms},
 };
@@ -140,10 +140,11 @@ fn report(ctx: &SkBuffContext, flow: Flow) {
         return;
     }
     let mut flags = EVENT_F_OWNER_FROM_COOKIE;
-    let owner = match SOCK_OWNERS.get_ptr(cookie) {
-        // SAFETY: LRU values are read whole; a concurrent eviction can at
-        // worst give a stale owner, never an invalid read.
-        Some(owner) => unsafe { *owner },
+    // SAFETY: `skb->sk` of this program's context.
+    let owner = match unsafe { owner::of_packet((*skb).__bindgen_anon_2.sk) } {
+        Some(owner) => owner,
+        // No full socket (a request or timewait socket: a server's SYN-ACK,
+        // the last ACKs of a closed connection) or none recorded.
         None => {
             bump(STAT_OWNER_UNKNOWN);
             flags = EVENT_F_OWNER_UNKNOWN;

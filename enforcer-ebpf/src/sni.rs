@@ -46,7 +46,8 @@ use enforcer_common::{
 
 use crate::{
     dns::{DONE, FAILED, NameWalk, WALKING, first_label_byte, fold_label},
-    maps::{SNI_NAME, SNI_PROXY_PORTS, SNI_SCRATCH, SNI_SOCKS, SNI_WALK, SOCK_OWNERS},
+    maps::{SNI_NAME, SNI_PROXY_PORTS, SNI_SCRATCH, SNI_SOCKS, SNI_WALK},
+    owner,
     report::{Flow, bump, conclude, current_owner, emit},
     verdict::{ERROR, Match, NO_MATCH, audit_mode, banned, inspected_v4, inspected_v6, sni_flags},
 };
@@ -80,9 +81,10 @@ fn established(ctx: &SockOpsContext) {
     // SAFETY: the context is a valid argument for this helper here.
     let mut cookie = unsafe { bpf_get_socket_cookie(ctx.ops as *mut c_void) };
     // This runs in softirq, not as the socket's owner: the owner recorded
-    // at socket creation says which cgroup's answers count.
-    // SAFETY: a map lookup of a stack key.
-    let cgroup = match unsafe { SOCK_OWNERS.get(cookie) } {
+    // at socket creation (or at the connect() that got here) says which
+    // cgroup's answers count.
+    // SAFETY: `ctx->sk` of a sock_ops context: NULL or a full socket.
+    let cgroup = match unsafe { owner::of((*ctx.ops).__bindgen_anon_2.sk) } {
         Some(o) => o.cgroup_id,
         None => 0,
     };
