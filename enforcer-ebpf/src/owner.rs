@@ -55,28 +55,22 @@ pub fn record_created(sock: *mut bpf_sock) {
 
 /// connect/sendmsg (`sk` is `ctx->sk`): records the current task if the
 /// socket has no owner yet (made before the programs were attached) or,
-/// on `connect`, if another process now uses it. A read when nothing
+/// on `connect`, if another process now uses it. A lookup when nothing
 /// changes: the common case (the creator connects) writes nothing.
 #[inline(always)]
 pub fn record_user(sk: *mut bpf_sock, connect: bool, tgid: u32) {
-    let mut blank = SockOwner {
-        cgroup_id: 0,
-        pid: 0,
-        tgid: 0,
-        uid: 0,
-        gid: 0,
-        comm: [0; 16],
-    };
     // SAFETY: `ctx->sk` of a sock_addr program is a full socket.
-    let p = unsafe { storage(sk.cast(), Some(&mut blank)) };
+    let p = unsafe { storage(sk.cast(), None) };
     if p.is_null() {
+        let mut owner = current_owner();
+        // SAFETY: as above.
+        let _ = unsafe { storage(sk.cast(), Some(&mut owner)) };
         return;
     }
-    // SAFETY: a live storage element of this socket; the socket is locked
-    // by the syscall that runs this program.
-    let recorded = unsafe { (*p).tgid };
-    if recorded == 0 || (connect && recorded != tgid) {
-        // SAFETY: as above.
+    // SAFETY: a live storage element of this socket.
+    if connect && unsafe { (*p).tgid } != tgid {
+        // SAFETY: as above; the syscall that runs this program holds the
+        // socket's lock, so no other writer races this one.
         unsafe { *p = current_owner() };
     }
 }
@@ -114,3 +108,4 @@ pub unsafe fn of_packet(sk: *mut bpf_sock) -> Option<SockOwner> {
     // for what is not a full socket.
     unsafe { of(bpf_sk_fullsock(sk)) }
 }
+
