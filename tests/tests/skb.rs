@@ -95,8 +95,9 @@ fn attribution_survives_more_sockets_than_the_old_owner_table_held() {
     let probe = Probe::new().cgroup(cg.path()).netns(ns.name());
     let connected = probe.start_connected_udp("10.77.0.2:0");
     let pid = connected.pid();
-    // Three times the old table's size on each CPU, from another process
-    // of the same cgroup.
+    // Three times the old table's whole size on each CPU, from another
+    // process of the same cgroup; each socket connected, as real ones are
+    // (an LRU evicts what was used least, so merely made ones would not do).
     let churn = probe.run("sockets:200000", "10.77.0.1:1");
     assert_eq!(churn.result, "ok");
     h.apply(BANNED);

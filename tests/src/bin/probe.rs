@@ -11,8 +11,8 @@
 //!       asking over TCP) | udp-hold:MS (bind ADDR over UDP, print
 //!       `{"bound":true}`, hold it MS milliseconds: a local DNS server
 //!       stand-in whose process name is this file's name)
-//!     | sockets:N (on each online CPU in turn, create and close N UDP
-//!       sockets of ADDR's family: owner records for N sockets per CPU)
+//!     | sockets:N (on each online CPU in turn, N UDP sockets each created,
+//!       connected to ADDR and closed: N sockets in use per CPU)
 //!     | send-once:KIND:NAME[:MSS] (connect, optionally with TCP_MAXSEG
 //!       MSS, then write one TLS ClientHello (KIND: plain | pq | badlen |
 //!       ext300 | empty | ech | grease, `enforcer_tests::tls`) or, for KIND
@@ -371,14 +371,17 @@ fn dns_tcp(server: SocketAddr, name: &str, rtype: &str, over_tcp: bool) -> Strin
     }
 }
 
-/// `n` sockets made and closed on each online CPU (pinned there: per-CPU
-/// kernel tables fill per CPU). Bounded by `n` and the CPU count.
+/// `n` sockets made, connected (a UDP connect sends nothing) and closed on
+/// each online CPU, pinned there: per-CPU kernel tables fill per CPU, and
+/// an LRU keeps what was used, not merely made. Bounded by `n` and the
+/// CPU count.
 fn sockets(target: SocketAddr, n: usize) -> String {
     let domain = if target.is_ipv4() {
         libc::AF_INET
     } else {
         libc::AF_INET6
     };
+    let (addr, len) = sockaddr(target);
     // SAFETY: sysconf has no preconditions.
     let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
     for cpu in 0..cpus {
@@ -397,8 +400,15 @@ fn sockets(target: SocketAddr, n: usize) -> String {
             if fd < 0 {
                 return format!("socket: {}", name(&io::Error::last_os_error()));
             }
+            // SAFETY: our own fd and a valid address.
+            let connected =
+                unsafe { libc::connect(fd, (&raw const addr).cast(), len) } == 0;
+            let err = io::Error::last_os_error();
             // SAFETY: our own fd.
             unsafe { libc::close(fd) };
+            if !connected {
+                return format!("connect: {}", name(&err));
+            }
         }
     }
     "ok".into()
