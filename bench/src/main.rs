@@ -5,6 +5,7 @@
 //! bpffs this program creates and removes (guards from enforcer-tests);
 //! every loop is bounded in count and time. Needs root.
 
+mod connect_ab;
 mod dns;
 mod ports;
 mod product;
@@ -89,7 +90,7 @@ fn main() -> Result<()> {
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
 
     type Section = fn(&mut Report) -> Result<()>;
-    let all: [(&str, Section); 9] = [
+    let all: [(&str, Section); 10] = [
         (
             "1. Per-packet cost (BPF_PROG_TEST_RUN)",
             sections::per_packet,
@@ -105,6 +106,10 @@ fn main() -> Result<()> {
             product::product_path,
         ),
         ("9. Shared names: name inspection", sni::name_inspection),
+        (
+            "10. connect() of traffic never inspected, next to nftables",
+            connect_ab::connect_ab,
+        ),
     ];
     let mut sections = Vec::new();
     for (i, (title, f)) in all.into_iter().enumerate() {
@@ -169,7 +174,7 @@ fn parse_args(args: &[String]) -> Result<(PathBuf, Vec<usize>)> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--section" {
-            let n = it.next().context("--section needs a number (1-8)")?;
+            let n = it.next().context("--section needs a number (1-10)")?;
             only.push(
                 n.parse()
                     .with_context(|| format!("--section {n}: not a section number"))?,
