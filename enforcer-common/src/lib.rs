@@ -157,6 +157,15 @@ pub mod maps {
         SNI_NAME,
         SNI_PROXY_PORTS,
     ];
+
+    /// Maps earlier builds pinned that this one no longer has. Their pins
+    /// are removed when the object is loaded: a pin alone keeps a map's
+    /// memory (the owner LRU: 64k preallocated entries) after the last
+    /// program using it is gone.
+    pub const RETIRED: [&str; 1] = [
+        // Socket cookie → owner, an LRU hash: replaced by `SK_OWNERS`.
+        "SOCK_OWNERS",
+    ];
 }
 
 /// Program names (the function names in `enforcer-ebpf`).
