@@ -492,7 +492,9 @@ pub const fn stat_index(hook: u32, verdict: u32) -> u32 {
 pub const STAT_RINGBUF_FULL: u32 = HOOK_COUNT * VERDICT_COUNT;
 /// An XDP event was not emitted because of the XDP event rate limit.
 pub const STAT_XDP_EVENTS_SUPPRESSED: u32 = STAT_RINGBUF_FULL + 1;
-/// An skb verdict found no owner recorded for the socket cookie.
+/// A hook that needed a socket's owner found none recorded: the skb
+/// layer's event names the cgroup and uid only; sock_ops inspects the
+/// connection (fail closed) while any cgroup-scoped inspection exists.
 pub const STAT_OWNER_UNKNOWN: u32 = STAT_RINGBUF_FULL + 2;
 /// An skb event was not emitted: the socket was reported within
 /// [`SKB_REPORT_INTERVAL_NS`] (the verdict itself is counted as usual).

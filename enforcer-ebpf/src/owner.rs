@@ -15,7 +15,10 @@ use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
     bindings::{BPF_SK_STORAGE_GET_F_CREATE, bpf_sock},
-    helpers::generated::{bpf_sk_fullsock, bpf_sk_storage_get},
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_sk_fullsock, bpf_sk_storage_get},
+    },
 };
 use enforcer_common::SockOwner;
 
@@ -58,7 +61,7 @@ pub fn record_created(sock: *mut bpf_sock) {
 /// on `connect`, if another process now uses it. A lookup when nothing
 /// changes: the common case (the creator connects) writes nothing.
 #[inline(always)]
-pub fn record_user(sk: *mut bpf_sock, connect: bool, tgid: u32) {
+pub fn record_user(sk: *mut bpf_sock, connect: bool) {
     // SAFETY: `ctx->sk` of a sock_addr program is a full socket.
     let p = unsafe { storage(sk.cast(), None) };
     if p.is_null() {
@@ -67,8 +70,12 @@ pub fn record_user(sk: *mut bpf_sock, connect: bool, tgid: u32) {
         let _ = unsafe { storage(sk.cast(), Some(&mut owner)) };
         return;
     }
+    if !connect {
+        return;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: a live storage element of this socket.
-    if connect && unsafe { (*p).tgid } != tgid {
+    if unsafe { (*p).tgid } != tgid {
         // SAFETY: as above; the syscall that runs this program holds the
         // socket's lock, so no other writer races this one.
         unsafe { *p = current_owner() };

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     bindings::bpf_sock_addr,
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_socket_cookie},
+    helpers::generated::bpf_get_socket_cookie,
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
@@ -135,14 +135,11 @@ fn judge(
     flags: u32,
 ) -> i32 {
     let sa: *mut bpf_sock_addr = ctx.sock_addr;
-    // SAFETY: the context is a valid argument for this helper in sock_addr programs.
-    let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
     // connect() says who uses the socket now; sendmsg() only fills a gap
     // (sockets made before the programs were attached).
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let is_connect = hook == HOOK_CONNECT4 || hook == HOOK_CONNECT6;
     // SAFETY: as in `try_v4`.
-    owner::record_user(unsafe { (*sa).__bindgen_anon_1.sk }, is_connect, tgid);
+    owner::record_user(unsafe { (*sa).__bindgen_anon_1.sk }, is_connect);
     let Match { verdict, rule_id } = found;
     if verdict == VERDICT_PASS {
         count(hook, VERDICT_PASS);
@@ -150,6 +147,10 @@ fn judge(
     }
     count(hook, verdict);
     if verdict != VERDICT_ALLOWED {
+        // Only a report needs the cookie: the pass path makes no helper call
+        // for it.
+        // SAFETY: the context is a valid argument for this helper in sock_addr programs.
+        let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
         // SAFETY: as in `try_v4`.
         let (port, protocol) = unsafe { ((*sa).user_port, (*sa).protocol) };
         emit(
