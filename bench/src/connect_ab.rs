@@ -48,7 +48,11 @@ fn policy(addrs: &[std::net::Ipv4Addr]) -> Result<(Policy, ResolvedAddrs)> {
     let mut resolved = ResolvedAddrs::new();
     for i in 0..SHARED_NAMES {
         let last = (i % 250 + 1) as u8;
-        let net = if i < 250 { [198, 51, 100] } else { [203, 0, 113] };
+        let net = if i < 250 {
+            [198, 51, 100]
+        } else {
+            [203, 0, 113]
+        };
         let ip = IpAddr::from([net[0], net[1], net[2], last]);
         resolved.insert(format!("s{i}.shared.test"), [ip].into());
     }

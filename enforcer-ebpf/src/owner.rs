@@ -115,4 +115,3 @@ pub unsafe fn of_packet(sk: *mut bpf_sock) -> Option<SockOwner> {
     // for what is not a full socket.
     unsafe { of(bpf_sk_fullsock(sk)) }
 }
-

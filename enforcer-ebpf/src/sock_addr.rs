@@ -2,9 +2,7 @@
 //! the kernel fail connect()/sendmsg() with EPERM.
 
 use aya_ebpf::{
-    bindings::bpf_sock_addr,
-    helpers::generated::bpf_get_socket_cookie,
-    macros::cgroup_sock_addr,
+    bindings::bpf_sock_addr, helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use enforcer_common::{

@@ -577,8 +577,16 @@ fn a_socket_without_a_recorded_owner_is_inspected_all_the_same() {
             .run(&format!("send-once:{spec}"), &format!("192.0.2.7:{PORT}"))
             .result
     };
-    assert!(send("plain:api.ai.test").starts_with("EACCES"), "{}", sni_stats(&h.pins));
-    assert!(send("plain:docs.ok.test").starts_with("ok"), "{}", sni_stats(&h.pins));
+    assert!(
+        send("plain:api.ai.test").starts_with("EACCES"),
+        "{}",
+        sni_stats(&h.pins)
+    );
+    assert!(
+        send("plain:docs.ok.test").starts_with("ok"),
+        "{}",
+        sni_stats(&h.pins)
+    );
     // One per connection since the answer: the probe's own connect right
     // after it, then the two writes' connections.
     assert_eq!(stat(&h.pins, STAT_OWNER_UNKNOWN), 3);

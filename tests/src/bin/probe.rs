@@ -401,8 +401,7 @@ fn sockets(target: SocketAddr, n: usize) -> String {
                 return format!("socket: {}", name(&io::Error::last_os_error()));
             }
             // SAFETY: our own fd and a valid address.
-            let connected =
-                unsafe { libc::connect(fd, (&raw const addr).cast(), len) } == 0;
+            let connected = unsafe { libc::connect(fd, (&raw const addr).cast(), len) } == 0;
             let err = io::Error::last_os_error();
             // SAFETY: our own fd.
             unsafe { libc::close(fd) };
