@@ -16,13 +16,13 @@ use enforcer_common::programs;
 use enforcer_tests::{BpffsGuard, CgroupGuard, NetnsGuard, TempDir};
 
 use crate::{
-    Report,
+    Report, median,
     sections::{elements_v4, exact_v4, nft_file, prog_stats, run_connect_child},
 };
 
 const ADDRESSES: usize = 100_000;
 const SHARED_NAMES: usize = 1_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// The programs a plain TCP connect to an allowed destination runs.
 const PROGS: [&str; 4] = [
     programs::SOCK_CREATE,
@@ -79,10 +79,6 @@ fn bpf_stats(on: bool) -> bool {
     let was = std::fs::read_to_string(KNOB).is_ok_and(|v| v.trim() == "1");
     let _ = std::fs::write(KNOB, if on { "1" } else { "0" });
     was
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
 pub fn connect_ab(r: &mut Report) -> Result<()> {
@@ -160,25 +156,27 @@ pub fn connect_ab(r: &mut Report) -> Result<()> {
             nft[i]
         ));
     }
-    let base = mean(&none);
+    // Medians: one run disturbed by other work on the machine moves a
+    // median less than a mean.
+    let base = median(none.clone());
     let spread = none.iter().cloned().fold(f64::MIN, f64::max)
         - none.iter().cloned().fold(f64::MAX, f64::min);
     let over = |x: f64| 100.0 * (base - x) / x.max(1.0);
     let us = |x: f64| 1e6 / x.max(1.0) - 1e6 / base.max(1.0);
     r.line("");
     r.line(format!(
-        "- A/A: the no-filter runs spread over {:.1} % of their mean ({base:.0} connects/s)",
+        "- A/A: the no-filter runs spread over {:.1} % of their median ({base:.0} connects/s)",
         100.0 * spread / base
     ));
     r.line(format!(
         "- enforcer: overhead {:+.1} % ({:+.2} µs per connect)",
-        over(mean(&enf)),
-        us(mean(&enf))
+        over(median(enf.clone())),
+        us(median(enf.clone()))
     ));
     r.line(format!(
         "- nftables: overhead {:+.1} % ({:+.2} µs per connect)",
-        over(mean(&nft)),
-        us(mean(&nft))
+        over(median(nft.clone())),
+        us(median(nft.clone()))
     ));
     let connects = sums[0].1.max(1) as f64;
     let per: Vec<String> = PROGS
@@ -201,7 +199,7 @@ pub fn connect_ab(r: &mut Report) -> Result<()> {
     ));
     r.line("");
     r.line(
-        "Overhead = (no-filter rate − rate) / rate, against the mean of the no-filter runs. \
+        "Overhead = (no-filter rate − rate) / rate, medians of the rounds. \
          `sock_create` records the socket's owner in socket-local storage (the kernel allocates \
          the storage there); see docs/PERFORMANCE.md.",
     );
