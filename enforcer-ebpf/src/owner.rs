@@ -7,9 +7,11 @@
 //! `bpf_sock`), `ctx->sk` in sock_addr and sock_ops (the latter may be
 //! NULL), `bpf_sk_fullsock(skb->sk)` in cgroup_skb.
 //!
-//! Attribution only: nothing here takes part in a verdict. A socket whose
-//! storage cannot be made (the kernel is out of memory) is reported with
-//! `EVENT_F_OWNER_UNKNOWN`, exactly as a socket older than the programs.
+//! No verdict depends on finding an owner. A socket whose storage cannot be
+//! made (the kernel is out of memory) is reported with
+//! `EVENT_F_OWNER_UNKNOWN`, exactly as a socket older than the programs;
+//! sock_ops, which reads the owner's cgroup to find that cgroup's own
+//! inspections, inspects such a socket anyway (`sni::established`).
 
 use core::{ffi::c_void, ptr};
 
