@@ -6,6 +6,7 @@
 //! every loop is bounded in count and time. Needs root.
 
 mod agents;
+mod connect_ab;
 mod dns;
 mod ports;
 mod product;
@@ -90,7 +91,7 @@ fn main() -> Result<()> {
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
 
     type Section = fn(&mut Report) -> Result<()>;
-    let all: [(&str, Section); 10] = [
+    let all: [(&str, Section); 11] = [
         (
             "1. Per-packet cost (BPF_PROG_TEST_RUN)",
             sections::per_packet,
@@ -106,7 +107,11 @@ fn main() -> Result<()> {
             product::product_path,
         ),
         ("9. Shared names: name inspection", sni::name_inspection),
-        ("10. Agent containment", agents::containment),
+        (
+            "10. connect() of traffic never inspected, next to nftables",
+            connect_ab::connect_ab,
+        ),
+        ("11. Agent containment", agents::containment),
     ];
     let mut sections = Vec::new();
     for (i, (title, f)) in all.into_iter().enumerate() {
@@ -171,7 +176,7 @@ fn parse_args(args: &[String]) -> Result<(PathBuf, Vec<usize>)> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--section" {
-            let n = it.next().context("--section needs a number (1-10)")?;
+            let n = it.next().context("--section needs a number (1-11)")?;
             only.push(
                 n.parse()
                     .with_context(|| format!("--section {n}: not a section number"))?,

@@ -361,7 +361,7 @@ fn nft_cmd(ns: &NetnsGuard, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn elements_v4(addrs: &[Ipv4Addr]) -> String {
+pub(crate) fn elements_v4(addrs: &[Ipv4Addr]) -> String {
     let mut s = String::with_capacity(addrs.len() * 16);
     for (i, a) in addrs.iter().enumerate() {
         if i > 0 {

@@ -30,8 +30,10 @@ pub mod maps {
     pub const STATS: &str = "STATS";
     /// Ring buffer of [`super::Event`].
     pub const EVENTS: &str = "EVENTS";
-    /// Socket cookie → [`super::SockOwner`], for hooks without task context.
-    pub const SOCK_OWNERS: &str = "SOCK_OWNERS";
+    /// Socket-local storage (`BPF_MAP_TYPE_SK_STORAGE`): each socket's
+    /// [`super::SockOwner`], for hooks without task context. Freed with the
+    /// socket; userspace never reads it.
+    pub const SK_OWNERS: &str = "SK_OWNERS";
     /// Per-CPU XDP event rate limiter state ([`super::RateState`]).
     pub const XDP_RATE: &str = "XDP_RATE";
     /// Socket cookie → when it was last reported (ns), so that the skb hook
@@ -150,7 +152,7 @@ pub mod maps {
         CONFIG,
         STATS,
         EVENTS,
-        SOCK_OWNERS,
+        SK_OWNERS,
         XDP_RATE,
         REPORTED,
         EXEC_ARGS,
@@ -195,6 +197,15 @@ pub mod maps {
         AGENT_WALK,
         AGENT_STATS,
     ];
+
+    /// Maps earlier builds pinned that this one no longer has. Their pins
+    /// are removed when the object is loaded: a pin alone keeps a map's
+    /// memory (the owner LRU: 64k preallocated entries) after the last
+    /// program using it is gone.
+    pub const RETIRED: [&str; 1] = [
+        // Socket cookie → owner, an LRU hash: replaced by `SK_OWNERS`.
+        "SOCK_OWNERS",
+    ];
 }
 
 /// Program names (the function names in `enforcer-ebpf`).
@@ -235,7 +246,6 @@ pub const MAX_RANGES_V4: u32 = 1 << 18;
 pub const MAX_RANGES_V6: u32 = 1 << 18;
 pub const MAX_ALLOW_V4: u32 = 1 << 16;
 pub const MAX_ALLOW_V6: u32 = 1 << 16;
-pub const MAX_SOCK_OWNERS: u32 = 1 << 16;
 pub const MAX_REPORTED: u32 = 1 << 14;
 /// Names the DNS program matches (exact and wildcard entries together).
 pub const MAX_DNS_NAMES: u32 = 1 << 16;
@@ -529,7 +539,9 @@ pub const fn stat_index(hook: u32, verdict: u32) -> u32 {
 pub const STAT_RINGBUF_FULL: u32 = HOOK_COUNT * VERDICT_COUNT;
 /// An XDP event was not emitted because of the XDP event rate limit.
 pub const STAT_XDP_EVENTS_SUPPRESSED: u32 = STAT_RINGBUF_FULL + 1;
-/// An skb verdict found no owner recorded for the socket cookie.
+/// A hook that needed a socket's owner found none recorded: the skb
+/// layer's event names the cgroup and uid only; sock_ops inspects the
+/// connection (fail closed) while any cgroup-scoped inspection exists.
 pub const STAT_OWNER_UNKNOWN: u32 = STAT_RINGBUF_FULL + 2;
 /// An skb event was not emitted: the socket was reported within
 /// [`SKB_REPORT_INTERVAL_NS`] (the verdict itself is counted as usual).

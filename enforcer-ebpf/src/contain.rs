@@ -225,7 +225,7 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
     if old_tid != tgid {
         // A thread other than the leader exec'd and took the leader's pid:
         // its own entry (from the fork hook) would never be removed.
-        let _ = CONTAINED.remove(&old_tid);
+        let _ = CONTAINED.remove(old_tid);
     }
     // SAFETY: a map lookup of a stack key.
     if unsafe { CONTAINED.get(tgid) }.is_some() {

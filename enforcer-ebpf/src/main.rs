@@ -7,6 +7,7 @@
 //! - `report`: counters and ring-buffer events.
 //! - `sock_addr`: cgroup connect4/6 and sendmsg4/6 (EPERM at the syscall).
 //! - `sock`: cgroup sock_create, recording each socket's owner.
+//! - `owner`: the socket owner record in socket-local storage.
 //! - `skb`: cgroup_skb egress (drops what reaches the wire anyway).
 //! - `xdp`: XDP filter on source and destination.
 //! - `dns`: cgroup_skb ingress, learns addresses from DNS answers.
@@ -23,6 +24,7 @@ mod dns;
 mod exec;
 mod maps;
 mod net;
+mod owner;
 mod report;
 mod skb;
 mod sni;

@@ -15,11 +15,11 @@ use enforcer_common::{
 
 use crate::{
     contain,
-    maps::SOCK_OWNERS,
     net::{
         ETH_P_IP, ETH_P_IPV6, IPV6_HLEN, SKB_DROP, SKB_PASS, ipv4, ipv6, ipv6_l4, l4_port,
         skb_ethertype,
     },
+    owner,
     report::{Flow, bump, conclude, emit, skb_report_due},
     verdict::{ERROR, Match, check_v4, check_v6_forms, port_rules, port_v4, port_v6_forms},
 };
@@ -59,13 +59,11 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
 #[inline(always)]
 fn contained_passes(ctx: &SkBuffContext) -> bool {
     let skb = ctx.skb.skb;
-    // SAFETY: the skb context is a valid argument for this helper here.
-    let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
-    let Some(owner) = SOCK_OWNERS.get_ptr(cookie) else {
+    // SAFETY: `skb->sk` of this program's context.
+    let Some(owner) = (unsafe { owner::of_packet((*skb).__bindgen_anon_2.sk) }) else {
         return true;
     };
-    // SAFETY: an LRU value read whole.
-    let Some(agent) = contain::of(unsafe { (*owner).tgid }) else {
+    let Some(agent) = contain::of(owner.tgid) else {
         return true;
     };
     let (allowed, flow) = match skb_ethertype(ctx) {
@@ -218,10 +216,11 @@ fn report(ctx: &SkBuffContext, flow: Flow) {
         return;
     }
     let mut flags = EVENT_F_OWNER_FROM_COOKIE;
-    let owner = match SOCK_OWNERS.get_ptr(cookie) {
-        // SAFETY: LRU values are read whole; a concurrent eviction can at
-        // worst give a stale owner, never an invalid read.
-        Some(owner) => unsafe { *owner },
+    // SAFETY: `skb->sk` of this program's context.
+    let owner = match unsafe { owner::of_packet((*skb).__bindgen_anon_2.sk) } {
+        Some(owner) => owner,
+        // No full socket (a request or timewait socket: a server's SYN-ACK,
+        // the last ACKs of a closed connection) or none recorded.
         None => {
             bump(STAT_OWNER_UNKNOWN);
             flags = EVENT_F_OWNER_UNKNOWN;

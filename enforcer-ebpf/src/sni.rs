@@ -38,15 +38,16 @@ use aya_ebpf::{
 use enforcer_common::{
     AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_ECH,
     EVENT_F_HTTP_HOST, EVENT_F_PROXY, HOOK_SNI, IPPROTO_TCP, SNI_F_ECH_OUTER_NAME,
-    SNI_F_INSPECT_443, SNI_SCRATCH_BYTES, STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP,
-    STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY,
-    STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS,
-    dns_label_byte,
+    SNI_F_INSPECT_443, SNI_SCRATCH_BYTES, STAT_OWNER_UNKNOWN, STAT_SNI_DENIED, STAT_SNI_ECH,
+    STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED,
+    STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED, VERDICT_DENIED,
+    VERDICT_PASS, dns_label_byte,
 };
 
 use crate::{
     dns::{DONE, FAILED, NameWalk, WALKING, first_label_byte, fold_label},
-    maps::{SNI_NAME, SNI_PROXY_PORTS, SNI_SCRATCH, SNI_SOCKS, SNI_WALK, SOCK_OWNERS},
+    maps::{LEARNED_SCOPED_USED, SNI_NAME, SNI_PROXY_PORTS, SNI_SCRATCH, SNI_SOCKS, SNI_WALK},
+    owner,
     report::{Flow, bump, conclude, current_owner, emit},
     verdict::{ERROR, Match, NO_MATCH, audit_mode, banned, inspected_v4, inspected_v6, sni_flags},
 };
@@ -80,18 +81,26 @@ fn established(ctx: &SockOpsContext) {
     // SAFETY: the context is a valid argument for this helper here.
     let mut cookie = unsafe { bpf_get_socket_cookie(ctx.ops as *mut c_void) };
     // This runs in softirq, not as the socket's owner: the owner recorded
-    // at socket creation says which cgroup's answers count.
-    // SAFETY: a map lookup of a stack key.
-    let cgroup = match unsafe { SOCK_OWNERS.get(cookie) } {
-        Some(o) => o.cgroup_id,
-        None => 0,
-    };
-    let inspected = match ctx.family() {
+    // at socket creation (or at the connect() that got here) says which
+    // cgroup's answers count.
+    // SAFETY: `ctx->sk` of a sock_ops context: NULL or a full socket.
+    let owner = unsafe { owner::of((*ctx.ops).__bindgen_anon_2.sk) };
+    let cgroup = owner.map_or(0, |o| o.cgroup_id);
+    let mut inspected = match ctx.family() {
         AF_INET => inspected_v4(ctx.remote_ip4(), cgroup),
         // SAFETY: the context pointer is valid for the program's run.
         AF_INET6 => inspected_v6(unsafe { ip6(&raw const (*ctx.ops).remote_ip6) }, cgroup),
         _ => 0,
     };
+    // Fail closed: some cgroup has inspections of its own (learned from
+    // its own DNS server's answers), and whose socket this is is not known
+    // (no owner recorded: storage the kernel could not allocate, or the
+    // recording hooks not attached). The name it sends decides; an allowed
+    // name passes as anywhere else.
+    if inspected == 0 && owner.is_none() && scoped_in_use() {
+        bump(STAT_OWNER_UNKNOWN);
+        inspected = 1;
+    }
     // An explicit proxy hides the destination from the address maps: the
     // name asked of it decides. The port is in network order in the upper
     // half of the field.
@@ -108,6 +117,13 @@ fn established(ctx: &SockOpsContext) {
         Ok(()) => bump(STAT_SNI_SOCKETS),
         Err(_) => bump(STAT_SNI_SOCKETS_FAILED),
     }
+}
+
+/// Whether any DNS answer taught a cgroup-scoped entry (the verdicts'
+/// own gate for the scoped lookups).
+#[inline(always)]
+fn scoped_in_use() -> bool {
+    matches!(LEARNED_SCOPED_USED.get(0), Some(&n) if n != 0)
 }
 
 /// The state of a walk over the copied write (`ext_step`, `host_step`),

@@ -2,12 +2,10 @@
 //! skb hook, which runs without reliable task context (retransmits, softirq),
 //! can still name the process behind a dropped packet.
 
-use aya_ebpf::{
-    helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock, programs::SockContext,
-};
+use aya_ebpf::{macros::cgroup_sock, programs::SockContext};
 use enforcer_common::{AF_INET, AF_INET6};
 
-use crate::{contain, maps::SOCK_OWNERS, report::current_owner};
+use crate::{contain, owner};
 
 #[cgroup_sock(sock_create)]
 pub fn sock_create(ctx: SockContext) -> i32 {
@@ -17,9 +15,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         return 0;
     }
     if family == AF_INET || family == AF_INET6 {
-        // SAFETY: a bpf_sock is a valid argument for this helper here.
-        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
-        let _ = SOCK_OWNERS.insert(cookie, current_owner(), 0);
+        owner::record_created(ctx.sock);
     }
     // Verdicts belong to connect/send; only a contained process's raw and
     // ICMP sockets are refused (`contain::may_create`).

@@ -2,9 +2,7 @@
 //! the kernel fail connect()/sendmsg() with EPERM.
 
 use aya_ebpf::{
-    bindings::bpf_sock_addr,
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_socket_cookie},
-    macros::cgroup_sock_addr,
+    bindings::bpf_sock_addr, helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use enforcer_common::{
@@ -13,8 +11,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    contain,
-    maps::SOCK_OWNERS,
+    contain, owner,
     report::{Flow, count, current_owner, emit, mark_reported},
     verdict::{
         Match, check_v4, check_v6_forms, inspected_v4, inspected_v6, passes, port_rules, port_v4,
@@ -228,24 +225,11 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
 fn judge(ctx: &SockAddrContext, found: Match, dst: Flow) -> i32 {
     let hook = dst.hook;
     let sa: *mut bpf_sock_addr = ctx.sock_addr;
-    // SAFETY: the context is a valid argument for this helper in sock_addr programs.
-    let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
-    // The owner record is written only when it would change: a lookup
-    // costs far less than an LRU update, and the common case (the process
-    // that created the socket connects it) needs none. connect() says who
-    // uses the socket now; sendmsg() only fills a gap (sockets made before
-    // the programs were attached).
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // connect() says who uses the socket now; sendmsg() only fills a gap
+    // (sockets made before the programs were attached).
     let is_connect = hook == HOOK_CONNECT4 || hook == HOOK_CONNECT6;
-    let recorded = SOCK_OWNERS.get_ptr(cookie);
-    let stale = match recorded {
-        // SAFETY: an LRU value read whole.
-        Some(o) => is_connect && unsafe { (*o).tgid } != tgid,
-        None => true,
-    };
-    if stale {
-        let _ = SOCK_OWNERS.insert(cookie, current_owner(), 0);
-    }
+    // SAFETY: as in `try_v4`.
+    owner::record_user(unsafe { (*sa).__bindgen_anon_1.sk }, is_connect);
     let Match { verdict, rule_id } = found;
     if verdict == VERDICT_PASS {
         count(hook, VERDICT_PASS);
@@ -253,6 +237,10 @@ fn judge(ctx: &SockAddrContext, found: Match, dst: Flow) -> i32 {
     }
     count(hook, verdict);
     if verdict != VERDICT_ALLOWED {
+        // Only a report needs the cookie: the pass path makes no helper call
+        // for it.
+        // SAFETY: the context is a valid argument for this helper in sock_addr programs.
+        let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
         emit(
             &Flow {
                 verdict,

@@ -102,6 +102,41 @@ fn allow_exception_capacity_is_checked_too() {
     assert!(MapWriter::open(&h.pins).unwrap().current().is_empty());
 }
 
+/// Pins of an older build that still had the owner LRU (`SOCK_OWNERS`,
+/// now socket-local storage): adopted, the retired map's pin removed (it
+/// would hold the map's memory for nothing), the new map pinned.
+#[test]
+fn pins_with_the_retired_owner_lru_are_adopted_and_its_pin_removed() {
+    use aya::maps::{HashMap, MapData};
+    use enforcer::bpf::Datapath;
+    use enforcer_common::{SockOwner, maps::SK_OWNERS};
+
+    let cg = CgroupGuard::new("ar");
+    let h = Harness::new(
+        "ar",
+        &cg,
+        r#"{"version":1,"deny":{"cidrs":["10.77.0.2"]}}"#,
+        &[],
+    );
+    // A map pinned under the retired name, owners by cookie, as the older
+    // build left it (aya makes no LRU alone; the type is not what counts).
+    let retired = h.pins.map("SOCK_OWNERS");
+    HashMap::<MapData, u64, SockOwner>::create(1024, 0)
+        .expect("create the retired map")
+        .pin(&retired)
+        .expect("pin it");
+    assert!(retired.exists());
+    let adopted = Datapath::load(&h.pins).expect("adopt the older pins");
+    assert!(adopted.adopted());
+    assert!(!retired.exists(), "the retired map's pin is gone");
+    assert!(h.pins.map(SK_OWNERS).exists(), "the new map is pinned");
+    assert_eq!(
+        MapWriter::open(&h.pins).unwrap().current().deny_v4.len(),
+        1,
+        "the adopted bans are kept"
+    );
+}
+
 #[test]
 fn pins_from_before_the_nat64_map_are_adopted_and_the_new_map_is_pinned_beside_them() {
     use enforcer::bpf::{Datapath, nat64::write_prefixes};

@@ -83,6 +83,38 @@ fn a_connection_made_before_the_ban_is_cut_on_the_wire() {
     assert_eq!(ev.port, sent.port);
 }
 
+/// The owner record lives on the socket (socket-local storage), so no
+/// number of sockets made since can push it out. It used to live in an LRU
+/// table of 65 536 owners keyed by socket cookie: a process that opened a
+/// connection, then many sockets (a crawler, a resolver), lost its name.
+#[test]
+fn attribution_survives_more_sockets_than_the_old_owner_table_held() {
+    let cg = CgroupGuard::new("sl");
+    let ns = netns("sl");
+    let mut h = Harness::new("sl", &cg, NOTHING, &CgroupHook::ALL);
+    let probe = Probe::new().cgroup(cg.path()).netns(ns.name());
+    let connected = probe.start_connected_udp("10.77.0.2:0");
+    let pid = connected.pid();
+    // Three times the old table's whole size on each CPU, from another
+    // process of the same cgroup; each socket connected, as real ones are
+    // (an LRU evicts what was used least, so merely made ones would not do).
+    let churn = probe.run("sockets:200000", "10.77.0.1:1");
+    assert_eq!(churn.result, "ok");
+    h.apply(BANNED);
+    let sent = connected.finish();
+    assert_eq!(sent.result, "EPERM");
+    let events = h.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let ev = &events[0];
+    assert_eq!(
+        (ev.hook, ev.verdict, ev.rule_id),
+        (Hook::SkbEgress, Verdict::Denied, 1)
+    );
+    assert!(!ev.owner_unknown, "{ev:?}");
+    assert_eq!((ev.tgid, ev.comm.as_str()), (pid, "probe"), "{ev:?}");
+    assert_eq!(h.stats().owner_unknown(), 0);
+}
+
 #[test]
 fn a_socket_older_than_the_programs_is_dropped_and_reported_as_unattributed() {
     let cg = CgroupGuard::new("su");

@@ -535,3 +535,59 @@ fn the_strict_switch_inspects_tls_to_any_address() {
     assert!(hello(&w).starts_with("EACCES"), "{}", daemon.log_text());
     daemon.stop();
 }
+
+/// A socket's recorded owner says which cgroup's own DNS answers count
+/// for it. Where none is recorded (here the hooks that record owners are
+/// not attached; in production, socket storage the kernel could not
+/// allocate), a connection is still inspected while any cgroup has
+/// inspections of its own: an unknown owner never lets a banned name
+/// through (it used to find nothing under cgroup 0 and pass).
+#[test]
+fn a_socket_without_a_recorded_owner_is_inspected_all_the_same() {
+    use enforcer::bpf::CgroupHook;
+    use enforcer_common::STAT_OWNER_UNKNOWN;
+    use enforcer_tests::{Harness, harness::policy};
+
+    let w = World::new("so", &["10.77.0.53/32", "192.0.2.7/32"]);
+    let dns =
+        w.ns.enter(|| DnsServer::start_on("10.77.0.53:53".parse().unwrap()));
+    dns.set_all(&[("api.ai.test", &["192.0.2.7"])], 60);
+    let json = r#"{"version": 1, "deny": {"domains": [{"name": "api.ai.test", "shared": true}]}}"#;
+    // DNS learning and name inspection only: nothing records owners.
+    let h = Harness::new(
+        "so",
+        &w.cg,
+        json,
+        &[CgroupHook::DnsIngress, CgroupHook::SniSockops],
+    );
+    enforcer::bpf::sni::write(&h.pins, &policy(json), &h.rules, &Default::default())
+        .expect("write the shared names");
+    let _listener =
+        w.ns.enter(|| std::net::TcpListener::bind(("192.0.2.7", PORT)).expect("listen"));
+    let probe = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
+    // The application's own DNS server answers: learned for its cgroup.
+    assert_eq!(
+        probe.run("dns-tcp:api.ai.test:A", "10.77.0.53:53").result,
+        "ok"
+    );
+    let key = enforcer_common::scoped_v4(v4_key([192, 0, 2, 7]), w.cg.id());
+    assert!(learned_scoped_v4(&h.pins).contains_key(&key));
+    let send = |spec: &str| {
+        probe
+            .run(&format!("send-once:{spec}"), &format!("192.0.2.7:{PORT}"))
+            .result
+    };
+    assert!(
+        send("plain:api.ai.test").starts_with("EACCES"),
+        "{}",
+        sni_stats(&h.pins)
+    );
+    assert!(
+        send("plain:docs.ok.test").starts_with("ok"),
+        "{}",
+        sni_stats(&h.pins)
+    );
+    // One per connection since the answer: the probe's own connect right
+    // after it, then the two writes' connections.
+    assert_eq!(stat(&h.pins, STAT_OWNER_UNKNOWN), 3);
+}

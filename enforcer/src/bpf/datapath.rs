@@ -214,6 +214,7 @@ impl Datapath {
             pins: pins.maps_dir(),
             source: Box::new(source),
         })?;
+        remove_retired(pins)?;
         for (name, program) in ebpf.programs_mut() {
             let program_name = static_name(name);
             let loaded = match program {
@@ -512,6 +513,21 @@ fn replace_pin(link: FdLink, path: &Path) -> Result<(), DatapathError> {
         source,
     })?;
     drop(pinned);
+    Ok(())
+}
+
+/// Removes the pins of maps this build no longer has (`maps::RETIRED`).
+/// Safe at any time: programs still running from a previous instance hold
+/// their own references to those maps; the pin was the last one after.
+fn remove_retired(pins: &Pins) -> Result<(), DatapathError> {
+    for name in maps::RETIRED {
+        let path = pins.map(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => info!(pin = %path.display(), "removed the pin of a retired map"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(DatapathError::Pin { path, source }),
+        }
+    }
     Ok(())
 }
 

@@ -11,6 +11,8 @@
 //!       asking over TCP) | udp-hold:MS (bind ADDR over UDP, print
 //!       `{"bound":true}`, hold it MS milliseconds: a local DNS server
 //!       stand-in whose process name is this file's name)
+//!     | sockets:N (on each online CPU in turn, N UDP sockets each created,
+//!       connected to ADDR and closed: N sockets in use per CPU)
 //!     | send-once:KIND:NAME[:MSS] (connect, optionally with TCP_MAXSEG
 //!       MSS, then write one TLS ClientHello (KIND: plain | pq | badlen |
 //!       ext300 | empty | ech | grease, `enforcer_tests::tls`) or, for KIND
@@ -129,6 +131,9 @@ fn main() {
                 .split_once(':')
                 .expect("dnstcp-tcp:NAME:A|AAAA[:PORT]");
             dns_tcp(target, name, rtype, true)
+        }
+        churn if churn.starts_with("sockets:") => {
+            sockets(target, churn["sockets:".len()..].parse().expect("count"))
         }
         once if once.starts_with("send-once:") => send_once(target, &once["send-once:".len()..]),
         other => panic!("unknown op {other}"),
@@ -364,6 +369,48 @@ fn dns_tcp(server: SocketAddr, name: &str, rtype: &str, over_tcp: bool) -> Strin
         Ok(_) => "ok".into(),
         Err(e) => self::name(&e),
     }
+}
+
+/// `n` sockets made, connected (a UDP connect sends nothing) and closed on
+/// each online CPU, pinned there: per-CPU kernel tables fill per CPU, and
+/// an LRU keeps what was used, not merely made. Bounded by `n` and the
+/// CPU count.
+fn sockets(target: SocketAddr, n: usize) -> String {
+    let domain = if target.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let (addr, len) = sockaddr(target);
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    for cpu in 0..cpus {
+        // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays within it.
+        let pinned = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        if pinned != 0 {
+            return format!("affinity cpu {cpu}: {}", name(&io::Error::last_os_error()));
+        }
+        for _ in 0..n {
+            // SAFETY: plain socket creation; the fd is closed at once.
+            let fd = unsafe { libc::socket(domain, libc::SOCK_DGRAM, 0) };
+            if fd < 0 {
+                return format!("socket: {}", name(&io::Error::last_os_error()));
+            }
+            // SAFETY: our own fd and a valid address.
+            let connected = unsafe { libc::connect(fd, (&raw const addr).cast(), len) } == 0;
+            let err = io::Error::last_os_error();
+            // SAFETY: our own fd.
+            unsafe { libc::close(fd) };
+            if !connected {
+                return format!("connect: {}", name(&err));
+            }
+        }
+    }
+    "ok".into()
 }
 
 /// One write of a ClientHello or HTTP request on a fresh connection.
