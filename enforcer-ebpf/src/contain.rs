@@ -227,11 +227,11 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
         // its own entry (from the fork hook) would never be removed.
         let _ = CONTAINED.remove(old_tid);
     }
+    // Contained already (inherited): whatever it runs now stays so; only
+    // a stricter selector can take over (an agent started from an audited
+    // tree is denied, not audited).
     // SAFETY: a map lookup of a stack key.
-    if unsafe { CONTAINED.get(tgid) }.is_some() {
-        // Contained already (inherited): whatever it runs now stays so.
-        return;
-    }
+    let current = unsafe { CONTAINED.get(tgid) }.copied();
     let Some(w) = AGENT_WALK.get_ptr_mut(0) else {
         return;
     };
@@ -301,6 +301,11 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
     if best == 0 {
         return;
     }
+    if let Some(c) = current
+        && (c.bank != bank || strictness(best - 1) <= strictness(c.selector))
+    {
+        return;
+    }
     let mark = Contained {
         selector: best - 1,
         root: tgid,
@@ -310,6 +315,19 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
     match CONTAINED.insert(tgid, mark, 0) {
         Ok(()) => stat(STAT_MATCHED),
         Err(_) => stat(STAT_FULL),
+    }
+}
+
+/// How much a selector's action withholds: audit < deny < deny-all.
+#[inline(always)]
+fn strictness(selector: u32) -> u32 {
+    match AGENT_SELECTORS.get(selector) {
+        Some(s) if s.present != 0 => match s.action {
+            ACTION_AUDIT => 0,
+            ACTION_DENY_ALL => 2,
+            _ => 1,
+        },
+        _ => 1,
     }
 }
 

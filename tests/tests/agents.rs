@@ -268,6 +268,12 @@ fn scripts_running_processes_and_audit_are_contained_as_the_policy_says() {
         run(&w, &[PYTHON, &s(&watched), "tcp:10.77.0.3:9"]),
         "ECONNREFUSED"
     );
+    // A stricter selector takes over inside an audited tree; a laxer one
+    // never does.
+    let denied_child = format!("sh:{PYTHON} {} tcp:10.77.0.3:9", s(&cli));
+    assert_eq!(run(&w, &[PYTHON, &s(&watched), &denied_child]), "EPERM");
+    let audited_child = format!("sh:{PYTHON} {} tcp:10.77.0.3:9", s(&watched));
+    assert_eq!(run(&w, &[PYTHON, &s(&cli), &audited_child]), "EPERM");
     let rows = flows(&w);
     assert!(
         rows.iter().any(|r| r["agent"] == "watched"

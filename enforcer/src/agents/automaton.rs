@@ -331,7 +331,10 @@ mod tests {
         assert_eq!(m("/usr/local/bin/claude"), Some(0));
         assert_eq!(m("bin/claude"), Some(0));
         assert_eq!(m("/home/ana/.local/share/claude/versions/1.2.3/x"), None);
-        assert_eq!(m("/home/ana/x/.local/share/claude/versions/1"), None);
+        assert_eq!(m("/home/CORP/ana/.local/share/claude/versions/1"), Some(0));
+        assert_eq!(m("/var/home/ana/.local/share/claude/versions/1"), Some(0));
+        assert_eq!(m("/srv/ana/.local/share/claude/versions/1"), None);
+        assert_eq!(m("/home/a/b/c/.local/share/claude/versions/1"), None);
         assert_eq!(m("/usr/bin/claude2"), None);
         assert_eq!(m("/usr/bin/python3"), None);
     }

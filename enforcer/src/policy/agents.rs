@@ -110,8 +110,23 @@ impl FromStr for Glob {
         if s.bytes().any(|b| b == 0 || b == b'\n') {
             return Err(format!("pattern {s:?} holds a NUL or newline"));
         }
-        // Both translations must succeed (brackets and braces closed).
-        to_regex(s, PatternKind::Exe)?;
+        // Both translations must succeed (brackets and braces closed) and
+        // be expressions the automaton builder takes: errors here carry
+        // the field, later ones would not.
+        for kind in [PatternKind::Exe, PatternKind::Cmdline] {
+            let regex = to_regex(s, kind)?;
+            regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(&regex)
+                .map_err(|e| format!("pattern {s:?}: not a glob this matcher takes: {e}"))?;
+        }
+        if !s.is_ascii() {
+            return Err(format!(
+                "pattern {s:?}: only ASCII is supported (a non-ASCII byte cannot be one class member)"
+            ));
+        }
         Ok(Glob(s.to_owned()))
     }
 }
@@ -135,8 +150,10 @@ impl Glob {
     }
 }
 
-/// Any user's home directory, for a leading `~/`.
-const HOME: &str = "(?:/home/[^/]+|/root)/";
+/// Any user's home directory, for a leading `~/`: `/home/<user>`,
+/// `/home/<domain>/<user>` (sssd), `/var/home/<user>` (Fedora Atomic),
+/// `/root`.
+const HOME: &str = "(?:/home/[^/]+|/home/[^/]+/[^/]+|/var/home/[^/]+|/root)/";
 
 fn to_regex(glob: &str, kind: PatternKind) -> Result<String, String> {
     let (star, one) = match kind {
@@ -492,6 +509,8 @@ mod tests {
         let g: Glob = "/opt/{a,b}/[!x]?".parse().unwrap();
         assert_eq!(g.regex(PatternKind::Exe), "/opt/(?:a|b)/[^x][^/]");
         assert!("/opt/[ab".parse::<Glob>().is_err());
+        assert!("/opt/[!]x]".parse::<Glob>().is_err());
+        assert!("/opt/ä".parse::<Glob>().is_err());
         assert!("/opt/{a,b".parse::<Glob>().is_err());
         assert!("".parse::<Glob>().is_err());
     }
