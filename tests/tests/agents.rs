@@ -195,6 +195,13 @@ fn an_agent_and_everything_it_starts_reach_only_its_allow_list() {
                 .contains("versions/1.2.4/agent")),
         "the shell's child names the agent it descends from: {denied:#?}"
     );
+    let log = daemon.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("new blocked flow")
+            && l.contains(r#""agent":"fake""#)
+            && l.contains("versions/1.2.4/agent")),
+        "the log names the selector and the agent: {log}"
+    );
     let agents = json(&w, "agents");
     assert_eq!(agents["selectors"][0]["name"], "fake", "{agents}");
     assert!(

@@ -353,6 +353,10 @@ fn log_new(flow: &Flow) {
         name = (!flow.name.is_empty()).then_some(flow.name.as_str()),
         chain = (!flow.chain.is_empty()).then_some(flow.chain.as_str()),
         rule = %flow.rule,
+        // Only for a contained process: its selector, and the process
+        // whose exec matched it.
+        agent = (!flow.agent.is_empty()).then_some(flow.agent.as_str()),
+        agent_root = (!flow.agent_root.is_empty()).then_some(flow.agent_root.as_str()),
         host = %flow.host,
         "new blocked flow"
     );
