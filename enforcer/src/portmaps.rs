@@ -196,7 +196,7 @@ mod tests {
     };
 
     fn maps(json: &str, resolved: &[(&str, &str)]) -> (PortMaps, RuleTable) {
-        let p = Policy::parse(json, Source::File("t.json".into())).unwrap();
+        let p = std::sync::Arc::new(Policy::parse(json, Source::File("t.json".into())).unwrap());
         let mut r = ResolvedAddrs::new();
         for (name, addr) in resolved {
             r.entry((*name).into())
@@ -223,23 +223,25 @@ mod tests {
         );
         assert_eq!(m.v4.len(), 2);
         assert_eq!(m.v6.len(), 2);
-        assert_eq!(m.v4[&v4(port_word(853, 6), [0; 4], 0)].rule_id, 1);
+        let id = rules.id_of("*:853").unwrap();
+        assert_eq!(m.v4[&v4(port_word(853, 6), [0; 4], 0)].rule_id, id);
         assert_eq!(
-            rules.get(1).unwrap().to_string(),
-            "#1 deny *:853 (t.json: deny.cidrs[0])"
+            rules.get(id).unwrap().to_string(),
+            format!("#{id} deny *:853 (t.json: deny.cidrs[0])")
         );
     }
 
     #[test]
     fn an_exception_with_a_port_wins_over_a_longer_ban_inside_it() {
-        let (m, _) = maps(
+        let (m, rules) = maps(
             r#"{"version":1,"deny":{"cidrs":["*:853/tcp","10.1.2.3:853/tcp"]},
                 "allow":{"cidrs":["10.1.0.0/16:853"]}}"#,
             &[],
         );
         let tcp = port_word(853, 6);
         let inner = m.v4[&v4(tcp, [10, 1, 2, 3], 32)];
-        assert_eq!((inner.rule_id, inner.flags), (3, PORT_F_ALLOW));
+        let id = rules.id_of("10.1.0.0/16:853").unwrap();
+        assert_eq!((inner.rule_id, inner.flags), (id, PORT_F_ALLOW));
         assert_eq!(m.v4[&v4(tcp, [0; 4], 0)].flags, 0);
         // The exception is for both protocols; no UDP ban exists.
         assert_eq!(
@@ -254,17 +256,24 @@ mod tests {
             r#"{"version":1,"deny":{"domains":["doh.test:443/tcp","*.dot.test:853"]}}"#,
             &[("doh.test", "192.0.2.10"), ("doh.test", "2001:db8::10")],
         );
-        assert_eq!(m.name_ports[&1], name_port(443, 6));
-        assert_eq!(m.name_ports[&2], name_port(853, 0));
+        let id = |t: &str| rules.id_of(t).unwrap();
+        assert_eq!(m.name_ports[&id("doh.test:443/tcp")], name_port(443, 6));
+        assert_eq!(m.name_ports[&id("*.dot.test:853")], name_port(853, 0));
         assert_eq!(m.gate[&443], PORT_GATE_TCP | PORT_GATE_NAMES_TCP);
         assert_eq!(
             m.gate[&853],
             PORT_GATE_NAMES_TCP | PORT_GATE_NAMES_UDP,
             "a wildcard: names only"
         );
-        assert_eq!(m.v4[&v4(port_word(443, 6), [192, 0, 2, 10], 32)].rule_id, 1);
+        assert_eq!(
+            m.v4[&v4(port_word(443, 6), [192, 0, 2, 10], 32)].rule_id,
+            id("doh.test:443/tcp")
+        );
         assert_eq!(m.v6.len(), 1);
-        assert!(matches!(rules.get(2).unwrap().target, Target::Port(_)));
+        assert!(matches!(
+            rules.get(id("*.dot.test:853")).unwrap().target,
+            Target::Port(_)
+        ));
         assert!(m.any());
         let (none, _) = maps(r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8"]}}"#, &[]);
         assert!(!none.any());

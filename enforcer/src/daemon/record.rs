@@ -201,7 +201,7 @@ impl Recorder {
             .unwrap_or_default();
         let rule = rules
             .get(ev.rule_id)
-            .map_or_else(|| format!("#{}", ev.rule_id), ToString::to_string);
+            .map_or_else(|| format!("#{}", ev.rule_id), |r| r.to_string());
         // When the kernel saw it, however late it is read.
         let at = self.clock.wall_ms(ev.ts_ns);
         let flow = Flow {

@@ -91,6 +91,11 @@ impl fmt::Display for Source {
     }
 }
 
+/// The most rules a policy may hold: rule ids are `u32` (the kernel maps'
+/// values, 0 meaning none), and up to half the space keeps the search for
+/// a free id after a hash collision short (`crate::rules`).
+pub const MAX_RULES: usize = 1 << 31;
+
 /// One policy entry with where it was written (`<file>: deny.cidrs[3]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry<T> {
@@ -171,6 +176,15 @@ impl Rules {
                 });
             }
         }
+    }
+
+    /// The rules these lists make (each entry is one).
+    pub fn len(&self) -> usize {
+        self.cidrs.len() + self.domains.len() + self.ports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Whether a banned name is shared (enforced by name only).
@@ -419,6 +433,16 @@ impl Policy {
             }
             policy.deny.extend(&source, true, raw.deny);
             policy.allow.extend(&source, false, raw.allow);
+            let rules = policy.deny.len() + policy.allow.len();
+            if rules > MAX_RULES {
+                return Err(PolicyError::Merged {
+                    origin: source,
+                    field: "deny, allow".into(),
+                    message: format!(
+                        "{rules} rules after merging this file; at most {MAX_RULES} are supported (rule ids are 32-bit)"
+                    ),
+                });
+            }
             if let Some(r) = raw.resolver {
                 let s = &mut policy.resolver;
                 if let Some(ups) = r.upstreams {
