@@ -176,7 +176,7 @@ fn judge_addrs(
             None => judged.push((addr, judge.verdict(addr)?, String::new())),
             Some(spec) => {
                 for proto in spec.protos() {
-                    let v = judge.verdict_on(addr, spec.port, proto)?;
+                    let v = judge.verdict_on(addr, spec.port, proto.number())?;
                     judged.push((addr, v, format!(" port {}/{proto}", spec.port)));
                 }
             }

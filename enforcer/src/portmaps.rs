@@ -15,8 +15,8 @@ use std::{
 };
 
 use enforcer_common::{
-    PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP, PORT_GATE_UDP,
-    PORT_WORD_BITS, PortRule as Value, name_port, port_word, v4_key, v6_key,
+    PORT_F_ALLOW, PORT_WORD_BITS, PortRule as Value, gate_bits, name_port, port_word, v4_key,
+    v6_key,
 };
 use ipnet::IpNet;
 
@@ -49,22 +49,6 @@ struct Item {
     word: u32,
     net: IpNet,
     value: Value,
-}
-
-/// The gate bit of the port trie's rules for `proto`.
-pub const fn gate_bit(proto: Proto) -> u8 {
-    match proto {
-        Proto::Tcp => PORT_GATE_TCP,
-        Proto::Udp => PORT_GATE_UDP,
-    }
-}
-
-/// The gate bit of name rules (learned addresses) for `proto`.
-pub const fn names_gate_bit(proto: Proto) -> u8 {
-    match proto {
-        Proto::Tcp => PORT_GATE_NAMES_TCP,
-        Proto::Udp => PORT_GATE_NAMES_UDP,
-    }
 }
 
 /// The port maps for the port rules of `rules` and the addresses resolved
@@ -111,12 +95,13 @@ pub fn build(rules: &RuleTable, resolved: &ResolvedAddrs) -> PortMaps {
             let gate = maps.gate.entry(p.spec.port).or_default();
             // A wildcard has no trie entries, only learned addresses; an
             // exact name has both (the daemon's resolution, the answers).
+            let (trie_bit, names_bit) = gate_bits(proto.number());
             match &p.target {
                 PortTarget::Domain(d) if !matches!(d, DomainPattern::Exact(_)) => {}
-                _ => *gate |= gate_bit(proto),
+                _ => *gate |= trie_bit,
             }
             if matches!(p.target, PortTarget::Domain(_)) {
-                *gate |= names_gate_bit(proto);
+                *gate |= names_bit;
             }
             let word = port_word(p.spec.port, proto.number());
             for &net in &nets {
@@ -190,6 +175,7 @@ pub fn build(rules: &RuleTable, resolved: &ResolvedAddrs) -> PortMaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use enforcer_common::{PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP, PORT_GATE_UDP};
     use crate::{
         desired::compile,
         policy::{Policy, Source},
