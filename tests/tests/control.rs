@@ -162,6 +162,20 @@ fn malformed_requests_get_errors_and_the_connection_keeps_serving() {
     assert_eq!(r["error"]["code"], "unsupported_version");
     let r = exchange(&mut stream, &mut reader, b"{\"v\":1,\"cmd\":\"launch\"}\n");
     assert_eq!(r["error"]["code"], "bad_request");
+    // A field status does not take is refused, not ignored.
+    let r = exchange(
+        &mut stream,
+        &mut reader,
+        b"{\"v\":1,\"cmd\":\"status\",\"verbose\":true}\n",
+    );
+    assert_eq!(r["error"]["code"], "bad_request", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `verbose`"),
+        "{r}"
+    );
     let mut huge = vec![b'x'; 200 * 1024];
     huge.push(b'\n');
     let r = exchange(&mut stream, &mut reader, &huge);
