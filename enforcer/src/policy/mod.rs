@@ -23,7 +23,7 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::Deserialize;
 
 pub use domain::DomainPattern;
-pub use origin::Origin;
+pub use origin::{Field, Origin};
 pub use ports::{PortRule, PortSpec, PortTarget, Proto};
 pub use raw::{Cidr, check_octets};
 pub use shared::{EchMode, QuicMode, SharedNameSettings};
@@ -119,11 +119,11 @@ impl Rules {
     /// place and origin). Duplicates are found through a set, not a scan:
     /// a policy may hold a million entries.
     fn extend(&mut self, source: &Source, deny: bool, raw: raw::RawRules) {
-        let shown: std::sync::Arc<str> = source.to_string().into();
+        let shown = std::sync::Arc::new(source.to_string());
         let (domain_field, cidr_field) = if deny {
-            ("deny.domains", "deny.cidrs")
+            (Field::DenyDomains, Field::DenyCidrs)
         } else {
-            ("allow.domains", "allow.cidrs")
+            (Field::AllowDomains, Field::AllowCidrs)
         };
         let mut seen_ports: std::collections::HashSet<PortRule> =
             self.ports.iter().map(|e| e.value.clone()).collect();
