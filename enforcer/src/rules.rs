@@ -102,9 +102,15 @@ impl RuleTable {
             policy: Some(policy),
         };
         let n = table.len_of_policy();
-        let hashes: Vec<u32> = (0..n).map(|p| content_hash(&table.at(p, 0))).collect();
+        let mut buf = Vec::with_capacity(64);
+        let hashes: Vec<u32> = (0..n)
+            .map(|p| content_hash(&table.at(p, 0), &mut buf))
+            .collect();
         table.ids = assign(&hashes, |a, b| {
-            encode(&table.at(a, 0)).cmp(&encode(&table.at(b, 0)))
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            encode(&table.at(a, 0), &mut x);
+            encode(&table.at(b, 0), &mut y);
+            x.cmp(&y)
         });
         let mut by_id: Vec<u32> = (0..n as u32).collect();
         by_id.sort_unstable_by_key(|&p| table.ids[p as usize]);
@@ -207,11 +213,12 @@ enum Section {
     Ports,
 }
 
-/// The canonical bytes of what a rule says. Stable across versions: ids
-/// are stored with flows and compared across hosts. A new kind of rule
-/// gets a new tag; existing encodings never change.
-fn encode(rule: &Rule<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(40);
+/// The canonical bytes of what a rule says, into `out` (cleared first).
+/// Stable across versions: ids are stored with flows and compared across
+/// hosts. A new kind of rule gets a new tag; existing encodings never
+/// change.
+fn encode(rule: &Rule<'_>, out: &mut Vec<u8>) {
+    out.clear();
     out.push(match rule.action {
         Action::Deny => b'd',
         Action::Allow => b'a',
@@ -219,11 +226,11 @@ fn encode(rule: &Rule<'_>) -> Vec<u8> {
     match rule.target {
         Target::Cidr(net) => {
             out.push(b'c');
-            net_bytes(&mut out, net);
+            net_bytes(out, net);
         }
         Target::Domain(d) => {
             out.push(b'n');
-            domain_bytes(&mut out, d);
+            domain_bytes(out, d);
         }
         Target::Port(p) => {
             out.push(b'p');
@@ -231,18 +238,17 @@ fn encode(rule: &Rule<'_>) -> Vec<u8> {
                 PortTarget::Any => out.push(b'*'),
                 PortTarget::Net(net) => {
                     out.push(b'c');
-                    net_bytes(&mut out, *net);
+                    net_bytes(out, *net);
                 }
                 PortTarget::Domain(d) => {
                     out.push(b'n');
-                    domain_bytes(&mut out, d);
+                    domain_bytes(out, d);
                 }
             }
             out.extend_from_slice(&p.spec.port.to_be_bytes());
             out.push(p.spec.proto.map_or(0, |proto| proto.number()));
         }
     }
-    out
 }
 
 fn net_bytes(out: &mut Vec<u8>, net: IpNet) {
@@ -276,8 +282,9 @@ fn domain_bytes(out: &mut Vec<u8>, d: &DomainPattern) {
 /// foldhash's hashers). Its weakness, that collisions can be made on
 /// purpose, costs nothing here: collisions are resolved, and the policy's
 /// author is the only one who could make them.
-fn content_hash(rule: &Rule<'_>) -> u32 {
-    crc32fast::hash(&encode(rule))
+fn content_hash(rule: &Rule<'_>, buf: &mut Vec<u8>) -> u32 {
+    encode(rule, buf);
+    crc32fast::hash(buf)
 }
 
 /// Ids from the content hashes of the rules at each place. Equal hashes:
