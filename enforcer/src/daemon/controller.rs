@@ -394,6 +394,10 @@ impl Controller {
         if !self.first_round && self.answers.all_attempted() {
             self.first_round = true;
             progress.first_round_done = true;
+            // The first round's garbage (every name's first answer, the
+            // resolver's scratch) goes back before READY, as a full
+            // compile's does.
+            release_freed_memory();
         }
         if !self.settled && self.answers.settled() {
             self.settled = true;
