@@ -380,6 +380,27 @@ mod tests {
     }
 
     #[test]
+    fn the_table_shares_the_policy_and_adds_8_bytes_a_rule() {
+        let policy = Arc::new(
+            Policy::parse(
+                r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8","192.0.2.1"],"domains":["a.test"]},
+                    "allow":{"cidrs":["10.1.0.0/16"]}}"#,
+                Source::Embedded,
+            )
+            .unwrap(),
+        );
+        let t = RuleTable::new(policy.clone());
+        assert_eq!(Arc::strong_count(&policy), 2, "shared, not copied");
+        assert_eq!(t.len(), 4);
+        let bytes = (t.ids.capacity() + t.by_id.capacity()) * std::mem::size_of::<u32>();
+        assert_eq!(bytes, 8 * t.len());
+        // Targets and origins are the policy's own.
+        let r = t.iter().nth(2).unwrap();
+        assert!(matches!(r.target, Target::Domain(d) if std::ptr::eq(d, &policy.deny.domains[0].value)));
+        assert!(std::ptr::eq(r.origin, &policy.deny.domains[0].origin));
+    }
+
+    #[test]
     fn ids_do_not_change_between_versions() {
         // Stored with flows and compared across hosts: a change of the
         // encoding or the hash would split every flow in the field.
@@ -388,14 +409,9 @@ mod tests {
             "a.json",
         );
         let ids: Vec<u32> = t.iter().map(|r| r.id).collect();
-        assert_eq!(
-            ids,
-            [
-                crc32fast::hash(b"dc\x04\x0a\0\0\0\x08"),
-                crc32fast::hash(b"dneapi.x.test"),
-                crc32fast::hash(b"dp*\x03\x55\x06"),
-            ]
-        );
+        // CRC-32 (IEEE) of `dc\x04\x0a\0\0\0\x08`, `dneapi.x.test` and
+        // `dp*\x03\x55\x06`: the encodings of `encode`.
+        assert_eq!(ids, [1411904981, 3754268981, 940830983]);
     }
 
     #[test]
