@@ -213,13 +213,7 @@ fn detach_through_the_daemon_stops_it_and_removes_the_enforcement() {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    enforcer_tests::daemon::status_kib(pid, "VmRSS")
 }
 
 #[test]

@@ -62,17 +62,6 @@ fn a_changed_answer_reaches_the_maps_in_milliseconds_beside_100k_entries() {
     daemon.stop();
 }
 
-/// The daemon's anonymous memory (its heap, not the binary or the BPF
-/// maps it has mapped), KiB.
-fn rss_anon_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 /// Issue 9: the rule table copied the policy (80 bytes a rule), an entry
 /// took 64 bytes and its list grew by doubling, the writer's copy of the
@@ -89,7 +78,8 @@ fn a_100k_entry_policy_is_held_in_little_memory() {
         60,
     );
     let daemon = Daemon::start(&w.args(policy));
-    let anon = rss_anon_kib(daemon.pid());
+    // Anonymous memory: the heap, not the binary or the BPF maps mapped.
+    let anon = enforcer_tests::daemon::status_kib(daemon.pid(), "RssAnon");
     assert!(
         anon < 14 * 1024,
         "RssAnon {anon} KiB with {STATIC} entries\n{}",
