@@ -266,7 +266,10 @@ mod tests {
         let (d, rules) = super::compile(p, resolved);
         let place: std::collections::HashMap<u32, u32> =
             rules.iter().zip(1..).map(|(r, n)| (r.id, n)).collect();
-        fn renumber<K: Ord + Copy>(m: &mut BTreeMap<K, u32>, place: &std::collections::HashMap<u32, u32>) {
+        fn renumber<K: Ord + Copy>(
+            m: &mut BTreeMap<K, u32>,
+            place: &std::collections::HashMap<u32, u32>,
+        ) {
             for id in m.values_mut() {
                 *id = place[id];
             }

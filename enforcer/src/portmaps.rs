@@ -175,11 +175,11 @@ pub fn build(rules: &RuleTable, resolved: &ResolvedAddrs) -> PortMaps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use enforcer_common::{PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP, PORT_GATE_UDP};
     use crate::{
         desired::compile,
         policy::{Policy, Source},
     };
+    use enforcer_common::{PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP, PORT_GATE_UDP};
 
     fn maps(json: &str, resolved: &[(&str, &str)]) -> (PortMaps, RuleTable) {
         let p = std::sync::Arc::new(Policy::parse(json, Source::File("t.json".into())).unwrap());

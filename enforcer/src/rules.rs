@@ -396,7 +396,9 @@ mod tests {
         assert_eq!(bytes, 8 * t.len());
         // Targets and origins are the policy's own.
         let r = t.iter().nth(2).unwrap();
-        assert!(matches!(r.target, Target::Domain(d) if std::ptr::eq(d, &policy.deny.domains[0].value)));
+        assert!(
+            matches!(r.target, Target::Domain(d) if std::ptr::eq(d, &policy.deny.domains[0].value))
+        );
         assert!(std::ptr::eq(r.origin, &policy.deny.domains[0].origin));
     }
 

@@ -86,8 +86,7 @@ fn policy_show_resolved_reports_banned_addresses_that_serve_more_than_the_ban() 
                 &std::fs::read_to_string(&policy).unwrap(),
                 "api.ai.test"
             )
-        ))
-            && text.contains("also serves docs.ai.test (allowed"),
+        )) && text.contains("also serves docs.ai.test (allowed"),
         "{text}"
     );
     assert!(

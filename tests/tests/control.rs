@@ -361,7 +361,13 @@ fn metrics_are_served_on_loopback_when_asked_for() {
 /// The id `policy show --json` gives the rule `target` of the policy at
 /// `policy` (with its drop-ins).
 fn shown_id(policy: &std::path::Path, target: &str) -> u64 {
-    let (code, out, err) = enforcer(&["policy", "show", "--json", "--policy", policy.to_str().unwrap()]);
+    let (code, out, err) = enforcer(&[
+        "policy",
+        "show",
+        "--json",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let shown: Value = serde_json::from_str(&out).unwrap();
     let rules = shown["rules"].as_array().unwrap();
@@ -386,7 +392,10 @@ fn flows_to(w: &Control, dst: &str, n: usize) -> Vec<Value> {
         if flows.len() >= n {
             return flows;
         }
-        assert!(Instant::now() < deadline, "{n} flows to {dst} never came: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "{n} flows to {dst} never came: {out}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -439,11 +448,7 @@ fn a_rule_keeps_its_id_when_a_drop_in_adds_rules_before_it() {
         port,
         &format!("enforcer_rule_blocks_total{{rule=\"{id}\",target=\"10.77.0.2/32\"}} 2"),
     );
-    assert_eq!(
-        body.matches("target=\"10.77.0.2/32\"").count(),
-        1,
-        "{body}"
-    );
+    assert_eq!(body.matches("target=\"10.77.0.2/32\"").count(), 1, "{body}");
     daemon.stop();
 }
 

@@ -243,10 +243,8 @@ fn check_with_a_port_matches_real_connects() {
     });
     w.expect_checks(&cases);
     let (_, out, _) = w.check("192.0.2.11:853/tcp");
-    let id = enforcer_tests::harness::rule_id(
-        &std::fs::read_to_string(&p).unwrap(),
-        "192.0.2.11:853",
-    );
+    let id =
+        enforcer_tests::harness::rule_id(&std::fs::read_to_string(&p).unwrap(), "192.0.2.11:853");
     assert!(
         out.contains(&format!(
             "192.0.2.11 port 853/tcp: passes (excepted by #{id} allow 192.0.2.11:853"

@@ -62,7 +62,6 @@ fn a_changed_answer_reaches_the_maps_in_milliseconds_beside_100k_entries() {
     daemon.stop();
 }
 
-
 /// Issue 9: the rule table copied the policy (80 bytes a rule), an entry
 /// took 64 bytes and its list grew by doubling, the writer's copy of the
 /// maps sat in half-full B-tree nodes. With 100k exact bans the daemon's

@@ -41,7 +41,11 @@ fn skb_layer_alone_drops_and_attributes_through_the_socket_cookie() {
     for (ev, probe, addr) in [(&events[0], &v4, "10.77.0.2"), (&events[1], &v6, "fd77::2")] {
         assert_eq!(ev.hook, Hook::SkbEgress, "{ev:?}");
         assert_eq!(ev.verdict, Verdict::Denied);
-        let rule = if addr.contains(':') { "fd77::2/128" } else { "10.77.0.2/32" };
+        let rule = if addr.contains(':') {
+            "fd77::2/128"
+        } else {
+            "10.77.0.2/32"
+        };
         assert_eq!(ev.rule_id, h.rule_id(rule));
         assert_eq!(ev.addr, Some(addr.parse().unwrap()));
         assert_eq!(ev.port, probe.port);

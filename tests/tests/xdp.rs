@@ -67,7 +67,11 @@ fn xdp_drops_frames_to_a_banned_destination() {
     assert_eq!(h.stats().get(HOOK_XDP, VERDICT_DENIED), FRAMES as u64);
     let events = h.events();
     let rule = h.rule_id("10.79.0.4/32");
-    assert!(events.iter().all(|e| !e.source_matched && e.rule_id == rule));
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.source_matched && e.rule_id == rule)
+    );
 }
 
 #[test]
@@ -154,13 +158,7 @@ mod test_run {
         assert!(h.events().is_empty());
         // (src, dst, the banned v4, form, whether the source matched)
         let cases = [
-            (
-                "fd79::1",
-                "64:ff9b::a4f:4",
-                "10.79.0.4",
-                Via::Nat64,
-                false,
-            ),
+            ("fd79::1", "64:ff9b::a4f:4", "10.79.0.4", Via::Nat64, false),
             (
                 "fd79::1",
                 "2001:db8:64::a4f:4",
@@ -175,20 +173,8 @@ mod test_run {
                 Via::SixToFour,
                 false,
             ),
-            (
-                "64:ff9b::a4f:3",
-                "fd79::2",
-                "10.79.0.3",
-                Via::Nat64,
-                true,
-            ),
-            (
-                "2002:a4f:3::",
-                "fd79::2",
-                "10.79.0.3",
-                Via::SixToFour,
-                true,
-            ),
+            ("64:ff9b::a4f:3", "fd79::2", "10.79.0.3", Via::Nat64, true),
+            ("2002:a4f:3::", "fd79::2", "10.79.0.3", Via::SixToFour, true),
         ];
         for (src, dst, v4, via, source) in cases {
             let rule = h.rule_id(&format!("{v4}/32"));

@@ -18,8 +18,8 @@ use aya::{
 };
 use enforcer_common::{
     CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, LEARNED_F_ALLOW, LEARNED_F_INSPECT,
-    Learned, MODE_AUDIT, PORT_F_ALLOW, PORT_WORD_BITS, PortRule, embedded_v4, maps as names,
-    gate_bits, name_port_covers, port_word, v4_key, v6_key,
+    Learned, MODE_AUDIT, PORT_F_ALLOW, PORT_WORD_BITS, PortRule, embedded_v4, gate_bits,
+    maps as names, name_port_covers, port_word, v4_key, v6_key,
 };
 
 use super::{dnsnames::boot_ns, pins::Pins, writer::WriteError};
@@ -387,7 +387,9 @@ mod tests {
             .match_indices("use crate::")
             .map(|(at, _)| &source[at..at + source[at..].find(';').unwrap()])
             .collect();
-        for above in ["policy", "portmaps", "desired", "rules", "check", "daemon", "cli"] {
+        for above in [
+            "policy", "portmaps", "desired", "rules", "check", "daemon", "cli",
+        ] {
             let path = format!("crate::{above}");
             assert!(!source.contains(&path), "bpf::judge uses {path}");
             let module = format!("{above}::");

@@ -152,11 +152,11 @@ pub fn write_inspect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
     use crate::{
         desired::compile,
         policy::{Policy, Source},
     };
+    use std::collections::BTreeSet;
 
     #[test]
     fn a_shared_names_addresses_are_inspected_and_never_banned() {
@@ -197,7 +197,10 @@ mod tests {
         // The wildcard's rule is shared too: what the kernel learns for it
         // is inspected.
         assert_eq!(
-            shared_rules(&p, &rules).keys().copied().collect::<BTreeSet<_>>(),
+            shared_rules(&p, &rules)
+                .keys()
+                .copied()
+                .collect::<BTreeSet<_>>(),
             BTreeSet::from([id("front.test"), id("*.front.test")])
         );
     }

@@ -250,12 +250,15 @@ mod tests {
     /// exactly what compiling the whole policy with the new answers gives.
     #[test]
     fn a_patch_equals_compiling_everything_again() {
-        let p = std::sync::Arc::new(Policy::parse(
-            r#"{"version":1,"deny":{"cidrs":["10.0.0.1","2001:db8::1","10.9.0.0/16"],
+        let p = std::sync::Arc::new(
+            Policy::parse(
+                r#"{"version":1,"deny":{"cidrs":["10.0.0.1","2001:db8::1","10.9.0.0/16"],
                  "domains":["a.test","b.test","*.w.test"]},
                 "allow":{"cidrs":["10.0.0.7/32"],"domains":["ok.test","b.test"]}}"#,
-            Source::File("t.json".into()),
-        ).unwrap());
+                Source::File("t.json".into()),
+            )
+            .unwrap(),
+        );
         let steps: Vec<ResolvedAddrs> = vec![
             answers(&[("a.test", &["10.0.0.2"]), ("b.test", &["10.0.0.3"])]),
             // a moves; b takes a's old address (b's rule comes later).
@@ -292,10 +295,13 @@ mod tests {
 
     #[test]
     fn unsettled_patches_add_and_keep_but_exceptions_still_go() {
-        let p = std::sync::Arc::new(Policy::parse(
-            r#"{"version":1,"deny":{"domains":["a.test"]},"allow":{"domains":["ok.test"]}}"#,
-            Source::Embedded,
-        ).unwrap());
+        let p = std::sync::Arc::new(
+            Policy::parse(
+                r#"{"version":1,"deny":{"domains":["a.test"]},"allow":{"domains":["ok.test"]}}"#,
+                Source::Embedded,
+            )
+            .unwrap(),
+        );
         let (maps, rules) = compile(
             &p,
             &answers(&[("a.test", &["10.0.0.2"]), ("ok.test", &["10.0.0.9"])]),

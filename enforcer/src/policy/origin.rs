@@ -48,7 +48,13 @@ impl Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}[{}]", self.source, self.field.as_str(), self.index)
+        write!(
+            f,
+            "{}: {}[{}]",
+            self.source,
+            self.field.as_str(),
+            self.index
+        )
     }
 }
 
