@@ -96,6 +96,7 @@ pub fn connect_ab(r: &mut Report) -> Result<()> {
     r.line("");
     let addrs = exact_v4(ADDRESSES, 0x10ab);
     let (policy, resolved) = policy(&addrs)?;
+    let policy = std::sync::Arc::new(policy);
     let (desired, rules) = compile(&policy, &resolved);
 
     let none_cg = CgroupGuard::new("ba");

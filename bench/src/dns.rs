@@ -89,7 +89,7 @@ pub fn dns_answers(r: &mut Report) -> Result<()> {
         let pins = Pins::new(bpffs.pins_dir());
         let mut dp = Datapath::load(&pins)?;
         let p = policy(n);
-        let (_, rules) = compile(&p, &Default::default());
+        let (_, rules) = compile(&std::sync::Arc::new(p.clone()), &Default::default());
         dnsnames::write_names(&pins, &rules)?;
         dnsnames::write_config(&pins, &p)?;
         let prog: &mut CgroupSkb = dp

@@ -43,7 +43,7 @@ fn policy(ports: bool) -> Policy {
 }
 
 fn apply(pins: &Pins, p: &Policy) -> Result<()> {
-    let (desired, rules) = compile(p, &Default::default());
+    let (desired, rules) = compile(&std::sync::Arc::new(p.clone()), &Default::default());
     MapWriter::open(pins)?.apply(&desired)?;
     ports::write(pins, &portmaps::build(&rules, &Default::default()))?;
     Ok(())

@@ -50,7 +50,7 @@ fn inspect(pins: &Pins, addrs: &[&str]) -> Result<()> {
         "banned.test".into(),
         addrs.iter().map(|a| a.parse().unwrap()).collect(),
     );
-    let (_, rules) = compile(&policy, &resolved);
+    let (_, rules) = compile(&std::sync::Arc::new(policy.clone()), &resolved);
     dnsnames::write_names(pins, &rules)?;
     sni::write(pins, &policy, &rules, &resolved)?;
     Ok(())

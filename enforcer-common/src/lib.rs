@@ -329,6 +329,16 @@ pub const PORT_GATE_NAMES_UDP: u8 = 8;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
+/// The `PORT_GATE` bits of IP protocol `proto`: (rules in the port trie,
+/// name rules); none for a protocol other than TCP and UDP.
+pub const fn gate_bits(proto: u8) -> (u8, u8) {
+    match proto {
+        IPPROTO_TCP => (PORT_GATE_TCP, PORT_GATE_NAMES_TCP),
+        IPPROTO_UDP => (PORT_GATE_UDP, PORT_GATE_NAMES_UDP),
+        _ => (0, 0),
+    }
+}
+
 /// The first word of a port trie key: the port (network order) and the IP
 /// protocol, in memory order. A rule for both protocols is two entries.
 #[inline(always)]

@@ -20,7 +20,7 @@ use crate::{
         Pins,
         judge::{Judge, KernelVerdict},
     },
-    desired::{Action, RuleTable, Target, compile},
+    desired::{Action, RuleTable, Target},
     policy::{DomainPattern, Policy, PortSpec, PortTarget},
     resolve::{answers::Resolution, dns},
 };
@@ -99,8 +99,8 @@ pub fn split_port(target: &str) -> anyhow::Result<(&str, Option<PortSpec>)> {
 
 /// The rule ids of `policy` as the daemon numbers them (resolved names do
 /// not change the numbering), for a check without a daemon.
-pub fn rules_of(policy: &Policy) -> RuleTable {
-    compile(policy, &Default::default()).1
+pub fn rules_of(policy: &std::sync::Arc<Policy>) -> RuleTable {
+    RuleTable::new(policy.clone())
 }
 
 fn open_judge(pins: &Pins) -> anyhow::Result<Judge> {
@@ -116,7 +116,7 @@ fn open_judge(pins: &Pins) -> anyhow::Result<Judge> {
 fn rule_text(rules: &RuleTable, id: u32) -> String {
     rules
         .get(id)
-        .map_or_else(|| format!("#{id}"), ToString::to_string)
+        .map_or_else(|| format!("#{id}"), |r| r.to_string())
 }
 
 /// The rule that decides for `name` (on the port checked, for a name rule
@@ -131,7 +131,7 @@ fn name_rule_of<'a>(
     rules: &'a RuleTable,
     name: &str,
     on: Option<PortSpec>,
-) -> Option<&'a crate::desired::Rule> {
+) -> Option<crate::desired::Rule<'a>> {
     rules
         .iter()
         .filter_map(|r| {
@@ -176,7 +176,7 @@ fn judge_addrs(
             None => judged.push((addr, judge.verdict(addr)?, String::new())),
             Some(spec) => {
                 for proto in spec.protos() {
-                    let v = judge.verdict_on(addr, spec.port, proto)?;
+                    let v = judge.verdict_on(addr, spec.port, proto.number())?;
                     judged.push((addr, v, format!(" port {}/{proto}", spec.port)));
                 }
             }

@@ -135,7 +135,7 @@ pub fn report(policy: &Policy, resolved: &ResolvedAddrs, rules: &RuleTable) -> R
     let ids: HashMap<&DomainPattern, u32> = rules
         .iter()
         .filter(|r| r.action == Action::Deny)
-        .filter_map(|r| match &r.target {
+        .filter_map(|r| match r.target {
             Target::Domain(d) => Some((d, r.id)),
             _ => None,
         })
@@ -288,13 +288,17 @@ mod tests {
     use super::*;
     use crate::{desired::compile, policy::Source};
 
-    fn policy(json: &str) -> Policy {
-        Policy::parse(json, Source::File("p.json".into())).unwrap()
+    fn policy(json: &str) -> std::sync::Arc<Policy> {
+        std::sync::Arc::new(Policy::parse(json, Source::File("p.json".into())).unwrap())
     }
 
     use crate::resolve::answers::resolved_addrs as answers;
 
-    fn run(p: &Policy, r: &ResolvedAddrs) -> Report {
+    fn rules_of(p: &std::sync::Arc<Policy>) -> RuleTable {
+        RuleTable::new(p.clone())
+    }
+
+    fn run(p: &std::sync::Arc<Policy>, r: &ResolvedAddrs) -> Report {
         let (_, rules) = compile(p, r);
         report(p, r, &rules)
     }
@@ -366,7 +370,7 @@ mod tests {
         let by = &rep.collateral[1].banned_by;
         assert_eq!(by.len(), 2);
         assert_eq!(by[0].name, "api.ai.test");
-        assert_eq!(by[0].rule, 1);
+        assert_eq!(by[0].rule, rules_of(&p).id_of("api.ai.test").unwrap());
         assert_eq!(by[0].origin, "p.json: deny.domains[0]");
         assert_eq!(by[1].name, "other.ai.test");
         assert!(rep.summary().starts_with("collateral: 2 of 3 addresses"));
@@ -425,7 +429,10 @@ mod tests {
         ));
         let text = rep.lines().join("\n");
         assert!(
-            text.contains("142.250.1.1 banned by gemini.ai.test (#2"),
+            text.contains(&format!(
+                "142.250.1.1 banned by gemini.ai.test (#{}",
+                rules_of(&p).id_of("gemini.ai.test").unwrap()
+            )),
             "{text}"
         );
         assert!(text.contains("goog.json"), "{text}");
@@ -449,7 +456,10 @@ mod tests {
         let c = &v["collateral"][0];
         assert_eq!(c["address"], "104.16.0.1");
         assert_eq!(c["banned_by"][0]["name"], "x.ai.test");
-        assert_eq!(c["banned_by"][0]["rule"], 1);
+        assert_eq!(
+            c["banned_by"][0]["rule"],
+            rules_of(&p).id_of("x.ai.test").unwrap()
+        );
         assert_eq!(c["why"][0]["kind"], "front_end");
         assert_eq!(c["why"][0]["range"], "104.16.0.0/13");
         assert_eq!(c["why"][0]["operator"], "Cloudflare");

@@ -2,14 +2,15 @@
 //! verdict map, each entry carrying the id of the rule that put it there.
 //! No root, no kernel: unit-tested as is.
 
-use std::{collections::BTreeMap, fmt, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use enforcer_common::{v4_key, v6_key};
 use ipnet::IpNet;
 
-use crate::policy::{DomainPattern, Origin, Policy, PortRule};
+use crate::policy::{DomainPattern, Policy};
 
 pub use crate::resolve::ResolvedAddrs;
+pub use crate::rules::{Action, Rule, RuleTable, Target};
 
 /// A trie key: prefix length and the address in map byte order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,108 +48,24 @@ impl Desired {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Deny,
-    Allow,
-}
-
-/// What a rule names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Cidr(IpNet),
-    Domain(DomainPattern),
-    /// A network, `*` or a name on one port (`crate::portmaps`).
-    Port(PortRule),
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Cidr(net) => net.fmt(f),
-            Target::Domain(d) => d.fmt(f),
-            Target::Port(p) => p.fmt(f),
-        }
-    }
-}
-
-/// One policy entry, as events and `check` name it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub id: u32,
-    pub action: Action,
-    pub target: Target,
-    /// Where it was written: `<file>: deny.cidrs[3]`.
-    pub origin: Origin,
-}
-
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = match self.action {
-            Action::Deny => "deny",
-            Action::Allow => "allow",
-        };
-        write!(f, "#{} {verb} {} ({})", self.id, self.target, self.origin)
-    }
-}
-
-/// Rule ids start at 1; 0 means "no rule" in events.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuleTable {
-    rules: Vec<Rule>,
-}
-
-impl RuleTable {
-    pub fn get(&self, id: u32) -> Option<&Rule> {
-        let index = usize::try_from(id).ok()?.checked_sub(1)?;
-        self.rules.get(index)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Rule> {
-        self.rules.iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.rules.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    fn push(&mut self, action: Action, target: Target, origin: &Origin) -> u32 {
-        let id = u32::try_from(self.rules.len() + 1).expect("fewer than 2^32 rules");
-        self.rules.push(Rule {
-            id,
-            action,
-            target,
-            origin: origin.clone(),
-        });
-        id
-    }
-}
-
-/// Compiles a policy and the current answers for its names. Rule ids:
-/// deny CIDRs, deny domains, allow CIDRs, allow domains, in policy order,
-/// then the rules with a port, deny then allow (their maps are built from
-/// the rule table by `crate::portmaps`).
+/// Compiles a policy and the current answers for its names; the rule
+/// table is derived from the policy (`crate::rules`: ids follow content).
 /// Host routes (/32, /128) of bans and every resolved address go to the
 /// exact hash maps, the rest to the tries; resolved addresses of allowed
 /// names become host-route exceptions. When two rules cover the same key,
-/// the first one keeps it.
-pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable) {
+/// the first one in policy order keeps it: deny CIDRs, deny domains, allow
+/// CIDRs, allow domains (then the rules with a port, whose maps are built
+/// from the rule table by `crate::portmaps`).
+pub fn compile(policy: &Arc<Policy>, resolved: &ResolvedAddrs) -> (Desired, RuleTable) {
+    let rules = RuleTable::new(policy.clone());
     let mut d = Desired::default();
-    let mut rules = RuleTable::default();
+    let mut ids = (0..rules.len()).map(|place| rules.id_at(place));
+    let mut next = || ids.next().expect("one id per rule");
     for entry in &policy.deny.cidrs {
-        let id = rules.push(Action::Deny, Target::Cidr(entry.value), &entry.origin);
-        d.deny_net(entry.value, id);
+        d.deny_net(entry.value, next());
     }
     for entry in &policy.deny.domains {
-        let id = rules.push(
-            Action::Deny,
-            Target::Domain(entry.value.clone()),
-            &entry.origin,
-        );
+        let id = next();
         // A shared name's addresses are inspected (`bpf::sni`), not banned.
         if policy.deny.is_shared(&entry.value) {
             continue;
@@ -158,22 +75,12 @@ pub fn compile(policy: &Policy, resolved: &ResolvedAddrs) -> (Desired, RuleTable
         }
     }
     for entry in &policy.allow.cidrs {
-        let id = rules.push(Action::Allow, Target::Cidr(entry.value), &entry.origin);
-        d.allow_net(entry.value, id);
+        d.allow_net(entry.value, next());
     }
     for entry in &policy.allow.domains {
-        let id = rules.push(
-            Action::Allow,
-            Target::Domain(entry.value.clone()),
-            &entry.origin,
-        );
+        let id = next();
         for addr in exact_addrs(&entry.value, resolved) {
             d.allow_net(IpNet::from(addr.to_canonical()), id);
-        }
-    }
-    for (action, list) in [(Action::Deny, &policy.deny), (Action::Allow, &policy.allow)] {
-        for entry in &list.ports {
-            rules.push(action, Target::Port(entry.value.clone()), &entry.origin);
         }
     }
     (d, rules)
@@ -343,12 +250,43 @@ mod tests {
 
     use crate::policy::Source;
 
-    fn policy(json: &str) -> Policy {
-        Policy::parse(json, Source::File("t.json".into())).unwrap()
+    fn policy(json: &str) -> Arc<Policy> {
+        Arc::new(Policy::parse(json, Source::File("t.json".into())).unwrap())
     }
 
-    fn compile(p: &Policy) -> (Desired, RuleTable) {
-        super::compile(p, &ResolvedAddrs::new())
+    fn compile(p: &Arc<Policy>) -> (Desired, RuleTable) {
+        compile_with(p, &ResolvedAddrs::new())
+    }
+
+    /// `super::compile` with each rule id in the maps replaced by the
+    /// rule's place in policy order, counted from 1: which rule holds a
+    /// key is what these tests are about, and places read better than
+    /// content hashes (`crate::rules` tests the ids).
+    fn compile_with(p: &Arc<Policy>, resolved: &ResolvedAddrs) -> (Desired, RuleTable) {
+        let (d, rules) = super::compile(p, resolved);
+        let place: std::collections::HashMap<u32, u32> =
+            rules.iter().zip(1..).map(|(r, n)| (r.id, n)).collect();
+        fn renumber<K: Ord + Copy>(
+            m: &mut BTreeMap<K, u32>,
+            place: &std::collections::HashMap<u32, u32>,
+        ) {
+            for id in m.values_mut() {
+                *id = place[id];
+            }
+        }
+        let mut d = d;
+        renumber(&mut d.deny_v4, &place);
+        renumber(&mut d.deny_v6, &place);
+        renumber(&mut d.deny_lpm_v4, &place);
+        renumber(&mut d.deny_lpm_v6, &place);
+        renumber(&mut d.allow_lpm_v4, &place);
+        renumber(&mut d.allow_lpm_v6, &place);
+        (d, rules)
+    }
+
+    /// The rule at place `n` (from 1).
+    fn nth(rules: &RuleTable, n: usize) -> Rule<'_> {
+        rules.iter().nth(n - 1).unwrap()
     }
 
     use crate::resolve::answers::resolved_addrs as answers;
@@ -364,7 +302,7 @@ mod tests {
             ("y.test", &["9.9.9.9"]),
             ("llm.corp.test", &["10.1.2.3"]),
         ]);
-        let (d, rules) = super::compile(&p, &resolved);
+        let (d, rules) = compile_with(&p, &resolved);
         assert_eq!(d.deny_v4.get(&v4_key([1, 2, 3, 4])), Some(&2));
         assert_eq!(
             d.deny_v4.get(&v4_key([5, 6, 7, 8])),
@@ -384,9 +322,10 @@ mod tests {
             }),
             Some(&4)
         );
+        let api = nth(&rules, 2);
         assert_eq!(
-            rules.get(2).unwrap().to_string(),
-            "#2 deny api.x.test (t.json: deny.domains[0])"
+            api.to_string(),
+            format!("#{} deny api.x.test (t.json: deny.domains[0])", api.id)
         );
         // Inside the banned /8, the internal model endpoint is excepted.
         assert_eq!(lookup(&d, "10.1.2.3".parse().unwrap()), Some((1, Some(4))));
@@ -414,10 +353,11 @@ mod tests {
         assert_eq!(d.allow_lpm_v6.len(), 1);
         assert_eq!(d.len(), 6);
         assert_eq!(rules.len(), 6);
-        let rule = rules.get(5).unwrap();
+        let rule = nth(&rules, 5);
         assert_eq!(rule.action, Action::Allow);
-        assert_eq!(rule.origin, "t.json: allow.cidrs[0]");
-        assert!(rules.get(0).is_none() && rules.get(7).is_none());
+        assert_eq!(*rule.origin, "t.json: allow.cidrs[0]");
+        assert_eq!(rules.get(rule.id), Some(rule));
+        assert!(rules.get(0).is_none());
     }
 
     #[test]
@@ -426,7 +366,7 @@ mod tests {
             r#"{"version":1,"deny":{"cidrs":["1.2.3.4","1.2.3.4/32"],"domains":["a.test"]}}"#,
         );
         let resolved = answers(&[("a.test", &["1.2.3.4", "1.2.3.5"])]);
-        let (d, rules) = super::compile(&p, &resolved);
+        let (d, rules) = compile_with(&p, &resolved);
         assert_eq!(rules.len(), 2, "the same network twice is one rule");
         assert_eq!(
             d.deny_v4.get(&v4_key([1, 2, 3, 4])),

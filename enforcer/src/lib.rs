@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`policy`]: the JSON policy, parsed and validated (pure).
+//! - [`rules`]: the rule table, derived from the policy; rule ids follow
+//!   a rule's content across reloads (pure).
 //! - [`desired`]: policy → the contents of every verdict map (pure).
 //! - [`mapdiff`]: current → desired map contents as a diff (pure).
 //! - [`bpf`]: the privileged layer: load, attach, pin, write maps, read
@@ -45,5 +47,6 @@ pub mod metrics;
 pub mod policy;
 pub mod portmaps;
 pub mod resolve;
+pub mod rules;
 pub mod snapshot;
 pub mod sys;

@@ -15,8 +15,8 @@ use std::{
 };
 
 use enforcer_common::{
-    PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP, PORT_GATE_UDP,
-    PORT_WORD_BITS, PortRule as Value, name_port, port_word, v4_key, v6_key,
+    PORT_F_ALLOW, PORT_WORD_BITS, PortRule as Value, gate_bits, name_port, port_word, v4_key,
+    v6_key,
 };
 use ipnet::IpNet;
 
@@ -49,22 +49,6 @@ struct Item {
     word: u32,
     net: IpNet,
     value: Value,
-}
-
-/// The gate bit of the port trie's rules for `proto`.
-pub const fn gate_bit(proto: Proto) -> u8 {
-    match proto {
-        Proto::Tcp => PORT_GATE_TCP,
-        Proto::Udp => PORT_GATE_UDP,
-    }
-}
-
-/// The gate bit of name rules (learned addresses) for `proto`.
-pub const fn names_gate_bit(proto: Proto) -> u8 {
-    match proto {
-        Proto::Tcp => PORT_GATE_NAMES_TCP,
-        Proto::Udp => PORT_GATE_NAMES_UDP,
-    }
 }
 
 /// The port maps for the port rules of `rules` and the addresses resolved
@@ -111,12 +95,13 @@ pub fn build(rules: &RuleTable, resolved: &ResolvedAddrs) -> PortMaps {
             let gate = maps.gate.entry(p.spec.port).or_default();
             // A wildcard has no trie entries, only learned addresses; an
             // exact name has both (the daemon's resolution, the answers).
+            let (trie_bit, names_bit) = gate_bits(proto.number());
             match &p.target {
                 PortTarget::Domain(d) if !matches!(d, DomainPattern::Exact(_)) => {}
-                _ => *gate |= gate_bit(proto),
+                _ => *gate |= trie_bit,
             }
             if matches!(p.target, PortTarget::Domain(_)) {
-                *gate |= names_gate_bit(proto);
+                *gate |= names_bit;
             }
             let word = port_word(p.spec.port, proto.number());
             for &net in &nets {
@@ -194,9 +179,10 @@ mod tests {
         desired::compile,
         policy::{Policy, Source},
     };
+    use enforcer_common::{PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP, PORT_GATE_TCP, PORT_GATE_UDP};
 
     fn maps(json: &str, resolved: &[(&str, &str)]) -> (PortMaps, RuleTable) {
-        let p = Policy::parse(json, Source::File("t.json".into())).unwrap();
+        let p = std::sync::Arc::new(Policy::parse(json, Source::File("t.json".into())).unwrap());
         let mut r = ResolvedAddrs::new();
         for (name, addr) in resolved {
             r.entry((*name).into())
@@ -223,23 +209,25 @@ mod tests {
         );
         assert_eq!(m.v4.len(), 2);
         assert_eq!(m.v6.len(), 2);
-        assert_eq!(m.v4[&v4(port_word(853, 6), [0; 4], 0)].rule_id, 1);
+        let id = rules.id_of("*:853").unwrap();
+        assert_eq!(m.v4[&v4(port_word(853, 6), [0; 4], 0)].rule_id, id);
         assert_eq!(
-            rules.get(1).unwrap().to_string(),
-            "#1 deny *:853 (t.json: deny.cidrs[0])"
+            rules.get(id).unwrap().to_string(),
+            format!("#{id} deny *:853 (t.json: deny.cidrs[0])")
         );
     }
 
     #[test]
     fn an_exception_with_a_port_wins_over_a_longer_ban_inside_it() {
-        let (m, _) = maps(
+        let (m, rules) = maps(
             r#"{"version":1,"deny":{"cidrs":["*:853/tcp","10.1.2.3:853/tcp"]},
                 "allow":{"cidrs":["10.1.0.0/16:853"]}}"#,
             &[],
         );
         let tcp = port_word(853, 6);
         let inner = m.v4[&v4(tcp, [10, 1, 2, 3], 32)];
-        assert_eq!((inner.rule_id, inner.flags), (3, PORT_F_ALLOW));
+        let id = rules.id_of("10.1.0.0/16:853").unwrap();
+        assert_eq!((inner.rule_id, inner.flags), (id, PORT_F_ALLOW));
         assert_eq!(m.v4[&v4(tcp, [0; 4], 0)].flags, 0);
         // The exception is for both protocols; no UDP ban exists.
         assert_eq!(
@@ -254,17 +242,24 @@ mod tests {
             r#"{"version":1,"deny":{"domains":["doh.test:443/tcp","*.dot.test:853"]}}"#,
             &[("doh.test", "192.0.2.10"), ("doh.test", "2001:db8::10")],
         );
-        assert_eq!(m.name_ports[&1], name_port(443, 6));
-        assert_eq!(m.name_ports[&2], name_port(853, 0));
+        let id = |t: &str| rules.id_of(t).unwrap();
+        assert_eq!(m.name_ports[&id("doh.test:443/tcp")], name_port(443, 6));
+        assert_eq!(m.name_ports[&id("*.dot.test:853")], name_port(853, 0));
         assert_eq!(m.gate[&443], PORT_GATE_TCP | PORT_GATE_NAMES_TCP);
         assert_eq!(
             m.gate[&853],
             PORT_GATE_NAMES_TCP | PORT_GATE_NAMES_UDP,
             "a wildcard: names only"
         );
-        assert_eq!(m.v4[&v4(port_word(443, 6), [192, 0, 2, 10], 32)].rule_id, 1);
+        assert_eq!(
+            m.v4[&v4(port_word(443, 6), [192, 0, 2, 10], 32)].rule_id,
+            id("doh.test:443/tcp")
+        );
         assert_eq!(m.v6.len(), 1);
-        assert!(matches!(rules.get(2).unwrap().target, Target::Port(_)));
+        assert!(matches!(
+            rules.get(id("*.dot.test:853")).unwrap().target,
+            Target::Port(_)
+        ));
         assert!(m.any());
         let (none, _) = maps(r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8"]}}"#, &[]);
         assert!(!none.any());

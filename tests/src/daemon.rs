@@ -252,6 +252,17 @@ pub fn enforcer(args: &[&str]) -> (i32, String, String) {
 /// `enforcer flows --json` with `args` (where to read: `--socket` or
 /// `--state-dir`, then filters): one JSON value a flow. Panics with stderr
 /// unless it exits 0.
+/// A `/proc/<pid>/status` figure in KiB: `VmRSS`, `RssAnon`, ...
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 pub fn flows_json(args: &[&str]) -> Vec<serde_json::Value> {
     let (code, out, err) = enforcer(&[&["flows", "--json"], args].concat());
     assert_eq!(code, 0, "{err}");

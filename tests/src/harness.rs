@@ -41,6 +41,15 @@ pub fn policy(json: &str) -> Policy {
     Policy::parse(json, Source::File("test-policy.json".into())).expect("test policy")
 }
 
+/// The id the daemon gives the first rule of `policy_json` whose target
+/// reads `target` (`10.0.0.0/8`, `api.example.com`, `*:853/tcp`). Ids follow
+/// a rule's content (`enforcer::rules`), not its place.
+pub fn rule_id(policy_json: &str, target: &str) -> u32 {
+    enforcer::rules::RuleTable::new(std::sync::Arc::new(policy(policy_json)))
+        .id_of(target)
+        .unwrap_or_else(|| panic!("no rule {target} in {policy_json}"))
+}
+
 impl Harness {
     /// Loads the object with `policy_json` in the maps and attaches `hooks`
     /// to `cgroup`.
@@ -66,7 +75,7 @@ impl Harness {
         let mut datapath =
             Datapath::load_with_capacity(&pins, capacity).expect("load the eBPF object");
         let mut writer = MapWriter::open(&pins).expect("open maps");
-        let p = policy(policy_json);
+        let p = std::sync::Arc::new(policy(policy_json));
         let (desired, rules) = compile(&p, &Default::default());
         writer.apply(&desired).expect("apply policy");
         set_mode(&pins, p.mode.as_config()).expect("set mode");
@@ -93,13 +102,21 @@ impl Harness {
 
     /// Replaces the policy in the maps.
     pub fn apply(&mut self, policy_json: &str) {
-        let p = policy(policy_json);
+        let p = std::sync::Arc::new(policy(policy_json));
         let (desired, rules) = compile(&p, &Default::default());
         self.writer.apply(&desired).expect("apply policy");
         set_mode(&self.pins, p.mode.as_config()).expect("set mode");
         write_prefixes(&self.pins, &p).expect("write NAT64 prefixes");
         write_dns(&self.pins, &p, &rules);
         self.rules = rules;
+    }
+
+    /// The id of the rule whose target reads `target` (ids are derived
+    /// from a rule's content: `enforcer::rules`).
+    pub fn rule_id(&self, target: &str) -> u32 {
+        self.rules
+            .id_of(target)
+            .unwrap_or_else(|| panic!("no rule {target} in the policy"))
     }
 
     pub fn set_mode(&self, mode: Mode) {

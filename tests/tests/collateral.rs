@@ -80,8 +80,13 @@ fn policy_show_resolved_reports_banned_addresses_that_serve_more_than_the_ban() 
 
     let text = show(&tmp, &policy, false);
     assert!(
-        text.contains("192.0.2.10 banned by api.ai.test (#1 ")
-            && text.contains("also serves docs.ai.test (allowed"),
+        text.contains(&format!(
+            "192.0.2.10 banned by api.ai.test (#{} ",
+            enforcer_tests::harness::rule_id(
+                &std::fs::read_to_string(&policy).unwrap(),
+                "api.ai.test"
+            )
+        )) && text.contains("also serves docs.ai.test (allowed"),
         "{text}"
     );
     assert!(

@@ -86,7 +86,10 @@ fn status_reports_the_instance_and_check_answers_live() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("blocked: the kernel denies every address of 10.77.0.2")
-            && out.contains("10.77.0.2: denied (by #1 deny 10.77.0.2/32"),
+            && out.contains(&format!(
+                "10.77.0.2: denied (by #{} deny 10.77.0.2/32",
+                enforcer_tests::harness::rule_id(BAN, "10.77.0.2/32")
+            )),
         "{out}"
     );
     daemon.stop();
@@ -159,6 +162,20 @@ fn malformed_requests_get_errors_and_the_connection_keeps_serving() {
     assert_eq!(r["error"]["code"], "unsupported_version");
     let r = exchange(&mut stream, &mut reader, b"{\"v\":1,\"cmd\":\"launch\"}\n");
     assert_eq!(r["error"]["code"], "bad_request");
+    // A field status does not take is refused, not ignored.
+    let r = exchange(
+        &mut stream,
+        &mut reader,
+        b"{\"v\":1,\"cmd\":\"status\",\"verbose\":true}\n",
+    );
+    assert_eq!(r["error"]["code"], "bad_request", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `verbose`"),
+        "{r}"
+    );
     let mut huge = vec![b'x'; 200 * 1024];
     huge.push(b'\n');
     let r = exchange(&mut stream, &mut reader, &huge);
@@ -196,13 +213,7 @@ fn detach_through_the_daemon_stops_it_and_removes_the_enforcement() {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    enforcer_tests::daemon::status_kib(pid, "VmRSS")
 }
 
 #[test]
@@ -337,10 +348,107 @@ fn metrics_are_served_on_loopback_when_asked_for() {
         body.contains("enforcer_map_entries{map=\"deny_v4\"} 1"),
         "{body}"
     );
+    let id = enforcer_tests::harness::rule_id(BAN, "10.77.0.2/32");
     assert!(
-        body.contains("enforcer_rule_blocks_total{rule=\"1\",target=\"10.77.0.2/32\"} 1"),
+        body.contains(&format!(
+            "enforcer_rule_blocks_total{{rule=\"{id}\",target=\"10.77.0.2/32\"}} 1"
+        )),
         "{body}"
     );
+    daemon.stop();
+}
+
+/// The id `policy show --json` gives the rule `target` of the policy at
+/// `policy` (with its drop-ins).
+fn shown_id(policy: &std::path::Path, target: &str) -> u64 {
+    let (code, out, err) = enforcer(&[
+        "policy",
+        "show",
+        "--json",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    let rules = shown["rules"].as_array().unwrap();
+    let rule = rules
+        .iter()
+        .find(|r| r["target"] == target)
+        .unwrap_or_else(|| panic!("no rule {target}: {out}"));
+    rule["id"].as_u64().unwrap()
+}
+
+/// The flows to `dst` once there are `n` of them (bounded wait).
+fn flows_to(w: &Control, dst: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, out, err) = w.cli(&["flows", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let flows: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|f| f["dst"] == dst)
+            .collect();
+        if flows.len() >= n {
+            return flows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} flows to {dst} never came: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 9: adding a drop-in renumbered every rule after its entries,
+/// split a rule's flows and moved its metric to another label. An id now
+/// follows the rule's content.
+#[test]
+fn a_rule_keeps_its_id_when_a_drop_in_adds_rules_before_it() {
+    let w = world("id");
+    std::fs::create_dir(w.tmp.path().join("policy.d")).unwrap();
+    let (daemon, port) = start_serving_metrics(&w, r#""10.77.0.1""#);
+    // The ban under test comes from a drop-in; the main file bans another
+    // address (one the test never connects to).
+    let main = w.tmp.path().join("policy.json");
+    w.tmp.write(
+        "policy.d/50-ban.json",
+        r#"{"version":1,"deny":{"cidrs":["10.77.0.2"]}}"#,
+    );
+    let (code, _, err) = w.cli(&["reload"]);
+    assert_eq!(code, 0, "{err}");
+    let id = shown_id(&main, "10.77.0.2/32");
+    assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
+    let first = flows_to(&w, "10.77.0.2", 1);
+    assert_eq!(first[0]["rule_id"], id, "{first:?}");
+    scrape_until(
+        port,
+        &format!("enforcer_rule_blocks_total{{rule=\"{id}\",target=\"10.77.0.2/32\"}} 1"),
+    );
+
+    // A drop-in merged before it: its bans come first in the policy's
+    // order (no names: the test asks no DNS server).
+    w.tmp.write(
+        "policy.d/10-first.json",
+        r#"{"version":1,"deny":{"cidrs":["192.0.2.0/24","198.51.100.7","2001:db8::/32"]}}"#,
+    );
+    let (code, out, err) = w.cli(&["reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(shown_id(&main, "10.77.0.2/32"), id, "policy show");
+    let (_, status, _) = w.cli(&["status", "--json"]);
+    let s: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(s["maps"]["deny_v4"], 3, "the new drop-in is in force: {s}");
+    assert_eq!(w.probe("10.77.0.2:0"), "EPERM");
+    let flows = flows_to(&w, "10.77.0.2", 2);
+    for f in &flows {
+        assert_eq!(f["rule_id"], id, "every flow on the same rule: {flows:?}");
+    }
+    // One label, counting both attempts.
+    let body = scrape_until(
+        port,
+        &format!("enforcer_rule_blocks_total{{rule=\"{id}\",target=\"10.77.0.2/32\"}} 2"),
+    );
+    assert_eq!(body.matches("target=\"10.77.0.2/32\"").count(), 1, "{body}");
     daemon.stop();
 }
 

@@ -29,7 +29,7 @@ fn over_capacity_fails_whole_and_leaves_the_maps_as_they_were() {
     let five = bans(&["10.77.0.2", "10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5"]);
     let err = h
         .writer
-        .apply(&compile(&policy(&five), &Default::default()).0)
+        .apply(&compile(&policy(&five).into(), &Default::default()).0)
         .unwrap_err();
     assert!(
         matches!(
@@ -50,7 +50,7 @@ fn over_capacity_fails_whole_and_leaves_the_maps_as_they_were() {
 
     // A full map can still be changed: the stale entries make room first.
     let swapped = bans(&["10.77.0.2", "10.9.0.2", "10.9.0.8", "10.9.0.9"]);
-    let (desired, _) = compile(&policy(&swapped), &Default::default());
+    let (desired, _) = compile(&policy(&swapped).into(), &Default::default());
     let applied = h.writer.apply(&desired).unwrap();
     assert_eq!((applied.upserts, applied.removes), (2, 2));
     assert_eq!(MapWriter::open(&h.pins).unwrap().current(), desired);
@@ -68,7 +68,7 @@ fn the_kernel_holds_exactly_the_desired_state_after_each_change() {
         r#"{"version":1}"#,
     ];
     for step in steps {
-        let (desired, _) = compile(&policy(step), &Default::default());
+        let (desired, _) = compile(&policy(step).into(), &Default::default());
         h.writer.apply(&desired).unwrap();
         assert_eq!(
             MapWriter::open(&h.pins).unwrap().current(),
@@ -85,7 +85,7 @@ fn allow_exception_capacity_is_checked_too() {
     let two = r#"{"version":1,"deny":{"cidrs":["10.0.0.0/8"]},"allow":{"cidrs":["10.1.0.0/16","10.2.0.0/16"]}}"#;
     let err = h
         .writer
-        .apply(&compile(&policy(two), &Default::default()).0)
+        .apply(&compile(&policy(two).into(), &Default::default()).0)
         .unwrap_err();
     assert!(
         matches!(

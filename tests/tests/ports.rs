@@ -225,7 +225,7 @@ fn check_with_a_port_matches_real_connects() {
            "allow": {"cidrs": ["192.0.2.11:853"]},"#,
         60,
     );
-    let daemon = Daemon::start(&w.args(p));
+    let daemon = Daemon::start(&w.args(p.clone()));
     // (target, blocked?, the TCP connect that shows it)
     let cases = [
         ("192.0.2.10:853/tcp", true, Some("192.0.2.10:853")),
@@ -243,8 +243,12 @@ fn check_with_a_port_matches_real_connects() {
     });
     w.expect_checks(&cases);
     let (_, out, _) = w.check("192.0.2.11:853/tcp");
+    let id =
+        enforcer_tests::harness::rule_id(&std::fs::read_to_string(&p).unwrap(), "192.0.2.11:853");
     assert!(
-        out.contains("192.0.2.11 port 853/tcp: passes (excepted by #3 allow 192.0.2.11:853"),
+        out.contains(&format!(
+            "192.0.2.11 port 853/tcp: passes (excepted by #{id} allow 192.0.2.11:853"
+        )),
         "{out}"
     );
     let (code, _, err) = w.check("192.0.2.10:0");

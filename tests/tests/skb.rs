@@ -41,7 +41,12 @@ fn skb_layer_alone_drops_and_attributes_through_the_socket_cookie() {
     for (ev, probe, addr) in [(&events[0], &v4, "10.77.0.2"), (&events[1], &v6, "fd77::2")] {
         assert_eq!(ev.hook, Hook::SkbEgress, "{ev:?}");
         assert_eq!(ev.verdict, Verdict::Denied);
-        assert_eq!(ev.rule_id, if addr.contains(':') { 2 } else { 1 });
+        let rule = if addr.contains(':') {
+            "fd77::2/128"
+        } else {
+            "10.77.0.2/32"
+        };
+        assert_eq!(ev.rule_id, h.rule_id(rule));
         assert_eq!(ev.addr, Some(addr.parse().unwrap()));
         assert_eq!(ev.port, probe.port);
         assert_eq!(ev.protocol, 17);
@@ -77,7 +82,7 @@ fn a_connection_made_before_the_ban_is_cut_on_the_wire() {
     let ev = &events[0];
     assert_eq!(
         (ev.hook, ev.verdict, ev.rule_id),
-        (Hook::SkbEgress, Verdict::Denied, 1)
+        (Hook::SkbEgress, Verdict::Denied, h.rule_id("10.77.0.2/32"))
     );
     assert_eq!((ev.tgid, ev.comm.as_str()), (pid, "probe"));
     assert_eq!(ev.port, sent.port);
@@ -183,7 +188,7 @@ fn skb_layer_alone_drops_the_nat64_and_6to4_forms_of_a_banned_v4_address() {
         let ev = &events[0];
         assert_eq!(
             (ev.hook, ev.verdict, ev.rule_id),
-            (Hook::SkbEgress, Verdict::Denied, 1),
+            (Hook::SkbEgress, Verdict::Denied, h.rule_id("10.77.0.2/32")),
             "{ev:?}"
         );
         assert_eq!(ev.addr, Some("10.77.0.2".parse().unwrap()), "{ev:?}");

@@ -14,11 +14,22 @@ use enforcer_tests::{CgroupGuard, Harness, NetnsGuard, Probe};
 const POLICY: &str = r#"{"version": 1,
   "deny":  {"cidrs": ["10.77.0.2", "10.78.0.0/16", "fd77::2", "fd78::/32"]},
   "allow": {"cidrs": ["10.78.5.0/24", "fd78:5::/48"]}}"#;
-// Rule ids follow the order above.
-const RULE_V4_EXACT: u32 = 1;
-const RULE_V4_RANGE: u32 = 2;
-const RULE_V6_EXACT: u32 = 3;
-const RULE_V6_RANGE: u32 = 4;
+// The bans above, by target; events carry their ids (`deny_id`).
+const RULE_V4_EXACT: &str = "10.77.0.2/32";
+const RULE_V4_RANGE: &str = "10.78.0.0/16";
+const RULE_V6_EXACT: &str = "fd77::2/128";
+const RULE_V6_RANGE: &str = "fd78::/32";
+
+/// The id of the ban of `cidr`: ids follow a rule's content
+/// (`enforcer::rules`), so it is the same in every policy holding it.
+fn deny_id(cidr: &str) -> u32 {
+    let p = enforcer_tests::harness::policy(&format!(
+        r#"{{"version":1,"deny":{{"cidrs":["{cidr}"]}}}}"#
+    ));
+    enforcer::rules::RuleTable::new(std::sync::Arc::new(p))
+        .id_of(cidr)
+        .expect("the one rule")
+}
 
 struct Fixture {
     h: Harness,
@@ -71,10 +82,10 @@ impl Fixture {
     }
 }
 
-fn assert_event(ev: &BlockEvent, hook: Hook, rule: u32, addr: &str, port: u16, pid: u32, cg: u64) {
+fn assert_event(ev: &BlockEvent, hook: Hook, rule: &str, addr: &str, port: u16, pid: u32, cg: u64) {
     assert_eq!(ev.hook, hook, "{ev:?}");
     assert_eq!(ev.verdict, Verdict::Denied, "{ev:?}");
-    assert_eq!(ev.rule_id, rule, "{ev:?}");
+    assert_eq!(ev.rule_id, deny_id(rule), "{rule}: {ev:?}");
     assert_eq!(ev.addr, Some(addr.parse().unwrap()), "{ev:?}");
     assert_eq!(ev.port, port, "{ev:?}");
     assert_eq!(
@@ -212,7 +223,7 @@ impl Fixture {
 
     /// `op` to `[addr]:0` is refused by `hook` under `rule`, and the event
     /// names the IPv4 address and the form it was reached through.
-    fn assert_refused(&self, op: &str, addr: &str, hook: Hook, rule: u32, v4: &str, via: Via) {
+    fn assert_refused(&self, op: &str, addr: &str, hook: Hook, rule: &str, v4: &str, via: Via) {
         let r = self.probe().run(op, &format!("[{addr}]:0"));
         assert_eq!(r.result, "EPERM", "{op} {addr}");
         let ev = self.event_of(r.pid);
@@ -430,7 +441,7 @@ fn audit_mode_lets_traffic_through_and_still_reports() {
     skb_cookies.dedup();
     assert_eq!(skb_cookies.len(), n, "a socket reported twice: {events:?}");
     assert_eq!(ev.verdict, Verdict::Audited);
-    assert_eq!(ev.rule_id, RULE_V4_EXACT);
+    assert_eq!(ev.rule_id, deny_id(RULE_V4_EXACT));
     let stats = f.h.stats();
     assert_eq!(stats.get(HOOK_CONNECT4, VERDICT_AUDITED), 1);
     assert!(stats.get(HOOK_SKB_EGRESS, VERDICT_AUDITED) >= 1);

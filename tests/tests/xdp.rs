@@ -48,14 +48,14 @@ fn xdp_drops_frames_from_a_banned_source_and_passes_others() {
     let ev = &events[0];
     assert_eq!(
         (ev.hook, ev.verdict, ev.rule_id),
-        (Hook::Xdp, Verdict::Denied, 1)
+        (Hook::Xdp, Verdict::Denied, h.rule_id("10.79.0.3/32"))
     );
     assert_eq!(ev.addr, Some("10.79.0.3".parse().unwrap()));
     assert!(ev.source_matched && ev.owner_unknown);
     assert_eq!(ev.protocol, 17);
     assert!(ev.port != 0, "the banned side's (source) port");
     assert_eq!(events[FRAMES].addr, Some("fd79::3".parse().unwrap()));
-    assert_eq!(events[FRAMES].rule_id, 3);
+    assert_eq!(events[FRAMES].rule_id, h.rule_id("fd79::3/128"));
 }
 
 #[test]
@@ -66,7 +66,12 @@ fn xdp_drops_frames_to_a_banned_destination() {
     assert_eq!(deliver(&p, "10.79.0.1:0", "10.79.0.4:0", FRAMES), 0);
     assert_eq!(h.stats().get(HOOK_XDP, VERDICT_DENIED), FRAMES as u64);
     let events = h.events();
-    assert!(events.iter().all(|e| !e.source_matched && e.rule_id == 2));
+    let rule = h.rule_id("10.79.0.4/32");
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.source_matched && e.rule_id == rule)
+    );
 }
 
 #[test]
@@ -140,7 +145,7 @@ mod test_run {
         let policy = r#"{"version":1,"deny":{"cidrs":["10.79.0.3","10.79.0.4","fd79::3"]},
                          "nat64_prefixes":["2001:db8:64::/96"]}"#;
         let mut h = Harness::new("x6", &cg, policy, &[]);
-        // 10.79.0.2 is not banned, 10.79.0.3 (rule 1) and .4 (rule 2) are.
+        // 10.79.0.2 is not banned, 10.79.0.3 and .4 are.
         for (src, dst) in [
             ("fd79::1", "64:ff9b::a4f:2"),
             ("fd79::1", "2002:a4f:2::"),
@@ -151,21 +156,13 @@ mod test_run {
             assert_eq!(run(&mut h, &ipv6_udp(src, dst)), XDP_PASS, "{src} -> {dst}");
         }
         assert!(h.events().is_empty());
-        // (src, dst, the banned v4, rule, form, whether the source matched)
+        // (src, dst, the banned v4, form, whether the source matched)
         let cases = [
-            (
-                "fd79::1",
-                "64:ff9b::a4f:4",
-                "10.79.0.4",
-                2,
-                Via::Nat64,
-                false,
-            ),
+            ("fd79::1", "64:ff9b::a4f:4", "10.79.0.4", Via::Nat64, false),
             (
                 "fd79::1",
                 "2001:db8:64::a4f:4",
                 "10.79.0.4",
-                2,
                 Via::Nat64,
                 false,
             ),
@@ -173,28 +170,14 @@ mod test_run {
                 "fd79::1",
                 "2002:a4f:4:1::1",
                 "10.79.0.4",
-                2,
                 Via::SixToFour,
                 false,
             ),
-            (
-                "64:ff9b::a4f:3",
-                "fd79::2",
-                "10.79.0.3",
-                1,
-                Via::Nat64,
-                true,
-            ),
-            (
-                "2002:a4f:3::",
-                "fd79::2",
-                "10.79.0.3",
-                1,
-                Via::SixToFour,
-                true,
-            ),
+            ("64:ff9b::a4f:3", "fd79::2", "10.79.0.3", Via::Nat64, true),
+            ("2002:a4f:3::", "fd79::2", "10.79.0.3", Via::SixToFour, true),
         ];
-        for (src, dst, v4, rule, via, source) in cases {
+        for (src, dst, v4, via, source) in cases {
+            let rule = h.rule_id(&format!("{v4}/32"));
             assert_eq!(run(&mut h, &ipv6_udp(src, dst)), XDP_DROP, "{src} -> {dst}");
             let events = h.events();
             assert_eq!(events.len(), 1, "{src} -> {dst}: {events:?}");

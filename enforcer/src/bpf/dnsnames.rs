@@ -165,34 +165,55 @@ mod tests {
 
     #[test]
     fn exact_and_wildcard_rules_share_a_key_and_keep_the_first_id() {
-        let p = Policy::parse(
-            r#"{"version": 1, "deny": {"domains": ["api.test", "*.api.test", "API.test"]},
+        let p = std::sync::Arc::new(
+            Policy::parse(
+                r#"{"version": 1, "deny": {"domains": ["api.test", "*.api.test", "API.test"]},
                 "allow": {"domains": ["ok.api.test"]}}"#,
-            Source::Embedded,
-        )
-        .unwrap();
+                Source::Embedded,
+            )
+            .unwrap(),
+        );
         let (_, rules) = compile(&p, &Default::default());
         let e = name_entries(&rules);
         assert_eq!(e.len(), 2);
         let api = e[&dns_name_key("api.test")];
-        assert_eq!((api.deny_exact, api.deny_wild), (1, 2));
-        assert_eq!(e[&dns_name_key("ok.api.test")].allow_exact, 3);
+        let id = |t: &str| rules.id_of(t).unwrap();
+        assert_eq!(
+            (api.deny_exact, api.deny_wild),
+            (id("api.test"), id("*.api.test"))
+        );
+        assert_eq!(
+            e[&dns_name_key("ok.api.test")].allow_exact,
+            id("ok.api.test")
+        );
         assert_eq!(dns_name_key("OK.Api.test"), dns_name_key("ok.api.test"));
     }
 
     #[test]
     fn a_label_tail_rule_has_its_own_key() {
-        let p = Policy::parse(
-            r#"{"version": 1, "deny": {"domains": ["*-region.test", "region.test"]},
+        let p = std::sync::Arc::new(
+            Policy::parse(
+                r#"{"version": 1, "deny": {"domains": ["*-region.test", "region.test"]},
                 "allow": {"domains": ["*-ok-region.test"]}}"#,
-            Source::Embedded,
-        )
-        .unwrap();
+                Source::Embedded,
+            )
+            .unwrap(),
+        );
         let (_, rules) = compile(&p, &Default::default());
         let e = name_entries(&rules);
         assert_eq!(e.len(), 3);
-        assert_eq!(e[&dns_suffix_key("-region.test")].deny_exact, 1);
-        assert_eq!(e[&dns_name_key("region.test")].deny_exact, 2);
-        assert_eq!(e[&dns_suffix_key("-ok-region.test")].allow_exact, 3);
+        let id = |t: &str| rules.id_of(t).unwrap();
+        assert_eq!(
+            e[&dns_suffix_key("-region.test")].deny_exact,
+            id("*-region.test")
+        );
+        assert_eq!(
+            e[&dns_name_key("region.test")].deny_exact,
+            id("region.test")
+        );
+        assert_eq!(
+            e[&dns_suffix_key("-ok-region.test")].allow_exact,
+            id("*-ok-region.test")
+        );
     }
 }

@@ -18,13 +18,8 @@ use aya::{
 };
 use enforcer_common::{
     CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, LEARNED_F_ALLOW, LEARNED_F_INSPECT,
-    Learned, MODE_AUDIT, PORT_F_ALLOW, PORT_WORD_BITS, PortRule, embedded_v4, maps as names,
-    name_port_covers, port_word, v4_key, v6_key,
-};
-
-use crate::{
-    policy::Proto,
-    portmaps::{gate_bit, names_gate_bit},
+    Learned, MODE_AUDIT, PORT_F_ALLOW, PORT_WORD_BITS, PortRule, embedded_v4, gate_bits,
+    maps as names, name_port_covers, port_word, v4_key, v6_key,
 };
 
 use super::{dnsnames::boot_ns, pins::Pins, writer::WriteError};
@@ -49,7 +44,8 @@ struct Gate {
     trie: bool,
     names: bool,
     port: u16,
-    proto: Proto,
+    /// The IP protocol number (`IPPROTO_TCP`, `IPPROTO_UDP`).
+    proto: u8,
 }
 
 /// The pinned verdict maps of one instance, opened for lookups.
@@ -205,7 +201,9 @@ impl Judge {
         Ok(found(self.shared.get(&id, 0), names::NAME_SHARED)?.is_some())
     }
 
-    /// The verdict for traffic to `addr` on `port` over `proto`: the
+    /// The verdict for traffic to `addr` on `port` over IP protocol
+    /// `proto` (`IPPROTO_TCP`, `IPPROTO_UDP`; a plain number: this layer
+    /// knows the kernel's terms, not the policy's): the
     /// address rules, then (where none spoke) the rules with a port, as
     /// `verdict.rs` does: the port gate's bits say whether the port trie
     /// and the learned addresses of name rules with this port are looked
@@ -216,7 +214,7 @@ impl Judge {
         &self,
         addr: IpAddr,
         port: u16,
-        proto: Proto,
+        proto: u8,
     ) -> Result<KernelVerdict, WriteError> {
         let by_addr = self.verdict(addr)?;
         if by_addr != KernelVerdict::Pass {
@@ -224,16 +222,17 @@ impl Judge {
         }
         let on = found(self.config.get(&CONFIG_PORT_RULES, 0), names::CONFIG)?;
         let gate = found(self.gate.get(&u32::from(port), 0), names::PORT_GATE)?.unwrap_or(0);
+        let (trie_bit, names_bit) = gate_bits(proto);
         let g = Gate {
-            trie: gate & gate_bit(proto) != 0,
-            names: gate & names_gate_bit(proto) != 0,
+            trie: gate & trie_bit != 0,
+            names: gate & names_bit != 0,
             port,
             proto,
         };
         if on.unwrap_or(0) == 0 || (!g.trie && !g.names) {
             return Ok(KernelVerdict::Pass);
         }
-        let word = port_word(port, proto.number());
+        let word = port_word(port, proto);
         match addr {
             IpAddr::V4(a) => self.port_v4(g, v4_key(a.octets())),
             IpAddr::V6(v6) => {
@@ -266,7 +265,7 @@ impl Judge {
 
     fn port_v4(&self, g: Gate, a: u32) -> Result<KernelVerdict, WriteError> {
         let hit = if g.trie {
-            let word = port_word(g.port, g.proto.number());
+            let word = port_word(g.port, g.proto);
             found(
                 self.port_v4
                     .get(&Key::new(PORT_WORD_BITS + 32, [word, a]), 0),
@@ -289,7 +288,7 @@ impl Judge {
         k: K,
     ) -> Result<KernelVerdict, WriteError> {
         let learned = family.learned(k)?;
-        let covers = |l: &Learned| name_port_covers(l.port, g.port, g.proto.number());
+        let covers = |l: &Learned| name_port_covers(l.port, g.port, g.proto);
         let rule = match hit {
             Some(r) if r.flags & PORT_F_ALLOW != 0 => {
                 return Ok(KernelVerdict::PortExcepted {
@@ -372,5 +371,31 @@ impl Judge {
             names::NAT64_PREFIXES,
         )?;
         Ok(hit.map(|_| k[3]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Layers import downward only: the judge reads the kernel's maps in
+    /// the kernel's terms (protocol numbers, rule ids), never the policy's
+    /// types (issue 9: it imported `policy::Proto`).
+    #[test]
+    fn the_judge_imports_nothing_from_the_layers_above() {
+        let source = include_str!("judge.rs");
+        // Every `use crate::…;` item, grouped or not, and every inline path.
+        let imports: Vec<&str> = source
+            .match_indices("use crate::")
+            .map(|(at, _)| &source[at..at + source[at..].find(';').unwrap()])
+            .collect();
+        for above in [
+            "policy", "portmaps", "desired", "rules", "check", "daemon", "cli",
+        ] {
+            let path = format!("crate::{above}");
+            assert!(!source.contains(&path), "bpf::judge uses {path}");
+            let module = format!("{above}::");
+            for import in &imports {
+                assert!(!import.contains(&module), "bpf::judge imports {import}");
+            }
+        }
     }
 }

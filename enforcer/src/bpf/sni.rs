@@ -95,7 +95,7 @@ pub fn inspect_addrs(
     let mut v4 = BTreeMap::new();
     let mut v6 = BTreeMap::new();
     for (id, _) in shared_rules(policy, rules) {
-        let Some(Target::Domain(DomainPattern::Exact(name))) = rules.get(id).map(|r| &r.target)
+        let Some(Target::Domain(DomainPattern::Exact(name))) = rules.get(id).map(|r| r.target)
         else {
             continue;
         };
@@ -156,15 +156,15 @@ mod tests {
         desired::compile,
         policy::{Policy, Source},
     };
+    use std::collections::BTreeSet;
 
     #[test]
     fn a_shared_names_addresses_are_inspected_and_never_banned() {
-        let p = Policy::parse(
+        let p = std::sync::Arc::new(Policy::parse(
             r#"{"version": 1, "deny": {"domains": ["own.test",
                 {"name": "front.test", "shared": true}, {"name": "*.front.test", "shared": true}]}}"#,
             Source::Embedded,
-        )
-        .unwrap();
+        ).unwrap());
         let mut resolved = ResolvedAddrs::new();
         resolved.insert(
             "own.test".into(),
@@ -188,16 +188,20 @@ mod tests {
         let (v4, v6) = inspect_addrs(&p, &rules, |n| {
             resolved.get(n).map(|a| a.iter().copied().collect())
         });
+        let id = |t: &str| rules.id_of(t).unwrap();
         assert_eq!(
             v4.into_iter().collect::<Vec<_>>(),
-            [(v4_key([198, 51, 100, 7]), 2)]
+            [(v4_key([198, 51, 100, 7]), id("front.test"))]
         );
         assert_eq!(v6.len(), 1);
         // The wildcard's rule is shared too: what the kernel learns for it
         // is inspected.
         assert_eq!(
-            shared_rules(&p, &rules).keys().copied().collect::<Vec<_>>(),
-            [2, 3]
+            shared_rules(&p, &rules)
+                .keys()
+                .copied()
+                .collect::<BTreeSet<_>>(),
+            BTreeSet::from([id("front.test"), id("*.front.test")])
         );
     }
 }

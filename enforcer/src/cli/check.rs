@@ -50,7 +50,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             show::NOT_BLOCKED
         }));
     }
-    let policy = Policy::resolve(at.policy.as_deref())?;
+    let policy = std::sync::Arc::new(Policy::resolve(at.policy.as_deref())?);
     let _ = at.state_dir;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

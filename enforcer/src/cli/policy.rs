@@ -66,7 +66,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
         }
         PolicyCommand::Show { at, resolved, json } => {
             let policy = Policy::resolve(at.policy.as_deref())?;
-            show::show(&policy, &at.state_dir, resolved, json)
+            show::show(&std::sync::Arc::new(policy), &at.state_dir, resolved, json)
         }
         PolicyCommand::Validate {
             files,

@@ -54,7 +54,7 @@ fn shared_warning(entry: &str) -> Option<String> {
 }
 
 pub fn show(
-    policy: &Policy,
+    policy: &std::sync::Arc<Policy>,
     state_dir: &Path,
     resolved: bool,
     as_json: bool,

@@ -190,7 +190,25 @@ pub fn parse(line: &str) -> Result<Request, Response> {
             ));
         }
     }
-    serde_json::from_value(value).map_err(|e| Response::error(ErrorCode::BadRequest, e.to_string()))
+    let request: Request = serde_json::from_value(value.clone())
+        .map_err(|e| Response::error(ErrorCode::BadRequest, e.to_string()))?;
+    // serde lets a unit variant of an internally tagged enum (`status`,
+    // `reload`, `detach`) ignore the fields beside its tag; they are
+    // refused as the other commands refuse theirs.
+    if matches!(
+        request.command,
+        Command::Status | Command::Reload | Command::Detach
+    ) && let Some(field) = value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "v" && *k != "cmd"))
+    {
+        let cmd = value["cmd"].as_str().unwrap_or_default();
+        return Err(Response::error(
+            ErrorCode::BadRequest,
+            format!("unknown field `{field}`: `{cmd}` takes none"),
+        ));
+    }
+    Ok(request)
 }
 
 /// What reading a line gave.
@@ -269,10 +287,19 @@ mod tests {
         for line in [
             r#"{"v":1,"cmd":"flows","pdi":7}"#,
             r#"{"v":1,"cmd":"check","target":"x","port":1}"#,
+            // Commands without fields too (issue 9: these were accepted).
+            r#"{"v":1,"cmd":"status","verbose":true}"#,
+            r#"{"v":1,"cmd":"reload","force":true}"#,
+            r#"{"cmd":"detach","v":1,"keep":null}"#,
         ] {
-            let e = parse(line).unwrap_err();
-            assert!(e.error.unwrap().message.contains("unknown field"), "{line}");
+            let e = parse(line).unwrap_err().error.unwrap();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{line}");
+            assert!(e.message.contains("unknown field"), "{line}: {}", e.message);
         }
+        assert_eq!(
+            parse(r#"{"v":1,"cmd":"status"}"#).unwrap().command,
+            Command::Status
+        );
         // An older client's follow, without filters.
         assert_eq!(
             parse(r#"{"v":1,"cmd":"follow"}"#).unwrap().command,

@@ -20,7 +20,8 @@ use crate::{
 };
 
 pub struct Controller {
-    pub policy: Policy,
+    /// Shared with the rule table, which is derived from it.
+    pub policy: Arc<Policy>,
     pub answers: Answers,
     writer: MapWriter,
     pins: Pins,
@@ -173,7 +174,7 @@ impl Controller {
         let settled = answers.settled();
         let first_round = answers.all_attempted();
         Controller {
-            policy,
+            policy: Arc::new(policy),
             answers,
             writer,
             pins,
@@ -397,6 +398,10 @@ impl Controller {
         if !self.first_round && self.answers.all_attempted() {
             self.first_round = true;
             progress.first_round_done = true;
+            // The first round's garbage (every name's first answer, the
+            // resolver's scratch) goes back before READY, as a full
+            // compile's does.
+            release_freed_memory();
         }
         if !self.settled && self.answers.settled() {
             self.settled = true;
@@ -429,7 +434,7 @@ impl Controller {
     /// again at once; a file change whose merged policy equals the one in
     /// force changes nothing.
     pub fn reload(&mut self, policy: Policy, explicit: bool) -> Result<ReloadOutcome, String> {
-        if policy == self.policy {
+        if policy == *self.policy {
             // Already in force (a file change applied it before the
             // explicit reload came): nothing to write; an explicit reload
             // still asks every name again.
@@ -449,7 +454,7 @@ impl Controller {
         for w in &policy.warnings {
             warn!("{w}");
         }
-        let previous = std::mem::replace(&mut self.policy, policy);
+        let previous = std::mem::replace(&mut self.policy, Arc::new(policy));
         let previous_answers = self.answers.clone();
         self.policy_maps_due = true;
         self.full_due = true;

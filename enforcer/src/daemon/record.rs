@@ -215,7 +215,7 @@ impl Recorder {
             None => (
                 rules
                     .get(ev.rule_id)
-                    .map_or_else(|| format!("#{}", ev.rule_id), ToString::to_string),
+                    .map_or_else(|| format!("#{}", ev.rule_id), |r| r.to_string()),
                 String::new(),
                 String::new(),
             ),

@@ -24,7 +24,7 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::Deserialize;
 
 pub use domain::DomainPattern;
-pub use origin::Origin;
+pub use origin::{Field, Origin};
 pub use ports::{PortRule, PortSpec, PortTarget, Proto};
 pub use raw::{Cidr, check_octets};
 pub use shared::{EchMode, QuicMode, SharedNameSettings};
@@ -92,6 +92,11 @@ impl fmt::Display for Source {
     }
 }
 
+/// The most rules a policy may hold: rule ids are `u32` (the kernel maps'
+/// values, 0 meaning none), and up to half the space keeps the search for
+/// a free id after a hash collision short (`crate::rules`).
+pub const MAX_RULES: usize = 1 << 31;
+
 /// One policy entry with where it was written (`<file>: deny.cidrs[3]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry<T> {
@@ -115,11 +120,11 @@ impl Rules {
     /// place and origin). Duplicates are found through a set, not a scan:
     /// a policy may hold a million entries.
     fn extend(&mut self, source: &Source, deny: bool, raw: raw::RawRules) {
-        let shown: std::sync::Arc<str> = source.to_string().into();
+        let shown = std::sync::Arc::new(source.to_string());
         let (domain_field, cidr_field) = if deny {
-            ("deny.domains", "deny.cidrs")
+            (Field::DenyDomains, Field::DenyCidrs)
         } else {
-            ("allow.domains", "allow.cidrs")
+            (Field::AllowDomains, Field::AllowCidrs)
         };
         let mut seen_ports: std::collections::HashSet<PortRule> =
             self.ports.iter().map(|e| e.value.clone()).collect();
@@ -154,6 +159,7 @@ impl Rules {
         }
         let mut seen: std::collections::HashSet<DomainPattern> =
             self.domains.iter().map(|e| e.value.clone()).collect();
+        self.domains.reserve_exact(domains.len());
         for (i, d) in domains {
             if seen.insert(d.clone()) {
                 self.domains.push(Entry {
@@ -164,6 +170,9 @@ impl Rules {
         }
         let mut seen: std::collections::HashSet<IpNet> =
             self.cidrs.iter().map(|e| e.value).collect();
+        // Room for all at once: growing by doubling left up to half the
+        // list unused (24 MB of a million entries' 40).
+        self.cidrs.reserve_exact(cidrs.len());
         for (i, c) in cidrs {
             if seen.insert(c.0) {
                 self.cidrs.push(Entry {
@@ -172,6 +181,15 @@ impl Rules {
                 });
             }
         }
+    }
+
+    /// The rules these lists make (each entry is one).
+    pub fn len(&self) -> usize {
+        self.cidrs.len() + self.domains.len() + self.ports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Whether a banned name is shared (enforced by name only).
@@ -423,6 +441,16 @@ impl Policy {
             }
             policy.deny.extend(&source, true, raw.deny);
             policy.allow.extend(&source, false, raw.allow);
+            let rules = policy.deny.len() + policy.allow.len();
+            if rules > MAX_RULES {
+                return Err(PolicyError::Merged {
+                    origin: source,
+                    field: "deny, allow".into(),
+                    message: format!(
+                        "{rules} rules after merging this file; at most {MAX_RULES} are supported (rule ids are 32-bit)"
+                    ),
+                });
+            }
             if let Some(r) = raw.resolver {
                 let s = &mut policy.resolver;
                 if let Some(ups) = r.upstreams {
@@ -457,6 +485,12 @@ impl Policy {
             policy.sources.push(source);
         }
         agents::check(&policy.agents)?;
+        // Duplicates across files left room unused; the policy is kept as
+        // long as it is in force.
+        for rules in [&mut policy.deny, &mut policy.allow] {
+            rules.cidrs.shrink_to_fit();
+            rules.domains.shrink_to_fit();
+        }
         if policy.resolver.min_ttl_s > policy.resolver.max_ttl_s {
             return Err(PolicyError::Merged {
                 origin: ttl_origin.unwrap_or(Source::Embedded),

@@ -58,12 +58,12 @@ pub(super) fn merge(
     source: &Source,
     raw: Vec<Nat64Prefix>,
 ) -> Result<(), PolicyError> {
-    let shown: std::sync::Arc<str> = source.to_string().into();
+    let shown = std::sync::Arc::new(source.to_string());
     for (i, p) in raw.into_iter().enumerate() {
         if !into.iter().any(|e| e.value == p.0) {
             into.push(Entry {
                 value: p.0,
-                origin: super::Origin::new(shown.clone(), "nat64_prefixes", i),
+                origin: super::Origin::new(shown.clone(), super::Field::Nat64Prefixes, i),
             });
         }
     }
