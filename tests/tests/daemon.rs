@@ -84,10 +84,10 @@ fn kill9_keeps_enforcing_a_restart_adopts_without_a_gap_and_detach_removes() {
 
     let (code, out, err) = enforcer(&["detach", "--bpffs", w.bpffs.pins_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    // Every cgroup program and two exec tracepoints (no XDP here), and
-    // every map.
+    // Every cgroup program and the five exec-tracking tracepoints
+    // (execve, execveat, exec, fork, exit; no XDP here), and every map.
     let maps = enforcer_common::maps::ALL.len();
-    let links = enforcer::bpf::CgroupHook::ALL.len() + 2;
+    let links = enforcer::bpf::CgroupHook::ALL.len() + 5;
     assert!(
         out.contains(&format!("removed {links} links and {maps} maps")),
         "{out}"
