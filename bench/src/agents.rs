@@ -63,7 +63,8 @@ fn policy(selectors: usize, matching: &str) -> Policy {
 
 fn apply(pins: &Pins, p: &Policy) -> Result<()> {
     let offsets = TraceOffsets::probe().context("tracefs offsets")?;
-    agents::write(pins, &Compiled::new(&p.agents)?, offsets)?;
+    let slots: Vec<u32> = (0..p.agents.len() as u32).collect();
+    agents::write(pins, &Compiled::new(&p.agents)?, &slots, offsets)?;
     Ok(())
 }
 

@@ -122,8 +122,11 @@ pub mod maps {
     pub const AGENT_DFA: &str = "AGENT_DFA";
     /// State → selector index + 1 matched when the input ends there (0: none).
     pub const AGENT_ACCEPT: &str = "AGENT_ACCEPT";
-    /// Selector index → `AgentSelector`.
+    /// Selector slot → `AgentSelector`. A selector keeps its slot (by
+    /// name) across reloads and restarts: marks never need renumbering.
     pub const AGENT_SELECTORS: &str = "AGENT_SELECTORS";
+    /// Per automaton bank: the rank (policy order) a match gives → slot.
+    pub const AGENT_RANKS: &str = "AGENT_RANKS";
     /// Process id (tgid) → `Contained`: the processes under a selector.
     pub const CONTAINED: &str = "CONTAINED";
     /// {selector, protocol, port, address} prefixes a contained process may reach.
@@ -142,7 +145,7 @@ pub mod maps {
     pub const AGENT_STATS: &str = "AGENT_STATS";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 53] = [
+    pub const ALL: [&str; 54] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -187,6 +190,7 @@ pub mod maps {
         AGENT_DFA,
         AGENT_ACCEPT,
         AGENT_SELECTORS,
+        AGENT_RANKS,
         CONTAINED,
         AGENT_ALLOW_V4,
         AGENT_ALLOW_V6,
@@ -959,7 +963,7 @@ mod tests {
 /// section, compiled by the daemon into one automaton (`AGENT_DFA`) that
 /// the exec tracepoint runs over the executable path and argv.
 pub mod agents {
-    /// Selectors (the index fits the top byte of an allow-list key word).
+    /// Selector slots (a slot fits the top byte of an allow-list key word).
     pub const MAX_SELECTORS: u32 = 256;
     /// Selectors whose allow lists may hold names (a bit of `AgentName`).
     pub const MAX_NAME_SELECTORS: u32 = 64;
@@ -1051,14 +1055,11 @@ pub mod agents {
     #[repr(C)]
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct Contained {
-        /// The selector index.
+        /// The selector's slot (`AGENT_SELECTORS`); a slot no longer
+        /// present releases the process.
         pub selector: u32,
         /// The process whose exec matched (the ancestor that contains).
         pub root: u32,
-        /// The automaton bank that matched: which policy's numbering
-        /// `selector` follows, so that a reload renumbers each mark once.
-        pub bank: u32,
-        pub _reserved: u32,
     }
 
     /// The selectors whose allow lists hold a name: bit i = selector i.

@@ -31,18 +31,18 @@ use enforcer_common::{
     agents::{
         ACTION_AUDIT, ACTION_DENY_ALL, AgentLearned, CFG_BANK, CFG_EXIT_GROUP_DEAD, CFG_FORK_CHILD,
         CFG_KINDS, CFG_NAMES, CFG_ON, CFG_STRIDE, Contained, KIND_CMDLINE, KIND_EXE, KIND_SCRIPT,
-        MAX_NAME_SELECTORS, MAX_STATES, MAX_TRANSITIONS, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED,
-        STAT_FULL, STAT_INHERITED, STAT_MATCHED, STAT_NO_ARGS, STAT_RAW_REFUSED, STATE_DEAD,
-        STATE_START, STATS_LEN, TAG_CMDLINE, TAG_EXE, TAG_SCRIPT, WALK_ARGS, WALK_BYTES,
-        allow_word,
+        MAX_NAME_SELECTORS, MAX_SELECTORS, MAX_STATES, MAX_TRANSITIONS, STAT_ALLOWED, STAT_AUDITED,
+        STAT_DENIED, STAT_FULL, STAT_INHERITED, STAT_MATCHED, STAT_NO_ARGS, STAT_RAW_REFUSED,
+        STATE_DEAD, STATE_START, STATS_LEN, TAG_CMDLINE, TAG_EXE, TAG_SCRIPT, WALK_ARGS,
+        WALK_BYTES, allow_word,
     },
 };
 
 use crate::{
     maps::{
         AGENT_ACCEPT, AGENT_ALLOW_V4, AGENT_ALLOW_V6, AGENT_CLASSES, AGENT_CONFIG, AGENT_DFA,
-        AGENT_DNS, AGENT_LEARNED_V4, AGENT_LEARNED_V6, AGENT_NAMES, AGENT_SELECTORS, AGENT_STATS,
-        AGENT_WALK, CONTAINED, DNS_SERVERS, EXEC_ARGS,
+        AGENT_DNS, AGENT_LEARNED_V4, AGENT_LEARNED_V6, AGENT_NAMES, AGENT_RANKS, AGENT_SELECTORS,
+        AGENT_STATS, AGENT_WALK, CONTAINED, DNS_SERVERS, EXEC_ARGS,
     },
     verdict::audit_mode,
 };
@@ -301,21 +301,30 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
     if best == 0 {
         return;
     }
+    // The match is a rank in the policy; the mark holds the selector's slot.
+    let slot = match AGENT_RANKS.get(bank * MAX_SELECTORS + ((best - 1) & (MAX_SELECTORS - 1))) {
+        Some(&s) => s,
+        None => return,
+    };
     if let Some(c) = current
-        && (c.bank != bank || strictness(best - 1) <= strictness(c.selector))
+        && strictness(slot) <= strictness(c.selector)
     {
         return;
     }
     let mark = Contained {
-        selector: best - 1,
+        selector: slot,
         root: tgid,
-        bank,
-        _reserved: 0,
     };
     match CONTAINED.insert(tgid, mark, 0) {
         Ok(()) => stat(STAT_MATCHED),
         Err(_) => stat(STAT_FULL),
     }
+}
+
+/// Whether slot `slot` holds a selector of the policy in force.
+#[inline(always)]
+fn present(slot: u32) -> bool {
+    matches!(AGENT_SELECTORS.get(slot), Some(s) if s.present != 0)
 }
 
 /// How much a selector's action withholds: audit < deny < deny-all.
@@ -354,14 +363,15 @@ fn try_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: map lookups of stack keys.
     match unsafe { CONTAINED.get(tgid) } {
-        Some(c) => {
+        // A released mark (its selector left the policy) is not passed on.
+        Some(c) if present(c.selector) => {
             let mark = *c;
             match CONTAINED.insert(child, mark, 0) {
                 Ok(()) => stat(STAT_INHERITED),
                 Err(_) => stat(STAT_FULL),
             }
         }
-        None => {
+        _ => {
             if unsafe { CONTAINED.get(child) }.is_some() {
                 let _ = CONTAINED.remove(child);
             }
@@ -429,23 +439,28 @@ impl Agent {
 }
 
 /// Whether the current process may create the socket of `ctx`. A
-/// contained process (unless its selector audits) may not create raw or
-/// ICMP sockets: their packets pass no connect/sendmsg hook and the skb
-/// hook would have to trust an owner record the process can make stale.
+/// contained process (unless its selector audits) may create TCP, MPTCP
+/// and UDP sockets only: those pass the connect/sendmsg hooks. Raw, ICMP,
+/// SCTP and every other protocol would be judged only per packet, by an
+/// owner record that names the creator, whose mark may be gone.
 #[inline(always)]
 pub fn may_create(ctx: &aya_ebpf::programs::SockContext) -> bool {
-    const SOCK_RAW: u32 = 3;
-    const IPPROTO_ICMP: u32 = 1;
-    const IPPROTO_ICMPV6: u32 = 58;
+    const SOCK_STREAM: u32 = 1;
+    const SOCK_DGRAM: u32 = 2;
+    const IPPROTO_TCP: u32 = 6;
+    const IPPROTO_UDP: u32 = 17;
+    const IPPROTO_MPTCP: u32 = 262;
     let Some(agent) = current() else {
         return true;
     };
     // SAFETY: the context pointer is valid for the program's run.
     let (kind, protocol) = unsafe { ((*ctx.sock).type_, (*ctx.sock).protocol) };
-    if kind != SOCK_RAW && protocol != IPPROTO_ICMP && protocol != IPPROTO_ICMPV6 {
-        return true;
-    }
-    if agent.action == ACTION_AUDIT || audit_mode() {
+    let judged = match kind {
+        SOCK_STREAM => protocol == IPPROTO_TCP || protocol == IPPROTO_MPTCP || protocol == 0,
+        SOCK_DGRAM => protocol == IPPROTO_UDP || protocol == 0,
+        _ => false,
+    };
+    if judged || agent.action == ACTION_AUDIT || audit_mode() {
         return true;
     }
     stat(STAT_RAW_REFUSED);
@@ -461,13 +476,16 @@ pub fn of(tgid: u32) -> Option<Agent> {
     // SAFETY: a map lookup of a stack key.
     let c = unsafe { CONTAINED.get(tgid) }?;
     let selector = c.selector;
-    // A slot the daemon has not filled (yet) is judged as `deny`: its
-    // allow lists are empty, so nothing is reached. Never fail open.
-    let action = match AGENT_SELECTORS.get(selector) {
-        Some(s) if s.present != 0 => s.action,
-        _ => 0,
-    };
-    Some(Agent { selector, action })
+    // Marks are made only for present slots; a slot no longer present
+    // is a selector the policy dropped: its processes are released.
+    let s = AGENT_SELECTORS.get(selector)?;
+    if s.present == 0 {
+        return None;
+    }
+    Some(Agent {
+        selector,
+        action: s.action,
+    })
 }
 
 /// The agent containing the current process, if any.

@@ -146,10 +146,17 @@ pub static AGENT_ACCEPT: Array<u16> =
 #[map]
 pub static AGENT_SELECTORS: Array<agents::AgentSelector> =
     Array::with_max_entries(agents::MAX_SELECTORS, 0);
-// Preallocated: the fork tracepoint must not fail an allocation.
+// Room for every task a host can run (threads get entries too: the fork
+// hook cannot tell them from processes), allocated as used: preallocated,
+// it would hold ~80 MiB of kernel memory on every host.
 #[map]
 pub static CONTAINED: HashMap<u32, agents::Contained> =
-    HashMap::with_max_entries(agents::MAX_CONTAINED, 0);
+    HashMap::with_max_entries(agents::MAX_CONTAINED, BPF_F_NO_PREALLOC);
+// Per bank: the automaton's match (the selector's rank in the policy) →
+// the selector's slot, which stays the same across reloads.
+#[map]
+pub static AGENT_RANKS: Array<u32> =
+    Array::with_max_entries(agents::MAX_SELECTORS * agents::BANKS, 0);
 #[map]
 pub static AGENT_ALLOW_V4: LpmTrie<[u32; 2], u32> = LpmTrie::with_max_entries(agents::MAX_ALLOW, 0);
 #[map]

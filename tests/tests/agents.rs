@@ -152,6 +152,13 @@ fn an_agent_and_everything_it_starts_reach_only_its_allow_list() {
     }
     let agent = install_agent(&home, "1.2.4");
     let agent = agent.to_str().unwrap();
+    // Only sockets the connect/sendmsg hooks judge can be made: TCP and
+    // UDP yes; UDP-Lite (like SCTP or any other protocol) no.
+    assert_eq!(
+        run(&w, &[agent, act, "proto:1/6", "proto:2/17", "proto:2/136"]),
+        "made made socket-EPERM"
+    );
+    assert_eq!(run(&w, &[PYTHON, act, "proto:2/136"]), "made");
     // What the agent starts stays contained: a shell's child, a
     // grandchild, and a child that execs an uncontained binary.
     let child = format!("sh:{PYTHON} {act} tcp:10.77.0.3:9 tcp:10.77.0.2:9");

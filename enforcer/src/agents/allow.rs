@@ -26,10 +26,11 @@ pub struct AllowMaps {
 }
 
 impl AllowMaps {
-    pub fn compile(agents: &[Agent]) -> AllowMaps {
+    /// The allow lists of `agents` (by rank), keyed by their slots.
+    pub fn compile(agents: &[Agent], slots: &[u32]) -> AllowMaps {
         let mut out = AllowMaps::default();
         for (i, a) in agents.iter().enumerate() {
-            let sel = i as u32;
+            let sel = slots[i];
             for entry in &a.allow {
                 match entry {
                     AllowEntry::Net { net, port } => {

@@ -54,6 +54,12 @@ pub enum CompileError {
         "agent selectors: the patterns need an automaton larger than the kernel tables can hold          ({cmdline} cmdline patterns; each with a '*' on both sides can double its size): match          most agents by exe or script, and keep two-sided cmdline patterns to a few"
     )]
     Exploded { cmdline: usize },
+    #[error(
+        "agent selector {name:?}: no slot left for it in the kernel maps (256 selectors, of \
+         which the first 64 may name hosts in their allow lists); fewer selectors, or allow \
+         networks instead of names"
+    )]
+    Slots { name: String },
     #[error("agent selectors: the patterns do not compile: {0}")]
     Build(String),
     #[error(

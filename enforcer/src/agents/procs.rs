@@ -20,27 +20,56 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// The selector its program matches. /proc keeps the resolved path,
-    /// not the one execve was given, so argv[0] (the path a shell ran, when
-    /// it is one) is tried too: a symlinked launcher still matches.
+    /// The selector (rank) its program matches. /proc keeps the resolved
+    /// executable, not the path execve was given, so two more paths are
+    /// tried: argv[0] when it is a path (a symlinked launcher), and the
+    /// script an interpreter runs when that file starts with `#!` (the
+    /// kernel saw the script's path as the executable, then the
+    /// interpreter).
     pub fn matches(&self, tables: &Tables) -> Option<usize> {
         let argv: Vec<&[u8]> = self.argv.iter().map(Vec::as_slice).collect();
-        let by_exe = tables.match_exec(&self.exe, &argv);
-        let by_argv0 = self
-            .argv
-            .first()
-            .filter(|a| a.contains(&b'/'))
-            .and_then(|a0| tables.match_exec(a0, &argv));
-        match (by_exe, by_argv0) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let mut found = tables.match_exec(&self.exe, &argv);
+        let mut also = |path: &[u8]| {
+            if let Some(m) = tables.match_exec(path, &argv) {
+                found = Some(found.map_or(m, |f| f.min(m)));
+            }
+        };
+        if let Some(a0) = self.argv.first().filter(|a| a.contains(&b'/')) {
+            also(a0);
         }
+        if let Some(script) = self
+            .argv
+            .iter()
+            .skip(1)
+            .find(|a| !a.is_empty() && a[0] != b'-')
+            .filter(|a| a.contains(&b'/') && starts_with_shebang(a))
+        {
+            also(script);
+        }
+        found
     }
 }
 
-/// pid → containment for every contained process of `procs`, numbered
-/// as the tables of automaton bank `bank` are.
-pub fn contained(procs: &[Proc], tables: &Tables, bank: u32) -> BTreeMap<u32, Contained> {
+fn starts_with_shebang(path: &[u8]) -> bool {
+    use std::{io::Read as _, os::unix::ffi::OsStrExt as _};
+    let mut head = [0u8; 2];
+    std::fs::File::open(std::ffi::OsStr::from_bytes(path))
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == *b"#!"
+}
+
+/// pid → containment for every contained process of `procs`, as the
+/// kernel would have marked it had it seen every exec since: the topmost
+/// matching ancestor (itself included) contains it, and a match further
+/// down takes over only if its selector is stricter (`strict[rank]`:
+/// audit 0, deny 1, deny-all 2). Marks hold slots (`slots[rank]`).
+pub fn contained(
+    procs: &[Proc],
+    tables: &Tables,
+    slots: &[u32],
+    strict: &[u8],
+) -> BTreeMap<u32, Contained> {
     let by_pid: BTreeMap<u32, &Proc> = procs.iter().map(|p| (p.pid, p)).collect();
     let own: BTreeMap<u32, usize> = procs
         .iter()
@@ -48,27 +77,34 @@ pub fn contained(procs: &[Proc], tables: &Tables, bank: u32) -> BTreeMap<u32, Co
         .collect();
     let mut out = BTreeMap::new();
     for p in procs {
-        // Walk up (bounded: a pid loop in a torn snapshot must not hang),
-        // keeping the topmost match.
-        let mut found = None;
+        // The chain up (bounded: a pid loop in a torn snapshot must not
+        // hang), then judged from the top down.
+        let mut chain = Vec::new();
         let mut cur = Some(p);
         for _ in 0..4096 {
             let Some(c) = cur else { break };
-            if let Some(&sel) = own.get(&c.pid) {
-                found = Some(Contained {
-                    selector: sel as u32,
-                    root: c.pid,
-                    bank,
-                    _reserved: 0,
-                });
-            }
+            chain.push(c.pid);
             if c.ppid == 0 || c.ppid == c.pid {
                 break;
             }
             cur = by_pid.get(&c.ppid).copied();
         }
-        if let Some(c) = found {
-            out.insert(p.pid, c);
+        let mut found: Option<(usize, u32)> = None;
+        for pid in chain.iter().rev() {
+            if let Some(&rank) = own.get(pid)
+                && found.is_none_or(|(r, _)| strict[rank] > strict[r])
+            {
+                found = Some((rank, *pid));
+            }
+        }
+        if let Some((rank, root)) = found {
+            out.insert(
+                p.pid,
+                Contained {
+                    selector: slots[rank],
+                    root,
+                },
+            );
         }
     }
     out
@@ -168,15 +204,20 @@ mod tests {
             // A symlinked launcher: /proc resolves it, argv[0] does not.
             proc(30, 1, "/usr/lib/x", &["/opt/a/launcher", "-p"]),
         ];
-        let c = contained(&procs, &t, 0);
+        let c = contained(&procs, &t, &[5, 7], &[1, 1]);
         let at = |pid| c.get(&pid).map(|c| (c.selector, c.root));
         assert_eq!(at(1), None);
-        assert_eq!(at(10), Some((0, 10)));
-        assert_eq!(at(11), Some((0, 10)));
-        assert_eq!(at(12), Some((0, 10)), "the topmost match keeps it");
-        assert_eq!(at(13), Some((0, 10)));
-        assert_eq!(at(20), Some((1, 20)));
+        assert_eq!(at(10), Some((5, 10)));
+        assert_eq!(at(11), Some((5, 10)));
+        assert_eq!(at(12), Some((5, 10)), "the topmost match keeps it");
+        assert_eq!(at(13), Some((5, 10)));
+        assert_eq!(at(20), Some((7, 20)));
         assert_eq!(at(21), None);
-        assert_eq!(at(30), Some((0, 30)));
+        assert_eq!(at(30), Some((5, 30)));
+        // A stricter selector further down takes over, as in the kernel.
+        let c = contained(&procs, &t, &[5, 7], &[0, 1]);
+        assert_eq!(c.get(&11).map(|c| (c.selector, c.root)), Some((5, 10)));
+        assert_eq!(c.get(&12).map(|c| (c.selector, c.root)), Some((7, 12)));
+        assert_eq!(c.get(&13).map(|c| (c.selector, c.root)), Some((7, 12)));
     }
 }

@@ -94,37 +94,51 @@ where
     Ok(())
 }
 
-/// Writes the selectors. The switch (`CFG_ON`) goes on last when
-/// selectors appear, off first when they all go; the allow lists are in
-/// place before the selectors that use them; the automaton goes into the
-/// bank the exec hook does not read, which then becomes the one it reads.
-pub fn write(pins: &Pins, c: &Compiled, offsets: TraceOffsets) -> Result<(), WriteError> {
+/// Writes the selectors into their slots (`slots[rank]`). Order: the
+/// switch (`CFG_ON`) off first when they all go; the allow lists before
+/// the selectors that use them; the automaton and the rank → slot table
+/// into the bank the exec hook does not read, which then becomes the one
+/// it reads; the switch on last. A selector keeps its slot, so a process
+/// contained under it is judged by its new lists from the moment they are
+/// written, with no renumbering.
+pub fn write(
+    pins: &Pins,
+    c: &Compiled,
+    slots: &[u32],
+    offsets: TraceOffsets,
+) -> Result<(), WriteError> {
     let mut config: Array<MapData, u32> = open_map(pins, names::AGENT_CONFIG, Array::try_from)?;
     if c.is_empty() {
         set_cfg(&mut config, CFG_ON, 0)?;
     }
-    write_trie(pins, names::AGENT_ALLOW_V4, &c.allow.v4)?;
-    write_trie(pins, names::AGENT_ALLOW_V6, &c.allow.v6)?;
-    make_exactly::<u64, AgentName>(pins, names::AGENT_NAMES, &c.allow.names, || Ok(()))?;
+    let allow = c.allow(slots);
+    write_trie(pins, names::AGENT_ALLOW_V4, &allow.v4)?;
+    write_trie(pins, names::AGENT_ALLOW_V6, &allow.v6)?;
+    make_exactly::<u64, AgentName>(pins, names::AGENT_NAMES, &allow.names, || Ok(()))?;
     let bank = 1
         - (config
             .get(&CFG_BANK, 0)
             .map_err(read_err(names::AGENT_CONFIG))?
             & 1);
     write_tables(pins, &c.tables, bank)?;
+    let mut ranks: Array<MapData, u32> = open_map(pins, names::AGENT_RANKS, Array::try_from)?;
+    for (rank, slot) in slots.iter().enumerate() {
+        ranks
+            .set(bank * MAX_SELECTORS + rank as u32, slot, 0)
+            .map_err(write_err(names::AGENT_RANKS))?;
+    }
     let mut selectors: Array<MapData, AgentSelector> =
         open_map(pins, names::AGENT_SELECTORS, Array::try_from)?;
-    for i in 0..MAX_SELECTORS {
-        let s = c.selectors.get(i as usize).copied().unwrap_or_default();
+    for (i, s) in c.selectors(slots).into_iter().enumerate() {
         selectors
-            .set(i, s, 0)
+            .set(i as u32, s, 0)
             .map_err(write_err(names::AGENT_SELECTORS))?;
     }
     set_cfg(&mut config, CFG_STRIDE + bank, c.tables.stride)?;
     set_cfg(&mut config, CFG_KINDS + bank, c.tables.kinds)?;
     set_cfg(&mut config, CFG_FORK_CHILD, offsets.fork_child)?;
     set_cfg(&mut config, CFG_EXIT_GROUP_DEAD, offsets.exit_group_dead)?;
-    set_cfg(&mut config, CFG_NAMES, u32::from(!c.allow.names.is_empty()))?;
+    set_cfg(&mut config, CFG_NAMES, u32::from(!allow.names.is_empty()))?;
     set_cfg(&mut config, CFG_BANK, bank)?;
     if !c.is_empty() {
         set_cfg(&mut config, CFG_ON, 1)?;
@@ -167,35 +181,44 @@ pub fn contained(pins: &Pins) -> Result<BTreeMap<u32, Contained>, WriteError> {
         .map_err(read_err(names::CONTAINED))
 }
 
-/// Marks `found` (from /proc) where the kernel has no mark yet (one made
-/// by the exec hook is the kernel's own view, kept). Returns how many.
-pub fn mark(pins: &Pins, found: &BTreeMap<u32, Contained>) -> Result<usize, WriteError> {
+/// Marks `found` (from /proc) where the kernel has no mark, or a laxer
+/// one (`strict[slot]`: a stricter selector takes over, as in the exec
+/// hook). Inserted only if absent (BPF_NOEXIST) or replaced only if still
+/// the mark read (BPF_EXIST after a re-read), so that a mark the kernel
+/// makes meanwhile is not overwritten. Returns how many were written.
+pub fn mark(
+    pins: &Pins,
+    found: &BTreeMap<u32, Contained>,
+    strict: &[u8],
+) -> Result<usize, WriteError> {
+    const BPF_NOEXIST: u64 = 1;
+    const BPF_EXIST: u64 = 2;
+    let strictness = |slot: u32| strict.get(slot as usize).copied().unwrap_or(1);
     let mut map = contained_map(pins)?;
     let mut n = 0;
     for (pid, c) in found {
-        match map.get(pid, 0) {
-            Ok(_) => {}
-            Err(MapError::KeyNotFound) => {
-                map.insert(pid, c, 0).map_err(write_err(names::CONTAINED))?;
-                n += 1;
-            }
+        let written = match map.get(pid, 0) {
+            Ok(old) if strictness(c.selector) > strictness(old.selector) => match map.get(pid, 0) {
+                Ok(again) if again == old => map.insert(pid, c, BPF_EXIST),
+                _ => continue,
+            },
+            Ok(_) => continue,
+            Err(MapError::KeyNotFound) => map.insert(pid, c, BPF_NOEXIST),
             Err(source) => return Err(read_err(names::CONTAINED)(source)),
+        };
+        match written {
+            Ok(()) => n += 1,
+            // The kernel marked or unmarked it in between: its view stands.
+            Err(MapError::SyscallError(e))
+                if matches!(e.io_error.raw_os_error(), Some(libc::EEXIST | libc::ENOENT)) => {}
+            Err(source) => return Err(write_err(names::CONTAINED)(source)),
         }
     }
     Ok(n)
 }
 
-/// The automaton bank in force.
-pub fn bank(pins: &Pins) -> Result<u32, WriteError> {
-    let config: Array<MapData, u32> = open_map(pins, names::AGENT_CONFIG, Array::try_from)?;
-    Ok(config
-        .get(&CFG_BANK, 0)
-        .map_err(read_err(names::AGENT_CONFIG))?
-        & 1)
-}
-
-/// The name keys of the selectors in the pinned map (those of the
-/// instance that wrote it; empty slots at the end left out).
+/// The name key of each slot (0: empty) as the pinned map holds them:
+/// this run's, or after a restart the previous instance's.
 pub fn selector_keys(pins: &Pins) -> Result<Vec<u64>, WriteError> {
     let selectors: Array<MapData, AgentSelector> =
         open_map(pins, names::AGENT_SELECTORS, Array::try_from)?;
@@ -206,42 +229,26 @@ pub fn selector_keys(pins: &Pins) -> Result<Vec<u64>, WriteError> {
             .map_err(read_err(names::AGENT_SELECTORS))?;
         keys.push(if s.present != 0 { s.name_key } else { 0 });
     }
-    while keys.last() == Some(&0) {
-        keys.pop();
-    }
     Ok(keys)
 }
 
-/// Applies new selectors whose tables went into bank `bank`: each mark
-/// made under other tables moves to the index of its selector's name
-/// (`old` and `new`: name keys by index); marks of selectors that are gone
-/// are removed (those processes are released). Marks the exec hook made
-/// under the new tables are in the new numbering already. Returns how
-/// many were released.
-pub fn remap(pins: &Pins, old: &[u64], new: &[u64], bank: u32) -> Result<usize, WriteError> {
+/// Removes the marks whose slot is in `slots` (selectors that left the
+/// policy, or whose slot now holds another). Returns how many.
+pub fn sweep(pins: &Pins, slots: &[u32]) -> Result<usize, WriteError> {
+    if slots.is_empty() {
+        return Ok(0);
+    }
     let mut map = contained_map(pins)?;
-    let mut released = 0;
-    for (pid, mut c) in contained(pins)? {
-        if c.bank == bank {
-            continue;
-        }
-        let key = old.get(c.selector as usize).filter(|k| **k != 0);
-        match key.and_then(|k| new.iter().position(|n| n == k)) {
-            Some(i) => {
-                c.selector = i as u32;
-                c.bank = bank;
-                map.insert(pid, c, 0).map_err(write_err(names::CONTAINED))?;
-            }
-            None => {
-                match map.remove(&pid) {
-                    Ok(()) | Err(MapError::KeyNotFound) => {}
-                    Err(source) => return Err(write_err(names::CONTAINED)(source)),
-                }
-                released += 1;
+    let mut n = 0;
+    for (pid, c) in contained(pins)? {
+        if slots.contains(&c.selector) {
+            match map.remove(&pid) {
+                Ok(()) | Err(MapError::KeyNotFound) => n += 1,
+                Err(source) => return Err(write_err(names::CONTAINED)(source)),
             }
         }
     }
-    Ok(released)
+    Ok(n)
 }
 
 /// The mark of process `pid`, if any.

@@ -44,9 +44,11 @@ pub struct Containment {
     proc_root: PathBuf,
     compiled: Compiled,
     agents: Vec<Agent>,
-    /// Nothing applied yet in this run: the marks in the pinned map were
-    /// made under the previous instance's selectors.
-    fresh: bool,
+    /// `slots[rank]`: where each selector lives in the maps.
+    slots: Vec<u32>,
+    /// The last apply failed: the next reload applies again, even of a
+    /// policy equal to the one in force.
+    failed: bool,
 }
 
 impl Containment {
@@ -57,7 +59,8 @@ impl Containment {
             proc_root: PathBuf::from("/proc"),
             compiled: Compiled::new(&[]).expect("no selectors compile"),
             agents: Vec::new(),
-            fresh: true,
+            slots: Vec::new(),
+            failed: false,
         }
     }
 
@@ -75,10 +78,19 @@ impl Containment {
         &self.compiled.names
     }
 
-    /// Writes `compiled` for `policy`, moves existing marks to the new
-    /// selector indices, and marks the running processes the new
-    /// selectors match.
+    /// Whether the selectors in force are the policy's (false after a
+    /// failed apply).
+    pub fn in_sync(&self) -> bool {
+        !self.failed
+    }
+
+    /// Writes `compiled` for `policy` and marks the running processes the
+    /// selectors match. Each selector keeps the slot its name had in the
+    /// pinned maps (this run's, or the previous instance's after a
+    /// restart), so marks never move; the marks of selectors that left are
+    /// removed (their processes are released).
     pub fn apply(&mut self, policy: &Policy, compiled: Compiled) -> Result<(), ContainError> {
+        self.failed = true;
         let offsets = if compiled.is_empty() {
             TraceOffsets::probe().unwrap_or(TraceOffsets {
                 fork_child: 0,
@@ -87,43 +99,35 @@ impl Containment {
         } else {
             TraceOffsets::probe().ok_or(ContainError::NoTracefs)?
         };
-        // The numbering the marks follow now: this run's, or on the first
-        // apply the one the previous instance left in the pins.
-        let old_keys = if self.fresh {
-            maps::selector_keys(&self.pins)?
-        } else {
-            self.compiled.keys()
-        };
-        let names_changed = self.fresh
-            || self.compiled.allow.names != compiled.allow.names
-            || old_keys != compiled.keys();
-        maps::write(&self.pins, &compiled, offsets)?;
-        let bank = maps::bank(&self.pins)?;
-        let new_keys = compiled.keys();
-        // Twice: a child forked from a parent the first pass had not moved
-        // yet inherited the old numbering.
-        let mut released = 0;
-        for _ in 0..2 {
-            released += maps::remap(&self.pins, &old_keys, &new_keys, bank)?;
+        let previous = maps::selector_keys(&self.pins)?;
+        let assigned = crate::agents::assign_slots(&compiled, &previous)?;
+        // A slot changing hands: the old selector's marks and learned
+        // addresses go before the new one's lists are written there.
+        maps::sweep(&self.pins, &assigned.reused)?;
+        if !assigned.reused.is_empty() {
+            maps::clear_learned(&self.pins)?;
         }
-        self.fresh = false;
+        maps::write(&self.pins, &compiled, &assigned.slots, offsets)?;
+        // Slots no selector holds now: their processes are released (the
+        // kernel already ignores their marks and passes none on at fork).
+        let gone: Vec<u32> = (0..previous.len() as u32)
+            .filter(|s| previous[*s as usize] != 0 && !assigned.slots.contains(s))
+            .collect();
+        let released = maps::sweep(&self.pins, &gone)?;
         if released > 0 {
             info!(
                 released,
                 "processes of selectors no longer in the policy are released"
             );
         }
-        if names_changed {
-            // Their selector bits followed the old numbering.
-            maps::clear_learned(&self.pins)?;
-        }
         self.compiled = compiled;
+        self.slots = assigned.slots;
         self.agents = policy.agents.clone();
         if !self.compiled.is_empty() {
             for w in host_escapes() {
                 warn!("{w}");
             }
-            let marked = self.mark_running(bank)?;
+            let marked = self.mark_running()?;
             info!(
                 selectors = self.compiled.names.len(),
                 states = self.compiled.tables.states(),
@@ -131,18 +135,40 @@ impl Containment {
                 "agent selectors in force"
             );
         }
+        self.failed = false;
         Ok(())
     }
 
-    /// Marks the running processes the selectors contain (twice: a
-    /// process forked while the first pass read /proc, before its parent
-    /// was marked, is found by the second).
-    fn mark_running(&self, bank: u32) -> Result<usize, ContainError> {
+    /// Strictness by slot (audit 0, deny 1, deny-all 2), as the exec hook
+    /// ranks a takeover.
+    fn strictness_by_slot(&self) -> Vec<u8> {
+        let mut out = vec![1; enforcer_common::agents::MAX_SELECTORS as usize];
+        for (rank, a) in self.compiled.agents.iter().enumerate() {
+            out[self.slots[rank] as usize] = strictness(a.action);
+        }
+        out
+    }
+
+    /// Marks the running processes the selectors contain, until a pass
+    /// marks nothing more (a process forked while a pass read /proc,
+    /// before its parent was marked, is found by the next); at most 5.
+    fn mark_running(&self) -> Result<usize, ContainError> {
+        let by_rank: Vec<u8> = self
+            .compiled
+            .agents
+            .iter()
+            .map(|a| strictness(a.action))
+            .collect();
+        let by_slot = self.strictness_by_slot();
         let mut marked = 0;
-        for _ in 0..2 {
+        for _ in 0..5 {
             let snapshot = procs::snapshot(&self.proc_root);
-            let found = procs::contained(&snapshot, &self.compiled.tables, bank);
-            marked += maps::mark(&self.pins, &found)?;
+            let found = procs::contained(&snapshot, &self.compiled.tables, &self.slots, &by_rank);
+            let n = maps::mark(&self.pins, &found, &by_slot)?;
+            marked += n;
+            if n == 0 {
+                break;
+            }
         }
         Ok(marked)
     }
@@ -158,13 +184,13 @@ impl Containment {
         maps::forget_gone(&self.pins, |pid| root.join(pid.to_string()).exists())
     }
 
-    /// The name of selector `index`.
-    pub fn name_of(&self, index: u32) -> String {
-        self.compiled
-            .names
-            .get(index as usize)
-            .cloned()
-            .unwrap_or_else(|| format!("#{index}"))
+    /// The name of the selector in slot `slot`.
+    pub fn name_of(&self, slot: u32) -> String {
+        self.slots
+            .iter()
+            .position(|s| *s == slot)
+            .and_then(|rank| self.compiled.names.get(rank).cloned())
+            .unwrap_or_else(|| format!("#{slot}"))
     }
 
     /// The root (the process whose exec matched) of contained process `pid`.
@@ -267,4 +293,14 @@ fn host_escapes() -> Vec<String> {
         );
     }
     out
+}
+
+/// How much an action withholds (the exec hook's `strictness`).
+fn strictness(action: crate::policy::agents::AgentAction) -> u8 {
+    use crate::policy::agents::AgentAction;
+    match action {
+        AgentAction::Audit => 0,
+        AgentAction::Deny => 1,
+        AgentAction::DenyAll => 2,
+    }
 }

@@ -434,6 +434,17 @@ impl Controller {
     /// again at once; a file change whose merged policy equals the one in
     /// force changes nothing.
     pub fn reload(&mut self, policy: Policy, explicit: bool) -> Result<ReloadOutcome, String> {
+        if policy == *self.policy && !self.agents.in_sync() {
+            // The policy was applied but its selectors were not: again.
+            let compiled = super::agents::Containment::compile(&policy)
+                .map_err(|e| format!("applying the agent selectors failed: {e}"))?;
+            self.agents
+                .apply(&policy, compiled)
+                .map_err(|e| format!("applying the agent selectors failed again: {e}"))?;
+            return Ok(ReloadOutcome::Applied(
+                "the agent selectors, which had failed, are now applied".into(),
+            ));
+        }
         if policy == *self.policy {
             // Already in force (a file change applied it before the
             // explicit reload came): nothing to write; an explicit reload

@@ -466,7 +466,49 @@ pub fn check(agents: &[Agent]) -> Result<(), PolicyError> {
             ),
         });
     }
-    for (i, a) in agents.iter().enumerate() {
+    // What the kernel maps hold, checked here so that a policy that does
+    // not fit is refused whole rather than half-written.
+    use enforcer_common::agents::{MAX_ALLOW, MAX_NAMES};
+    let count = |f: &dyn Fn(&AllowEntry) -> bool| -> usize {
+        agents
+            .iter()
+            .flat_map(|a| a.allow.iter())
+            .filter(|e| f(e))
+            .count()
+    };
+    let v4 = count(&|e| {
+        matches!(
+            e,
+            AllowEntry::Net {
+                net: IpNet::V4(_),
+                ..
+            }
+        )
+    });
+    let v6 = count(&|e| {
+        matches!(
+            e,
+            AllowEntry::Net {
+                net: IpNet::V6(_),
+                ..
+            }
+        )
+    });
+    let names = count(&|e| matches!(e, AllowEntry::Name(_)));
+    for (what, n, max) in [
+        ("IPv4 networks", v4, MAX_ALLOW),
+        ("IPv6 networks", v6, MAX_ALLOW),
+        ("names", names, MAX_NAMES),
+    ] {
+        if n > max as usize {
+            return Err(PolicyError::Merged {
+                origin: agents[0].defined_in.clone(),
+                field: "agents[].allow".into(),
+                message: format!("{n} {what} in allow lists; the kernel maps hold {max}"),
+            });
+        }
+    }
+    for a in agents {
         if a.patterns().next().is_none() {
             return Err(PolicyError::Merged {
                 origin: a.defined_in.clone(),
@@ -474,16 +516,21 @@ pub fn check(agents: &[Agent]) -> Result<(), PolicyError> {
                 message: "no exe, script or cmdline pattern: it would contain nothing".into(),
             });
         }
-        if i >= MAX_NAME_SELECTORS as usize && a.names().next().is_some() {
-            return Err(PolicyError::Merged {
-                origin: a.defined_in.clone(),
-                field: format!("agents[{}].allow", a.name),
-                message: format!(
-                    "names in allow lists are supported for the first {MAX_NAME_SELECTORS} selectors; \
-                     move this one up or allow its networks"
-                ),
-            });
-        }
+    }
+    // A name's learned addresses carry a bit per selector.
+    if let Some(a) = agents
+        .iter()
+        .filter(|a| a.names().next().is_some())
+        .nth(MAX_NAME_SELECTORS as usize)
+    {
+        return Err(PolicyError::Merged {
+            origin: a.defined_in.clone(),
+            field: format!("agents[{}].allow", a.name),
+            message: format!(
+                "names in allow lists are supported for {MAX_NAME_SELECTORS} selectors; \
+                 allow this one's networks instead"
+            ),
+        });
     }
     Ok(())
 }

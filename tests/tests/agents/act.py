@@ -6,6 +6,7 @@
 #   sh:CMD          runs CMD with /bin/sh -c, prints its output
 #   exec:ARGV...    replaces this process (argv joined by spaces follows)
 #   wait            reads a line from stdin first (run before the daemon)
+#   proto:T/N       creates a socket of type T and protocol N: made or the errno
 #   /PATH           ignored (a plain argument)
 import errno, os, socket, struct, subprocess, sys
 
@@ -93,6 +94,14 @@ def main():
             out.append(udp(rest))
         elif kind == "icmp":
             out.append(icmp(rest))
+        elif kind == "proto":
+            # proto:TYPE/NUMBER: can a socket of that type and protocol be made?
+            t, n = rest.split("/")
+            try:
+                socket.socket(socket.AF_INET, int(t), int(n)).close()
+                out.append("made")
+            except OSError as e:
+                out.append("socket-" + err(e))
         elif kind == "dns":
             out.append(dns(rest))
         elif kind == "sh":
