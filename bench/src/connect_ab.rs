@@ -17,7 +17,7 @@ use enforcer_tests::{BpffsGuard, CgroupGuard, NetnsGuard, TempDir};
 
 use crate::{
     Report, median,
-    sections::{elements_v4, exact_v4, nft_file, prog_stats, run_connect_child},
+    sections::{exact_v4, nft_ban_file, nft_file, prog_stats, run_connect_child},
 };
 
 const ADDRESSES: usize = 100_000;
@@ -111,14 +111,7 @@ pub fn connect_ab(r: &mut Report) -> Result<()> {
 
     let tmp = TempDir::new("ba");
     let nft_ns = NetnsGuard::new("ba");
-    let file = tmp.write(
-        "ban.nft",
-        &format!(
-            "table inet bench {{\n set ban {{ type ipv4_addr; elements = {{ {} }} }}\n \
-             chain out {{ type filter hook output priority 0; ip daddr @ban reject; }}\n}}\n",
-            elements_v4(&addrs)
-        ),
-    );
+    let file = nft_ban_file(&tmp, &addrs);
     nft_file(&nft_ns, &file)?;
 
     // The rates are taken with the kernel's BPF run statistics off: they

@@ -767,14 +767,7 @@ pub fn connect_path(r: &mut Report) -> Result<()> {
     let ns = NetnsGuard::new("bc");
     let mut all = v4;
     all.push(BANNED_DST);
-    let file = tmp.write(
-        "ban.nft",
-        &format!(
-            "table inet bench {{\n set ban {{ type ipv4_addr; elements = {{ {} }} }}\n \
-             chain out {{ type filter hook output priority 0; ip daddr @ban reject; }}\n}}\n",
-            elements_v4(&all)
-        ),
-    );
+    let file = nft_ban_file(&tmp, &all);
     nft_file(&ns, &file)?;
     let nft = run_connect_child(cg.path(), "allowed", &ns)?;
     r.line(format!(
@@ -1011,4 +1004,17 @@ pub fn daemon_footprint(r: &mut Report) -> Result<()> {
     ));
     drop(d);
     Ok(())
+}
+
+/// An nftables ruleset rejecting output to `addrs` (a hash set in a
+/// `table inet` output chain), written into `tmp`.
+pub(crate) fn nft_ban_file(tmp: &TempDir, addrs: &[Ipv4Addr]) -> std::path::PathBuf {
+    tmp.write(
+        "ban.nft",
+        &format!(
+            "table inet bench {{\n set ban {{ type ipv4_addr; elements = {{ {} }} }}\n \
+             chain out {{ type filter hook output priority 0; ip daddr @ban reject; }}\n}}\n",
+            elements_v4(addrs)
+        ),
+    )
 }

@@ -113,7 +113,7 @@ fn attribution_survives_more_sockets_than_the_old_owner_table_held() {
     let ev = &events[0];
     assert_eq!(
         (ev.hook, ev.verdict, ev.rule_id),
-        (Hook::SkbEgress, Verdict::Denied, 1)
+        (Hook::SkbEgress, Verdict::Denied, h.rule_id("10.77.0.2/32"))
     );
     assert!(!ev.owner_unknown, "{ev:?}");
     assert_eq!((ev.tgid, ev.comm.as_str()), (pid, "probe"), "{ev:?}");
