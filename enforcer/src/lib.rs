@@ -5,7 +5,11 @@
 //! - [`policy`]: the JSON policy, parsed and validated (pure).
 //! - [`rules`]: the rule table, derived from the policy; rule ids follow
 //!   a rule's content across reloads (pure).
+//! - [`agents`]: agent containment, the pure part: selectors compiled into
+//!   the automaton the exec hook runs, allow lists by slot, slots kept by
+//!   name, the contained processes of a /proc snapshot.
 //! - [`desired`]: policy → the contents of every verdict map (pure).
+//! - [`portmaps`]: the rules with a port as map contents (pure).
 //! - [`mapdiff`]: current → desired map contents as a diff (pure).
 //! - [`bpf`]: the privileged layer: load, attach, pin, write maps, read
 //!   counters and events, detach.
@@ -15,6 +19,8 @@
 //! - [`collateral`]: banned addresses that also serve other names or
 //!   shared front ends (`policy show --resolved`; pure).
 //! - [`attrib`]: who is behind a verdict: the pid → exec record cache.
+//! - [`answer_names`]: the asked name and CNAME chain behind an address
+//!   the kernel learned from an application's DNS answer (flows' `name`).
 //! - [`flows`]: verdicts aggregated into flows in SQLite.
 //! - [`snapshot`]: the controller's view on disk, for offline `check`.
 //! - [`metrics`]: the Prometheus exposition.
