@@ -104,7 +104,12 @@ impl Containment {
         // A slot changing hands: the old selector's marks and learned
         // addresses go before the new one's lists are written there.
         maps::sweep(&self.pins, &assigned.reused)?;
-        if !assigned.reused.is_empty() {
+        // Addresses learned for names carry selector bits: when a slot
+        // changes hands or a selector's names change, the bits no longer
+        // say what the policy says (a dropped name would stay reachable
+        // for its TTL). Relearned at the next answer.
+        let names_before = self.compiled.allow(&self.slots).names;
+        if !assigned.reused.is_empty() || names_before != compiled.allow(&assigned.slots).names {
             maps::clear_learned(&self.pins)?;
         }
         maps::write(&self.pins, &compiled, &assigned.slots, offsets)?;
