@@ -231,7 +231,10 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
     // a stricter selector can take over (an agent started from an audited
     // tree is denied, not audited).
     // SAFETY: a map lookup of a stack key.
-    let current = unsafe { CONTAINED.get(tgid) }.copied();
+    // A mark of a slot no longer present (its selector left) counts as none.
+    let current = unsafe { CONTAINED.get(tgid) }
+        .copied()
+        .filter(|c| present(c.selector));
     let Some(w) = AGENT_WALK.get_ptr_mut(0) else {
         return;
     };
@@ -306,6 +309,11 @@ pub fn on_exec(ctx: &TracePointContext, filename_loc: u32, old_tid: u32) {
         Some(&s) => s,
         None => return,
     };
+    // A match read from the bank just switched out may name a slot the
+    // reload is emptying: never marked, the daemon could not sweep it.
+    if !present(slot) {
+        return;
+    }
     if let Some(c) = current
         && strictness(slot) <= strictness(c.selector)
     {
@@ -439,24 +447,24 @@ impl Agent {
 }
 
 /// Whether the current process may create the socket of `ctx`. A
-/// contained process (unless its selector audits) may create TCP, MPTCP
-/// and UDP sockets only: those pass the connect/sendmsg hooks. Raw, ICMP,
-/// SCTP and every other protocol would be judged only per packet, by an
-/// owner record that names the creator, whose mark may be gone.
+/// contained process (unless its selector audits) may create TCP and UDP
+/// sockets only: those pass the connect/sendmsg hooks. Raw, ICMP, SCTP and
+/// every other protocol would be judged only per packet, by an owner
+/// record that names the creator, whose mark may be gone; MPTCP opens
+/// further subflows from a kernel worker, which no hook judges.
 #[inline(always)]
 pub fn may_create(ctx: &aya_ebpf::programs::SockContext) -> bool {
     const SOCK_STREAM: u32 = 1;
     const SOCK_DGRAM: u32 = 2;
     const IPPROTO_TCP: u32 = 6;
     const IPPROTO_UDP: u32 = 17;
-    const IPPROTO_MPTCP: u32 = 262;
     let Some(agent) = current() else {
         return true;
     };
     // SAFETY: the context pointer is valid for the program's run.
     let (kind, protocol) = unsafe { ((*ctx.sock).type_, (*ctx.sock).protocol) };
     let judged = match kind {
-        SOCK_STREAM => protocol == IPPROTO_TCP || protocol == IPPROTO_MPTCP || protocol == 0,
+        SOCK_STREAM => protocol == IPPROTO_TCP || protocol == 0,
         SOCK_DGRAM => protocol == IPPROTO_UDP || protocol == 0,
         _ => false,
     };

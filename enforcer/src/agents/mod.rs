@@ -63,60 +63,78 @@ impl Compiled {
     }
 }
 
-/// Where each selector lives in the kernel maps (`slots[rank]`), and the
-/// slots that change hands (a selector left and another takes its place:
-/// marks and learned addresses of the old one must go first).
+/// Where each selector lives in the kernel maps (`slots[rank]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slots {
     pub slots: Vec<u32>,
-    pub reused: Vec<u32>,
+    /// Slots that get a selector they did not hold (free before, or
+    /// another's): whatever marks they hold are not this selector's.
+    pub fresh: Vec<u32>,
+    /// (from, to): a selector that must leave its slot (one that gained
+    /// names in its allow list while above the name bits): its marks move.
+    pub moved: Vec<(u32, u32)>,
 }
 
 /// Gives each selector a slot: the one its name had (`previous[slot]`: the
 /// name keys the maps hold now, 0 for free), else the lowest slot no
-/// selector of the new policy keeps. Selectors whose allow lists hold names
-/// need a slot below `MAX_NAME_SELECTORS` (their bit in the learned
-/// masks). A selector thus keeps its slot across reloads and restarts, so
-/// the marks of its processes never need renumbering.
+/// selector of the new policy keeps, one never held first. Selectors whose
+/// allow lists hold names live below `MAX_NAME_SELECTORS` (their bit in
+/// the learned masks); one kept above moves down. A selector thus keeps
+/// its slot across reloads and restarts, so the marks of its processes
+/// never need renumbering.
 pub fn assign_slots(c: &Compiled, previous: &[u64]) -> Result<Slots, CompileError> {
     let n = MAX_SELECTORS as usize;
+    let held = |s: usize| previous.get(s).copied().unwrap_or(0);
+    let has_names = |rank: usize| c.agents[rank].names().next().is_some();
     let mut taken = vec![false; n];
     let mut slots = vec![u32::MAX; c.agents.len()];
+    let mut from = vec![None; c.agents.len()];
     for (rank, key) in c.keys.iter().enumerate() {
         if let Some(slot) = previous.iter().position(|k| k == key) {
-            slots[rank] = slot as u32;
-            taken[slot] = true;
+            if has_names(rank) && slot >= MAX_NAME_SELECTORS as usize {
+                from[rank] = Some(slot as u32);
+            } else {
+                slots[rank] = slot as u32;
+                taken[slot] = true;
+            }
         }
     }
-    let mut reused = Vec::new();
-    // Selectors with names first, so that they get the low slots.
+    // Selectors with names first: the low slots are theirs to take.
     let mut order: Vec<usize> = (0..c.agents.len()).collect();
-    order.sort_by_key(|&r| c.agents[r].names().next().is_none());
+    order.sort_by_key(|&r| !has_names(r));
+    let mut moved = Vec::new();
     for rank in order {
         if slots[rank] != u32::MAX {
             continue;
         }
-        let free = (0..n)
+        let range = if has_names(rank) {
+            0..MAX_NAME_SELECTORS as usize
+        } else {
+            0..n
+        };
+        let free = range
             .filter(|&s| !taken[s])
-            // A slot no one held before is better than one that changes hands.
-            .min_by_key(|&s| (previous.get(s).copied().unwrap_or(0) != 0, s))
+            .min_by_key(|&s| (held(s) != 0, s))
             .ok_or(CompileError::Slots {
                 name: c.names[rank].clone(),
             })?;
         taken[free] = true;
         slots[rank] = free as u32;
-        if previous.get(free).copied().unwrap_or(0) != 0 {
-            reused.push(free as u32);
+        if let Some(old) = from[rank] {
+            moved.push((old, free as u32));
         }
     }
-    for (rank, a) in c.agents.iter().enumerate() {
-        if a.names().next().is_some() && slots[rank] >= MAX_NAME_SELECTORS {
-            return Err(CompileError::Slots {
-                name: c.names[rank].clone(),
-            });
-        }
-    }
-    Ok(Slots { slots, reused })
+    let fresh = slots
+        .iter()
+        .enumerate()
+        .filter(|(rank, s)| held(**s as usize) != c.keys[*rank])
+        .map(|(_, s)| *s)
+        .collect();
+    Ok(Slots {
+        slots,
+        fresh,
+        moved,
+    })
 }
 
 /// `AgentSelector::name_key`: FNV-1a of the name (never 0, which marks an
@@ -161,7 +179,7 @@ mod tests {
             [3, 2, 0],
             "d takes a slot nobody held; c and a keep theirs"
         );
-        assert!(s2.reused.is_empty());
+        assert_eq!(s2.fresh, [3]);
         // With every other slot held, b's old slot changes hands.
         let mut full = held.clone();
         for (s, k) in full.iter_mut().enumerate().skip(3) {
@@ -169,6 +187,43 @@ mod tests {
         }
         let s3 = assign_slots(&second, &full).unwrap();
         assert_eq!(s3.slots, [1, 2, 0]);
-        assert_eq!(s3.reused, [1]);
+        assert_eq!(s3.fresh, [1], "b's old slot changes hands");
+    }
+
+    #[test]
+    fn selectors_with_names_live_below_the_name_bits_and_move_there() {
+        let text = |names: bool| {
+            let list: Vec<String> = (0..70)
+                .map(|i| {
+                    let allow = if names && i == 69 {
+                        r#", "allow": ["gw.corp.test"]"#
+                    } else {
+                        ""
+                    };
+                    format!(r#"{{"name": "s{i}", "exe": ["/opt/{i}"]{allow}}}"#)
+                })
+                .collect();
+            format!(r#"{{"version": 1, "agents": [{}]}}"#, list.join(","))
+        };
+        let c = |t: String| {
+            Compiled::new(&Policy::parse(&t, Source::Embedded).unwrap().agents).unwrap()
+        };
+        let before = c(text(false));
+        let s1 = assign_slots(&before, &[]).unwrap();
+        assert_eq!(s1.slots[69], 69);
+        let mut held = vec![0u64; 256];
+        for (rank, slot) in s1.slots.iter().enumerate() {
+            held[*slot as usize] = before.keys[rank];
+        }
+        // s69 gains a name while every low slot is held: it moves down,
+        // taking a slot s0 leaves.
+        let mut after_text = text(true);
+        after_text = after_text.replacen(r#"{"name": "s0", "exe": ["/opt/0"]},"#, "", 1);
+        let after = c(after_text);
+        let s2 = assign_slots(&after, &held).unwrap();
+        let rank69 = after.names.iter().position(|n| n == "s69").unwrap();
+        assert_eq!(s2.slots[rank69], 0);
+        assert_eq!(s2.moved, [(69, 0)]);
+        assert_eq!(s2.fresh, [0]);
     }
 }

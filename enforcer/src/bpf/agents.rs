@@ -183,17 +183,17 @@ pub fn contained(pins: &Pins) -> Result<BTreeMap<u32, Contained>, WriteError> {
 
 /// Marks `found` (from /proc) where the kernel has no mark, or a laxer
 /// one (`strict[slot]`: a stricter selector takes over, as in the exec
-/// hook). Inserted only if absent (BPF_NOEXIST) or replaced only if still
+/// hook; -1 for a slot of no selector, which anything replaces). Inserted only if absent (BPF_NOEXIST) or replaced only if still
 /// the mark read (BPF_EXIST after a re-read), so that a mark the kernel
 /// makes meanwhile is not overwritten. Returns how many were written.
 pub fn mark(
     pins: &Pins,
     found: &BTreeMap<u32, Contained>,
-    strict: &[u8],
+    strict: &[i16],
 ) -> Result<usize, WriteError> {
     const BPF_NOEXIST: u64 = 1;
     const BPF_EXIST: u64 = 2;
-    let strictness = |slot: u32| strict.get(slot as usize).copied().unwrap_or(1);
+    let strictness = |slot: u32| strict.get(slot as usize).copied().unwrap_or(-1);
     let mut map = contained_map(pins)?;
     let mut n = 0;
     for (pid, c) in found {
@@ -232,16 +232,12 @@ pub fn selector_keys(pins: &Pins) -> Result<Vec<u64>, WriteError> {
     Ok(keys)
 }
 
-/// Removes the marks whose slot is in `slots` (selectors that left the
-/// policy, or whose slot now holds another). Returns how many.
-pub fn sweep(pins: &Pins, slots: &[u32]) -> Result<usize, WriteError> {
-    if slots.is_empty() {
-        return Ok(0);
-    }
+/// Removes the marks whose slot `matches`. Returns how many.
+pub fn sweep(pins: &Pins, matches: impl Fn(u32) -> bool) -> Result<usize, WriteError> {
     let mut map = contained_map(pins)?;
     let mut n = 0;
     for (pid, c) in contained(pins)? {
-        if slots.contains(&c.selector) {
+        if matches(c.selector) {
             match map.remove(&pid) {
                 Ok(()) | Err(MapError::KeyNotFound) => n += 1,
                 Err(source) => return Err(write_err(names::CONTAINED)(source)),
@@ -249,6 +245,36 @@ pub fn sweep(pins: &Pins, slots: &[u32]) -> Result<usize, WriteError> {
         }
     }
     Ok(n)
+}
+
+/// Marks `slots` absent in `AGENT_SELECTORS` (before they change hands).
+pub fn set_absent(pins: &Pins, slots: &[u32]) -> Result<(), WriteError> {
+    if slots.is_empty() {
+        return Ok(());
+    }
+    let mut selectors: Array<MapData, AgentSelector> =
+        open_map(pins, names::AGENT_SELECTORS, Array::try_from)?;
+    for slot in slots {
+        selectors
+            .set(*slot, AgentSelector::default(), 0)
+            .map_err(write_err(names::AGENT_SELECTORS))?;
+    }
+    Ok(())
+}
+
+/// Moves the marks of each (from, to) slot pair to the new slot.
+pub fn move_marks(pins: &Pins, moved: &[(u32, u32)]) -> Result<(), WriteError> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let mut map = contained_map(pins)?;
+    for (pid, mut c) in contained(pins)? {
+        if let Some((_, to)) = moved.iter().find(|(from, _)| *from == c.selector) {
+            c.selector = *to;
+            map.insert(pid, c, 0).map_err(write_err(names::CONTAINED))?;
+        }
+    }
+    Ok(())
 }
 
 /// The mark of process `pid`, if any.

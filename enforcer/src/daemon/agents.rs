@@ -101,32 +101,33 @@ impl Containment {
         };
         let previous = maps::selector_keys(&self.pins)?;
         let assigned = crate::agents::assign_slots(&compiled, &previous)?;
-        // A slot changing hands: the old selector's marks and learned
-        // addresses go before the new one's lists are written there.
-        maps::sweep(&self.pins, &assigned.reused)?;
-        // Addresses learned for names carry selector bits: when a slot
-        // changes hands or a selector's names change, the bits no longer
-        // say what the policy says (a dropped name would stay reachable
-        // for its TTL). Relearned at the next answer.
         let names_before = self.compiled.allow(&self.slots).names;
-        if !assigned.reused.is_empty() || names_before != compiled.allow(&assigned.slots).names {
-            maps::clear_learned(&self.pins)?;
-        }
+        // A slot that gets a selector it did not hold: first made absent
+        // (the kernel then ignores its marks, passes none on at fork, and
+        // makes none from the old tables), then emptied of the marks its
+        // previous holder left, then written.
+        maps::set_absent(&self.pins, &assigned.fresh)?;
+        maps::sweep(&self.pins, |slot| assigned.fresh.contains(&slot))?;
         maps::write(&self.pins, &compiled, &assigned.slots, offsets)?;
-        // Slots no selector holds now: their processes are released (the
-        // kernel already ignores their marks and passes none on at fork).
-        let gone: Vec<u32> = (0..previous.len() as u32)
-            .filter(|s| previous[*s as usize] != 0 && !assigned.slots.contains(s))
-            .collect();
-        let released = maps::sweep(&self.pins, &gone)?;
+        maps::move_marks(&self.pins, &assigned.moved)?;
+        // Slots no selector holds now: their processes are released.
+        let released = maps::sweep(&self.pins, |slot| !assigned.slots.contains(&slot))?;
         if released > 0 {
             info!(
                 released,
                 "processes of selectors no longer in the policy are released"
             );
         }
+        // Addresses learned for names carry a bit per slot: when a slot
+        // gets another selector or a selector's names change, the bits no
+        // longer say what the policy says (a dropped name would stay
+        // reachable for its TTL). Cleared once the new names are in
+        // `AGENT_NAMES`; relearned at the next answer.
+        if !assigned.fresh.is_empty() || names_before != compiled.allow(&assigned.slots).names {
+            maps::clear_learned(&self.pins)?;
+        }
         self.compiled = compiled;
-        self.slots = assigned.slots;
+        self.slots = assigned.slots.clone();
         self.agents = policy.agents.clone();
         if !self.compiled.is_empty() {
             for w in host_escapes() {
@@ -146,10 +147,11 @@ impl Containment {
 
     /// Strictness by slot (audit 0, deny 1, deny-all 2), as the exec hook
     /// ranks a takeover.
-    fn strictness_by_slot(&self) -> Vec<u8> {
-        let mut out = vec![1; enforcer_common::agents::MAX_SELECTORS as usize];
+    /// Slots of no selector are -1: below audit, any mark takes their place.
+    fn strictness_by_slot(&self) -> Vec<i16> {
+        let mut out = vec![-1; enforcer_common::agents::MAX_SELECTORS as usize];
         for (rank, a) in self.compiled.agents.iter().enumerate() {
-            out[self.slots[rank] as usize] = strictness(a.action);
+            out[self.slots[rank] as usize] = i16::from(strictness(a.action));
         }
         out
     }

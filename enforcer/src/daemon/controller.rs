@@ -524,6 +524,24 @@ impl Controller {
         }
     }
 
+    /// Applies the policy's agent selectors again after a failed apply
+    /// (called on a timer: a failure must not wait for the next edit).
+    pub fn retry_agents(&mut self) {
+        if self.agents.in_sync() {
+            return;
+        }
+        let result = super::agents::Containment::compile(&self.policy)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                let policy = self.policy.clone();
+                self.agents.apply(&policy, c).map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(()) => info!("the agent selectors, which had failed, are now applied"),
+            Err(e) => error!(error = %e, "applying the agent selectors failed again; retrying"),
+        }
+    }
+
     /// Entries per map, as last written.
     pub fn map_counts(&self) -> serde_json::Value {
         let d = self.writer.held();

@@ -335,6 +335,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     Ok(c) => learned = c,
                     Err(e) => errors.record("removing expired learned addresses", &e).await,
                 }
+                controller.retry_agents();
                 if let Err(e) = controller.agents.forget_gone() {
                     errors.record("removing marks of exited processes", &e).await;
                 }
