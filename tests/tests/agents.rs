@@ -537,3 +537,54 @@ fn execs_during_reloads_are_always_matched() {
     );
     daemon.stop();
 }
+
+#[test]
+fn a_restart_with_another_policy_keeps_each_selector_on_its_processes() {
+    let w = world("ak");
+    let act = w.tmp.write("act.py", ACT);
+    let act = act.to_str().unwrap().to_owned();
+    for dir in ["keep", "drop"] {
+        std::fs::create_dir_all(w.tmp.path().join(dir)).unwrap();
+    }
+    let keep = w.tmp.write("keep/cli.py", ACT);
+    let drop = w.tmp.write("drop/cli.py", ACT);
+    let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let keep_sel = format!(r#"{{"name": "keep", "script": ["{}"]}}"#, s(&keep));
+    let drop_sel = format!(r#"{{"name": "drop", "script": ["{}"]}}"#, s(&drop));
+    let policy = w.tmp.write(
+        "policy.json",
+        &format!(r#"{{"version": 1, "agents": [{drop_sel}, {keep_sel}]}}"#),
+    );
+    let daemon = Daemon::start(&w.args(&policy));
+    let mut kept = spawn(&w, &[PYTHON, &s(&keep), "wait", "tcp:10.77.0.3:9"]);
+    let mut dropped = spawn(&w, &[PYTHON, &s(&drop), "wait", "tcp:10.77.0.3:9"]);
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.kill9();
+    // Started again with `drop` gone and `keep` now first (another rank):
+    // `keep` keeps its slot, so its process stays contained by it;
+    // `drop`'s process is released.
+    w.tmp.write(
+        "policy.json",
+        &format!(
+            r#"{{"version": 1, "agents": [{keep_sel}, {{"name": "new", "exe": ["/opt/none/*"]}}]}}"#
+        ),
+    );
+    let daemon = Daemon::start(&w.args(&policy));
+    let agents = json(&w, "agents");
+    let contained = agents["contained"].as_array().unwrap();
+    assert!(
+        contained
+            .iter()
+            .any(|c| c["pid"] == kept.id() && c["agent"] == "keep"),
+        "{agents}"
+    );
+    assert!(
+        !contained.iter().any(|c| c["pid"] == dropped.id()),
+        "{agents}"
+    );
+    writeln!(kept.stdin.take().unwrap()).unwrap();
+    writeln!(dropped.stdin.take().unwrap()).unwrap();
+    assert_eq!(finish(kept), "EPERM");
+    assert_eq!(finish(dropped), "ECONNREFUSED");
+    daemon.stop();
+}
