@@ -163,3 +163,34 @@ fn pins_from_before_the_nat64_map_are_adopted_and_the_new_map_is_pinned_beside_t
     let probe = Probe::new().cgroup(cg.path()).netns(ns.name());
     assert_eq!(probe.run("tcp", "[2001:db8:64::a4d:2]:0").result, "EPERM");
 }
+
+/// Large loads go in through `BPF_MAP_UPDATE_BATCH` (in chunks of 8192):
+/// every address and its rule land, for both families, a banned one is
+/// refused at once, and a later diff (one by one) changes exactly what it
+/// must.
+#[test]
+fn a_large_load_in_batches_lands_whole_and_enforces() {
+    let cg = CgroupGuard::new("bt");
+    let ns = NetnsGuard::new("bt");
+    ns.add_lo_addr("10.77.0.2/32");
+    let mut h = Harness::new("bt", &cg, r#"{"version":1}"#, &CgroupHook::ALL);
+    let many = |extra: &str| {
+        let mut list: Vec<String> = (0..20_000u32)
+            .map(|i| format!("\"100.{}.{}.{}\"", 64 + i / 65536, (i / 256) % 256, i % 256))
+            .collect();
+        list.extend((0..9_000u32).map(|i| format!("\"2001:db8:ba::{i:x}/128\"")));
+        list.push(format!("\"{extra}\""));
+        format!(r#"{{"version":1,"deny":{{"cidrs":[{}]}}}}"#, list.join(","))
+    };
+    let (desired, _) = compile(&policy(&many("10.77.0.2")).into(), &Default::default());
+    let applied = h.writer.apply(&desired).unwrap();
+    assert_eq!(applied.upserts, 29_001);
+    assert_eq!(MapWriter::open(&h.pins).unwrap().current(), desired);
+    let probe = Probe::new().cgroup(cg.path()).netns(ns.name());
+    assert_eq!(probe.run("tcp", "10.77.0.2:0").result, "EPERM");
+    let (desired, _) = compile(&policy(&many("10.9.9.9")).into(), &Default::default());
+    let applied = h.writer.apply(&desired).unwrap();
+    assert_eq!((applied.upserts, applied.removes), (1, 1));
+    assert_eq!(MapWriter::open(&h.pins).unwrap().current(), desired);
+    assert_ne!(probe.run("tcp", "10.77.0.2:0").result, "EPERM");
+}

@@ -5,6 +5,7 @@
 //! `detach` find the same objects.
 
 pub mod agents;
+pub mod batch;
 pub mod datapath;
 pub mod dnsnames;
 pub mod events;

@@ -3,7 +3,11 @@
 //! before loosening, and capacity is checked before the first write, so a
 //! change either fits or leaves the maps exactly as they were.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd as _, OwnedFd},
+    path::PathBuf,
+};
 
 use aya::maps::{HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
 use enforcer_common::maps as names;
@@ -61,15 +65,49 @@ pub struct Applied {
 /// One verdict map, seen as `key → rule id`.
 trait Table<K> {
     fn put(&mut self, key: &K, rule: u32) -> Result<(), MapError>;
+    /// Many entries at once (one by one unless the map can do better).
+    fn put_many(&mut self, entries: &[(K, u32)]) -> Result<(), MapError> {
+        for (k, v) in entries {
+            self.put(k, *v)?;
+        }
+        Ok(())
+    }
     fn delete(&mut self, key: &K) -> Result<(), MapError>;
     fn read_all(&self) -> Result<BTreeMap<K, u32>, MapError>;
 }
 
-struct Exact<K: aya::Pod>(HashMap<MapData, K, u32>);
+/// A hash map, with its descriptor for batch updates.
+struct Exact<K: aya::Pod>(HashMap<MapData, K, u32>, OwnedFd);
 
-impl<K: aya::Pod + Ord> Table<K> for Exact<K> {
+impl<K: aya::Pod + Ord + Copy> Table<K> for Exact<K> {
     fn put(&mut self, key: &K, rule: u32) -> Result<(), MapError> {
         self.0.insert(key, rule, 0)
+    }
+    /// `BPF_MAP_UPDATE_BATCH` in chunks (a full load of a million
+    /// addresses is a few hundred syscalls); one by one where the kernel
+    /// has no batch updates.
+    fn put_many(&mut self, entries: &[(K, u32)]) -> Result<(), MapError> {
+        if entries.len() < 64 {
+            for (k, v) in entries {
+                self.put(k, *v)?;
+            }
+            return Ok(());
+        }
+        let keys: Vec<K> = entries.iter().map(|(k, _)| *k).collect();
+        let values: Vec<u32> = entries.iter().map(|(_, v)| *v).collect();
+        match super::batch::update(self.1.as_fd(), &keys, &values) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                for (k, v) in entries {
+                    self.put(k, *v)?;
+                }
+                Ok(())
+            }
+            Err(io_error) => Err(MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_update_batch",
+                io_error,
+            })),
+        }
     }
     fn delete(&mut self, key: &K) -> Result<(), MapError> {
         self.0.remove(key)
@@ -121,7 +159,7 @@ impl<K: Ord + Copy, T: Table<K>> Slot<K, T> {
     fn open(
         pins: &Pins,
         name: &'static str,
-        wrap: impl FnOnce(Map) -> Result<T, MapError>,
+        wrap: impl FnOnce(Map, OwnedFd) -> Result<T, MapError>,
     ) -> Result<Self, WriteError> {
         let path = pins.map(name);
         let open_err = |source| WriteError::Open {
@@ -130,8 +168,14 @@ impl<K: Ord + Copy, T: Table<K>> Slot<K, T> {
         };
         let data = MapData::from_pin(&path).map_err(open_err)?;
         let capacity = data.info().map_err(open_err)?.max_entries();
+        let fd = data.fd().as_fd().try_clone_to_owned().map_err(|io_error| {
+            open_err(MapError::SyscallError(aya::sys::SyscallError {
+                call: "dup",
+                io_error,
+            }))
+        })?;
         let map = Map::from_map_data(data).map_err(open_err)?;
-        let table = wrap(map).map_err(open_err)?;
+        let table = wrap(map, fd).map_err(open_err)?;
         let current = table
             .read_all()
             .map_err(|source| WriteError::Read { map: name, source })?;
@@ -157,14 +201,15 @@ impl<K: Ord + Copy, T: Table<K>> Slot<K, T> {
     }
 
     fn upsert(&mut self, d: &MapDiff<K>) -> Result<usize, WriteError> {
-        for (key, rule) in &d.upserts {
-            self.table
-                .put(key, *rule)
-                .map_err(|source| WriteError::Write {
-                    map: self.name,
-                    source,
-                })?;
-            self.current.insert(*key, *rule);
+        let entries: Vec<(K, u32)> = d.upserts.iter().map(|(k, r)| (*k, *r)).collect();
+        self.table
+            .put_many(&entries)
+            .map_err(|source| WriteError::Write {
+                map: self.name,
+                source,
+            })?;
+        for (key, rule) in entries {
+            self.current.insert(key, rule);
         }
         // Inserting in key order (a diff's order) leaves the B-tree's nodes
         // about half full; after a large load the copy is rebuilt from its
@@ -262,14 +307,22 @@ impl MapWriter {
     /// Opens the pinned maps and reads what they hold now.
     pub fn open(pins: &Pins) -> Result<MapWriter, WriteError> {
         Ok(MapWriter {
-            deny_v4: Slot::open(pins, names::DENY_V4, |m| HashMap::try_from(m).map(Exact))?,
-            deny_v6: Slot::open(pins, names::DENY_V6, |m| HashMap::try_from(m).map(Exact))?,
-            deny_lpm_v4: Slot::open(pins, names::DENY_LPM_V4, |m| LpmTrie::try_from(m).map(Trie))?,
-            deny_lpm_v6: Slot::open(pins, names::DENY_LPM_V6, |m| LpmTrie::try_from(m).map(Trie))?,
-            allow_lpm_v4: Slot::open(pins, names::ALLOW_LPM_V4, |m| {
+            deny_v4: Slot::open(pins, names::DENY_V4, |m, fd| {
+                HashMap::try_from(m).map(|h| Exact(h, fd))
+            })?,
+            deny_v6: Slot::open(pins, names::DENY_V6, |m, fd| {
+                HashMap::try_from(m).map(|h| Exact(h, fd))
+            })?,
+            deny_lpm_v4: Slot::open(pins, names::DENY_LPM_V4, |m, _| {
                 LpmTrie::try_from(m).map(Trie)
             })?,
-            allow_lpm_v6: Slot::open(pins, names::ALLOW_LPM_V6, |m| {
+            deny_lpm_v6: Slot::open(pins, names::DENY_LPM_V6, |m, _| {
+                LpmTrie::try_from(m).map(Trie)
+            })?,
+            allow_lpm_v4: Slot::open(pins, names::ALLOW_LPM_V4, |m, _| {
+                LpmTrie::try_from(m).map(Trie)
+            })?,
+            allow_lpm_v6: Slot::open(pins, names::ALLOW_LPM_V6, |m, _| {
                 LpmTrie::try_from(m).map(Trie)
             })?,
         })

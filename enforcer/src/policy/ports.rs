@@ -264,6 +264,18 @@ mod tests {
     fn an_unbracketed_ipv6_address_ending_like_a_port_is_refused_and_mapped_forms_are_ipv4() {
         let e = cidr("2001:4860:4860::8888:853").unwrap_err();
         assert!(e.contains("[2001:4860:4860::8888]:853"), "{e}");
+        // The advice names both readings correctly.
+        assert_eq!(
+            cidr("2001:db8:ba::53").unwrap_err(),
+            "ambiguous CIDR \"2001:db8:ba::53\": if 53 is a port, write the address in \
+             brackets ([2001:db8:ba::]:53); if it is the address 2001:db8:ba::53, write it as \
+             2001:db8:ba::53/128"
+        );
+        assert!(
+            cidr("2001:4860:4860::8888:853")
+                .unwrap_err()
+                .contains("([2001:4860:4860::8888]:853)")
+        );
         // The address itself, written unambiguously, and a bracketed one.
         assert!(matches!(
             cidr("2001:4860:4860::8888:853/128"),

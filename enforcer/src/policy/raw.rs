@@ -342,9 +342,18 @@ impl FromStr for Cidr {
             && let Some((_, last)) = s.rsplit_once(':')
             && LOOKS_LIKE_A_PORT.contains(&last)
         {
+            // The address without the would-be port: `2001:db8::8888:853`
+            // → `2001:db8::8888`, `2001:db8::853` → `2001:db8::`.
+            let head = &s[..s.len() - last.len() - 1];
+            let head = if head.ends_with(':') {
+                format!("{head}:")
+            } else {
+                head.to_owned()
+            };
+            let addr = v6.addr();
             return Err(format!(
-                "ambiguous CIDR {s:?}: if {last} is a port, write the address in brackets                  ([{}]:{last}); if it is the address {v6}, write it as {v6}/128",
-                &s[..s.len() - last.len() - 1]
+                "ambiguous CIDR {s:?}: if {last} is a port, write the address in brackets \
+                 ([{head}]:{last}); if it is the address {addr}, write it as {addr}/128"
             ));
         }
         Ok(Cidr(unmap(net)))
