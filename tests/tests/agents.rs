@@ -541,8 +541,6 @@ fn execs_during_reloads_are_always_matched() {
 #[test]
 fn a_restart_with_another_policy_keeps_each_selector_on_its_processes() {
     let w = world("ak");
-    let act = w.tmp.write("act.py", ACT);
-    let act = act.to_str().unwrap().to_owned();
     for dir in ["keep", "drop"] {
         std::fs::create_dir_all(w.tmp.path().join(dir)).unwrap();
     }
