@@ -49,7 +49,10 @@ use crate::{
     maps::{LEARNED_SCOPED_USED, SNI_NAME, SNI_PROXY_PORTS, SNI_SCRATCH, SNI_SOCKS, SNI_WALK},
     owner,
     report::{Flow, bump, conclude, current_owner, emit},
-    verdict::{ERROR, Match, NO_MATCH, audit_mode, banned, inspected_v4, inspected_v6, sni_flags},
+    verdict::{
+        ERROR, Match, NO_MATCH, audit_mode, banned, check_v4, check_v6_forms, inspected_v4,
+        inspected_v6, sni_flags,
+    },
 };
 
 const MASK: usize = SNI_SCRATCH_BYTES - 1;
@@ -157,6 +160,11 @@ enum Seen {
     },
     /// A SOCKS5 greeting: the request with the name is the next write.
     Greeting,
+    /// A request to an explicit proxy for an IPv4 or IPv6 address (SOCKS4,
+    /// SOCKS5 ATYP 1 or 4): judged by the address maps, as a direct
+    /// connection to it would be (network order).
+    Addr4(u32),
+    Addr6([u32; 4]),
     /// A ClientHello without server_name (an address literal): passes.
     NoName,
     /// An Encrypted Client Hello: the name that counts is hidden; the
@@ -180,6 +188,14 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             (NO_MATCH, 0)
         }
         Seen::NoName => (NO_MATCH, 0),
+        Seen::Addr4(a) => {
+            bump(STAT_SNI_PROXY);
+            (check_v4(a, current_cgroup()), EVENT_F_PROXY)
+        }
+        Seen::Addr6(a) => {
+            bump(STAT_SNI_PROXY);
+            (check_v6_forms(a, current_cgroup()).found, EVENT_F_PROXY)
+        }
         Seen::Ech => {
             bump(STAT_SNI_ECH);
             ech(&ctx)
@@ -363,6 +379,8 @@ fn inspect(ctx: &SkMsgContext) -> Seen {
         client_hello(ctx, buf, w, size, copied)
     } else if byte(buf, 0) == SOCKS_VERSION {
         socks5(buf, w, copied)
+    } else if byte(buf, 0) == SOCKS4_VERSION {
+        socks4(buf, w, copied)
     } else if http_request(buf, copied) {
         host_header(buf, w, copied)
     } else {
@@ -371,11 +389,56 @@ fn inspect(ctx: &SkMsgContext) -> Seen {
 }
 
 const SOCKS_VERSION: u8 = 5;
+const SOCKS4_VERSION: u8 = 4;
+
+/// Four bytes as the address maps key them (network order in memory).
+#[inline(always)]
+fn word(buf: &[u8; SNI_SCRATCH_BYTES], i: usize) -> u32 {
+    u32::from_ne_bytes([
+        byte(buf, i),
+        byte(buf, i + 1),
+        byte(buf, i + 2),
+        byte(buf, i + 3),
+    ])
+}
+
+/// SOCKS4 and 4a: `VN CD PORT(2) IP(4) USERID NUL [HOST NUL]`, one write.
+/// A CONNECT by address is judged by it; 4a (IP 0.0.0.x) by the name after
+/// an empty user id. A 4a request with a user id is not parsed: refused
+/// (it could carry any name).
+#[inline(always)]
+fn socks4(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
+    if copied < 9 || byte(buf, 1) != 1 {
+        return Seen::Other;
+    }
+    let socks4a = byte(buf, 4) == 0 && byte(buf, 5) == 0 && byte(buf, 6) == 0 && byte(buf, 7) != 0;
+    if !socks4a {
+        return Seen::Addr4(word(buf, 4));
+    }
+    if byte(buf, 8) != 0 || copied < 11 || byte(buf, copied - 1) != 0 {
+        return Seen::Malformed;
+    }
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).name_off = 9;
+        (*w).name_len = (copied - 10) as u64;
+    }
+    Seen::Name {
+        http: false,
+        proxy: true,
+    }
+}
+
+/// The cgroup of the writing task (sk_msg runs in the writer's context).
+#[inline(always)]
+fn current_cgroup() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() }
+}
 
 /// SOCKS5 (RFC 1928): the greeting (version, method count, methods) is
 /// let through undecided; a CONNECT request with a domain name (ATYP 3)
-/// is judged by it. A request by address names no host: it passes (the
-/// proxy's destination is not ours to see).
+/// is judged by it, one by address (ATYP 1, 4) by the address maps.
 #[inline(always)]
 fn socks5(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
     let greeting = 2 + byte(buf, 1) as usize;
@@ -394,8 +457,20 @@ fn socks5(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
     if copied < r + 7 || byte(buf, r + 2) != 0 {
         return Seen::Other;
     }
-    if byte(buf, r + 3) != 3 {
-        return Seen::NoName;
+    match byte(buf, r + 3) {
+        3 => {}
+        // By address: judged as a direct connection to it would be (the
+        // address maps), so that a proxy is no way around an address ban.
+        1 if copied >= r + 10 => return Seen::Addr4(word(buf, r + 4)),
+        4 if copied >= r + 22 => {
+            return Seen::Addr6([
+                word(buf, r + 4),
+                word(buf, r + 8),
+                word(buf, r + 12),
+                word(buf, r + 16),
+            ]);
+        }
+        _ => return Seen::Malformed,
     }
     let len = byte(buf, r + 4) as usize;
     if len == 0 || r + 5 + len + 2 > copied {

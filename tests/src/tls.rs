@@ -162,6 +162,35 @@ pub fn socks5(host: &str) -> (Vec<u8>, Vec<u8>) {
     (vec![5, 1, 0], req)
 }
 
+/// A SOCKS5 greeting and a CONNECT request for an IPv4 address, port 443.
+pub fn socks5_ip(addr: std::net::Ipv4Addr) -> (Vec<u8>, Vec<u8>) {
+    let mut req = vec![5, 1, 0, 1];
+    req.extend_from_slice(&addr.octets());
+    req.extend_from_slice(&443u16.to_be_bytes());
+    (vec![5, 1, 0], req)
+}
+
+/// A SOCKS4 CONNECT request for an IPv4 address, port 443, no user id.
+pub fn socks4(addr: std::net::Ipv4Addr) -> Vec<u8> {
+    let mut req = vec![4, 1];
+    req.extend_from_slice(&443u16.to_be_bytes());
+    req.extend_from_slice(&addr.octets());
+    req.push(0);
+    req
+}
+
+/// A SOCKS4a CONNECT request for a name, port 443, with `user` as user id.
+pub fn socks4a(host: &str, user: &str) -> Vec<u8> {
+    let mut req = vec![4, 1];
+    req.extend_from_slice(&443u16.to_be_bytes());
+    req.extend_from_slice(&[0, 0, 0, 1]);
+    req.extend_from_slice(user.as_bytes());
+    req.push(0);
+    req.extend_from_slice(host.as_bytes());
+    req.push(0);
+    req
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,7 +156,7 @@ fn shared_world(tag: &str) -> (Resolving, Daemon) {
     w.dns.set_addrs("api.ai.test", &[FRONT], 60);
     w.dns.set_addrs("docs.ok.test", &[FRONT], 60);
     let daemon = Daemon::start(&w.args(w.policy(
-        r#""deny": {"domains": [{"name": "api.ai.test", "shared": true}]},
+        r#""deny": {"domains": [{"name": "api.ai.test", "shared": true}], "cidrs": ["203.0.113.77"]},
            "allow": {"domains": ["docs.ok.test"]},"#,
         60,
     )));
@@ -207,9 +207,18 @@ fn a_banned_shared_name_is_refused_by_its_sni_and_the_other_name_passes() {
     let (code, out, _) = w.check(FRONT);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("not blocked"), "{out}");
-    // The address itself is banned nowhere.
+    // The address itself is banned nowhere (the one exact ban is the
+    // world's dedicated 203.0.113.77).
     let maps = w.maps();
-    assert!(maps.deny_v4.is_empty(), "{:?}", maps.deny_v4);
+    let front: std::net::Ipv4Addr = FRONT.parse().unwrap();
+    assert!(
+        !maps
+            .deny_v4
+            .contains_key(&enforcer_common::v4_key(front.octets())),
+        "{:?}",
+        maps.deny_v4
+    );
+    assert_eq!(maps.deny_v4.len(), 1, "{:?}", maps.deny_v4);
     assert!(maps.deny_lpm_v4.is_empty());
     assert_eq!(w.probe(&format!("{FRONT}:0")), "ok");
 
@@ -234,7 +243,12 @@ fn a_banned_shared_name_is_refused_by_its_sni_and_the_other_name_passes() {
         inspect_v4(&pins).contains(&moved)
     });
     let maps = w.maps();
-    assert!(maps.deny_v4.is_empty(), "{:?}", maps.deny_v4);
+    assert_eq!(
+        maps.deny_v4.len(),
+        1,
+        "only 203.0.113.77: {:?}",
+        maps.deny_v4
+    );
     daemon.stop();
 }
 
@@ -505,9 +519,20 @@ fn a_name_asked_of_an_explicit_proxy_decides() {
     );
     assert_eq!(outcome(proxy("socks-pipelined:docs.ok.test", 3128)), "ok");
     assert_eq!(stat(&pins, STAT_SNI_PROXY), 6);
+    // By address: judged by the address maps, as a direct connection
+    // would be (203.0.113.77 is banned); SOCKS4a by its name.
+    assert_eq!(outcome(proxy("socks-ip:203.0.113.77", 3128)), "EACCES");
+    assert_eq!(outcome(proxy("socks-ip:203.0.113.78", 3128)), "ok");
+    assert_eq!(outcome(proxy("socks4:203.0.113.77", 3128)), "EACCES");
+    assert_eq!(outcome(proxy("socks4:203.0.113.78", 3128)), "ok");
+    assert_eq!(outcome(proxy("socks4a:api.ai.test", 3128)), "EACCES");
+    assert_eq!(outcome(proxy("socks4a:docs.ok.test", 3128)), "ok");
+    // A 4a request with a user id is not parsed: refused.
+    assert_eq!(outcome(proxy("socks4a-user:docs.ok.test", 3128)), "EACCES");
+    assert_eq!(stat(&pins, STAT_SNI_PROXY), 12);
     // Not a proxy port: not inspected.
     assert_eq!(outcome(proxy("connect:api.ai.test", 3129)), "ok");
-    assert_eq!(stat(&pins, STAT_SNI_PROXY), 6);
+    assert_eq!(stat(&pins, STAT_SNI_PROXY), 12);
     daemon.stop();
 }
 

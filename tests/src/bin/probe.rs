@@ -433,6 +433,16 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
         let (hello, request) = enforcer_tests::tls::socks5(host);
         greeting = Some(hello);
         request
+    } else if kind == "socks-ip" {
+        let (hello, request) = enforcer_tests::tls::socks5_ip(host.parse().expect("IPv4"));
+        greeting = Some(hello);
+        request
+    } else if kind == "socks4" {
+        enforcer_tests::tls::socks4(host.parse().expect("IPv4"))
+    } else if kind == "socks4a" {
+        enforcer_tests::tls::socks4a(host, "")
+    } else if kind == "socks4a-user" {
+        enforcer_tests::tls::socks4a(host, "dev")
     } else {
         enforcer_tests::tls::client_hello(host, kind.parse().expect("KIND"))
     };
