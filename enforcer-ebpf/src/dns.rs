@@ -24,7 +24,7 @@ use aya_ebpf::{
         generated::{bpf_loop, bpf_skb_cgroup_id, bpf_skb_load_bytes},
     },
     macros::cgroup_skb,
-    maps::HashMap,
+    maps::{HashMap, PerCpuArray},
     programs::SkBuffContext,
 };
 use enforcer_common::{
@@ -539,6 +539,37 @@ pub struct NameWalk {
     pub(crate) allow: u32,
 }
 
+/// A walk a `bpf_loop` step advances: failed when its input is missing.
+pub(crate) trait Stepped {
+    fn fail(&mut self);
+}
+
+impl Stepped for NameWalk {
+    fn fail(&mut self) {
+        self.state = FAILED;
+    }
+}
+
+/// What every step begins with: its walk and the scratch copy it reads,
+/// from their per-CPU maps. `None` (stop the loop) if either is missing,
+/// the walk then marked failed.
+#[inline(always)]
+pub(crate) fn step_state<W: Stepped, const N: usize>(
+    walk: &PerCpuArray<W>,
+    scratch: &PerCpuArray<[u8; N]>,
+) -> Option<(&'static mut W, &'static [u8; N])> {
+    let w = walk.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU value, ours for the program's run; the loop's
+    // steps run one at a time.
+    let w = unsafe { &mut *w };
+    let Some(buf) = scratch.get_ptr(0) else {
+        w.fail();
+        return None;
+    };
+    // SAFETY: as above.
+    Some((w, unsafe { &*buf }))
+}
+
 pub(crate) const WALKING: u32 = 0;
 pub(crate) const DONE: u32 = 1;
 pub(crate) const FAILED: u32 = 2;
@@ -548,17 +579,9 @@ pub(crate) const FAILED: u32 = 2;
 /// Returns 1 to stop the loop.
 #[inline(never)]
 unsafe extern "C" fn name_step(_index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(w) = DNS_WALK.get_ptr_mut(0) else {
+    let Some((w, buf)) = step_state(&DNS_WALK, &DNS_SCRATCH) else {
         return 1;
     };
-    // SAFETY: a per-CPU value, ours for the program's run.
-    let w = unsafe { &mut *w };
-    let Some(buf) = DNS_SCRATCH.get_ptr(0) else {
-        w.state = FAILED;
-        return 1;
-    };
-    // SAFETY: a per-CPU value, ours for the program's run.
-    let buf = unsafe { &*buf };
     let pos = w.pos as usize;
     if pos >= w.len as usize {
         w.state = FAILED;

@@ -45,7 +45,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    dns::{DONE, FAILED, NameWalk, WALKING, first_label_byte, fold_label},
+    dns::{DONE, FAILED, Stepped, WALKING, first_label_byte, fold_label, step_state},
     maps::{LEARNED_SCOPED_USED, SNI_NAME, SNI_PROXY_PORTS, SNI_SCRATCH, SNI_SOCKS, SNI_WALK},
     owner,
     report::{Flow, bump, conclude, current_owner, emit},
@@ -146,6 +146,12 @@ pub struct Walk {
     /// `ext_step`: an encrypted_client_hello extension was seen.
     ech: u32,
     _pad: u32,
+}
+
+impl Stepped for Walk {
+    fn fail(&mut self) {
+        self.state = FAILED;
+    }
 }
 
 /// What a first write said.
@@ -580,17 +586,9 @@ fn client_hello(
 /// server_name (`host_name` entry, RFC 6066 §3) remembered. Returns 1 to stop.
 #[inline(never)]
 unsafe extern "C" fn ext_step(_index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(w) = SNI_WALK.get_ptr_mut(0) else {
+    let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
         return 1;
     };
-    // SAFETY: a per-CPU value, ours for the program's run.
-    let w = unsafe { &mut *w };
-    let Some(buf) = SNI_SCRATCH.get_ptr(0) else {
-        w.state = FAILED;
-        return 1;
-    };
-    // SAFETY: as above.
-    let buf = unsafe { &*buf };
     let pos = w.pos as usize;
     let end = w.end as usize;
     if pos == end {
@@ -686,17 +684,9 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
 /// blanks, then reads the name up to a port, blank or line end.
 #[inline(never)]
 unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(w) = SNI_WALK.get_ptr_mut(0) else {
+    let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
         return 1;
     };
-    // SAFETY: a per-CPU value, ours for the program's run.
-    let w = unsafe { &mut *w };
-    let Some(buf) = SNI_SCRATCH.get_ptr(0) else {
-        w.state = FAILED;
-        return 1;
-    };
-    // SAFETY: as above.
-    let buf = unsafe { &*buf };
     let pos = w.pos as usize;
     if pos >= w.end as usize {
         if w.phase == 2 {
@@ -829,17 +819,9 @@ fn judge_name() -> Result<Match, ()> {
 /// label being read. Returns 1 to stop.
 #[inline(never)]
 unsafe extern "C" fn name_byte_step(_index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(w) = SNI_NAME.get_ptr_mut(0) else {
+    let Some((w, buf)) = step_state(&SNI_NAME, &SNI_SCRATCH) else {
         return 1;
     };
-    // SAFETY: a per-CPU value, ours for the program's run.
-    let w: &mut NameWalk = unsafe { &mut *w };
-    let Some(buf) = SNI_SCRATCH.get_ptr(0) else {
-        w.state = FAILED;
-        return 1;
-    };
-    // SAFETY: as above.
-    let buf = unsafe { &*buf };
     let pos = w.pos as usize;
     if pos >= w.len as usize {
         return 1;
