@@ -143,9 +143,16 @@ pub mod maps {
     pub const AGENT_WALK: &str = "AGENT_WALK";
     /// Per-CPU counters, `AGENT_STAT_*`.
     pub const AGENT_STATS: &str = "AGENT_STATS";
+    /// `AgentUnixKey` → 1: the Unix-domain socket paths a selector may
+    /// connect or send to.
+    pub const AGENT_ALLOW_UNIX: &str = "AGENT_ALLOW_UNIX";
+    /// LRU, socket cookie → `AgentUnixKey`: the path of the last Unix-domain
+    /// connect or send a contained process was refused on that socket, so
+    /// that the daemon can name it (an event has no room for a path).
+    pub const AGENT_UNIX_SEEN: &str = "AGENT_UNIX_SEEN";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 54] = [
+    pub const ALL: [&str; 56] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -200,6 +207,8 @@ pub mod maps {
         AGENT_DNS,
         AGENT_WALK,
         AGENT_STATS,
+        AGENT_ALLOW_UNIX,
+        AGENT_UNIX_SEEN,
     ];
 
     /// Maps earlier builds pinned that this one no longer has. Their pins
@@ -240,6 +249,12 @@ pub mod programs {
     pub const PROCESS_FORK: &str = "process_fork";
     /// tracepoint sched/sched_process_exit: forgets exited processes.
     pub const PROCESS_EXIT: &str = "process_exit";
+    /// cgroup connect_unix and sendmsg_unix (kernel 6.7+): Unix-domain
+    /// sockets of contained processes. Built as connect4/sendmsg4 programs
+    /// (aya 0.14 knows no Unix attach types) and loaded by the daemon
+    /// itself with the Unix attach type (`enforcer::bpf::unix`).
+    pub const CONNECT_UNIX: &str = "connect_unix";
+    pub const SENDMSG_UNIX: &str = "sendmsg_unix";
 }
 
 /// Capacities of the maps. Hash maps are created with `BPF_F_NO_PREALLOC`,
@@ -525,6 +540,10 @@ pub const HOOK_XDP: u32 = 5;
 /// the name it carries (TLS server_name, HTTP Host).
 pub const HOOK_SNI: u32 = 6;
 pub const HOOK_COUNT: u32 = 7;
+/// Events only (not counted in `STATS`, whose layout stays; `AGENT_STATS`
+/// counts them): a contained process's Unix-domain connect or send.
+pub const HOOK_CONNECT_UNIX: u32 = 7;
+pub const HOOK_SENDMSG_UNIX: u32 = 8;
 
 /// No rule matched: the traffic passes.
 pub const VERDICT_PASS: u32 = 0;
@@ -634,6 +653,7 @@ pub const EVENT_F_ECH: u32 = 1 << 7;
 /// proxy (HTTP CONNECT or SOCKS5).
 pub const EVENT_F_PROXY: u32 = 1 << 8;
 
+pub const AF_UNIX: u32 = 1;
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;
 
@@ -861,6 +881,7 @@ mod pod {
     unsafe impl aya::Pod for super::ExecEvent {}
     unsafe impl aya::Pod for super::agents::AgentSelector {}
     unsafe impl aya::Pod for super::agents::Contained {}
+    unsafe impl aya::Pod for super::agents::AgentUnixKey {}
     unsafe impl aya::Pod for super::agents::AgentName {}
     unsafe impl aya::Pod for super::agents::AgentLearned {}
 }
@@ -1080,6 +1101,46 @@ pub mod agents {
         pub mask: u64,
         /// `bpf_ktime_get_boot_ns()` after which it no longer counts.
         pub expires_ns: u64,
+    }
+
+    /// `sun_path` bytes of a Unix-domain socket address.
+    pub const UNIX_PATH_MAX: usize = 108;
+    /// Unix-domain paths in allow lists, all selectors together.
+    pub const MAX_UNIX: u32 = 1024;
+    pub const MAX_UNIX_SEEN: u32 = 1024;
+
+    /// A Unix-domain socket address as the kernel keys allow lists: the
+    /// selector's slot, and the name's bytes (`len` of them; the rest
+    /// zero). A path name ends at its first NUL; an abstract name starts
+    /// with one and is `addrlen - 2` bytes long.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct AgentUnixKey {
+        pub slot: u32,
+        pub len: u32,
+        pub path: [u8; UNIX_PATH_MAX],
+    }
+
+    impl AgentUnixKey {
+        /// The key of `name` (a path, or `\0` and an abstract name) for
+        /// `slot`; `None` if it does not fit `sun_path`.
+        pub fn new(slot: u32, name: &[u8]) -> Option<AgentUnixKey> {
+            if name.len() > UNIX_PATH_MAX {
+                return None;
+            }
+            let mut path = [0; UNIX_PATH_MAX];
+            path[..name.len()].copy_from_slice(name);
+            Some(AgentUnixKey {
+                slot,
+                len: name.len() as u32,
+                path,
+            })
+        }
+
+        /// The name's bytes.
+        pub fn name(&self) -> &[u8] {
+            &self.path[..(self.len as usize).min(UNIX_PATH_MAX)]
+        }
     }
 
     /// The `AGENT_ALLOW_*` key word: selector, protocol (0: both), port

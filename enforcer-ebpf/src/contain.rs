@@ -571,6 +571,21 @@ pub fn allows_v6(agent: &Agent, addr: [u32; 4], port: u16, proto: u8) -> bool {
     false
 }
 
+/// Whether `agent` may connect or send to the Unix-domain socket `key`
+/// (its slot already set): only what its allow list names.
+#[inline(always)]
+pub fn allows_unix(agent: &Agent, key: &enforcer_common::agents::AgentUnixKey) -> bool {
+    if agent.action == ACTION_DENY_ALL {
+        return false;
+    }
+    // SAFETY: a map lookup of a stack key.
+    if unsafe { crate::maps::AGENT_ALLOW_UNIX.get(key) }.is_some() {
+        stat(STAT_ALLOWED);
+        return true;
+    }
+    false
+}
+
 #[inline(always)]
 fn learned_covers(l: &AgentLearned, sel: u32) -> bool {
     // SAFETY: a helper without arguments.

@@ -16,6 +16,8 @@
 //! - `exec`: exec tracking (argv and executable) for attribution.
 //! - `contain`: agent containment: marks processes whose exec matches a
 //!   selector, and their children; judges their connections.
+//! - `unix`: connect_unix/sendmsg_unix: contained processes reach only the
+//!   Unix-domain sockets their allow list names.
 #![no_std]
 #![no_main]
 
@@ -30,6 +32,7 @@ mod skb;
 mod sni;
 mod sock;
 mod sock_addr;
+mod unix;
 mod verdict;
 mod xdp;
 

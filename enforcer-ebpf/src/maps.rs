@@ -178,3 +178,9 @@ pub static AGENT_DNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(4, 0);
 pub static AGENT_WALK: PerCpuArray<crate::contain::AgentWalk> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static AGENT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(agents::STATS_LEN, 0);
+#[map]
+pub static AGENT_ALLOW_UNIX: HashMap<agents::AgentUnixKey, u32> =
+    HashMap::with_max_entries(agents::MAX_UNIX, BPF_F_NO_PREALLOC);
+#[map]
+pub static AGENT_UNIX_SEEN: LruHashMap<u64, agents::AgentUnixKey> =
+    LruHashMap::with_max_entries(agents::MAX_UNIX_SEEN, 0);

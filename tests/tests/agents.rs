@@ -406,6 +406,16 @@ fn a_policy_whose_selectors_do_not_compile_is_refused_with_its_field() {
     let (code, _, err) = enforcer(&["policy", "validate", port.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("agents[0].allow[0]"), "{err}");
+    let unix = w.tmp.write(
+        "unix.json",
+        r#"{"version": 1, "agents": [{"name": "x", "exe": ["/a"], "allow": ["unix:gw.sock"]}]}"#,
+    );
+    let (code, _, err) = enforcer(&["policy", "validate", unix.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("agents[0].allow[0]") && err.contains("absolute path"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -584,5 +594,108 @@ fn a_restart_with_another_policy_keeps_each_selector_on_its_processes() {
     writeln!(dropped.stdin.take().unwrap()).unwrap();
     assert_eq!(finish(kept), "EPERM");
     assert_eq!(finish(dropped), "ECONNREFUSED");
+    daemon.stop();
+}
+
+#[test]
+fn an_agent_reaches_only_the_unix_domain_sockets_its_allow_list_names() {
+    use std::os::unix::net::{UnixDatagram, UnixListener};
+    let w = world("au");
+    let home = w.tmp.path().join("opt");
+    let act = w.tmp.write("act.py", ACT);
+    let act = act.to_str().unwrap();
+    // A gateway the company allows, a local SOCKS proxy it does not
+    // (`ssh -D /path`), and a datagram socket: path names work across
+    // network namespaces, so the test itself serves them.
+    let gateway = w.tmp.path().join("gateway.sock");
+    let proxy = w.tmp.path().join("proxy.sock");
+    let dgram = w.tmp.path().join("log.sock");
+    let _gateway = UnixListener::bind(&gateway).unwrap();
+    let _proxy = UnixListener::bind(&proxy).unwrap();
+    let _dgram = UnixDatagram::bind(&dgram).unwrap();
+    let (gateway, proxy, dgram) = (
+        gateway.to_str().unwrap(),
+        proxy.to_str().unwrap(),
+        dgram.to_str().unwrap(),
+    );
+    let glob = format!("{}/versions/*/agent", home.display());
+    let policy = w.tmp.write(
+        "policy.json",
+        &format!(
+            r#"{{"version": 1, "agents": [{{"name": "fake", "exe": ["{glob}"],
+                "allow": ["unix:{gateway}", "unix:@enforcer-au-ok"]}}]}}"#
+        ),
+    );
+    let daemon = Daemon::start(&w.args(&policy));
+    // Abstract names belong to the network namespace: served inside it.
+    let mut servers: Vec<Child> = ["@enforcer-au-ok", "@enforcer-au-no"]
+        .iter()
+        .map(|name| {
+            let mut c = spawn(&w, &[PYTHON, act, &format!("serve:{name}")]);
+            let mut line = String::new();
+            BufReader::new(c.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line.trim(), "ready");
+            c
+        })
+        .collect();
+    let actions = [
+        format!("unix:{gateway}"),
+        format!("unix:{proxy}"),
+        "unix:@enforcer-au-ok".to_owned(),
+        "unix:@enforcer-au-no".to_owned(),
+        format!("unixdg:{dgram}"),
+        // The allowed path with a trailing slash names another socket.
+        format!("unix:{gateway}/"),
+    ];
+    let agent = install_agent(&home, "1.0.0");
+    let mut argv = vec![agent.to_str().unwrap(), act];
+    argv.extend(actions.iter().map(String::as_str));
+    assert_eq!(
+        run(&w, &argv),
+        "ok EPERM ok EPERM EPERM EPERM",
+        "the agent reaches the allowed socket and abstract name only"
+    );
+    // Its children too.
+    let child = format!("sh:{PYTHON} {act} unix:{proxy} unix:{gateway}");
+    assert_eq!(run(&w, &[agent.to_str().unwrap(), act, &child]), "EPERM ok");
+    // An uncontained process of the same cgroup reaches all of them.
+    let mut argv = vec![PYTHON, act];
+    argv.extend(actions.iter().take(5).map(String::as_str));
+    assert_eq!(run(&w, &argv), "ok ok ok ok sent");
+
+    // Flows name the socket, the hook and the selector.
+    let rows = flows(&w);
+    for (dst, hook) in [
+        (format!("unix:{proxy}"), "connect_unix"),
+        ("unix:@enforcer-au-no".to_owned(), "connect_unix"),
+        (format!("unix:{dgram}"), "sendmsg_unix"),
+    ] {
+        assert!(
+            rows.iter().any(|r| r["dst"] == dst.as_str()
+                && r["hooks"] == hook
+                && r["agent"] == "fake"
+                && r["verdict"] == "denied"),
+            "no {hook} denial of {dst} in flows: {rows:#?}"
+        );
+    }
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["dst"] == format!("unix:{gateway}").as_str()),
+        "the allowed socket is not reported: {rows:#?}"
+    );
+    let agents = json(&w, "agents");
+    assert!(
+        agents.to_string().contains(&format!("unix:{gateway}")),
+        "`agents` shows the allowed socket: {agents}"
+    );
+    for s in servers.iter_mut() {
+        drop(s.stdin.take());
+    }
+    for s in servers {
+        assert_eq!(finish(s), "served");
+    }
     daemon.stop();
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use enforcer_common::{
-    agents::{AgentName, allow_word},
+    agents::{AgentName, AgentUnixKey, allow_word},
     dns_name_key, v6_key,
 };
 use ipnet::IpNet;
@@ -23,6 +23,8 @@ pub struct AllowMaps {
     pub v4: BTreeMap<Prefix<2>, u32>,
     pub v6: BTreeMap<Prefix<5>, u32>,
     pub names: BTreeMap<u64, AgentName>,
+    /// `AGENT_ALLOW_UNIX`.
+    pub unix: BTreeMap<AgentUnixKey, u32>,
 }
 
 impl AllowMaps {
@@ -55,6 +57,12 @@ impl AllowMaps {
                                     1,
                                 );
                             }
+                        }
+                    }
+                    AllowEntry::Unix(name) => {
+                        // Lengths are checked when the policy is parsed.
+                        if let Some(key) = AgentUnixKey::new(sel, name) {
+                            out.unix.insert(key, 1);
                         }
                     }
                     AllowEntry::Name(d) => {

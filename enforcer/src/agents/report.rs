@@ -42,4 +42,7 @@ pub struct AgentsReport {
     pub contained: Vec<ContainedProc>,
     /// The kernel's counters (`matched`, `inherited`, `denied`, ...).
     pub counters: BTreeMap<String, u64>,
+    /// Whether the Unix-domain hooks are attached (kernel 6.7+): without
+    /// them, contained processes' Unix-domain sockets are not judged.
+    pub unix_judged: bool,
 }

@@ -115,6 +115,7 @@ pub fn write(
     write_trie(pins, names::AGENT_ALLOW_V4, &allow.v4)?;
     write_trie(pins, names::AGENT_ALLOW_V6, &allow.v6)?;
     make_exactly::<u64, AgentName>(pins, names::AGENT_NAMES, &allow.names, || Ok(()))?;
+    make_exactly(pins, names::AGENT_ALLOW_UNIX, &allow.unix, || Ok(()))?;
     let bank = 1
         - (config
             .get(&CFG_BANK, 0)
@@ -280,6 +281,15 @@ pub fn move_marks(pins: &Pins, moved: &[(u32, u32)]) -> Result<(), WriteError> {
 /// The mark of process `pid`, if any.
 pub fn contained_one(pins: &Pins, pid: u32) -> Option<Contained> {
     contained_map(pins).ok()?.get(&pid, 0).ok()
+}
+
+/// The Unix-domain socket name a contained process was last refused on
+/// socket `cookie`, as the policy writes it (`unix:/path`, `unix:@name`).
+pub fn unix_seen(pins: &Pins, cookie: u64) -> Option<String> {
+    let map: HashMap<MapData, u64, enforcer_common::agents::AgentUnixKey> =
+        open_map(pins, names::AGENT_UNIX_SEEN, HashMap::try_from).ok()?;
+    let key = map.get(&cookie, 0).ok()?;
+    Some(crate::policy::agents::AllowEntry::Unix(key.name().to_vec()).to_string())
 }
 
 /// Clears the addresses learned for allow-list names (their selector bits

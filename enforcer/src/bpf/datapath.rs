@@ -136,10 +136,14 @@ pub enum CgroupHook {
     /// inspection; attaching it also attaches the sk_msg verdict that
     /// judges their first write by name (`super::sni`).
     SniSockops,
+    /// Unix-domain connects and sends of contained processes (kernel
+    /// 6.7+; without them, a warning and no link: `super::unix`).
+    ConnectUnix,
+    SendmsgUnix,
 }
 
 impl CgroupHook {
-    pub const ALL: [CgroupHook; 8] = [
+    pub const ALL: [CgroupHook; 10] = [
         CgroupHook::SockCreate,
         CgroupHook::Connect4,
         CgroupHook::Connect6,
@@ -148,6 +152,8 @@ impl CgroupHook {
         CgroupHook::SkbEgress,
         CgroupHook::DnsIngress,
         CgroupHook::SniSockops,
+        CgroupHook::ConnectUnix,
+        CgroupHook::SendmsgUnix,
     ];
 
     pub const fn program(self) -> &'static str {
@@ -160,6 +166,8 @@ impl CgroupHook {
             CgroupHook::SkbEgress => programs::SKB_EGRESS,
             CgroupHook::DnsIngress => programs::DNS_INGRESS,
             CgroupHook::SniSockops => programs::SNI_SOCKOPS,
+            CgroupHook::ConnectUnix => programs::CONNECT_UNIX,
+            CgroupHook::SendmsgUnix => programs::SENDMSG_UNIX,
         }
     }
 }
@@ -171,6 +179,8 @@ pub struct Datapath {
     adopted: bool,
     /// Link pins made or kept by this instance; `prune` removes the others.
     attached: Vec<PathBuf>,
+    /// The Unix-domain programs, or why they are not in force.
+    unix: Result<super::unix::UnixPrograms, super::unix::Unavailable>,
 }
 
 impl Datapath {
@@ -217,6 +227,10 @@ impl Datapath {
         remove_retired(pins)?;
         for (name, program) in ebpf.programs_mut() {
             let program_name = static_name(name);
+            // Loaded below with their own attach types.
+            if super::unix::PROGRAMS.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
             let loaded = match program {
                 aya::programs::Program::CgroupSockAddr(p) => p.load(),
                 aya::programs::Program::CgroupSkb(p) => p.load(),
@@ -234,11 +248,16 @@ impl Datapath {
                 source: Box::new(source),
             })?;
         }
+        let unix = super::unix::UnixPrograms::load(object, &ebpf, pins);
+        if let Err(e) = &unix {
+            warn!(error = %e, "agent containment does not reach Unix-domain sockets");
+        }
         Ok(Datapath {
             ebpf,
             pins: pins.clone(),
             adopted,
             attached: Vec::new(),
+            unix,
         })
     }
 
@@ -246,6 +265,11 @@ impl Datapath {
     /// benchmarks).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+
+    /// Why the Unix-domain programs are not in force, if they are not.
+    pub fn unix_unavailable(&self) -> Option<&super::unix::Unavailable> {
+        self.unix.as_ref().err()
     }
 
     /// Whether the maps were adopted from a previous instance.
@@ -272,6 +296,21 @@ impl Datapath {
             let name = hook.program();
             let prog_err = program_error(name);
             let link_err = link_error(name);
+            if matches!(hook, CgroupHook::ConnectUnix | CgroupHook::SendmsgUnix) {
+                // Without them (an old kernel), the rest still enforces;
+                // `load` warned and `unix_unavailable` says why.
+                let Ok(unix) = &self.unix else { continue };
+                let pin = self.pins.cgroup_link(name);
+                let link = unix
+                    .link(name, &cgroup)
+                    .map_err(|source| DatapathError::Pin {
+                        path: pin.clone(),
+                        source,
+                    })?;
+                replace_pin_with(&pin, |staging| super::unix::pin_fd(&link, staging))?;
+                self.attached.push(pin);
+                continue;
+            }
             if hook == CgroupHook::SniSockops {
                 let pin = self.pins.cgroup_link(name);
                 replace_pin(super::sni::attach(&mut self.ebpf, &cgroup)?, &pin)?;
@@ -490,6 +529,8 @@ fn static_name(name: &str) -> &'static str {
         programs::PROCESS_EXIT,
         programs::SNI_SOCKOPS,
         programs::SNI_MSG,
+        programs::CONNECT_UNIX,
+        programs::SENDMSG_UNIX,
     ]
     .into_iter()
     .find(|p| *p == name)
@@ -499,20 +540,33 @@ fn static_name(name: &str) -> &'static str {
 /// Pins `link` at `path`, atomically taking the place of any link pinned
 /// there before (which is then released and detaches).
 fn replace_pin(link: FdLink, path: &Path) -> Result<(), DatapathError> {
+    let mut pinned = None;
+    replace_pin_with(path, |staging| {
+        pinned = Some(link.pin(staging).map_err(io::Error::other)?);
+        Ok(())
+    })?;
+    drop(pinned);
+    Ok(())
+}
+
+/// Pins through `pin` at a staging path, then renames it over `path`.
+fn replace_pin_with(
+    path: &Path,
+    pin: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), DatapathError> {
     // bpffs refuses names with a '.', hence no "x.new".
     let mut staging = path.as_os_str().to_owned();
     staging.push("-staging");
     let staging = PathBuf::from(staging);
     let _ = std::fs::remove_file(&staging);
-    let pinned = link.pin(&staging).map_err(|e| DatapathError::Pin {
+    pin(&staging).map_err(|source| DatapathError::Pin {
         path: staging.clone(),
-        source: io::Error::other(e),
+        source,
     })?;
     std::fs::rename(&staging, path).map_err(|source| DatapathError::Pin {
         path: path.to_owned(),
         source,
     })?;
-    drop(pinned);
     Ok(())
 }
 

@@ -9,9 +9,10 @@ use std::{
 use aya::maps::{Map, MapData, RingBuf};
 use enforcer_common::{
     AF_INET, AF_INET6, EVENT_F_6TO4, EVENT_F_NAT64, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE,
-    EVENT_F_V4_MAPPED, Event, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6,
-    HOOK_SKB_EGRESS, HOOK_SNI, HOOK_XDP, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED,
-    VERDICT_ERROR, VERDICT_PASS, maps as names, v4_octets, v6_octets,
+    EVENT_F_V4_MAPPED, Event, HOOK_CONNECT_UNIX, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG_UNIX,
+    HOOK_SENDMSG4, HOOK_SENDMSG6, HOOK_SKB_EGRESS, HOOK_SNI, HOOK_XDP, VERDICT_ALLOWED,
+    VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, maps as names, v4_octets,
+    v6_octets,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -28,6 +29,9 @@ pub enum Hook {
     /// The first write of a connection to a shared name's address, judged
     /// by the name in it (TLS server_name, or HTTP Host).
     Sni,
+    /// A contained process's Unix-domain connect or send.
+    ConnectUnix,
+    SendmsgUnix,
 }
 
 impl Hook {
@@ -40,6 +44,8 @@ impl Hook {
             HOOK_SKB_EGRESS => Hook::SkbEgress,
             HOOK_XDP => Hook::Xdp,
             HOOK_SNI => Hook::Sni,
+            HOOK_CONNECT_UNIX => Hook::ConnectUnix,
+            HOOK_SENDMSG_UNIX => Hook::SendmsgUnix,
             _ => return None,
         })
     }
@@ -53,6 +59,8 @@ impl Hook {
             Hook::SkbEgress => "skb_egress",
             Hook::Xdp => "xdp",
             Hook::Sni => "sni",
+            Hook::ConnectUnix => "connect_unix",
+            Hook::SendmsgUnix => "sendmsg_unix",
         }
     }
 }

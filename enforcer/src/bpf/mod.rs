@@ -20,6 +20,7 @@ pub mod ports;
 pub mod probe;
 pub mod sni;
 pub mod stats;
+pub mod unix;
 pub mod writer;
 
 pub use datapath::{CgroupHook, Datapath, DatapathError, DetachReport, check_xdp_ifaces, detach};

@@ -52,6 +52,13 @@ fn text(r: &AgentsReport) -> Vec<String> {
             out.push(format!("  source   {src}"));
         }
     }
+    if !r.unix_judged {
+        out.push(
+            "warning: Unix-domain sockets of contained processes are NOT judged (this kernel \
+             has no connect_unix/sendmsg_unix hooks, Linux 6.7+; see the daemon's log)"
+                .to_owned(),
+        );
+    }
     out.push(String::new());
     if r.contained.is_empty() {
         out.push("no process is contained now".to_owned());

@@ -5,9 +5,12 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use enforcer_common::agents::{
-    STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_FULL, STAT_INHERITED, STAT_MATCHED, STAT_NO_ARGS,
-    STAT_RAW_REFUSED,
+use enforcer_common::{
+    agents::{
+        STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_FULL, STAT_INHERITED, STAT_MATCHED,
+        STAT_NO_ARGS, STAT_RAW_REFUSED,
+    },
+    programs,
 };
 use tracing::{info, warn};
 
@@ -200,6 +203,11 @@ impl Containment {
             .unwrap_or_else(|| format!("#{slot}"))
     }
 
+    /// The Unix-domain socket a contained process was refused on `cookie`.
+    pub fn unix_seen(&self, cookie: u64) -> Option<String> {
+        maps::unix_seen(&self.pins, cookie)
+    }
+
     /// The root (the process whose exec matched) of contained process `pid`.
     pub fn root_of(&self, pid: u32) -> Option<u32> {
         maps::contained_one(&self.pins, pid).map(|c| c.root)
@@ -270,10 +278,15 @@ impl Containment {
                 counters.insert(name.to_owned(), s[i as usize]);
             }
         }
+        // The pinned links are the enforcement: they say it, not a flag.
+        let unix_judged = [programs::CONNECT_UNIX, programs::SENDMSG_UNIX]
+            .iter()
+            .all(|p| self.pins.cgroup_link(p).exists());
         AgentsReport {
             selectors,
             contained,
             counters,
+            unix_judged,
         }
     }
 }

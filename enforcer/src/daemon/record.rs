@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use crate::{
     answer_names::{self, Remembered},
     attrib::{CgroupIndex, ProcCache, ProcInfo, unit_of, user_names},
-    bpf::events::{BlockEvent, DecodeError, decode_dns_report, decode_exec},
+    bpf::events::{BlockEvent, DecodeError, Hook, decode_dns_report, decode_exec},
     desired::RuleTable,
     flows::{Flow, FlowKey, Pending, Store, StoreError},
     resolve::{Answers, now_ms},
@@ -193,7 +193,12 @@ impl Recorder {
             self.procs.lookup(ev.tgid)
         };
         let cgroup = self.cgroups.path(ev.cgroup_id);
-        let dst = ev.addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
+        let dst = match ev.hook {
+            Hook::ConnectUnix | Hook::SendmsgUnix => agents
+                .unix_seen(ev.cookie)
+                .unwrap_or_else(|| "unix:?".to_owned()),
+            _ => ev.addr.map_or_else(|| "?".to_owned(), |a| a.to_string()),
+        };
         let domains = ev.addr.map(|a| names_for(answers, a)).unwrap_or_default();
         let (name, chain) = ev
             .addr

@@ -238,12 +238,57 @@ pub enum AllowEntry {
     /// An exact name or a `*.suffix` wildcard, every port: the addresses
     /// the host's DNS servers return for it.
     Name(DomainPattern),
+    /// A Unix-domain socket, `unix:/absolute/path` or `unix:@abstract`:
+    /// the name's bytes as `connect`/`sendto` give them (an abstract name
+    /// with its leading NUL).
+    Unix(Vec<u8>),
+}
+
+/// Parses the part after `unix:`.
+fn unix_name(s: &str, rest: &str) -> Result<Vec<u8>, String> {
+    use enforcer_common::agents::UNIX_PATH_MAX;
+    let name: Vec<u8> = if let Some(abs) = rest.strip_prefix('@') {
+        if abs.is_empty() {
+            return Err(format!(
+                "{s:?}: an abstract socket name after '@' is missing"
+            ));
+        }
+        std::iter::once(0).chain(abs.bytes()).collect()
+    } else if let Some(after_root) = rest.strip_prefix('/') {
+        if after_root
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(format!(
+                "{s:?}: write the path in its plain form (no '.', '..', '//' or final '/'): the kernel \
+                 compares the bytes a program gives"
+            ));
+        }
+        rest.as_bytes().to_vec()
+    } else {
+        return Err(format!(
+            "{s:?}: a Unix-domain socket is an absolute path (\"unix:/run/gw.sock\") or an \
+             abstract name (\"unix:@name\")"
+        ));
+    };
+    if name.contains(&0) && name[0] != 0 {
+        return Err(format!("{s:?}: a path cannot contain NUL"));
+    }
+    if name.len() > UNIX_PATH_MAX {
+        return Err(format!(
+            "{s:?}: longer than a Unix-domain socket name can be ({UNIX_PATH_MAX} bytes)"
+        ));
+    }
+    Ok(name)
 }
 
 impl FromStr for AllowEntry {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("unix:") {
+            return unix_name(s, rest).map(AllowEntry::Unix);
+        }
         let bare = s
             .strip_suffix("/tcp")
             .or_else(|| s.strip_suffix("/udp"))
@@ -291,13 +336,17 @@ impl FromStr for AllowEntry {
 
 string_value!(
     AllowEntry,
-    "description": "What a contained agent may reach: an exact name or *.suffix wildcard (the addresses the host's DNS servers return for it, every port), a network (10.0.0.0/8, 2001:db8::/32), or an address or network with a port (10.0.0.5:443, [2001:db8::1]:443/tcp)."
+    "description": "What a contained agent may reach: an exact name or *.suffix wildcard (the addresses the host's DNS servers return for it, every port), a network (10.0.0.0/8, 2001:db8::/32), or an address or network with a port (10.0.0.5:443, [2001:db8::1]:443/tcp), or a Unix-domain socket (unix:/run/gateway.sock, unix:@abstract-name; none is allowed otherwise)."
 );
 
 impl fmt::Display for AllowEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AllowEntry::Name(d) => d.fmt(f),
+            AllowEntry::Unix(name) => match name.split_first() {
+                Some((0, abs)) => write!(f, "unix:@{}", String::from_utf8_lossy(abs)),
+                _ => write!(f, "unix:{}", String::from_utf8_lossy(name)),
+            },
             AllowEntry::Net { net, port: None } => net.fmt(f),
             AllowEntry::Net {
                 net,
@@ -395,7 +444,7 @@ impl Agent {
     pub fn names(&self) -> impl Iterator<Item = &DomainPattern> {
         self.allow.iter().filter_map(|a| match a {
             AllowEntry::Name(d) => Some(d),
-            AllowEntry::Net { .. } => None,
+            AllowEntry::Net { .. } | AllowEntry::Unix(_) => None,
         })
     }
 }
@@ -468,7 +517,7 @@ pub fn check(agents: &[Agent]) -> Result<(), PolicyError> {
     }
     // What the kernel maps hold, checked here so that a policy that does
     // not fit is refused whole rather than half-written.
-    use enforcer_common::agents::{MAX_ALLOW, MAX_NAMES};
+    use enforcer_common::agents::{MAX_ALLOW, MAX_NAMES, MAX_UNIX};
     let count = |f: &dyn Fn(&AllowEntry) -> bool| -> usize {
         agents
             .iter()
@@ -495,10 +544,12 @@ pub fn check(agents: &[Agent]) -> Result<(), PolicyError> {
         )
     });
     let names = count(&|e| matches!(e, AllowEntry::Name(_)));
+    let unix = count(&|e| matches!(e, AllowEntry::Unix(_)));
     for (what, n, max) in [
         ("IPv4 networks", v4, MAX_ALLOW),
         ("IPv6 networks", v6, MAX_ALLOW),
         ("names", names, MAX_NAMES),
+        ("Unix-domain sockets", unix, MAX_UNIX),
     ] {
         if n > max as usize {
             return Err(PolicyError::Merged {
@@ -560,6 +611,34 @@ mod tests {
         assert!("/opt/ä".parse::<Glob>().is_err());
         assert!("/opt/{a,b".parse::<Glob>().is_err());
         assert!("".parse::<Glob>().is_err());
+    }
+
+    #[test]
+    fn unix_domain_sockets_are_absolute_paths_or_abstract_names() {
+        let e = |s: &str| s.parse::<AllowEntry>();
+        assert_eq!(
+            e("unix:/run/gw.sock"),
+            Ok(AllowEntry::Unix(b"/run/gw.sock".to_vec()))
+        );
+        assert_eq!(e("unix:@gw"), Ok(AllowEntry::Unix(b"\0gw".to_vec())));
+        for (bad, says) in [
+            ("unix:gw.sock", "absolute path"),
+            ("unix:", "absolute path"),
+            ("unix:@", "missing"),
+            ("unix:/run/../tmp/x", "plain form"),
+            ("unix:/run//x", "plain form"),
+            ("unix:/run/./x", "plain form"),
+        ] {
+            let err = e(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let long = format!("unix:/{}", "a".repeat(108));
+        assert!(e(&long).unwrap_err().contains("108 bytes"));
+        assert!(e(&format!("unix:/{}", "a".repeat(107))).is_ok());
+        // Shown as written.
+        for s in ["unix:/run/gw.sock", "unix:@gw"] {
+            assert_eq!(e(s).unwrap().to_string(), s);
+        }
     }
 
     #[test]

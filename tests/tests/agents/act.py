@@ -7,6 +7,11 @@
 #   exec:ARGV...    replaces this process (argv joined by spaces follows)
 #   wait            reads a line from stdin first (run before the daemon)
 #   proto:T/N       creates a socket of type T and protocol N: made or the errno
+#   unix:ADDR       Unix-domain stream connect (ADDR a path, or @NAME for
+#                   an abstract name): ok or the errno name
+#   unixdg:ADDR     Unix-domain datagram sendto: sent or the errno name
+#   serve:@NAME     binds a Unix-domain stream socket at the abstract NAME,
+#                   prints "ready", and keeps it until stdin closes
 #   /PATH           ignored (a plain argument)
 import errno, os, socket, struct, subprocess, sys
 
@@ -62,6 +67,35 @@ def icmp(host):
         s.close()
 
 
+def unix_addr(arg):
+    return "\0" + arg[1:] if arg.startswith("@") else arg
+
+
+def unix(arg, kind):
+    s = socket.socket(socket.AF_UNIX, kind)
+    s.settimeout(3)
+    try:
+        if kind == socket.SOCK_STREAM:
+            s.connect(unix_addr(arg))
+            return "ok"
+        s.sendto(b"x", unix_addr(arg))
+        return "sent"
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+
+
+def serve(arg):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(unix_addr(arg))
+    s.listen(64)
+    print("ready", flush=True)
+    sys.stdin.read()
+    s.close()
+    return "served"
+
+
 def dns(arg):
     name, server = arg.split("@")
     q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
@@ -104,6 +138,12 @@ def main():
                 out.append("socket-" + err(e))
         elif kind == "dns":
             out.append(dns(rest))
+        elif kind == "unix":
+            out.append(unix(rest, socket.SOCK_STREAM))
+        elif kind == "unixdg":
+            out.append(unix(rest, socket.SOCK_DGRAM))
+        elif kind == "serve":
+            out.append(serve(rest))
         elif kind == "sh":
             r = subprocess.run(["/bin/sh", "-c", rest], capture_output=True, text=True)
             out.append(r.stdout.strip())

@@ -123,8 +123,11 @@ pub fn assess(
         )
     });
     let has = |name: &str| listing.links.iter().any(|l| l == name);
+    // The Unix-domain hooks exist from Linux 6.7; the daemon runs without
+    // them on older kernels (it warns, and `agents` says so).
     let unlinked: Vec<&str> = CgroupHook::ALL
         .iter()
+        .filter(|h| !matches!(h, CgroupHook::ConnectUnix | CgroupHook::SendmsgUnix))
         .map(|h| h.program())
         .filter(|p| !has(p))
         .collect();

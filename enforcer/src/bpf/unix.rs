@@ -1,0 +1,269 @@
+//! The Unix-domain programs (`connect_unix`, `sendmsg_unix`), loaded and
+//! attached without aya's program types: aya 0.14 knows no Unix attach
+//! type (BPF_CGROUP_UNIX_CONNECT/SENDMSG, kernel 6.7+), and the kernel
+//! fixes a program's attach type when it is loaded.
+//!
+//! The object is parsed a second time with aya's own parser (aya-obj),
+//! its map references are pointed at the maps the main load made (the
+//! pinned ones by their pins, the others through a pin of the moment),
+//! and the two programs are loaded with raw `BPF_PROG_LOAD` and attached
+//! with `BPF_LINK_CREATE`. A kernel without these attach types refuses the
+//! load before verifying (no verifier log): containment then does not
+//! reach Unix-domain sockets, which the daemon says (`Unavailable`).
+
+use std::{
+    collections::{HashMap, HashSet},
+    ffi::CString,
+    io,
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+    path::Path,
+};
+
+use aya::{Ebpf, maps::MapData};
+use enforcer_common::{maps as names, programs};
+
+use super::pins::Pins;
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+const BPF_CGROUP_UNIX_CONNECT: u32 = 49;
+const BPF_CGROUP_UNIX_SENDMSG: u32 = 50;
+/// Enough for the verifier's report on these small programs.
+const LOG_BYTES: usize = 1 << 20;
+
+/// The programs this module loads, with their attach types.
+pub const PROGRAMS: [(&str, u32); 2] = [
+    (programs::CONNECT_UNIX, BPF_CGROUP_UNIX_CONNECT),
+    (programs::SENDMSG_UNIX, BPF_CGROUP_UNIX_SENDMSG),
+];
+
+/// Why the Unix-domain programs are not in force.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    #[error(
+        "this kernel has no connect_unix/sendmsg_unix hooks (Linux 6.7+): contained \
+         processes' Unix-domain connections are not judged"
+    )]
+    Kernel,
+    #[error("the Unix-domain programs could not be loaded: {0}")]
+    Load(String),
+}
+
+/// The two loaded programs, by name.
+#[derive(Debug)]
+pub struct UnixPrograms {
+    progs: Vec<(&'static str, u32, OwnedFd)>,
+}
+
+impl UnixPrograms {
+    /// Loads both programs of `object` with their maps taken from `ebpf`
+    /// (already loaded, its maps pinned under `pins`).
+    pub fn load(object: &[u8], ebpf: &Ebpf, pins: &Pins) -> Result<UnixPrograms, Unavailable> {
+        let load_err = |e: String| Unavailable::Load(e);
+        let mut obj = aya_obj::Object::parse(object).map_err(|e| load_err(e.to_string()))?;
+        let fds = map_fds(&obj, ebpf, pins).map_err(load_err)?;
+        let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
+        let maps: Vec<(String, RawFd, aya_obj::Map)> = obj
+            .maps
+            .iter()
+            .map(|(name, m)| (name.clone(), fds[name].as_raw_fd(), m.clone()))
+            .collect();
+        obj.relocate_maps(
+            maps.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)),
+            &text_sections,
+        )
+        .map_err(|e| load_err(e.to_string()))?;
+        obj.relocate_calls(&text_sections)
+            .map_err(|e| load_err(e.to_string()))?;
+        let mut progs = Vec::new();
+        for (name, attach_type) in PROGRAMS {
+            let program = obj
+                .programs
+                .get(name)
+                .ok_or_else(|| load_err(format!("the object has no program {name}")))?;
+            let function = &obj.functions[&program.function_key()];
+            let fd = prog_load(name, &function.instructions, attach_type)?;
+            progs.push((name, attach_type, fd));
+        }
+        Ok(UnixPrograms { progs })
+    }
+
+    /// Attaches program `name` to `cgroup`; returns the link.
+    pub fn link(&self, name: &str, cgroup: &std::fs::File) -> io::Result<OwnedFd> {
+        let (_, attach_type, fd) = self
+            .progs
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or_else(|| io::Error::other(format!("{name}: not a Unix-domain program")))?;
+        link_create(fd.as_raw_fd(), cgroup.as_raw_fd(), *attach_type)
+            .map_err(|e| io::Error::new(e.kind(), format!("{name}: BPF_LINK_CREATE: {e}")))
+    }
+}
+
+/// An fd for every map the object defines: the pinned ones from their
+/// pins, the others (`.rodata`) pinned for a moment from `ebpf`.
+fn map_fds(
+    obj: &aya_obj::Object,
+    ebpf: &Ebpf,
+    pins: &Pins,
+) -> Result<HashMap<String, OwnedFd>, String> {
+    let mut fds = HashMap::new();
+    for name in obj.maps.keys() {
+        let data = if names::ALL.contains(&name.as_str()) {
+            let path = pins.map(name);
+            MapData::from_pin(&path).map_err(|e| format!("{}: {e}", path.display()))?
+        } else {
+            let map = ebpf
+                .map(name)
+                .ok_or_else(|| format!("map {name} was not loaded"))?;
+            // bpffs names take no '.'.
+            let tmp = pins.root().join(format!(
+                "unix-load-{}",
+                name.trim_start_matches('.').replace('.', "-")
+            ));
+            let _ = std::fs::remove_file(&tmp);
+            map.pin(&tmp).map_err(|e| format!("{name}: pin: {e}"))?;
+            let data = MapData::from_pin(&tmp);
+            let _ = std::fs::remove_file(&tmp);
+            data.map_err(|e| format!("{name}: {e}"))?
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("{name}: {e}"))?;
+        fds.insert(name.clone(), fd);
+    }
+    Ok(fds)
+}
+
+/// `union bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type` (the
+/// kernel takes a shorter attribute and zeroes the rest).
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+fn bpf(cmd: libc::c_long, attr: *mut u8, size: usize) -> io::Result<RawFd> {
+    // SAFETY: `attr` points to a live attribute of `size` bytes for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size as u32) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as RawFd)
+    }
+}
+
+fn prog_load(
+    name: &str,
+    insns: &[aya_obj::generated::bpf_insn],
+    attach_type: u32,
+) -> Result<OwnedFd, Unavailable> {
+    let license = c"GPL";
+    let mut prog_name = [0u8; 16];
+    for (d, s) in prog_name.iter_mut().zip(name.bytes().take(15)) {
+        *d = s;
+    }
+    let attempt = |log: Option<&mut Vec<u8>>| {
+        let mut attr = ProgLoadAttr {
+            prog_type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            prog_name,
+            expected_attach_type: attach_type,
+            ..ProgLoadAttr::default()
+        };
+        if let Some(log) = log {
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+        }
+        bpf(
+            BPF_PROG_LOAD,
+            (&mut attr as *mut ProgLoadAttr).cast(),
+            std::mem::size_of::<ProgLoadAttr>(),
+        )
+    };
+    match attempt(None) {
+        // SAFETY: a new fd the kernel just returned, owned by nobody else.
+        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Err(first) => {
+            // Again, for the verifier's report.
+            let mut log = vec![0u8; LOG_BYTES];
+            let again = attempt(Some(&mut log));
+            if let Ok(fd) = again {
+                // SAFETY: as above.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            let end = log.iter().position(|&b| b == 0).unwrap_or(0);
+            let report = String::from_utf8_lossy(&log[..end]);
+            if report.trim().is_empty() && first.raw_os_error() == Some(libc::EINVAL) {
+                // Refused before verification: an attach type this kernel
+                // does not know.
+                return Err(Unavailable::Kernel);
+            }
+            let tail: Vec<&str> = report.lines().rev().take(12).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(Unavailable::Load(format!(
+                "{name}: BPF_PROG_LOAD: {first}; verifier: {}",
+                tail.join(" | ")
+            )))
+        }
+    }
+}
+
+/// `link_create` of `union bpf_attr`: prog_fd, target_fd, attach_type, flags.
+fn link_create(prog: RawFd, target: RawFd, attach_type: u32) -> io::Result<OwnedFd> {
+    let mut attr: [u32; 8] = [prog as u32, target as u32, attach_type, 0, 0, 0, 0, 0];
+    let fd = bpf(
+        BPF_LINK_CREATE,
+        attr.as_mut_ptr().cast(),
+        std::mem::size_of_val(&attr),
+    )?;
+    // SAFETY: a new fd the kernel just returned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Pins the object `fd` at `path` (BPF_OBJ_PIN).
+pub fn pin_fd(fd: &OwnedFd, path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // pathname (u64), bpf_fd (u32), file_flags (u32), path_fd (u32), pad.
+    #[repr(C)]
+    struct PinAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: u32,
+        pad: u32,
+    }
+    let mut attr = PinAttr {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+        path_fd: 0,
+        pad: 0,
+    };
+    bpf(
+        BPF_OBJ_PIN,
+        (&mut attr as *mut PinAttr).cast(),
+        std::mem::size_of::<PinAttr>(),
+    )
+    .map(|_| ())
+}
