@@ -76,6 +76,27 @@ fn connect4_ns(dp: &mut Datapath, cg: &CgroupGuard) -> Result<f64> {
     Ok((after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64)
 }
 
+/// In-place ns per run of `connect_unix` over the child's Unix-domain
+/// connects (the program is loaded outside aya: found by its id).
+fn connect_unix_ns(dp: &Datapath, cg: &CgroupGuard) -> Result<f64> {
+    let id = dp
+        .unix()
+        .and_then(|u| u.id(programs::CONNECT_UNIX))
+        .context("connect_unix is not loaded (kernel without Unix attach types?)")?;
+    let stats = || -> Result<(u64, u64)> {
+        let info = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|p| p.id() == id)
+            .context("connect_unix stats")?;
+        Ok((info.run_time().as_nanos() as u64, info.run_count()))
+    };
+    let before = stats()?;
+    let ns = NetnsGuard::new("bu");
+    run_connect_child(cg.path(), "unix", &ns)?;
+    let after = stats()?;
+    Ok((after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64)
+}
+
 const HOOKS: [&str; 4] = [
     programs::EXEC_ARGV,
     programs::PROCESS_EXEC,
@@ -108,7 +129,8 @@ fn exec_ns(dp: &mut Datapath, bin: &std::path::Path) -> Result<Vec<(f64, u64)>> 
 pub fn containment(r: &mut Report) -> Result<()> {
     r.line(format!(
         "connect4 of an uncontained process (section 3's child: real TCP connects to an allowed \
-         loopback listener), in-place ns per run from kernel.bpf_stats_enabled, under policy A (no \
+         loopback listener) and connect_unix (the same child's Unix-domain stream connects to a \
+         listener of its own), in-place ns per run from kernel.bpf_stats_enabled, under policy A (no \
          agent selector), B ({SELECTORS} selectors, each with exe and script patterns (4 with a \
          two-sided cmdline pattern too) and an allow list with two networks and, for the first 64, \
          a name; one more selector matching the bench's own \
@@ -133,19 +155,25 @@ pub fn containment(r: &mut Report) -> Result<()> {
         policy(SELECTORS, matching.to_str().expect("utf-8 path")),
     );
     let tables = Compiled::new(&b.agents)?.tables;
-    let mut connect = Vec::new();
+    let (mut connect, mut unix) = (Vec::new(), Vec::new());
     for p in [&a, &b, &a] {
         apply(&pins, p)?;
         connect.push(connect4_ns(&mut dp, &cg)?);
+        unix.push(connect_unix_ns(&dp, &cg)?);
     }
-    let (c1, cb, c2) = (connect[0], connect[1], connect[2]);
-    r.line("| connect4, uncontained | A ns | B ns | A again ns | B − A ns | A/A ns |");
+    r.line("| uncontained process | A ns | B ns | A again ns | B − A ns | A/A ns |");
     r.line("|---|---:|---:|---:|---:|---:|");
-    r.line(format!(
-        "| TCP, loopback | {c1:.0} | {cb:.0} | {c2:.0} | {:+.0} | {:+.0} |",
-        cb - (c1 + c2) / 2.0,
-        c2 - c1
-    ));
+    for (what, v) in [
+        ("connect4: TCP, loopback", &connect),
+        ("connect_unix: Unix-domain stream", &unix),
+    ] {
+        let (c1, cb, c2) = (v[0], v[1], v[2]);
+        r.line(format!(
+            "| {what} | {c1:.0} | {cb:.0} | {c2:.0} | {:+.0} | {:+.0} |",
+            cb - (c1 + c2) / 2.0,
+            c2 - c1
+        ));
+    }
     r.line("");
     apply(&pins, &a)?;
     let none = exec_ns(&mut dp, &plain)?;

@@ -579,6 +579,9 @@ pub fn connect_child(args: &[String]) -> Result<()> {
     let mode = args.first().context("mode")?.clone();
     let count: u32 = args.get(1).context("count")?.parse()?;
     let limit = Duration::from_secs(args.get(2).context("secs")?.parse()?);
+    if mode == "unix" {
+        return unix_connects(count, limit);
+    }
     let listener = TcpListener::bind("127.0.0.1:0")?;
     // std listens with a backlog of 128; a deeper queue (SOMAXCONN, 4096)
     // keeps SYNs from being dropped (a 1 s retransmit) when the acceptor
@@ -629,6 +632,35 @@ pub fn connect_child(args: &[String]) -> Result<()> {
         done += 1;
     }
     println!("{done} {} {errors}", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `__connect unix`: Unix-domain stream connects to a listener of the
+/// child's own (section 11: the connect_unix hook of an uncontained process).
+fn unix_connects(count: u32, limit: Duration) -> Result<()> {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = std::env::temp_dir().join(format!("enforcer-bench-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("s");
+    let listener = UnixListener::bind(&path)?;
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+            if start.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+        }
+    });
+    let (mut done, mut errors) = (0u32, 0u32);
+    while done < count && start.elapsed() < limit {
+        if UnixStream::connect(&path).is_err() {
+            errors += 1;
+        }
+        done += 1;
+    }
+    println!("{done} {} {errors}", start.elapsed().as_secs_f64());
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -146,9 +146,9 @@ pub mod maps {
     /// `AgentUnixKey` → 1: the Unix-domain socket paths a selector may
     /// connect or send to.
     pub const AGENT_ALLOW_UNIX: &str = "AGENT_ALLOW_UNIX";
-    /// LRU, socket cookie → `AgentUnixKey`: the path of the last Unix-domain
-    /// connect or send a contained process was refused on that socket, so
-    /// that the daemon can name it (an event has no room for a path).
+    /// LRU, (socket cookie ^ time) → `AgentUnixKey`: the name of a
+    /// Unix-domain socket a contained process was refused, under the key
+    /// its event carries (in `addr`): an event has no room for a path.
     pub const AGENT_UNIX_SEEN: &str = "AGENT_UNIX_SEEN";
 
     /// Every map, in the order the loader pins them.
@@ -1030,7 +1030,15 @@ pub mod agents {
     /// `KIND_*` bits (which kinds of pattern exist; the others are not
     /// run) of bank b: `CFG_KINDS + b`.
     pub const CFG_KINDS: u32 = 8;
+    /// Where the caller's user namespace is, for the Unix-domain hooks
+    /// (from the kernel's BTF): `task_struct.cred | cred.user_ns << 16`.
+    pub const CFG_USERNS_PATH: u32 = 10;
+    /// `user_namespace.ns + ns_common.inum`; 0: unknown, and contained
+    /// processes reach no Unix-domain socket (fail closed).
+    pub const CFG_USERNS_INUM: u32 = 11;
     pub const CONFIG_LEN: u32 = 12;
+    /// The inode number of the initial user namespace (`PROC_USER_INIT_INO`).
+    pub const INIT_USER_NS_INUM: u32 = 0xEFFF_FFFD;
 
     pub const KIND_EXE: u32 = 1;
     pub const KIND_SCRIPT: u32 = 2;

@@ -30,11 +30,11 @@ use enforcer_common::{
     ARGS_BYTES, FILENAME_BYTES, VERDICT_AUDITED, VERDICT_DENIED,
     agents::{
         ACTION_AUDIT, ACTION_DENY_ALL, AgentLearned, CFG_BANK, CFG_EXIT_GROUP_DEAD, CFG_FORK_CHILD,
-        CFG_KINDS, CFG_NAMES, CFG_ON, CFG_STRIDE, Contained, KIND_CMDLINE, KIND_EXE, KIND_SCRIPT,
-        MAX_NAME_SELECTORS, MAX_SELECTORS, MAX_STATES, MAX_TRANSITIONS, STAT_ALLOWED, STAT_AUDITED,
-        STAT_DENIED, STAT_FULL, STAT_INHERITED, STAT_MATCHED, STAT_NO_ARGS, STAT_RAW_REFUSED,
-        STATE_DEAD, STATE_START, STATS_LEN, TAG_CMDLINE, TAG_EXE, TAG_SCRIPT, WALK_ARGS,
-        WALK_BYTES, allow_word,
+        CFG_KINDS, CFG_NAMES, CFG_ON, CFG_STRIDE, CFG_USERNS_INUM, CFG_USERNS_PATH, Contained,
+        INIT_USER_NS_INUM, KIND_CMDLINE, KIND_EXE, KIND_SCRIPT, MAX_NAME_SELECTORS, MAX_SELECTORS,
+        MAX_STATES, MAX_TRANSITIONS, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_FULL,
+        STAT_INHERITED, STAT_MATCHED, STAT_NO_ARGS, STAT_RAW_REFUSED, STATE_DEAD, STATE_START,
+        STATS_LEN, TAG_CMDLINE, TAG_EXE, TAG_SCRIPT, WALK_ARGS, WALK_BYTES, allow_word,
     },
 };
 
@@ -571,6 +571,44 @@ pub fn allows_v6(agent: &Agent, addr: [u32; 4], port: u16, proto: u8) -> bool {
     false
 }
 
+/// Whether the current task is in the initial user namespace. A path
+/// names a socket only where the caller looks it up: a process that made
+/// its own user namespace can bind-mount any socket (the Docker socket, a
+/// SOCKS proxy's) over an allowed path, chroot, or join another mount or
+/// network namespace of the same user, so outside the initial one no
+/// Unix-domain name is trusted. False when the path is unknown.
+#[inline(always)]
+pub fn in_initial_userns() -> bool {
+    let (path, inum_at) = (cfg(CFG_USERNS_PATH), cfg(CFG_USERNS_INUM));
+    if inum_at == 0 {
+        return false;
+    }
+    // SAFETY: a helper without arguments.
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
+    // SAFETY: kernel reads through the helper, which fails cleanly.
+    let inum = unsafe {
+        let cred: u64 = match aya_ebpf::helpers::bpf_probe_read_kernel(
+            task.wrapping_add((path & 0xffff) as usize) as *const u64,
+        ) {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        let user_ns: u64 = match aya_ebpf::helpers::bpf_probe_read_kernel(
+            (cred as *const u8).wrapping_add((path >> 16) as usize) as *const u64,
+        ) {
+            Ok(u) => u,
+            Err(_) => return false,
+        };
+        match aya_ebpf::helpers::bpf_probe_read_kernel(
+            (user_ns as *const u8).wrapping_add(inum_at as usize) as *const u32,
+        ) {
+            Ok(i) => i,
+            Err(_) => return false,
+        }
+    };
+    inum == INIT_USER_NS_INUM
+}
+
 /// Whether `agent` may connect or send to the Unix-domain socket `key`
 /// (its slot already set): only what its allow list names.
 #[inline(always)]
@@ -579,7 +617,7 @@ pub fn allows_unix(agent: &Agent, key: &enforcer_common::agents::AgentUnixKey) -
         return false;
     }
     // SAFETY: a map lookup of a stack key.
-    if unsafe { crate::maps::AGENT_ALLOW_UNIX.get(key) }.is_some() {
+    if unsafe { crate::maps::AGENT_ALLOW_UNIX.get(key) }.is_some() && in_initial_userns() {
         stat(STAT_ALLOWED);
         return true;
     }

@@ -12,7 +12,10 @@
 //! attach types (6.7+): `sk`, `uaddr`, `tmp_reg`, `t_ctx`, `uaddrlen`.
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf, generated::bpf_get_socket_cookie},
+    helpers::{
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        generated::bpf_get_socket_cookie,
+    },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
@@ -66,11 +69,16 @@ fn try_unix(ctx: &SockAddrContext, hook: u32) -> i32 {
     let verdict = agent.verdict();
     // SAFETY: the context is a valid argument for this helper in sock_addr programs.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
-    let _ = AGENT_UNIX_SEEN.insert(cookie, key, 0);
+    // One entry per attempt (a socket may be refused several names before
+    // the daemon reads them); the event carries the entry's key.
+    // SAFETY: a helper without arguments.
+    let seen = cookie ^ unsafe { bpf_ktime_get_ns() };
+    let _ = AGENT_UNIX_SEEN.insert(seen, key, 0);
     emit(
         &Flow {
             verdict,
             cookie,
+            addr: [seen as u32, (seen >> 32) as u32, 0, 0],
             family: AF_UNIX,
             agent: agent.event_id(),
             ..Flow::blank(hook, 0)

@@ -660,10 +660,21 @@ fn an_agent_reaches_only_the_unix_domain_sockets_its_allow_list_names() {
     // Its children too.
     let child = format!("sh:{PYTHON} {act} unix:{proxy} unix:{gateway}");
     assert_eq!(run(&w, &[agent.to_str().unwrap(), act, &child]), "EPERM ok");
+    // In a user namespace of its own the agent could bind-mount any
+    // socket over the allowed path: there, no name is trusted.
+    let userns = format!(
+        "sh:unshare -Urm sh -c 'mount --bind {proxy} {gateway} && {PYTHON} {act} unix:{gateway}'"
+    );
+    assert_eq!(
+        run(&w, &[agent.to_str().unwrap(), act, &userns]),
+        "EPERM",
+        "the allowed path, bind-mounted over by the proxy in the agent's own namespaces"
+    );
     // An uncontained process of the same cgroup reaches all of them.
     let mut argv = vec![PYTHON, act];
     argv.extend(actions.iter().take(5).map(String::as_str));
-    assert_eq!(run(&w, &argv), "ok ok ok ok sent");
+    argv.push(&userns);
+    assert_eq!(run(&w, &argv), "ok ok ok ok sent ok");
 
     // Flows name the socket, the hook and the selector.
     let rows = flows(&w);
@@ -680,11 +691,15 @@ fn an_agent_reaches_only_the_unix_domain_sockets_its_allow_list_names() {
             "no {hook} denial of {dst} in flows: {rows:#?}"
         );
     }
+    // The allowed socket is reported once: by the process in its own
+    // user namespace, the only one refused it.
+    let gateway_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r["dst"] == format!("unix:{gateway}").as_str())
+        .collect();
     assert!(
-        !rows
-            .iter()
-            .any(|r| r["dst"] == format!("unix:{gateway}").as_str()),
-        "the allowed socket is not reported: {rows:#?}"
+        gateway_rows.len() == 1 && gateway_rows[0]["count"] == 1,
+        "{gateway_rows:#?}"
     );
     let agents = json(&w, "agents");
     assert!(

@@ -50,7 +50,7 @@ fn kill9_keeps_enforcing_a_restart_adopts_without_a_gap_and_detach_removes() {
             Probe::new()
                 .cgroup(w.cg.path())
                 .netns(w.ns.name())
-                .run("tcp-loop:500", "10.77.0.2:9")
+                .run("tcp-loop:1500", "10.77.0.2:9")
         });
         std::thread::sleep(Duration::from_millis(50));
         let daemon = Daemon::start(&w.args(&policy));
@@ -63,7 +63,7 @@ fn kill9_keeps_enforcing_a_restart_adopts_without_a_gap_and_detach_removes() {
     });
     let (daemon, attempts) = looping;
     assert_eq!(
-        attempts.result, "EPERM=500",
+        attempts.result, "EPERM=1500",
         "a banned connect passed during the restart"
     );
     assert_eq!(

@@ -220,6 +220,7 @@ impl Datapath {
         for &(name, max_entries) in capacity {
             loader.map_max_entries(name, max_entries);
         }
+        let unix_parse = super::unix::UnixPrograms::parse(object);
         let mut ebpf = loader.load(object).map_err(|source| DatapathError::Load {
             pins: pins.maps_dir(),
             source: Box::new(source),
@@ -248,9 +249,27 @@ impl Datapath {
                 source: Box::new(source),
             })?;
         }
-        let unix = super::unix::UnixPrograms::load(object, &ebpf, pins);
-        if let Err(e) = &unix {
-            warn!(error = %e, "agent containment does not reach Unix-domain sockets");
+        let started = std::time::Instant::now();
+        let parsed = unix_parse
+            .join()
+            .unwrap_or_else(|_| Err("the parsing thread panicked".to_owned()));
+        let unix = super::unix::UnixPrograms::load(parsed, &ebpf, pins);
+        match &unix {
+            Ok(_) => info!(
+                ms = started.elapsed().as_millis() as u64,
+                "Unix-domain programs loaded"
+            ),
+            // An old kernel: the rest enforces, and `enforcer agents` says
+            // these sockets are not judged.
+            Err(e @ super::unix::Unavailable::Kernel) => {
+                warn!(error = %e, "agent containment does not reach Unix-domain sockets")
+            }
+            // Anything else is this build's fault: refused like any other
+            // program's load error, before anything is attached or pruned
+            // (a previous instance's links stay in force).
+            Err(e @ super::unix::Unavailable::Load(_)) => {
+                return Err(DatapathError::Object(e.to_string()));
+            }
         }
         Ok(Datapath {
             ebpf,
@@ -265,6 +284,11 @@ impl Datapath {
     /// benchmarks).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+
+    /// The Unix-domain programs, if loaded.
+    pub fn unix(&self) -> Option<&super::unix::UnixPrograms> {
+        self.unix.as_ref().ok()
     }
 
     /// Why the Unix-domain programs are not in force, if they are not.

@@ -8,7 +8,7 @@ use std::{
 
 use aya::maps::{Map, MapData, RingBuf};
 use enforcer_common::{
-    AF_INET, AF_INET6, EVENT_F_6TO4, EVENT_F_NAT64, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE,
+    AF_INET, AF_INET6, AF_UNIX, EVENT_F_6TO4, EVENT_F_NAT64, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE,
     EVENT_F_V4_MAPPED, Event, HOOK_CONNECT_UNIX, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG_UNIX,
     HOOK_SENDMSG4, HOOK_SENDMSG6, HOOK_SKB_EGRESS, HOOK_SNI, HOOK_XDP, VERDICT_ALLOWED,
     VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, maps as names, v4_octets,
@@ -176,6 +176,9 @@ pub struct BlockEvent {
     /// The agent selector (index) containing the process, if the verdict
     /// came from its allow list.
     pub agent: Option<u32>,
+    /// A Unix-domain event (`AF_UNIX`): the key under which the kernel
+    /// left the socket's name in `AGENT_UNIX_SEEN`.
+    pub unix_key: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -230,6 +233,8 @@ impl BlockEvent {
             via: Via::from_flags(raw.flags),
             owner_unknown: raw.flags & EVENT_F_OWNER_UNKNOWN != 0,
             agent: raw.agent.checked_sub(1),
+            unix_key: (raw.family == AF_UNIX)
+                .then(|| u64::from(raw.addr[0]) | u64::from(raw.addr[1]) << 32),
         })
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! The object is parsed a second time with aya's own parser (aya-obj),
 //! its map references are pointed at the maps the main load made (the
-//! pinned ones by their pins, the others through a pin of the moment),
+//! pinned ones by their pins, `.rodata` through aya's handle),
 //! and the two programs are loaded with raw `BPF_PROG_LOAD` and attached
 //! with `BPF_LINK_CREATE`. A kernel without these attach types refuses the
 //! load before verifying (no verifier log): containment then does not
@@ -26,6 +26,7 @@ use super::pins::Pins;
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
 const BPF_CGROUP_UNIX_CONNECT: u32 = 49;
@@ -58,11 +59,23 @@ pub struct UnixPrograms {
 }
 
 impl UnixPrograms {
-    /// Loads both programs of `object` with their maps taken from `ebpf`
-    /// (already loaded, its maps pinned under `pins`).
-    pub fn load(object: &[u8], ebpf: &Ebpf, pins: &Pins) -> Result<UnixPrograms, Unavailable> {
+    /// Parses the object (the slow part: in a thread of its own while aya
+    /// loads the rest).
+    pub fn parse(
+        object: &'static [u8],
+    ) -> std::thread::JoinHandle<Result<aya_obj::Object, String>> {
+        std::thread::spawn(move || aya_obj::Object::parse(object).map_err(|e| e.to_string()))
+    }
+
+    /// Loads both programs of the parsed object with their maps taken from
+    /// `ebpf` (already loaded, its maps pinned under `pins`).
+    pub fn load(
+        parsed: Result<aya_obj::Object, String>,
+        ebpf: &Ebpf,
+        pins: &Pins,
+    ) -> Result<UnixPrograms, Unavailable> {
         let load_err = |e: String| Unavailable::Load(e);
-        let mut obj = aya_obj::Object::parse(object).map_err(|e| load_err(e.to_string()))?;
+        let mut obj = parsed.map_err(load_err)?;
         let fds = map_fds(&obj, ebpf, pins).map_err(load_err)?;
         let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
         let maps: Vec<(String, RawFd, aya_obj::Map)> = obj
@@ -90,6 +103,20 @@ impl UnixPrograms {
         Ok(UnixPrograms { progs })
     }
 
+    /// The kernel's id of program `name` (for its run statistics).
+    pub fn id(&self, name: &str) -> Option<u32> {
+        let (_, _, fd) = self.progs.iter().find(|(n, _, _)| *n == name)?;
+        // `bpf_prog_info` begins with `type`, then `id`; the kernel fills
+        // what fits `info_len`.
+        let mut info = [0u32; 2];
+        let mut attr: [u32; 4] = [fd.as_raw_fd() as u32, 8, 0, 0];
+        let ptr = info.as_mut_ptr() as u64;
+        attr[2] = ptr as u32;
+        attr[3] = (ptr >> 32) as u32;
+        bpf(BPF_OBJ_GET_INFO_BY_FD, attr.as_mut_ptr().cast(), 16).ok()?;
+        Some(info[1])
+    }
+
     /// Attaches program `name` to `cgroup`; returns the link.
     pub fn link(&self, name: &str, cgroup: &std::fs::File) -> io::Result<OwnedFd> {
         let (_, attach_type, fd) = self
@@ -103,7 +130,7 @@ impl UnixPrograms {
 }
 
 /// An fd for every map the object defines: the pinned ones from their
-/// pins, the others (`.rodata`) pinned for a moment from `ebpf`.
+/// pins, the others (`.rodata`, an array) from `ebpf`.
 fn map_fds(
     obj: &aya_obj::Object,
     ebpf: &Ebpf,
@@ -111,29 +138,18 @@ fn map_fds(
 ) -> Result<HashMap<String, OwnedFd>, String> {
     let mut fds = HashMap::new();
     for name in obj.maps.keys() {
-        let data = if names::ALL.contains(&name.as_str()) {
+        let fd = if names::ALL.contains(&name.as_str()) {
             let path = pins.map(name);
-            MapData::from_pin(&path).map_err(|e| format!("{}: {e}", path.display()))?
+            let data = MapData::from_pin(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            data.fd().as_fd().try_clone_to_owned()
         } else {
-            let map = ebpf
-                .map(name)
-                .ok_or_else(|| format!("map {name} was not loaded"))?;
-            // bpffs names take no '.'.
-            let tmp = pins.root().join(format!(
-                "unix-load-{}",
-                name.trim_start_matches('.').replace('.', "-")
-            ));
-            let _ = std::fs::remove_file(&tmp);
-            map.pin(&tmp).map_err(|e| format!("{name}: pin: {e}"))?;
-            let data = MapData::from_pin(&tmp);
-            let _ = std::fs::remove_file(&tmp);
-            data.map_err(|e| format!("{name}: {e}"))?
-        };
-        let fd = data
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| format!("{name}: {e}"))?;
+            match ebpf.map(name) {
+                Some(aya::maps::Map::Array(data)) => data.fd().as_fd().try_clone_to_owned(),
+                Some(_) => return Err(format!("map {name}: not an array, not pinned")),
+                None => return Err(format!("map {name} was not loaded")),
+            }
+        }
+        .map_err(|e| format!("{name}: {e}"))?;
         fds.insert(name.clone(), fd);
     }
     Ok(fds)

@@ -52,6 +52,8 @@ pub struct Containment {
     /// The last apply failed: the next reload applies again, even of a
     /// policy equal to the one in force.
     failed: bool,
+    /// `AGENT_UNIX_SEEN`, opened at the first Unix-domain event.
+    unix_seen: std::cell::OnceCell<Option<maps::UnixSeen>>,
 }
 
 impl Containment {
@@ -63,6 +65,7 @@ impl Containment {
             compiled: Compiled::new(&[]).expect("no selectors compile"),
             agents: Vec::new(),
             slots: Vec::new(),
+            unix_seen: std::cell::OnceCell::new(),
             failed: false,
         }
     }
@@ -95,13 +98,16 @@ impl Containment {
     pub fn apply(&mut self, policy: &Policy, compiled: Compiled) -> Result<(), ContainError> {
         self.failed = true;
         let offsets = if compiled.is_empty() {
-            TraceOffsets::probe().unwrap_or(TraceOffsets {
-                fork_child: 0,
-                exit_group_dead: 0,
-            })
+            TraceOffsets::probe().unwrap_or_default()
         } else {
             TraceOffsets::probe().ok_or(ContainError::NoTracefs)?
         };
+        if offsets.userns == [0, 0] && !compiled.is_empty() {
+            warn!(
+                "the kernel's BTF gives no path to a process's user namespace: contained \
+                 processes reach no Unix-domain socket, whatever their allow lists say"
+            );
+        }
         let previous = maps::selector_keys(&self.pins)?;
         let assigned = crate::agents::assign_slots(&compiled, &previous)?;
         let names_before = self.compiled.allow(&self.slots).names;
@@ -203,9 +209,14 @@ impl Containment {
             .unwrap_or_else(|| format!("#{slot}"))
     }
 
-    /// The Unix-domain socket a contained process was refused on `cookie`.
-    pub fn unix_seen(&self, cookie: u64) -> Option<String> {
-        maps::unix_seen(&self.pins, cookie)
+    /// The Unix-domain socket name a contained process was refused, by
+    /// the key its event carries. The map is opened once.
+    pub fn unix_seen(&self, key: u64) -> Option<String> {
+        let map = self
+            .unix_seen
+            .get_or_init(|| maps::open_unix_seen(&self.pins))
+            .as_ref()?;
+        maps::unix_seen(map, key)
     }
 
     /// The root (the process whose exec matched) of contained process `pid`.

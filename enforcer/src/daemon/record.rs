@@ -194,8 +194,9 @@ impl Recorder {
         };
         let cgroup = self.cgroups.path(ev.cgroup_id);
         let dst = match ev.hook {
-            Hook::ConnectUnix | Hook::SendmsgUnix => agents
-                .unix_seen(ev.cookie)
+            Hook::ConnectUnix | Hook::SendmsgUnix => ev
+                .unix_key
+                .and_then(|k| agents.unix_seen(k))
                 .unwrap_or_else(|| "unix:?".to_owned()),
             _ => ev.addr.map_or_else(|| "?".to_owned(), |a| a.to_string()),
         };

@@ -2,6 +2,7 @@
 //! directory's owner and modes, the kernel clock, the host name.
 
 pub mod bpffs;
+pub mod btf;
 pub mod cgroup;
 pub mod clock;
 pub mod statedir;

@@ -140,13 +140,25 @@ pub fn assess(
     let exec = [programs::EXEC_ARGV, programs::PROCESS_EXEC]
         .iter()
         .all(|p| has(p));
+    let unix = has(programs::CONNECT_UNIX) && has(programs::SENDMSG_UNIX);
     checks.push(if unlinked.is_empty() {
         Check::ok(
             "instance-links",
             format!(
-                "a link for every hook ({}); exec tracking: {}; XDP: {}",
-                CgroupHook::ALL.map(|h| h.program()).join(", "),
+                "a link for every hook ({}); exec tracking: {}; agents' Unix-domain sockets: {}; \
+                 XDP: {}",
+                CgroupHook::ALL
+                    .iter()
+                    .map(|h| h.program())
+                    .filter(|p| has(p))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if exec { "linked" } else { "not linked" },
+                if unix {
+                    "judged"
+                } else {
+                    "NOT judged (no connect_unix/sendmsg_unix links: a kernel before 6.7?)"
+                },
                 if xdp.is_empty() {
                     "none".to_owned()
                 } else {
