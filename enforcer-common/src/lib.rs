@@ -1111,6 +1111,11 @@ pub mod agents {
         pub expires_ns: u64,
     }
 
+    /// `offsetof(struct bpf_sock_addr_kern, uaddr)` and `uaddrlen`, as the
+    /// Unix-domain programs read them (6.7 to this day; the daemon checks
+    /// them against the kernel's BTF before it loads those programs).
+    pub const UNIX_UADDR_OFFSET: u32 = 8;
+    pub const UNIX_UADDRLEN_OFFSET: u32 = 32;
     /// `sun_path` bytes of a Unix-domain socket address.
     pub const UNIX_PATH_MAX: usize = 108;
     /// Unix-domain paths in allow lists, all selectors together.

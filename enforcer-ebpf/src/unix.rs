@@ -9,7 +9,8 @@
 //! kernel's `struct bpf_sock_addr_kern`, whose `uaddr` and `uaddrlen` are
 //! read with `bpf_probe_read_kernel` (a privileged loader may pass the
 //! pointer to a helper). The layout is that of every kernel with these
-//! attach types (6.7+): `sk`, `uaddr`, `tmp_reg`, `t_ctx`, `uaddrlen`.
+//! attach types (6.7+): `sk`, `uaddr`, `tmp_reg`, `t_ctx`, `uaddrlen`; the
+//! daemon checks it against the kernel's BTF before loading.
 
 use aya_ebpf::{
     helpers::{
@@ -21,7 +22,7 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     AF_UNIX, HOOK_CONNECT_UNIX, HOOK_SENDMSG_UNIX,
-    agents::{AgentUnixKey, UNIX_PATH_MAX},
+    agents::{AgentUnixKey, UNIX_PATH_MAX, UNIX_UADDR_OFFSET, UNIX_UADDRLEN_OFFSET},
 };
 
 use crate::{
@@ -33,9 +34,8 @@ use crate::{
 
 const ALLOW: i32 = 1;
 const DENY: i32 = 0;
-/// `offsetof(struct bpf_sock_addr_kern, uaddr)` and `uaddrlen`.
-const UADDR_OFFSET: usize = 8;
-const UADDRLEN_OFFSET: usize = 32;
+const UADDR_OFFSET: usize = UNIX_UADDR_OFFSET as usize;
+const UADDRLEN_OFFSET: usize = UNIX_UADDRLEN_OFFSET as usize;
 /// `offsetof(struct sockaddr_un, sun_path)`.
 const SUN_PATH_OFFSET: u64 = 2;
 

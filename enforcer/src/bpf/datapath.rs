@@ -261,7 +261,7 @@ impl Datapath {
             ),
             // An old kernel: the rest enforces, and `enforcer agents` says
             // these sockets are not judged.
-            Err(e @ super::unix::Unavailable::Kernel) => {
+            Err(e @ (super::unix::Unavailable::Kernel | super::unix::Unavailable::Layout(_))) => {
                 warn!(error = %e, "agent containment does not reach Unix-domain sockets")
             }
             // Anything else is this build's fault: refused like any other

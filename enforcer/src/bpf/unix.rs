@@ -20,7 +20,10 @@ use std::{
 };
 
 use aya::{Ebpf, maps::MapData};
-use enforcer_common::{maps as names, programs};
+use enforcer_common::{
+    agents::{UNIX_UADDR_OFFSET as UADDR_OFFSET, UNIX_UADDRLEN_OFFSET as UADDRLEN_OFFSET},
+    maps as names, programs,
+};
 
 use super::pins::Pins;
 
@@ -48,8 +51,55 @@ pub enum Unavailable {
          processes' Unix-domain connections are not judged"
     )]
     Kernel,
+    #[error(
+        "this kernel's struct bpf_sock_addr_kern is not the layout the Unix-domain programs \
+         read (uaddr at {UADDR_OFFSET}, uaddrlen at {UADDRLEN_OFFSET}; BTF says {0}): \
+         contained processes' Unix-domain connections are not judged"
+    )]
+    Layout(String),
     #[error("the Unix-domain programs could not be loaded: {0}")]
     Load(String),
+}
+
+/// Whether this kernel takes the Unix attach types at all: a program of
+/// two instructions (`r0 = 1; exit`) loaded with the connect one.
+fn probe_kernel() -> Result<(), Unavailable> {
+    let insns = [
+        aya_obj::generated::bpf_insn {
+            code: 0xb7, // BPF_ALU64 | BPF_MOV | BPF_K
+            _bitfield_align_1: [],
+            _bitfield_1: aya_obj::generated::bpf_insn::new_bitfield_1(0, 0),
+            off: 0,
+            imm: 1,
+        },
+        aya_obj::generated::bpf_insn {
+            code: 0x95, // BPF_JMP | BPF_EXIT
+            _bitfield_align_1: [],
+            _bitfield_1: aya_obj::generated::bpf_insn::new_bitfield_1(0, 0),
+            off: 0,
+            imm: 0,
+        },
+    ];
+    match prog_load("unix_probe", &insns, BPF_CGROUP_UNIX_CONNECT) {
+        Ok(_) => Ok(()),
+        Err(Unavailable::Load(_)) => Err(Unavailable::Kernel),
+        Err(e) => Err(e),
+    }
+}
+
+/// The layout check against the kernel's BTF (skipped without BTF).
+fn check_layout() -> Result<(), Unavailable> {
+    let Some(btf) = crate::sys::btf::Structs::vmlinux() else {
+        return Ok(());
+    };
+    let found = (
+        btf.offset("bpf_sock_addr_kern", "uaddr"),
+        btf.offset("bpf_sock_addr_kern", "uaddrlen"),
+    );
+    match found {
+        (Some(UADDR_OFFSET), Some(UADDRLEN_OFFSET)) => Ok(()),
+        (a, l) => Err(Unavailable::Layout(format!("uaddr {a:?}, uaddrlen {l:?}"))),
+    }
 }
 
 /// The two loaded programs, by name.
@@ -75,6 +125,8 @@ impl UnixPrograms {
         pins: &Pins,
     ) -> Result<UnixPrograms, Unavailable> {
         let load_err = |e: String| Unavailable::Load(e);
+        probe_kernel()?;
+        check_layout()?;
         let mut obj = parsed.map_err(load_err)?;
         let fds = map_fds(&obj, ebpf, pins).map_err(load_err)?;
         let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
@@ -228,11 +280,6 @@ fn prog_load(
             }
             let end = log.iter().position(|&b| b == 0).unwrap_or(0);
             let report = String::from_utf8_lossy(&log[..end]);
-            if report.trim().is_empty() && first.raw_os_error() == Some(libc::EINVAL) {
-                // Refused before verification: an attach type this kernel
-                // does not know.
-                return Err(Unavailable::Kernel);
-            }
             let tail: Vec<&str> = report.lines().rev().take(12).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             Err(Unavailable::Load(format!(
