@@ -50,7 +50,8 @@ impl TraceOffsets {
 /// `task_struct.cred`, `cred.user_ns`, `user_namespace.ns.inum` from the
 /// kernel's BTF, packed as `AGENT_CONFIG` holds them.
 fn userns_offsets() -> Option<[u32; 2]> {
-    let btf = crate::sys::btf::Structs::vmlinux()?;
+    let btf =
+        crate::sys::btf::Structs::vmlinux(&["task_struct", "cred", "user_namespace", "ns_common"])?;
     let cred = btf.offset("task_struct", "cred")?;
     let user_ns = btf.offset("cred", "user_ns")?;
     let inum = btf.offset("user_namespace", "ns")? + btf.offset("ns_common", "inum")?;

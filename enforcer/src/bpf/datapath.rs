@@ -220,7 +220,6 @@ impl Datapath {
         for &(name, max_entries) in capacity {
             loader.map_max_entries(name, max_entries);
         }
-        let unix_parse = super::unix::UnixPrograms::parse(object);
         let mut ebpf = loader.load(object).map_err(|source| DatapathError::Load {
             pins: pins.maps_dir(),
             source: Box::new(source),
@@ -250,10 +249,7 @@ impl Datapath {
             })?;
         }
         let started = std::time::Instant::now();
-        let parsed = unix_parse
-            .join()
-            .unwrap_or_else(|_| Err("the parsing thread panicked".to_owned()));
-        let unix = super::unix::UnixPrograms::load(parsed, &ebpf, pins);
+        let unix = super::unix::UnixPrograms::load(object, &ebpf, pins);
         match &unix {
             Ok(_) => info!(
                 ms = started.elapsed().as_millis() as u64,

@@ -89,7 +89,7 @@ fn probe_kernel() -> Result<(), Unavailable> {
 
 /// The layout check against the kernel's BTF (skipped without BTF).
 fn check_layout() -> Result<(), Unavailable> {
-    let Some(btf) = crate::sys::btf::Structs::vmlinux() else {
+    let Some(btf) = crate::sys::btf::Structs::vmlinux(&["bpf_sock_addr_kern"]) else {
         return Ok(());
     };
     let found = (
@@ -109,25 +109,15 @@ pub struct UnixPrograms {
 }
 
 impl UnixPrograms {
-    /// Parses the object (the slow part: in a thread of its own while aya
-    /// loads the rest).
-    pub fn parse(
-        object: &'static [u8],
-    ) -> std::thread::JoinHandle<Result<aya_obj::Object, String>> {
-        std::thread::spawn(move || aya_obj::Object::parse(object).map_err(|e| e.to_string()))
-    }
-
-    /// Loads both programs of the parsed object with their maps taken from
-    /// `ebpf` (already loaded, its maps pinned under `pins`).
-    pub fn load(
-        parsed: Result<aya_obj::Object, String>,
-        ebpf: &Ebpf,
-        pins: &Pins,
-    ) -> Result<UnixPrograms, Unavailable> {
+    /// Loads both programs of `object` with their maps taken from `ebpf`
+    /// (already loaded, its maps pinned under `pins`). The object is parsed
+    /// again here, on the calling thread: in a thread of its own, the
+    /// parse's memory stayed resident in that thread's malloc arena.
+    pub fn load(object: &[u8], ebpf: &Ebpf, pins: &Pins) -> Result<UnixPrograms, Unavailable> {
         let load_err = |e: String| Unavailable::Load(e);
         probe_kernel()?;
         check_layout()?;
-        let mut obj = parsed.map_err(load_err)?;
+        let mut obj = aya_obj::Object::parse(object).map_err(|e| load_err(e.to_string()))?;
         let fds = map_fds(&obj, ebpf, pins).map_err(load_err)?;
         let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
         let maps: Vec<(String, RawFd, aya_obj::Map)> = obj

@@ -14,20 +14,23 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 const MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 
-/// One parsed BTF blob: struct name → (member name → byte offset).
+/// The members of some structs of one BTF blob: struct name → (member
+/// name → byte offset). Only the structs asked for are kept: the kernel's
+/// BTF describes tens of thousands.
 #[derive(Debug, Default)]
 pub struct Structs {
     structs: HashMap<String, HashMap<String, u32>>,
 }
 
 impl Structs {
-    /// Reads the running kernel's BTF; `None` if absent or unreadable.
-    pub fn vmlinux() -> Option<Structs> {
-        Structs::parse(&std::fs::read(VMLINUX).ok()?)
+    /// The structs `wanted` of the running kernel's BTF; `None` if it is
+    /// absent or unreadable.
+    pub fn vmlinux(wanted: &[&str]) -> Option<Structs> {
+        Structs::parse(&std::fs::read(VMLINUX).ok()?, wanted)
     }
 
     /// `None` on anything malformed.
-    pub fn parse(data: &[u8]) -> Option<Structs> {
+    pub fn parse(data: &[u8], wanted: &[&str]) -> Option<Structs> {
         let u16_at = |o: usize| Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?));
         let u32_at = |o: usize| Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?));
         if u16_at(0)? != MAGIC {
@@ -70,7 +73,7 @@ impl Structs {
             if kind == KIND_STRUCT && name_off != 0 {
                 let sname = name(name_off)?;
                 // The first definition wins (kernel BTF has one per name).
-                if !out.structs.contains_key(sname) {
+                if wanted.contains(&sname) && !out.structs.contains_key(sname) {
                     let mut members = HashMap::new();
                     for i in 0..vlen {
                         let m = at + 12 * i;
@@ -103,7 +106,8 @@ mod tests {
 
     #[test]
     fn this_kernel_s_btf_gives_the_user_namespace_path() {
-        let Some(s) = Structs::vmlinux() else {
+        let Some(s) = Structs::vmlinux(&["task_struct", "cred", "user_namespace", "ns_common"])
+        else {
             eprintln!("skipped: {VMLINUX} is absent (a kernel built without BTF)");
             return;
         };
@@ -114,15 +118,16 @@ mod tests {
         assert!(s.offset("user_namespace", "ns").is_some());
         assert!(s.offset("ns_common", "inum").is_some());
         assert_eq!(s.offset("task_struct", "no_such_member"), None);
+        assert_eq!(s.offset("sock", "sk_family"), None, "not asked for");
     }
 
     #[test]
     fn malformed_blobs_are_refused() {
-        assert!(Structs::parse(&[]).is_none());
-        assert!(Structs::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0]).is_none());
+        assert!(Structs::parse(&[], &[]).is_none());
+        assert!(Structs::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0], &[]).is_none());
         let mut header = vec![0x9f, 0xeb, 1, 0, 24, 0, 0, 0];
         // type_off 0, type_len 12 (one record past the end), str_off, str_len.
         header.extend([0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert!(Structs::parse(&header).is_none());
+        assert!(Structs::parse(&header, &[]).is_none());
     }
 }
