@@ -16,7 +16,9 @@
 //! `SK_DROP`, the write fails with EACCES at once. Anything else passes,
 //! and `bpf_msg_apply_bytes` lets the rest of the connection through
 //! without running the program again. A handshake record that cannot be
-//! parsed is an error verdict (denied in enforce mode, counted).
+//! parsed, or a ClientHello that does not fill its record exactly (one
+//! split over several records), is an error verdict (denied in enforce
+//! mode, counted).
 //!
 //! Bounds: the first `SNI_SCRATCH_BYTES` of the write, `MAX_EXTENSIONS`
 //! extensions, names of at most 255 bytes; every length is checked against
@@ -518,6 +520,14 @@ fn client_hello(
         return Seen::Malformed;
     }
     if record_end > copied || byte(buf, 5) != TLS_CLIENT_HELLO {
+        return Seen::Malformed;
+    }
+    // The ClientHello must fill its record exactly. One continued in a
+    // further record could carry its extensions (server_name among them)
+    // there: this record alone would read as "no name" and pass. No
+    // mainstream client splits a ClientHello below the 16 KB record limit,
+    // so a split one is refused, not judged by half of it.
+    if 9 + ((byte(buf, 6) as usize) << 16 | be16(buf, 7)) != record_end {
         return Seen::Malformed;
     }
     // Handshake header (4), client_version (2), random (32).

@@ -22,6 +22,10 @@ pub enum Hello {
     Ech,
     /// GREASE ECH: the extension, with `name` outside as the real name.
     GreaseEch,
+    /// A plain ClientHello split over two TLS records, the first ending
+    /// after the compression methods: its extensions (server_name among
+    /// them) are all in the second, as a server reassembles them.
+    Split,
 }
 
 impl std::str::FromStr for Hello {
@@ -35,6 +39,7 @@ impl std::str::FromStr for Hello {
             "empty" => Hello::EmptyName,
             "ech" => Hello::Ech,
             "grease" => Hello::GreaseEch,
+            "split" => Hello::Split,
             other => return Err(format!("unknown hello {other:?}")),
         })
     }
@@ -80,7 +85,7 @@ pub fn client_hello(name: &str, kind: Hello) -> Vec<u8> {
         ext(exts, 0x000d, &[0, 4, 4, 3, 8, 4]); // signature_algorithms
     };
     match kind {
-        Hello::Plain => {
+        Hello::Plain | Hello::Split => {
             server_name(&mut exts, name);
             common(&mut exts);
             key_share(&mut exts, &[(0x001d, 32)]);
@@ -135,10 +140,20 @@ pub fn client_hello(name: &str, kind: Hello) -> Vec<u8> {
     let mut hs = vec![1]; // client_hello
     hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
     hs.extend_from_slice(&body);
-    let mut record = vec![0x16, 3, 1];
-    record.extend_from_slice(&u16be(hs.len()));
-    record.extend_from_slice(&hs);
-    record
+    let record = |part: &[u8]| {
+        let mut r = vec![0x16, 3, 1];
+        r.extend_from_slice(&u16be(part.len()));
+        r.extend_from_slice(part);
+        r
+    };
+    if kind == Hello::Split {
+        // The handshake up to and including the compression methods.
+        let cut = hs.len() - exts.len() - 2;
+        let mut both = record(&hs[..cut]);
+        both.extend(record(&hs[cut..]));
+        return both;
+    }
+    record(&hs)
 }
 
 /// A plain HTTP/1.1 request for `host`.

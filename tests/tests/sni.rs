@@ -288,14 +288,17 @@ fn malformed_hellos_never_hang_and_are_counted() {
     let pins = w.pins();
     let _server = TlsServer::start(&w);
     let before = stat(&pins, STAT_SNI_MALFORMED);
-    for kind in ["badlen", "ext300", "empty"] {
+    // "split": a ClientHello over two records, its name in the second.
+    for kind in ["badlen", "ext300", "empty", "split"] {
         let start = Instant::now();
         let (r, _) = send_once(&w, FRONT, &format!("{kind}:api.ai.test"));
         // An error verdict: denied in enforce mode, never a hang.
         assert_eq!(r, "EACCES", "{kind}");
         assert!(start.elapsed() < Duration::from_secs(5), "{kind}");
     }
-    assert_eq!(stat(&pins, STAT_SNI_MALFORMED) - before, 3);
+    assert_eq!(stat(&pins, STAT_SNI_MALFORMED) - before, 4);
+    // Split, it is refused whatever the name: half a hello cannot be judged.
+    assert_eq!(send_once(&w, FRONT, "split:docs.ok.test").0, "EACCES");
     // The program is still there and still right.
     assert_eq!(
         send_once(&w, FRONT, "plain:docs.ok.test").0,
