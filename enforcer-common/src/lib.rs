@@ -143,6 +143,8 @@ pub mod maps {
     pub const AGENT_WALK: &str = "AGENT_WALK";
     /// Per-CPU counters, `AGENT_STAT_*`.
     pub const AGENT_STATS: &str = "AGENT_STATS";
+    /// `KOFF_*`: struct offsets of the running kernel (from its BTF).
+    pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
     /// `AgentUnixKey` → 1: the Unix-domain socket paths a selector may
     /// connect or send to.
     pub const AGENT_ALLOW_UNIX: &str = "AGENT_ALLOW_UNIX";
@@ -152,7 +154,7 @@ pub mod maps {
     pub const AGENT_UNIX_SEEN: &str = "AGENT_UNIX_SEEN";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 56] = [
+    pub const ALL: [&str; 57] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -209,6 +211,7 @@ pub mod maps {
         AGENT_STATS,
         AGENT_ALLOW_UNIX,
         AGENT_UNIX_SEEN,
+        KERNEL_OFFSETS,
     ];
 
     /// Maps earlier builds pinned that this one no longer has. Their pins
@@ -336,6 +339,14 @@ pub const SNI_F_QUIC_ALLOW: u32 = 2;
 /// address (`shared_names.inspect_all_tls: true`): a shared front end
 /// reached by an address never resolved for the name is judged too.
 pub const SNI_F_INSPECT_443: u32 = 4;
+
+/// `KERNEL_OFFSETS` slots: struct offsets of the running kernel, from its
+/// BTF, written by the daemon at load. 0: unknown.
+/// `offsetof(struct tcp_sock, fastopen_req)`.
+pub const KOFF_TCP_FASTOPEN_REQ: u32 = 0;
+/// The bit offset of `tcp_sock.fastopen_connect` (TCP_FASTOPEN_CONNECT), + 1.
+pub const KOFF_TCP_FASTOPEN_CONNECT: u32 = 1;
+pub const KOFF_LEN: u32 = 8;
 
 /// `PORT_GATE` bits: the port trie holds rules for this port over TCP,
 /// over UDP; and name rules with this port exist (addresses learned from
@@ -652,6 +663,10 @@ pub const EVENT_F_ECH: u32 = 1 << 7;
 /// `Event::flags` (hook `HOOK_SNI`): the name was asked of an explicit
 /// proxy (HTTP CONNECT or SOCKS5).
 pub const EVENT_F_PROXY: u32 = 1 << 8;
+/// `Event::flags` (connect4/6): TCP Fast Open to an inspected destination,
+/// refused: its first bytes would leave with the SYN or before the
+/// connection is under inspection, so no name could decide.
+pub const EVENT_F_TFO: u32 = 1 << 9;
 
 pub const AF_UNIX: u32 = 1;
 pub const AF_INET: u32 = 2;

@@ -184,3 +184,5 @@ pub static AGENT_ALLOW_UNIX: HashMap<agents::AgentUnixKey, u32> =
 #[map]
 pub static AGENT_UNIX_SEEN: LruHashMap<u64, agents::AgentUnixKey> =
     LruHashMap::with_max_entries(agents::MAX_UNIX_SEEN, 0);
+#[map]
+pub static KERNEL_OFFSETS: Array<u32> = Array::with_max_entries(enforcer_common::KOFF_LEN, 0);

@@ -6,7 +6,7 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use enforcer_common::{
-    AF_INET, AF_INET6, EVENT_F_V4_MAPPED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4,
+    AF_INET, AF_INET6, EVENT_F_TFO, EVENT_F_V4_MAPPED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4,
     HOOK_SENDMSG6, VERDICT_ALLOWED, VERDICT_PASS,
 };
 
@@ -14,8 +14,8 @@ use crate::{
     contain, owner,
     report::{Flow, count, current_owner, emit, mark_reported},
     verdict::{
-        Match, check_v4, check_v6_forms, inspected_v4, inspected_v6, passes, port_rules, port_v4,
-        port_v6_forms, quic, v4_mapped,
+        Match, check_v4, check_v6_forms, fast_open, inspected_v4, inspected_v6, passes, port_rules,
+        port_v4, port_v6_forms, quic, v4_mapped,
     },
 };
 
@@ -82,11 +82,32 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     if found.verdict == VERDICT_PASS {
         found = quic(port, proto, || inspected_v4(addr, cgroup));
     }
+    let mut flags = 0;
+    if found.verdict == VERDICT_PASS && hook == HOOK_CONNECT4 {
+        found = fast_open(kern(ctx), port, proto, || inspected_v4(addr, cgroup));
+        flags = tfo_flag(&found);
+    }
     judge(
         ctx,
         found,
-        dst(hook, AF_INET, [addr, 0, 0, 0], 0, (port, proto)),
+        dst(hook, AF_INET, [addr, 0, 0, 0], flags, (port, proto)),
     )
+}
+
+/// The context as the kernel's `bpf_sock_addr_kern` (for `fast_open`).
+#[inline(always)]
+fn kern(ctx: &SockAddrContext) -> *const u8 {
+    ctx.sock_addr as *const u8
+}
+
+/// `EVENT_F_TFO` when `fast_open` decided.
+#[inline(always)]
+fn tfo_flag(found: &Match) -> u32 {
+    if found.verdict == VERDICT_PASS {
+        0
+    } else {
+        EVENT_F_TFO
+    }
 }
 
 /// What an event says of the destination (`judge` adds the verdict,
@@ -192,16 +213,15 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             if found.verdict == VERDICT_PASS {
                 found = quic(port, proto, || inspected_v4(v4, cgroup));
             }
+            let mut flags = EVENT_F_V4_MAPPED;
+            if found.verdict == VERDICT_PASS && hook == HOOK_CONNECT6 {
+                found = fast_open(kern(ctx), port, proto, || inspected_v4(v4, cgroup));
+                flags |= tfo_flag(&found);
+            }
             judge(
                 ctx,
                 found,
-                dst(
-                    hook,
-                    AF_INET,
-                    [v4, 0, 0, 0],
-                    EVENT_F_V4_MAPPED,
-                    (port, proto),
-                ),
+                dst(hook, AF_INET, [v4, 0, 0, 0], flags, (port, proto)),
             )
         }
         None => {
@@ -212,10 +232,15 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             if j.found.verdict == VERDICT_PASS {
                 j.found = quic(port, proto, || inspected_v6(addr, cgroup));
             }
+            let mut flags = j.via;
+            if j.found.verdict == VERDICT_PASS && hook == HOOK_CONNECT6 {
+                j.found = fast_open(kern(ctx), port, proto, || inspected_v6(addr, cgroup));
+                flags |= tfo_flag(&j.found);
+            }
             judge(
                 ctx,
                 j.found,
-                dst(hook, j.family, j.addr, j.via, (port, proto)),
+                dst(hook, j.family, j.addr, flags, (port, proto)),
             )
         }
     }

@@ -1,18 +1,19 @@
-use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
+use aya_ebpf::helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel};
 use aya_ebpf::maps::{HashMap, LpmTrie, lpm_trie::Key};
 use enforcer_common::{
     AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, CONFIG_SNI,
-    EVENT_F_NAT64, EVENT_F_V4_MAPPED, Embedded, IPPROTO_TCP, IPPROTO_UDP, LEARNED_F_ALLOW,
-    LEARNED_F_INSPECT, Learned, MODE_AUDIT, NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_NAMES_TCP,
-    PORT_GATE_NAMES_UDP, PORT_GATE_TCP, PORT_GATE_UDP, PORT_WORD_BITS, PortRule, SNI_F_QUIC_ALLOW,
+    EVENT_F_NAT64, EVENT_F_V4_MAPPED, Embedded, IPPROTO_TCP, IPPROTO_UDP,
+    KOFF_TCP_FASTOPEN_CONNECT, KOFF_TCP_FASTOPEN_REQ, LEARNED_F_ALLOW, LEARNED_F_INSPECT, Learned,
+    MODE_AUDIT, NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP,
+    PORT_GATE_TCP, PORT_GATE_UDP, PORT_WORD_BITS, PortRule, SNI_F_INSPECT_443, SNI_F_QUIC_ALLOW,
     VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, embedded_v4,
     name_port_covers, port_word, scoped_v4, scoped_v6,
 };
 
 use crate::maps::{
     ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6, INSPECT_V4,
-    INSPECT_V6, LEARNED_SCOPED_USED, LEARNED_SCOPED_V4, LEARNED_SCOPED_V6, LEARNED_V4, LEARNED_V6,
-    NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6,
+    INSPECT_V6, KERNEL_OFFSETS, LEARNED_SCOPED_USED, LEARNED_SCOPED_V4, LEARNED_SCOPED_V6,
+    LEARNED_V4, LEARNED_V6, NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6, SNI_PROXY_PORTS,
 };
 
 /// The rule of the shared banned name this IPv4 address was resolved or
@@ -96,6 +97,63 @@ pub fn quic(port: u16, proto: u8, inspected: impl FnOnce() -> u32) -> Match {
     match inspected() {
         0 => NO_MATCH,
         rule => finish(rule, None),
+    }
+}
+
+/// TCP Fast Open to an inspected destination (its address, a proxy port,
+/// or 443 under `inspect_all_tls`): refused, since its first bytes leave
+/// with the SYN (or queued before the connection is established) and never
+/// pass the sk_msg program that judges a connection by its name. Plain
+/// connects pass: this reads the socket only for TCP, and decides nothing
+/// else.
+#[inline(always)]
+pub fn fast_open(ctx: *const u8, port: u16, proto: u8, inspected: impl FnOnce() -> u32) -> Match {
+    if proto != IPPROTO_TCP || !fast_opening(ctx) {
+        return NO_MATCH;
+    }
+    match inspected() {
+        0 if (port == 443 && sni_flags() & SNI_F_INSPECT_443 != 0)
+            // SAFETY: a map lookup of a stack key.
+            || unsafe { SNI_PROXY_PORTS.get(port) }.is_some() =>
+        {
+            finish(0, None)
+        }
+        0 => NO_MATCH,
+        rule => finish(rule, None),
+    }
+}
+
+/// Whether the connecting socket uses TCP Fast Open: `sendto(MSG_FASTOPEN)`
+/// (the connect runs with `tp->fastopen_req` set) or TCP_FASTOPEN_CONNECT.
+/// `ctx` is a sock_addr program's context, the kernel's
+/// `bpf_sock_addr_kern`, whose first member is the socket.
+#[inline(always)]
+fn fast_opening(ctx: *const u8) -> bool {
+    let req_at = match KERNEL_OFFSETS.get(KOFF_TCP_FASTOPEN_REQ) {
+        Some(&o) if o != 0 => o as usize,
+        _ => return false,
+    };
+    let connect_bit = match KERNEL_OFFSETS.get(KOFF_TCP_FASTOPEN_CONNECT) {
+        Some(&b) => b,
+        None => 0,
+    };
+    // SAFETY: kernel reads through the helper, which fails cleanly.
+    unsafe {
+        let Ok(sk) = bpf_probe_read_kernel(ctx as *const u64) else {
+            return false;
+        };
+        let sk = sk as *const u8;
+        if matches!(bpf_probe_read_kernel(sk.wrapping_add(req_at) as *const u64), Ok(r) if r != 0) {
+            return true;
+        }
+        if connect_bit == 0 {
+            return false;
+        }
+        let bit = connect_bit - 1;
+        matches!(
+            bpf_probe_read_kernel(sk.wrapping_add((bit / 8) as usize)),
+            Ok(b) if b & (1u8 << (bit % 8)) != 0
+        )
     }
 }
 

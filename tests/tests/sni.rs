@@ -265,6 +265,35 @@ fn a_post_quantum_hello_split_by_a_small_mss_is_judged_whole() {
 }
 
 #[test]
+fn tcp_fast_open_to_an_inspected_destination_is_refused_at_once() {
+    let (w, daemon) = shared_world("sf");
+    let _server = TlsServer::start(&w);
+    // Its first bytes would leave with the SYN (or from the queue before
+    // the connection is under inspection): no name could decide.
+    for kind in ["tfo", "tfoconnect"] {
+        for name in ["api.ai.test", "docs.ok.test"] {
+            let (r, us) = send_once(&w, FRONT, &format!("{kind}:{name}"));
+            assert_eq!(r, "EPERM", "{kind} {name}: {}", daemon.log_text());
+            assert!(us < 100_000, "{us} us");
+        }
+        // Elsewhere it is left alone.
+        assert_eq!(send_once(&w, OTHER, &format!("{kind}:api.ai.test")).0, "ok");
+    }
+    // Plain connects are judged by their name as before.
+    assert_eq!(send_once(&w, FRONT, "plain:docs.ok.test").0, "ok");
+    assert_eq!(send_once(&w, FRONT, "plain:api.ai.test").0, "EACCES");
+    let rows = flows(&w);
+    assert!(
+        rows.iter().any(|r| r["dst"] == FRONT
+            && r["hooks"] == "connect4"
+            && r["via"] == "tfo"
+            && r["verdict"] == "denied"),
+        "{rows:#?}"
+    );
+    daemon.stop();
+}
+
+#[test]
 fn a_plain_http_host_header_decides_too() {
     let (w, daemon) = shared_world("sh");
     let pins = w.pins();

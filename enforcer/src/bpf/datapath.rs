@@ -225,6 +225,7 @@ impl Datapath {
             source: Box::new(source),
         })?;
         remove_retired(pins)?;
+        super::offsets::write(pins).map_err(|e| DatapathError::Object(e.to_string()))?;
         for (name, program) in ebpf.programs_mut() {
             let program_name = static_name(name);
             // Loaded below with their own attach types.

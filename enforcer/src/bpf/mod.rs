@@ -14,6 +14,7 @@ pub mod layout;
 pub mod lock;
 pub mod nat64;
 pub mod object;
+pub mod offsets;
 pub mod pinned;
 pub mod pins;
 pub mod ports;

@@ -218,6 +218,17 @@ impl Recorder {
                 });
                 (format!("agent {name}: outside its allow list"), name, root)
             }
+            None if ev.via == Some(crate::bpf::events::Via::Tfo) => (
+                format!(
+                    "TCP Fast Open to an inspected destination ({})",
+                    rules.get(ev.rule_id).map_or_else(
+                        || "inspect_all_tls or a proxy port".to_owned(),
+                        |r| r.to_string()
+                    )
+                ),
+                String::new(),
+                String::new(),
+            ),
             None => (
                 rules
                     .get(ev.rule_id)

@@ -15,7 +15,7 @@ const MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 
 /// The members of some structs of one BTF blob: struct name → (member
-/// name → byte offset). Only the structs asked for are kept: the kernel's
+/// name → bit offset). Only the structs asked for are kept: the kernel's
 /// BTF describes tens of thousands.
 #[derive(Debug, Default)]
 pub struct Structs {
@@ -82,8 +82,8 @@ impl Structs {
                         // With kind_flag, the low 24 bits are the offset
                         // and the high 8 a bitfield size.
                         let bits = if kind_flag { bits & 0x00ff_ffff } else { bits };
-                        if !mname.is_empty() && bits % 8 == 0 {
-                            members.insert(mname.to_owned(), bits / 8);
+                        if !mname.is_empty() {
+                            members.insert(mname.to_owned(), bits);
                         }
                     }
                     out.structs.insert(sname.to_owned(), members);
@@ -94,8 +94,16 @@ impl Structs {
         Some(out)
     }
 
-    /// The byte offset of `member` in `struct name`.
+    /// The byte offset of `member` in `struct name` (`None` for a bitfield
+    /// not starting a byte).
     pub fn offset(&self, name: &str, member: &str) -> Option<u32> {
+        self.bit_offset(name, member)
+            .filter(|b| b % 8 == 0)
+            .map(|b| b / 8)
+    }
+
+    /// The bit offset of `member` (a bitfield's first bit) in `struct name`.
+    pub fn bit_offset(&self, name: &str, member: &str) -> Option<u32> {
         self.structs.get(name)?.get(member).copied()
     }
 }
@@ -118,6 +126,10 @@ mod tests {
         assert!(s.offset("user_namespace", "ns").is_some());
         assert!(s.offset("ns_common", "inum").is_some());
         assert_eq!(s.offset("task_struct", "no_such_member"), None);
+        // A bitfield (TCP Fast Open's socket option) has a bit offset.
+        let tcp = Structs::vmlinux(&["tcp_sock"]).unwrap();
+        assert!(tcp.offset("tcp_sock", "fastopen_req").is_some());
+        assert!(tcp.bit_offset("tcp_sock", "fastopen_connect").is_some());
         assert_eq!(s.offset("sock", "sk_family"), None, "not asked for");
     }
 

@@ -443,6 +443,8 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
         enforcer_tests::tls::socks4a(host, "")
     } else if kind == "socks4a-user" {
         enforcer_tests::tls::socks4a(host, "dev")
+    } else if kind == "tfo" || kind == "tfoconnect" {
+        enforcer_tests::tls::client_hello(host, enforcer_tests::tls::Hello::Plain)
     } else {
         enforcer_tests::tls::client_hello(host, kind.parse().expect("KIND"))
     };
@@ -470,6 +472,40 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
         assert_eq!(r, 0, "TCP_MAXSEG");
     }
     let (addr, len) = sockaddr(target);
+    if kind == "tfo" {
+        // TCP Fast Open: the connect and the first bytes in one call.
+        let start = std::time::Instant::now();
+        // SAFETY: a valid fd, buffer and address.
+        let sent = unsafe {
+            libc::sendto(
+                socket.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_FASTOPEN,
+                (&addr as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
+        let took = start.elapsed().as_micros();
+        if sent < 0 {
+            return format!("{} {took}us", name(&io::Error::last_os_error()));
+        }
+        return format!("ok {took}us");
+    }
+    if kind == "tfoconnect" {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid fd and option buffer.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_FASTOPEN_CONNECT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "TCP_FASTOPEN_CONNECT");
+    }
     // SAFETY: a valid fd and address.
     if unsafe {
         libc::connect(
