@@ -346,7 +346,19 @@ pub const SNI_F_INSPECT_443: u32 = 4;
 pub const KOFF_TCP_FASTOPEN_REQ: u32 = 0;
 /// The bit offset of `tcp_sock.fastopen_connect` (TCP_FASTOPEN_CONNECT), + 1.
 pub const KOFF_TCP_FASTOPEN_CONNECT: u32 = 1;
-pub const KOFF_LEN: u32 = 8;
+/// `task_struct.real_cred` (not `cred`, which io_uring personalities and
+/// other `override_creds()` swap for a call), `cred.user_ns`, and
+/// `user_namespace.ns + ns_common.inum`.
+pub const KOFF_TASK_REAL_CRED: u32 = 2;
+pub const KOFF_CRED_USER_NS: u32 = 3;
+pub const KOFF_USER_NS_INUM: u32 = 4;
+/// `task_struct.nsproxy`, `nsproxy.mnt_ns`, `mnt_namespace.ns + ns_common.inum`.
+pub const KOFF_TASK_NSPROXY: u32 = 5;
+pub const KOFF_NSPROXY_MNT_NS: u32 = 6;
+pub const KOFF_MNT_NS_INUM: u32 = 7;
+/// The inode number of the host's mount namespace (PID 1's).
+pub const KOFF_HOST_MNT_INUM: u32 = 8;
+pub const KOFF_LEN: u32 = 16;
 
 /// `PORT_GATE` bits: the port trie holds rules for this port over TCP,
 /// over UDP; and name rules with this port exist (addresses learned from
@@ -1045,12 +1057,6 @@ pub mod agents {
     /// `KIND_*` bits (which kinds of pattern exist; the others are not
     /// run) of bank b: `CFG_KINDS + b`.
     pub const CFG_KINDS: u32 = 8;
-    /// Where the caller's user namespace is, for the Unix-domain hooks
-    /// (from the kernel's BTF): `task_struct.cred | cred.user_ns << 16`.
-    pub const CFG_USERNS_PATH: u32 = 10;
-    /// `user_namespace.ns + ns_common.inum`; 0: unknown, and contained
-    /// processes reach no Unix-domain socket (fail closed).
-    pub const CFG_USERNS_INUM: u32 = 11;
     pub const CONFIG_LEN: u32 = 12;
     /// The inode number of the initial user namespace (`PROC_USER_INIT_INO`).
     pub const INIT_USER_NS_INUM: u32 = 0xEFFF_FFFD;

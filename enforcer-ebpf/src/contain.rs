@@ -27,14 +27,16 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use enforcer_common::{
-    ARGS_BYTES, FILENAME_BYTES, VERDICT_AUDITED, VERDICT_DENIED,
+    ARGS_BYTES, FILENAME_BYTES, KOFF_CRED_USER_NS, KOFF_HOST_MNT_INUM, KOFF_MNT_NS_INUM,
+    KOFF_NSPROXY_MNT_NS, KOFF_TASK_NSPROXY, KOFF_TASK_REAL_CRED, KOFF_USER_NS_INUM,
+    VERDICT_AUDITED, VERDICT_DENIED,
     agents::{
         ACTION_AUDIT, ACTION_DENY_ALL, AgentLearned, CFG_BANK, CFG_EXIT_GROUP_DEAD, CFG_FORK_CHILD,
-        CFG_KINDS, CFG_NAMES, CFG_ON, CFG_STRIDE, CFG_USERNS_INUM, CFG_USERNS_PATH, Contained,
-        INIT_USER_NS_INUM, KIND_CMDLINE, KIND_EXE, KIND_SCRIPT, MAX_NAME_SELECTORS, MAX_SELECTORS,
-        MAX_STATES, MAX_TRANSITIONS, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_FULL,
-        STAT_INHERITED, STAT_MATCHED, STAT_NO_ARGS, STAT_RAW_REFUSED, STATE_DEAD, STATE_START,
-        STATS_LEN, TAG_CMDLINE, TAG_EXE, TAG_SCRIPT, WALK_ARGS, WALK_BYTES, allow_word,
+        CFG_KINDS, CFG_NAMES, CFG_ON, CFG_STRIDE, Contained, INIT_USER_NS_INUM, KIND_CMDLINE,
+        KIND_EXE, KIND_SCRIPT, MAX_NAME_SELECTORS, MAX_SELECTORS, MAX_STATES, MAX_TRANSITIONS,
+        STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_FULL, STAT_INHERITED, STAT_MATCHED,
+        STAT_NO_ARGS, STAT_RAW_REFUSED, STATE_DEAD, STATE_START, STATS_LEN, TAG_CMDLINE, TAG_EXE,
+        TAG_SCRIPT, WALK_ARGS, WALK_BYTES, allow_word,
     },
 };
 
@@ -42,7 +44,7 @@ use crate::{
     maps::{
         AGENT_ACCEPT, AGENT_ALLOW_V4, AGENT_ALLOW_V6, AGENT_CLASSES, AGENT_CONFIG, AGENT_DFA,
         AGENT_DNS, AGENT_LEARNED_V4, AGENT_LEARNED_V6, AGENT_NAMES, AGENT_RANKS, AGENT_SELECTORS,
-        AGENT_STATS, AGENT_WALK, CONTAINED, DNS_SERVERS, EXEC_ARGS,
+        AGENT_STATS, AGENT_WALK, CONTAINED, DNS_SERVERS, EXEC_ARGS, KERNEL_OFFSETS,
     },
     verdict::audit_mode,
 };
@@ -571,42 +573,52 @@ pub fn allows_v6(agent: &Agent, addr: [u32; 4], port: u16, proto: u8) -> bool {
     false
 }
 
-/// Whether the current task is in the initial user namespace. A path
-/// names a socket only where the caller looks it up: a process that made
-/// its own user namespace can bind-mount any socket (the Docker socket, a
-/// SOCKS proxy's) over an allowed path, chroot, or join another mount or
-/// network namespace of the same user, so outside the initial one no
-/// Unix-domain name is trusted. False when the path is unknown.
+/// Whether a Unix-domain name means, for the current task, what it means
+/// on the host: the task is in the initial user namespace and the host's
+/// mount namespace. A path names a socket only where the caller looks it
+/// up: in a user namespace of its own a process can bind-mount any socket
+/// (the Docker socket, a SOCKS proxy's) over an allowed path, chroot, or
+/// join another namespace of the same user; a setuid sandbox (bwrap) can
+/// build such a mount namespace without one. Credentials are the task's
+/// real ones (`real_cred`): `cred` is what an io_uring personality swaps
+/// in for a request. False when an offset is unknown (fail closed).
 #[inline(always)]
-pub fn in_initial_userns() -> bool {
-    let (path, inum_at) = (cfg(CFG_USERNS_PATH), cfg(CFG_USERNS_INUM));
-    if inum_at == 0 {
+pub fn namespaces_trusted() -> bool {
+    let k = |slot: u32| match KERNEL_OFFSETS.get(slot) {
+        Some(&v) => v,
+        None => 0,
+    };
+    let (cred_at, user_ns_at, user_inum_at) = (
+        k(KOFF_TASK_REAL_CRED),
+        k(KOFF_CRED_USER_NS),
+        k(KOFF_USER_NS_INUM),
+    );
+    let (nsproxy_at, mnt_ns_at, mnt_inum_at, host_mnt) = (
+        k(KOFF_TASK_NSPROXY),
+        k(KOFF_NSPROXY_MNT_NS),
+        k(KOFF_MNT_NS_INUM),
+        k(KOFF_HOST_MNT_INUM),
+    );
+    if cred_at == 0 || user_inum_at == 0 || nsproxy_at == 0 || mnt_inum_at == 0 || host_mnt == 0 {
         return false;
     }
     // SAFETY: a helper without arguments.
-    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
+    let user = follow(task, cred_at, user_ns_at, user_inum_at);
+    let mnt = follow(task, nsproxy_at, mnt_ns_at, mnt_inum_at);
+    user == Some(INIT_USER_NS_INUM) && mnt == Some(host_mnt)
+}
+
+/// `*(u32 *)(*(*(base + a) + b) + c)`, read through the helper.
+#[inline(always)]
+fn follow(base: u64, a: u32, b: u32, c: u32) -> Option<u32> {
+    use aya_ebpf::helpers::bpf_probe_read_kernel as read;
     // SAFETY: kernel reads through the helper, which fails cleanly.
-    let inum = unsafe {
-        let cred: u64 = match aya_ebpf::helpers::bpf_probe_read_kernel(
-            task.wrapping_add((path & 0xffff) as usize) as *const u64,
-        ) {
-            Ok(c) => c,
-            Err(_) => return false,
-        };
-        let user_ns: u64 = match aya_ebpf::helpers::bpf_probe_read_kernel(
-            (cred as *const u8).wrapping_add((path >> 16) as usize) as *const u64,
-        ) {
-            Ok(u) => u,
-            Err(_) => return false,
-        };
-        match aya_ebpf::helpers::bpf_probe_read_kernel(
-            (user_ns as *const u8).wrapping_add(inum_at as usize) as *const u32,
-        ) {
-            Ok(i) => i,
-            Err(_) => return false,
-        }
-    };
-    inum == INIT_USER_NS_INUM
+    unsafe {
+        let p: u64 = read((base as *const u8).wrapping_add(a as usize) as *const u64).ok()?;
+        let q: u64 = read((p as *const u8).wrapping_add(b as usize) as *const u64).ok()?;
+        read((q as *const u8).wrapping_add(c as usize) as *const u32).ok()
+    }
 }
 
 /// Whether `agent` may connect or send to the Unix-domain socket `key`
@@ -617,7 +629,7 @@ pub fn allows_unix(agent: &Agent, key: &enforcer_common::agents::AgentUnixKey) -
         return false;
     }
     // SAFETY: a map lookup of a stack key.
-    if unsafe { crate::maps::AGENT_ALLOW_UNIX.get(key) }.is_some() && in_initial_userns() {
+    if unsafe { crate::maps::AGENT_ALLOW_UNIX.get(key) }.is_some() && namespaces_trusted() {
         stat(STAT_ALLOWED);
         return true;
     }

@@ -14,8 +14,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
-        generated::bpf_get_socket_cookie,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        generated::{bpf_get_prandom_u32, bpf_get_socket_cookie},
     },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
@@ -70,9 +70,10 @@ fn try_unix(ctx: &SockAddrContext, hook: u32) -> i32 {
     // SAFETY: the context is a valid argument for this helper in sock_addr programs.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     // One entry per attempt (a socket may be refused several names before
-    // the daemon reads them); the event carries the entry's key.
+    // the daemon reads them); the event carries the entry's key: random
+    // above the cookie's low half, so two attempts do not share one.
     // SAFETY: a helper without arguments.
-    let seen = cookie ^ unsafe { bpf_ktime_get_ns() };
+    let seen = (u64::from(unsafe { bpf_get_prandom_u32() }) << 32) | (cookie & 0xffff_ffff);
     let _ = AGENT_UNIX_SEEN.insert(seen, key, 0);
     emit(
         &Flow {

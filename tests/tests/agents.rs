@@ -670,11 +670,31 @@ fn an_agent_reaches_only_the_unix_domain_sockets_its_allow_list_names() {
         "EPERM",
         "the allowed path, bind-mounted over by the proxy in the agent's own namespaces"
     );
+    // A mount namespace without a user namespace (what a setuid sandbox
+    // such as bwrap builds; root here): the same.
+    let mntns = format!(
+        "sh:unshare -m --propagation private sh -c 'mount --bind {proxy} {gateway} && {PYTHON} {act} unix:{gateway}'"
+    );
+    assert_eq!(
+        run(&w, &[agent.to_str().unwrap(), act, &mntns]),
+        "EPERM",
+        "the allowed path, bind-mounted over in a mount namespace of its own"
+    );
+    // The gateway's socket lies under /tmp (world-writable): the daemon
+    // says a local user could put another socket behind that name.
+    assert!(
+        daemon
+            .log_text()
+            .contains("could put another socket behind this name"),
+        "{}",
+        daemon.log_text()
+    );
     // An uncontained process of the same cgroup reaches all of them.
     let mut argv = vec![PYTHON, act];
     argv.extend(actions.iter().take(5).map(String::as_str));
     argv.push(&userns);
-    assert_eq!(run(&w, &argv), "ok ok ok ok sent ok");
+    argv.push(&mntns);
+    assert_eq!(run(&w, &argv), "ok ok ok ok sent ok ok");
 
     // Flows name the socket, the hook and the selector.
     let rows = flows(&w);
@@ -691,14 +711,14 @@ fn an_agent_reaches_only_the_unix_domain_sockets_its_allow_list_names() {
             "no {hook} denial of {dst} in flows: {rows:#?}"
         );
     }
-    // The allowed socket is reported once: by the process in its own
-    // user namespace, the only one refused it.
+    // The allowed socket is reported twice: by the processes in their own
+    // namespaces, the only ones refused it.
     let gateway_rows: Vec<_> = rows
         .iter()
         .filter(|r| r["dst"] == format!("unix:{gateway}").as_str())
         .collect();
     assert!(
-        gateway_rows.len() == 1 && gateway_rows[0]["count"] == 1,
+        gateway_rows.len() == 2 && gateway_rows.iter().all(|r| r["count"] == 1),
         "{gateway_rows:#?}"
     );
     let agents = json(&w, "agents");

@@ -9,8 +9,8 @@ use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_tri
 use enforcer_common::{
     agents::{
         AgentLearned, AgentName, AgentSelector, CFG_BANK, CFG_EXIT_GROUP_DEAD, CFG_FORK_CHILD,
-        CFG_KINDS, CFG_NAMES, CFG_ON, CFG_STRIDE, CFG_USERNS_INUM, CFG_USERNS_PATH, Contained,
-        MAX_ALLOW, MAX_SELECTORS, MAX_STATES, MAX_TRANSITIONS, STATS_LEN,
+        CFG_KINDS, CFG_NAMES, CFG_ON, CFG_STRIDE, Contained, MAX_ALLOW, MAX_SELECTORS, MAX_STATES,
+        MAX_TRANSITIONS, STATS_LEN,
     },
     maps as names,
 };
@@ -23,15 +23,12 @@ use super::{
 };
 use crate::agents::{Compiled, Tables};
 
-/// Where the fork and exit hooks find their fields (from tracefs), and
-/// the Unix-domain hooks the caller's user namespace (from BTF).
+/// Where the fork and exit hooks find their fields (from tracefs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TraceOffsets {
     pub fork_child: u32,
     /// 0: the kernel's exit record has no `group_dead`.
     pub exit_group_dead: u32,
-    /// `CFG_USERNS_PATH` and `CFG_USERNS_INUM`; zeros: unknown.
-    pub userns: [u32; 2],
 }
 
 impl TraceOffsets {
@@ -42,20 +39,8 @@ impl TraceOffsets {
         Some(TraceOffsets {
             fork_child: field_offset("sched", "sched_process_fork", "child_pid")?,
             exit_group_dead: field_offset("sched", "sched_process_exit", "group_dead").unwrap_or(0),
-            userns: userns_offsets().unwrap_or_default(),
         })
     }
-}
-
-/// `task_struct.cred`, `cred.user_ns`, `user_namespace.ns.inum` from the
-/// kernel's BTF, packed as `AGENT_CONFIG` holds them.
-fn userns_offsets() -> Option<[u32; 2]> {
-    let btf =
-        crate::sys::btf::Structs::vmlinux(&["task_struct", "cred", "user_namespace", "ns_common"])?;
-    let cred = btf.offset("task_struct", "cred")?;
-    let user_ns = btf.offset("cred", "user_ns")?;
-    let inum = btf.offset("user_namespace", "ns")? + btf.offset("ns_common", "inum")?;
-    (cred <= 0xffff && user_ns <= 0xffff && inum > 0).then_some([cred | user_ns << 16, inum])
 }
 
 fn write_err(map: &'static str) -> impl Fn(MapError) -> WriteError {
@@ -154,8 +139,6 @@ pub fn write(
     set_cfg(&mut config, CFG_KINDS + bank, c.tables.kinds)?;
     set_cfg(&mut config, CFG_FORK_CHILD, offsets.fork_child)?;
     set_cfg(&mut config, CFG_EXIT_GROUP_DEAD, offsets.exit_group_dead)?;
-    set_cfg(&mut config, CFG_USERNS_PATH, offsets.userns[0])?;
-    set_cfg(&mut config, CFG_USERNS_INUM, offsets.userns[1])?;
     set_cfg(&mut config, CFG_NAMES, u32::from(!allow.names.is_empty()))?;
     set_cfg(&mut config, CFG_BANK, bank)?;
     if !c.is_empty() {

@@ -82,14 +82,16 @@ fn probe_kernel() -> Result<(), Unavailable> {
     ];
     match prog_load("unix_probe", &insns, BPF_CGROUP_UNIX_CONNECT) {
         Ok(_) => Ok(()),
-        Err(Unavailable::Load(_)) => Err(Unavailable::Kernel),
-        Err(e) => Err(e),
+        // An attach type the kernel does not know. Anything else (an LSM's
+        // EPERM, ENOMEM) is not a kernel without the hooks: an error.
+        Err((errno, _)) if errno == libc::EINVAL => Err(Unavailable::Kernel),
+        Err((_, e)) => Err(Unavailable::Load(e)),
     }
 }
 
 /// The layout check against the kernel's BTF (skipped without BTF).
 fn check_layout() -> Result<(), Unavailable> {
-    let Some(btf) = crate::sys::btf::Structs::vmlinux(&["bpf_sock_addr_kern"]) else {
+    let Some(btf) = crate::sys::btf::Structs::kernel() else {
         return Ok(());
     };
     let found = (
@@ -139,7 +141,8 @@ impl UnixPrograms {
                 .get(name)
                 .ok_or_else(|| load_err(format!("the object has no program {name}")))?;
             let function = &obj.functions[&program.function_key()];
-            let fd = prog_load(name, &function.instructions, attach_type)?;
+            let fd = prog_load(name, &function.instructions, attach_type)
+                .map_err(|(_, e)| Unavailable::Load(e))?;
             progs.push((name, attach_type, fd));
         }
         Ok(UnixPrograms { progs })
@@ -230,7 +233,7 @@ fn prog_load(
     name: &str,
     insns: &[aya_obj::generated::bpf_insn],
     attach_type: u32,
-) -> Result<OwnedFd, Unavailable> {
+) -> Result<OwnedFd, (i32, String)> {
     let license = c"GPL";
     let mut prog_name = [0u8; 16];
     for (d, s) in prog_name.iter_mut().zip(name.bytes().take(15)) {
@@ -272,10 +275,13 @@ fn prog_load(
             let report = String::from_utf8_lossy(&log[..end]);
             let tail: Vec<&str> = report.lines().rev().take(12).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            Err(Unavailable::Load(format!(
-                "{name}: BPF_PROG_LOAD: {first}; verifier: {}",
-                tail.join(" | ")
-            )))
+            Err((
+                first.raw_os_error().unwrap_or(0),
+                format!(
+                    "{name}: BPF_PROG_LOAD: {first}; verifier: {}",
+                    tail.join(" | ")
+                ),
+            ))
         }
     }
 }

@@ -54,8 +54,9 @@ fn text(r: &AgentsReport) -> Vec<String> {
     }
     if !r.unix_judged {
         out.push(
-            "warning: Unix-domain sockets of contained processes are NOT judged (this kernel \
-             has no connect_unix/sendmsg_unix hooks, Linux 6.7+; see the daemon's log)"
+            "warning: Unix-domain sockets of contained processes are NOT judged (no \
+             connect_unix/sendmsg_unix links: a kernel before 6.7, or another layout; the \
+             daemon's log says which)"
                 .to_owned(),
         );
     }

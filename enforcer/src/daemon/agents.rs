@@ -53,7 +53,7 @@ pub struct Containment {
     /// policy equal to the one in force.
     failed: bool,
     /// `AGENT_UNIX_SEEN`, opened at the first Unix-domain event.
-    unix_seen: std::cell::OnceCell<Option<maps::UnixSeen>>,
+    unix_seen: std::cell::OnceCell<maps::UnixSeen>,
 }
 
 impl Containment {
@@ -97,17 +97,15 @@ impl Containment {
     /// removed (their processes are released).
     pub fn apply(&mut self, policy: &Policy, compiled: Compiled) -> Result<(), ContainError> {
         self.failed = true;
+        for w in replaceable_unix_paths(&policy.agents) {
+            warn!("{w}");
+        }
         let offsets = if compiled.is_empty() {
             TraceOffsets::probe().unwrap_or_default()
         } else {
             TraceOffsets::probe().ok_or(ContainError::NoTracefs)?
         };
-        if offsets.userns == [0, 0] && !compiled.is_empty() {
-            warn!(
-                "the kernel's BTF gives no path to a process's user namespace: contained \
-                 processes reach no Unix-domain socket, whatever their allow lists say"
-            );
-        }
+
         let previous = maps::selector_keys(&self.pins)?;
         let assigned = crate::agents::assign_slots(&compiled, &previous)?;
         let names_before = self.compiled.allow(&self.slots).names;
@@ -212,11 +210,13 @@ impl Containment {
     /// The Unix-domain socket name a contained process was refused, by
     /// the key its event carries. The map is opened once.
     pub fn unix_seen(&self, key: u64) -> Option<String> {
-        let map = self
-            .unix_seen
-            .get_or_init(|| maps::open_unix_seen(&self.pins))
-            .as_ref()?;
-        maps::unix_seen(map, key)
+        // Opened again after a failure (not remembered as absent).
+        if self.unix_seen.get().is_none()
+            && let Some(map) = maps::open_unix_seen(&self.pins)
+        {
+            let _ = self.unix_seen.set(map);
+        }
+        maps::unix_seen(self.unix_seen.get()?, key)
     }
 
     /// The root (the process whose exec matched) of contained process `pid`.
@@ -300,6 +300,49 @@ impl Containment {
             unix_judged,
         }
     }
+}
+
+/// Allowed Unix-domain socket paths a local user could put another socket
+/// behind (sshd's StrictModes, for sockets): the kernel compares the name
+/// the program gives, so the socket and every directory above it must
+/// belong to root and be writable by no one else. Said at each apply.
+fn replaceable_unix_paths(agents: &[Agent]) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = Vec::new();
+    for a in agents {
+        for entry in &a.allow {
+            let crate::policy::agents::AllowEntry::Unix(name) = entry else {
+                continue;
+            };
+            if name.first() == Some(&0) {
+                continue; // abstract: no file
+            }
+            let path = std::path::Path::new(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name),
+            );
+            for p in path.ancestors() {
+                // symlink_metadata: a symlink is judged as itself.
+                let Ok(m) = std::fs::symlink_metadata(p) else {
+                    continue; // not there (yet): nothing to replace
+                };
+                // A symlink's own mode means nothing; its owner does.
+                let loose = m.uid() != 0 || (!m.file_type().is_symlink() && m.mode() & 0o022 != 0);
+                if loose {
+                    out.push(format!(
+                        "agents[{}].allow: {entry}: {} is owned by uid {} with mode {:o}; a \
+                         local user could put another socket behind this name. Use a socket \
+                         in directories owned by root and writable by no one else",
+                        a.name,
+                        p.display(),
+                        m.uid(),
+                        m.mode() & 0o7777
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Host settings that let a contained process act through an uncontained

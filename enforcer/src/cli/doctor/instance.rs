@@ -157,7 +157,8 @@ pub fn assess(
                 if unix {
                     "judged"
                 } else {
-                    "NOT judged (no connect_unix/sendmsg_unix links: a kernel before 6.7?)"
+                    "NOT judged (no connect_unix/sendmsg_unix links: a kernel before 6.7 or another \
+                     layout; the daemon's log says which)"
                 },
                 if xdp.is_empty() {
                     "none".to_owned()
