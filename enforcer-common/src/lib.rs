@@ -358,6 +358,8 @@ pub const KOFF_NSPROXY_MNT_NS: u32 = 6;
 pub const KOFF_MNT_NS_INUM: u32 = 7;
 /// The inode number of the host's mount namespace (PID 1's).
 pub const KOFF_HOST_MNT_INUM: u32 = 8;
+/// The bit offset of `tcp_sock.is_mptcp`, + 1.
+pub const KOFF_TCP_IS_MPTCP: u32 = 9;
 pub const KOFF_LEN: u32 = 16;
 
 /// `PORT_GATE` bits: the port trie holds rules for this port over TCP,

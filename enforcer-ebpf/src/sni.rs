@@ -67,6 +67,9 @@ const MAX_NAME: usize = 255;
 /// TLS record and handshake types (RFC 8446 §5.1, §4), extension types
 /// (RFC 6066 §3; draft-ietf-tls-esni: encrypted_client_hello).
 const TLS_HANDSHAKE: u8 = 0x16;
+const TLS_CHANGE_CIPHER_SPEC: u8 = 0x14;
+const TLS_ALERT: u8 = 0x15;
+const TLS_APPLICATION_DATA: u8 = 0x17;
 const TLS_CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
 const EXT_ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
@@ -383,9 +386,19 @@ fn inspect(ctx: &SkMsgContext) -> Seen {
     };
     // The walk is handed on as a raw pointer: the loop callbacks change
     // it behind the compiler's back, which a `&mut` argument would forbid.
-    if byte(buf, 0) == TLS_HANDSHAKE {
+    let first = byte(buf, 0);
+    if first == TLS_HANDSHAKE {
         client_hello(ctx, buf, w, size, copied)
-    } else if byte(buf, 0) == SOCKS_VERSION {
+    } else if matches!(
+        first,
+        TLS_CHANGE_CIPHER_SPEC | TLS_ALERT | TLS_APPLICATION_DATA
+    ) && copied >= 2
+        && byte(buf, 1) == 3
+    {
+        // Another TLS record before the ClientHello: no client sends one,
+        // and a server that skips it would then read a hello no one judged.
+        Seen::Malformed
+    } else if first == SOCKS_VERSION {
         socks5(buf, w, copied)
     } else if byte(buf, 0) == SOCKS4_VERSION {
         socks4(buf, w, copied)

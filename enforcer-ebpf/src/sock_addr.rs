@@ -83,7 +83,7 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
         found = quic(port, proto, || inspected_v4(addr, cgroup));
     }
     let mut flags = 0;
-    if found.verdict == VERDICT_PASS && hook == HOOK_CONNECT4 {
+    if uninspected_ok(found.verdict) && hook == HOOK_CONNECT4 {
         found = fast_open(kern(ctx), port, proto, || inspected_v4(addr, cgroup));
         flags = tfo_flag(&found);
     }
@@ -100,10 +100,18 @@ fn kern(ctx: &SockAddrContext) -> *const u8 {
     ctx.sock_addr as *const u8
 }
 
+/// Whether the connect would go ahead (passed, or allowed by an exception
+/// while its address may still be inspected): then Fast Open and MPTCP,
+/// which no first-write inspection sees, are looked at.
+#[inline(always)]
+fn uninspected_ok(verdict: u32) -> bool {
+    verdict == VERDICT_PASS || verdict == VERDICT_ALLOWED
+}
+
 /// `EVENT_F_TFO` when `fast_open` decided.
 #[inline(always)]
 fn tfo_flag(found: &Match) -> u32 {
-    if found.verdict == VERDICT_PASS {
+    if uninspected_ok(found.verdict) {
         0
     } else {
         EVENT_F_TFO
@@ -214,7 +222,7 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
                 found = quic(port, proto, || inspected_v4(v4, cgroup));
             }
             let mut flags = EVENT_F_V4_MAPPED;
-            if found.verdict == VERDICT_PASS && hook == HOOK_CONNECT6 {
+            if uninspected_ok(found.verdict) && hook == HOOK_CONNECT6 {
                 found = fast_open(kern(ctx), port, proto, || inspected_v4(v4, cgroup));
                 flags |= tfo_flag(&found);
             }
@@ -233,7 +241,7 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
                 j.found = quic(port, proto, || inspected_v6(addr, cgroup));
             }
             let mut flags = j.via;
-            if j.found.verdict == VERDICT_PASS && hook == HOOK_CONNECT6 {
+            if uninspected_ok(j.found.verdict) && hook == HOOK_CONNECT6 {
                 j.found = fast_open(kern(ctx), port, proto, || inspected_v6(addr, cgroup));
                 flags |= tfo_flag(&j.found);
             }

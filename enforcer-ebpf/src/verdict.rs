@@ -3,11 +3,11 @@ use aya_ebpf::maps::{HashMap, LpmTrie, lpm_trie::Key};
 use enforcer_common::{
     AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, CONFIG_SNI,
     EVENT_F_NAT64, EVENT_F_V4_MAPPED, Embedded, IPPROTO_TCP, IPPROTO_UDP,
-    KOFF_TCP_FASTOPEN_CONNECT, KOFF_TCP_FASTOPEN_REQ, LEARNED_F_ALLOW, LEARNED_F_INSPECT, Learned,
-    MODE_AUDIT, NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_NAMES_TCP, PORT_GATE_NAMES_UDP,
-    PORT_GATE_TCP, PORT_GATE_UDP, PORT_WORD_BITS, PortRule, SNI_F_INSPECT_443, SNI_F_QUIC_ALLOW,
-    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, embedded_v4,
-    name_port_covers, port_word, scoped_v4, scoped_v6,
+    KOFF_TCP_FASTOPEN_CONNECT, KOFF_TCP_FASTOPEN_REQ, KOFF_TCP_IS_MPTCP, LEARNED_F_ALLOW,
+    LEARNED_F_INSPECT, Learned, MODE_AUDIT, NOT_EMBEDDED, PORT_F_ALLOW, PORT_GATE_NAMES_TCP,
+    PORT_GATE_NAMES_UDP, PORT_GATE_TCP, PORT_GATE_UDP, PORT_WORD_BITS, PortRule, SNI_F_INSPECT_443,
+    SNI_F_QUIC_ALLOW, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR,
+    VERDICT_PASS, embedded_v4, name_port_covers, port_word, scoped_v4, scoped_v6,
 };
 
 use crate::maps::{
@@ -100,10 +100,11 @@ pub fn quic(port: u16, proto: u8, inspected: impl FnOnce() -> u32) -> Match {
     }
 }
 
-/// TCP Fast Open to an inspected destination (its address, a proxy port,
-/// or 443 under `inspect_all_tls`): refused, since its first bytes leave
-/// with the SYN (or queued before the connection is established) and never
-/// pass the sk_msg program that judges a connection by its name. Plain
+/// TCP Fast Open or MPTCP to an inspected destination (its address, a proxy
+/// port, or 443 under `inspect_all_tls`): refused, since its first bytes
+/// leave with the SYN (or queued before the connection is established), or
+/// its socket cannot join the sockhash, and never pass the sk_msg program
+/// that judges a connection by its name. Plain
 /// connects pass: this reads the socket only for TCP, and decides nothing
 /// else.
 #[inline(always)]
@@ -111,8 +112,8 @@ pub fn fast_open(ctx: *const u8, port: u16, proto: u8, inspected: impl FnOnce() 
     if proto != IPPROTO_TCP {
         return NO_MATCH;
     }
-    // The destination first: lookups cost less than the three kernel reads
-    // that tell Fast Open, and almost no connect goes to an inspected one.
+    // The destination first: lookups cost less than the kernel reads that
+    // tell Fast Open and MPTCP, and almost no connect goes to an inspected one.
     let rule = inspected();
     let watched = rule != 0
         || (port == 443 && sni_flags() & SNI_F_INSPECT_443 != 0)
@@ -124,38 +125,50 @@ pub fn fast_open(ctx: *const u8, port: u16, proto: u8, inspected: impl FnOnce() 
     finish(rule, None)
 }
 
-/// Whether the connecting socket uses TCP Fast Open: `sendto(MSG_FASTOPEN)`
-/// (the connect runs with `tp->fastopen_req` set) or TCP_FASTOPEN_CONNECT.
-/// `ctx` is a sock_addr program's context, the kernel's
+/// Whether the connecting socket cannot be inspected by its first write:
+/// it uses TCP Fast Open (`sendto(MSG_FASTOPEN)`: the connect runs with
+/// `tp->fastopen_req` set; or TCP_FASTOPEN_CONNECT), or it is an MPTCP
+/// subflow (a socket with a ULP, which the kernel keeps out of a
+/// sockhash). `ctx` is a sock_addr program's context, the kernel's
 /// `bpf_sock_addr_kern`, whose first member is the socket.
 #[inline(always)]
 fn fast_opening(ctx: *const u8) -> bool {
-    let req_at = match KERNEL_OFFSETS.get(KOFF_TCP_FASTOPEN_REQ) {
-        Some(&o) if o != 0 => o as usize,
-        _ => return false,
-    };
-    let connect_bit = match KERNEL_OFFSETS.get(KOFF_TCP_FASTOPEN_CONNECT) {
-        Some(&b) => b,
+    let koff = |slot: u32| match KERNEL_OFFSETS.get(slot) {
+        Some(&o) => o,
         None => 0,
     };
+    let req_at = koff(KOFF_TCP_FASTOPEN_REQ);
     // SAFETY: kernel reads through the helper, which fails cleanly.
     unsafe {
         let Ok(sk) = bpf_probe_read_kernel(ctx as *const u64) else {
             return false;
         };
         let sk = sk as *const u8;
-        if matches!(bpf_probe_read_kernel(sk.wrapping_add(req_at) as *const u64), Ok(r) if r != 0) {
+        if req_at != 0
+            && matches!(
+                bpf_probe_read_kernel(sk.wrapping_add(req_at as usize) as *const u64),
+                Ok(r) if r != 0
+            )
+        {
             return true;
         }
-        if connect_bit == 0 {
-            return false;
-        }
-        let bit = connect_bit - 1;
-        matches!(
-            bpf_probe_read_kernel(sk.wrapping_add((bit / 8) as usize)),
-            Ok(b) if b & (1u8 << (bit % 8)) != 0
-        )
+        bit_set(sk, koff(KOFF_TCP_FASTOPEN_CONNECT)) || bit_set(sk, koff(KOFF_TCP_IS_MPTCP))
     }
+}
+
+/// Whether the bitfield at bit `at_plus_1 - 1` of `sk` is set (0: unknown,
+/// false). Little-endian bitfields: byte `bit / 8`, bit `bit % 8`.
+#[inline(always)]
+unsafe fn bit_set(sk: *const u8, at_plus_1: u32) -> bool {
+    if at_plus_1 == 0 {
+        return false;
+    }
+    let bit = at_plus_1 - 1;
+    // SAFETY: a kernel read through the helper, which fails cleanly.
+    matches!(
+        unsafe { bpf_probe_read_kernel(sk.wrapping_add((bit / 8) as usize)) },
+        Ok(b) if b & (1u8 << (bit % 8)) != 0
+    )
 }
 
 /// Whether an address learned from a DNS answer counts for a socket in

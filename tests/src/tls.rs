@@ -22,6 +22,8 @@ pub enum Hello {
     Ech,
     /// GREASE ECH: the extension, with `name` outside as the real name.
     GreaseEch,
+    /// A TLS alert record, then a plain ClientHello, in one write.
+    AlertFirst,
     /// A plain ClientHello split over two TLS records, the first ending
     /// after the compression methods: its extensions (server_name among
     /// them) are all in the second, as a server reassembles them.
@@ -40,6 +42,7 @@ impl std::str::FromStr for Hello {
             "ech" => Hello::Ech,
             "grease" => Hello::GreaseEch,
             "split" => Hello::Split,
+            "alert" => Hello::AlertFirst,
             other => return Err(format!("unknown hello {other:?}")),
         })
     }
@@ -85,7 +88,7 @@ pub fn client_hello(name: &str, kind: Hello) -> Vec<u8> {
         ext(exts, 0x000d, &[0, 4, 4, 3, 8, 4]); // signature_algorithms
     };
     match kind {
-        Hello::Plain | Hello::Split => {
+        Hello::Plain | Hello::Split | Hello::AlertFirst => {
             server_name(&mut exts, name);
             common(&mut exts);
             key_share(&mut exts, &[(0x001d, 32)]);
@@ -146,6 +149,12 @@ pub fn client_hello(name: &str, kind: Hello) -> Vec<u8> {
         r.extend_from_slice(part);
         r
     };
+    if kind == Hello::AlertFirst {
+        // level warning (1), close_notify (0)
+        let mut both = vec![0x15, 3, 3, 0, 2, 1, 0];
+        both.extend(record(&hs));
+        return both;
+    }
     if kind == Hello::Split {
         // The handshake up to and including the compression methods.
         let cut = hs.len() - exts.len() - 2;

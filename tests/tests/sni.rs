@@ -265,7 +265,7 @@ fn a_post_quantum_hello_split_by_a_small_mss_is_judged_whole() {
 }
 
 #[test]
-fn tcp_fast_open_to_an_inspected_destination_is_refused_at_once() {
+fn tcp_fast_open_and_mptcp_to_an_inspected_destination_are_refused_at_once() {
     let (w, daemon) = shared_world("sf");
     let _server = TlsServer::start(&w);
     // Its first bytes would leave with the SYN (or from the queue before
@@ -279,6 +279,11 @@ fn tcp_fast_open_to_an_inspected_destination_is_refused_at_once() {
         // Elsewhere it is left alone.
         assert_eq!(send_once(&w, OTHER, &format!("{kind}:api.ai.test")).0, "ok");
     }
+    // MPTCP sockets cannot join the sockhash that inspection needs: refused
+    // at connect to the front end, left alone elsewhere.
+    assert_eq!(send_once(&w, FRONT, "mptcp:api.ai.test").0, "EPERM");
+    assert_eq!(send_once(&w, FRONT, "mptcp:docs.ok.test").0, "EPERM");
+    assert_eq!(send_once(&w, OTHER, "mptcp:api.ai.test").0, "ok");
     // Plain connects are judged by their name as before.
     assert_eq!(send_once(&w, FRONT, "plain:docs.ok.test").0, "ok");
     assert_eq!(send_once(&w, FRONT, "plain:api.ai.test").0, "EACCES");
@@ -317,15 +322,16 @@ fn malformed_hellos_never_hang_and_are_counted() {
     let pins = w.pins();
     let _server = TlsServer::start(&w);
     let before = stat(&pins, STAT_SNI_MALFORMED);
-    // "split": a ClientHello over two records, its name in the second.
-    for kind in ["badlen", "ext300", "empty", "split"] {
+    // "split": a ClientHello over two records, its name in the second;
+    // "alert": an alert record before the ClientHello.
+    for kind in ["badlen", "ext300", "empty", "split", "alert"] {
         let start = Instant::now();
         let (r, _) = send_once(&w, FRONT, &format!("{kind}:api.ai.test"));
         // An error verdict: denied in enforce mode, never a hang.
         assert_eq!(r, "EACCES", "{kind}");
         assert!(start.elapsed() < Duration::from_secs(5), "{kind}");
     }
-    assert_eq!(stat(&pins, STAT_SNI_MALFORMED) - before, 4);
+    assert_eq!(stat(&pins, STAT_SNI_MALFORMED) - before, 5);
     // Split, it is refused whatever the name: half a hello cannot be judged.
     assert_eq!(send_once(&w, FRONT, "split:docs.ok.test").0, "EACCES");
     // The program is still there and still right.

@@ -7,7 +7,7 @@ use aya::maps::{Array, MapData};
 use enforcer_common::{
     KOFF_CRED_USER_NS, KOFF_HOST_MNT_INUM, KOFF_MNT_NS_INUM, KOFF_NSPROXY_MNT_NS,
     KOFF_TASK_NSPROXY, KOFF_TASK_REAL_CRED, KOFF_TCP_FASTOPEN_CONNECT, KOFF_TCP_FASTOPEN_REQ,
-    KOFF_USER_NS_INUM, maps as names,
+    KOFF_TCP_IS_MPTCP, KOFF_USER_NS_INUM, maps as names,
 };
 use tracing::warn;
 
@@ -27,6 +27,11 @@ pub fn probe() -> Vec<(u32, u32)> {
         (
             KOFF_TCP_FASTOPEN_CONNECT,
             btf.and_then(|b| b.bit_offset("tcp_sock", "fastopen_connect"))
+                .map_or(0, |b| b + 1),
+        ),
+        (
+            KOFF_TCP_IS_MPTCP,
+            btf.and_then(|b| b.bit_offset("tcp_sock", "is_mptcp"))
                 .map_or(0, |b| b + 1),
         ),
         (
@@ -76,6 +81,12 @@ pub fn write(pins: &Pins) -> Result<(), WriteError> {
             "the kernel's BTF does not say where a TCP socket keeps its Fast Open state: \
              TCP Fast Open to a shared name's front end is not refused (its first bytes \
              are not inspected)"
+        );
+    }
+    if unknown(&[KOFF_TCP_IS_MPTCP]) {
+        warn!(
+            "the kernel's BTF does not say which TCP sockets are MPTCP subflows: MPTCP to a \
+             shared name's front end is not refused (such sockets cannot be inspected)"
         );
     }
     if unknown(&[

@@ -443,7 +443,7 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
         enforcer_tests::tls::socks4a(host, "")
     } else if kind == "socks4a-user" {
         enforcer_tests::tls::socks4a(host, "dev")
-    } else if kind == "tfo" || kind == "tfoconnect" {
+    } else if kind == "tfo" || kind == "tfoconnect" || kind == "mptcp" {
         enforcer_tests::tls::client_hello(host, enforcer_tests::tls::Hello::Plain)
     } else {
         enforcer_tests::tls::client_hello(host, kind.parse().expect("KIND"))
@@ -454,8 +454,13 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
         libc::AF_INET6
     };
     // SAFETY: plain socket creation; the fd is owned by the stream below.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) };
-    assert!(fd >= 0, "socket");
+    // IPPROTO_MPTCP (262): a multipath TCP connection.
+    let protocol = if kind == "mptcp" { 262 } else { 0 };
+    // SAFETY: plain socket creation; the fd is owned by the stream below.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, protocol) };
+    if fd < 0 {
+        return format!("socket-{}", name(&io::Error::last_os_error()));
+    }
     // SAFETY: a fresh fd we own.
     let socket = unsafe { std::net::TcpStream::from_raw_fd(fd) };
     if let Some(mss) = mss {
