@@ -593,14 +593,7 @@ pub fn connect_child(args: &[String]) -> Result<()> {
         listener.local_addr()?
     };
     let start = Instant::now();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            drop(s);
-            if start.elapsed() > Duration::from_secs(30) {
-                break;
-            }
-        }
-    });
+    accept_for_30s(start, move || listener.accept().map(drop));
     let mut done = 0u32;
     let mut errors = 0u32;
     while done < count && start.elapsed() < limit {
@@ -635,6 +628,16 @@ pub fn connect_child(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Accepts (and drops) connections through `accept`, on a thread of its
+/// own, for 30 s from `start` at most.
+fn accept_for_30s<E>(start: Instant, mut accept: impl FnMut() -> Result<(), E> + Send + 'static) {
+    std::thread::spawn(move || {
+        while start.elapsed() <= Duration::from_secs(30) {
+            let _ = accept();
+        }
+    });
+}
+
 /// `__connect unix`: Unix-domain stream connects to a listener of the
 /// child's own (section 11: the connect_unix hook of an uncontained process).
 fn unix_connects(count: u32, limit: Duration) -> Result<()> {
@@ -644,14 +647,7 @@ fn unix_connects(count: u32, limit: Duration) -> Result<()> {
     let path = dir.join("s");
     let listener = UnixListener::bind(&path)?;
     let start = Instant::now();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            drop(s);
-            if start.elapsed() > Duration::from_secs(30) {
-                break;
-            }
-        }
-    });
+    accept_for_30s(start, move || listener.accept().map(drop));
     let (mut done, mut errors) = (0u32, 0u32);
     while done < count && start.elapsed() < limit {
         if UnixStream::connect(&path).is_err() {

@@ -84,8 +84,8 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     }
     let mut flags = 0;
     if uninspected_ok(found.verdict) && hook == HOOK_CONNECT4 {
-        found = fast_open(kern(ctx), port, proto, || inspected_v4(addr, cgroup));
-        flags = tfo_flag(&found);
+        let m = fast_open(kern(ctx), port, proto, || inspected_v4(addr, cgroup));
+        refuse_uninspectable(&mut found, &mut flags, m);
     }
     judge(
         ctx,
@@ -108,13 +108,13 @@ fn uninspected_ok(verdict: u32) -> bool {
     verdict == VERDICT_PASS || verdict == VERDICT_ALLOWED
 }
 
-/// `EVENT_F_TFO` when `fast_open` decided.
+/// `fast_open`'s refusal, if it refuses, takes the place of a pass or an
+/// allow (which otherwise stands, and is counted as what it was).
 #[inline(always)]
-fn tfo_flag(found: &Match) -> u32 {
-    if uninspected_ok(found.verdict) {
-        0
-    } else {
-        EVENT_F_TFO
+fn refuse_uninspectable(found: &mut Match, flags: &mut u32, m: Match) {
+    if m.verdict != VERDICT_PASS {
+        *found = m;
+        *flags |= EVENT_F_TFO;
     }
 }
 
@@ -223,8 +223,8 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             }
             let mut flags = EVENT_F_V4_MAPPED;
             if uninspected_ok(found.verdict) && hook == HOOK_CONNECT6 {
-                found = fast_open(kern(ctx), port, proto, || inspected_v4(v4, cgroup));
-                flags |= tfo_flag(&found);
+                let m = fast_open(kern(ctx), port, proto, || inspected_v4(v4, cgroup));
+                refuse_uninspectable(&mut found, &mut flags, m);
             }
             judge(
                 ctx,
@@ -242,8 +242,8 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             }
             let mut flags = j.via;
             if uninspected_ok(j.found.verdict) && hook == HOOK_CONNECT6 {
-                j.found = fast_open(kern(ctx), port, proto, || inspected_v6(addr, cgroup));
-                flags |= tfo_flag(&j.found);
+                let m = fast_open(kern(ctx), port, proto, || inspected_v6(addr, cgroup));
+                refuse_uninspectable(&mut j.found, &mut flags, m);
             }
             judge(
                 ctx,

@@ -25,17 +25,22 @@ def split(hostport):
     return host.strip("[]"), int(port)
 
 
-def attempt(arg, kind, act):
-    """`act(socket, (host, port))` on a socket of `kind` for HOST:PORT."""
-    host, port = split(arg)
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
+def using(s, act):
+    """`act(s)`, or the errno name it fails with; `s` closed after."""
     s.settimeout(3)
     try:
-        return act(s, (host, port))
+        return act(s)
     except OSError as e:
         return err(e)
     finally:
         s.close()
+
+
+def attempt(arg, kind, act):
+    """`act(socket, (host, port))` on a socket of `kind` for HOST:PORT."""
+    host, port = split(arg)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return using(socket.socket(family, kind), lambda s: act(s, (host, port)))
 
 
 def tcp(arg):
@@ -72,18 +77,12 @@ def unix_addr(arg):
 
 
 def unix(arg, kind):
-    s = socket.socket(socket.AF_UNIX, kind)
-    s.settimeout(3)
-    try:
-        if kind == socket.SOCK_STREAM:
-            s.connect(unix_addr(arg))
-            return "ok"
-        s.sendto(b"x", unix_addr(arg))
-        return "sent"
-    except OSError as e:
-        return err(e)
-    finally:
-        s.close()
+    addr = unix_addr(arg)
+    if kind == socket.SOCK_STREAM:
+        act = lambda s: s.connect(addr) or "ok"
+    else:
+        act = lambda s: s.sendto(b"x", addr) and "sent"
+    return using(socket.socket(socket.AF_UNIX, kind), act)
 
 
 def serve(arg):
