@@ -44,7 +44,7 @@ use crate::{
     maps::{
         AGENT_ACCEPT, AGENT_ALLOW_V4, AGENT_ALLOW_V6, AGENT_CLASSES, AGENT_CONFIG, AGENT_DFA,
         AGENT_DNS, AGENT_LEARNED_V4, AGENT_LEARNED_V6, AGENT_NAMES, AGENT_RANKS, AGENT_SELECTORS,
-        AGENT_STATS, AGENT_WALK, CONTAINED, DNS_SERVERS, EXEC_ARGS, KERNEL_OFFSETS,
+        AGENT_STATS, AGENT_WALK, CONTAINED, DNS_SERVERS, EXEC_ARGS,
     },
     verdict::audit_mode,
 };
@@ -584,41 +584,31 @@ pub fn allows_v6(agent: &Agent, addr: [u32; 4], port: u16, proto: u8) -> bool {
 /// in for a request. False when an offset is unknown (fail closed).
 #[inline(always)]
 pub fn namespaces_trusted() -> bool {
-    let k = |slot: u32| match KERNEL_OFFSETS.get(slot) {
-        Some(&v) => v,
-        None => 0,
-    };
+    use crate::kernel::{offset, pointer, read};
     let (cred_at, user_ns_at, user_inum_at) = (
-        k(KOFF_TASK_REAL_CRED),
-        k(KOFF_CRED_USER_NS),
-        k(KOFF_USER_NS_INUM),
+        offset(KOFF_TASK_REAL_CRED),
+        offset(KOFF_CRED_USER_NS),
+        offset(KOFF_USER_NS_INUM),
     );
     let (nsproxy_at, mnt_ns_at, mnt_inum_at, host_mnt) = (
-        k(KOFF_TASK_NSPROXY),
-        k(KOFF_NSPROXY_MNT_NS),
-        k(KOFF_MNT_NS_INUM),
-        k(KOFF_HOST_MNT_INUM),
+        offset(KOFF_TASK_NSPROXY),
+        offset(KOFF_NSPROXY_MNT_NS),
+        offset(KOFF_MNT_NS_INUM),
+        offset(KOFF_HOST_MNT_INUM),
     );
     if cred_at == 0 || user_inum_at == 0 || nsproxy_at == 0 || mnt_inum_at == 0 || host_mnt == 0 {
         return false;
     }
     // SAFETY: a helper without arguments.
     let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
-    let user = follow(task, cred_at, user_ns_at, user_inum_at);
-    let mnt = follow(task, nsproxy_at, mnt_ns_at, mnt_inum_at);
+    // task → real_cred → user_ns → ns.inum, task → nsproxy → mnt_ns → ns.inum
+    let user = pointer(task, cred_at)
+        .and_then(|c| pointer(c, user_ns_at))
+        .and_then(|u| read::<u32>(u, user_inum_at));
+    let mnt = pointer(task, nsproxy_at)
+        .and_then(|n| pointer(n, mnt_ns_at))
+        .and_then(|m| read::<u32>(m, mnt_inum_at));
     user == Some(INIT_USER_NS_INUM) && mnt == Some(host_mnt)
-}
-
-/// `*(u32 *)(*(*(base + a) + b) + c)`, read through the helper.
-#[inline(always)]
-fn follow(base: u64, a: u32, b: u32, c: u32) -> Option<u32> {
-    use aya_ebpf::helpers::bpf_probe_read_kernel as read;
-    // SAFETY: kernel reads through the helper, which fails cleanly.
-    unsafe {
-        let p: u64 = read((base as *const u8).wrapping_add(a as usize) as *const u64).ok()?;
-        let q: u64 = read((p as *const u8).wrapping_add(b as usize) as *const u64).ok()?;
-        read((q as *const u8).wrapping_add(c as usize) as *const u32).ok()
-    }
 }
 
 /// Whether `agent` may connect or send to the Unix-domain socket `key`

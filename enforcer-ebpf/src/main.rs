@@ -16,6 +16,7 @@
 //! - `exec`: exec tracking (argv and executable) for attribution.
 //! - `contain`: agent containment: marks processes whose exec matches a
 //!   selector, and their children; judges their connections.
+//! - `kernel`: reads of kernel structs at offsets from the kernel's BTF.
 //! - `unix`: connect_unix/sendmsg_unix: contained processes reach only the
 //!   Unix-domain sockets their allow list names.
 #![no_std]
@@ -24,6 +25,7 @@
 mod contain;
 mod dns;
 mod exec;
+mod kernel;
 mod maps;
 mod net;
 mod owner;

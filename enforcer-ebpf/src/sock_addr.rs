@@ -11,7 +11,9 @@ use enforcer_common::{
 };
 
 use crate::{
-    contain, owner,
+    contain,
+    kernel::sock_addr_kern,
+    owner,
     report::{Flow, count, current_owner, emit, mark_reported},
     verdict::{
         Match, check_v4, check_v6_forms, fast_open, inspected_v4, inspected_v6, passes, port_rules,
@@ -84,7 +86,9 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     }
     let mut flags = 0;
     if uninspected_ok(found.verdict) && hook == HOOK_CONNECT4 {
-        let m = fast_open(kern(ctx), port, proto, || inspected_v4(addr, cgroup));
+        let m = fast_open(sock_addr_kern(ctx), port, proto, || {
+            inspected_v4(addr, cgroup)
+        });
         refuse_uninspectable(&mut found, &mut flags, m);
     }
     judge(
@@ -92,12 +96,6 @@ fn try_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
         found,
         dst(hook, AF_INET, [addr, 0, 0, 0], flags, (port, proto)),
     )
-}
-
-/// The context as the kernel's `bpf_sock_addr_kern` (for `fast_open`).
-#[inline(always)]
-fn kern(ctx: &SockAddrContext) -> *const u8 {
-    ctx.sock_addr as *const u8
 }
 
 /// Whether the connect would go ahead (passed, or allowed by an exception
@@ -223,7 +221,9 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             }
             let mut flags = EVENT_F_V4_MAPPED;
             if uninspected_ok(found.verdict) && hook == HOOK_CONNECT6 {
-                let m = fast_open(kern(ctx), port, proto, || inspected_v4(v4, cgroup));
+                let m = fast_open(sock_addr_kern(ctx), port, proto, || {
+                    inspected_v4(v4, cgroup)
+                });
                 refuse_uninspectable(&mut found, &mut flags, m);
             }
             judge(
@@ -242,7 +242,9 @@ fn try_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
             }
             let mut flags = j.via;
             if uninspected_ok(j.found.verdict) && hook == HOOK_CONNECT6 {
-                let m = fast_open(kern(ctx), port, proto, || inspected_v6(addr, cgroup));
+                let m = fast_open(sock_addr_kern(ctx), port, proto, || {
+                    inspected_v6(addr, cgroup)
+                });
                 refuse_uninspectable(&mut j.found, &mut flags, m);
             }
             judge(

@@ -14,7 +14,7 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        bpf_probe_read_kernel_buf,
         generated::{bpf_get_prandom_u32, bpf_get_socket_cookie},
     },
     macros::cgroup_sock_addr,
@@ -27,6 +27,7 @@ use enforcer_common::{
 
 use crate::{
     contain,
+    kernel::{self, sock_addr_kern},
     maps::AGENT_UNIX_SEEN,
     report::{Flow, current_owner, emit},
     verdict::passes,
@@ -34,8 +35,6 @@ use crate::{
 
 const ALLOW: i32 = 1;
 const DENY: i32 = 0;
-const UADDR_OFFSET: usize = UNIX_UADDR_OFFSET as usize;
-const UADDRLEN_OFFSET: usize = UNIX_UADDRLEN_OFFSET as usize;
 /// `offsetof(struct sockaddr_un, sun_path)`.
 const SUN_PATH_OFFSET: u64 = 2;
 
@@ -91,22 +90,15 @@ fn try_unix(ctx: &SockAddrContext, hook: u32) -> i32 {
 
 /// Fills `key.path`/`key.len` with the socket name the process gave.
 #[inline(always)]
-fn read_name(ctx: &SockAddrContext, key: &mut AgentUnixKey) -> Result<(), i32> {
-    let kern = ctx.sock_addr as *const u8;
-    // SAFETY: reads of the kernel's context struct through the helper,
-    // which fails cleanly on a bad address.
-    let (uaddr, uaddrlen) = unsafe {
-        (
-            bpf_probe_read_kernel(kern.wrapping_add(UADDR_OFFSET) as *const u64)?,
-            bpf_probe_read_kernel(kern.wrapping_add(UADDRLEN_OFFSET) as *const u32)?,
-        )
-    };
+fn read_name(ctx: &SockAddrContext, key: &mut AgentUnixKey) -> Option<()> {
+    let kern = sock_addr_kern(ctx);
+    let uaddr = kernel::pointer(kern, UNIX_UADDR_OFFSET)?;
+    let uaddrlen = kernel::read::<u32>(kern, UNIX_UADDRLEN_OFFSET)?;
     // The address is the kernel's copy in a sockaddr_storage (128 bytes):
     // all of sun_path is readable whatever the length.
-    // SAFETY: as above.
-    unsafe {
-        bpf_probe_read_kernel_buf((uaddr + SUN_PATH_OFFSET) as *const u8, &mut key.path)?;
-    }
+    // SAFETY: a kernel read through the helper, which fails cleanly.
+    unsafe { bpf_probe_read_kernel_buf((uaddr + SUN_PATH_OFFSET) as *const u8, &mut key.path) }
+        .ok()?;
     let given = (uaddrlen as usize).saturating_sub(SUN_PATH_OFFSET as usize);
     let given = if given > UNIX_PATH_MAX {
         UNIX_PATH_MAX
@@ -128,5 +120,5 @@ fn read_name(ctx: &SockAddrContext, key: &mut AgentUnixKey) -> Result<(), i32> {
         i += 1;
     }
     key.len = end as u32;
-    Ok(())
+    Some(())
 }

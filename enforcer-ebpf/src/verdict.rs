@@ -1,4 +1,4 @@
-use aya_ebpf::helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel};
+use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use aya_ebpf::maps::{HashMap, LpmTrie, lpm_trie::Key};
 use enforcer_common::{
     AF_INET, AF_INET6, CONFIG_MODE, CONFIG_NAT64_PREFIXES, CONFIG_PORT_RULES, CONFIG_SNI,
@@ -12,8 +12,8 @@ use enforcer_common::{
 
 use crate::maps::{
     ALLOW_LPM_V4, ALLOW_LPM_V6, CONFIG, DENY_LPM_V4, DENY_LPM_V6, DENY_V4, DENY_V6, INSPECT_V4,
-    INSPECT_V6, KERNEL_OFFSETS, LEARNED_SCOPED_USED, LEARNED_SCOPED_V4, LEARNED_SCOPED_V6,
-    LEARNED_V4, LEARNED_V6, NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6, SNI_PROXY_PORTS,
+    INSPECT_V6, LEARNED_SCOPED_USED, LEARNED_SCOPED_V4, LEARNED_SCOPED_V6, LEARNED_V4, LEARNED_V6,
+    NAT64_PREFIXES, PORT_GATE, PORT_LPM_V4, PORT_LPM_V6, SNI_PROXY_PORTS,
 };
 
 /// The rule of the shared banned name this IPv4 address was resolved or
@@ -108,7 +108,7 @@ pub fn quic(port: u16, proto: u8, inspected: impl FnOnce() -> u32) -> Match {
 /// connects pass: this reads the socket only for TCP, and decides nothing
 /// else.
 #[inline(always)]
-pub fn fast_open(ctx: *const u8, port: u16, proto: u8, inspected: impl FnOnce() -> u32) -> Match {
+pub fn fast_open(ctx: u64, port: u16, proto: u8, inspected: impl FnOnce() -> u32) -> Match {
     if proto != IPPROTO_TCP {
         return NO_MATCH;
     }
@@ -132,43 +132,16 @@ pub fn fast_open(ctx: *const u8, port: u16, proto: u8, inspected: impl FnOnce() 
 /// sockhash). `ctx` is a sock_addr program's context, the kernel's
 /// `bpf_sock_addr_kern`, whose first member is the socket.
 #[inline(always)]
-fn fast_opening(ctx: *const u8) -> bool {
-    let koff = |slot: u32| match KERNEL_OFFSETS.get(slot) {
-        Some(&o) => o,
-        None => 0,
-    };
-    let req_at = koff(KOFF_TCP_FASTOPEN_REQ);
-    // SAFETY: kernel reads through the helper, which fails cleanly.
-    unsafe {
-        let Ok(sk) = bpf_probe_read_kernel(ctx as *const u64) else {
-            return false;
-        };
-        let sk = sk as *const u8;
-        if req_at != 0
-            && matches!(
-                bpf_probe_read_kernel(sk.wrapping_add(req_at as usize) as *const u64),
-                Ok(r) if r != 0
-            )
-        {
-            return true;
-        }
-        bit_set(sk, koff(KOFF_TCP_FASTOPEN_CONNECT)) || bit_set(sk, koff(KOFF_TCP_IS_MPTCP))
-    }
-}
-
-/// Whether the bitfield at bit `at_plus_1 - 1` of `sk` is set (0: unknown,
-/// false). Little-endian bitfields: byte `bit / 8`, bit `bit % 8`.
-#[inline(always)]
-unsafe fn bit_set(sk: *const u8, at_plus_1: u32) -> bool {
-    if at_plus_1 == 0 {
+fn fast_opening(ctx: u64) -> bool {
+    use crate::kernel::{bit_set, offset, pointer};
+    let Some(sk) = pointer(ctx, 0) else {
         return false;
+    };
+    let req_at = offset(KOFF_TCP_FASTOPEN_REQ);
+    if req_at != 0 && matches!(pointer(sk, req_at), Some(r) if r != 0) {
+        return true;
     }
-    let bit = at_plus_1 - 1;
-    // SAFETY: a kernel read through the helper, which fails cleanly.
-    matches!(
-        unsafe { bpf_probe_read_kernel(sk.wrapping_add((bit / 8) as usize)) },
-        Ok(b) if b & (1u8 << (bit % 8)) != 0
-    )
+    bit_set(sk, offset(KOFF_TCP_FASTOPEN_CONNECT)) || bit_set(sk, offset(KOFF_TCP_IS_MPTCP))
 }
 
 /// Whether an address learned from a DNS answer counts for a socket in

@@ -44,19 +44,10 @@ pub fn update<K: aya::Pod, V: aya::Pod>(
             map_fd: fd.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        // SAFETY: `attr` and the key and value arrays it points to live for
-        // the call; the kernel reads `count` entries of each and writes
-        // back only `count`.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>() as u32,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
+        // SAFETY: `attr` is the `batch` member, and the key and value
+        // arrays it points to live for the call; the kernel reads `count`
+        // entries of each and writes back only `count`.
+        if let Err(e) = unsafe { super::syscall::bpf(BPF_MAP_UPDATE_BATCH, &mut attr) } {
             done += attr.count as usize;
             return Err(match e.raw_os_error() {
                 // ENOTSUPP (524) and EINVAL from kernels or map types

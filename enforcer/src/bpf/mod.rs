@@ -21,6 +21,7 @@ pub mod ports;
 pub mod probe;
 pub mod sni;
 pub mod stats;
+mod syscall;
 pub mod unix;
 pub mod writer;
 

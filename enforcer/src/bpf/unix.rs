@@ -25,7 +25,7 @@ use enforcer_common::{
     maps as names, programs,
 };
 
-use super::pins::Pins;
+use super::{pins::Pins, syscall::bpf};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_PIN: libc::c_long = 6;
@@ -158,7 +158,9 @@ impl UnixPrograms {
         let ptr = info.as_mut_ptr() as u64;
         attr[2] = ptr as u32;
         attr[3] = (ptr >> 32) as u32;
-        bpf(BPF_OBJ_GET_INFO_BY_FD, attr.as_mut_ptr().cast(), 16).ok()?;
+        // SAFETY: `info` (bpf_fd, info_len, info) points to `info`, live
+        // for the call; the kernel writes `info_len` bytes there.
+        unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }.ok()?;
         Some(info[1])
     }
 
@@ -219,16 +221,6 @@ struct ProgLoadAttr {
     expected_attach_type: u32,
 }
 
-fn bpf(cmd: libc::c_long, attr: *mut u8, size: usize) -> io::Result<RawFd> {
-    // SAFETY: `attr` points to a live attribute of `size` bytes for the call.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size as u32) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as RawFd)
-    }
-}
-
 fn prog_load(
     name: &str,
     insns: &[aya_obj::generated::bpf_insn],
@@ -254,11 +246,9 @@ fn prog_load(
             attr.log_size = log.len() as u32;
             attr.log_buf = log.as_mut_ptr() as u64;
         }
-        bpf(
-            BPF_PROG_LOAD,
-            (&mut attr as *mut ProgLoadAttr).cast(),
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
+        // SAFETY: `prog_load`'s member; the instructions, license and log
+        // it points to live for the call.
+        unsafe { bpf(BPF_PROG_LOAD, &mut attr) }
     };
     match attempt(None) {
         // SAFETY: a new fd the kernel just returned, owned by nobody else.
@@ -289,11 +279,8 @@ fn prog_load(
 /// `link_create` of `union bpf_attr`: prog_fd, target_fd, attach_type, flags.
 fn link_create(prog: RawFd, target: RawFd, attach_type: u32) -> io::Result<OwnedFd> {
     let mut attr: [u32; 8] = [prog as u32, target as u32, attach_type, 0, 0, 0, 0, 0];
-    let fd = bpf(
-        BPF_LINK_CREATE,
-        attr.as_mut_ptr().cast(),
-        std::mem::size_of_val(&attr),
-    )?;
+    // SAFETY: `link_create`'s member; no pointers.
+    let fd = unsafe { bpf(BPF_LINK_CREATE, &mut attr) }?;
     // SAFETY: a new fd the kernel just returned.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -319,10 +306,6 @@ pub fn pin_fd(fd: &OwnedFd, path: &Path) -> io::Result<()> {
         path_fd: 0,
         pad: 0,
     };
-    bpf(
-        BPF_OBJ_PIN,
-        (&mut attr as *mut PinAttr).cast(),
-        std::mem::size_of::<PinAttr>(),
-    )
-    .map(|_| ())
+    // SAFETY: `obj_pin`'s member; the path it points to lives for the call.
+    unsafe { bpf(BPF_OBJ_PIN, &mut attr) }.map(|_| ())
 }
