@@ -648,13 +648,16 @@ fn an_agent_reaches_only_the_unix_domain_sockets_its_allow_list_names() {
         format!("unixdg:{dgram}"),
         // The allowed path with a trailing slash names another socket.
         format!("unix:{gateway}/"),
+        // A path ends at its NUL, whatever the address holds after it.
+        format!("unix:{gateway}%00{proxy}"),
+        format!("unix:{proxy}%00{gateway}"),
     ];
     let agent = install_agent(&home, "1.0.0");
     let mut argv = vec![agent.to_str().unwrap(), act];
     argv.extend(actions.iter().map(String::as_str));
     assert_eq!(
         run(&w, &argv),
-        "ok EPERM ok EPERM EPERM EPERM",
+        "ok EPERM ok EPERM EPERM EPERM ok EPERM",
         "the agent reaches the allowed socket and abstract name only"
     );
     // Its children too.

@@ -7,8 +7,8 @@
 #   exec:ARGV...    replaces this process (argv joined by spaces follows)
 #   wait            reads a line from stdin first (run before the daemon)
 #   proto:T/N       creates a socket of type T and protocol N: made or the errno
-#   unix:ADDR       Unix-domain stream connect (ADDR a path, or @NAME for
-#                   an abstract name): ok or the errno name
+#   unix:ADDR       Unix-domain stream connect (ADDR a path, %00 in it a NUL
+#                   byte, or @NAME for an abstract name): ok or the errno name
 #   unixdg:ADDR     Unix-domain datagram sendto: sent or the errno name
 #   serve:@NAME     binds a Unix-domain stream socket at the abstract NAME,
 #                   prints "ready", and keeps it until stdin closes
@@ -73,7 +73,11 @@ def icmp(host):
 
 
 def unix_addr(arg):
-    return "\0" + arg[1:] if arg.startswith("@") else arg
+    """@NAME: abstract; %00 in a path: a NUL byte (what follows it is
+    given to the kernel too, which stops at the NUL)."""
+    if arg.startswith("@"):
+        return "\0" + arg[1:]
+    return arg.replace("%00", "\0").encode() if "%00" in arg else arg
 
 
 def unix(arg, kind):
