@@ -114,6 +114,14 @@ pub mod maps {
     /// whatever their address: the name asked of the proxy (HTTP CONNECT,
     /// Host, SOCKS5 with a domain name) decides.
     pub const SNI_PROXY_PORTS: &str = "SNI_PROXY_PORTS";
+    /// Socket-local storage: each inspected connection's
+    /// [`super::SniPending`], the bytes the sk_msg program judged, so that
+    /// bytes it never saw (a write that entered TCP before the connection
+    /// was under inspection) are stopped on the wire.
+    pub const SNI_PENDING: &str = "SNI_PENDING";
+    /// One entry, non-zero once a connection was ever put under inspection:
+    /// until then the skb program skips the `SNI_PENDING` lookup.
+    pub const SNI_WATCHED: &str = "SNI_WATCHED";
     /// Agent containment (`crate::agents`): settings, `AGENT_CFG_*`.
     pub const AGENT_CONFIG: &str = "AGENT_CONFIG";
     /// Byte → byte class of the selector automaton.
@@ -154,7 +162,7 @@ pub mod maps {
     pub const AGENT_UNIX_SEEN: &str = "AGENT_UNIX_SEEN";
 
     /// Every map, in the order the loader pins them.
-    pub const ALL: [&str; 57] = [
+    pub const ALL: [&str; 59] = [
         DENY_V4,
         DENY_V6,
         DENY_LPM_V4,
@@ -194,6 +202,8 @@ pub mod maps {
         SNI_WALK,
         SNI_NAME,
         SNI_PROXY_PORTS,
+        SNI_PENDING,
+        SNI_WATCHED,
         AGENT_CONFIG,
         AGENT_CLASSES,
         AGENT_DFA,
@@ -360,6 +370,11 @@ pub const KOFF_MNT_NS_INUM: u32 = 7;
 pub const KOFF_HOST_MNT_INUM: u32 = 8;
 /// The bit offset of `tcp_sock.is_mptcp`, + 1.
 pub const KOFF_TCP_IS_MPTCP: u32 = 9;
+/// `sk_msg.sk` (the sk_msg program's context is the kernel's `struct
+/// sk_msg`) and `tcp_sock.write_seq`: where the next byte written to the
+/// socket will stand.
+pub const KOFF_SK_MSG_SK: u32 = 10;
+pub const KOFF_TCP_WRITE_SEQ: u32 = 11;
 pub const KOFF_LEN: u32 = 16;
 
 /// `PORT_GATE` bits: the port trie holds rules for this port over TCP,
@@ -681,6 +696,32 @@ pub const EVENT_F_PROXY: u32 = 1 << 8;
 /// refused: its first bytes would leave with the SYN or before the
 /// connection is under inspection, so no name could decide.
 pub const EVENT_F_TFO: u32 = 1 << 9;
+/// `Event::flags` (hook `HOOK_SNI` or `HOOK_SKB_EGRESS`): bytes of an
+/// inspected connection that the sk_msg program never judged (written
+/// while the connection was being made, before it was under inspection),
+/// stopped; the connection carries nothing more.
+pub const EVENT_F_UNINSPECTED: u32 = 1 << 10;
+
+/// `SniPending::state`: the first write is still to be judged; bytes up
+/// to `judged_end` were let through by the sk_msg program (a SOCKS
+/// greeting).
+pub const SNI_PENDING_WAIT: u32 = 1;
+/// The first write was judged and passed: nothing more to check.
+pub const SNI_PENDING_JUDGED: u32 = 0;
+/// Bytes nobody judged were written: every later byte is stopped.
+pub const SNI_PENDING_TAINTED: u32 = 2;
+
+/// An inspected connection's progress (`SNI_PENDING`), in TCP sequence
+/// numbers: what the sk_msg program has seen of the byte stream.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SniPending {
+    /// The sequence number after the last byte the sk_msg program let
+    /// through (at first: the first data byte's, the SYN's + 1).
+    pub judged_end: u32,
+    /// `SNI_PENDING_*`.
+    pub state: u32,
+}
 
 pub const AF_UNIX: u32 = 1;
 pub const AF_INET: u32 = 2;

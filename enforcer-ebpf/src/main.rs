@@ -29,6 +29,7 @@ mod kernel;
 mod maps;
 mod net;
 mod owner;
+mod pending;
 mod report;
 mod skb;
 mod sni;

@@ -9,7 +9,7 @@ use enforcer_common::{
     MAX_ALLOW_V4, MAX_ALLOW_V6, MAX_DNS_NAMES, MAX_DNS_SERVERS, MAX_EXACT_V4, MAX_EXACT_V6,
     MAX_EXEC_ARGS, MAX_INSPECT, MAX_LEARNED, MAX_NAT64_PREFIXES, MAX_PORT_RULES, MAX_PROXY_PORTS,
     MAX_RANGES_V4, MAX_RANGES_V6, MAX_REPORTED, MAX_SNI_SOCKS, NameRule, PROC_EVENTS_BYTES,
-    PortRule, RateState, SNI_SCRATCH_BYTES, STATS_LEN, SockOwner, agents,
+    PortRule, RateState, SNI_SCRATCH_BYTES, STATS_LEN, SniPending, SockOwner, agents,
 };
 
 // Exact addresses live in hash maps: at 1M entries a trie lookup costs about
@@ -130,6 +130,12 @@ pub static SNI_WALK: PerCpuArray<crate::sni::Walk> = PerCpuArray::with_max_entri
 pub static SNI_NAME: PerCpuArray<crate::dns::NameWalk> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static SNI_PROXY_PORTS: HashMap<u16, u32> = HashMap::with_max_entries(MAX_PROXY_PORTS, 0);
+// What the sk_msg program judged of each inspected connection (`sni`);
+// made by sock_ops for inspected connections only, freed with the socket.
+#[btf_map]
+pub static SNI_PENDING: SkStorage<SniPending> = SkStorage::new();
+#[map]
+pub static SNI_WATCHED: Array<u32> = Array::with_max_entries(1, 0);
 
 // Agent containment (`contain`): the selector automaton, the contained
 // processes and what each selector may reach.

@@ -9,25 +9,34 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use enforcer_common::{
-    AF_INET, AF_INET6, EVENT_F_OWNER_FROM_COOKIE, EVENT_F_OWNER_UNKNOWN, HOOK_SKB_EGRESS,
-    IPPROTO_TCP, IPPROTO_UDP, STAT_OWNER_UNKNOWN, SockOwner, VERDICT_PASS,
+    AF_INET, AF_INET6, EVENT_F_OWNER_FROM_COOKIE, EVENT_F_OWNER_UNKNOWN, EVENT_F_UNINSPECTED,
+    HOOK_SKB_EGRESS, IPPROTO_TCP, IPPROTO_UDP, STAT_OWNER_UNKNOWN, SockOwner, VERDICT_PASS,
 };
 
 use crate::{
     contain,
+    net::Packet as _,
     net::{
         ETH_P_IP, ETH_P_IPV6, IPV6_HLEN, SKB_DROP, SKB_PASS, ipv4, ipv6, ipv6_l4, l4_port,
         skb_ethertype,
     },
-    owner,
+    owner, pending,
     report::{Flow, bump, conclude, emit, skb_report_due},
-    verdict::{ERROR, Match, check_v4, check_v6_forms, port_rules, port_v4, port_v6_forms},
+    verdict::{
+        ERROR, Match, banned, check_v4, check_v6_forms, inspected_v4, inspected_v6, port_rules,
+        port_v4, port_v6_forms,
+    },
 };
 
 #[cgroup_skb(egress)]
 pub fn skb_egress(ctx: SkBuffContext) -> i32 {
     if contain::on() && !contained_passes(&ctx) {
         return SKB_DROP;
+    }
+    if pending::watched()
+        && let Some(verdict) = unjudged(&ctx)
+    {
+        return verdict;
     }
     let parsed = match skb_ethertype(&ctx) {
         ETH_P_IP => parse_v4(&ctx),
@@ -122,6 +131,69 @@ fn contained_passes(ctx: &SkBuffContext) -> bool {
             },
         )
     })
+}
+
+/// A data segment of an inspected connection carrying bytes the sk_msg
+/// program never judged (`pending`): a write that entered TCP before the
+/// connection was under inspection. Judged as a ban of the rule the
+/// destination is inspected for (an error verdict without one); `None`
+/// for every other packet.
+#[inline(always)]
+fn unjudged(ctx: &SkBuffContext) -> Option<i32> {
+    let skb = ctx.skb.skb;
+    // SAFETY: `skb->sk` of this program's context.
+    let progress = unsafe { pending::of_packet((*skb).__bindgen_anon_2.sk) };
+    if progress.is_null() {
+        return None;
+    }
+    let (family, addr, l4) = match skb_ethertype(ctx) {
+        ETH_P_IP => {
+            let ip = ipv4(ctx, L3).ok()?;
+            if ip.protocol != IPPROTO_TCP {
+                return None;
+            }
+            (AF_INET, [ip.daddr, 0, 0, 0], ip.l4(L3))
+        }
+        ETH_P_IPV6 => {
+            let ip = ipv6(ctx, L3).ok()?;
+            let (proto, l4) = ipv6_l4(ctx, L3, ip.next)?;
+            if proto != IPPROTO_TCP {
+                return None;
+            }
+            (AF_INET6, ip.daddr, l4)
+        }
+        _ => return None,
+    };
+    let seq = u32::from_be(ctx.read::<u32>(l4 + 4).ok()?);
+    let header = (ctx.read::<u8>(l4 + 12).ok()? >> 4) as u32 * 4;
+    let data = ctx.len().saturating_sub(l4 as u32 + header);
+    if !pending::unjudged_segment(progress, seq, data) {
+        return None;
+    }
+    let cgroup = skb_cgroup(ctx);
+    let rule = if family == AF_INET {
+        inspected_v4(addr[0], cgroup)
+    } else {
+        inspected_v6(addr, cgroup)
+    };
+    let found = if rule == 0 { ERROR } else { banned(rule) };
+    let port = l4_port(ctx, IPPROTO_TCP, l4, false);
+    let goes_on = conclude(HOOK_SKB_EGRESS, found, |verdict, rule_id| {
+        report(
+            ctx,
+            Flow {
+                verdict,
+                rule_id,
+                family,
+                addr,
+                port,
+                protocol: IPPROTO_TCP as u32,
+                flags: EVENT_F_UNINSPECTED,
+                ..blank_flow()
+            },
+        )
+    });
+    Some(if goes_on { SKB_PASS } else { SKB_DROP })
 }
 
 /// The verdict, and what an event would say about the packet (`flags`

@@ -39,17 +39,17 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_ECH,
-    EVENT_F_HTTP_HOST, EVENT_F_PROXY, HOOK_SNI, IPPROTO_TCP, SNI_F_ECH_OUTER_NAME,
-    SNI_F_INSPECT_443, SNI_SCRATCH_BYTES, STAT_OWNER_UNKNOWN, STAT_SNI_DENIED, STAT_SNI_ECH,
-    STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED,
-    STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_AUDITED, VERDICT_DENIED,
-    VERDICT_PASS, dns_label_byte,
+    EVENT_F_HTTP_HOST, EVENT_F_PROXY, EVENT_F_UNINSPECTED, HOOK_SNI, IPPROTO_TCP,
+    SNI_F_ECH_OUTER_NAME, SNI_F_INSPECT_443, SNI_SCRATCH_BYTES, STAT_OWNER_UNKNOWN,
+    STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
+    STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED,
+    VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
 };
 
 use crate::{
     dns::{DONE, FAILED, Stepped, WALKING, first_label_byte, fold_label, step_state},
     maps::{LEARNED_SCOPED_USED, SNI_NAME, SNI_PROXY_PORTS, SNI_SCRATCH, SNI_SOCKS, SNI_WALK},
-    owner,
+    owner, pending,
     report::{Flow, bump, conclude, current_owner, emit},
     verdict::{
         ERROR, Match, NO_MATCH, audit_mode, banned, check_v4, check_v6_forms, inspected_v4,
@@ -120,10 +120,16 @@ fn established(ctx: &SockOpsContext) {
     {
         return;
     }
+    // What sk_msg judges is tracked from the first data byte on, so that a
+    // write already inside TCP (not on the sk_msg path) is stopped on the
+    // wire (`pending`). Made before the socket joins the sockhash: if that
+    // fails, every data byte is unjudged and stays on the host.
+    // SAFETY: `ctx->sk` at an established callback: a full socket.
+    let tracked = unsafe { pending::watch((*ctx.ops).__bindgen_anon_2.sk, (*ctx.ops).snd_nxt) };
     // SAFETY: the context pointer is valid for the program's run.
     match SNI_SOCKS.update(&mut cookie, unsafe { &mut *ctx.ops }, BPF_ANY as u64) {
-        Ok(()) => bump(STAT_SNI_SOCKETS),
-        Err(_) => bump(STAT_SNI_SOCKETS_FAILED),
+        Ok(()) if tracked => bump(STAT_SNI_SOCKETS),
+        _ => bump(STAT_SNI_SOCKETS_FAILED),
     }
 }
 
@@ -191,9 +197,18 @@ enum Seen {
 #[sk_msg]
 pub fn sni_msg(ctx: SkMsgContext) -> u32 {
     bump(STAT_SNI_INSPECTED);
+    let progress = pending::of_msg(&ctx);
+    if pending::unjudged_before(&ctx, progress) {
+        return refuse_unjudged(&ctx);
+    }
     let (found, flags) = match inspect(&ctx) {
         // Not decided yet: the next write is inspected too.
-        Seen::Corked | Seen::Greeting => return SK_PASS,
+        Seen::Corked => return SK_PASS,
+        Seen::Greeting => {
+            // SAFETY: the context pointer is valid for the program's run.
+            pending::let_through(progress, unsafe { (*ctx.msg).size });
+            return SK_PASS;
+        }
         Seen::Other => {
             bump(STAT_SNI_NOT_TLS);
             (NO_MATCH, 0)
@@ -244,6 +259,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             bump(STAT_SNI_DENIED);
         }
         // Decided: the rest of the connection is not inspected again.
+        pending::judged(progress);
         // SAFETY: the context is a valid argument for this helper here.
         unsafe { bpf_msg_apply_bytes(ctx.msg, u32::MAX) };
         SK_PASS
@@ -271,17 +287,46 @@ fn ech(ctx: &SkMsgContext) -> (Match, u32) {
             Err(()) => (ERROR, 0),
         };
     }
+    (banned(destination_rule(ctx)), EVENT_F_ECH)
+}
+
+/// The rule of the shared name the connection's destination is inspected
+/// for (0: inspected as a proxy port or under `inspect_all_tls`).
+#[inline(always)]
+fn destination_rule(ctx: &SkMsgContext) -> u32 {
     // SAFETY: the context pointer is valid for the program's run.
     let md = unsafe { &*ctx.msg };
     // SAFETY: a helper without arguments.
     let cgroup = unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() };
-    let rule = if md.family == AF_INET {
+    if md.family == AF_INET {
         inspected_v4(md.remote_ip4, cgroup)
     } else {
         // SAFETY: as above.
         inspected_v6(unsafe { ip6(&raw const (*ctx.msg).remote_ip6) }, cgroup)
+    }
+}
+
+/// A write after bytes the program never judged (`pending`): refused as
+/// a ban of the destination's rule (an error verdict without one), every
+/// time, since the connection's stream already holds unjudged bytes. In
+/// audit mode it passes, reported once.
+#[inline(always)]
+fn refuse_unjudged(ctx: &SkMsgContext) -> u32 {
+    let found = match destination_rule(ctx) {
+        0 => ERROR,
+        rule => banned(rule),
     };
-    (banned(rule), EVENT_F_ECH)
+    let goes_on = conclude(HOOK_SNI, found, |verdict, rule_id| {
+        report(ctx, verdict, rule_id, EVENT_F_UNINSPECTED)
+    });
+    bump(STAT_SNI_DENIED);
+    if goes_on {
+        // SAFETY: the context is a valid argument for this helper here.
+        unsafe { bpf_msg_apply_bytes(ctx.msg, u32::MAX) };
+        SK_PASS
+    } else {
+        SK_DROP
+    }
 }
 
 /// The event of a denied (or audited) write, with the connection's

@@ -654,3 +654,138 @@ fn a_socket_without_a_recorded_owner_is_inspected_all_the_same() {
     // after it, then the two writes' connections.
     assert_eq!(stat(&h.pins, STAT_OWNER_UNKNOWN), 3);
 }
+
+/// A port of the namespace whose listener's accept queue is full (backlog
+/// 0, one connection waiting): a connection's first SYN is dropped and
+/// sent again a second later, so a write can be made while its handshake
+/// is under way.
+const STALLED_PORT: u16 = 9443;
+
+/// `send-early:SPEC` against a stalled listener at `addr`: the probe's
+/// outcome and every byte the listener received from it.
+fn send_early(w: &World, addr: &str, spec: &str) -> (String, Vec<u8>) {
+    use std::{
+        io::Read as _,
+        net::{SocketAddr, TcpListener, TcpStream},
+        os::fd::FromRawFd as _,
+    };
+    let at: SocketAddr = format!("{addr}:{STALLED_PORT}").parse().unwrap();
+    let (listener, filler) = w.ns.enter(|| {
+        let SocketAddr::V4(v4) = at else {
+            unreachable!("IPv4")
+        };
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: plain socket calls on a fresh fd, owned by the listener.
+        let listener = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let on: libc::c_int = 1;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&on as *const libc::c_int).cast(),
+                4,
+            );
+            assert_eq!(
+                libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), len),
+                0
+            );
+            assert_eq!(libc::listen(fd, 0), 0);
+            TcpListener::from_raw_fd(fd)
+        };
+        // From outside the cgroup: not judged, and it fills the queue.
+        let filler = TcpStream::connect(at).expect("filler connects");
+        (listener, filler)
+    });
+    let probe = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
+    let op = format!("send-early:{spec}");
+    let target = at.to_string();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| probe.run(&op, &target).result);
+        // The probe's SYN meets the full queue; its write waits in TCP.
+        std::thread::sleep(Duration::from_millis(300));
+        let (held, _) = listener.accept().expect("the filler");
+        drop((held, filler));
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("the probe never connected: {e}"),
+            }
+        };
+        let outcome = run.join().expect("probe thread");
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        (outcome, got)
+    })
+}
+
+/// A blocking write made while a non-blocking connect is still under way
+/// waits inside TCP and then goes out on the plain TCP path, never seen by
+/// the sk_msg program that judges a connection's first write (it used to
+/// leave with a banned name, and the next write was judged instead). The
+/// kernel now tracks what the sk_msg program judged of each inspected
+/// connection: bytes it never saw stay on the host whatever name they
+/// carry, and the connection takes no write again.
+#[test]
+fn a_write_made_during_the_handshake_never_leaves_uninspected() {
+    let (w, daemon) = shared_world("se");
+    // Sent as soon as the connection is made (then dropped on the wire);
+    // the next write is refused.
+    for first in ["api.ai.test", "docs.ok.test"] {
+        let (r, got) = send_early(&w, FRONT, &format!("plain:{first}:docs.ok.test"));
+        assert_eq!(r, "ok/EACCES", "{first}: {}", daemon.log_text());
+        assert!(got.is_empty(), "{first}: {} bytes left", got.len());
+    }
+    // Corked: the first write's bytes still wait in the queue when the
+    // second write comes; judging the second must not let both out.
+    let (r, got) = send_early(&w, FRONT, "cork:api.ai.test:docs.ok.test");
+    assert_eq!(r, "ok/EACCES", "{}", daemon.log_text());
+    assert!(got.is_empty(), "{} bytes left", got.len());
+    // An address under no inspection: both writes arrive.
+    let (r, got) = send_early(&w, OTHER, "plain:api.ai.test:docs.ok.test");
+    assert_eq!(r, "ok/ok");
+    let hello = |n: &str| enforcer_tests::tls::client_hello(n, enforcer_tests::tls::Hello::Plain);
+    assert_eq!(got, [hello("api.ai.test"), hello("docs.ok.test")].concat());
+    // Connections made the usual way are judged by their name as before.
+    let _server = TlsServer::start(&w);
+    assert_eq!(send_once(&w, FRONT, "plain:docs.ok.test").0, "ok");
+    assert_eq!(send_once(&w, FRONT, "plain:api.ai.test").0, "EACCES");
+    let rows = flows(&w);
+    for hook in ["skb_egress", "sni"] {
+        assert!(
+            rows.iter().any(|r| r["dst"] == FRONT
+                && r["hooks"].as_str().unwrap_or("").contains(hook)
+                && r["via"] == "uninspected"
+                && r["verdict"] == "denied"
+                && r["rule"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("deny api.ai.test")),
+            "{hook}: {rows:#?}"
+        );
+    }
+    daemon.stop();
+}

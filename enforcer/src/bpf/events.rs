@@ -9,10 +9,10 @@ use std::{
 use aya::maps::{Map, MapData, RingBuf};
 use enforcer_common::{
     AF_INET, AF_INET6, AF_UNIX, EVENT_F_6TO4, EVENT_F_NAT64, EVENT_F_OWNER_UNKNOWN, EVENT_F_SOURCE,
-    EVENT_F_TFO, EVENT_F_V4_MAPPED, Event, HOOK_CONNECT_UNIX, HOOK_CONNECT4, HOOK_CONNECT6,
-    HOOK_SENDMSG_UNIX, HOOK_SENDMSG4, HOOK_SENDMSG6, HOOK_SKB_EGRESS, HOOK_SNI, HOOK_XDP,
-    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS, maps as names,
-    v4_octets, v6_octets,
+    EVENT_F_TFO, EVENT_F_UNINSPECTED, EVENT_F_V4_MAPPED, Event, HOOK_CONNECT_UNIX, HOOK_CONNECT4,
+    HOOK_CONNECT6, HOOK_SENDMSG_UNIX, HOOK_SENDMSG4, HOOK_SENDMSG6, HOOK_SKB_EGRESS, HOOK_SNI,
+    HOOK_XDP, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_ERROR, VERDICT_PASS,
+    maps as names, v4_octets, v6_octets,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -110,12 +110,17 @@ pub enum Via {
     /// Not an address form: TCP Fast Open to an inspected destination,
     /// refused at connect (`EVENT_F_TFO`).
     Tfo,
+    /// Not an address form: bytes of an inspected connection the name
+    /// inspection never saw (`EVENT_F_UNINSPECTED`).
+    Uninspected,
 }
 
 impl Via {
     pub fn from_flags(flags: u32) -> Option<Via> {
         if flags & EVENT_F_TFO != 0 {
             Some(Via::Tfo)
+        } else if flags & EVENT_F_UNINSPECTED != 0 {
+            Some(Via::Uninspected)
         } else if flags & EVENT_F_NAT64 != 0 {
             Some(Via::Nat64)
         } else if flags & EVENT_F_6TO4 != 0 {
@@ -132,6 +137,7 @@ impl Via {
             Via::V4Mapped => "v4mapped",
             Via::Nat64 => "nat64",
             Via::Tfo => "tfo",
+            Via::Uninspected => "uninspected",
             Via::SixToFour => "6to4",
         }
     }

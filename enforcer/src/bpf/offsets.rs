@@ -5,9 +5,9 @@
 
 use aya::maps::{Array, MapData};
 use enforcer_common::{
-    KOFF_CRED_USER_NS, KOFF_HOST_MNT_INUM, KOFF_MNT_NS_INUM, KOFF_NSPROXY_MNT_NS,
+    KOFF_CRED_USER_NS, KOFF_HOST_MNT_INUM, KOFF_MNT_NS_INUM, KOFF_NSPROXY_MNT_NS, KOFF_SK_MSG_SK,
     KOFF_TASK_NSPROXY, KOFF_TASK_REAL_CRED, KOFF_TCP_FASTOPEN_CONNECT, KOFF_TCP_FASTOPEN_REQ,
-    KOFF_TCP_IS_MPTCP, KOFF_USER_NS_INUM, maps as names,
+    KOFF_TCP_IS_MPTCP, KOFF_TCP_WRITE_SEQ, KOFF_USER_NS_INUM, maps as names,
 };
 use tracing::warn;
 
@@ -34,6 +34,8 @@ pub fn probe() -> Vec<(u32, u32)> {
             btf.and_then(|b| b.bit_offset("tcp_sock", "is_mptcp"))
                 .map_or(0, |b| b + 1),
         ),
+        (KOFF_SK_MSG_SK, at("sk_msg", "sk").unwrap_or(0)),
+        (KOFF_TCP_WRITE_SEQ, at("tcp_sock", "write_seq").unwrap_or(0)),
         (
             KOFF_TASK_REAL_CRED,
             at("task_struct", "real_cred").unwrap_or(0),
@@ -87,6 +89,13 @@ pub fn write(pins: &Pins) -> Result<(), WriteError> {
         warn!(
             "the kernel's BTF does not say which TCP sockets are MPTCP subflows: MPTCP to a \
              shared name's front end is not refused (such sockets cannot be inspected)"
+        );
+    }
+    if unknown(&[KOFF_SK_MSG_SK, KOFF_TCP_WRITE_SEQ]) {
+        warn!(
+            "the kernel's BTF does not say where a TCP socket's write queue ends: bytes \
+             written to an inspected connection before it was under inspection are stopped \
+             only when they leave unjudged, not when they wait corked in its queue"
         );
     }
     if unknown(&[

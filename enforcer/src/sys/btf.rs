@@ -13,7 +13,7 @@ use std::{collections::HashMap, sync::OnceLock};
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 /// The structs the programs read, kept from the kernel's BTF.
-pub const KERNEL_STRUCTS: [&str; 8] = [
+pub const KERNEL_STRUCTS: [&str; 9] = [
     "task_struct",
     "cred",
     "user_namespace",
@@ -22,6 +22,7 @@ pub const KERNEL_STRUCTS: [&str; 8] = [
     "mnt_namespace",
     "tcp_sock",
     "bpf_sock_addr_kern",
+    "sk_msg",
 ];
 
 const MAGIC: u16 = 0xeb9f;
@@ -196,6 +197,8 @@ mod tests {
             ("mnt_namespace", "ns"),
             ("tcp_sock", "fastopen_req"),
             ("bpf_sock_addr_kern", "uaddrlen"),
+            ("sk_msg", "sk"),
+            ("tcp_sock", "write_seq"),
         ] {
             assert!(s.offset(st, m).is_some(), "{st}.{m}");
         }

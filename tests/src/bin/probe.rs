@@ -136,6 +136,9 @@ fn main() {
             sockets(target, churn["sockets:".len()..].parse().expect("count"))
         }
         once if once.starts_with("send-once:") => send_once(target, &once["send-once:".len()..]),
+        early if early.starts_with("send-early:") => {
+            send_early(target, &early["send-early:".len()..])
+        }
         other => panic!("unknown op {other}"),
     };
     // Lets the daemon read /proc (ppid) before this process is gone.
@@ -538,6 +541,74 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
     }
     assert_eq!(sent as usize, bytes.len(), "one write took it all");
     format!("ok {took}us")
+}
+
+/// `send-early:plain|cork:FIRST:SECOND`: a non-blocking connect, then
+/// (blocking again) a write of FIRST's ClientHello while the handshake is
+/// still under way: it waits inside TCP for the connection, not on the
+/// path a connection takes once established. Then SECOND's ClientHello
+/// as a second write. `cork` holds the first write's bytes in the queue
+/// (TCP_CORK) until after the second. Prints "FIRST-OUTCOME/SECOND-OUTCOME",
+/// after 300 ms for what was queued to leave.
+fn send_early(target: SocketAddr, spec: &str) -> String {
+    use enforcer_tests::tls::{Hello, client_hello};
+    let mut parts = spec.split(':');
+    let cork = parts.next().expect("plain|cork") == "cork";
+    let first = client_hello(parts.next().expect("FIRST"), Hello::Plain);
+    let second = client_hello(parts.next().expect("SECOND"), Hello::Plain);
+    let domain = if target.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket creation; closed at the end.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
+    assert!(fd >= 0, "socket");
+    let set_cork = |on: libc::c_int| {
+        // SAFETY: a valid fd and option buffer.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_CORK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "TCP_CORK");
+    };
+    if cork {
+        set_cork(1);
+    }
+    let (addr, len) = sockaddr(target);
+    // SAFETY: a valid fd and address.
+    let r = unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_storage).cast(), len) };
+    let err = io::Error::last_os_error();
+    if r != 0 && err.raw_os_error() != Some(libc::EINPROGRESS) {
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        return name(&err);
+    }
+    // SAFETY: a valid fd; clears O_NONBLOCK.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
+    let send = |bytes: &[u8]| {
+        // SAFETY: a valid fd and buffer.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
+        if n < 0 {
+            name(&io::Error::last_os_error())
+        } else {
+            "ok".to_owned()
+        }
+    };
+    let a = send(&first);
+    let b = send(&second);
+    if cork {
+        set_cork(0);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+    format!("{a}/{b}")
 }
 
 fn sockaddr(target: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
