@@ -645,7 +645,11 @@ pub const STAT_DNS_REPORT_LOST: u32 = STAT_RINGBUF_FULL + 13;
 pub const STAT_DNS_REPORT_CUT: u32 = STAT_RINGBUF_FULL + 14;
 /// TCP connections to an inspected destination put under inspection.
 pub const STAT_SNI_SOCKETS: u32 = STAT_RINGBUF_FULL + 15;
-/// Such connections that could not be put under inspection (map full).
+/// Such connections that could not be put fully under inspection: the
+/// sockhash refused them (map full, a socket with a ULP), or the kernel
+/// could not make their `SNI_PENDING` storage. The first kind sends no
+/// data (every byte is unjudged); the second is inspected, without the
+/// check for bytes written before the connection was under inspection.
 pub const STAT_SNI_SOCKETS_FAILED: u32 = STAT_RINGBUF_FULL + 16;
 /// First writes inspected.
 pub const STAT_SNI_INSPECTED: u32 = STAT_RINGBUF_FULL + 17;
