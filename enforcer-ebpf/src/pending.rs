@@ -23,7 +23,7 @@ use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
     bindings::{BPF_SK_STORAGE_GET_F_CREATE, bpf_sock},
-    helpers::generated::{bpf_sk_fullsock, bpf_sk_storage_get},
+    helpers::generated::{bpf_sk_fullsock, bpf_sk_storage_delete, bpf_sk_storage_get},
     programs::SkMsgContext,
 };
 use enforcer_common::{
@@ -143,13 +143,44 @@ pub fn let_through(p: *mut SniPending, size: u32) {
     }
 }
 
-/// sk_msg decided the connection passes: nothing more to check.
+/// sk_msg decided the connection passes: nothing more to check. False if
+/// there is no storage to say so.
 #[inline(always)]
-pub fn judged(p: *mut SniPending) {
-    if !p.is_null() {
-        // SAFETY: as above.
-        unsafe { (*p).state = SNI_PENDING_JUDGED };
+pub fn judged(p: *mut SniPending) -> bool {
+    if p.is_null() {
+        return false;
     }
+    // SAFETY: as above.
+    unsafe { (*p).state = SNI_PENDING_JUDGED };
+    true
+}
+
+/// Whether the connection's first write was judged and passed.
+#[inline(always)]
+pub fn is_judged(p: *mut SniPending) -> bool {
+    // SAFETY: a live storage element when not NULL.
+    !p.is_null() && unsafe { (*p).state } == SNI_PENDING_JUDGED
+}
+
+/// sock_ops, for a connection not under inspection: drops what an
+/// earlier connection of the same socket left. True if there was any (the
+/// socket is then also to leave the sockhash).
+///
+/// # Safety
+/// `sk` is `ctx->sk` of a sock_ops context (NULL or a full socket).
+#[inline(always)]
+pub unsafe fn forget(sk: *mut bpf_sock) -> bool {
+    if sk.is_null() || !watched() {
+        return false;
+    }
+    // SAFETY: the caller's; no creation.
+    let p = unsafe { bpf_sk_storage_get(map(), sk.cast(), ptr::null_mut(), 0) };
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { bpf_sk_storage_delete(map(), sk.cast()) };
+    true
 }
 
 /// Whether some connection was ever put under inspection.

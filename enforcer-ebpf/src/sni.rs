@@ -24,15 +24,18 @@
 //! extensions, names of at most 255 bytes; every length is checked against
 //! the record.
 
-use core::{ffi::c_void, ptr::read_volatile};
+use core::{
+    ffi::c_void,
+    ptr::{self, read_volatile},
+};
 
 use aya_ebpf::{
     bindings::{
         BPF_ANY, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, sk_action::SK_DROP, sk_action::SK_PASS,
     },
     helpers::generated::{
-        bpf_get_socket_cookie, bpf_loop, bpf_msg_apply_bytes, bpf_msg_cork_bytes,
-        bpf_msg_pull_data, bpf_probe_read_kernel,
+        bpf_get_socket_cookie, bpf_loop, bpf_map_delete_elem, bpf_msg_apply_bytes,
+        bpf_msg_cork_bytes, bpf_msg_pull_data, bpf_probe_read_kernel,
     },
     macros::{sk_msg, sock_ops},
     programs::{SkMsgContext, SockOpsContext},
@@ -118,6 +121,20 @@ fn established(ctx: &SockOpsContext) {
         // SAFETY: a map lookup of a stack key.
         && unsafe { SNI_PROXY_PORTS.get(port) }.is_none()
     {
+        // A socket connected again (after `connect(AF_UNSPEC)`) keeps what
+        // its earlier connection left: its place in the sockhash and its
+        // progress. Neither holds for this destination.
+        // SAFETY: `ctx->sk` at an established callback.
+        if unsafe { pending::forget((*ctx.ops).__bindgen_anon_2.sk) } {
+            // SAFETY: a map delete of a stack key; sock_ops may delete
+            // from a sockhash.
+            unsafe {
+                bpf_map_delete_elem(
+                    ptr::from_ref(&SNI_SOCKS).cast_mut().cast(),
+                    ptr::from_ref(&cookie).cast(),
+                )
+            };
+        }
         return;
     }
     // What sk_msg judges is tracked from the first data byte on, so that a
@@ -196,8 +213,14 @@ enum Seen {
 
 #[sk_msg]
 pub fn sni_msg(ctx: SkMsgContext) -> u32 {
-    bump(STAT_SNI_INSPECTED);
     let progress = pending::of_msg(&ctx);
+    // Decided before: every later write passes at once. (Not through
+    // `bpf_msg_apply_bytes`, whose count runs out after 4 GiB and outlives
+    // a socket connected again elsewhere.)
+    if pending::is_judged(progress) {
+        return SK_PASS;
+    }
+    bump(STAT_SNI_INSPECTED);
     if pending::unjudged_before(&ctx, progress) {
         return refuse_unjudged(&ctx);
     }
@@ -259,9 +282,12 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             bump(STAT_SNI_DENIED);
         }
         // Decided: the rest of the connection is not inspected again.
-        pending::judged(progress);
-        // SAFETY: the context is a valid argument for this helper here.
-        unsafe { bpf_msg_apply_bytes(ctx.msg, u32::MAX) };
+        if !pending::judged(progress) {
+            // No progress storage (the kernel could not make it): the
+            // program's run is skipped for the next 4 GiB instead.
+            // SAFETY: the context is a valid argument for this helper here.
+            unsafe { bpf_msg_apply_bytes(ctx.msg, u32::MAX) };
+        }
         SK_PASS
     } else {
         bump(STAT_SNI_DENIED);

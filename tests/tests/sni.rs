@@ -789,3 +789,38 @@ fn a_write_made_during_the_handshake_never_leaves_uninspected() {
     }
     daemon.stop();
 }
+
+/// A socket connected again after `connect(AF_UNSPEC)` keeps its place in
+/// the sockhash: the second connection is judged for its own destination.
+/// Elsewhere it is left alone (its write used to be refused as unjudged
+/// bytes); to the front end again its first write is judged anew (it used
+/// to pass unjudged, the first connection's pass still in force).
+#[test]
+fn a_socket_connected_again_is_judged_for_its_new_destination() {
+    let (w, daemon) = shared_world("sg");
+    let _server = TlsServer::start(&w);
+    let again = |spec: &str| {
+        Probe::new()
+            .cgroup(w.cg.path())
+            .netns(w.ns.name())
+            .run(&format!("send-again:{spec}"), &format!("{FRONT}:{PORT}"))
+            .result
+    };
+    assert_eq!(again(&format!("-:api.ai.test:{OTHER}:{PORT}")), "-/ok");
+    assert_eq!(
+        again(&format!("docs.ok.test:api.ai.test:{OTHER}:{PORT}")),
+        "ok/ok"
+    );
+    assert_eq!(
+        again(&format!("docs.ok.test:api.ai.test:{FRONT}:{PORT}")),
+        "ok/EACCES",
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(again(&format!("-:api.ai.test:{FRONT}:{PORT}")), "-/EACCES");
+    assert_eq!(
+        again(&format!("docs.ok.test:docs.ok.test:{FRONT}:{PORT}")),
+        "ok/ok"
+    );
+    daemon.stop();
+}

@@ -136,6 +136,9 @@ fn main() {
             sockets(target, churn["sockets:".len()..].parse().expect("count"))
         }
         once if once.starts_with("send-once:") => send_once(target, &once["send-once:".len()..]),
+        again if again.starts_with("send-again:") => {
+            send_again(target, &again["send-again:".len()..])
+        }
         early if early.starts_with("send-early:") => {
             send_early(target, &early["send-early:".len()..])
         }
@@ -541,6 +544,67 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
     }
     assert_eq!(sent as usize, bytes.len(), "one write took it all");
     format!("ok {took}us")
+}
+
+/// `send-again:FIRST:SECOND:ADDR2`: connects to the target and writes
+/// FIRST's ClientHello ("-": nothing), dissolves the connection with
+/// `connect(AF_UNSPEC)`, connects the same socket to ADDR2 (IPv4
+/// `a.b.c.d:port`) and writes SECOND's. Prints "FIRST/SECOND" outcomes.
+fn send_again(target: SocketAddr, spec: &str) -> String {
+    use enforcer_tests::tls::{Hello, client_hello};
+    let mut parts = spec.splitn(3, ':');
+    let first = parts.next().expect("FIRST");
+    let second = client_hello(parts.next().expect("SECOND"), Hello::Plain);
+    let again: SocketAddr = parts.next().expect("ADDR2").parse().expect("ADDR2");
+    // SAFETY: plain socket creation; closed at the end.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket");
+    let connect = |to: SocketAddr| {
+        let (addr, len) = sockaddr(to);
+        // SAFETY: a valid fd and address.
+        let r = unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_storage).cast(), len) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(name(&io::Error::last_os_error()))
+        }
+    };
+    let send = |bytes: &[u8]| {
+        // SAFETY: a valid fd and buffer.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
+        if n < 0 {
+            name(&io::Error::last_os_error())
+        } else {
+            "ok".to_owned()
+        }
+    };
+    let outcome = (|| {
+        connect(target)?;
+        let a = if first == "-" {
+            "-".to_owned()
+        } else {
+            send(&client_hello(first, Hello::Plain))
+        };
+        // SAFETY: an all-zero sockaddr with family AF_UNSPEC dissolves the
+        // association (connect(2)).
+        let unspec: libc::sockaddr = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid fd and address.
+        let r = unsafe {
+            libc::connect(
+                fd,
+                &unspec,
+                std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(format!("unspec {}", name(&io::Error::last_os_error())));
+        }
+        connect(again)?;
+        Ok(format!("{a}/{}", send(&second)))
+    })();
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+    outcome.unwrap_or_else(|e| e)
 }
 
 /// `send-early:plain|cork:FIRST:SECOND`: a non-blocking connect, then
