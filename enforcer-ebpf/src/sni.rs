@@ -173,7 +173,9 @@ pub struct Walk {
     phase: u32,
     /// `ext_step`: an encrypted_client_hello extension was seen.
     ech: u32,
-    _pad: u32,
+    /// `host_step`: bytes on the current line so far (an empty line ends
+    /// the request head).
+    line: u32,
 }
 
 impl Stepped for Walk {
@@ -208,6 +210,10 @@ enum Seen {
     Other,
     /// The rest of the record is still to come: corked until it is here.
     Corked,
+    /// The start of a request whose end the write does not hold (a method
+    /// cut short, a name or the head of an HTTP request unfinished, a SOCKS
+    /// message short of its length): held until more is written.
+    Cut,
     Malformed,
 }
 
@@ -225,8 +231,9 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         return refuse_unjudged(&ctx);
     }
     let (found, flags) = match inspect(&ctx) {
-        // Not decided yet: the next write is inspected too.
-        Seen::Corked => return SK_PASS,
+        // Not decided yet: the next write is inspected too. (`inspect`
+        // turns `Cut` into a cork.)
+        Seen::Corked | Seen::Cut => return SK_PASS,
         Seen::Greeting => {
             // SAFETY: the context pointer is valid for the program's run.
             pending::let_through(progress, unsafe { (*ctx.msg).size });
@@ -415,6 +422,27 @@ fn be16(buf: &[u8; SNI_SCRATCH_BYTES], i: usize) -> usize {
 /// Copies the start of the write and finds the name in it.
 #[inline(always)]
 fn inspect(ctx: &SkMsgContext) -> Seen {
+    match parse(ctx) {
+        Seen::Cut => {
+            let size = ctx.size();
+            // Held (not sent) until one more byte comes: the program then
+            // runs again over everything written so far. What does not
+            // complete within the scratch copy cannot be read: refused.
+            if (size as usize) < SNI_SCRATCH_BYTES {
+                // SAFETY: the context is a valid argument for this helper here.
+                unsafe { bpf_msg_cork_bytes(ctx.msg, size + 1) };
+                Seen::Corked
+            } else {
+                Seen::Malformed
+            }
+        }
+        seen => seen,
+    }
+}
+
+/// What the write holds, `Cut` included (`inspect` turns it into a cork).
+#[inline(always)]
+fn parse(ctx: &SkMsgContext) -> Seen {
     let size = ctx.size() as usize;
     if size == 0 {
         return Seen::Other;
@@ -471,17 +499,24 @@ fn inspect(ctx: &SkMsgContext) -> Seen {
         Seen::Malformed
     } else if first == SOCKS_VERSION {
         socks5(buf, w, copied)
-    } else if byte(buf, 0) == SOCKS4_VERSION {
+    } else if first == SOCKS4_VERSION {
         socks4(buf, w, copied)
-    } else if http_request(buf, copied) {
-        host_header(buf, w, copied)
+    } else if first == SOCKS_AUTH_VERSION {
+        socks5_login(buf, w, copied, 0)
     } else {
-        Seen::Other
+        match http_request(buf, copied) {
+            Http::Request => host_header(buf, w, copied),
+            Http::Prefix => Seen::Cut,
+            Http::No => Seen::Other,
+        }
     }
 }
 
 const SOCKS_VERSION: u8 = 5;
 const SOCKS4_VERSION: u8 = 4;
+/// RFC 1929 username/password negotiation, after a SOCKS5 greeting.
+const SOCKS_AUTH_VERSION: u8 = 1;
+const SOCKS_METHOD_LOGIN: u8 = 2;
 
 /// Four bytes as the address maps key them (network order in memory).
 #[inline(always)]
@@ -500,15 +535,22 @@ fn word(buf: &[u8; SNI_SCRATCH_BYTES], i: usize) -> u32 {
 /// (it could carry any name).
 #[inline(always)]
 fn socks4(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
-    if copied < 9 || byte(buf, 1) != 1 {
+    if copied < 9 {
+        return Seen::Cut;
+    }
+    if byte(buf, 1) != 1 {
         return Seen::Other;
     }
     let socks4a = byte(buf, 4) == 0 && byte(buf, 5) == 0 && byte(buf, 6) == 0 && byte(buf, 7) != 0;
     if !socks4a {
         return Seen::Addr4(word(buf, 4));
     }
-    if byte(buf, 8) != 0 || copied < 11 || byte(buf, copied - 1) != 0 {
+    if byte(buf, 8) != 0 {
         return Seen::Malformed;
+    }
+    if copied < 11 || byte(buf, copied - 1) != 0 {
+        // The name's NUL is still to come.
+        return Seen::Cut;
     }
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
@@ -529,25 +571,76 @@ fn current_cgroup() -> u64 {
 }
 
 /// SOCKS5 (RFC 1928): the greeting (version, method count, methods) is
-/// let through undecided; a CONNECT request with a domain name (ATYP 3)
-/// is judged by it, one by address (ATYP 1, 4) by the address maps.
+/// let through undecided, and so is a username/password login after it
+/// (RFC 1929); a CONNECT request with a domain name (ATYP 3) is judged by
+/// it, one by address (ATYP 1, 4) by the address maps. A client that does
+/// not wait for the proxy's replies writes them all at once: the request
+/// is found after the greeting and the login.
 #[inline(always)]
 fn socks5(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
+    if copied < 2 {
+        return Seen::Cut;
+    }
     let greeting = 2 + byte(buf, 1) as usize;
+    // A lone request (`VER CMD RSV ATYP`) has its reserved byte 0 where a
+    // greeting has its first method; a greeting offering the login (2)
+    // among its first methods is followed by the login.
+    let login = byte(buf, 2) == SOCKS_METHOD_LOGIN
+        || (greeting > 3 && byte(buf, 3) == SOCKS_METHOD_LOGIN)
+        || (greeting > 4 && byte(buf, 4) == SOCKS_METHOD_LOGIN);
+    let lone_request =
+        byte(buf, 2) == 0 && copied > greeting && byte(buf, greeting) != SOCKS_VERSION;
+    if lone_request && !login {
+        return socks5_request(buf, w, copied, 0);
+    }
+    if copied < greeting {
+        return Seen::Cut;
+    }
     if copied == greeting {
         return Seen::Greeting;
     }
-    // A client that does not wait for the method reply writes the request
-    // right after its greeting, in the same write: it starts with the
-    // version again (where a lone request has its address type, never 5).
-    let r = if copied > greeting && byte(buf, greeting) == SOCKS_VERSION {
-        greeting
-    } else {
-        0
-    };
-    // VER CMD RSV ATYP LEN NAME PORT
-    if copied < r + 7 || byte(buf, r + 2) != 0 {
-        return Seen::Other;
+    if login && byte(buf, greeting) == SOCKS_AUTH_VERSION {
+        return socks5_login(buf, w, copied, greeting);
+    }
+    if byte(buf, greeting) != SOCKS_VERSION {
+        return Seen::Malformed;
+    }
+    socks5_request(buf, w, copied, greeting)
+}
+
+/// A username/password login (RFC 1929: `VER ULEN UNAME PLEN PASSWD`) at
+/// `at`: let through undecided if it ends the write; the request after it
+/// is judged.
+#[inline(always)]
+fn socks5_login(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize, at: usize) -> Seen {
+    if copied < at + 2 {
+        return Seen::Cut;
+    }
+    let plen_at = at + 2 + byte(buf, at + 1) as usize;
+    if copied < plen_at + 1 {
+        return Seen::Cut;
+    }
+    let end = plen_at + 1 + byte(buf, plen_at) as usize;
+    if copied < end {
+        return Seen::Cut;
+    }
+    if copied == end {
+        return Seen::Greeting;
+    }
+    if byte(buf, end) != SOCKS_VERSION {
+        return Seen::Malformed;
+    }
+    socks5_request(buf, w, copied, end)
+}
+
+/// A SOCKS5 request (`VER CMD RSV ATYP ADDR PORT`) at `r`.
+#[inline(always)]
+fn socks5_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize, r: usize) -> Seen {
+    if copied < r + 5 {
+        return Seen::Cut;
+    }
+    if byte(buf, r + 2) != 0 {
+        return Seen::Malformed;
     }
     match byte(buf, r + 3) {
         3 => {}
@@ -562,11 +655,15 @@ fn socks5(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
                 word(buf, r + 16),
             ]);
         }
+        1 | 4 => return Seen::Cut,
         _ => return Seen::Malformed,
     }
     let len = byte(buf, r + 4) as usize;
-    if len == 0 || r + 5 + len + 2 > copied {
+    if len == 0 {
         return Seen::Malformed;
+    }
+    if r + 5 + len + 2 > copied {
+        return Seen::Cut;
     }
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
@@ -590,7 +687,7 @@ fn client_hello(
     copied: usize,
 ) -> Seen {
     if copied < 5 {
-        return Seen::Malformed;
+        return Seen::Cut;
     }
     let record_end = 5 + be16(buf, 3);
     if record_end > size {
@@ -721,17 +818,43 @@ unsafe extern "C" fn ext_step(_index: u64, _ctx: *mut c_void) -> i64 {
     0
 }
 
-/// A request line's method, as HTTP/1.x clients write it.
+/// Whether a write starts an HTTP/1.x request.
+enum Http {
+    Request,
+    /// Too short to tell, and the start of a method.
+    Prefix,
+    No,
+}
+
+/// The methods' first four bytes, as HTTP/1.x clients write them.
+const METHODS: [&[u8; 4]; 8] = [
+    b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"PATC", b"OPTI", b"CONN",
+];
+
+/// A request line's method. A write shorter than 16 bytes that begins
+/// like a method is a request cut short: a client may write its request
+/// in pieces, and what passed undecided would never be judged.
 #[inline(always)]
-fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], copied: usize) -> bool {
-    if copied < 16 {
-        return false;
-    }
+fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], copied: usize) -> Http {
     let m = [byte(buf, 0), byte(buf, 1), byte(buf, 2), byte(buf, 3)];
-    matches!(
-        &m,
-        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" | b"CONN"
-    )
+    let n = if copied < 4 { copied } else { 4 };
+    let mut prefix = false;
+    for method in METHODS {
+        let mut same = true;
+        for i in 0..4 {
+            if i < n && m[i] != method[i] {
+                same = false;
+            }
+        }
+        if same {
+            prefix = true;
+        }
+    }
+    match (prefix, copied >= 16) {
+        (false, _) => Http::No,
+        (true, true) if n == 4 => Http::Request,
+        _ => Http::Prefix,
+    }
 }
 
 /// Finds the Host header of the request in the copied bytes.
@@ -747,6 +870,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         (*w).matched = 0;
         (*w).phase = if connect { 2 } else { 0 };
         (*w).name_len = 0;
+        (*w).line = 1;
         (*w).state = WALKING;
     }
     let mut unused = 0u64;
@@ -760,7 +884,13 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         );
     }
     // SAFETY: as above; read afresh after the loop.
-    let (state, name_len) = unsafe { (read_volatile(&(*w).state), read_volatile(&(*w).name_len)) };
+    let (state, name_len, phase) = unsafe {
+        (
+            read_volatile(&(*w).state),
+            read_volatile(&(*w).name_len),
+            read_volatile(&(*w).phase),
+        )
+    };
     if state == DONE && name_len != 0 && name_len as usize <= MAX_NAME {
         Seen::Name {
             http: !connect,
@@ -768,11 +898,18 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         }
     } else if state == DONE {
         Seen::Malformed
-    } else {
-        // No Host header in what was written (HTTP/1.0): nothing to judge.
+    } else if phase == HEAD_ENDED {
+        // A whole request head without a Host header (HTTP/1.0): nothing
+        // to judge.
         Seen::NoName
+    } else {
+        // The head, or the name in it, goes on past what was written.
+        Seen::Cut
     }
 }
+
+/// `Walk::phase` of `host_step` once an empty line ended the request head.
+const HEAD_ENDED: u32 = 3;
 
 /// One byte of the request: matches `\nhost:` (case-insensitive), skips
 /// blanks, then reads the name up to a port, blank or line end.
@@ -783,15 +920,22 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
     };
     let pos = w.pos as usize;
     if pos >= w.end as usize {
-        if w.phase == 2 {
-            w.name_len = w.pos - w.name_off;
-            w.state = DONE;
-        }
+        // The write ends first: a name read so far may go on in the next
+        // one (`host_header` holds the write).
         return 1;
     }
     let c = byte(buf, pos);
     match w.phase {
         0 => {
+            if c == b'\n' {
+                if w.line == 0 {
+                    w.phase = HEAD_ENDED;
+                    return 1;
+                }
+                w.line = 0;
+            } else if c != b'\r' {
+                w.line += 1;
+            }
             let lower = if c.is_ascii_uppercase() { c | 0x20 } else { c };
             // A match, not an index: the verifier bounds no `%` result.
             let expected = match w.matched {

@@ -824,3 +824,56 @@ fn a_socket_connected_again_is_judged_for_its_new_destination() {
     );
     daemon.stop();
 }
+
+/// A client may write its request in pieces: a piece that ends before the
+/// name (or in the middle of it) used to pass undecided or be judged by
+/// half a name, and the rest then went out unjudged. Each piece is now
+/// held until the request is whole, then judged. A SOCKS5 login (RFC 1929)
+/// between the greeting and the request used to pass as "not a request"
+/// and let the request after it through.
+#[test]
+fn a_request_written_in_pieces_is_judged_whole() {
+    let (w, daemon) = shared_world("sp");
+    let pins = w.pins();
+    let _server = TlsServer::start(&w);
+    let _proxy = Listener::start(&w, &format!("{OTHER}:3128"));
+    let split = |addr: &str, spec: &str| {
+        Probe::new()
+            .cgroup(w.cg.path())
+            .netns(w.ns.name())
+            .run(&format!("send-split:{spec}"), addr)
+            .result
+    };
+    let proxy = format!("{OTHER}:3128");
+    let front = format!("{FRONT}:{PORT}");
+    for (addr, kind, cuts) in [
+        // "CONN" | "ECT api.ai.test:443 ...": too short to tell.
+        (&proxy, "connect", "4"),
+        // "CONNECT api." | "ai.test:443 ...": the name cut.
+        (&proxy, "connect", "12"),
+        // The request line, then the headers; the Host name cut.
+        (&front, "http", "25"),
+        (&front, "http", "44,54"),
+        // "\x05" | the rest of the greeting and the request.
+        (&proxy, "socks", "1"),
+        // The request cut inside its name.
+        (&proxy, "socks", "10"),
+        // Greeting, login, request as three writes, and as one.
+        (&proxy, "socks-login", "4,15"),
+        (&proxy, "socks-login", "-"),
+        // SOCKS4a, its name's NUL still to come.
+        (&proxy, "socks4a", "12"),
+        // A TLS record header cut short.
+        (&front, "hello", "3"),
+    ] {
+        let banned = split(addr, &format!("{kind}:api.ai.test:{cuts}"));
+        assert!(
+            banned.starts_with("EACCES"),
+            "{kind} cut at {cuts}: {banned} {}",
+            sni_stats(&pins)
+        );
+        let allowed = split(addr, &format!("{kind}:docs.ok.test:{cuts}"));
+        assert_eq!(allowed, "ok", "{kind} cut at {cuts}");
+    }
+    daemon.stop();
+}

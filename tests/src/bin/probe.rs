@@ -136,6 +136,9 @@ fn main() {
             sockets(target, churn["sockets:".len()..].parse().expect("count"))
         }
         once if once.starts_with("send-once:") => send_once(target, &once["send-once:".len()..]),
+        split if split.starts_with("send-split:") => {
+            send_split(target, &split["send-split:".len()..])
+        }
         again if again.starts_with("send-again:") => {
             send_again(target, &again["send-again:".len()..])
         }
@@ -544,6 +547,56 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
     }
     assert_eq!(sent as usize, bytes.len(), "one write took it all");
     format!("ok {took}us")
+}
+
+/// `send-split:KIND:NAME:AT[,AT...]|-`: one message (KIND: `connect`,
+/// `http`, `hello`, `socks` (greeting and request), `socks-login`
+/// (greeting offering a login, an RFC 1929 login, the request), `socks4a`)
+/// written in pieces cut at the given offsets, 20 ms apart. Prints the
+/// first failure, else "ok".
+fn send_split(target: SocketAddr, spec: &str) -> String {
+    use enforcer_tests::tls;
+    let mut parts = spec.split(':');
+    let kind = parts.next().expect("KIND");
+    let host = parts.next().expect("NAME");
+    let cuts: Vec<usize> = match parts.next().expect("AT") {
+        "-" => Vec::new(),
+        at => at.split(',').map(|c| c.parse().expect("offset")).collect(),
+    };
+    let bytes = match kind {
+        "connect" => tls::connect_request(host),
+        "http" => tls::http_request(host),
+        "hello" => tls::client_hello(host, tls::Hello::Plain),
+        "socks" => {
+            let (mut m, request) = tls::socks5(host);
+            m.extend_from_slice(&request);
+            m
+        }
+        "socks-login" => {
+            let (_, request) = tls::socks5(host);
+            let mut m = vec![5, 2, 0, 2, 1, 4];
+            m.extend_from_slice(b"user");
+            m.push(4);
+            m.extend_from_slice(b"pass");
+            m.extend_from_slice(&request);
+            m
+        }
+        "socks4a" => tls::socks4a(host, ""),
+        other => panic!("unknown kind {other}"),
+    };
+    let mut stream = match std::net::TcpStream::connect(target) {
+        Ok(s) => s,
+        Err(e) => return name(&e),
+    };
+    let mut from = 0;
+    for to in cuts.into_iter().chain([bytes.len()]) {
+        if let Err(e) = stream.write_all(&bytes[from..to]) {
+            return name(&e);
+        }
+        from = to;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    "ok".to_owned()
 }
 
 /// `send-again:FIRST:SECOND:ADDR2`: connects to the target and writes
