@@ -87,6 +87,11 @@ impl Stats {
 }
 
 impl Stats {
+    /// Connections to inspected destinations not put fully under inspection.
+    pub fn sni_sockets_failed(&self) -> u64 {
+        self.counters[enforcer_common::STAT_SNI_SOCKETS_FAILED as usize]
+    }
+
     /// The name inspection's counters (`bpf::sni`), by name.
     pub fn sni(&self) -> [(&'static str, u64); 10] {
         use enforcer_common::{

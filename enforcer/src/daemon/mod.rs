@@ -225,6 +225,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut retention = tokio::time::interval(std::time::Duration::from_secs(60));
     let mut loss_check = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut losses = Stats::read(&pins).map_or(0, |s| s.ringbuf_full());
+    let mut uninspectable = Stats::read(&pins).map_or(0, |s| s.sni_sockets_failed());
     let mut errors = loop_errors::LoopErrors::default();
     // Learned addresses whose time is over are ignored by the programs at
     // once; this frees their map entries.
@@ -347,6 +348,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         warn!(lost = now - losses, total = now, "the event ring buffer was full; events were lost (counted, not reported)");
                     }
                     losses = now;
+                    let failed = stats.sni_sockets_failed();
+                    if failed > uninspectable {
+                        warn!(
+                            connections = failed - uninspectable,
+                            total = failed,
+                            "connections to inspected destinations could not be put fully under \
+                             name inspection (the sockhash full: 65536 such connections open; a \
+                             socket the kernel keeps out of it; or no memory): those the sockhash \
+                             refused send nothing and stall"
+                        );
+                    }
+                    uninspectable = failed;
                 }
                 Err(e) => errors.record("reading the counters", &e).await,
             },
