@@ -172,6 +172,8 @@ pub struct Walk {
     /// `host_step`: 0 looking for the header, 1 skipping blanks, 2 in the name.
     phase: u32,
     /// `ext_step`: an encrypted_client_hello extension was seen.
+    /// `host_step`: the request is a CONNECT (its name is on the request
+    /// line, and its head must end the write).
     ech: u32,
     /// `host_step`: bytes on the current line so far (an empty line ends
     /// the request head).
@@ -228,11 +230,17 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
     }
     bump(STAT_SNI_INSPECTED);
     if pending::unjudged_before(&ctx, progress) {
+        uncork(&ctx);
         return refuse_unjudged(&ctx);
     }
-    let (found, flags) = match inspect(&ctx) {
+    let seen = inspect(&ctx);
+    if matches!(seen, Seen::Corked | Seen::Cut) {
         // Not decided yet: the next write is inspected too. (`inspect`
         // turns `Cut` into a cork.)
+        return SK_PASS;
+    }
+    uncork(&ctx);
+    let (found, flags) = match seen {
         Seen::Corked | Seen::Cut => return SK_PASS,
         Seen::Greeting => {
             // SAFETY: the context pointer is valid for the program's run.
@@ -270,12 +278,21 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
                 bump(STAT_SNI_PROXY);
                 flags |= EVENT_F_PROXY;
             }
-            match judge_name() {
-                Ok(m) => (m, flags),
-                Err(()) => {
+            match literal() {
+                // An address written as a name: judged by the address maps,
+                // as a direct connection to it would be.
+                Literal::V4(a) => (check_v4(a, current_cgroup()), flags),
+                Literal::Unreadable => {
                     bump(STAT_SNI_MALFORMED);
                     (ERROR, flags)
                 }
+                Literal::No => match judge_name() {
+                    Ok(m) => (m, flags),
+                    Err(()) => {
+                        bump(STAT_SNI_MALFORMED);
+                        (ERROR, flags)
+                    }
+                },
             }
         }
     };
@@ -287,6 +304,15 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             bump(STAT_SNI_PASSED);
         } else {
             bump(STAT_SNI_DENIED);
+        }
+        if flags & EVENT_F_PROXY != 0 {
+            // A proxy was asked for a tunnel: what the application sends
+            // through it first (a ClientHello to the host behind the proxy)
+            // is judged too, as a first write would be. A tunnel to an
+            // allowed name must not carry a banned one's handshake.
+            // SAFETY: the context pointer is valid for the program's run.
+            pending::let_through(progress, unsafe { (*ctx.msg).size });
+            return SK_PASS;
         }
         // Decided: the rest of the connection is not inspected again.
         if !pending::judged(progress) {
@@ -321,6 +347,105 @@ fn ech(ctx: &SkMsgContext) -> (Match, u32) {
         };
     }
     (banned(destination_rule(ctx)), EVENT_F_ECH)
+}
+
+/// Whether the name found is an address literal.
+enum Literal {
+    No,
+    /// A dotted-quad IPv4 address (network order, as the maps key it).
+    V4(u32),
+    /// An IPv6 literal (`[...]`, which the name reader cuts at its first
+    /// colon): not parsed here, so refused.
+    Unreadable,
+}
+
+/// The name in `SNI_WALK` read as an address literal. A name whose last
+/// label starts with a digit is no host name (top-level domains are
+/// alphabetic): it is an address, and only the canonical dotted quad is
+/// read; the shorthand, octal and hex forms resolvers also accept
+/// (`203.0.29517`, `0xcb.0.113.77`) are refused, since the address they
+/// name is not looked up here.
+#[inline(always)]
+fn literal() -> Literal {
+    let (Some(w), Some(buf)) = (SNI_WALK.get_ptr(0), SNI_SCRATCH.get_ptr(0)) else {
+        return Literal::Unreadable;
+    };
+    // SAFETY: per-CPU values, ours for the program's run.
+    let (w, buf) = unsafe { (&*w, &*buf) };
+    let (off, mut len) = (w.name_off as usize, w.name_len as usize);
+    if len == 0 {
+        return Literal::No;
+    }
+    if byte(buf, off) == b'[' {
+        return Literal::Unreadable;
+    }
+    if len > 1 && byte(buf, off + len - 1) == b'.' {
+        len -= 1;
+    }
+    // The last label's first byte (labels are at most 63 bytes).
+    let mut first = byte(buf, off);
+    for i in 1..64 {
+        if i >= len {
+            break;
+        }
+        if byte(buf, off + len - 1 - i) == b'.' {
+            first = byte(buf, off + len - i);
+            break;
+        }
+    }
+    if !first.is_ascii_digit() {
+        return Literal::No;
+    }
+    if len > 15 {
+        return Literal::Unreadable;
+    }
+    let mut octets = [0u32; 4];
+    let mut at = 0usize;
+    let mut digits = 0u32;
+    for i in 0..15 {
+        if i >= len {
+            break;
+        }
+        let c = byte(buf, off + i);
+        if c == b'.' {
+            if digits == 0 || at >= 3 {
+                return Literal::Unreadable;
+            }
+            at += 1;
+            digits = 0;
+        } else if c.is_ascii_digit() {
+            let o = &mut octets[at & 3];
+            // A leading zero: octal to some resolvers.
+            if digits == 1 && *o == 0 {
+                return Literal::Unreadable;
+            }
+            *o = *o * 10 + (c - b'0') as u32;
+            digits += 1;
+            if *o > 255 {
+                return Literal::Unreadable;
+            }
+        } else {
+            return Literal::Unreadable;
+        }
+    }
+    if at != 3 || digits == 0 {
+        return Literal::Unreadable;
+    }
+    Literal::V4(u32::from_ne_bytes([
+        octets[0] as u8,
+        octets[1] as u8,
+        octets[2] as u8,
+        octets[3] as u8,
+    ]))
+}
+
+/// Ends any hold of an earlier write: the kernel keeps a cork's size on
+/// the message it reuses for the socket's later writes, which would then
+/// be held back too until that many bytes had piled up.
+#[inline(always)]
+fn uncork(ctx: &SkMsgContext) {
+    // SAFETY: the context is a valid argument for this helper here.
+    unsafe { bpf_msg_cork_bytes(ctx.msg, 0) };
 }
 
 /// The rule of the shared name the connection's destination is inspected
@@ -486,7 +611,12 @@ fn parse(ctx: &SkMsgContext) -> Seen {
     // The walk is handed on as a raw pointer: the loop callbacks change
     // it behind the compiler's back, which a `&mut` argument would forbid.
     let first = byte(buf, 0);
-    if first == TLS_HANDSHAKE {
+    if first == b'\r' || first == b'\n' {
+        // Blank lines before a request, which servers and proxies skip
+        // (RFC 9112 §2.2): no client sends them first; the request after
+        // them would read as "not HTTP".
+        Seen::Malformed
+    } else if first == TLS_HANDSHAKE {
         client_hello(ctx, buf, w, size, copied)
     } else if matches!(
         first,
@@ -516,7 +646,6 @@ const SOCKS_VERSION: u8 = 5;
 const SOCKS4_VERSION: u8 = 4;
 /// RFC 1929 username/password negotiation, after a SOCKS5 greeting.
 const SOCKS_AUTH_VERSION: u8 = 1;
-const SOCKS_METHOD_LOGIN: u8 = 2;
 
 /// Four bytes as the address maps key them (network order in memory).
 #[inline(always)]
@@ -539,7 +668,8 @@ fn socks4(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
         return Seen::Cut;
     }
     if byte(buf, 1) != 1 {
-        return Seen::Other;
+        // BIND: a connection from the far side, no name to judge.
+        return Seen::Malformed;
     }
     let socks4a = byte(buf, 4) == 0 && byte(buf, 5) == 0 && byte(buf, 6) == 0 && byte(buf, 7) != 0;
     if !socks4a {
@@ -582,16 +712,21 @@ fn socks5(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
         return Seen::Cut;
     }
     let greeting = 2 + byte(buf, 1) as usize;
-    // A lone request (`VER CMD RSV ATYP`) has its reserved byte 0 where a
-    // greeting has its first method; a greeting offering the login (2)
-    // among its first methods is followed by the login.
-    let login = byte(buf, 2) == SOCKS_METHOD_LOGIN
-        || (greeting > 3 && byte(buf, 3) == SOCKS_METHOD_LOGIN)
-        || (greeting > 4 && byte(buf, 4) == SOCKS_METHOD_LOGIN);
-    let lone_request =
-        byte(buf, 2) == 0 && copied > greeting && byte(buf, greeting) != SOCKS_VERSION;
-    if lone_request && !login {
-        return socks5_request(buf, w, copied, 0);
+    // A lone request (`VER CMD RSV ATYP ...`) and a greeting (`VER NMETHODS
+    // METHODS...`, then a login or a request) can begin alike: a write is
+    // a lone request only if it is exactly one, else it is read as a
+    // greeting and what follows it.
+    let lone = socks5_request_len(buf, 0);
+    if byte(buf, 2) == 0 && lone != 0 {
+        if copied == lone {
+            return socks5_request(buf, w, copied, 0);
+        }
+        // Short of a request, and no greeting could be followed by this
+        // byte (neither a login nor a request): the request's rest is to come.
+        let next = byte(buf, greeting);
+        if copied < lone && next != SOCKS_AUTH_VERSION && next != SOCKS_VERSION {
+            return Seen::Cut;
+        }
     }
     if copied < greeting {
         return Seen::Cut;
@@ -599,7 +734,9 @@ fn socks5(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
     if copied == greeting {
         return Seen::Greeting;
     }
-    if login && byte(buf, greeting) == SOCKS_AUTH_VERSION {
+    if byte(buf, greeting) == SOCKS_AUTH_VERSION {
+        // A login, whatever methods the greeting offered (only the proxy
+        // knows which it chose).
         return socks5_login(buf, w, copied, greeting);
     }
     if byte(buf, greeting) != SOCKS_VERSION {
@@ -633,21 +770,34 @@ fn socks5_login(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize, at: 
     socks5_request(buf, w, copied, end)
 }
 
+/// The length of a whole SOCKS5 request at `r` (0: none can start there).
+#[inline(always)]
+fn socks5_request_len(buf: &[u8; SNI_SCRATCH_BYTES], r: usize) -> usize {
+    match byte(buf, r + 3) {
+        1 => r + 10,
+        4 => r + 22,
+        3 => r + 7 + byte(buf, r + 4) as usize,
+        _ => 0,
+    }
+}
+
 /// A SOCKS5 request (`VER CMD RSV ATYP ADDR PORT`) at `r`.
 #[inline(always)]
 fn socks5_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize, r: usize) -> Seen {
     if copied < r + 5 {
         return Seen::Cut;
     }
-    if byte(buf, r + 2) != 0 {
+    // CONNECT only: BIND and UDP ASSOCIATE name no host to judge (a UDP
+    // relay would carry QUIC past its refusal).
+    if byte(buf, r + 1) != 1 || byte(buf, r + 2) != 0 {
         return Seen::Malformed;
     }
     match byte(buf, r + 3) {
         3 => {}
         // By address: judged as a direct connection to it would be (the
         // address maps), so that a proxy is no way around an address ban.
-        1 if copied >= r + 10 => return Seen::Addr4(word(buf, r + 4)),
-        4 if copied >= r + 22 => {
+        1 if copied == r + 10 => return Seen::Addr4(word(buf, r + 4)),
+        4 if copied == r + 22 => {
             return Seen::Addr6([
                 word(buf, r + 4),
                 word(buf, r + 8),
@@ -655,7 +805,8 @@ fn socks5_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize, r:
                 word(buf, r + 16),
             ]);
         }
-        1 | 4 => return Seen::Cut,
+        1 if copied < r + 10 => return Seen::Cut,
+        4 if copied < r + 22 => return Seen::Cut,
         _ => return Seen::Malformed,
     }
     let len = byte(buf, r + 4) as usize;
@@ -664,6 +815,11 @@ fn socks5_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize, r:
     }
     if r + 5 + len + 2 > copied {
         return Seen::Cut;
+    }
+    if r + 5 + len + 2 != copied {
+        // Bytes after the request go into the tunnel before the proxy's
+        // reply: a ClientHello there would pass unjudged.
+        return Seen::Malformed;
     }
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
@@ -861,7 +1017,16 @@ fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], copied: usize) -> Http {
 #[inline(always)]
 fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
     // `CONNECT host:port HTTP/1.1`: the request line names the host.
-    let connect = byte(buf, 4) == b'E' && byte(buf, 6) == b'T' && byte(buf, 7) == b' ';
+    let connect = byte(buf, 4) == b'E'
+        && byte(buf, 5) == b'C'
+        && byte(buf, 6) == b'T'
+        && byte(buf, 7) == b' ';
+    if !connect && byte(buf, 0) == b'C' && byte(buf, 1) == b'O' {
+        // `CONN` but not `CONNECT `: a tab or another separator after the
+        // method, which lenient proxies accept and the name reader would
+        // not find.
+        return Seen::Malformed;
+    }
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
         (*w).pos = if connect { 8 } else { 0 };
@@ -871,6 +1036,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         (*w).phase = if connect { 2 } else { 0 };
         (*w).name_len = 0;
         (*w).line = 1;
+        (*w).ech = connect as u32;
         (*w).state = WALKING;
     }
     let mut unused = 0u64;
@@ -884,13 +1050,19 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         );
     }
     // SAFETY: as above; read afresh after the loop.
-    let (state, name_len, phase) = unsafe {
+    let (state, name_len, phase, head_end) = unsafe {
         (
             read_volatile(&(*w).state),
             read_volatile(&(*w).name_len),
             read_volatile(&(*w).phase),
+            read_volatile(&(*w).pos),
         )
     };
+    if connect && state == DONE && head_end as usize != copied {
+        // Bytes after the CONNECT's head in the same write go into the
+        // tunnel before any reply: a ClientHello there would pass unjudged.
+        return Seen::Malformed;
+    }
     if state == DONE && name_len != 0 && name_len as usize <= MAX_NAME {
         Seen::Name {
             http: !connect,
@@ -964,17 +1136,40 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 w.phase = 2;
             }
         }
-        _ => {
+        2 => {
             if c == b':' || c == b'\r' || c == b'\n' || c == b' ' || c == b'\t' {
                 w.name_len = w.pos - w.name_off;
-                w.state = DONE;
-                return 1;
+                if w.ech == 0 {
+                    w.state = DONE;
+                    return 1;
+                }
+                // A CONNECT: on to the end of its head.
+                w.phase = CONNECT_HEAD;
+                w.line = 1;
+                return 0;
+            }
+            w.pos += 1;
+        }
+        _ => {
+            // The rest of a CONNECT's head: only where it ends counts.
+            if c == b'\n' {
+                if w.line == 0 {
+                    w.pos += 1;
+                    w.state = DONE;
+                    return 1;
+                }
+                w.line = 0;
+            } else if c != b'\r' {
+                w.line += 1;
             }
             w.pos += 1;
         }
     }
     0
 }
+
+/// `Walk::phase` of `host_step` past a CONNECT's name.
+const CONNECT_HEAD: u32 = 4;
 
 /// Hashes the name found (`SNI_WALK`) label by label into `SNI_NAME` and
 /// matches it as the DNS program matches an answer's name.

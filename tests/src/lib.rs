@@ -18,6 +18,7 @@ pub mod dnswire;
 pub mod frame;
 pub mod guards;
 pub mod harness;
+pub mod hex;
 pub mod probe;
 pub mod resolving;
 pub mod tls;

@@ -493,6 +493,16 @@ struct Listener {
 
 impl Listener {
     fn start(w: &World, addr: &str) -> Listener {
+        let mut held = Vec::new();
+        Listener::start_with(w, addr, move |s| held.push(s))
+    }
+
+    /// A listener that hands each connection to `take`.
+    fn start_with(
+        w: &World,
+        addr: &str,
+        mut take: impl FnMut(std::net::TcpStream) + Send + 'static,
+    ) -> Listener {
         use std::sync::{Arc, atomic::AtomicBool, atomic::Ordering};
         let addr: std::net::SocketAddr = addr.parse().unwrap();
         let listener =
@@ -502,10 +512,9 @@ impl Listener {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(60);
-            let mut held = Vec::new();
             while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
                 match listener.accept() {
-                    Ok((s, _)) => held.push(s),
+                    Ok((s, _)) => take(s),
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
@@ -875,5 +884,199 @@ fn a_request_written_in_pieces_is_judged_whole() {
         let allowed = split(addr, &format!("{kind}:docs.ok.test:{cuts}"));
         assert_eq!(allowed, "ok", "{kind} cut at {cuts}");
     }
+    daemon.stop();
+}
+
+/// A listener at `addr` in the world's namespace that keeps every byte
+/// each connection sends (read for 60 s at most), and answers nothing.
+struct Recorder {
+    got: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    _listener: Listener,
+}
+
+impl Recorder {
+    fn start(w: &World, addr: &str) -> Recorder {
+        use std::{io::Read as _, sync::Arc};
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let listener = Listener::start_with(w, addr, move |mut s: std::net::TcpStream| {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let index = {
+                    let mut all = sink.lock().unwrap();
+                    all.push(Vec::new());
+                    all.len() - 1
+                };
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut buf = [0u8; 4096];
+                while Instant::now() < deadline {
+                    match s.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => sink.lock().unwrap()[index].extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+            });
+        });
+        Recorder {
+            got,
+            _listener: listener,
+        }
+    }
+
+    /// The bytes of the last connection accepted, once they stop coming.
+    fn last(&self) -> Vec<u8> {
+        std::thread::sleep(Duration::from_millis(300));
+        self.got.lock().unwrap().last().cloned().unwrap_or_default()
+    }
+}
+
+/// What a proxy is asked, and what goes through the tunnel it opens,
+/// cannot carry a banned name or address past the inspection: a tunnel to
+/// an allowed name whose ClientHello names a banned one (it passed: only
+/// the CONNECT was judged), blank lines before the request, an address
+/// written as a name (it was matched as a name and passed), a login method
+/// late in a SOCKS5 greeting (the write was read as a lone request by
+/// address), UDP ASSOCIATE, a tab after CONNECT, bytes after the request
+/// in the same write. And a request held until whole does not hold the
+/// connection's later writes back.
+#[test]
+fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
+    use enforcer_tests::{hex, tls};
+    let (w, daemon) = shared_world("sy");
+    let pins = w.pins();
+    let proxy = Recorder::start(&w, &format!("{OTHER}:3128"));
+    let writes = |parts: &[Vec<u8>]| {
+        let spec: Vec<String> = parts.iter().map(|p| hex::encode(p)).collect();
+        Probe::new()
+            .cgroup(w.cg.path())
+            .netns(w.ns.name())
+            .run(
+                &format!("send-writes:{}", spec.join(",")),
+                &format!("{OTHER}:3128"),
+            )
+            .result
+    };
+    let hello = |n: &str| tls::client_hello(n, tls::Hello::Plain);
+    let connect = tls::connect_request;
+    let socks = |n: &str| tls::socks5(n);
+    let cat = |a: &[u8], b: &[u8]| [a, b].concat();
+    let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
+        (
+            "tunnel to an allowed name, banned hello",
+            vec![connect("docs.ok.test"), hello("api.ai.test")],
+            "EACCES@1",
+        ),
+        (
+            "tunnel to an allowed name, its own hello",
+            vec![connect("docs.ok.test"), hello("docs.ok.test")],
+            "ok",
+        ),
+        (
+            "SOCKS tunnel, banned hello",
+            vec![
+                socks("docs.ok.test").0,
+                socks("docs.ok.test").1,
+                hello("api.ai.test"),
+            ],
+            "EACCES@2",
+        ),
+        (
+            "SOCKS by address, banned hello",
+            vec![
+                socks("x").0,
+                tls::socks5_ip("203.0.113.78".parse().unwrap()).1,
+                hello("api.ai.test"),
+            ],
+            "EACCES@2",
+        ),
+        (
+            "blank line first",
+            vec![cat(b"\r\n", &connect("docs.ok.test"))],
+            "EACCES@0",
+        ),
+        (
+            "banned address as a name",
+            vec![connect("203.0.113.77")],
+            "EACCES@0",
+        ),
+        (
+            "shorthand address",
+            vec![connect("203.0.29517")],
+            "EACCES@0",
+        ),
+        ("IPv6 literal", vec![connect("[2001:db8::1]")], "EACCES@0"),
+        (
+            "banned address as a SOCKS5 name",
+            vec![socks("203.0.113.77").0, socks("203.0.113.77").1],
+            "EACCES@1",
+        ),
+        (
+            "free address as a name",
+            vec![connect("203.0.113.78"), hello("docs.ok.test")],
+            "ok",
+        ),
+        (
+            "login late in the greeting",
+            vec![
+                [
+                    &[5u8, 4, 0, 1, 3, 2, 1, 4][..],
+                    b"user",
+                    &[4],
+                    b"pass",
+                    &socks("api.ai.test").1,
+                ]
+                .concat(),
+            ],
+            "EACCES@0",
+        ),
+        (
+            "UDP ASSOCIATE",
+            vec![socks("x").0, vec![5, 3, 0, 1, 0, 0, 0, 0, 0, 0]],
+            "EACCES@1",
+        ),
+        (
+            "tab after CONNECT",
+            vec![b"CONNECT\tapi.ai.test:443 HTTP/1.1\r\n\r\n".to_vec()],
+            "EACCES@0",
+        ),
+        (
+            "hello after the CONNECT in one write",
+            vec![cat(&connect("docs.ok.test"), &hello("docs.ok.test"))],
+            "EACCES@0",
+        ),
+    ];
+    for (what, parts, expected) in &cases {
+        assert_eq!(&writes(parts), expected, "{what}: {}", sni_stats(&pins));
+    }
+    // The greeting-and-login case with an allowed name passes.
+    let login_ok = [
+        &[5u8, 4, 0, 1, 3, 2, 1, 4][..],
+        b"user",
+        &[4],
+        b"pass",
+        &socks("docs.ok.test").1,
+    ]
+    .concat();
+    assert_eq!(writes(&[login_ok]), "ok");
+    // Held until whole, then passed: a later small write is not held.
+    let c = connect("docs.ok.test");
+    assert_eq!(
+        writes(&[
+            c[..4].to_vec(),
+            c[4..].to_vec(),
+            hello("docs.ok.test"),
+            b"abc".to_vec()
+        ]),
+        "ok"
+    );
+    assert_eq!(
+        proxy.last(),
+        [&c[..], &hello("docs.ok.test"), b"abc"].concat()
+    );
     daemon.stop();
 }

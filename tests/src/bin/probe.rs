@@ -136,6 +136,9 @@ fn main() {
             sockets(target, churn["sockets:".len()..].parse().expect("count"))
         }
         once if once.starts_with("send-once:") => send_once(target, &once["send-once:".len()..]),
+        writes if writes.starts_with("send-writes:") => {
+            send_writes(target, &writes["send-writes:".len()..])
+        }
         split if split.starts_with("send-split:") => {
             send_split(target, &split["send-split:".len()..])
         }
@@ -547,6 +550,24 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
     }
     assert_eq!(sent as usize, bytes.len(), "one write took it all");
     format!("ok {took}us")
+}
+
+/// `send-writes:HEX[,HEX...]`: each as one write, 20 ms apart. Prints
+/// "ok", or the first failure and the write's index (`EACCES@1`).
+fn send_writes(target: SocketAddr, spec: &str) -> String {
+    let mut stream = match std::net::TcpStream::connect(target) {
+        Ok(s) => s,
+        Err(e) => return name(&e),
+    };
+    for (i, hex) in spec.split(',').enumerate() {
+        if let Err(e) = stream.write_all(&enforcer_tests::hex::decode(hex)) {
+            return format!("{}@{i}", name(&e));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // What was queued leaves before the socket closes.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    "ok".to_owned()
 }
 
 /// `send-split:KIND:NAME:AT[,AT...]|-`: one message (KIND: `connect`,
