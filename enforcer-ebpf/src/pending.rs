@@ -27,8 +27,8 @@ use aya_ebpf::{
     programs::SkMsgContext,
 };
 use enforcer_common::{
-    KOFF_SK_MSG_SK, KOFF_TCP_WRITE_SEQ, SNI_PENDING_JUDGED, SNI_PENDING_TAINTED, SNI_PENDING_WAIT,
-    SniPending,
+    KOFF_SK_MSG_SK, KOFF_TCP_WRITE_SEQ, SNI_PENDING_HTTP, SNI_PENDING_JUDGED, SNI_PENDING_TAINTED,
+    SNI_PENDING_WAIT, SniPending,
 };
 
 use crate::{
@@ -111,7 +111,7 @@ pub fn unjudged_before(ctx: &SkMsgContext, p: *mut SniPending) -> bool {
     if state.state == SNI_PENDING_TAINTED {
         return true;
     }
-    if state.state != SNI_PENDING_WAIT {
+    if state.state != SNI_PENDING_WAIT && state.state != SNI_PENDING_HTTP {
         return false;
     }
     let (sk_at, seq_at) = (offset(KOFF_SK_MSG_SK), offset(KOFF_TCP_WRITE_SEQ));
@@ -153,6 +153,28 @@ pub fn judged(p: *mut SniPending) -> bool {
     // SAFETY: as above.
     unsafe { (*p).state = SNI_PENDING_JUDGED };
     true
+}
+
+/// Plain HTTP through a proxy from now on (`SNI_PENDING_HTTP`), the
+/// `size` bytes of this write judged. False without storage.
+#[inline(always)]
+pub fn http_proxying(p: *mut SniPending, size: u32) -> bool {
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: a live storage element; the socket lock is held.
+    unsafe {
+        (*p).judged_end = (*p).judged_end.wrapping_add(size);
+        (*p).state = SNI_PENDING_HTTP;
+    }
+    true
+}
+
+/// Whether the connection is plain HTTP through a proxy.
+#[inline(always)]
+pub fn is_http_proxying(p: *mut SniPending) -> bool {
+    // SAFETY: a live storage element when not NULL.
+    !p.is_null() && unsafe { (*p).state } == SNI_PENDING_HTTP
 }
 
 /// Whether the connection's first write was judged and passed.

@@ -46,7 +46,7 @@ use enforcer_common::{
     SNI_F_ECH_OUTER_NAME, SNI_F_INSPECT_443, SNI_SCRATCH_BYTES, STAT_OWNER_UNKNOWN,
     STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
     STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED,
-    VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
+    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
 };
 
 use crate::{
@@ -208,6 +208,9 @@ enum Seen {
     /// An Encrypted Client Hello: the name that counts is hidden; the
     /// outer name (if any) is in the walk.
     Ech,
+    /// An HTTP request already judged by its absolute-form target (the
+    /// verdict: not a pass, or a pass with no Host header to judge too).
+    Decided(Match),
     /// Neither TLS nor HTTP.
     Other,
     /// The rest of the record is still to come: corked until it is here.
@@ -221,6 +224,10 @@ enum Seen {
 
 #[sk_msg]
 pub fn sni_msg(ctx: SkMsgContext) -> u32 {
+    // Read once, here: the verifier refuses a context pointer the compiler
+    // moved to a field and kept across calls.
+    // SAFETY: the context pointer is valid for the program's run.
+    let size = unsafe { read_volatile(&(*ctx.msg).size) };
     let progress = pending::of_msg(&ctx);
     // Decided before: every later write passes at once. (Not through
     // `bpf_msg_apply_bytes`, whose count runs out after 4 GiB and outlives
@@ -233,7 +240,14 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         uncork(&ctx);
         return refuse_unjudged(&ctx);
     }
-    let seen = inspect(&ctx);
+    let http_only = pending::is_http_proxying(progress);
+    let seen = inspect(&ctx, http_only);
+    if http_only && matches!(seen, Seen::Other) {
+        // A request's body, or anything else that starts no request.
+        uncork(&ctx);
+        pending::http_proxying(progress, size);
+        return SK_PASS;
+    }
     if matches!(seen, Seen::Corked | Seen::Cut) {
         // Not decided yet: the next write is inspected too. (`inspect`
         // turns `Cut` into a cork.)
@@ -243,8 +257,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
     let (found, flags) = match seen {
         Seen::Corked | Seen::Cut => return SK_PASS,
         Seen::Greeting => {
-            // SAFETY: the context pointer is valid for the program's run.
-            pending::let_through(progress, unsafe { (*ctx.msg).size });
+            pending::let_through(progress, size);
             return SK_PASS;
         }
         Seen::Other => {
@@ -268,6 +281,10 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             bump(STAT_SNI_MALFORMED);
             (ERROR, 0)
         }
+        Seen::Decided(m) => {
+            bump(STAT_SNI_HTTP);
+            (m, EVENT_F_HTTP_HOST)
+        }
         Seen::Name { http, proxy } => {
             let mut flags = 0;
             if http {
@@ -278,22 +295,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
                 bump(STAT_SNI_PROXY);
                 flags |= EVENT_F_PROXY;
             }
-            match literal() {
-                // An address written as a name: judged by the address maps,
-                // as a direct connection to it would be.
-                Literal::V4(a) => (check_v4(a, current_cgroup()), flags),
-                Literal::Unreadable => {
-                    bump(STAT_SNI_MALFORMED);
-                    (ERROR, flags)
-                }
-                Literal::No => match judge_name() {
-                    Ok(m) => (m, flags),
-                    Err(()) => {
-                        bump(STAT_SNI_MALFORMED);
-                        (ERROR, flags)
-                    }
-                },
-            }
+            (judge_walk(), flags)
         }
     };
     let goes_on = conclude(HOOK_SNI, found, |verdict, rule_id| {
@@ -310,8 +312,15 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             // through it first (a ClientHello to the host behind the proxy)
             // is judged too, as a first write would be. A tunnel to an
             // allowed name must not carry a banned one's handshake.
-            // SAFETY: the context pointer is valid for the program's run.
-            pending::let_through(progress, unsafe { (*ctx.msg).size });
+            pending::let_through(progress, size);
+            return SK_PASS;
+        }
+        if (http_only || flags & EVENT_F_HTTP_HOST != 0)
+            && to_proxy_port(&ctx)
+            && pending::http_proxying(progress, size)
+        {
+            // Plain HTTP through a proxy: the next request on this
+            // connection may be for any host; each is judged.
             return SK_PASS;
         }
         // Decided: the rest of the connection is not inspected again.
@@ -347,6 +356,36 @@ fn ech(ctx: &SkMsgContext) -> (Match, u32) {
         };
     }
     (banned(destination_rule(ctx)), EVENT_F_ECH)
+}
+
+/// The name in `SNI_WALK`, judged: an address literal by the address
+/// maps (as a direct connection to it would be), a name as the DNS
+/// program matches one; what cannot be read is an error verdict.
+#[inline(always)]
+fn judge_walk() -> Match {
+    match literal() {
+        Literal::V4(a) => check_v4(a, current_cgroup()),
+        Literal::Unreadable => {
+            bump(STAT_SNI_MALFORMED);
+            ERROR
+        }
+        Literal::No => match judge_name() {
+            Ok(m) => m,
+            Err(()) => {
+                bump(STAT_SNI_MALFORMED);
+                ERROR
+            }
+        },
+    }
+}
+
+/// Whether the connection goes to an explicit proxy's port.
+#[inline(always)]
+fn to_proxy_port(ctx: &SkMsgContext) -> bool {
+    // SAFETY: the context pointer is valid for the program's run.
+    let port = u16::from_be((unsafe { (*ctx.msg).remote_port } >> 16) as u16);
+    // SAFETY: a map lookup of a stack key.
+    unsafe { SNI_PROXY_PORTS.get(port) }.is_some()
 }
 
 /// Whether the name found is an address literal.
@@ -546,8 +585,8 @@ fn be16(buf: &[u8; SNI_SCRATCH_BYTES], i: usize) -> usize {
 
 /// Copies the start of the write and finds the name in it.
 #[inline(always)]
-fn inspect(ctx: &SkMsgContext) -> Seen {
-    match parse(ctx) {
+fn inspect(ctx: &SkMsgContext, http_only: bool) -> Seen {
+    match parse(ctx, http_only) {
         Seen::Cut => {
             let size = ctx.size();
             // Held (not sent) until one more byte comes: the program then
@@ -567,7 +606,7 @@ fn inspect(ctx: &SkMsgContext) -> Seen {
 
 /// What the write holds, `Cut` included (`inspect` turns it into a cork).
 #[inline(always)]
-fn parse(ctx: &SkMsgContext) -> Seen {
+fn parse(ctx: &SkMsgContext, http_only: bool) -> Seen {
     let size = ctx.size() as usize;
     if size == 0 {
         return Seen::Other;
@@ -611,6 +650,15 @@ fn parse(ctx: &SkMsgContext) -> Seen {
     // The walk is handed on as a raw pointer: the loop callbacks change
     // it behind the compiler's back, which a `&mut` argument would forbid.
     let first = byte(buf, 0);
+    if http_only {
+        // Plain HTTP through a proxy: only a write that starts a request
+        // counts (bodies may hold any bytes).
+        return match http_request(buf, w, copied) {
+            Http::Request => host_header(buf, w, copied),
+            Http::Prefix => Seen::Cut,
+            Http::No => Seen::Other,
+        };
+    }
     if first == b'\r' || first == b'\n' {
         // Blank lines before a request, which servers and proxies skip
         // (RFC 9112 §2.2): no client sends them first; the request after
@@ -634,7 +682,7 @@ fn parse(ctx: &SkMsgContext) -> Seen {
     } else if first == SOCKS_AUTH_VERSION {
         socks5_login(buf, w, copied, 0)
     } else {
-        match http_request(buf, copied) {
+        match http_request(buf, w, copied) {
             Http::Request => host_header(buf, w, copied),
             Http::Prefix => Seen::Cut,
             Http::No => Seen::Other,
@@ -989,9 +1037,11 @@ const METHODS: [&[u8; 4]; 8] = [
 
 /// A request line's method. A write shorter than 16 bytes that begins
 /// like a method is a request cut short: a client may write its request
-/// in pieces, and what passed undecided would never be judged.
+/// in pieces, and what passed undecided would never be judged. Any other
+/// method (WebDAV's, an extension method a proxy forwards, a lowercase
+/// one) makes a request if the first line carries ` HTTP/`.
 #[inline(always)]
-fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], copied: usize) -> Http {
+fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Http {
     let m = [byte(buf, 0), byte(buf, 1), byte(buf, 2), byte(buf, 3)];
     let n = if copied < 4 { copied } else { 4 };
     let mut prefix = false;
@@ -1007,10 +1057,74 @@ fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], copied: usize) -> Http {
         }
     }
     match (prefix, copied >= 16) {
+        (false, true) if m[0].is_ascii_alphabetic() && http_version_on_first_line(w, copied) => {
+            Http::Request
+        }
         (false, _) => Http::No,
         (true, true) if n == 4 => Http::Request,
         _ => Http::Prefix,
     }
+}
+
+/// Whether the first line of the copied write carries ` HTTP/`
+/// (case-insensitive), as a request line does.
+#[inline(always)]
+fn http_version_on_first_line(w: *mut Walk, copied: usize) -> bool {
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).pos = 0;
+        (*w).end = copied as u64;
+        (*w).matched = 0;
+        (*w).state = WALKING;
+    }
+    let mut unused = 0u64;
+    // SAFETY: the callback and its context live for the call.
+    unsafe {
+        bpf_loop(
+            SNI_SCRATCH_BYTES as u32,
+            version_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    // SAFETY: as above; read afresh after the loop.
+    unsafe { read_volatile(&(*w).state) == DONE }
+}
+
+/// One byte of the first line: matches ` http/`; stops at the line's end.
+#[inline(never)]
+unsafe extern "C" fn version_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
+        return 1;
+    };
+    let pos = w.pos as usize;
+    if pos >= w.end as usize {
+        return 1;
+    }
+    let c = byte(buf, pos);
+    if c == b'\n' {
+        return 1;
+    }
+    let lower = if c.is_ascii_uppercase() { c | 0x20 } else { c };
+    let expected = match w.matched {
+        0 => b' ',
+        1 => b'h',
+        2 => b't',
+        3 => b't',
+        4 => b'p',
+        _ => b'/',
+    };
+    if lower == expected {
+        w.matched += 1;
+        if w.matched >= 6 {
+            w.state = DONE;
+            return 1;
+        }
+    } else {
+        w.matched = (c == b' ') as u64;
+    }
+    w.pos += 1;
+    0
 }
 
 /// Finds the Host header of the request in the copied bytes.
@@ -1021,11 +1135,35 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         && byte(buf, 5) == b'C'
         && byte(buf, 6) == b'T'
         && byte(buf, 7) == b' ';
-    if !connect && byte(buf, 0) == b'C' && byte(buf, 1) == b'O' {
-        // `CONN` but not `CONNECT `: a tab or another separator after the
-        // method, which lenient proxies accept and the name reader would
-        // not find.
+    let lower = |i: usize| byte(buf, i) | 0x20;
+    let connect_like = lower(0) == b'c'
+        && lower(1) == b'o'
+        && lower(2) == b'n'
+        && lower(3) == b'n'
+        && lower(4) == b'e'
+        && lower(5) == b'c'
+        && lower(6) == b't';
+    if !connect && (connect_like || (byte(buf, 0) == b'C' && byte(buf, 1) == b'O')) {
+        // `CONN` but not `CONNECT ` (a tab or another separator after the
+        // method, or another case), which lenient proxies accept and the
+        // name reader would not find.
         return Seen::Malformed;
+    }
+    // `GET http://host/ HTTP/1.1`: what a proxy (and, by RFC 9112, any
+    // server) goes by instead of Host. Judged first; Host too if it passes.
+    let mut target = NO_MATCH;
+    if !connect {
+        match absolute_target(buf, w, copied) {
+            Target::Origin => {}
+            Target::Cut => return Seen::Cut,
+            Target::Bad => return Seen::Malformed,
+            Target::Name => {
+                target = judge_walk();
+                if !matches!(target.verdict, VERDICT_PASS | VERDICT_ALLOWED) {
+                    return Seen::Decided(target);
+                }
+            }
+        }
     }
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
@@ -1071,9 +1209,9 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
     } else if state == DONE {
         Seen::Malformed
     } else if phase == HEAD_ENDED {
-        // A whole request head without a Host header (HTTP/1.0): nothing
-        // to judge.
-        Seen::NoName
+        // A whole request head without a Host header (HTTP/1.0): its
+        // absolute-form target, if any, was all there was to judge.
+        Seen::Decided(target)
     } else {
         // The head, or the name in it, goes on past what was written.
         Seen::Cut
@@ -1100,13 +1238,19 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
     match w.phase {
         0 => {
             if c == b'\n' {
-                if w.line == 0 {
+                if empty_line(w.line, buf, pos) {
                     w.phase = HEAD_ENDED;
                     return 1;
                 }
                 w.line = 0;
-            } else if c != b'\r' {
+            } else {
                 w.line += 1;
+            }
+            if w.matched == 5 && (c == b' ' || c == b'\t') {
+                // `Host :`: blanks before the colon, which lenient
+                // servers accept.
+                w.pos += 1;
+                return 0;
             }
             let lower = if c.is_ascii_uppercase() { c | 0x20 } else { c };
             // A match, not an index: the verifier bounds no `%` result.
@@ -1137,7 +1281,21 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
             }
         }
         2 => {
-            if c == b':' || c == b'\r' || c == b'\n' || c == b' ' || c == b'\t' {
+            if c == b'@' {
+                // `user@host` in an absolute-form target: the host follows.
+                w.pos += 1;
+                w.name_off = w.pos;
+                return 0;
+            }
+            if c == b':'
+                || c == b'\r'
+                || c == b'\n'
+                || c == b' '
+                || c == b'\t'
+                || c == b'/'
+                || c == b'?'
+                || c == b'#'
+            {
                 w.name_len = w.pos - w.name_off;
                 if w.ech == 0 {
                     w.state = DONE;
@@ -1153,13 +1311,13 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
         _ => {
             // The rest of a CONNECT's head: only where it ends counts.
             if c == b'\n' {
-                if w.line == 0 {
+                if empty_line(w.line, buf, pos) {
                     w.pos += 1;
                     w.state = DONE;
                     return 1;
                 }
                 w.line = 0;
-            } else if c != b'\r' {
+            } else {
                 w.line += 1;
             }
             w.pos += 1;
@@ -1170,6 +1328,129 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
 
 /// `Walk::phase` of `host_step` past a CONNECT's name.
 const CONNECT_HEAD: u32 = 4;
+
+/// One byte of an absolute-form target's authority: notes where the host
+/// starts (after the last `@`); done at the authority's end.
+#[inline(never)]
+unsafe extern "C" fn authority_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
+        return 1;
+    };
+    let pos = w.pos as usize;
+    if pos >= w.end as usize {
+        return 1;
+    }
+    let c = byte(buf, pos);
+    if c == b'/' || c == b'?' || c == b'#' || c == b' ' || c == b'\r' || c == b'\n' {
+        w.state = DONE;
+        return 1;
+    }
+    w.pos += 1;
+    if c == b'@' {
+        w.name_off = w.pos;
+    }
+    0
+}
+
+/// Whether the line a `\n` at `pos` ends is empty: nothing before it, or
+/// one `\r` (`\r\r\n` is no empty line).
+#[inline(always)]
+fn empty_line(line: u32, buf: &[u8; SNI_SCRATCH_BYTES], pos: usize) -> bool {
+    line == 0 || (line == 1 && pos > 0 && byte(buf, pos - 1) == b'\r')
+}
+
+/// An absolute-form request target's authority, read into the walk.
+enum Target {
+    /// Origin form (`/path`), or none found: Host decides.
+    Origin,
+    Name,
+    /// The authority goes on past the write.
+    Cut,
+    /// An empty authority.
+    Bad,
+}
+
+/// `METHOD http://host...` or `https://`: reads the host into the walk.
+#[inline(always)]
+fn absolute_target(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Target {
+    // The method ends at the first blank within 8 bytes.
+    let mut s = 0;
+    for i in 3..9 {
+        if byte(buf, i) == b' ' {
+            s = i + 1;
+            break;
+        }
+    }
+    if s == 0 {
+        return Target::Origin;
+    }
+    let lower = |i: usize| {
+        let c = byte(buf, i);
+        if c.is_ascii_uppercase() { c | 0x20 } else { c }
+    };
+    if !(lower(s) == b'h' && lower(s + 1) == b't' && lower(s + 2) == b't' && lower(s + 3) == b'p') {
+        return Target::Origin;
+    }
+    let off = if byte(buf, s + 4) == b':' && byte(buf, s + 5) == b'/' && byte(buf, s + 6) == b'/' {
+        s + 7
+    } else if lower(s + 4) == b's'
+        && byte(buf, s + 5) == b':'
+        && byte(buf, s + 6) == b'/'
+        && byte(buf, s + 7) == b'/'
+    {
+        s + 8
+    } else {
+        return Target::Origin;
+    };
+    // A login (`user:pass@`) before the host: the host starts after the
+    // authority's last `@`.
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).pos = off as u64;
+        (*w).name_off = off as u64;
+        (*w).end = copied as u64;
+        (*w).state = WALKING;
+    }
+    let mut unused = 0u64;
+    // SAFETY: the callback and its context live for the call.
+    unsafe {
+        bpf_loop(
+            SNI_SCRATCH_BYTES as u32,
+            authority_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        if read_volatile(&(*w).state) != DONE {
+            return Target::Cut;
+        }
+        (*w).pos = (*w).name_off;
+        (*w).phase = 2;
+        (*w).ech = 0;
+        (*w).name_len = 0;
+        (*w).state = WALKING;
+    }
+    // SAFETY: the callback and its context live for the call.
+    unsafe {
+        bpf_loop(
+            SNI_SCRATCH_BYTES as u32,
+            host_step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
+    // SAFETY: as above; read afresh after the loop.
+    let (state, name_len) = unsafe { (read_volatile(&(*w).state), read_volatile(&(*w).name_len)) };
+    if state != DONE {
+        Target::Cut
+    } else if name_len == 0 || name_len as usize > MAX_NAME {
+        Target::Bad
+    } else {
+        Target::Name
+    }
+}
 
 /// Hashes the name found (`SNI_WALK`) label by label into `SNI_NAME` and
 /// matches it as the DNS program matches an answer's name.

@@ -1049,6 +1049,28 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
             vec![cat(&connect("docs.ok.test"), &hello("docs.ok.test"))],
             "EACCES@0",
         ),
+        ("lowercase connect", vec![b"connect api.ai.test:443 HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
+        // Plain HTTP through the proxy: the absolute-form target counts
+        // (a proxy ignores Host for it), a login in it too.
+        ("absolute-form target", vec![b"GET http://api.ai.test/v1 HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
+        ("absolute-form with a login", vec![b"GET https://u:p@api.ai.test:443/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
+        ("absolute-form, HTTP/1.0 without Host", vec![b"GET http://api.ai.test/ HTTP/1.0\r\n\r\n".to_vec()], "EACCES@0"),
+        ("another method", vec![b"PROPFIND http://api.ai.test/ HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
+        ("a lowercase method", vec![b"get http://api.ai.test/ HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
+        ("blank before the colon", vec![b"GET / HTTP/1.1\r\nHost : api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
+        ("a bare CR line", vec![b"GET / HTTP/1.1\r\n\r\r\nHost: api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
+        // A kept-alive connection: each request is judged, bodies are not
+        // read as requests (this one starts like a TLS record).
+        ("the next request on the connection", vec![
+            b"POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 4\r\n\r\n".to_vec(),
+            vec![0x16, 3, 1, 0],
+            b"GET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n".to_vec(),
+        ], "EACCES@2"),
+        ("allowed requests on one connection", vec![
+            b"GET http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec(),
+            vec![0x16, 3, 1, 0],
+            b"GET http://docs.ok.test/b HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec(),
+        ], "ok"),
     ];
     for (what, parts, expected) in &cases {
         assert_eq!(&writes(parts), expected, "{what}: {}", sni_stats(&pins));
