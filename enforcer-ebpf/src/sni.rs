@@ -1105,23 +1105,9 @@ unsafe extern "C" fn version_step(_index: u64, _ctx: *mut c_void) -> i64 {
     if c == b'\n' {
         return 1;
     }
-    let lower = if c.is_ascii_uppercase() { c | 0x20 } else { c };
-    let expected = match w.matched {
-        0 => b' ',
-        1 => b'h',
-        2 => b't',
-        3 => b't',
-        4 => b'p',
-        _ => b'/',
-    };
-    if lower == expected {
-        w.matched += 1;
-        if w.matched >= 6 {
-            w.state = DONE;
-            return 1;
-        }
-    } else {
-        w.matched = (c == b' ') as u64;
+    if match_step(&mut w.matched, c, b" http/") {
+        w.state = DONE;
+        return 1;
     }
     w.pos += 1;
     0
@@ -1252,23 +1238,8 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 w.pos += 1;
                 return 0;
             }
-            let lower = if c.is_ascii_uppercase() { c | 0x20 } else { c };
-            // A match, not an index: the verifier bounds no `%` result.
-            let expected = match w.matched {
-                0 => b'\n',
-                1 => b'h',
-                2 => b'o',
-                3 => b's',
-                4 => b't',
-                _ => b':',
-            };
-            if lower == expected {
-                w.matched += 1;
-                if w.matched >= 6 {
-                    w.phase = 1;
-                }
-            } else {
-                w.matched = (c == b'\n') as u64;
+            if match_step(&mut w.matched, c, b"\nhost:") {
+                w.phase = 1;
             }
             w.pos += 1;
         }
@@ -1324,6 +1295,34 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
         }
     }
     0
+}
+
+/// `c` lowercased if it is an ASCII letter.
+#[inline(always)]
+fn lower(c: u8) -> u8 {
+    if c.is_ascii_uppercase() { c | 0x20 } else { c }
+}
+
+/// One byte of a case-insensitive search for `pattern` (its first byte
+/// not a letter), `matched` bytes of it matched so far: true once whole.
+#[inline(always)]
+fn match_step(matched: &mut u64, c: u8, pattern: &[u8; 6]) -> bool {
+    // A match, not an index: the verifier bounds no `%` result.
+    let expected = match *matched {
+        0 => pattern[0],
+        1 => pattern[1],
+        2 => pattern[2],
+        3 => pattern[3],
+        4 => pattern[4],
+        _ => pattern[5],
+    };
+    if lower(c) == expected {
+        *matched += 1;
+        return *matched >= 6;
+    }
+    // A mismatch may start the pattern anew.
+    *matched = (c == pattern[0]) as u64;
+    false
 }
 
 /// `Walk::phase` of `host_step` past a CONNECT's name.
@@ -1384,10 +1383,7 @@ fn absolute_target(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -
     if s == 0 {
         return Target::Origin;
     }
-    let lower = |i: usize| {
-        let c = byte(buf, i);
-        if c.is_ascii_uppercase() { c | 0x20 } else { c }
-    };
+    let lower = |i: usize| lower(byte(buf, i));
     if !(lower(s) == b'h' && lower(s + 1) == b't' && lower(s + 2) == b't' && lower(s + 3) == b'p') {
         return Target::Origin;
     }

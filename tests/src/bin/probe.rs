@@ -476,17 +476,7 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
     // SAFETY: a fresh fd we own.
     let socket = unsafe { std::net::TcpStream::from_raw_fd(fd) };
     if let Some(mss) = mss {
-        // SAFETY: a valid fd and option buffer.
-        let r = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_MAXSEG,
-                (&mss as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(r, 0, "TCP_MAXSEG");
+        set_tcp_option(socket.as_raw_fd(), libc::TCP_MAXSEG, mss, "TCP_MAXSEG");
     }
     let (addr, len) = sockaddr(target);
     if kind == "tfo" {
@@ -510,18 +500,12 @@ fn send_once(target: SocketAddr, spec: &str) -> String {
         return format!("ok {took}us");
     }
     if kind == "tfoconnect" {
-        let on: libc::c_int = 1;
-        // SAFETY: a valid fd and option buffer.
-        let r = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_FASTOPEN_CONNECT,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(r, 0, "TCP_FASTOPEN_CONNECT");
+        set_tcp_option(
+            socket.as_raw_fd(),
+            libc::TCP_FASTOPEN_CONNECT,
+            1,
+            "TCP_FASTOPEN_CONNECT",
+        );
     }
     // SAFETY: a valid fd and address.
     if unsafe {
@@ -702,19 +686,7 @@ fn send_early(target: SocketAddr, spec: &str) -> String {
     // SAFETY: plain socket creation; closed at the end.
     let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
     assert!(fd >= 0, "socket");
-    let set_cork = |on: libc::c_int| {
-        // SAFETY: a valid fd and option buffer.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_CORK,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(r, 0, "TCP_CORK");
-    };
+    let set_cork = |on| set_tcp_option(fd, libc::TCP_CORK, on, "TCP_CORK");
     if cork {
         set_cork(1);
     }
@@ -747,6 +719,22 @@ fn send_early(target: SocketAddr, spec: &str) -> String {
     // SAFETY: our fd.
     unsafe { libc::close(fd) };
     format!("{a}/{b}")
+}
+
+/// An `IPPROTO_TCP` socket option of type int; panics (naming it) if
+/// the kernel refuses it.
+fn set_tcp_option(fd: libc::c_int, option: libc::c_int, value: libc::c_int, what: &str) {
+    // SAFETY: a valid fd and option buffer.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "{what}");
 }
 
 fn sockaddr(target: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
