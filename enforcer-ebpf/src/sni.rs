@@ -1097,11 +1097,9 @@ unsafe extern "C" fn version_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
         return 1;
     };
-    let pos = w.pos as usize;
-    if pos >= w.end as usize {
+    let Some((_, c)) = current(w, buf) else {
         return 1;
-    }
-    let c = byte(buf, pos);
+    };
     if c == b'\n' {
         return 1;
     }
@@ -1214,13 +1212,11 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
         return 1;
     };
-    let pos = w.pos as usize;
-    if pos >= w.end as usize {
-        // The write ends first: a name read so far may go on in the next
-        // one (`host_header` holds the write).
+    // The write may end first: a name read so far may go on in the next
+    // one (`host_header` holds the write).
+    let Some((pos, c)) = current(w, buf) else {
         return 1;
-    }
-    let c = byte(buf, pos);
+    };
     match w.phase {
         0 => {
             if c == b'\n' {
@@ -1297,6 +1293,16 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
     0
 }
 
+/// The walk's position and the byte there, or `None` at its end.
+#[inline(always)]
+fn current(w: &Walk, buf: &[u8; SNI_SCRATCH_BYTES]) -> Option<(usize, u8)> {
+    let pos = w.pos as usize;
+    if pos >= w.end as usize {
+        return None;
+    }
+    Some((pos, byte(buf, pos)))
+}
+
 /// `c` lowercased if it is an ASCII letter.
 #[inline(always)]
 fn lower(c: u8) -> u8 {
@@ -1335,11 +1341,9 @@ unsafe extern "C" fn authority_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
         return 1;
     };
-    let pos = w.pos as usize;
-    if pos >= w.end as usize {
+    let Some((_, c)) = current(w, buf) else {
         return 1;
-    }
-    let c = byte(buf, pos);
+    };
     if c == b'/' || c == b'?' || c == b'#' || c == b' ' || c == b'\r' || c == b'\n' {
         w.state = DONE;
         return 1;

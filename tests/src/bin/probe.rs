@@ -627,15 +627,7 @@ fn send_again(target: SocketAddr, spec: &str) -> String {
             Err(name(&io::Error::last_os_error()))
         }
     };
-    let send = |bytes: &[u8]| {
-        // SAFETY: a valid fd and buffer.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
-        if n < 0 {
-            name(&io::Error::last_os_error())
-        } else {
-            "ok".to_owned()
-        }
-    };
+    let send = |bytes: &[u8]| send_raw(fd, bytes);
     let outcome = (|| {
         connect(target)?;
         let a = if first == "-" {
@@ -701,15 +693,7 @@ fn send_early(target: SocketAddr, spec: &str) -> String {
     }
     // SAFETY: a valid fd; clears O_NONBLOCK.
     unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
-    let send = |bytes: &[u8]| {
-        // SAFETY: a valid fd and buffer.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
-        if n < 0 {
-            name(&io::Error::last_os_error())
-        } else {
-            "ok".to_owned()
-        }
-    };
+    let send = |bytes: &[u8]| send_raw(fd, bytes);
     let a = send(&first);
     let b = send(&second);
     if cork {
@@ -719,6 +703,17 @@ fn send_early(target: SocketAddr, spec: &str) -> String {
     // SAFETY: our fd.
     unsafe { libc::close(fd) };
     format!("{a}/{b}")
+}
+
+/// One `send()` of `bytes` on `fd`: "ok" or the error's name.
+fn send_raw(fd: libc::c_int, bytes: &[u8]) -> String {
+    // SAFETY: a valid fd and buffer.
+    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
+    if n < 0 {
+        name(&io::Error::last_os_error())
+    } else {
+        "ok".to_owned()
+    }
 }
 
 /// An `IPPROTO_TCP` socket option of type int; panics (naming it) if
