@@ -714,9 +714,10 @@ pub const SNI_PENDING_WAIT: u32 = 1;
 pub const SNI_PENDING_JUDGED: u32 = 0;
 /// Bytes nobody judged were written: every later byte is stopped.
 pub const SNI_PENDING_TAINTED: u32 = 2;
-/// Plain HTTP through an explicit proxy: every write that starts a
-/// request is judged (a kept-alive connection carries requests for any
-/// host); bytes up to `judged_end` were let through.
+/// Plain HTTP (through an explicit proxy, or to a front end that serves
+/// many names): every write that starts a request is judged (a kept-alive
+/// connection carries requests for any host); bytes up to `judged_end`
+/// were let through.
 pub const SNI_PENDING_HTTP: u32 = 3;
 
 /// An inspected connection's progress (`SNI_PENDING`), in TCP sequence

@@ -143,6 +143,19 @@ pub fn let_through(p: *mut SniPending, size: u32) {
     }
 }
 
+/// sk_msg let a proxy request through: the `size` bytes are judged, and
+/// the tunnel's first write is to be judged as a first write is.
+#[inline(always)]
+pub fn tunnel(p: *mut SniPending, size: u32) {
+    if !p.is_null() {
+        // SAFETY: a live storage element; the socket lock is held.
+        unsafe {
+            (*p).judged_end = (*p).judged_end.wrapping_add(size);
+            (*p).state = SNI_PENDING_WAIT;
+        }
+    }
+}
+
 /// sk_msg decided the connection passes: nothing more to check. False if
 /// there is no storage to say so.
 #[inline(always)]
@@ -155,7 +168,7 @@ pub fn judged(p: *mut SniPending) -> bool {
     true
 }
 
-/// Plain HTTP through a proxy from now on (`SNI_PENDING_HTTP`), the
+/// Plain HTTP from now on (`SNI_PENDING_HTTP`), the
 /// `size` bytes of this write judged. False without storage.
 #[inline(always)]
 pub fn http_proxying(p: *mut SniPending, size: u32) -> bool {
@@ -170,7 +183,7 @@ pub fn http_proxying(p: *mut SniPending, size: u32) -> bool {
     true
 }
 
-/// Whether the connection is plain HTTP through a proxy.
+/// Whether the connection carries plain HTTP (`SNI_PENDING_HTTP`).
 #[inline(always)]
 pub fn is_http_proxying(p: *mut SniPending) -> bool {
     // SAFETY: a live storage element when not NULL.

@@ -311,16 +311,15 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             // A proxy was asked for a tunnel: what the application sends
             // through it first (a ClientHello to the host behind the proxy)
             // is judged too, as a first write would be. A tunnel to an
-            // allowed name must not carry a banned one's handshake.
-            pending::let_through(progress, size);
+            // allowed name must not carry a banned one's handshake. (Also
+            // when asked on a connection that carried plain HTTP before.)
+            pending::tunnel(progress, size);
             return SK_PASS;
         }
-        if (http_only || flags & EVENT_F_HTTP_HOST != 0)
-            && to_proxy_port(&ctx)
-            && pending::http_proxying(progress, size)
-        {
-            // Plain HTTP through a proxy: the next request on this
-            // connection may be for any host; each is judged.
+        if (http_only || flags & EVENT_F_HTTP_HOST != 0) && pending::http_proxying(progress, size) {
+            // Plain HTTP: the next request on this connection may be for
+            // any host (through a proxy, or to a front end that serves
+            // many); each is judged.
             return SK_PASS;
         }
         // Decided: the rest of the connection is not inspected again.
@@ -377,15 +376,6 @@ fn judge_walk() -> Match {
             }
         },
     }
-}
-
-/// Whether the connection goes to an explicit proxy's port.
-#[inline(always)]
-fn to_proxy_port(ctx: &SkMsgContext) -> bool {
-    // SAFETY: the context pointer is valid for the program's run.
-    let port = u16::from_be((unsafe { (*ctx.msg).remote_port } >> 16) as u16);
-    // SAFETY: a map lookup of a stack key.
-    unsafe { SNI_PROXY_PORTS.get(port) }.is_some()
 }
 
 /// Whether the name found is an address literal.
@@ -651,13 +641,7 @@ fn parse(ctx: &SkMsgContext, http_only: bool) -> Seen {
     // it behind the compiler's back, which a `&mut` argument would forbid.
     let first = byte(buf, 0);
     if http_only {
-        // Plain HTTP through a proxy: only a write that starts a request
-        // counts (bodies may hold any bytes).
-        return match http_request(buf, w, copied) {
-            Http::Request => host_header(buf, w, copied),
-            Http::Prefix => Seen::Cut,
-            Http::No => Seen::Other,
-        };
+        return next_request(buf, w, copied);
     }
     if first == b'\r' || first == b'\n' {
         // Blank lines before a request, which servers and proxies skip
@@ -1022,6 +1006,66 @@ unsafe extern "C" fn ext_step(_index: u64, _ctx: *mut c_void) -> i64 {
     0
 }
 
+/// Plain HTTP after a first request: a write that starts another request
+/// is judged as one; anything else is a body and passes. A write is a
+/// request if its first line carries ` HTTP/` (a body line that does is
+/// judged too: a false refusal at worst); one after blank lines (which
+/// servers skip) is refused; a write with no line end that starts with a
+/// method and a target is held until its line is whole. Bodies that merely
+/// begin with a word like a method pass.
+#[inline(always)]
+fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
+    let mut from = 0;
+    for i in 0..8 {
+        let c = byte(buf, i);
+        if i < copied && (c == b'\r' || c == b'\n' || c == b' ' || c == b'\t') {
+            from = i + 1;
+        } else {
+            break;
+        }
+    }
+    if from >= copied {
+        // Blank bytes only (a chunked body's line ends).
+        return Seen::Other;
+    }
+    let line = first_line(w, from, copied);
+    if line.version {
+        return if from == 0 {
+            host_header(buf, w, copied)
+        } else {
+            Seen::Malformed
+        };
+    }
+    if line.ended || from != 0 || copied >= SNI_SCRATCH_BYTES {
+        return Seen::Other;
+    }
+    // No line end yet: a request line cut short if it is a method, a
+    // blank and the start of a target (`/`, `*`, `http`).
+    let mut key = [0u8; 4];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = byte(buf, i);
+    }
+    let mut method = false;
+    for m in METHODS {
+        if key == *m {
+            method = true;
+        }
+    }
+    let mut target = 0u8;
+    for i in 4..12 {
+        let c = byte(buf, i);
+        if i + 1 < copied && byte(buf, i) != b' ' && byte(buf, i - 1) == b' ' {
+            target = c;
+            break;
+        }
+    }
+    if method && (target == b'/' || target == b'*' || lower(target) == b'h') {
+        Seen::Cut
+    } else {
+        Seen::Other
+    }
+}
+
 /// Whether a write starts an HTTP/1.x request.
 enum Http {
     Request,
@@ -1070,11 +1114,25 @@ fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> H
 /// (case-insensitive), as a request line does.
 #[inline(always)]
 fn http_version_on_first_line(w: *mut Walk, copied: usize) -> bool {
+    first_line(w, 0, copied).version
+}
+
+/// What the line starting at `from` holds.
+struct Line {
+    /// ` HTTP/` (case-insensitive).
+    version: bool,
+    /// Its end (a `\n`) within the copied write.
+    ended: bool,
+}
+
+#[inline(always)]
+fn first_line(w: *mut Walk, from: usize, copied: usize) -> Line {
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
-        (*w).pos = 0;
+        (*w).pos = from as u64;
         (*w).end = copied as u64;
         (*w).matched = 0;
+        (*w).phase = 0;
         (*w).state = WALKING;
     }
     let mut unused = 0u64;
@@ -1088,10 +1146,16 @@ fn http_version_on_first_line(w: *mut Walk, copied: usize) -> bool {
         );
     }
     // SAFETY: as above; read afresh after the loop.
-    unsafe { read_volatile(&(*w).state) == DONE }
+    unsafe {
+        Line {
+            version: read_volatile(&(*w).state) == DONE,
+            ended: read_volatile(&(*w).phase) == 1,
+        }
+    }
 }
 
-/// One byte of the first line: matches ` http/`; stops at the line's end.
+/// One byte of the first line: matches ` http/`; stops at the line's end
+/// (noted in `phase`).
 #[inline(never)]
 unsafe extern "C" fn version_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
@@ -1101,6 +1165,7 @@ unsafe extern "C" fn version_step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     if c == b'\n' {
+        w.phase = 1;
         return 1;
     }
     if match_step(&mut w.matched, c, b" http/") {
@@ -1376,16 +1441,23 @@ enum Target {
 /// `METHOD http://host...` or `https://`: reads the host into the walk.
 #[inline(always)]
 fn absolute_target(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Target {
-    // The method ends at the first blank within 8 bytes.
+    // The method ends at its first separator (lenient proxies take SP,
+    // HTAB, VT, FF and CR, and any run of them); methods run to 20 bytes.
+    let sep = |c: u8| c == b' ' || c == b'\t' || c == 0x0b || c == 0x0c || c == b'\r';
     let mut s = 0;
-    for i in 3..9 {
-        if byte(buf, i) == b' ' {
-            s = i + 1;
+    for i in 1..21 {
+        if sep(byte(buf, i)) {
+            s = i;
             break;
         }
     }
     if s == 0 {
         return Target::Origin;
+    }
+    for _ in 0..8 {
+        if sep(byte(buf, s)) {
+            s += 1;
+        }
     }
     let lower = |i: usize| lower(byte(buf, i));
     if !(lower(s) == b'h' && lower(s + 1) == b't' && lower(s + 2) == b't' && lower(s + 3) == b'p') {

@@ -950,17 +950,16 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
     let (w, daemon) = shared_world("sy");
     let pins = w.pins();
     let proxy = Recorder::start(&w, &format!("{OTHER}:3128"));
-    let writes = |parts: &[Vec<u8>]| {
+    let front = Recorder::start(&w, &format!("{FRONT}:80"));
+    let writes_to = |addr: &str, parts: &[Vec<u8>]| {
         let spec: Vec<String> = parts.iter().map(|p| hex::encode(p)).collect();
         Probe::new()
             .cgroup(w.cg.path())
             .netns(w.ns.name())
-            .run(
-                &format!("send-writes:{}", spec.join(",")),
-                &format!("{OTHER}:3128"),
-            )
+            .run(&format!("send-writes:{}", spec.join(",")), addr)
             .result
     };
+    let writes = |parts: &[Vec<u8>]| writes_to(&format!("{OTHER}:3128"), parts);
     let hello = |n: &str| tls::client_hello(n, tls::Hello::Plain);
     let connect = tls::connect_request;
     let socks = |n: &str| tls::socks5(n);
@@ -1071,10 +1070,57 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
             vec![0x16, 3, 1, 0],
             b"GET http://docs.ok.test/b HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec(),
         ], "ok"),
+        // A CONNECT on a connection that carried plain HTTP opens a tunnel
+        // whose first write is judged; a request after blank lines there
+        // is refused.
+        ("CONNECT after a plain request", vec![
+            b"GET http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec(),
+            connect("docs.ok.test"),
+            hello("api.ai.test"),
+        ], "EACCES@2"),
+        ("a later request after a blank line", vec![
+            b"GET http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec(),
+            b"\r\nPOST http://api.ai.test/v1 HTTP/1.1\r\nHost: api.ai.test\r\n\r\n".to_vec(),
+        ], "EACCES@1"),
+        // Separators lenient proxies accept, and a long method.
+        ("two blanks before the target", vec![b"POST  http://api.ai.test/v1 HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
+        ("a tab before the target", vec![b"POST\thttp://api.ai.test/v1 HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
+        ("a long method", vec![b"MKCALENDAR http://api.ai.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
+        // Bodies that begin like a word of a request pass, whole.
+        ("bodies", vec![
+            b"POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 39\r\n\r\n".to_vec(),
+            b"CONNECTION lost\n".to_vec(),
+            b"P".to_vec(),
+            b"DELETE FROM t WHERE x".to_vec(),
+        ], "ok"),
     ];
     for (what, parts, expected) in &cases {
         assert_eq!(&writes(parts), expected, "{what}: {}", sni_stats(&pins));
     }
+    assert_eq!(
+        proxy.last(),
+        b"POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 39\r\n\r\nCONNECTION lost\nPDELETE FROM t WHERE x"
+    );
+    // Plain HTTP straight to the front end: each request is judged too.
+    let plain = |name: &str| format!("GET / HTTP/1.1\r\nHost: {name}\r\n\r\n").into_bytes();
+    assert_eq!(
+        writes_to(
+            &format!("{FRONT}:80"),
+            &[plain("docs.ok.test"), plain("api.ai.test")]
+        ),
+        "EACCES@1"
+    );
+    assert_eq!(
+        writes_to(
+            &format!("{FRONT}:80"),
+            &[plain("docs.ok.test"), plain("docs.ok.test")]
+        ),
+        "ok"
+    );
+    assert_eq!(
+        front.last(),
+        [plain("docs.ok.test"), plain("docs.ok.test")].concat()
+    );
     // The greeting-and-login case with an allowed name passes.
     let login_ok = [
         &[5u8, 4, 0, 1, 3, 2, 1, 4][..],
