@@ -901,14 +901,15 @@ impl Recorder {
         let sink = got.clone();
         let listener = Listener::start_with(w, addr, move |mut s: std::net::TcpStream| {
             let sink = sink.clone();
+            // In the order of accepting (not of the readers starting).
+            let index = {
+                let mut all = sink.lock().unwrap();
+                all.push(Vec::new());
+                all.len() - 1
+            };
             std::thread::spawn(move || {
                 s.set_read_timeout(Some(Duration::from_millis(100)))
                     .unwrap();
-                let index = {
-                    let mut all = sink.lock().unwrap();
-                    all.push(Vec::new());
-                    all.len() - 1
-                };
                 let deadline = Instant::now() + Duration::from_secs(60);
                 let mut buf = [0u8; 4096];
                 while Instant::now() < deadline {
@@ -932,6 +933,11 @@ impl Recorder {
     fn last(&self) -> Vec<u8> {
         std::thread::sleep(Duration::from_millis(300));
         self.got.lock().unwrap().last().cloned().unwrap_or_default()
+    }
+
+    /// How many bytes each connection sent, for failure messages.
+    fn sizes(&self) -> Vec<usize> {
+        self.got.lock().unwrap().iter().map(Vec::len).collect()
     }
 }
 
@@ -1098,8 +1104,11 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         assert_eq!(&writes(parts), expected, "{what}: {}", sni_stats(&pins));
     }
     assert_eq!(
-        proxy.last(),
-        b"POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 39\r\n\r\nCONNECTION lost\nPDELETE FROM t WHERE x"
+        String::from_utf8_lossy(&proxy.last()),
+        "POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 39\r\n\r\nCONNECTION lost\nPDELETE FROM t WHERE x",
+        "bytes per connection: {:?}; {}",
+        proxy.sizes(),
+        sni_stats(&pins)
     );
     // Plain HTTP straight to the front end: each request is judged too.
     let plain = |name: &str| format!("GET / HTTP/1.1\r\nHost: {name}\r\n\r\n").into_bytes();
