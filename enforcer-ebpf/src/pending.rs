@@ -15,6 +15,12 @@
 //!   connection is tainted and the segment dropped;
 //! - a tainted connection sends no data again (both places refuse it).
 //!
+//! The state also says what the next write is: WAIT, a write still to be
+//! judged as a first one (at first, and again after a proxy request, for
+//! the tunnel's first write); HTTP, plain HTTP, where each write that
+//! starts a request is judged; JUDGED, nothing more to judge (later writes
+//! pass at once).
+//!
 //! The storage is made only for inspected connections; every other
 //! packet pays one array read (`SNI_WATCHED`, until some connection was
 //! ever inspected) or one storage lookup on its socket.
