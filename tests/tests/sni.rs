@@ -150,6 +150,22 @@ fn inspect_v4(pins: &Pins) -> Vec<IpAddr> {
         .collect()
 }
 
+fn inspect_v6(pins: &Pins) -> Vec<IpAddr> {
+    let path = pins.map(names::INSPECT_V6);
+    let map = Map::from_map_data(MapData::from_pin(Path::new(&path)).unwrap()).unwrap();
+    let map: HashMap<MapData, [u32; 4], u32> = HashMap::try_from(map).unwrap();
+    map.keys()
+        .map(|k| {
+            let words = k.unwrap();
+            let mut bytes = [0u8; 16];
+            for (i, w) in words.iter().enumerate() {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            IpAddr::from(bytes)
+        })
+        .collect()
+}
+
 fn shared_world(tag: &str) -> (Resolving, Daemon) {
     // Resolving derefs to World for the helpers above.
     let w = world(tag);
@@ -676,41 +692,15 @@ fn send_early(w: &World, addr: &str, spec: &str) -> (String, Vec<u8>) {
     use std::{
         io::Read as _,
         net::{SocketAddr, TcpListener, TcpStream},
-        os::fd::FromRawFd as _,
+        os::fd::AsRawFd as _,
     };
     let at: SocketAddr = format!("{addr}:{STALLED_PORT}").parse().unwrap();
     let (listener, filler) = w.ns.enter(|| {
-        let SocketAddr::V4(v4) = at else {
-            unreachable!("IPv4")
-        };
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: plain socket calls on a fresh fd, owned by the listener.
-        let listener = unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-            assert!(fd >= 0);
-            let on: libc::c_int = 1;
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_REUSEADDR,
-                (&on as *const libc::c_int).cast(),
-                4,
-            );
-            assert_eq!(
-                libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), len),
-                0
-            );
-            assert_eq!(libc::listen(fd, 0), 0);
-            TcpListener::from_raw_fd(fd)
-        };
+        let listener = TcpListener::bind(at).expect("bind");
+        // listen() again: the backlog becomes 0, one waiting connection
+        // fills the queue.
+        // SAFETY: a valid listening fd.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
         // From outside the cgroup: not judged, and it fills the queue.
         let filler = TcpStream::connect(at).expect("filler connects");
         (listener, filler)
@@ -768,6 +758,17 @@ fn a_write_made_during_the_handshake_never_leaves_uninspected() {
         assert_eq!(r, "ok/EACCES", "{first}: {}", daemon.log_text());
         assert!(got.is_empty(), "{first}: {} bytes left", got.len());
     }
+    // IPv6 alike (the front end's IPv6 address, put under inspection by
+    // the name's AAAA record).
+    w.dns.set_addrs("api.ai.test", &[FRONT, "fd77::2"], 60);
+    let pins = w.pins();
+    let v6: IpAddr = "fd77::2".parse().unwrap();
+    wait_for(10, "the IPv6 front end under inspection", || {
+        inspect_v6(&pins).contains(&v6)
+    });
+    let (r, got) = send_early(&w, "[fd77::2]", "plain:api.ai.test:docs.ok.test");
+    assert_eq!(r, "ok/EACCES", "IPv6: {}", daemon.log_text());
+    assert!(got.is_empty(), "IPv6: {} bytes left", got.len());
     // Corked: the first write's bytes still wait in the queue when the
     // second write comes; judging the second must not let both out.
     let (r, got) = send_early(&w, FRONT, "cork:api.ai.test:docs.ok.test");
