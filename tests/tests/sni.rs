@@ -1158,3 +1158,57 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
     );
     daemon.stop();
 }
+
+/// A connection the sockhash refuses (here: full, its capacity cut to one)
+/// cannot be judged by what it writes. It used to pass uninspected; its
+/// bytes now stay on the host, counted as `sockets_failed`, while the
+/// connection that holds the sockhash's place is judged as ever.
+#[test]
+fn a_connection_the_sockhash_refuses_sends_nothing() {
+    use enforcer::bpf::CgroupHook;
+    use enforcer_common::STAT_SNI_SOCKETS_FAILED;
+    use enforcer_tests::{Harness, harness::policy, hex, tls};
+
+    let w = World::new("sq", &["192.0.2.7/32"]);
+    let json = r#"{"version": 1, "deny": {"domains": [{"name": "api.ai.test", "shared": true}]},
+                   "allow": {"domains": ["docs.ok.test"]}}"#;
+    let h = Harness::with_capacity(
+        "sq",
+        &w.cg,
+        json,
+        &[CgroupHook::SniSockops, CgroupHook::SkbEgress],
+        &[(names::SNI_SOCKS, 1)],
+    );
+    enforcer::bpf::sni::write(&h.pins, &policy(json), &h.rules, &Default::default())
+        .expect("write the shared names");
+    // 3128: a proxy port, inspected at any address.
+    let proxy = Recorder::start(&w, "192.0.2.7:3128");
+    let probe = Probe::new().cgroup(w.cg.path()).netns(w.ns.name());
+    let writes = |parts: &[Vec<u8>]| {
+        let spec: Vec<String> = parts.iter().map(|p| hex::encode(p)).collect();
+        probe
+            .run(&format!("send-writes:{}", spec.join(",")), "192.0.2.7:3128")
+            .result
+    };
+    let request = tls::connect_request("docs.ok.test");
+    // The first connection holds the one place for about a second.
+    let mut parts = vec![request.clone()];
+    parts.extend((0..40).map(|_| b"x".to_vec()));
+    std::thread::scope(|s| {
+        let first = s.spawn(|| writes(&parts));
+        std::thread::sleep(Duration::from_millis(300));
+        // The second cannot join: its write is taken (queued) but never
+        // leaves.
+        assert_eq!(writes(&[request.clone()]), "ok");
+        assert_eq!(first.join().unwrap(), "ok");
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let sizes = proxy.sizes();
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    assert_eq!(sizes[0], request.len() + 40, "{sizes:?}");
+    assert_eq!(
+        sizes[1], 0,
+        "{sizes:?}: the refused connection's bytes left"
+    );
+    assert_eq!(stat(&h.pins, STAT_SNI_SOCKETS_FAILED), 1);
+}
