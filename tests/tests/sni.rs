@@ -1199,7 +1199,7 @@ fn a_connection_the_sockhash_refuses_sends_nothing() {
         std::thread::sleep(Duration::from_millis(300));
         // The second cannot join: its write is taken (queued) but never
         // leaves.
-        assert_eq!(writes(&[request.clone()]), "ok");
+        assert_eq!(writes(std::slice::from_ref(&request)), "ok");
         assert_eq!(first.join().unwrap(), "ok");
     });
     std::thread::sleep(Duration::from_millis(300));
