@@ -1179,8 +1179,14 @@ unsafe extern "C" fn version_step(_index: u64, _ctx: *mut c_void) -> i64 {
 /// Finds the Host header of the request in the copied bytes.
 #[inline(always)]
 fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
-    // `CONNECT host:port HTTP/1.1`: the request line names the host.
-    let connect = byte(buf, 4) == b'E'
+    // `CONNECT host:port HTTP/1.1`: the request line names the host. All
+    // eight bytes: another method ending in `ECT ` (any token is one now)
+    // would have its target read as a CONNECT's name.
+    let connect = byte(buf, 0) == b'C'
+        && byte(buf, 1) == b'O'
+        && byte(buf, 2) == b'N'
+        && byte(buf, 3) == b'N'
+        && byte(buf, 4) == b'E'
         && byte(buf, 5) == b'C'
         && byte(buf, 6) == b'T'
         && byte(buf, 7) == b' ';

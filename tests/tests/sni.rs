@@ -1063,6 +1063,7 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         ("absolute-form, HTTP/1.0 without Host", vec![b"GET http://api.ai.test/ HTTP/1.0\r\n\r\n".to_vec()], "EACCES@0"),
         ("another method", vec![b"PROPFIND http://api.ai.test/ HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
         ("a lowercase method", vec![b"get http://api.ai.test/ HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
+        ("a method ending like CONNECT", vec![b"INSPECT http://api.ai.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("blank before the colon", vec![b"GET / HTTP/1.1\r\nHost : api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("a bare CR line", vec![b"GET / HTTP/1.1\r\n\r\r\nHost: api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
         // A kept-alive connection: each request is judged, bodies are not
