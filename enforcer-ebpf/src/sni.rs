@@ -932,16 +932,7 @@ fn client_hello(
         (*w).ech = 0;
         (*w).state = WALKING;
     }
-    let mut unused = 0u64;
-    // SAFETY: the callback and its context live for the call.
-    unsafe {
-        bpf_loop(
-            MAX_EXTENSIONS,
-            ext_step as *mut c_void,
-            &mut unused as *mut u64 as *mut c_void,
-            0,
-        );
-    }
+    steps(MAX_EXTENSIONS, ext_step);
     // SAFETY: as above; read afresh after the loop.
     let (state, name_len, ech) = unsafe {
         (
@@ -1135,16 +1126,7 @@ fn first_line(w: *mut Walk, from: usize, copied: usize) -> Line {
         (*w).phase = 0;
         (*w).state = WALKING;
     }
-    let mut unused = 0u64;
-    // SAFETY: the callback and its context live for the call.
-    unsafe {
-        bpf_loop(
-            SNI_SCRATCH_BYTES as u32,
-            version_step as *mut c_void,
-            &mut unused as *mut u64 as *mut c_void,
-            0,
-        );
-    }
+    steps(SNI_SCRATCH_BYTES as u32, version_step);
     // SAFETY: as above; read afresh after the loop.
     unsafe {
         Line {
@@ -1232,16 +1214,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         (*w).ech = connect as u32;
         (*w).state = WALKING;
     }
-    let mut unused = 0u64;
-    // SAFETY: the callback and its context live for the call.
-    unsafe {
-        bpf_loop(
-            SNI_SCRATCH_BYTES as u32,
-            host_step as *mut c_void,
-            &mut unused as *mut u64 as *mut c_void,
-            0,
-        );
-    }
+    steps(SNI_SCRATCH_BYTES as u32, host_step);
     // SAFETY: as above; read afresh after the loop.
     let (state, name_len, phase, head_end) = unsafe {
         (
@@ -1362,6 +1335,22 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
         }
     }
     0
+}
+
+/// Runs `step` up to `n` times over the per-CPU walk (`bpf_loop`; the
+/// callbacks find their state in the maps, not in a context).
+#[inline(always)]
+fn steps(n: u32, step: unsafe extern "C" fn(u64, *mut c_void) -> i64) {
+    let mut unused = 0u64;
+    // SAFETY: the callback and its context live for the call.
+    unsafe {
+        bpf_loop(
+            n,
+            step as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        );
+    }
 }
 
 /// The walk's position and the byte there, or `None` at its end.
@@ -1489,16 +1478,7 @@ fn absolute_target(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -
         (*w).end = copied as u64;
         (*w).state = WALKING;
     }
-    let mut unused = 0u64;
-    // SAFETY: the callback and its context live for the call.
-    unsafe {
-        bpf_loop(
-            SNI_SCRATCH_BYTES as u32,
-            authority_step as *mut c_void,
-            &mut unused as *mut u64 as *mut c_void,
-            0,
-        );
-    }
+    steps(SNI_SCRATCH_BYTES as u32, authority_step);
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
         if read_volatile(&(*w).state) != DONE {
@@ -1510,15 +1490,7 @@ fn absolute_target(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -
         (*w).name_len = 0;
         (*w).state = WALKING;
     }
-    // SAFETY: the callback and its context live for the call.
-    unsafe {
-        bpf_loop(
-            SNI_SCRATCH_BYTES as u32,
-            host_step as *mut c_void,
-            &mut unused as *mut u64 as *mut c_void,
-            0,
-        );
-    }
+    steps(SNI_SCRATCH_BYTES as u32, host_step);
     // SAFETY: as above; read afresh after the loop.
     let (state, name_len) = unsafe { (read_volatile(&(*w).state), read_volatile(&(*w).name_len)) };
     if state != DONE {
@@ -1556,16 +1528,7 @@ fn judge_name() -> Result<Match, ()> {
     n.key = DNS_NAME_SEED;
     n.deny = 0;
     n.allow = 0;
-    let mut unused = 0u64;
-    // SAFETY: the callbacks and their context live for the calls.
-    unsafe {
-        bpf_loop(
-            len as u32,
-            name_byte_step as *mut c_void,
-            &mut unused as *mut u64 as *mut c_void,
-            0,
-        );
-    }
+    steps(len as u32, name_byte_step);
     // SAFETY: a per-CPU value; read afresh after the loop.
     if unsafe { read_volatile(&n.state) } == FAILED {
         return Err(());
@@ -1579,15 +1542,7 @@ fn judge_name() -> Result<Match, ()> {
     if count == 0 {
         return Err(());
     }
-    // SAFETY: as above.
-    unsafe {
-        bpf_loop(
-            count.min(DNS_MAX_LABELS) as u32,
-            sni_fold_step as *mut c_void,
-            &mut unused as *mut u64 as *mut c_void,
-            0,
-        );
-    }
+    steps(count.min(DNS_MAX_LABELS) as u32, sni_fold_step);
     // SAFETY: as above.
     let (deny, allow) = unsafe { (read_volatile(&n.deny), read_volatile(&n.allow)) };
     if deny == 0 || allow != 0 {
