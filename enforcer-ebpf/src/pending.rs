@@ -139,27 +139,21 @@ pub fn unjudged_before(ctx: &SkMsgContext, p: *mut SniPending) -> bool {
     true
 }
 
-/// sk_msg let `size` bytes through without deciding (a SOCKS greeting):
-/// they are judged bytes.
+/// sk_msg let `size` bytes through without a final decision: they are
+/// judged bytes, and the next write is judged in `state`: WAIT, as a
+/// first write (after a SOCKS greeting or login, or a proxy request, for
+/// the tunnel's first write); HTTP, as plain HTTP. False without storage.
 #[inline(always)]
-pub fn let_through(p: *mut SniPending, size: u32) {
-    if !p.is_null() {
-        // SAFETY: a live storage element; the socket lock is held.
-        unsafe { (*p).judged_end = (*p).judged_end.wrapping_add(size) };
+pub fn let_through(p: *mut SniPending, size: u32, state: u32) -> bool {
+    if p.is_null() {
+        return false;
     }
-}
-
-/// sk_msg let a proxy request through: the `size` bytes are judged, and
-/// the tunnel's first write is to be judged as a first write is.
-#[inline(always)]
-pub fn tunnel(p: *mut SniPending, size: u32) {
-    if !p.is_null() {
-        // SAFETY: a live storage element; the socket lock is held.
-        unsafe {
-            (*p).judged_end = (*p).judged_end.wrapping_add(size);
-            (*p).state = SNI_PENDING_WAIT;
-        }
+    // SAFETY: a live storage element; the socket lock is held.
+    unsafe {
+        (*p).judged_end = (*p).judged_end.wrapping_add(size);
+        (*p).state = state;
     }
+    true
 }
 
 /// sk_msg decided the connection passes: nothing more to check. False if
@@ -171,21 +165,6 @@ pub fn judged(p: *mut SniPending) -> bool {
     }
     // SAFETY: as above.
     unsafe { (*p).state = SNI_PENDING_JUDGED };
-    true
-}
-
-/// Plain HTTP from now on (`SNI_PENDING_HTTP`), the
-/// `size` bytes of this write judged. False without storage.
-#[inline(always)]
-pub fn http_proxying(p: *mut SniPending, size: u32) -> bool {
-    if p.is_null() {
-        return false;
-    }
-    // SAFETY: a live storage element; the socket lock is held.
-    unsafe {
-        (*p).judged_end = (*p).judged_end.wrapping_add(size);
-        (*p).state = SNI_PENDING_HTTP;
-    }
     true
 }
 

@@ -23,8 +23,8 @@ use crate::{
     owner, pending,
     report::{Flow, bump, conclude, emit, skb_report_due},
     verdict::{
-        ERROR, Match, banned, check_v4, check_v6_forms, inspected_v4, inspected_v6, port_rules,
-        port_v4, port_v6_forms,
+        ERROR, Match, banned_or_error, check_v4, check_v6_forms, inspected_v4, inspected_v6,
+        port_rules, port_v4, port_v6_forms,
     },
 };
 
@@ -176,7 +176,7 @@ fn unjudged(ctx: &SkBuffContext) -> Option<i32> {
     } else {
         inspected_v6(addr, cgroup)
     };
-    let found = if rule == 0 { ERROR } else { banned(rule) };
+    let found = banned_or_error(rule);
     let port = l4_port(ctx, IPPROTO_TCP, l4, false);
     let goes_on = conclude(HOOK_SKB_EGRESS, found, |verdict, rule_id| {
         report(

@@ -14,11 +14,13 @@
 //! The name is hashed and matched against `DNS_NAMES` exactly as the DNS
 //! program matches answers (`dns::fold_label`). Banned and not excepted:
 //! `SK_DROP`, the write fails with EACCES at once. Anything else passes,
-//! and `bpf_msg_apply_bytes` lets the rest of the connection through
-//! without running the program again. A handshake record that cannot be
-//! parsed, or a ClientHello that does not fill its record exactly (one
-//! split over several records), is an error verdict (denied in enforce
-//! mode, counted).
+//! and the connection's state (`pending`) lets its later writes through
+//! at once (`bpf_msg_apply_bytes` where the state could not be made). A
+//! handshake record that cannot be parsed, or a ClientHello that does not
+//! fill its record exactly (one split over several records), is an error
+//! verdict (denied in enforce mode, counted). Proxy requests and plain
+//! HTTP keep later writes under judgment (a tunnel's first write, each
+//! further request).
 //!
 //! Bounds: the first `SNI_SCRATCH_BYTES` of the write, `MAX_EXTENSIONS`
 //! extensions, names of at most 255 bytes; every length is checked against
@@ -43,10 +45,11 @@ use aya_ebpf::{
 use enforcer_common::{
     AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_ECH,
     EVENT_F_HTTP_HOST, EVENT_F_PROXY, EVENT_F_UNINSPECTED, HOOK_SNI, IPPROTO_TCP,
-    SNI_F_ECH_OUTER_NAME, SNI_F_INSPECT_443, SNI_SCRATCH_BYTES, STAT_OWNER_UNKNOWN,
-    STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED,
-    STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED,
-    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
+    SNI_F_ECH_OUTER_NAME, SNI_F_INSPECT_443, SNI_PENDING_HTTP, SNI_PENDING_WAIT, SNI_SCRATCH_BYTES,
+    STAT_OWNER_UNKNOWN, STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED,
+    STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS,
+    STAT_SNI_SOCKETS_FAILED, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS,
+    dns_label_byte,
 };
 
 use crate::{
@@ -55,8 +58,8 @@ use crate::{
     owner, pending,
     report::{Flow, bump, conclude, current_owner, emit},
     verdict::{
-        ERROR, Match, NO_MATCH, audit_mode, banned, check_v4, check_v6_forms, inspected_v4,
-        inspected_v6, sni_flags,
+        ERROR, Match, NO_MATCH, audit_mode, banned, banned_or_error, check_v4, check_v6_forms,
+        inspected_v4, inspected_v6, sni_flags,
     },
 };
 
@@ -245,7 +248,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
     if http_only && matches!(seen, Seen::Other) {
         // A request's body, or anything else that starts no request.
         uncork(&ctx);
-        pending::http_proxying(progress, size);
+        pending::let_through(progress, size, SNI_PENDING_HTTP);
         return SK_PASS;
     }
     if matches!(seen, Seen::Corked | Seen::Cut) {
@@ -257,7 +260,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
     let (found, flags) = match seen {
         Seen::Corked | Seen::Cut => return SK_PASS,
         Seen::Greeting => {
-            pending::let_through(progress, size);
+            pending::let_through(progress, size, SNI_PENDING_WAIT);
             return SK_PASS;
         }
         Seen::Other => {
@@ -313,10 +316,12 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             // is judged too, as a first write would be. A tunnel to an
             // allowed name must not carry a banned one's handshake. (Also
             // when asked on a connection that carried plain HTTP before.)
-            pending::tunnel(progress, size);
+            pending::let_through(progress, size, SNI_PENDING_WAIT);
             return SK_PASS;
         }
-        if (http_only || flags & EVENT_F_HTTP_HOST != 0) && pending::http_proxying(progress, size) {
+        if (http_only || flags & EVENT_F_HTTP_HOST != 0)
+            && pending::let_through(progress, size, SNI_PENDING_HTTP)
+        {
             // Plain HTTP: the next request on this connection may be for
             // any host (through a proxy, or to a front end that serves
             // many); each is judged.
@@ -499,10 +504,7 @@ fn destination_rule(ctx: &SkMsgContext) -> u32 {
 /// audit mode it passes, reported once.
 #[inline(always)]
 fn refuse_unjudged(ctx: &SkMsgContext) -> u32 {
-    let found = match destination_rule(ctx) {
-        0 => ERROR,
-        rule => banned(rule),
-    };
+    let found = banned_or_error(destination_rule(ctx));
     let goes_on = conclude(HOOK_SNI, found, |verdict, rule_id| {
         report(ctx, verdict, rule_id, EVENT_F_UNINSPECTED)
     });
@@ -1032,16 +1034,7 @@ fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> S
     }
     // No line end yet: a request line cut short if it is a method, a
     // blank and the start of a target (`/`, `*`, `http`).
-    let mut key = [0u8; 4];
-    for (i, k) in key.iter_mut().enumerate() {
-        *k = byte(buf, i);
-    }
-    let mut method = false;
-    for m in METHODS {
-        if key == *m {
-            method = true;
-        }
-    }
+    let method = method_prefix(buf, 4);
     let mut target = 0u8;
     for i in 4..12 {
         let c = byte(buf, i);
@@ -1077,22 +1070,9 @@ const METHODS: [&[u8; 4]; 8] = [
 /// one) makes a request if the first line carries ` HTTP/`.
 #[inline(always)]
 fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Http {
-    let m = [byte(buf, 0), byte(buf, 1), byte(buf, 2), byte(buf, 3)];
     let n = if copied < 4 { copied } else { 4 };
-    let mut prefix = false;
-    for method in METHODS {
-        let mut same = true;
-        for i in 0..4 {
-            if i < n && m[i] != method[i] {
-                same = false;
-            }
-        }
-        if same {
-            prefix = true;
-        }
-    }
-    match (prefix, copied >= 16) {
-        (false, true) if m[0].is_ascii_alphabetic() && http_version_on_first_line(w, copied) => {
+    match (method_prefix(buf, n), copied >= 16) {
+        (false, true) if byte(buf, 0).is_ascii_alphabetic() && first_line(w, 0, copied).version => {
             Http::Request
         }
         (false, _) => Http::No,
@@ -1101,11 +1081,23 @@ fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> H
     }
 }
 
-/// Whether the first line of the copied write carries ` HTTP/`
-/// (case-insensitive), as a request line does.
+/// Whether the write's first `n` bytes (at most 4) begin one of
+/// `METHODS`.
 #[inline(always)]
-fn http_version_on_first_line(w: *mut Walk, copied: usize) -> bool {
-    first_line(w, 0, copied).version
+fn method_prefix(buf: &[u8; SNI_SCRATCH_BYTES], n: usize) -> bool {
+    let mut found = false;
+    for method in METHODS {
+        let mut same = true;
+        for (i, &b) in method.iter().enumerate() {
+            if i < n && byte(buf, i) != b {
+                same = false;
+            }
+        }
+        if same {
+            found = true;
+        }
+    }
+    found
 }
 
 /// What the line starting at `from` holds.
@@ -1172,7 +1164,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         && byte(buf, 5) == b'C'
         && byte(buf, 6) == b'T'
         && byte(buf, 7) == b' ';
-    let lower = |i: usize| byte(buf, i) | 0x20;
+    let lower = |i: usize| lower(byte(buf, i));
     let connect_like = lower(0) == b'c'
         && lower(1) == b'o'
         && lower(2) == b'n'

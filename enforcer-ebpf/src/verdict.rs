@@ -85,6 +85,17 @@ pub fn banned(rule: u32) -> Match {
     finish(rule, None)
 }
 
+/// Bytes of a connection under name inspection that no name could judge:
+/// a ban of the rule the destination is inspected for, or an error
+/// verdict where there is none (a proxy port, `inspect_all_tls`).
+#[inline(always)]
+pub fn banned_or_error(rule: u32) -> Match {
+    match rule {
+        0 => ERROR,
+        rule => banned(rule),
+    }
+}
+
 /// QUIC (UDP to port 443) to a shared name's address: refused, since its
 /// name travels encrypted in the Initial packets. Browsers and clients
 /// then fall back to TCP, where the name decides. Reads nothing but the
