@@ -692,10 +692,10 @@ fn word(buf: &[u8; SNI_SCRATCH_BYTES], i: usize) -> u32 {
     ])
 }
 
-/// SOCKS4 and 4a: `VN CD PORT(2) IP(4) USERID NUL [HOST NUL]`, one write.
-/// A CONNECT by address is judged by it; 4a (IP 0.0.0.x) by the name after
-/// an empty user id. A 4a request with a user id is not parsed: refused
-/// (it could carry any name).
+/// SOCKS4 and 4a: `VN CD PORT(2) IP(4) USERID NUL [HOST NUL]`. A CONNECT
+/// by address is judged by it; 4a (IP 0.0.0.x) by the name after the user
+/// id. The request must end the write: bytes after it would enter the
+/// tunnel before the proxy's reply, unjudged.
 #[inline(always)]
 fn socks4(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
     if copied < 9 {
@@ -706,25 +706,71 @@ fn socks4(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
         return Seen::Malformed;
     }
     let socks4a = byte(buf, 4) == 0 && byte(buf, 5) == 0 && byte(buf, 6) == 0 && byte(buf, 7) != 0;
+    // The user id's NUL: the request's end, or the name's start (4a).
+    let Some(user_end) = nul_from(w, 8, copied) else {
+        return Seen::Cut;
+    };
     if !socks4a {
+        if user_end + 1 != copied {
+            return Seen::Malformed;
+        }
         return Seen::Addr4(word(buf, 4));
     }
-    if byte(buf, 8) != 0 {
-        return Seen::Malformed;
-    }
-    if copied < 11 || byte(buf, copied - 1) != 0 {
+    let name_off = user_end + 1;
+    let Some(name_end) = nul_from(w, name_off, copied) else {
         // The name's NUL is still to come.
         return Seen::Cut;
+    };
+    if name_end + 1 != copied || name_end == name_off {
+        return Seen::Malformed;
     }
     // SAFETY: a per-CPU value, ours for the program's run.
     unsafe {
-        (*w).name_off = 9;
-        (*w).name_len = (copied - 10) as u64;
+        (*w).name_off = name_off as u64;
+        (*w).name_len = (name_end - name_off) as u64;
     }
     Seen::Name {
         http: false,
         proxy: true,
     }
+}
+
+/// The first NUL at or after `from` in the copied write, if any.
+#[inline(always)]
+fn nul_from(w: *mut Walk, from: usize, copied: usize) -> Option<usize> {
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).pos = from as u64;
+        (*w).end = copied as u64;
+        (*w).state = WALKING;
+    }
+    steps(SNI_SCRATCH_BYTES as u32, nul_step);
+    // SAFETY: as above; read afresh after the loop.
+    unsafe {
+        if read_volatile(&(*w).state) == DONE {
+            Some(read_volatile(&(*w).pos) as usize)
+        } else {
+            None
+        }
+    }
+}
+
+/// One byte of `nul_from`'s walk: stops at a NUL (`DONE`, `pos` on it)
+/// or at the walk's end.
+#[inline(never)]
+unsafe extern "C" fn nul_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
+        return 1;
+    };
+    let Some((_, c)) = current(w, buf) else {
+        return 1;
+    };
+    if c == 0 {
+        w.state = DONE;
+        return 1;
+    }
+    w.pos += 1;
+    0
 }
 
 /// The cgroup of the writing task (sk_msg runs in the writer's context).

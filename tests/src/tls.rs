@@ -196,9 +196,16 @@ pub fn socks5_ip(addr: std::net::Ipv4Addr) -> (Vec<u8>, Vec<u8>) {
 
 /// A SOCKS4 CONNECT request for an IPv4 address, port 443, no user id.
 pub fn socks4(addr: std::net::Ipv4Addr) -> Vec<u8> {
+    socks4_user(addr, "")
+}
+
+/// A SOCKS4 CONNECT request for an IPv4 address, port 443, with `user` as
+/// user id.
+pub fn socks4_user(addr: std::net::Ipv4Addr, user: &str) -> Vec<u8> {
     let mut req = vec![4, 1];
     req.extend_from_slice(&443u16.to_be_bytes());
     req.extend_from_slice(&addr.octets());
+    req.extend_from_slice(user.as_bytes());
     req.push(0);
     req
 }

@@ -590,12 +590,13 @@ fn a_name_asked_of_an_explicit_proxy_decides() {
     assert_eq!(outcome(proxy("socks4:203.0.113.78", 3128)), "ok");
     assert_eq!(outcome(proxy("socks4a:api.ai.test", 3128)), "EACCES");
     assert_eq!(outcome(proxy("socks4a:docs.ok.test", 3128)), "ok");
-    // A 4a request with a user id is not parsed: refused.
-    assert_eq!(outcome(proxy("socks4a-user:docs.ok.test", 3128)), "EACCES");
-    assert_eq!(stat(&pins, STAT_SNI_PROXY), 12);
+    // A user id before the name is read past.
+    assert_eq!(outcome(proxy("socks4a-user:docs.ok.test", 3128)), "ok");
+    assert_eq!(outcome(proxy("socks4a-user:api.ai.test", 3128)), "EACCES");
+    assert_eq!(stat(&pins, STAT_SNI_PROXY), 14);
     // Not a proxy port: not inspected.
     assert_eq!(outcome(proxy("connect:api.ai.test", 3129)), "ok");
-    assert_eq!(stat(&pins, STAT_SNI_PROXY), 12);
+    assert_eq!(stat(&pins, STAT_SNI_PROXY), 14);
     daemon.stop();
 }
 
@@ -1056,6 +1057,44 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
             "EACCES@0",
         ),
         ("lowercase connect", vec![b"connect api.ai.test:443 HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
+        // SOCKS4: the user id ends the request (a NUL), for an address
+        // and for a 4a name alike; what follows it in the write would
+        // enter the tunnel unjudged.
+        (
+            "hello after a SOCKS4 request in one write",
+            vec![cat(&tls::socks4("203.0.113.78".parse().unwrap()), &hello("api.ai.test"))],
+            "EACCES@0",
+        ),
+        (
+            "hello after a SOCKS4 request with a user id",
+            vec![cat(&tls::socks4_user("203.0.113.78".parse().unwrap(), "dev"), &hello("api.ai.test"))],
+            "EACCES@0",
+        ),
+        (
+            "hello after a SOCKS4a request in one write",
+            vec![cat(&tls::socks4a("docs.ok.test", ""), &cat(&hello("api.ai.test"), &[0]))],
+            "EACCES@0",
+        ),
+        (
+            "SOCKS4 tunnel, banned hello",
+            vec![tls::socks4_user("203.0.113.78".parse().unwrap(), "dev"), hello("api.ai.test")],
+            "EACCES@1",
+        ),
+        (
+            "SOCKS4a with a user id, banned name",
+            vec![tls::socks4a("api.ai.test", "dev")],
+            "EACCES@0",
+        ),
+        (
+            "SOCKS4a with a user id, allowed name",
+            vec![tls::socks4a("docs.ok.test", "dev"), hello("docs.ok.test")],
+            "ok",
+        ),
+        (
+            "SOCKS4 by a banned address with a user id",
+            vec![tls::socks4_user("203.0.113.77".parse().unwrap(), "dev")],
+            "EACCES@0",
+        ),
         // Plain HTTP through the proxy: the absolute-form target counts
         // (a proxy ignores Host for it), a login in it too.
         ("absolute-form target", vec![b"GET http://api.ai.test/v1 HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
