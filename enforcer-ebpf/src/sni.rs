@@ -175,8 +175,8 @@ pub struct Walk {
     /// `host_step`: 0 looking for the header, 1 skipping blanks, 2 in the name.
     phase: u32,
     /// `ext_step`: an encrypted_client_hello extension was seen.
-    /// `host_step`: the request is a CONNECT (its name is on the request
-    /// line, and its head must end the write).
+    /// `host_step`: which name it reads (`READ_HOST`, `READ_CONNECT`,
+    /// `READ_TARGET`).
     ech: u32,
     /// `host_step`: bytes on the current line so far (an empty line ends
     /// the request head).
@@ -1218,10 +1218,10 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         && lower(4) == b'e'
         && lower(5) == b'c'
         && lower(6) == b't';
-    if !connect && (connect_like || (byte(buf, 0) == b'C' && byte(buf, 1) == b'O')) {
-        // `CONN` but not `CONNECT ` (a tab or another separator after the
-        // method, or another case), which lenient proxies accept and the
-        // name reader would not find.
+    if !connect && connect_like {
+        // `CONNECT` but not `CONNECT ` (a tab or another separator after
+        // the method, or another case), which lenient proxies accept and
+        // the name reader would not find.
         return Seen::Malformed;
     }
     // `GET http://host/ HTTP/1.1`: what a proxy (and, by RFC 9112, any
@@ -1249,7 +1249,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         (*w).phase = if connect { 2 } else { 0 };
         (*w).name_len = 0;
         (*w).line = 1;
-        (*w).ech = connect as u32;
+        (*w).ech = if connect { READ_CONNECT } else { READ_HOST };
         (*w).state = WALKING;
     }
     steps(SNI_SCRATCH_BYTES as u32, host_step);
@@ -1267,12 +1267,15 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         // tunnel before any reply: a ClientHello there would pass unjudged.
         return Seen::Malformed;
     }
-    if state == DONE && name_len != 0 && name_len as usize <= MAX_NAME {
+    // A plain request whose head goes on past what was copied: its Host
+    // decides, as it did before the rest was looked at.
+    let named = state == DONE || (state == WALKING && phase == AFTER_HOST);
+    if named && name_len != 0 && name_len as usize <= MAX_NAME {
         Seen::Name {
             http: !connect,
             proxy: connect,
         }
-    } else if state == DONE {
+    } else if named || state == FAILED {
         Seen::Malformed
     } else if phase == HEAD_ENDED {
         // A whole request head without a Host header (HTTP/1.0): its
@@ -1286,6 +1289,15 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
 
 /// `Walk::phase` of `host_step` once an empty line ended the request head.
 const HEAD_ENDED: u32 = 3;
+/// `Walk::phase` of `host_step` after a plain request's Host name.
+const AFTER_HOST: u32 = 5;
+/// `Walk::ech` of `host_step`: what the name read is, and what follows
+/// it. A Host header's name: the rest of the head is read for another.
+const READ_HOST: u32 = 0;
+/// A CONNECT's name: the rest of its head is read for where it ends.
+const READ_CONNECT: u32 = 1;
+/// An absolute-form target's host: the walk ends with it.
+const READ_TARGET: u32 = 2;
 
 /// One byte of the request: matches `\nhost:` (case-insensitive), skips
 /// blanks, then reads the name up to a port, blank or line end.
@@ -1300,10 +1312,14 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     match w.phase {
-        0 => {
+        0 | AFTER_HOST => {
             if c == b'\n' {
                 if empty_line(w.line, buf, pos) {
-                    w.phase = HEAD_ENDED;
+                    if w.phase == AFTER_HOST {
+                        w.state = DONE;
+                    } else {
+                        w.phase = HEAD_ENDED;
+                    }
                     return 1;
                 }
                 w.line = 0;
@@ -1317,6 +1333,13 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 return 0;
             }
             if match_step(&mut w.matched, c, b"\nhost:") {
+                if w.phase == AFTER_HOST {
+                    // A second Host header (RFC 9112 §3.2 has servers
+                    // refuse the request): a proxy that goes by the last
+                    // one would go by a name not judged.
+                    w.state = FAILED;
+                    return 1;
+                }
                 w.phase = 1;
             }
             w.pos += 1;
@@ -1346,9 +1369,16 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 || c == b'#'
             {
                 w.name_len = w.pos - w.name_off;
-                if w.ech == 0 {
+                if w.ech == READ_TARGET {
                     w.state = DONE;
                     return 1;
+                }
+                if w.ech == READ_HOST {
+                    // On through the rest of the head, from this byte,
+                    // for a second Host header.
+                    w.phase = AFTER_HOST;
+                    w.matched = 0;
+                    return 0;
                 }
                 // A CONNECT: on to the end of its head.
                 w.phase = CONNECT_HEAD;
@@ -1524,7 +1554,7 @@ fn absolute_target(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -
         }
         (*w).pos = (*w).name_off;
         (*w).phase = 2;
-        (*w).ech = 0;
+        (*w).ech = READ_TARGET;
         (*w).name_len = 0;
         (*w).state = WALKING;
     }

@@ -1133,6 +1133,15 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         ("two blanks before the target", vec![b"POST  http://api.ai.test/v1 HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("a tab before the target", vec![b"POST\thttp://api.ai.test/v1 HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("a long method", vec![b"MKCALENDAR http://api.ai.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
+        // Two Host headers: servers must refuse such a request (RFC 9112
+        // §3.2), and a proxy that went by the second would go by a name not
+        // judged. A body's line that reads like one is no header.
+        ("two Host headers", vec![b"GET / HTTP/1.1\r\nHost: docs.ok.test\r\nAccept: */*\r\nHost: api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
+        ("Host in a body", vec![b"POST / HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 19\r\n\r\nx\nHost: api.ai.test".to_vec()], "ok"),
+        // WebDAV COPY is no CONNECT: judged by its target like any method.
+        ("WebDAV COPY", vec![b"COPY http://docs.ok.test/a HTTP/1.1\r\nHost: docs.ok.test\r\nDestination: http://docs.ok.test/b\r\n\r\n".to_vec()], "ok"),
+        ("WebDAV COPY to a banned name", vec![b"COPY http://api.ai.test/a HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
+        ("a mixed-case Connect", vec![b"Connect api.ai.test:443 HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
         // Bodies that begin like a word of a request pass, whole.
         ("bodies", vec![
             b"POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 39\r\n\r\n".to_vec(),
@@ -1143,6 +1152,17 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
     ];
     for (what, parts, expected) in &cases {
         assert_eq!(&writes(parts), expected, "{what}: {}", sni_stats(&pins));
+        if *expected == "ok" {
+            // A write held back also returns at once: what passed must
+            // also have arrived, whole.
+            assert_eq!(
+                proxy.last(),
+                parts.concat(),
+                "{what}: bytes per connection: {:?}; {}",
+                proxy.sizes(),
+                sni_stats(&pins)
+            );
+        }
     }
     assert_eq!(
         String::from_utf8_lossy(&proxy.last()),
@@ -1170,6 +1190,13 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
     assert_eq!(
         front.last(),
         [plain("docs.ok.test"), plain("docs.ok.test")].concat()
+    );
+    assert_eq!(
+        writes_to(
+            &format!("{FRONT}:80"),
+            &[b"GET / HTTP/1.1\r\nHost: docs.ok.test\r\nHost: api.ai.test\r\n\r\n".to_vec()]
+        ),
+        "EACCES@0"
     );
     // The greeting-and-login case with an allowed name passes.
     let login_ok = [
