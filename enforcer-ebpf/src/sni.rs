@@ -1267,6 +1267,17 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         // tunnel before any reply: a ClientHello there would pass unjudged.
         return Seen::Malformed;
     }
+    if !connect
+        && state == DONE
+        && (head_end as usize) < copied
+        && first_line(w, head_end as usize, copied).version
+    {
+        // A second request in the same write (pipelining, which no
+        // mainstream client does any more): only the first would be
+        // judged. A body whose first line reads like a request line is
+        // refused with it.
+        return Seen::Malformed;
+    }
     // A plain request whose head goes on past what was copied: its Host
     // decides, as it did before the rest was looked at.
     let named = state == DONE || (state == WALKING && phase == AFTER_HOST);
@@ -1316,6 +1327,8 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
             if c == b'\n' {
                 if empty_line(w.line, buf, pos) {
                     if w.phase == AFTER_HOST {
+                        // `pos` past the head, for what follows it.
+                        w.pos += 1;
                         w.state = DONE;
                     } else {
                         w.phase = HEAD_ENDED;

@@ -1138,6 +1138,10 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         // judged. A body's line that reads like one is no header.
         ("two Host headers", vec![b"GET / HTTP/1.1\r\nHost: docs.ok.test\r\nAccept: */*\r\nHost: api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("Host in a body", vec![b"POST / HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 19\r\n\r\nx\nHost: api.ai.test".to_vec()], "ok"),
+        // Two requests in one write (pipelining): the second is judged
+        // too, by refusing the write; a body in the same write passes.
+        ("two requests in one write", vec![b"GET http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\nGET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
+        ("a body in the same write", vec![b"POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 11\r\n\r\nhello world".to_vec()], "ok"),
         // WebDAV COPY is no CONNECT: judged by its target like any method.
         ("WebDAV COPY", vec![b"COPY http://docs.ok.test/a HTTP/1.1\r\nHost: docs.ok.test\r\nDestination: http://docs.ok.test/b\r\n\r\n".to_vec()], "ok"),
         ("WebDAV COPY to a banned name", vec![b"COPY http://api.ai.test/a HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
@@ -1195,6 +1199,13 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         writes_to(
             &format!("{FRONT}:80"),
             &[b"GET / HTTP/1.1\r\nHost: docs.ok.test\r\nHost: api.ai.test\r\n\r\n".to_vec()]
+        ),
+        "EACCES@0"
+    );
+    assert_eq!(
+        writes_to(
+            &format!("{FRONT}:80"),
+            &[[plain("docs.ok.test"), plain("api.ai.test")].concat()]
         ),
         "EACCES@0"
     );
