@@ -1278,9 +1278,11 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         // refused with it.
         return Seen::Malformed;
     }
-    // A plain request whose head goes on past what was copied: its Host
-    // decides, as it did before the rest was looked at.
-    let named = state == DONE || (state == WALKING && phase == AFTER_HOST);
+    // A plain request whose head goes on past the write is held until it
+    // ends (a second Host may come in the next write), unless it goes on
+    // past what can be copied: then its Host decides.
+    let named =
+        state == DONE || (state == WALKING && phase == AFTER_HOST && copied == SNI_SCRATCH_BYTES);
     if named && name_len != 0 && name_len as usize <= MAX_NAME {
         Seen::Name {
             http: !connect,

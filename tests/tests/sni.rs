@@ -1137,6 +1137,9 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         // §3.2), and a proxy that went by the second would go by a name not
         // judged. A body's line that reads like one is no header.
         ("two Host headers", vec![b"GET / HTTP/1.1\r\nHost: docs.ok.test\r\nAccept: */*\r\nHost: api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
+        // The head in two writes: held until it ends, then judged whole.
+        ("a second Host in the head's next write", vec![b"GET / HTTP/1.1\r\nHost: docs.ok.test\r\n".to_vec(), b"Host: api.ai.test\r\n\r\n".to_vec()], "EACCES@1"),
+        ("a head in two writes", vec![b"GET / HTTP/1.1\r\nHost: docs.ok.test\r\n".to_vec(), b"Accept: */*\r\n\r\n".to_vec()], "ok"),
         ("Host in a body", vec![b"POST / HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 19\r\n\r\nx\nHost: api.ai.test".to_vec()], "ok"),
         // Two requests in one write (pipelining): the second is judged
         // too, by refusing the write; a body in the same write passes.
