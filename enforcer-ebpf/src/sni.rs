@@ -671,6 +671,7 @@ fn parse(ctx: &SkMsgContext, http_only: bool) -> Seen {
         match http_request(buf, w, copied) {
             Http::Request => host_header(buf, w, copied),
             Http::Prefix => Seen::Cut,
+            Http::H2 => Seen::Malformed,
             Http::No => Seen::Other,
         }
     }
@@ -1067,6 +1068,11 @@ fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> S
         // Blank bytes only (a chunked body's line ends).
         return Seen::Other;
     }
+    if from == 0 && copied >= H2_PREFACE.len() && h2_preface(buf, copied) {
+        // HTTP/2 after an `Upgrade: h2c`: its requests' names are HPACK
+        // coded. (Its start alone is not held here: a body may end so.)
+        return Seen::Malformed;
+    }
     let line = first_line(w, from, copied);
     if line.version {
         return if from == 0 {
@@ -1101,7 +1107,26 @@ enum Http {
     Request,
     /// Too short to tell, and the start of a method.
     Prefix,
+    /// HTTP/2 in clear text (the connection preface, RFC 9113 §3.4): its
+    /// names are HPACK coded and not read here.
+    H2,
     No,
+}
+
+/// The first line of the HTTP/2 connection preface.
+const H2_PREFACE: &[u8; 16] = b"PRI * HTTP/2.0\r\n";
+
+/// Whether the write's first bytes (all of them, up to the line's 16) are
+/// the HTTP/2 preface's.
+#[inline(always)]
+fn h2_preface(buf: &[u8; SNI_SCRATCH_BYTES], copied: usize) -> bool {
+    let mut same = true;
+    for (i, &b) in H2_PREFACE.iter().enumerate() {
+        if i < copied && byte(buf, i) != b {
+            same = false;
+        }
+    }
+    same
 }
 
 /// The methods' first four bytes, as HTTP/1.x clients write them.
@@ -1116,6 +1141,15 @@ const METHODS: [&[u8; 4]; 8] = [
 /// one) makes a request if the first line carries ` HTTP/`.
 #[inline(always)]
 fn http_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Http {
+    if h2_preface(buf, copied) {
+        // Refused whole (no front end of an AI API speaks HTTP/2 in clear
+        // text), held while it is only its start.
+        return if copied >= H2_PREFACE.len() {
+            Http::H2
+        } else {
+            Http::Prefix
+        };
+    }
     let n = if copied < 4 { copied } else { 4 };
     match (method_prefix(buf, n), copied >= 16) {
         (false, true) if byte(buf, 0).is_ascii_alphabetic() && first_line(w, 0, copied).version => {

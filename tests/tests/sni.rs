@@ -889,6 +889,11 @@ fn a_request_written_in_pieces_is_judged_whole() {
     daemon.stop();
 }
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4), and an empty SETTINGS
+/// frame that follows it.
+const H2C_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const H2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
 /// A listener at `addr` in the world's namespace that keeps every byte
 /// each connection sends (read for 60 s at most), and answers nothing.
 struct Recorder {
@@ -1145,6 +1150,11 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         // too, by refusing the write; a body in the same write passes.
         ("two requests in one write", vec![b"GET http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\nGET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("a body in the same write", vec![b"POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 11\r\n\r\nhello world".to_vec()], "ok"),
+        // HTTP/2 in clear text: its names are HPACK coded, not read; the
+        // preface is refused, first or after an upgrade, whole or in pieces.
+        ("h2c prior knowledge", vec![cat(H2C_PREFACE, H2_SETTINGS)], "EACCES@0"),
+        ("h2c preface in pieces", vec![H2C_PREFACE[..8].to_vec(), cat(&H2C_PREFACE[8..], H2_SETTINGS)], "EACCES@1"),
+        ("h2c after an upgrade", vec![b"GET / HTTP/1.1\r\nHost: docs.ok.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n".to_vec(), cat(H2C_PREFACE, H2_SETTINGS)], "EACCES@1"),
         // WebDAV COPY is no CONNECT: judged by its target like any method.
         ("WebDAV COPY", vec![b"COPY http://docs.ok.test/a HTTP/1.1\r\nHost: docs.ok.test\r\nDestination: http://docs.ok.test/b\r\n\r\n".to_vec()], "ok"),
         ("WebDAV COPY to a banned name", vec![b"COPY http://api.ai.test/a HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
