@@ -672,6 +672,21 @@ fn parse(ctx: &SkMsgContext, http_only: bool) -> Seen {
             Http::Request => host_header(buf, w, copied),
             Http::Prefix => Seen::Cut,
             Http::H2 => Seen::Malformed,
+            // A request line with a method none of `METHODS` begins,
+            // cut short (`PROPFIND /`, `PROPF`): held until its line ends,
+            // since "neither TLS nor HTTP" would let the connection's
+            // later writes (a CONNECT) through unjudged.
+            Http::No
+                if copied < SNI_SCRATCH_BYTES
+                    && byte(buf, 0).is_ascii_uppercase()
+                    && matches!(
+                        request_shape(w, 0, copied),
+                        Shape::Request | Shape::OpenTarget | Shape::OpenMethod
+                    )
+                    && !first_line(w, 0, copied).ended =>
+            {
+                Seen::Cut
+            }
             Http::No => Seen::Other,
         }
     }
@@ -1048,24 +1063,27 @@ unsafe extern "C" fn ext_step(_index: u64, _ctx: *mut c_void) -> i64 {
 
 /// Plain HTTP after a first request: a write that starts another request
 /// is judged as one; anything else is a body and passes. A write is a
-/// request if its first line carries ` HTTP/` (a body line that does is
-/// judged too: a false refusal at worst); one after blank lines (which
-/// servers skip) is refused; a write with no line end that starts with a
-/// method and a target is held until its line is whole. Bodies that merely
-/// begin with a word like a method pass.
+/// request if its first line begins with a method and a blank and carries
+/// ` HTTP/` (a body line that does is judged too: a false refusal at
+/// worst); one after empty lines (which servers skip) is refused, and so
+/// is one that begins with a blank and carries ` HTTP/` (the rest of a
+/// request line whose start passed as a body); a write with no line end
+/// that starts with a method, a blank and the start of a target, or no
+/// target yet, is held until its line is whole. Bodies that merely begin
+/// with a word like a method pass, and so do bodies (a JSON document) whose
+/// first line mentions ` HTTP/` but begins with no method.
 #[inline(always)]
 fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
     let mut from = 0;
     for i in 0..8 {
-        let c = byte(buf, i);
-        if i < copied && (c == b'\r' || c == b'\n' || c == b' ' || c == b'\t') {
+        if i < copied && matches!(byte(buf, i), b'\r' | b'\n') {
             from = i + 1;
         } else {
             break;
         }
     }
     if from >= copied {
-        // Blank bytes only (a chunked body's line ends).
+        // Line ends only (a chunked body's).
         return Seen::Other;
     }
     if from == 0 && copied >= H2_PREFACE.len() && h2_preface(buf, copied) {
@@ -1073,33 +1091,229 @@ fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> S
         // coded. (Its start alone is not held here: a body may end so.)
         return Seen::Malformed;
     }
+    let shape = request_shape(w, from, copied);
     let line = first_line(w, from, copied);
-    if line.version {
-        return if from == 0 {
-            host_header(buf, w, copied)
-        } else {
+    if from != 0 {
+        return if line.version || matches!(shape, Shape::Request | Shape::OpenTarget) {
             Seen::Malformed
+        } else {
+            Seen::Other
         };
     }
-    if line.ended || from != 0 || copied >= SNI_SCRATCH_BYTES {
-        return Seen::Other;
+    if matches!(byte(buf, 0), b' ' | b'\t') {
+        // ` HTTP/1.1`: a request line cut before its version.
+        return if line.version {
+            Seen::Malformed
+        } else {
+            Seen::Other
+        };
     }
-    // No line end yet: a request line cut short if it is a method, a
-    // blank and the start of a target (`/`, `*`, `http`).
-    let method = method_prefix(buf, 4);
-    let mut target = 0u8;
-    for i in 4..12 {
-        let c = byte(buf, i);
-        if i + 1 < copied && byte(buf, i) != b' ' && byte(buf, i - 1) == b' ' {
-            target = c;
-            break;
+    match shape {
+        Shape::Request | Shape::Method if line.version => host_header(buf, w, copied),
+        // No line end yet: a request line cut short (`GET `, `GET h`).
+        Shape::Request | Shape::OpenTarget if !line.ended && copied < SNI_SCRATCH_BYTES => {
+            Seen::Cut
+        }
+        _ => Seen::Other,
+    }
+}
+
+/// How the bytes at `from` begin, read as a request line.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A method (1..=20 token characters), blanks, and a target that starts
+    /// like one: `/`, `*`, `http:`, `https:` (any for CONNECT).
+    Request,
+    /// A method and blanks, and something else after them.
+    Method,
+    /// A method and blanks, the write ending before the target (or inside
+    /// its `http` scheme).
+    OpenTarget,
+    /// Uppercase token characters up to the write's end: a method cut short.
+    OpenMethod,
+    No,
+}
+
+/// A token character (RFC 9110 §5.6.2), of which methods are made.
+#[inline(always)]
+fn tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// The separators lenient proxies take after a method (as
+/// `absolute_target`).
+#[inline(always)]
+fn method_sep(c: u8) -> bool {
+    c == b' ' || c == b'\t' || c == 0x0b || c == 0x0c || c == b'\r'
+}
+
+/// `Walk::ech` of `shape_step` once it decided.
+const SHAPE_REQUEST: u32 = 1;
+const SHAPE_METHOD: u32 = 2;
+const SHAPE_NO: u32 = 3;
+
+/// How the bytes at `from` begin, read as a request line (a walk: the
+/// verifier takes one callback where unrolled loops at three call sites
+/// made too many states). Leaves the walk's name alone.
+#[inline(always)]
+fn request_shape(w: *mut Walk, from: usize, copied: usize) -> Shape {
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).pos = from as u64;
+        (*w).end = copied as u64;
+        (*w).matched = 0;
+        (*w).phase = 0;
+        (*w).line = 1;
+        (*w).ech = SHAPE_NO;
+        (*w).state = WALKING;
+    }
+    // One step per byte, and one that reads none (into the target).
+    steps(SNI_SCRATCH_BYTES as u32 + 2, shape_step);
+    // SAFETY: as above; read afresh after the loop.
+    let (state, shape, phase, matched, upper) = unsafe {
+        (
+            read_volatile(&(*w).state),
+            read_volatile(&(*w).ech),
+            read_volatile(&(*w).phase),
+            read_volatile(&(*w).matched),
+            read_volatile(&(*w).line),
+        )
+    };
+    if state == DONE {
+        return match shape {
+            SHAPE_REQUEST => Shape::Request,
+            SHAPE_METHOD => Shape::Method,
+            _ => Shape::No,
+        };
+    }
+    // The write ended first.
+    match phase {
+        0 if matched != 0 && upper != 0 => Shape::OpenMethod,
+        0 => Shape::No,
+        _ => Shape::OpenTarget,
+    }
+}
+
+/// One byte of `request_shape`: the method (phase 0, `matched` its
+/// length, `line` 1 while it is all uppercase), the separators after it
+/// (1), the target's `http:`/`https:` scheme (2, `matched` bytes of it).
+#[inline(never)]
+unsafe extern "C" fn shape_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
+        return 1;
+    };
+    let Some((pos, c)) = current(w, buf) else {
+        return 1;
+    };
+    match w.phase {
+        0 => {
+            if method_sep(c) {
+                if w.matched == 0 {
+                    return decide(w, SHAPE_NO);
+                }
+                // `CONNECT` takes an authority, not a path or URL.
+                let l = |i: usize| lower(byte(buf, i));
+                if w.matched == 7
+                    && l(pos - 7) == b'c'
+                    && l(pos - 6) == b'o'
+                    && l(pos - 5) == b'n'
+                    && l(pos - 4) == b'n'
+                    && l(pos - 3) == b'e'
+                    && l(pos - 2) == b'c'
+                    && l(pos - 1) == b't'
+                {
+                    return decide(w, SHAPE_REQUEST);
+                }
+                w.phase = 1;
+            } else if !tchar(c) || w.matched >= 20 {
+                return decide(w, SHAPE_NO);
+            } else {
+                if !(c.is_ascii_uppercase() || c == b'-' || c == b'_') {
+                    w.line = 0;
+                }
+                w.matched += 1;
+            }
+            w.pos += 1;
+        }
+        1 => {
+            if method_sep(c) {
+                w.pos += 1;
+            } else if c == b'/' || c == b'*' {
+                return decide(w, SHAPE_REQUEST);
+            } else {
+                w.phase = 2;
+                w.matched = 0;
+            }
+        }
+        _ => {
+            let c = lower(c);
+            let m = w.matched;
+            if m == 4 && c == b':' {
+                return decide(w, SHAPE_REQUEST);
+            }
+            let expected = match m {
+                0 => b'h',
+                1 | 2 => b't',
+                3 => b'p',
+                4 => b's',
+                _ => b':',
+            };
+            if c != expected {
+                return decide(w, SHAPE_METHOD);
+            }
+            if m == 5 {
+                return decide(w, SHAPE_REQUEST);
+            }
+            w.matched += 1;
+            w.pos += 1;
         }
     }
-    if method && (target == b'/' || target == b'*' || lower(target) == b'h') {
-        Seen::Cut
-    } else {
-        Seen::Other
+    0
+}
+
+/// `shape_step` decided: `shape` it is, and the walk stops.
+#[inline(always)]
+fn decide(w: &mut Walk, shape: u32) -> i64 {
+    w.ech = shape;
+    w.state = DONE;
+    1
+}
+
+/// Whether another request starts at `at` (past the head judged, after
+/// any empty lines) in the copied write, or the first line there carries
+/// ` HTTP/` (a request glued to a body).
+#[inline(always)]
+fn request_follows(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, at: usize, copied: usize) -> bool {
+    let mut from = at;
+    for _ in 0..8 {
+        if from < copied && matches!(byte(buf, from), b'\r' | b'\n') {
+            from += 1;
+        }
     }
+    if from >= copied {
+        return false;
+    }
+    matches!(
+        request_shape(w, from, copied),
+        Shape::Request | Shape::OpenTarget
+    ) || first_line(w, from, copied).version
 }
 
 /// Whether a write starts an HTTP/1.x request.
@@ -1286,7 +1500,10 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         (*w).ech = if connect { READ_CONNECT } else { READ_HOST };
         (*w).state = WALKING;
     }
-    steps(SNI_SCRATCH_BYTES as u32, host_step);
+    // One step per byte, and up to two that read none (into the name,
+    // past it): without them a head ending in the copy's last bytes would
+    // read as cut short.
+    steps(SNI_SCRATCH_BYTES as u32 + 4, host_step);
     // SAFETY: as above; read afresh after the loop.
     let (state, name_len, phase, head_end) = unsafe {
         (
@@ -1301,15 +1518,13 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         // tunnel before any reply: a ClientHello there would pass unjudged.
         return Seen::Malformed;
     }
-    if !connect
-        && state == DONE
-        && (head_end as usize) < copied
-        && first_line(w, head_end as usize, copied).version
-    {
+    let head_ended = state == DONE || (state == WALKING && phase == HEAD_ENDED);
+    if !connect && head_ended && request_follows(buf, w, head_end as usize, copied) {
         // A second request in the same write (pipelining, which no
-        // mainstream client does any more): only the first would be
-        // judged. A body whose first line reads like a request line is
-        // refused with it.
+        // mainstream client does any more), after a head with a Host or
+        // without (HTTP/1.0), after empty lines (which servers skip) or
+        // cut short: only the first would be judged. A body that begins
+        // like a request line is refused with it.
         return Seen::Malformed;
     }
     // A plain request whose head goes on past the write is held until it
@@ -1362,9 +1577,9 @@ unsafe extern "C" fn host_step(_index: u64, _ctx: *mut c_void) -> i64 {
         0 | AFTER_HOST => {
             if c == b'\n' {
                 if empty_line(w.line, buf, pos) {
+                    // `pos` past the head, for what follows it.
+                    w.pos += 1;
                     if w.phase == AFTER_HOST {
-                        // `pos` past the head, for what follows it.
-                        w.pos += 1;
                         w.state = DONE;
                     } else {
                         w.phase = HEAD_ENDED;
