@@ -181,6 +181,12 @@ pub struct Walk {
     /// `host_step`: bytes on the current line so far (an empty line ends
     /// the request head).
     line: u32,
+    /// `length_step`: the Content-Length read, how many there were, bytes
+    /// of `\ntransfer-encoding:` matched, whether it was seen.
+    value: u64,
+    lengths: u32,
+    chunked: u32,
+    te: u64,
 }
 
 impl Stepped for Walk {
@@ -1296,6 +1302,128 @@ fn decide(w: &mut Walk, shape: u32) -> i64 {
     1
 }
 
+/// Where the body of a request whose head ends at `head_end` ends: past
+/// its Content-Length, or at the head's end without one. `None` where that
+/// is not known (a Transfer-Encoding, two lengths, a length that is no
+/// plain number): every line after the head is then suspect.
+#[inline(always)]
+fn body_end(w: *mut Walk, head_end: usize) -> Option<usize> {
+    // SAFETY: a per-CPU value, ours for the program's run. The name found
+    // (`name_off`, `name_len`) stays.
+    unsafe {
+        (*w).pos = 0;
+        (*w).end = head_end as u64;
+        (*w).matched = 0;
+        (*w).te = 0;
+        (*w).phase = 0;
+        (*w).value = 0;
+        (*w).lengths = 0;
+        (*w).chunked = 0;
+        (*w).state = WALKING;
+    }
+    steps(SNI_SCRATCH_BYTES as u32, length_step);
+    // SAFETY: as above; read afresh after the loop.
+    let (state, lengths, chunked, value) = unsafe {
+        (
+            read_volatile(&(*w).state),
+            read_volatile(&(*w).lengths),
+            read_volatile(&(*w).chunked),
+            read_volatile(&(*w).value),
+        )
+    };
+    if state == FAILED || chunked != 0 || lengths > 1 {
+        None
+    } else {
+        Some(head_end + value as usize)
+    }
+}
+
+/// Whether ` HTTP/` stands anywhere from `from` on in the copied write (a
+/// request in a body whose end is not known).
+#[inline(always)]
+fn version_from(w: *mut Walk, from: usize, copied: usize) -> bool {
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).pos = from as u64;
+        (*w).end = copied as u64;
+        (*w).matched = 0;
+        (*w).phase = VERSION_ANYWHERE;
+        (*w).state = WALKING;
+    }
+    steps(SNI_SCRATCH_BYTES as u32, version_step);
+    // SAFETY: as above; read afresh after the loop.
+    unsafe { read_volatile(&(*w).state) == DONE }
+}
+
+/// `Walk::phase` of `version_step`: on past line ends.
+const VERSION_ANYWHERE: u32 = 2;
+
+const CONTENT_LENGTH: &[u8; 32] = b"\ncontent-length:\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+const TRANSFER_ENCODING: &[u8; 32] = b"\ntransfer-encoding:\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+/// One byte of a case-insensitive search for the first `len` bytes of
+/// `pattern` (its first byte `\n`): true once whole (and it starts anew).
+#[inline(always)]
+fn match_long(matched: &mut u64, c: u8, pattern: &[u8; 32], len: u64) -> bool {
+    if lower(c) == pattern[(*matched as usize) & 31] {
+        *matched += 1;
+        if *matched >= len {
+            *matched = 0;
+            return true;
+        }
+        return false;
+    }
+    *matched = (c == b'\n') as u64;
+    false
+}
+
+/// One byte of a request head for `body_end`: finds `Content-Length:`
+/// (phase 0), its blanks (1), digits (2), what follows them on the line
+/// (3); notes any `Transfer-Encoding:`.
+#[inline(never)]
+unsafe extern "C" fn length_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
+        return 1;
+    };
+    let Some((_, c)) = current(w, buf) else {
+        return 1;
+    };
+    if match_long(&mut w.te, c, TRANSFER_ENCODING, 19) {
+        w.chunked = 1;
+    }
+    let blank = c == b' ' || c == b'\t';
+    match w.phase {
+        0 => {
+            if match_long(&mut w.matched, c, CONTENT_LENGTH, 16) {
+                w.lengths += 1;
+                w.value = 0;
+                w.phase = 1;
+            }
+        }
+        1 if blank => {}
+        1 | 2 if c.is_ascii_digit() => {
+            if w.value > 100_000_000 {
+                w.state = FAILED;
+                return 1;
+            }
+            w.value = w.value * 10 + (c - b'0') as u64;
+            w.phase = 2;
+        }
+        2 | 3 if blank || c == b'\r' => w.phase = 3,
+        2 | 3 if c == b'\n' => {
+            w.phase = 0;
+            w.matched = 1;
+        }
+        _ => {
+            // No number, or more than one (`4, 4`), or something after it.
+            w.state = FAILED;
+            return 1;
+        }
+    }
+    w.pos += 1;
+    0
+}
+
 /// Whether another request starts at `at` (past the head judged, after
 /// any empty lines) in the copied write, or the first line there carries
 /// ` HTTP/` (a request glued to a body).
@@ -1432,7 +1560,7 @@ unsafe extern "C" fn version_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some((_, c)) = current(w, buf) else {
         return 1;
     };
-    if c == b'\n' {
+    if c == b'\n' && w.phase != VERSION_ANYWHERE {
         w.phase = 1;
         return 1;
     }
@@ -1519,7 +1647,16 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         return Seen::Malformed;
     }
     let head_ended = state == DONE || (state == WALKING && phase == HEAD_ENDED);
-    if !connect && head_ended && request_follows(buf, w, head_end as usize, copied) {
+    let framed = if !connect && head_ended {
+        body_end(w, head_end as usize)
+    } else {
+        None
+    };
+    if !connect
+        && head_ended
+        && (request_follows(buf, w, framed.unwrap_or(head_end as usize), copied)
+            || (framed.is_none() && version_from(w, head_end as usize, copied)))
+    {
         // A second request in the same write (pipelining, which no
         // mainstream client does any more), after a head with a Host or
         // without (HTTP/1.0), after empty lines (which servers skip) or

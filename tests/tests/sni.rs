@@ -1464,6 +1464,22 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
             "ok",
         ),
         (
+            "a second request after a body with a line end, in one write",
+            true,
+            vec![b(
+                "POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 4\r\n\r\nxy\r\nGET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n",
+            )],
+            "EACCES@0",
+        ),
+        (
+            "a second request after a chunked body, in one write",
+            true,
+            vec![b(
+                "POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\nGET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n",
+            )],
+            "EACCES@0",
+        ),
+        (
             "a JSON body mentioning HTTP/ in the write after its head",
             true,
             vec![post.clone(), json.clone()],
