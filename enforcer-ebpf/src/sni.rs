@@ -679,12 +679,12 @@ fn parse(ctx: &SkMsgContext, http_only: bool) -> Seen {
             Http::Prefix => Seen::Cut,
             Http::H2 => Seen::Malformed,
             // A request line with a method none of `METHODS` begins,
-            // cut short (`PROPFIND /`, `PROPF`): held until its line ends,
-            // since "neither TLS nor HTTP" would let the connection's
-            // later writes (a CONNECT) through unjudged.
+            // cut short (`PROPFIND /`, `propfind `, `PROPF`; a method cut
+            // short only if uppercase): held until its line ends, since
+            // "neither TLS nor HTTP" would let the connection's later
+            // writes (a CONNECT) through unjudged.
             Http::No
                 if copied < SNI_SCRATCH_BYTES
-                    && byte(buf, 0).is_ascii_uppercase()
                     && matches!(
                         request_shape(w, 0, copied),
                         Shape::Request | Shape::OpenTarget | Shape::OpenMethod

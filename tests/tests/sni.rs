@@ -1449,6 +1449,16 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
             "EACCES@2",
         ),
         (
+            "a first write cut after a lowercase method, then a CONNECT",
+            true,
+            vec![
+                b("propfind "),
+                b("/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n"),
+                tls::connect_request("api.ai.test"),
+            ],
+            "EACCES@2",
+        ),
+        (
             "a first write cut inside an uncommon method",
             false,
             vec![b("PROPFIND /"), b(" HTTP/1.1\r\nHost: api.ai.test\r\n\r\n")],
