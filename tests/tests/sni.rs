@@ -1346,8 +1346,16 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
         "POST http://docs.ok.test/v1 HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         json.len()
     ));
+    // A request of `n` bytes whose head ends with the write (the Host
+    // walk takes a step per byte and two more).
+    let sized = |n: usize| {
+        let head = "GET / HTTP/1.1\r\nHost: docs.ok.test\r\nX-Pad: ";
+        b(&format!("{head}{}\r\n\r\n", "a".repeat(n - head.len() - 4)))
+    };
     // (what, to the proxy (else the front end), writes, expected)
     let cases: Vec<(&str, bool, Vec<Vec<u8>>, &str)> = vec![
+        ("a request of 4094 bytes", false, vec![sized(4094)], "ok"),
+        ("a request of 4095 bytes", false, vec![sized(4095)], "ok"),
         (
             "a second Host header in the next write",
             false,
