@@ -180,14 +180,13 @@ pub struct Walk {
     ech: u32,
     /// `host_step`: bytes on the current line so far (an empty line ends
     /// the request head).
+    /// `length_step`: bytes of `\ntransfer-encoding:` matched.
     line: u32,
-    /// `length_step`: the Content-Length read, how many there were, bytes
-    /// of `\ntransfer-encoding:` matched, whether it was seen.
-    value: u64,
-    lengths: u32,
-    chunked: u32,
-    te: u64,
 }
+// The map holding it is pinned: its size is part of the layout a running
+// enforcer is checked against on upgrade (`bpf::layout`), so new walks
+// reuse these fields.
+const _: () = assert!(core::mem::size_of::<Walk>() == 56);
 
 impl Stepped for Walk {
     fn fail(&mut self) {
@@ -222,6 +221,8 @@ enum Seen {
     Decided(Match),
     /// Neither TLS nor HTTP.
     Other,
+    /// HTTP/2 in clear text (its preface): names HPACK coded, not read.
+    H2,
     /// The rest of the record is still to come: corked until it is here.
     Corked,
     /// The start of a request whose end the write does not hold (a method
@@ -263,6 +264,11 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         return SK_PASS;
     }
     uncork(&ctx);
+    // Neither TLS nor a request (a request line cut inside an uncommon
+    // method, or another protocol): each later write is read as plain
+    // HTTP's are, so that a request after it (a CONNECT to a proxy) is
+    // judged; one that decided nothing must not open the connection.
+    let undecided = matches!(seen, Seen::Other);
     let (found, flags) = match seen {
         Seen::Corked | Seen::Cut => return SK_PASS,
         Seen::Greeting => {
@@ -274,6 +280,20 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             (NO_MATCH, 0)
         }
         Seen::NoName => (NO_MATCH, 0),
+        // To a shared name's front end: refused as the destination's ban
+        // (no AI API's front end speaks it, and its names cannot be read).
+        // To a proxy port only, it is no proxy's language (a local gRPC
+        // server in clear text): left alone.
+        Seen::H2 => match destination_rule(&ctx) {
+            0 => {
+                bump(STAT_SNI_NOT_TLS);
+                (NO_MATCH, 0)
+            }
+            rule => {
+                bump(STAT_SNI_MALFORMED);
+                (banned(rule), 0)
+            }
+        },
         Seen::Addr4(a) => {
             bump(STAT_SNI_PROXY);
             (check_v4(a, current_cgroup()), EVENT_F_PROXY)
@@ -325,7 +345,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             pending::let_through(progress, size, SNI_PENDING_WAIT);
             return SK_PASS;
         }
-        if (http_only || flags & EVENT_F_HTTP_HOST != 0)
+        if (http_only || undecided || flags & EVENT_F_HTTP_HOST != 0)
             && pending::let_through(progress, size, SNI_PENDING_HTTP)
         {
             // Plain HTTP: the next request on this connection may be for
@@ -677,17 +697,17 @@ fn parse(ctx: &SkMsgContext, http_only: bool) -> Seen {
         match http_request(buf, w, copied) {
             Http::Request => host_header(buf, w, copied),
             Http::Prefix => Seen::Cut,
-            Http::H2 => Seen::Malformed,
+            Http::H2 => Seen::H2,
             // A request line with a method none of `METHODS` begins,
-            // cut short (`PROPFIND /`, `propfind `, `PROPF`; a method cut
-            // short only if uppercase): held until its line ends, since
-            // "neither TLS nor HTTP" would let the connection's later
-            // writes (a CONNECT) through unjudged.
+            // cut short after its method (`PROPFIND /`, `propfind `): held
+            // until its line ends, and judged whole. (One cut inside its
+            // method passes as "neither", and the writes after it are
+            // read as plain HTTP's.)
             Http::No
                 if copied < SNI_SCRATCH_BYTES
                     && matches!(
                         request_shape(w, 0, copied),
-                        Shape::Request | Shape::OpenTarget | Shape::OpenMethod
+                        Shape::Request | Shape::OpenTarget
                     )
                     && !first_line(w, 0, copied).ended =>
             {
@@ -1095,9 +1115,15 @@ fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> S
     if from == 0 && copied >= H2_PREFACE.len() && h2_preface(buf, copied) {
         // HTTP/2 after an `Upgrade: h2c`: its requests' names are HPACK
         // coded. (Its start alone is not held here: a body may end so.)
-        return Seen::Malformed;
+        return Seen::H2;
     }
     let shape = request_shape(w, from, copied);
+    let blank = matches!(byte(buf, from), b' ' | b'\t');
+    if from == 0 && !blank && !matches!(shape, Shape::Request | Shape::Method | Shape::OpenTarget) {
+        // No request line starts here (binary data, a body): its first
+        // line is not read.
+        return Seen::Other;
+    }
     let line = first_line(w, from, copied);
     if from != 0 {
         return if line.version || matches!(shape, Shape::Request | Shape::OpenTarget) {
@@ -1106,7 +1132,7 @@ fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> S
             Seen::Other
         };
     }
-    if matches!(byte(buf, 0), b' ' | b'\t') {
+    if blank {
         // ` HTTP/1.1`: a request line cut before its version.
         return if line.version {
             Seen::Malformed
@@ -1114,10 +1140,16 @@ fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> S
             Seen::Other
         };
     }
+    let n = if copied < 4 { copied } else { 4 };
     match shape {
         Shape::Request | Shape::Method if line.version => host_header(buf, w, copied),
-        // No line end yet: a request line cut short (`GET `, `GET h`).
-        Shape::Request | Shape::OpenTarget if !line.ended && copied < SNI_SCRATCH_BYTES => {
+        // No line end yet: a request line of a method clients send, cut
+        // short (`GET `, `GET h`), held until its line is whole. Not any
+        // word and a blank: a body's last write may end so, and would be
+        // held for good.
+        Shape::Request | Shape::OpenTarget
+            if !line.ended && copied < SNI_SCRATCH_BYTES && method_prefix(buf, n) =>
+        {
             Seen::Cut
         }
         _ => Seen::Other,
@@ -1135,8 +1167,6 @@ enum Shape {
     /// A method and blanks, the write ending before the target (or inside
     /// its `http` scheme).
     OpenTarget,
-    /// Uppercase token characters up to the write's end: a method cut short.
-    OpenMethod,
     No,
 }
 
@@ -1186,20 +1216,17 @@ fn request_shape(w: *mut Walk, from: usize, copied: usize) -> Shape {
         (*w).end = copied as u64;
         (*w).matched = 0;
         (*w).phase = 0;
-        (*w).line = 1;
         (*w).ech = SHAPE_NO;
         (*w).state = WALKING;
     }
     // One step per byte, and one that reads none (into the target).
     steps(SNI_SCRATCH_BYTES as u32 + 2, shape_step);
     // SAFETY: as above; read afresh after the loop.
-    let (state, shape, phase, matched, upper) = unsafe {
+    let (state, shape, phase) = unsafe {
         (
             read_volatile(&(*w).state),
             read_volatile(&(*w).ech),
             read_volatile(&(*w).phase),
-            read_volatile(&(*w).matched),
-            read_volatile(&(*w).line),
         )
     };
     if state == DONE {
@@ -1211,14 +1238,13 @@ fn request_shape(w: *mut Walk, from: usize, copied: usize) -> Shape {
     }
     // The write ended first.
     match phase {
-        0 if matched != 0 && upper != 0 => Shape::OpenMethod,
         0 => Shape::No,
         _ => Shape::OpenTarget,
     }
 }
 
 /// One byte of `request_shape`: the method (phase 0, `matched` its
-/// length, `line` 1 while it is all uppercase), the separators after it
+/// length), the separators after it
 /// (1), the target's `http:`/`https:` scheme (2, `matched` bytes of it).
 #[inline(never)]
 unsafe extern "C" fn shape_step(_index: u64, _ctx: *mut c_void) -> i64 {
@@ -1251,9 +1277,6 @@ unsafe extern "C" fn shape_step(_index: u64, _ctx: *mut c_void) -> i64 {
             } else if !tchar(c) || w.matched >= 20 {
                 return decide(w, SHAPE_NO);
             } else {
-                if !(c.is_ascii_uppercase() || c == b'-' || c == b'_') {
-                    w.line = 0;
-                }
                 w.matched += 1;
             }
             w.pos += 1;
@@ -1314,49 +1337,20 @@ fn body_end(w: *mut Walk, head_end: usize) -> Option<usize> {
         (*w).pos = 0;
         (*w).end = head_end as u64;
         (*w).matched = 0;
-        (*w).te = 0;
+        (*w).line = 0;
         (*w).phase = 0;
-        (*w).value = 0;
-        (*w).lengths = 0;
-        (*w).chunked = 0;
+        (*w).ech = 0;
         (*w).state = WALKING;
     }
     steps(SNI_SCRATCH_BYTES as u32, length_step);
     // SAFETY: as above; read afresh after the loop.
-    let (state, lengths, chunked, value) = unsafe {
-        (
-            read_volatile(&(*w).state),
-            read_volatile(&(*w).lengths),
-            read_volatile(&(*w).chunked),
-            read_volatile(&(*w).value),
-        )
-    };
-    if state == FAILED || chunked != 0 || lengths > 1 {
+    let (state, length) = unsafe { (read_volatile(&(*w).state), read_volatile(&(*w).ech)) };
+    if state == FAILED {
         None
     } else {
-        Some(head_end + value as usize)
+        Some(head_end + length as usize)
     }
 }
-
-/// Whether ` HTTP/` stands anywhere from `from` on in the copied write (a
-/// request in a body whose end is not known).
-#[inline(always)]
-fn version_from(w: *mut Walk, from: usize, copied: usize) -> bool {
-    // SAFETY: a per-CPU value, ours for the program's run.
-    unsafe {
-        (*w).pos = from as u64;
-        (*w).end = copied as u64;
-        (*w).matched = 0;
-        (*w).phase = VERSION_ANYWHERE;
-        (*w).state = WALKING;
-    }
-    steps(SNI_SCRATCH_BYTES as u32, version_step);
-    // SAFETY: as above; read afresh after the loop.
-    unsafe { read_volatile(&(*w).state) == DONE }
-}
-
-/// `Walk::phase` of `version_step`: on past line ends.
-const VERSION_ANYWHERE: u32 = 2;
 
 const CONTENT_LENGTH: &[u8; 32] = b"\ncontent-length:\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 const TRANSFER_ENCODING: &[u8; 32] = b"\ntransfer-encoding:\0\0\0\0\0\0\0\0\0\0\0\0\0";
@@ -1378,8 +1372,10 @@ fn match_long(matched: &mut u64, c: u8, pattern: &[u8; 32], len: u64) -> bool {
 }
 
 /// One byte of a request head for `body_end`: finds `Content-Length:`
-/// (phase 0), its blanks (1), digits (2), what follows them on the line
-/// (3); notes any `Transfer-Encoding:`.
+/// (phase 0, or `LENGTH_SEEN` after one), its blanks (1), digits (2, the
+/// value in `ech`), what follows them on the line (3). A second length, a
+/// `Transfer-Encoding:` (its match counted in `line`) or a length that is
+/// no plain number stops the walk as `FAILED`: the body's end is unknown.
 #[inline(never)]
 unsafe extern "C" fn length_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
@@ -1388,30 +1384,38 @@ unsafe extern "C" fn length_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some((_, c)) = current(w, buf) else {
         return 1;
     };
-    if match_long(&mut w.te, c, TRANSFER_ENCODING, 19) {
-        w.chunked = 1;
+    let mut te = w.line as u64;
+    let chunked = match_long(&mut te, c, TRANSFER_ENCODING, 19);
+    w.line = te as u32;
+    if chunked {
+        w.state = FAILED;
+        return 1;
     }
     let blank = c == b' ' || c == b'\t';
     match w.phase {
-        0 => {
+        0 | LENGTH_SEEN => {
             if match_long(&mut w.matched, c, CONTENT_LENGTH, 16) {
-                w.lengths += 1;
-                w.value = 0;
+                if w.phase == LENGTH_SEEN {
+                    w.state = FAILED;
+                    return 1;
+                }
+                w.ech = 0;
                 w.phase = 1;
             }
         }
         1 if blank => {}
         1 | 2 if c.is_ascii_digit() => {
-            if w.value > 100_000_000 {
+            // At most 10^8 before the next digit: the value fits `ech`.
+            if w.ech > 100_000_000 {
                 w.state = FAILED;
                 return 1;
             }
-            w.value = w.value * 10 + (c - b'0') as u64;
+            w.ech = w.ech * 10 + (c - b'0') as u32;
             w.phase = 2;
         }
         2 | 3 if blank || c == b'\r' => w.phase = 3,
         2 | 3 if c == b'\n' => {
-            w.phase = 0;
+            w.phase = LENGTH_SEEN;
             w.matched = 1;
         }
         _ => {
@@ -1423,6 +1427,9 @@ unsafe extern "C" fn length_step(_index: u64, _ctx: *mut c_void) -> i64 {
     w.pos += 1;
     0
 }
+
+/// `Walk::phase` of `length_step` once a Content-Length was read.
+const LENGTH_SEEN: u32 = 4;
 
 /// Whether another request starts at `at` (past the head judged, after
 /// any empty lines) in the copied write, or the first line there carries
@@ -1560,7 +1567,7 @@ unsafe extern "C" fn version_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some((_, c)) = current(w, buf) else {
         return 1;
     };
-    if c == b'\n' && w.phase != VERSION_ANYWHERE {
+    if c == b'\n' {
         w.phase = 1;
         return 1;
     }
@@ -1654,8 +1661,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
     };
     if !connect
         && head_ended
-        && (request_follows(buf, w, framed.unwrap_or(head_end as usize), copied)
-            || (framed.is_none() && version_from(w, head_end as usize, copied)))
+        && request_follows(buf, w, framed.unwrap_or(head_end as usize), copied)
     {
         // A second request in the same write (pipelining, which no
         // mainstream client does any more), after a head with a Host or

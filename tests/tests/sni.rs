@@ -1150,11 +1150,6 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         // too, by refusing the write; a body in the same write passes.
         ("two requests in one write", vec![b"GET http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\nGET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("a body in the same write", vec![b"POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 11\r\n\r\nhello world".to_vec()], "ok"),
-        // HTTP/2 in clear text: its names are HPACK coded, not read; the
-        // preface is refused, first or after an upgrade, whole or in pieces.
-        ("h2c prior knowledge", vec![cat(H2C_PREFACE, H2_SETTINGS)], "EACCES@0"),
-        ("h2c preface in pieces", vec![H2C_PREFACE[..8].to_vec(), cat(&H2C_PREFACE[8..], H2_SETTINGS)], "EACCES@1"),
-        ("h2c after an upgrade", vec![b"GET / HTTP/1.1\r\nHost: docs.ok.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n".to_vec(), cat(H2C_PREFACE, H2_SETTINGS)], "EACCES@1"),
         // WebDAV COPY is no CONNECT: judged by its target like any method.
         ("WebDAV COPY", vec![b"COPY http://docs.ok.test/a HTTP/1.1\r\nHost: docs.ok.test\r\nDestination: http://docs.ok.test/b\r\n\r\n".to_vec()], "ok"),
         ("WebDAV COPY to a banned name", vec![b"COPY http://api.ai.test/a HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
@@ -1318,7 +1313,12 @@ fn a_connection_the_sockhash_refuses_sends_nothing() {
 /// - a first write cut inside an uncommon method: read as "neither TLS
 ///   nor HTTP", it let the whole connection through, a later CONNECT too;
 /// - a body of one line (JSON) that mentions ` HTTP/`: held for good
-///   when written alone, refused when written with its head.
+///   when written alone, refused when written with its head;
+/// - and, from the merge: a write cut inside an uncommon method passes as
+///   no request but the writes after it are read as plain HTTP's (a bare
+///   word is not held), a body's last write ending in a word and a blank
+///   is not held, HTTP/2 in clear text is refused to a front end and
+///   passes to a proxy port (a local gRPC server).
 #[test]
 fn requests_cut_across_writes_or_pipelined_are_judged() {
     use enforcer_tests::{hex, tls};
@@ -1490,13 +1490,70 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
             "EACCES@0",
         ),
         (
-            "a second request after a chunked body, in one write",
+            "a chunked body mentioning HTTP/ in its head's write",
             true,
-            vec![b(
-                "POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\nGET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n",
-            )],
-            "EACCES@0",
+            vec![[
+                b("POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                b(&format!("{:x}\r\n", json.len())),
+                json.clone(),
+                b("\r\n0\r\n\r\n"),
+            ]
+            .concat()],
+            "ok",
         ),
+        // A write cut inside an uncommon method passes as no request, and
+        // the writes after it are read as plain HTTP's: a CONNECT there is
+        // judged. A bare word is not held.
+        (
+            "a first write cut inside an uncommon method, then a CONNECT",
+            true,
+            vec![
+                b("PROPF"),
+                b("IND / HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n"),
+                tls::connect_request("api.ai.test"),
+            ],
+            "EACCES@2",
+        ),
+        (
+            "a first write cut inside an uncommon method, allowed",
+            true,
+            vec![
+                b("PROPF"),
+                b("IND / HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n"),
+                tls::connect_request("docs.ok.test"),
+            ],
+            "ok",
+        ),
+        ("a bare word first", true, vec![b("HELLO")], "ok"),
+        (
+            "a body's last write ending in a word and a blank",
+            false,
+            vec![
+                b("POST / HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 7\r\n\r\n"),
+                b("Thanks "),
+            ],
+            "ok",
+        ),
+        // HTTP/2 in clear text: its names are HPACK coded, not read. To the
+        // front end it is refused, first or after an upgrade, whole or in
+        // pieces; to a proxy port (a local gRPC server) it passes.
+        ("h2c prior knowledge", false, vec![[H2C_PREFACE, H2_SETTINGS].concat()], "EACCES@0"),
+        (
+            "h2c preface in pieces",
+            false,
+            vec![H2C_PREFACE[..8].to_vec(), [&H2C_PREFACE[8..], H2_SETTINGS].concat()],
+            "EACCES@1",
+        ),
+        (
+            "h2c after an upgrade",
+            false,
+            vec![
+                b("GET / HTTP/1.1\r\nHost: docs.ok.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"),
+                [H2C_PREFACE, H2_SETTINGS].concat(),
+            ],
+            "EACCES@1",
+        ),
+        ("h2c to a proxy port", true, vec![[H2C_PREFACE, H2_SETTINGS].concat(), H2_SETTINGS.to_vec()], "ok"),
         (
             "a JSON body mentioning HTTP/ in the write after its head",
             true,
