@@ -1554,6 +1554,64 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
             "EACCES@1",
         ),
         ("h2c to a proxy port", true, vec![[H2C_PREFACE, H2_SETTINGS].concat(), H2_SETTINGS.to_vec()], "ok"),
+        // From the second review (rev8). A text body (a prompt, a
+        // markdown document) written after its head, whose first line
+        // has a word, a blank and ` HTTP/`: read as a request without a
+        // Host it was held for good (the client waits for the answer).
+        (
+            "a text body mentioning HTTP/ in the write after its head",
+            true,
+            vec![
+                b("POST http://docs.ok.test/v1 HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Type: text/plain\r\nContent-Length: 30\r\n\r\n"),
+                b("Explain HTTP/2 to me, briefly."),
+            ],
+            "ok",
+        ),
+        (
+            "a markdown body mentioning HTTP/ after its head",
+            false,
+            vec![
+                b("PUT /notes.md HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 24\r\n\r\n"),
+                b("# Notes on HTTP/2\n- done"),
+            ],
+            "ok",
+        ),
+        // More empty lines before a second request than the skip covered
+        // (8 bytes): proxies skip any number of them (Squid's relaxed
+        // parser, tinyproxy), and the request behind them passed unjudged.
+        (
+            "a second request after five empty lines in one write",
+            true,
+            vec![[absolute("docs.ok.test"), b(&"\r\n".repeat(5)), absolute("api.ai.test")].concat()],
+            "EACCES@0",
+        ),
+        (
+            "a later write of five empty lines and a request",
+            true,
+            vec![absolute("docs.ok.test"), [b(&"\r\n".repeat(5)), absolute("api.ai.test")].concat()],
+            "EACCES@1",
+        ),
+        (
+            "a later write of twenty bare line ends and a request",
+            true,
+            vec![absolute("docs.ok.test"), [b(&"\n".repeat(20)), absolute("api.ai.test")].concat()],
+            "EACCES@1",
+        ),
+        // An absolute-form target without `//` after its scheme: WHATWG
+        // URL parsers (Node's proxies) read `http:\\host/` and
+        // `http:/host/` as the host; it passed by its Host header.
+        (
+            "an absolute-form target with backslashes",
+            true,
+            vec![b("GET http:\\\\api.ai.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n")],
+            "EACCES@0",
+        ),
+        (
+            "an absolute-form target with one slash",
+            true,
+            vec![b("GET http:/api.ai.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n")],
+            "EACCES@0",
+        ),
         (
             "a JSON body mentioning HTTP/ in the write after its head",
             true,
