@@ -1606,6 +1606,14 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
             vec![b("GET http:\\\\api.ai.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n")],
             "EACCES@0",
         ),
+        // More blanks after the method than were skipped (8): Squid's
+        // relaxed parser skips them all, and the target was not read.
+        (
+            "an absolute-form target after nine blanks",
+            true,
+            vec![b(&format!("GET{}http://api.ai.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n", " ".repeat(9)))],
+            "EACCES@0",
+        ),
         (
             "an absolute-form target with one slash",
             true,
