@@ -1100,14 +1100,8 @@ unsafe extern "C" fn ext_step(_index: u64, _ctx: *mut c_void) -> i64 {
 /// first line mentions ` HTTP/` but begins with no method.
 #[inline(always)]
 fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Seen {
-    let mut from = 0;
-    for i in 0..8 {
-        if i < copied && matches!(byte(buf, i), b'\r' | b'\n') {
-            from = i + 1;
-        } else {
-            break;
-        }
-    }
+    // All of them: proxies skip any number of empty lines before a request.
+    let from = line_ends_from(w, 0, copied);
     if from >= copied {
         // Line ends only (a chunked body's).
         return Seen::Other;
@@ -1142,7 +1136,12 @@ fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> S
     }
     let n = if copied < 4 { copied } else { 4 };
     match shape {
-        Shape::Request | Shape::Method if line.version => host_header(buf, w, copied),
+        Shape::Request if line.version => host_header(buf, w, copied),
+        // A word, a blank and no target a request has (`/`, `*`, `http:`):
+        // a request line only if the word is a usual method. A text body's
+        // first line (`Explain HTTP/2 to me`, `# Notes on HTTP/2`) would
+        // be held for good as a head without its end.
+        Shape::Method if line.version && method_prefix(buf, n) => host_header(buf, w, copied),
         // No line end yet: a request line of a method clients send, cut
         // short (`GET `, `GET h`), held until its line is whole. Not any
         // word and a blank: a body's last write may end so, and would be
@@ -1435,13 +1434,8 @@ const LENGTH_SEEN: u32 = 4;
 /// any empty lines) in the copied write, or the first line there carries
 /// ` HTTP/` (a request glued to a body).
 #[inline(always)]
-fn request_follows(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, at: usize, copied: usize) -> bool {
-    let mut from = at;
-    for _ in 0..8 {
-        if from < copied && matches!(byte(buf, from), b'\r' | b'\n') {
-            from += 1;
-        }
-    }
+fn request_follows(w: *mut Walk, at: usize, copied: usize) -> bool {
+    let from = line_ends_from(w, at, copied);
     if from >= copied {
         return false;
     }
@@ -1449,6 +1443,37 @@ fn request_follows(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, at: usize, copie
         request_shape(w, from, copied),
         Shape::Request | Shape::OpenTarget
     ) || first_line(w, from, copied).version
+}
+
+/// Where the run of CR and LF bytes at `from` ends in the copied write
+/// (`from` itself if there is none). Leaves the walk's name alone.
+#[inline(always)]
+fn line_ends_from(w: *mut Walk, from: usize, copied: usize) -> usize {
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe {
+        (*w).pos = from as u64;
+        (*w).end = copied as u64;
+        (*w).state = WALKING;
+    }
+    steps(SNI_SCRATCH_BYTES as u32, line_end_step);
+    // SAFETY: as above; read afresh after the loop.
+    unsafe { read_volatile(&(*w).pos) as usize }
+}
+
+/// One byte of `line_ends_from`: on past a CR or LF, else stop.
+#[inline(never)]
+unsafe extern "C" fn line_end_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
+        return 1;
+    };
+    let Some((_, c)) = current(w, buf) else {
+        return 1;
+    };
+    if c != b'\r' && c != b'\n' {
+        return 1;
+    }
+    w.pos += 1;
+    0
 }
 
 /// Whether a write starts an HTTP/1.x request.
@@ -1661,7 +1686,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
     };
     if !connect
         && head_ended
-        && request_follows(buf, w, framed.unwrap_or(head_end as usize), copied)
+        && request_follows(w, framed.unwrap_or(head_end as usize), copied)
     {
         // A second request in the same write (pipelining, which no
         // mainstream client does any more), after a head with a Host or
@@ -1929,17 +1954,28 @@ fn absolute_target(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -
             s += 1;
         }
     }
+    if sep(byte(buf, s)) {
+        // More separators than read here, which lenient proxies skip all
+        // of (Squid's relaxed parser): the target behind them is unread.
+        return Target::Bad;
+    }
     let lower = |i: usize| lower(byte(buf, i));
     if !(lower(s) == b'h' && lower(s + 1) == b't' && lower(s + 2) == b't' && lower(s + 3) == b'p') {
         return Target::Origin;
     }
-    let off = if byte(buf, s + 4) == b':' && byte(buf, s + 5) == b'/' && byte(buf, s + 6) == b'/' {
+    // The scheme, then `//`. Without them (`http:\\host/`, `http:/host/`)
+    // WHATWG URL parsers (a proxy in Node) still read a host, which the
+    // Host header need not name: refused, as no client writes them.
+    let slashes = |i: usize| byte(buf, i) == b'/' && byte(buf, i + 1) == b'/';
+    let off = if byte(buf, s + 4) == b':' {
+        if !slashes(s + 5) {
+            return Target::Bad;
+        }
         s + 7
-    } else if lower(s + 4) == b's'
-        && byte(buf, s + 5) == b':'
-        && byte(buf, s + 6) == b'/'
-        && byte(buf, s + 7) == b'/'
-    {
+    } else if lower(s + 4) == b's' && byte(buf, s + 5) == b':' {
+        if !slashes(s + 6) {
+            return Target::Bad;
+        }
         s + 8
     } else {
         return Target::Origin;
