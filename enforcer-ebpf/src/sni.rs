@@ -1635,6 +1635,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
     // `GET http://host/ HTTP/1.1`: what a proxy (and, by RFC 9112, any
     // server) goes by instead of Host. Judged first; Host too if it passes.
     let mut target = NO_MATCH;
+    let mut by_target = false;
     if !connect {
         match absolute_target(buf, w, copied) {
             Target::Origin => {}
@@ -1645,6 +1646,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
                 if !matches!(target.verdict, VERDICT_PASS | VERDICT_ALLOWED) {
                     return Seen::Decided(target);
                 }
+                by_target = true;
             }
         }
     }
@@ -1710,6 +1712,13 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
     } else if phase == HEAD_ENDED {
         // A whole request head without a Host header (HTTP/1.0): its
         // absolute-form target, if any, was all there was to judge.
+        Seen::Decided(target)
+    } else if by_target && copied == SNI_SCRATCH_BYTES {
+        // An absolute-form request whose head goes on past the copy with
+        // no Host in it (Node's http puts Host after the caller's headers:
+        // a long cookie or token pushes it out): the target, which a proxy
+        // goes by (RFC 9112 §3.2.2 has it ignore Host), decides. It was
+        // refused as cut short.
         Seen::Decided(target)
     } else {
         // The head, or the name in it, goes on past what was written.

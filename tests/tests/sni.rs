@@ -1606,6 +1606,36 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
             vec![b("GET http:\\\\api.ai.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n")],
             "EACCES@0",
         ),
+        // Node's http writes Host after the caller's headers: a request
+        // through a proxy with 4.5 KB of cookies had no Host in the first
+        // 4 KB and was refused as cut short; its target names the host.
+        (
+            "an absolute-form request with Host past the first 4 KB",
+            true,
+            vec![b(&format!(
+                "GET http://docs.ok.test/ HTTP/1.1\r\nCookie: {}\r\nHost: docs.ok.test\r\nConnection: close\r\n\r\n",
+                "a=b; ".repeat(900)
+            ))],
+            "ok",
+        ),
+        (
+            "an absolute-form request to a banned name with Host past the first 4 KB",
+            true,
+            vec![b(&format!(
+                "GET http://api.ai.test/ HTTP/1.1\r\nCookie: {}\r\nHost: docs.ok.test\r\n\r\n",
+                "a=b; ".repeat(900)
+            ))],
+            "EACCES@0",
+        ),
+        (
+            "an origin-form request with Host past the first 4 KB",
+            false,
+            vec![b(&format!(
+                "GET / HTTP/1.1\r\nCookie: {}\r\nHost: docs.ok.test\r\n\r\n",
+                "a=b; ".repeat(900)
+            ))],
+            "EACCES@0",
+        ),
         // More blanks after the method than were skipped (8): Squid's
         // relaxed parser skips them all, and the target was not read.
         (
