@@ -1686,10 +1686,7 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
     } else {
         None
     };
-    if !connect
-        && head_ended
-        && request_follows(w, framed.unwrap_or(head_end as usize), copied)
-    {
+    if !connect && head_ended && request_follows(w, framed.unwrap_or(head_end as usize), copied) {
         // A second request in the same write (pipelining, which no
         // mainstream client does any more), after a head with a Host or
         // without (HTTP/1.0), after empty lines (which servers skip) or
