@@ -230,6 +230,10 @@ enum Seen {
     /// message short of its length): held until more is written.
     Cut,
     Malformed,
+    /// A CONNECT whose name was read but whose head goes on past the
+    /// copy (a long `Proxy-Authorization`): judged by its name, and passed
+    /// only if the rest of the write ends with its head (`connect_rest`).
+    LongConnect,
 }
 
 #[sk_msg]
@@ -309,6 +313,17 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         Seen::Malformed => {
             bump(STAT_SNI_MALFORMED);
             (ERROR, 0)
+        }
+        Seen::LongConnect => {
+            bump(STAT_SNI_PROXY);
+            let found = judge_walk();
+            // The name first (it is in the copy the rest replaces).
+            if matches!(found.verdict, VERDICT_PASS | VERDICT_ALLOWED) && !connect_rest(&ctx) {
+                bump(STAT_SNI_MALFORMED);
+                (ERROR, EVENT_F_PROXY)
+            } else {
+                (found, EVENT_F_PROXY)
+            }
         }
         Seen::Decided(m) => {
             bump(STAT_SNI_HTTP);
@@ -1680,6 +1695,17 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         // tunnel before any reply: a ClientHello there would pass unjudged.
         return Seen::Malformed;
     }
+    if connect
+        && state == WALKING
+        && phase == CONNECT_HEAD
+        && copied == SNI_SCRATCH_BYTES
+        && name_len != 0
+        && name_len as usize <= MAX_NAME
+    {
+        // Its head goes on past the copy (a Kerberos `Negotiate` token of
+        // several KB): where it ends is read from the rest of the write.
+        return Seen::LongConnect;
+    }
     let head_ended = state == DONE || (state == WALKING && phase == HEAD_ENDED);
     let framed = if !connect && head_ended {
         body_end(w, head_end as usize)
@@ -1721,6 +1747,52 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         // The head, or the name in it, goes on past what was written.
         Seen::Cut
     }
+}
+
+/// The rest of a CONNECT's write past the first copy (`Seen::LongConnect`),
+/// read as a second copy: true if the head ends there and the write with
+/// it (nothing for the tunnel before the proxy's reply). The walk goes on
+/// from where the first copy's ended (its `line`), from the copy's last
+/// byte (an empty line's `\r` may be it). Heads of up to 8 KB.
+#[inline(always)]
+fn connect_rest(ctx: &SkMsgContext) -> bool {
+    let size = ctx.size() as usize;
+    let start = SNI_SCRATCH_BYTES - 1;
+    if size <= start + 1 || size > start + SNI_SCRATCH_BYTES {
+        return false;
+    }
+    // SAFETY: the context is a valid argument for this helper here.
+    if unsafe { bpf_msg_pull_data(ctx.msg, start as u32, size as u32, 0) } != 0 {
+        return false;
+    }
+    // `data` is now the write at `start`.
+    let data = ctx.data();
+    let avail = ctx.data_end().saturating_sub(data);
+    if avail != size - start {
+        return false;
+    }
+    let copied = ((avail - 1) & MASK) + 1;
+    let (Some(buf), Some(w)) = (SNI_SCRATCH.get_ptr_mut(0), SNI_WALK.get_ptr_mut(0)) else {
+        return false;
+    };
+    // SAFETY: `buf` holds SNI_SCRATCH_BYTES bytes; `data` has `copied`.
+    if unsafe { bpf_probe_read_kernel(buf as *mut c_void, copied as u32, data as *const c_void) }
+        != 0
+    {
+        return false;
+    }
+    // SAFETY: a per-CPU value, ours for the program's run; `line` is
+    // the first copy's, as its walk left it.
+    unsafe {
+        (*w).pos = 1;
+        (*w).end = copied as u64;
+        (*w).phase = CONNECT_HEAD;
+        (*w).ech = READ_CONNECT;
+        (*w).state = WALKING;
+    }
+    steps(SNI_SCRATCH_BYTES as u32, host_step);
+    // SAFETY: as above; read afresh after the loop.
+    unsafe { read_volatile(&(*w).state) == DONE && read_volatile(&(*w).pos) as usize == copied }
 }
 
 /// `Walk::phase` of `host_step` once an empty line ended the request head.

@@ -977,6 +977,14 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
     let connect = tls::connect_request;
     let socks = |n: &str| tls::socks5(n);
     let cat = |a: &[u8], b: &[u8]| [a, b].concat();
+    // A CONNECT with a `Negotiate` token of `n` bytes.
+    let negotiate = |name: &str, n: usize| {
+        format!(
+            "CONNECT {name}:443 HTTP/1.1\r\nHost: {name}:443\r\nProxy-Authorization: Negotiate {}\r\n\r\n",
+            "Y".repeat(n)
+        )
+        .into_bytes()
+    };
     let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
         (
             "tunnel to an allowed name, banned hello",
@@ -1151,6 +1159,21 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         ("two requests in one write", vec![b"GET http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\n\r\nGET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("a body in the same write", vec![b"POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 11\r\n\r\nhello world".to_vec()], "ok"),
         // WebDAV COPY is no CONNECT: judged by its target like any method.
+        // From the second review (rev8): a CONNECT whose head goes past the
+        // 4 KB copy (a Kerberos `Proxy-Authorization: Negotiate` token of
+        // a user in many groups, as curl --proxy-negotiate, browsers and
+        // px send it to a corporate proxy) was refused as cut short. Its
+        // name decides, and the rest of the write must end with its head.
+        ("a CONNECT with a 5 KB Negotiate token", vec![negotiate("docs.ok.test", 5000)], "ok"),
+        ("a CONNECT with a 5 KB Negotiate token, banned", vec![negotiate("api.ai.test", 5000)], "EACCES@0"),
+        ("a CONNECT with a 5 KB Negotiate token and a hello after it", vec![cat(&negotiate("docs.ok.test", 5000), &hello("api.ai.test"))], "EACCES@0"),
+        ("a CONNECT with a 5 KB Negotiate token, then the hello", vec![negotiate("docs.ok.test", 5000), hello("api.ai.test")], "EACCES@1"),
+        ("a CONNECT with a 4.1 KB Negotiate token, its head ending past the copy", vec![negotiate("docs.ok.test", 4040)], "ok"),
+        // Its empty line astride the copy's end (4097 and 4098 bytes).
+        ("a CONNECT whose empty line ends one byte past the copy", vec![negotiate("docs.ok.test", 4003)], "ok"),
+        ("a CONNECT whose empty line ends two bytes past the copy", vec![negotiate("docs.ok.test", 4004)], "ok"),
+        // Longer than two copies: where its head ends is not read.
+        ("a CONNECT with a 9 KB Negotiate token", vec![negotiate("docs.ok.test", 9000)], "EACCES@0"),
         ("WebDAV COPY", vec![b"COPY http://docs.ok.test/a HTTP/1.1\r\nHost: docs.ok.test\r\nDestination: http://docs.ok.test/b\r\n\r\n".to_vec()], "ok"),
         ("WebDAV COPY to a banned name", vec![b"COPY http://api.ai.test/a HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("a mixed-case Connect", vec![b"Connect api.ai.test:443 HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
