@@ -719,6 +719,11 @@ pub const SNI_PENDING_TAINTED: u32 = 2;
 /// connection carries requests for any host); bytes up to `judged_end`
 /// were let through.
 pub const SNI_PENDING_HTTP: u32 = 3;
+/// As `SNI_PENDING_WAIT`, for the first write through a tunnel a proxy
+/// was asked for: judged as a first write, except that what only looks
+/// like a SOCKS message (another protocol's binary start, as a database
+/// client's) is no request and passes instead of being held.
+pub const SNI_PENDING_TUNNEL: u32 = 4;
 
 /// An inspected connection's progress (`SNI_PENDING`), in TCP sequence
 /// numbers: what the sk_msg program has seen of the byte stream.

@@ -34,7 +34,7 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     KOFF_SK_MSG_SK, KOFF_TCP_WRITE_SEQ, SNI_PENDING_HTTP, SNI_PENDING_JUDGED, SNI_PENDING_TAINTED,
-    SNI_PENDING_WAIT, SniPending,
+    SNI_PENDING_TUNNEL, SNI_PENDING_WAIT, SniPending,
 };
 
 use crate::{
@@ -117,7 +117,10 @@ pub fn unjudged_before(ctx: &SkMsgContext, p: *mut SniPending) -> bool {
     if state.state == SNI_PENDING_TAINTED {
         return true;
     }
-    if state.state != SNI_PENDING_WAIT && state.state != SNI_PENDING_HTTP {
+    if !matches!(
+        state.state,
+        SNI_PENDING_WAIT | SNI_PENDING_TUNNEL | SNI_PENDING_HTTP
+    ) {
         return false;
     }
     let (sk_at, seq_at) = (offset(KOFF_SK_MSG_SK), offset(KOFF_TCP_WRITE_SEQ));
@@ -141,8 +144,9 @@ pub fn unjudged_before(ctx: &SkMsgContext, p: *mut SniPending) -> bool {
 
 /// sk_msg let `size` bytes through without a final decision: they are
 /// judged bytes, and the next write is judged in `state`: WAIT, as a
-/// first write (after a SOCKS greeting or login, or a proxy request, for
-/// the tunnel's first write); HTTP, as plain HTTP. False without storage.
+/// first write (after a SOCKS greeting or login); TUNNEL, as the first
+/// write through a tunnel (after a proxy request); HTTP, as plain HTTP.
+/// False without storage.
 #[inline(always)]
 pub fn let_through(p: *mut SniPending, size: u32, state: u32) -> bool {
     if p.is_null() {
@@ -166,6 +170,14 @@ pub fn judged(p: *mut SniPending) -> bool {
     // SAFETY: as above.
     unsafe { (*p).state = SNI_PENDING_JUDGED };
     true
+}
+
+/// Whether the next write is the first through a tunnel
+/// (`SNI_PENDING_TUNNEL`).
+#[inline(always)]
+pub fn is_tunnel(p: *mut SniPending) -> bool {
+    // SAFETY: a live storage element when not NULL.
+    !p.is_null() && unsafe { (*p).state } == SNI_PENDING_TUNNEL
 }
 
 /// Whether the connection carries plain HTTP (`SNI_PENDING_HTTP`).

@@ -45,11 +45,11 @@ use aya_ebpf::{
 use enforcer_common::{
     AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_ECH,
     EVENT_F_HTTP_HOST, EVENT_F_PROXY, EVENT_F_UNINSPECTED, HOOK_SNI, IPPROTO_TCP,
-    SNI_F_ECH_OUTER_NAME, SNI_F_INSPECT_443, SNI_PENDING_HTTP, SNI_PENDING_WAIT, SNI_SCRATCH_BYTES,
-    STAT_OWNER_UNKNOWN, STAT_SNI_DENIED, STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED,
-    STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS,
-    STAT_SNI_SOCKETS_FAILED, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS,
-    dns_label_byte,
+    SNI_F_ECH_OUTER_NAME, SNI_F_INSPECT_443, SNI_PENDING_HTTP, SNI_PENDING_TUNNEL,
+    SNI_PENDING_WAIT, SNI_SCRATCH_BYTES, STAT_OWNER_UNKNOWN, STAT_SNI_DENIED, STAT_SNI_ECH,
+    STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED,
+    STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_ALLOWED, VERDICT_AUDITED,
+    VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
 };
 
 use crate::{
@@ -255,7 +255,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         return refuse_unjudged(&ctx);
     }
     let http_only = pending::is_http_proxying(progress);
-    let seen = inspect(&ctx, http_only);
+    let seen = inspect(&ctx, http_only, pending::is_tunnel(progress));
     if http_only && matches!(seen, Seen::Other) {
         // A request's body, or anything else that starts no request.
         uncork(&ctx);
@@ -357,7 +357,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             // is judged too, as a first write would be. A tunnel to an
             // allowed name must not carry a banned one's handshake. (Also
             // when asked on a connection that carried plain HTTP before.)
-            pending::let_through(progress, size, SNI_PENDING_WAIT);
+            pending::let_through(progress, size, SNI_PENDING_TUNNEL);
             return SK_PASS;
         }
         if (http_only || undecided || flags & EVENT_F_HTTP_HOST != 0)
@@ -618,8 +618,8 @@ fn be16(buf: &[u8; SNI_SCRATCH_BYTES], i: usize) -> usize {
 
 /// Copies the start of the write and finds the name in it.
 #[inline(always)]
-fn inspect(ctx: &SkMsgContext, http_only: bool) -> Seen {
-    match parse(ctx, http_only) {
+fn inspect(ctx: &SkMsgContext, http_only: bool, tunnel: bool) -> Seen {
+    match parse(ctx, http_only, tunnel) {
         Seen::Cut => {
             let size = ctx.size();
             // Held (not sent) until one more byte comes: the program then
@@ -639,7 +639,7 @@ fn inspect(ctx: &SkMsgContext, http_only: bool) -> Seen {
 
 /// What the write holds, `Cut` included (`inspect` turns it into a cork).
 #[inline(always)]
-fn parse(ctx: &SkMsgContext, http_only: bool) -> Seen {
+fn parse(ctx: &SkMsgContext, http_only: bool, tunnel: bool) -> Seen {
     let size = ctx.size() as usize;
     if size == 0 {
         return Seen::Other;
@@ -702,12 +702,21 @@ fn parse(ctx: &SkMsgContext, http_only: bool) -> Seen {
         // Another TLS record before the ClientHello: no client sends one,
         // and a server that skips it would then read a hello no one judged.
         Seen::Malformed
-    } else if first == SOCKS_VERSION {
-        socks5(buf, w, copied)
-    } else if first == SOCKS4_VERSION {
-        socks4(buf, w, copied)
-    } else if first == SOCKS_AUTH_VERSION {
-        socks5_login(buf, w, copied, 0)
+    } else if matches!(first, SOCKS_VERSION | SOCKS4_VERSION | SOCKS_AUTH_VERSION) {
+        let seen = match first {
+            SOCKS_VERSION => socks5(buf, w, copied),
+            SOCKS4_VERSION => socks4(buf, w, copied),
+            _ => socks5_login(buf, w, copied, 0),
+        };
+        if tunnel && matches!(seen, Seen::Cut) {
+            // Through a tunnel, another protocol's binary start can read
+            // as the start of a SOCKS message (a MySQL client's length and
+            // sequence, `05 01 00 01`, through `ssh -D`): held, it would
+            // wait for bytes that never come. It passes as no request.
+            Seen::Other
+        } else {
+            seen
+        }
     } else {
         match http_request(buf, w, copied) {
             Http::Request => host_header(buf, w, copied),

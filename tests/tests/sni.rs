@@ -889,6 +889,38 @@ fn a_request_written_in_pieces_is_judged_whole() {
     daemon.stop();
 }
 
+/// The shared world with recording listeners as a proxy (`OTHER`:3128)
+/// and as the front end's plain-HTTP port (`FRONT`:80), for tables of the
+/// probe's writes. (Fields drop in order: the world last.)
+struct Recorded {
+    proxy: Recorder,
+    front: Recorder,
+    w: Resolving,
+}
+
+impl Recorded {
+    fn start(tag: &str) -> (Recorded, Daemon) {
+        let (w, daemon) = shared_world(tag);
+        let proxy = Recorder::start(&w, &format!("{OTHER}:3128"));
+        let front = Recorder::start(&w, &format!("{FRONT}:80"));
+        (Recorded { proxy, front, w }, daemon)
+    }
+
+    /// What the probe's writes `parts` to `addr`, one connection, gave:
+    /// `ok`, or the error and the index of the write refused (`EACCES@1`).
+    fn writes_to(&self, addr: &str, parts: &[Vec<u8>]) -> String {
+        let spec: Vec<String> = parts
+            .iter()
+            .map(|p| enforcer_tests::hex::encode(p))
+            .collect();
+        Probe::new()
+            .cgroup(self.w.cg.path())
+            .netns(self.w.ns.name())
+            .run(&format!("send-writes:{}", spec.join(",")), addr)
+            .result
+    }
+}
+
 /// The HTTP/2 connection preface (RFC 9113 §3.4), and an empty SETTINGS
 /// frame that follows it.
 const H2C_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -948,6 +980,18 @@ impl Recorder {
     }
 }
 
+/// A MySQL HandshakeResponse41 of 261 bytes (length, sequence 1, payload).
+fn mysql_response() -> Vec<u8> {
+    let mut p = vec![0x8d, 0xa6, 0x0f, 0x20, 0, 0, 0, 1, 0x2d];
+    p.extend([0u8; 23]);
+    p.extend(b"root\0");
+    p.push(20);
+    p.extend([0xab; 20]);
+    p.extend(b"mysql_native_password\0");
+    p.resize(261, b'x');
+    [vec![0x05, 0x01, 0x00, 0x01], p].concat()
+}
+
 /// What a proxy is asked, and what goes through the tunnel it opens,
 /// cannot carry a banned name or address past the inspection: a tunnel to
 /// an allowed name whose ClientHello names a banned one (it passed: only
@@ -959,19 +1003,10 @@ impl Recorder {
 /// connection's later writes back.
 #[test]
 fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
-    use enforcer_tests::{hex, tls};
-    let (w, daemon) = shared_world("sy");
-    let pins = w.pins();
-    let proxy = Recorder::start(&w, &format!("{OTHER}:3128"));
-    let front = Recorder::start(&w, &format!("{FRONT}:80"));
-    let writes_to = |addr: &str, parts: &[Vec<u8>]| {
-        let spec: Vec<String> = parts.iter().map(|p| hex::encode(p)).collect();
-        Probe::new()
-            .cgroup(w.cg.path())
-            .netns(w.ns.name())
-            .run(&format!("send-writes:{}", spec.join(",")), addr)
-            .result
-    };
+    use enforcer_tests::tls;
+    let (r, daemon) = Recorded::start("sy");
+    let (pins, proxy, front) = (r.w.pins(), &r.proxy, &r.front);
+    let writes_to = |addr: &str, parts: &[Vec<u8>]| r.writes_to(addr, parts);
     let writes = |parts: &[Vec<u8>]| writes_to(&format!("{OTHER}:3128"), parts);
     let hello = |n: &str| tls::client_hello(n, tls::Hello::Plain);
     let connect = tls::connect_request;
@@ -1174,6 +1209,14 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         ("a CONNECT whose empty line ends two bytes past the copy", vec![negotiate("docs.ok.test", 4004)], "ok"),
         // Longer than two copies: where its head ends is not read.
         ("a CONNECT with a 9 KB Negotiate token", vec![negotiate("docs.ok.test", 9000)], "EACCES@0"),
+        // The tunnel's first write may be any protocol's: MySQL's handshake
+        // response through `ssh -D 1080` (proxychains) begins with its
+        // 3-byte length and sequence 1 (261 bytes: `05 01 00 01`), a SOCKS5
+        // greeting and a login whose length runs past the write: it was
+        // held for good (the client waits for the server). As a
+        // connection's own first write it is still held.
+        ("MySQL through a SOCKS tunnel", vec![socks("docs.ok.test").0, socks("docs.ok.test").1, mysql_response()], "ok"),
+        ("MySQL through a CONNECT tunnel", vec![connect("docs.ok.test"), mysql_response()], "ok"),
         ("WebDAV COPY", vec![b"COPY http://docs.ok.test/a HTTP/1.1\r\nHost: docs.ok.test\r\nDestination: http://docs.ok.test/b\r\n\r\n".to_vec()], "ok"),
         ("WebDAV COPY to a banned name", vec![b"COPY http://api.ai.test/a HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("a mixed-case Connect", vec![b"Connect api.ai.test:443 HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
@@ -1344,19 +1387,10 @@ fn a_connection_the_sockhash_refuses_sends_nothing() {
 ///   passes to a proxy port (a local gRPC server).
 #[test]
 fn requests_cut_across_writes_or_pipelined_are_judged() {
-    use enforcer_tests::{hex, tls};
-    let (w, daemon) = shared_world("sv");
-    let pins = w.pins();
-    let proxy = Recorder::start(&w, &format!("{OTHER}:3128"));
-    let front = Recorder::start(&w, &format!("{FRONT}:80"));
-    let writes_to = |addr: &str, parts: &[Vec<u8>]| {
-        let spec: Vec<String> = parts.iter().map(|p| hex::encode(p)).collect();
-        Probe::new()
-            .cgroup(w.cg.path())
-            .netns(w.ns.name())
-            .run(&format!("send-writes:{}", spec.join(",")), addr)
-            .result
-    };
+    use enforcer_tests::tls;
+    let (r, daemon) = Recorded::start("sv");
+    let (pins, proxy, front) = (r.w.pins(), &r.proxy, &r.front);
+    let writes_to = |addr: &str, parts: &[Vec<u8>]| r.writes_to(addr, parts);
     let b = |s: &str| s.as_bytes().to_vec();
     let plain = |name: &str| b(&format!("GET / HTTP/1.1\r\nHost: {name}\r\n\r\n"));
     let absolute = |name: &str| {
