@@ -717,8 +717,14 @@ pub const SNI_PENDING_TAINTED: u32 = 2;
 /// Plain HTTP (through an explicit proxy, or to a front end that serves
 /// many names): every write that starts a request is judged (a kept-alive
 /// connection carries requests for any host); bytes up to `judged_end`
-/// were let through.
+/// were let through. The bits above `SNI_PENDING_STATE_MASK` hold how many
+/// bytes of the last request's body (by its Content-Length) are still to
+/// come: those pass unread, and the next request is read where they end.
 pub const SNI_PENDING_HTTP: u32 = 3;
+/// The bits of `SniPending::state` that hold the state itself.
+pub const SNI_PENDING_STATE_MASK: u32 = 0xff;
+/// Where the body bytes still to come sit in `SniPending::state`.
+pub const SNI_PENDING_BODY_SHIFT: u32 = 8;
 /// As `SNI_PENDING_WAIT`, for the first write through a tunnel a proxy
 /// was asked for: judged as a first write, except that what only looks
 /// like a SOCKS message (another protocol's binary start, as a database

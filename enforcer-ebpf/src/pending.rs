@@ -33,8 +33,9 @@ use aya_ebpf::{
     programs::SkMsgContext,
 };
 use enforcer_common::{
-    KOFF_SK_MSG_SK, KOFF_TCP_WRITE_SEQ, SNI_PENDING_HTTP, SNI_PENDING_JUDGED, SNI_PENDING_TAINTED,
-    SNI_PENDING_TUNNEL, SNI_PENDING_WAIT, SniPending,
+    KOFF_SK_MSG_SK, KOFF_TCP_WRITE_SEQ, SNI_PENDING_BODY_SHIFT, SNI_PENDING_HTTP,
+    SNI_PENDING_JUDGED, SNI_PENDING_STATE_MASK, SNI_PENDING_TAINTED, SNI_PENDING_TUNNEL,
+    SNI_PENDING_WAIT, SniPending,
 };
 
 use crate::{
@@ -118,7 +119,7 @@ pub fn unjudged_before(ctx: &SkMsgContext, p: *mut SniPending) -> bool {
         return true;
     }
     if !matches!(
-        state.state,
+        state.state & SNI_PENDING_STATE_MASK,
         SNI_PENDING_WAIT | SNI_PENDING_TUNNEL | SNI_PENDING_HTTP
     ) {
         return false;
@@ -160,6 +161,28 @@ pub fn let_through(p: *mut SniPending, size: u32, state: u32) -> bool {
     true
 }
 
+/// The most body bytes `SniPending::state` holds.
+const BODY_MAX: u32 = u32::MAX >> SNI_PENDING_BODY_SHIFT;
+
+/// As `let_through` into plain HTTP, with `body` bytes of the request's
+/// body still to come after these (0: none, or not known: a body longer
+/// than the state holds is read write by write as one of unknown length).
+#[inline(always)]
+pub fn let_through_body(p: *mut SniPending, size: u32, body: u32) -> bool {
+    let body = if body > BODY_MAX { 0 } else { body };
+    let_through(p, size, SNI_PENDING_HTTP | (body << SNI_PENDING_BODY_SHIFT))
+}
+
+/// How many bytes of a plain-HTTP request's body are still to come.
+#[inline(always)]
+pub fn body_left(p: *mut SniPending) -> u32 {
+    if !is_http_proxying(p) {
+        return 0;
+    }
+    // SAFETY: a live storage element (`is_http_proxying` checked it).
+    unsafe { (*p).state >> SNI_PENDING_BODY_SHIFT }
+}
+
 /// sk_msg decided the connection passes: nothing more to check. False if
 /// there is no storage to say so.
 #[inline(always)]
@@ -184,7 +207,7 @@ pub fn is_tunnel(p: *mut SniPending) -> bool {
 #[inline(always)]
 pub fn is_http_proxying(p: *mut SniPending) -> bool {
     // SAFETY: a live storage element when not NULL.
-    !p.is_null() && unsafe { (*p).state } == SNI_PENDING_HTTP
+    !p.is_null() && unsafe { (*p).state } & SNI_PENDING_STATE_MASK == SNI_PENDING_HTTP
 }
 
 /// Whether the connection's first write was judged and passed.

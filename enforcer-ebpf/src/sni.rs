@@ -250,11 +250,33 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         return SK_PASS;
     }
     bump(STAT_SNI_INSPECTED);
+    // A count set by an earlier run over the same write (a body's end:
+    // the kernel then runs the program again for the rest) stays on the
+    // message: it would cut this run's verdict short too.
+    // SAFETY: the context is a valid argument for this helper here.
+    unsafe { bpf_msg_apply_bytes(ctx.msg, 0) };
     if pending::unjudged_before(&ctx, progress) {
         uncork(&ctx);
         return refuse_unjudged(&ctx);
     }
     let http_only = pending::is_http_proxying(progress);
+    // The rest of a request's body, as long as its head said: not read,
+    // whatever it looks like. The next request is read where it ends.
+    let body = pending::body_left(progress);
+    if body != 0 {
+        uncork(&ctx);
+        if body >= size {
+            pending::let_through_body(progress, size, body - size);
+        } else {
+            // The body ends inside this write: its bytes go now, and the
+            // kernel runs the program again for the rest of the write (it
+            // splits a write at the count given), read from its start.
+            pending::let_through_body(progress, body, 0);
+            // SAFETY: the context is a valid argument for this helper here.
+            unsafe { bpf_msg_apply_bytes(ctx.msg, body) };
+        }
+        return SK_PASS;
+    }
     let seen = inspect(&ctx, http_only, pending::is_tunnel(progress));
     if http_only && matches!(seen, Seen::Other) {
         // A request's body, or anything else that starts no request.
@@ -361,7 +383,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             return SK_PASS;
         }
         if (http_only || undecided || flags & EVENT_F_HTTP_HOST != 0)
-            && pending::let_through(progress, size, SNI_PENDING_HTTP)
+            && pending::let_through_body(progress, size, body_rest(flags, size))
         {
             // Plain HTTP: the next request on this connection may be for
             // any host (through a proxy, or to a front end that serves
@@ -1408,7 +1430,9 @@ unsafe extern "C" fn length_step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     let mut te = w.line as u64;
-    let chunked = match_long(&mut te, c, TRANSFER_ENCODING, 19);
+    // `Transfer-Encoding` with or without blanks before its colon (which
+    // a lenient proxy may take): the body's end is not the length's.
+    let chunked = match_long(&mut te, c, TRANSFER_ENCODING, 18);
     w.line = te as u32;
     if chunked {
         w.state = FAILED;
@@ -1729,6 +1753,10 @@ fn host_header(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Se
         // like a request line is refused with it.
         return Seen::Malformed;
     }
+    // Where the request, body included, ends from the copy's start (read
+    // by `sni_msg` as it lets the request through; none known: MAX).
+    // SAFETY: a per-CPU value, ours for the program's run.
+    unsafe { (*w).end = framed.map_or(u64::MAX, |e| e as u64) };
     // A plain request whose head goes on past the write is held until it
     // ends (a second Host may come in the next write), unless it goes on
     // past what can be copied: then its Host decides.
@@ -1802,6 +1830,32 @@ fn connect_rest(ctx: &SkMsgContext) -> bool {
     steps(SNI_SCRATCH_BYTES as u32, host_step);
     // SAFETY: as above; read afresh after the loop.
     unsafe { read_volatile(&(*w).state) == DONE && read_volatile(&(*w).pos) as usize == copied }
+}
+
+/// How many bytes of the body of the plain request just let through are
+/// still to come after this write of `size` bytes (0: none, or not known).
+#[inline(never)]
+fn body_rest(flags: u32, size: u32) -> u32 {
+    match framed_end() {
+        Some(end) if flags & EVENT_F_HTTP_HOST != 0 && end > size => end - size,
+        _ => 0,
+    }
+}
+
+/// Where the plain request `host_header` read last ends, body included,
+/// from the start of what was read (`Walk::end`, which nothing walks
+/// after it: the name judged reads only `name_off` and `name_len`). None
+/// where the body's length is not known.
+#[inline(always)]
+fn framed_end() -> Option<u32> {
+    let w = SNI_WALK.get_ptr(0)?;
+    // SAFETY: a per-CPU value, ours for the program's run.
+    let end = unsafe { read_volatile(&(*w).end) };
+    if end > u32::MAX as u64 / 2 {
+        None
+    } else {
+        Some(end as u32)
+    }
 }
 
 /// `Walk::phase` of `host_step` once an empty line ended the request head.

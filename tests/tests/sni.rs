@@ -1384,7 +1384,10 @@ fn a_connection_the_sockhash_refuses_sends_nothing() {
 ///   no request but the writes after it are read as plain HTTP's (a bare
 ///   word is not held), a body's last write ending in a word and a blank
 ///   is not held, HTTP/2 in clear text is refused to a front end and
-///   passes to a proxy port (a local gRPC server).
+///   passes to a proxy port (a local gRPC server);
+/// - a body of known length passed unread (one quoting a request line was
+///   held for good), and the request in the write that ends it judged (it
+///   passed as part of the body's write).
 #[test]
 fn requests_cut_across_writes_or_pipelined_are_judged() {
     use enforcer_tests::tls;
@@ -1632,6 +1635,49 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
                 b("# Notes on HTTP/2\n- done"),
             ],
             "ok",
+        ),
+        // The body's length from its head: what it says is passed unread
+        // (a body quoting a request line with no empty line after it was
+        // held for good as a head without its end), and the next request
+        // is read where the body ends, in the same write as its end too.
+        (
+            "a body that quotes a request line, after its head",
+            true,
+            vec![
+                b("POST http://docs.ok.test/v1 HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 32\r\n\r\n"),
+                b("GET /users HTTP/1.1\nAccept: */*\n"),
+            ],
+            "ok",
+        ),
+        (
+            "a request in the write that ends the body before it",
+            true,
+            vec![
+                b("POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 6\r\n\r\nab"),
+                b("cd\r\nGET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n"),
+            ],
+            "EACCES@1",
+        ),
+        (
+            "an allowed request in the write that ends the body before it",
+            true,
+            vec![
+                b("POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 6\r\n\r\nab"),
+                b("cd\r\nGET http://docs.ok.test/b HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n"),
+                b("GET http://docs.ok.test/c HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n"),
+            ],
+            "ok",
+        ),
+        (
+            "a body over three writes, then a banned request",
+            false,
+            vec![
+                b("POST / HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 37\r\n\r\n"),
+                b("GET / HTTP/1.1\r\n"),
+                b("Host: api.ai.test\r\n\r\n"),
+                b("GET / HTTP/1.1\r\nHost: api.ai.test\r\n\r\n"),
+            ],
+            "EACCES@3",
         ),
         // More empty lines before a second request than the skip covered
         // (8 bytes): proxies skip any number of them (Squid's relaxed
