@@ -382,6 +382,16 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             pending::let_through(progress, size, SNI_PENDING_TUNNEL);
             return SK_PASS;
         }
+        if let Some(end) = body_ends_before(flags, size) {
+            // The request, body included, ends inside this write: the
+            // rest (past the copy too, where no second request was looked
+            // for) is read as the next request, in a run of its own.
+            if pending::let_through_body(progress, end, 0) {
+                // SAFETY: the context is a valid argument for this helper here.
+                unsafe { bpf_msg_apply_bytes(ctx.msg, end) };
+                return SK_PASS;
+            }
+        }
         if (http_only || undecided || flags & EVENT_F_HTTP_HOST != 0)
             && pending::let_through_body(progress, size, body_rest(flags, size))
         {
@@ -1839,6 +1849,16 @@ fn body_rest(flags: u32, size: u32) -> u32 {
     match framed_end() {
         Some(end) if flags & EVENT_F_HTTP_HOST != 0 && end > size => end - size,
         _ => 0,
+    }
+}
+
+/// Where, inside this write of `size` bytes, the plain request just let
+/// through ends, body included, if bytes follow it in the write.
+#[inline(never)]
+fn body_ends_before(flags: u32, size: u32) -> Option<u32> {
+    match framed_end() {
+        Some(end) if flags & EVENT_F_HTTP_HOST != 0 && end != 0 && end < size => Some(end),
+        _ => None,
     }
 }
 

@@ -1668,6 +1668,39 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
             ],
             "ok",
         ),
+        // Third review (rev9): a body that ends inside its head's write
+        // past the 4 KB copy, with a request after it in the same write:
+        // nothing read that request (the rest of the write passed).
+        (
+            "a banned request after a body ending past the copy, in one write",
+            false,
+            vec![b(&format!(
+                "POST / HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 5000\r\n\r\n{}GET / HTTP/1.1\r\nHost: api.ai.test\r\n\r\n",
+                "a".repeat(5000)
+            ))],
+            "EACCES@0",
+        ),
+        (
+            "a banned request after a body ending past the copy, through a proxy",
+            true,
+            vec![b(&format!(
+                "POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 4500\r\n\r\n{}GET http://api.ai.test/ HTTP/1.1\r\nHost: api.ai.test\r\n\r\n",
+                "a".repeat(4500)
+            ))],
+            "EACCES@0",
+        ),
+        (
+            "an allowed request after a body ending past the copy, in one write",
+            true,
+            vec![
+                b(&format!(
+                    "POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 4500\r\n\r\n{}GET http://docs.ok.test/b HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n",
+                    "a".repeat(4500)
+                )),
+                absolute("docs.ok.test"),
+            ],
+            "ok",
+        ),
         (
             "a body over three writes, then a banned request",
             false,
