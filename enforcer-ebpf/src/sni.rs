@@ -1382,8 +1382,8 @@ fn decide(w: &mut Walk, shape: u32) -> i64 {
 
 /// Where the body of a request whose head ends at `head_end` ends: past
 /// its Content-Length, or at the head's end without one. `None` where that
-/// is not known (a Transfer-Encoding, two lengths, a length that is no
-/// plain number): every line after the head is then suspect.
+/// is not known (a Transfer-Encoding, two different lengths, a length
+/// that is no plain number): every line after the head is then suspect.
 #[inline(always)]
 fn body_end(w: *mut Walk, head_end: usize) -> Option<usize> {
     // SAFETY: a per-CPU value, ours for the program's run. The name found
@@ -1428,9 +1428,10 @@ fn match_long(matched: &mut u64, c: u8, pattern: &[u8; 32], len: u64) -> bool {
 
 /// One byte of a request head for `body_end`: finds `Content-Length:`
 /// (phase 0, or `LENGTH_SEEN` after one), its blanks (1), digits (2, the
-/// value in `ech`), what follows them on the line (3). A second length, a
+/// value in `ech`), what follows them on the line (3); more of them
+/// count as one if they say the same. Different lengths, a
 /// `Transfer-Encoding:` (its match counted in `line`) or a length that is
-/// no plain number stops the walk as `FAILED`: the body's end is unknown.
+/// no plain number stop the walk as `FAILED`: the body's end is unknown.
 #[inline(never)]
 unsafe extern "C" fn length_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some((w, buf)) = step_state(&SNI_WALK, &SNI_SCRATCH) else {
@@ -1449,13 +1450,15 @@ unsafe extern "C" fn length_step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     let blank = c == b' ' || c == b'\t';
+    // Above the match's count in `matched`: the first length + 1 (0: none
+    // read yet), which a second `Content-Length` must equal.
+    let first = w.matched >> 32;
     match w.phase {
         0 | LENGTH_SEEN => {
-            if match_long(&mut w.matched, c, CONTENT_LENGTH, 16) {
-                if w.phase == LENGTH_SEEN {
-                    w.state = FAILED;
-                    return 1;
-                }
+            let mut m = w.matched & u32::MAX as u64;
+            let whole = match_long(&mut m, c, CONTENT_LENGTH, 16);
+            w.matched = m | first << 32;
+            if whole {
                 w.ech = 0;
                 w.phase = 1;
             }
@@ -1472,8 +1475,16 @@ unsafe extern "C" fn length_step(_index: u64, _ctx: *mut c_void) -> i64 {
         }
         2 | 3 if blank || c == b'\r' => w.phase = 3,
         2 | 3 if c == b'\n' => {
+            // Equal lengths count as one (RFC 9110 §8.6, as Squid takes
+            // them); different ones leave the body's end unknown (proxies
+            // refuse such a request; refusing it here too is more than
+            // the verifier's budget for `sni_msg` takes).
+            if first != 0 && first != w.ech as u64 + 1 {
+                w.state = FAILED;
+                return 1;
+            }
             w.phase = LENGTH_SEEN;
-            w.matched = 1;
+            w.matched = 1 | (w.ech as u64 + 1) << 32;
         }
         _ => {
             // No number, or more than one (`4, 4`), or something after it.

@@ -139,6 +139,9 @@ fn main() {
         writes if writes.starts_with("send-writes:") => {
             send_writes(target, &writes["send-writes:".len()..])
         }
+        writes if writes.starts_with("send-writes-nonblocking:") => {
+            send_writes_nonblocking(target, &writes["send-writes-nonblocking:".len()..])
+        }
         split if split.starts_with("send-split:") => {
             send_split(target, &split["send-split:".len()..])
         }
@@ -551,6 +554,53 @@ fn send_writes(target: SocketAddr, spec: &str) -> String {
     }
     // What was queued leaves before the socket closes.
     std::thread::sleep(std::time::Duration::from_millis(100));
+    "ok".to_owned()
+}
+
+/// `send-writes-nonblocking:HEX[*N][,HEX[*N]...]`: as `send-writes`, on a
+/// non-blocking socket (as curl, Node and browsers write) with a 16 KB
+/// send buffer: a write the buffer cannot take is cut short (EAGAIN
+/// after part of it), and the rest written again once there is room.
+fn send_writes_nonblocking(target: SocketAddr, spec: &str) -> String {
+    use std::os::fd::AsRawFd as _;
+    let mut stream = match std::net::TcpStream::connect(target) {
+        Ok(s) => s,
+        Err(e) => return name(&e),
+    };
+    let size: libc::c_int = 16384;
+    // SAFETY: a valid fd and option value.
+    let r = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_SNDBUF");
+    stream.set_nonblocking(true).expect("non-blocking");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for (i, hex) in spec.split(',').enumerate() {
+        // `HEX*N`: the bytes N times (a command line argument holds 128 KB).
+        let (hex, times) = hex.split_once('*').unwrap_or((hex, "1"));
+        let bytes = enforcer_tests::hex::decode(hex).repeat(times.parse().expect("count"));
+        let mut at = 0;
+        while at < bytes.len() {
+            match stream.write(&bytes[at..]) {
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() > deadline {
+                        return format!("stuck@{i}");
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return format!("{}@{i}", name(&e)),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
     "ok".to_owned()
 }
 
