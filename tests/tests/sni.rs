@@ -952,7 +952,10 @@ fn large_plain_http_writes_from_a_non_blocking_socket_pass() {
     let (r, daemon) = Recorded::start("nb");
     let b = |s: &str| s.as_bytes().to_vec();
     let body = 240_000;
-    let cases: Vec<(&str, bool, Vec<(Vec<u8>, usize)>, &str)> = vec![
+    // (what, through the proxy (else to the front end), writes as bytes
+    // and how many times, expected)
+    type Case<'a> = (&'a str, bool, Vec<(Vec<u8>, usize)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "a large body after its head, then a request",
             false,
