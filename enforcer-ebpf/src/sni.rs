@@ -740,11 +740,14 @@ fn parse(ctx: &SkMsgContext, http_only: bool, tunnel: bool) -> Seen {
             SOCKS4_VERSION => socks4(buf, w, copied),
             _ => socks5_login(buf, w, copied, 0),
         };
-        if tunnel && matches!(seen, Seen::Cut) {
+        if tunnel && matches!(seen, Seen::Cut | Seen::Malformed) {
             // Through a tunnel, another protocol's binary start can read
             // as the start of a SOCKS message (a MySQL client's length and
             // sequence, `05 01 00 01`, through `ssh -D`): held, it would
-            // wait for bytes that never come. It passes as no request.
+            // wait for bytes that never come. It passes as no request; so
+            // does one read as a SOCKS message with bytes after it (`04 01
+            // 00 01`, `01 01 00 01`: 260 and 257 bytes), which was refused.
+            // (A chained SOCKS request in pieces is no more judged.)
             Seen::Other
         } else {
             seen

@@ -1080,14 +1080,19 @@ impl Recorder {
 
 /// A MySQL HandshakeResponse41 of 261 bytes (length, sequence 1, payload).
 fn mysql_response() -> Vec<u8> {
+    mysql_response_of(261)
+}
+
+/// A MySQL HandshakeResponse41 of `len` bytes (256 to 511 after its header).
+fn mysql_response_of(len: usize) -> Vec<u8> {
     let mut p = vec![0x8d, 0xa6, 0x0f, 0x20, 0, 0, 0, 1, 0x2d];
     p.extend([0u8; 23]);
     p.extend(b"root\0");
     p.push(20);
     p.extend([0xab; 20]);
     p.extend(b"mysql_native_password\0");
-    p.resize(261, b'x');
-    [vec![0x05, 0x01, 0x00, 0x01], p].concat()
+    p.resize(len, b'x');
+    [vec![(len & 0xff) as u8, (len >> 8) as u8, 0x00, 0x01], p].concat()
 }
 
 /// What a proxy is asked, and what goes through the tunnel it opens,
@@ -1315,6 +1320,12 @@ fn what_a_proxy_is_asked_and_what_its_tunnel_carries_are_judged() {
         // connection's own first write it is still held.
         ("MySQL through a SOCKS tunnel", vec![socks("docs.ok.test").0, socks("docs.ok.test").1, mysql_response()], "ok"),
         ("MySQL through a CONNECT tunnel", vec![connect("docs.ok.test"), mysql_response()], "ok"),
+        // Third review (rev9): lengths of 260 (`04 01 00 01`, a SOCKS4
+        // CONNECT with bytes after it) and 257 (`01 01 00 01`, a login
+        // with bytes after it) read as whole SOCKS messages followed by
+        // more, and were refused.
+        ("MySQL of 260 bytes through a CONNECT tunnel", vec![connect("docs.ok.test"), mysql_response_of(260)], "ok"),
+        ("MySQL of 257 bytes through a SOCKS tunnel", vec![socks("docs.ok.test").0, socks("docs.ok.test").1, mysql_response_of(257)], "ok"),
         ("WebDAV COPY", vec![b"COPY http://docs.ok.test/a HTTP/1.1\r\nHost: docs.ok.test\r\nDestination: http://docs.ok.test/b\r\n\r\n".to_vec()], "ok"),
         ("WebDAV COPY to a banned name", vec![b"COPY http://api.ai.test/a HTTP/1.1\r\nHost: docs.ok.test\r\n\r\n".to_vec()], "EACCES@0"),
         ("a mixed-case Connect", vec![b"Connect api.ai.test:443 HTTP/1.1\r\n\r\n".to_vec()], "EACCES@0"),
