@@ -1840,6 +1840,28 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
             ],
             "ok",
         ),
+        // The write that ends a body starts a request it cuts short: the
+        // rest is held until whole, and judged then.
+        (
+            "a request cut short in the write that ends the body before it",
+            true,
+            vec![
+                b("POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 6\r\n\r\nab"),
+                b("cd\r\nGET http://docs.ok.test/b HTTP/1.1\r\nHost: docs.o"),
+                b("k.test\r\n\r\n"),
+            ],
+            "ok",
+        ),
+        (
+            "a banned request cut short in the write that ends the body before it",
+            true,
+            vec![
+                b("POST http://docs.ok.test/ HTTP/1.1\r\nHost: docs.ok.test\r\nContent-Length: 6\r\n\r\nab"),
+                b("cd\r\nGET / HTTP/1.1\r\nHost: api.a"),
+                b("i.test\r\n\r\n"),
+            ],
+            "EACCES@2",
+        ),
         (
             "a body over three writes, then a banned request",
             false,
