@@ -1981,3 +1981,30 @@ fn requests_cut_across_writes_or_pipelined_are_judged() {
     assert!(wrong.is_empty(), "{wrong:#?}\n{}", sni_stats(&pins));
     daemon.stop();
 }
+
+/// The name inspection's parsers are bounded loops over many states, and
+/// the kernel refuses a program whose verification walks more than a
+/// million instructions. `sni_msg` uses most of that here; this keeps
+/// every program below 95 % of it, so that growth that would take it to
+/// the edge (where another kernel's verifier, walking a little more,
+/// refuses it, and the daemon with it) fails here first. The daemon warns
+/// of a program past 95 % at load (`bpf::budget`), as on a kernel whose
+/// verifier walks more of it than this one.
+#[test]
+fn every_program_leaves_the_verifier_headroom() {
+    use enforcer::bpf::budget::{LIMIT, WARN_PERCENT};
+    use enforcer_tests::{CgroupGuard, Harness};
+
+    let cg = CgroupGuard::new("sb");
+    let h = Harness::new("sb", &cg, r#"{"version": 1}"#, &[]);
+    let used = h.datapath.verified_instructions();
+    let sni = used.iter().find(|(name, _)| name == "sni_msg");
+    assert!(sni.is_some(), "the kernel reports no count: {used:?}");
+    for (name, count) in &used {
+        assert!(
+            u64::from(*count) * 100 < u64::from(LIMIT) * u64::from(WARN_PERCENT),
+            "{name}: {count} of {LIMIT} instructions walked by the verifier; all: {used:?}"
+        );
+    }
+    eprintln!("verified instructions: {used:?}");
+}

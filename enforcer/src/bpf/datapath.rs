@@ -249,6 +249,7 @@ impl Datapath {
                 source: Box::new(source),
             })?;
         }
+        super::budget::report(&ebpf);
         let started = std::time::Instant::now();
         let unix = super::unix::UnixPrograms::load(object, &ebpf, pins);
         match &unix {
@@ -284,6 +285,11 @@ impl Datapath {
     }
 
     /// The Unix-domain programs, if loaded.
+    /// Each loaded program and the instructions its verification walked.
+    pub fn verified_instructions(&self) -> Vec<(String, u32)> {
+        super::budget::used(&self.ebpf)
+    }
+
     pub fn unix(&self) -> Option<&super::unix::UnixPrograms> {
         self.unix.as_ref().ok()
     }

@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod batch;
+pub mod budget;
 pub mod datapath;
 pub mod dnsnames;
 pub mod events;
