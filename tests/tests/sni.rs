@@ -914,10 +914,15 @@ impl Recorded {
             .iter()
             .map(|(p, n)| format!("{}*{n}", enforcer_tests::hex::encode(p)))
             .collect();
+        self.run(&format!("send-writes-nonblocking:{}", spec.join(",")), addr)
+    }
+
+    /// The probe's `op` to `addr`, from the world's cgroup and namespace.
+    fn run(&self, op: &str, addr: &str) -> String {
         Probe::new()
             .cgroup(self.w.cg.path())
             .netns(self.w.ns.name())
-            .run(&format!("send-writes-nonblocking:{}", spec.join(",")), addr)
+            .run(op, addr)
             .result
     }
 
@@ -928,11 +933,7 @@ impl Recorded {
             .iter()
             .map(|p| enforcer_tests::hex::encode(p))
             .collect();
-        Probe::new()
-            .cgroup(self.w.cg.path())
-            .netns(self.w.ns.name())
-            .run(&format!("send-writes:{}", spec.join(",")), addr)
-            .result
+        self.run(&format!("send-writes:{}", spec.join(",")), addr)
     }
 }
 
