@@ -176,10 +176,10 @@ pub fn let_through_body(p: *mut SniPending, size: u32, body: u32) -> bool {
 /// How many bytes of a plain-HTTP request's body are still to come.
 #[inline(always)]
 pub fn body_left(p: *mut SniPending) -> u32 {
-    if !is_http_proxying(p) {
+    if !is(p, SNI_PENDING_HTTP) {
         return 0;
     }
-    // SAFETY: a live storage element (`is_http_proxying` checked it).
+    // SAFETY: a live storage element (`is` checked it).
     unsafe { (*p).state >> SNI_PENDING_BODY_SHIFT }
 }
 
@@ -195,26 +195,13 @@ pub fn judged(p: *mut SniPending) -> bool {
     true
 }
 
-/// Whether the next write is the first through a tunnel
-/// (`SNI_PENDING_TUNNEL`).
+/// Whether the connection's state is `state` (`SNI_PENDING_*`; the HTTP
+/// state's body count aside): JUDGED, the first write judged and passed;
+/// TUNNEL, the next write the first through a tunnel; HTTP, plain HTTP.
 #[inline(always)]
-pub fn is_tunnel(p: *mut SniPending) -> bool {
+pub fn is(p: *mut SniPending, state: u32) -> bool {
     // SAFETY: a live storage element when not NULL.
-    !p.is_null() && unsafe { (*p).state } == SNI_PENDING_TUNNEL
-}
-
-/// Whether the connection carries plain HTTP (`SNI_PENDING_HTTP`).
-#[inline(always)]
-pub fn is_http_proxying(p: *mut SniPending) -> bool {
-    // SAFETY: a live storage element when not NULL.
-    !p.is_null() && unsafe { (*p).state } & SNI_PENDING_STATE_MASK == SNI_PENDING_HTTP
-}
-
-/// Whether the connection's first write was judged and passed.
-#[inline(always)]
-pub fn is_judged(p: *mut SniPending) -> bool {
-    // SAFETY: a live storage element when not NULL.
-    !p.is_null() && unsafe { (*p).state } == SNI_PENDING_JUDGED
+    !p.is_null() && unsafe { (*p).state } & SNI_PENDING_STATE_MASK == state
 }
 
 /// sock_ops, for a connection not under inspection: drops what an

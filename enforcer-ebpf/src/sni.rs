@@ -45,11 +45,11 @@ use aya_ebpf::{
 use enforcer_common::{
     AF_INET, AF_INET6, DNS_LABEL_SEED, DNS_MAX_LABELS, DNS_NAME_SEED, EVENT_F_ECH,
     EVENT_F_HTTP_HOST, EVENT_F_PROXY, EVENT_F_UNINSPECTED, HOOK_SNI, IPPROTO_TCP,
-    SNI_F_ECH_OUTER_NAME, SNI_F_INSPECT_443, SNI_PENDING_HTTP, SNI_PENDING_TUNNEL,
-    SNI_PENDING_WAIT, SNI_SCRATCH_BYTES, STAT_OWNER_UNKNOWN, STAT_SNI_DENIED, STAT_SNI_ECH,
-    STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS, STAT_SNI_PASSED,
-    STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_ALLOWED, VERDICT_AUDITED,
-    VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
+    SNI_F_ECH_OUTER_NAME, SNI_F_INSPECT_443, SNI_PENDING_HTTP, SNI_PENDING_JUDGED,
+    SNI_PENDING_TUNNEL, SNI_PENDING_WAIT, SNI_SCRATCH_BYTES, STAT_OWNER_UNKNOWN, STAT_SNI_DENIED,
+    STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS,
+    STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_ALLOWED,
+    VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
 };
 
 use crate::{
@@ -246,7 +246,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
     // Decided before: every later write passes at once. (Not through
     // `bpf_msg_apply_bytes`, whose count runs out after 4 GiB and outlives
     // a socket connected again elsewhere.)
-    if pending::is_judged(progress) {
+    if pending::is(progress, SNI_PENDING_JUDGED) {
         return SK_PASS;
     }
     bump(STAT_SNI_INSPECTED);
@@ -259,7 +259,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         uncork(&ctx);
         return refuse_unjudged(&ctx);
     }
-    let http_only = pending::is_http_proxying(progress);
+    let http_only = pending::is(progress, SNI_PENDING_HTTP);
     // The rest of a request's body, as long as its head said: not read,
     // whatever it looks like. The next request is read where it ends.
     let body = pending::body_left(progress);
@@ -277,7 +277,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         }
         return SK_PASS;
     }
-    let seen = inspect(&ctx, http_only, pending::is_tunnel(progress));
+    let seen = inspect(&ctx, http_only, pending::is(progress, SNI_PENDING_TUNNEL));
     if http_only && matches!(seen, Seen::Other) {
         // A request's body, or anything else that starts no request.
         uncork(&ctx);
