@@ -48,8 +48,8 @@ use enforcer_common::{
     SNI_F_ECH_OUTER_NAME, SNI_F_INSPECT_443, SNI_PENDING_HTTP, SNI_PENDING_JUDGED,
     SNI_PENDING_TUNNEL, SNI_PENDING_WAIT, SNI_SCRATCH_BYTES, STAT_OWNER_UNKNOWN, STAT_SNI_DENIED,
     STAT_SNI_ECH, STAT_SNI_HTTP, STAT_SNI_INSPECTED, STAT_SNI_MALFORMED, STAT_SNI_NOT_TLS,
-    STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, VERDICT_ALLOWED,
-    VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
+    STAT_SNI_PASSED, STAT_SNI_PROXY, STAT_SNI_SOCKETS, STAT_SNI_SOCKETS_FAILED, SniPending,
+    VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DENIED, VERDICT_PASS, dns_label_byte,
 };
 
 use crate::{
@@ -268,12 +268,8 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
         if body >= size {
             pending::let_through_body(progress, size, body - size);
         } else {
-            // The body ends inside this write: its bytes go now, and the
-            // kernel runs the program again for the rest of the write (it
-            // splits a write at the count given), read from its start.
-            pending::let_through_body(progress, body, 0);
-            // SAFETY: the context is a valid argument for this helper here.
-            unsafe { bpf_msg_apply_bytes(ctx.msg, body) };
+            // The body ends inside this write.
+            split_at(&ctx, progress, body);
         }
         return SK_PASS;
     }
@@ -386,9 +382,7 @@ pub fn sni_msg(ctx: SkMsgContext) -> u32 {
             // The request, body included, ends inside this write: the
             // rest (past the copy too, where no second request was looked
             // for) is read as the next request, in a run of its own.
-            if pending::let_through_body(progress, end, 0) {
-                // SAFETY: the context is a valid argument for this helper here.
-                unsafe { bpf_msg_apply_bytes(ctx.msg, end) };
+            if split_at(&ctx, progress, end) {
                 return SK_PASS;
             }
         }
@@ -1864,6 +1858,20 @@ fn body_rest(flags: u32, size: u32) -> u32 {
         Some(end) if flags & EVENT_F_HTTP_HOST != 0 && end > size => end - size,
         _ => 0,
     }
+}
+
+/// Lets the write's first `n` bytes through as the end of a request (its
+/// body, at most), the next write judged as plain HTTP's: the kernel
+/// splits a write at the count given and runs the program again for the
+/// rest, read from its start. False without storage (nothing is split).
+#[inline(always)]
+fn split_at(ctx: &SkMsgContext, progress: *mut SniPending, n: u32) -> bool {
+    if !pending::let_through_body(progress, n, 0) {
+        return false;
+    }
+    // SAFETY: the context is a valid argument for this helper here.
+    unsafe { bpf_msg_apply_bytes(ctx.msg, n) };
+    true
 }
 
 /// Where, inside this write of `size` bytes, the plain request just let
