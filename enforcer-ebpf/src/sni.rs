@@ -1159,26 +1159,27 @@ fn next_request(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> S
         // Line ends only (a chunked body's).
         return Seen::Other;
     }
-    if from == 0 && copied >= H2_PREFACE.len() && h2_preface(buf, copied) {
-        // HTTP/2 after an `Upgrade: h2c`: its requests' names are HPACK
-        // coded. (Its start alone is not held here: a body may end so.)
-        return Seen::H2;
-    }
-    let shape = request_shape(w, from, copied);
-    let blank = matches!(byte(buf, from), b' ' | b'\t');
-    if from == 0 && !blank && !matches!(shape, Shape::Request | Shape::Method | Shape::OpenTarget) {
-        // No request line starts here (binary data, a body): its first
-        // line is not read.
-        return Seen::Other;
-    }
-    let line = first_line(w, from, copied);
     if from != 0 {
-        return if line.version || matches!(shape, Shape::Request | Shape::OpenTarget) {
+        // A request after empty lines, which no client writes.
+        return if starts_request(w, from, copied) {
             Seen::Malformed
         } else {
             Seen::Other
         };
     }
+    if copied >= H2_PREFACE.len() && h2_preface(buf, copied) {
+        // HTTP/2 after an `Upgrade: h2c`: its requests' names are HPACK
+        // coded. (Its start alone is not held here: a body may end so.)
+        return Seen::H2;
+    }
+    let shape = request_shape(w, 0, copied);
+    let blank = matches!(byte(buf, 0), b' ' | b'\t');
+    if !blank && !matches!(shape, Shape::Request | Shape::Method | Shape::OpenTarget) {
+        // No request line starts here (binary data, a body): its first
+        // line is not read.
+        return Seen::Other;
+    }
+    let line = first_line(w, 0, copied);
     if blank {
         // ` HTTP/1.1`: a request line cut before its version.
         return if line.version {
@@ -1502,9 +1503,13 @@ const LENGTH_SEEN: u32 = 4;
 #[inline(always)]
 fn request_follows(w: *mut Walk, at: usize, copied: usize) -> bool {
     let from = line_ends_from(w, at, copied);
-    if from >= copied {
-        return false;
-    }
+    from < copied && starts_request(w, from, copied)
+}
+
+/// Whether the bytes at `from` begin like a request line, or their first
+/// line carries ` HTTP/`.
+#[inline(always)]
+fn starts_request(w: *mut Walk, from: usize, copied: usize) -> bool {
     matches!(
         request_shape(w, from, copied),
         Shape::Request | Shape::OpenTarget
