@@ -1246,8 +1246,8 @@ fn tchar(c: u8) -> bool {
         )
 }
 
-/// The separators lenient proxies take after a method (as
-/// `absolute_target`).
+/// The separators lenient proxies take after a method (SP, HTAB, VT, FF,
+/// CR, and any run of them).
 #[inline(always)]
 fn method_sep(c: u8) -> bool {
     c == b' ' || c == b'\t' || c == 0x0b || c == 0x0c || c == b'\r'
@@ -2124,12 +2124,11 @@ enum Target {
 /// `METHOD http://host...` or `https://`: reads the host into the walk.
 #[inline(always)]
 fn absolute_target(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -> Target {
-    // The method ends at its first separator (lenient proxies take SP,
-    // HTAB, VT, FF and CR, and any run of them); methods run to 20 bytes.
-    let sep = |c: u8| c == b' ' || c == b'\t' || c == 0x0b || c == 0x0c || c == b'\r';
+    // The method ends at its first separator (`method_sep`); methods run
+    // to 20 bytes.
     let mut s = 0;
     for i in 1..21 {
-        if sep(byte(buf, i)) {
+        if method_sep(byte(buf, i)) {
             s = i;
             break;
         }
@@ -2138,11 +2137,11 @@ fn absolute_target(buf: &[u8; SNI_SCRATCH_BYTES], w: *mut Walk, copied: usize) -
         return Target::Origin;
     }
     for _ in 0..8 {
-        if sep(byte(buf, s)) {
+        if method_sep(byte(buf, s)) {
             s += 1;
         }
     }
-    if sep(byte(buf, s)) {
+    if method_sep(byte(buf, s)) {
         // More separators than read here, which lenient proxies skip all
         // of (Squid's relaxed parser): the target behind them is unread.
         return Target::Bad;
