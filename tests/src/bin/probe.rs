@@ -567,18 +567,13 @@ fn send_writes_nonblocking(target: SocketAddr, spec: &str) -> String {
         Ok(s) => s,
         Err(e) => return name(&e),
     };
-    let size: libc::c_int = 16384;
-    // SAFETY: a valid fd and option value.
-    let r = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "SO_SNDBUF");
+    set_int_option(
+        stream.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUF,
+        16384,
+        "SO_SNDBUF",
+    );
     stream.set_nonblocking(true).expect("non-blocking");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     for (i, hex) in spec.split(',').enumerate() {
@@ -769,11 +764,23 @@ fn send_raw(fd: libc::c_int, bytes: &[u8]) -> String {
 /// An `IPPROTO_TCP` socket option of type int; panics (naming it) if
 /// the kernel refuses it.
 fn set_tcp_option(fd: libc::c_int, option: libc::c_int, value: libc::c_int, what: &str) {
+    set_int_option(fd, libc::IPPROTO_TCP, option, value, what);
+}
+
+/// A socket option of type int at `level`; panics (naming it) if the
+/// kernel refuses it.
+fn set_int_option(
+    fd: libc::c_int,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+    what: &str,
+) {
     // SAFETY: a valid fd and option buffer.
     let r = unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_TCP,
+            level,
             option,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
